@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/kchat/kchat/pkg/localstack"
+	"github.com/kchat/kchat/pkg/migrations"
+	"github.com/kchat/kchat/pkg/topics"
+)
+
+// appDatabase is the database the services use; tests make their own.
+const appDatabase = "kchat"
+
+type manager struct {
+	root  string
+	stack *localstack.Stack
+	log   *slog.Logger
+}
+
+func newManager(root string, logger *slog.Logger) (*manager, error) {
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(abs, "deploy", "topics.yaml")); err != nil {
+		return nil, fmt.Errorf("%s does not look like the repository root (no deploy/topics.yaml); run from the root or pass -root", abs)
+	}
+	st, err := localstack.New(localstack.Config{Root: abs, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	return &manager{root: abs, stack: st, log: logger}, nil
+}
+
+func (m *manager) up(ctx context.Context, _ []string) error {
+	began := time.Now()
+	if err := m.stack.Up(ctx); err != nil {
+		return err
+	}
+	info := m.stack.Info()
+	f, err := topics.Load(filepath.Join(m.root, "deploy", "topics.yaml"))
+	if err != nil {
+		return err
+	}
+	client := &kafka.Client{Addr: kafka.TCP(info.Brokers...), Timeout: 30 * time.Second}
+	plan, err := topics.Apply(ctx, client, f)
+	if err != nil {
+		return err
+	}
+	m.log.Info("topics applied", "changes", len(plan))
+	dbURL, err := m.ensureDatabase(ctx)
+	if err != nil {
+		return err
+	}
+	applied, err := migrations.Up(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	m.log.Info("migrations applied", "versions", applied)
+	fmt.Printf("stack is up in %s\n", time.Since(began).Round(100*time.Millisecond))
+	fmt.Printf("KAFKA_BROKERS=%s\n", strings.Join(info.Brokers, ","))
+	fmt.Printf("DATABASE_URL=%s\n", dbURL)
+	return nil
+}
+
+func (m *manager) ensureDatabase(ctx context.Context) (string, error) {
+	if err := createDatabase(ctx, m.stack.DatabaseURLFor("postgres"), appDatabase); err != nil {
+		return "", err
+	}
+	return m.stack.DatabaseURLFor(appDatabase), nil
+}
+
+func (m *manager) down(ctx context.Context) error {
+	return m.stack.Down(ctx)
+}
+
+func (m *manager) status(ctx context.Context) error {
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROCESS\tPID\tSTATE\tPORT\tLOG")
+	for _, p := range m.stack.Status() {
+		state := "stopped"
+		if p.Running {
+			state = "running"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\n", p.Name, p.PID, state, p.Port, p.LogFile)
+	}
+	tw.Flush()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if st, err := m.stack.KafkaState(ctx); err == nil {
+		fmt.Printf("kafka: brokers registered %v, controller leader %d\n", st.Brokers, st.QuorumLeader)
+	} else {
+		fmt.Printf("kafka: unreachable (%v)\n", err)
+	}
+	return nil
+}
+
+func (m *manager) logs(args []string) error {
+	names := args
+	if len(names) == 0 {
+		for _, p := range m.stack.Status() {
+			names = append(names, p.Name)
+		}
+	}
+	for _, n := range names {
+		f, err := os.Open(m.stack.LogFile(n))
+		if err != nil {
+			return fmt.Errorf("no log for %q: %w", n, err)
+		}
+		fmt.Printf("==> %s <==\n", f.Name())
+		tail(f, os.Stdout, 64*1024)
+		f.Close()
+	}
+	return nil
+}
+
+func tail(f *os.File, w io.Writer, n int64) {
+	if st, err := f.Stat(); err == nil && st.Size() > n {
+		_, _ = f.Seek(-n, io.SeekEnd)
+	}
+	_, _ = io.Copy(w, f)
+}

@@ -1,0 +1,407 @@
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+const (
+	// SpecVersion is the only CloudEvents version this package reads or writes.
+	SpecVersion = "1.0"
+	// ContentTypeJSON is the datacontenttype of every kchat event.
+	ContentTypeJSON = "application/json"
+	// ContentTypeCloudEvents is the Kafka content-type header value for an
+	// envelope in structured mode.
+	ContentTypeCloudEvents = "application/cloudevents+json"
+
+	// timeLayout keeps a fixed nine-digit fraction so that encoded times sort
+	// lexicographically, which RFC 3339 with trimmed zeros would not.
+	timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
+)
+
+// Envelope is a CloudEvents 1.0 event with kchat's extension attributes.
+// The zero value is not valid; build envelopes with New or Decode.
+type Envelope struct {
+	SpecVersion     string
+	ID              string // UUIDv7, so ids sort by creation time
+	Source          string // URI-reference of the producer, e.g. "kchat/gateway/gw-1"
+	Type            string
+	Time            time.Time // always UTC
+	Subject         string    // room id, user id or gateway id; the partition key in most topics
+	DataContentType string
+	DataSchema      string // optional absolute URI of the data schema
+	CorrelationID   string // optional extension: id of the event that started the flow
+	CausationID     string // optional extension: id of the event that directly caused this one
+	TraceParent     string // optional extension: W3C trace context
+	Data            json.RawMessage
+}
+
+// Payload is implemented by every registered event data type.
+type Payload interface {
+	// EventType returns the CloudEvents type, e.g. TypeMessageStored.
+	EventType() string
+	// EventSubject returns the id the event is about, used as the subject.
+	EventSubject() string
+	// Validate reports the first missing or invalid field as a *FieldError
+	// whose Field is the json name of the field.
+	Validate() error
+}
+
+// Option adjusts an envelope built by New. Options run before validation, so
+// an option that sets a malformed value makes New fail instead of producing
+// an undecodable event.
+type Option func(*Envelope)
+
+// WithCorrelation sets the correlationid extension.
+func WithCorrelation(id string) Option {
+	return func(e *Envelope) { e.CorrelationID = id }
+}
+
+// WithCausation marks the event as caused by parent: it records parent's id as
+// causationid, inherits the flow's correlation id (or starts one at parent)
+// and continues parent's trace.
+func WithCausation(parent Envelope) Option {
+	return func(e *Envelope) {
+		e.CausationID = parent.ID
+		e.CorrelationID = parent.CorrelationID
+		if e.CorrelationID == "" {
+			e.CorrelationID = parent.ID
+		}
+		e.TraceParent = parent.TraceParent
+	}
+}
+
+// WithSubject overrides the subject derived from the payload.
+func WithSubject(s string) Option {
+	return func(e *Envelope) { e.Subject = s }
+}
+
+// WithTraceParent sets the traceparent extension.
+func WithTraceParent(tp string) Option {
+	return func(e *Envelope) { e.TraceParent = tp }
+}
+
+// WithTime overrides the event time, which otherwise is the time New runs.
+func WithTime(t time.Time) Option {
+	return func(e *Envelope) { e.Time = t.UTC() }
+}
+
+// New builds a validated envelope around data. It assigns a fresh UUIDv7 id
+// and the current time, and derives type, subject and dataschema from the
+// payload's registration.
+func New(source string, data Payload, opts ...Option) (Envelope, error) {
+	info, err := lookup(data)
+	if err != nil {
+		return Envelope{}, err
+	}
+	if err := data.Validate(); err != nil {
+		return Envelope{}, inData(err)
+	}
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return Envelope{}, fmt.Errorf("%w: data: %w", ErrInvalid, err)
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return Envelope{}, fmt.Errorf("event: generate id: %w", err)
+	}
+	e := Envelope{
+		SpecVersion:     SpecVersion,
+		ID:              id.String(),
+		Source:          source,
+		Type:            info.name,
+		Time:            time.Now().UTC(),
+		Subject:         data.EventSubject(),
+		DataContentType: ContentTypeJSON,
+		DataSchema:      info.schema,
+		Data:            raw,
+	}
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&e)
+		}
+	}
+	if err := e.Validate(); err != nil {
+		return Envelope{}, err
+	}
+	return e, nil
+}
+
+// Validate checks the envelope attributes; it does not interpret data beyond
+// requiring a JSON object. Encode and Decode apply the same rules, so
+// anything Decode accepts can be encoded again.
+func (e Envelope) Validate() error {
+	if e.SpecVersion == "" {
+		return fieldErr("specversion", "is required")
+	}
+	if e.SpecVersion != SpecVersion {
+		return fmt.Errorf("%w: %q", ErrUnsupportedVersion, e.SpecVersion)
+	}
+	if e.ID == "" {
+		return fieldErr("id", "is required")
+	}
+	if !isUUIDv7(e.ID) {
+		return fieldErr("id", "must be a UUIDv7 in canonical form")
+	}
+	if e.Source == "" {
+		return fieldErr("source", "is required")
+	}
+	if !isURIReference(e.Source) {
+		return fieldErr("source", "must be a URI-reference")
+	}
+	if e.Type == "" {
+		return fieldErr("type", "is required")
+	}
+	if e.Time.IsZero() {
+		return fieldErr("time", "is required")
+	}
+	// Years outside 0000-9999 cannot be written as RFC 3339.
+	if y := e.Time.UTC().Year(); y < 0 || y > 9999 {
+		return fieldErr("time", "year must be between 0000 and 9999")
+	}
+	if e.Subject == "" {
+		return fieldErr("subject", "is required")
+	}
+	if e.DataContentType == "" {
+		return fieldErr("datacontenttype", "is required")
+	}
+	if e.DataContentType != ContentTypeJSON {
+		return fieldErr("datacontenttype", "must be "+ContentTypeJSON)
+	}
+	if e.DataSchema != "" && !isAbsoluteURI(e.DataSchema) {
+		return fieldErr("dataschema", "must be an absolute URI")
+	}
+	if e.TraceParent != "" && !isTraceParent(e.TraceParent) {
+		return fieldErr("traceparent", "must match 00-<32 hex>-<16 hex>-<2 hex> with non-zero ids")
+	}
+	if len(e.Data) == 0 {
+		return fieldErr("data", "is required")
+	}
+	if !isJSONObject(e.Data) {
+		return fieldErr("data", "must be a JSON object")
+	}
+	return nil
+}
+
+// wireEnvelope fixes the attribute order and omits unset optional
+// attributes, as the CloudEvents JSON format requires.
+type wireEnvelope struct {
+	SpecVersion     string          `json:"specversion"`
+	ID              string          `json:"id"`
+	Source          string          `json:"source"`
+	Type            string          `json:"type"`
+	Subject         string          `json:"subject"`
+	Time            string          `json:"time"`
+	DataContentType string          `json:"datacontenttype"`
+	DataSchema      string          `json:"dataschema,omitempty"`
+	CorrelationID   string          `json:"correlationid,omitempty"`
+	CausationID     string          `json:"causationid,omitempty"`
+	TraceParent     string          `json:"traceparent,omitempty"`
+	Data            json.RawMessage `json:"data"`
+}
+
+// Encode validates e and renders it as a CloudEvents JSON document.
+func Encode(e Envelope) ([]byte, error) {
+	if err := e.Validate(); err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	// HTML escaping would rewrite <, > and & inside data, so a decoded event
+	// would no longer re-encode to the same bytes.
+	enc.SetEscapeHTML(false)
+	err := enc.Encode(wireEnvelope{
+		SpecVersion:     e.SpecVersion,
+		ID:              e.ID,
+		Source:          e.Source,
+		Type:            e.Type,
+		Subject:         e.Subject,
+		Time:            e.Time.UTC().Format(timeLayout),
+		DataContentType: e.DataContentType,
+		DataSchema:      e.DataSchema,
+		CorrelationID:   e.CorrelationID,
+		CausationID:     e.CausationID,
+		TraceParent:     e.TraceParent,
+		Data:            e.Data,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}), nil
+}
+
+// Decode parses a CloudEvents JSON document and validates its attributes.
+// Unknown extension attributes are dropped, and data is kept as compact JSON
+// without being interpreted; see DecodePayload.
+func Decode(b []byte) (Envelope, error) {
+	var attrs map[string]json.RawMessage
+	if err := json.Unmarshal(b, &attrs); err != nil {
+		return Envelope{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if attrs == nil {
+		return Envelope{}, fmt.Errorf("%w: not a JSON object", ErrMalformed)
+	}
+
+	var e Envelope
+	var err error
+	// Check specversion first: a different version may define the other
+	// attributes differently, so their errors would be misleading.
+	if e.SpecVersion, err = attrString(attrs, "specversion", true); err != nil {
+		return Envelope{}, err
+	}
+	if e.SpecVersion != SpecVersion {
+		return Envelope{}, fmt.Errorf("%w: %q", ErrUnsupportedVersion, e.SpecVersion)
+	}
+	for _, a := range []struct {
+		name     string
+		dst      *string
+		required bool
+	}{
+		{"id", &e.ID, true},
+		{"source", &e.Source, true},
+		{"type", &e.Type, true},
+		{"subject", &e.Subject, true},
+		{"datacontenttype", &e.DataContentType, true},
+		{"dataschema", &e.DataSchema, false},
+		{"correlationid", &e.CorrelationID, false},
+		{"causationid", &e.CausationID, false},
+		{"traceparent", &e.TraceParent, false},
+	} {
+		if *a.dst, err = attrString(attrs, a.name, a.required); err != nil {
+			return Envelope{}, err
+		}
+	}
+	ts, err := attrString(attrs, "time", true)
+	if err != nil {
+		return Envelope{}, err
+	}
+	t, err := time.Parse(time.RFC3339, ts)
+	if err != nil {
+		return Envelope{}, fieldErr("time", "must be an RFC 3339 timestamp")
+	}
+	e.Time = t.UTC()
+
+	data, ok := attrs["data"]
+	if !ok || isNull(data) {
+		return Envelope{}, fieldErr("data", "is required")
+	}
+	if !isJSONObject(data) {
+		return Envelope{}, fieldErr("data", "must be a JSON object")
+	}
+	// Compact so that Encode, which compacts too, reproduces the same bytes.
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, data); err != nil {
+		return Envelope{}, fieldErr("data", "must be a JSON object")
+	}
+	e.Data = buf.Bytes()
+
+	if err := e.Validate(); err != nil {
+		return Envelope{}, err
+	}
+	return e, nil
+}
+
+// attrString reads a string attribute. CloudEvents treats null like an
+// absent attribute; a present attribute must not be empty.
+func attrString(attrs map[string]json.RawMessage, name string, required bool) (string, error) {
+	raw, ok := attrs[name]
+	if !ok || isNull(raw) {
+		if required {
+			return "", fieldErr(name, "is required")
+		}
+		return "", nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", fieldErr(name, "must be a string")
+	}
+	if s == "" {
+		return "", fieldErr(name, "must not be empty")
+	}
+	return s, nil
+}
+
+func isNull(raw json.RawMessage) bool {
+	return bytes.Equal(bytes.TrimSpace(raw), []byte("null"))
+}
+
+func isJSONObject(raw json.RawMessage) bool {
+	t := bytes.TrimLeft(raw, " \t\r\n")
+	return len(t) > 0 && t[0] == '{' && json.Valid(raw)
+}
+
+// isUUIDv7 accepts only the 36-character hyphenated form, because
+// uuid.Parse also accepts URN and brace forms that other consumers of the
+// schema would reject.
+func isUUIDv7(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		case 14:
+			if c != '7' {
+				return false
+			}
+		case 19:
+			if !strings.ContainsRune("89abAB", rune(c)) {
+				return false
+			}
+		default:
+			if !isHex(c) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// isTraceParent follows W3C Trace Context version 00: lowercase hex, and
+// all-zero trace or parent ids are invalid.
+func isTraceParent(s string) bool {
+	if len(s) != 55 || s[:3] != "00-" || s[35] != '-' || s[52] != '-' {
+		return false
+	}
+	traceID, parentID, flags := s[3:35], s[36:52], s[53:]
+	return isLowerHex(traceID) && isLowerHex(parentID) && isLowerHex(flags) &&
+		strings.Trim(traceID, "0") != "" && strings.Trim(parentID, "0") != ""
+}
+
+// isURIReference mirrors the "uri-reference" format check of the JSON
+// Schema validator used in the contract tests.
+func isURIReference(s string) bool {
+	if strings.Contains(s, `\`) {
+		return false
+	}
+	_, err := url.Parse(s)
+	return err == nil
+}
+
+func isAbsoluteURI(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && u.IsAbs()
+}

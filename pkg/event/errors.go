@@ -1,0 +1,56 @@
+package event
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors returned (wrapped) by this package. Test them with
+// errors.Is; use errors.As with *FieldError to learn which field was at fault.
+var (
+	// ErrMalformed reports bytes that are not a JSON object at all, so no
+	// attribute could be inspected.
+	ErrMalformed = errors.New("event: malformed envelope")
+	// ErrUnknownType reports an event type that is not in the registry.
+	ErrUnknownType = errors.New("event: unknown event type")
+	// ErrInvalid reports a missing or invalid envelope attribute or data
+	// field. It is always accompanied by a *FieldError.
+	ErrInvalid = errors.New("event: invalid event")
+	// ErrUnsupportedVersion reports a CloudEvents specversion other than 1.0.
+	ErrUnsupportedVersion = errors.New("event: unsupported specversion")
+	// ErrTypeMismatch reports that As was asked for a Go type that does not
+	// correspond to the envelope's event type.
+	ErrTypeMismatch = errors.New("event: payload type mismatch")
+)
+
+// FieldError names the attribute or data field that made an event invalid.
+// Data fields are reported as "data.<json name>" by New, DecodePayload and
+// As, and as the bare json name by a payload's Validate method.
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+func (e *FieldError) Error() string {
+	return "event: invalid " + e.Field + ": " + e.Reason
+}
+
+// Unwrap lets errors.Is(err, ErrInvalid) succeed for every field error, so
+// callers that do not care about the field need only one check.
+func (e *FieldError) Unwrap() error { return ErrInvalid }
+
+func fieldErr(field, reason string) error {
+	return &FieldError{Field: field, Reason: reason}
+}
+
+// inData rebases a field error reported by a payload onto the envelope, so
+// that "room_id" from Validate becomes "data.room_id".
+func inData(err error) error {
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		return &FieldError{Field: "data." + fe.Field, Reason: fe.Reason}
+	}
+	// A Validate method that does not use FieldError must still be
+	// recognisable as an invalid event.
+	return fmt.Errorf("%w: data: %w", ErrInvalid, err)
+}

@@ -1,0 +1,331 @@
+package event
+
+import (
+	"slices"
+	"strings"
+	"time"
+)
+
+// Event types. A breaking change to a type's data gets a new type string
+// (e.g. "message.stored.v2") rather than a new meaning for an old one.
+const (
+	TypeMessageSubmitted    = "message.submitted"
+	TypeMembershipChanged   = "membership.changed"
+	TypeMessageStored       = "message.stored"
+	TypeTyping              = "typing"
+	TypePresenceChanged     = "presence.changed"
+	TypeSubscriptionChanged = "subscription.changed"
+	TypeGatewayHeartbeat    = "gateway.heartbeat"
+	TypeNotificationCreated = "notification.created"
+)
+
+// Values of the enumerated data fields.
+const (
+	KindMessage = "message"
+	KindEdit    = "edit"
+	KindDelete  = "delete"
+	KindJoin    = "join"
+	KindLeave   = "leave"
+
+	ChangeJoined = "joined"
+	ChangeLeft   = "left"
+
+	RoomKindRoom = "room"
+	RoomKindDM   = "dm"
+
+	TypingStarted = "started"
+	TypingStopped = "stopped"
+
+	StatusOnline  = "online"
+	StatusOffline = "offline"
+
+	ReasonDM      = "dm"
+	ReasonMention = "mention"
+	ReasonRoom    = "room"
+)
+
+// MessageSubmitted is a user's request to post, edit or delete a message, as
+// accepted by a gateway and not yet sequenced by persistence.
+type MessageSubmitted struct {
+	RoomID      string    `json:"room_id"`
+	Sender      string    `json:"sender"`
+	SenderName  string    `json:"sender_name"`
+	ClientMsgID string    `json:"client_msg_id"` // lets persistence drop client retries
+	Text        string    `json:"text"`          // length is limited by the gateway, not here
+	Kind        string    `json:"kind"`          // KindMessage, KindEdit or KindDelete
+	TargetSeq   int64     `json:"target_seq,omitempty"`
+	SubmittedAt time.Time `json:"submitted_at"`
+}
+
+func (MessageSubmitted) EventType() string      { return TypeMessageSubmitted }
+func (m MessageSubmitted) EventSubject() string { return m.RoomID }
+
+func (m MessageSubmitted) Validate() error {
+	return firstErr(
+		required("room_id", m.RoomID),
+		required("sender", m.Sender),
+		required("sender_name", m.SenderName),
+		required("client_msg_id", m.ClientMsgID),
+		oneOf("kind", m.Kind, KindMessage, KindEdit, KindDelete),
+		textFor(m.Kind, m.Text),
+		targetFor(m.Kind, m.TargetSeq),
+		requiredTime("submitted_at", m.SubmittedAt),
+	)
+}
+
+// MembershipChanged is a user joining or leaving a room, as accepted by a
+// gateway; persistence turns it into a join or leave timeline entry.
+type MembershipChanged struct {
+	RoomID    string    `json:"room_id"`
+	User      string    `json:"user"`
+	UserName  string    `json:"user_name"`
+	Change    string    `json:"change"` // ChangeJoined or ChangeLeft
+	By        string    `json:"by"`     // who made the change; equals User for self-service
+	ChangedAt time.Time `json:"changed_at"`
+}
+
+func (MembershipChanged) EventType() string      { return TypeMembershipChanged }
+func (m MembershipChanged) EventSubject() string { return m.RoomID }
+
+func (m MembershipChanged) Validate() error {
+	return firstErr(
+		required("room_id", m.RoomID),
+		required("user", m.User),
+		required("user_name", m.UserName),
+		oneOf("change", m.Change, ChangeJoined, ChangeLeft),
+		required("by", m.By),
+		requiredTime("changed_at", m.ChangedAt),
+	)
+}
+
+// MessageStored is one entry of a room's timeline, published by the outbox
+// relay after persistence committed it with its sequence number.
+type MessageStored struct {
+	RoomID      string    `json:"room_id"`
+	Seq         int64     `json:"seq"`
+	Kind        string    `json:"kind"`       // KindMessage, KindJoin, KindLeave, KindEdit or KindDelete
+	MessageID   string    `json:"message_id"` // id of the submitted event, for end-to-end tracing
+	Sender      string    `json:"sender"`
+	SenderName  string    `json:"sender_name"`
+	ClientMsgID string    `json:"client_msg_id,omitempty"`
+	Text        string    `json:"text,omitempty"`
+	TargetSeq   int64     `json:"target_seq,omitempty"`
+	RoomKind    string    `json:"room_kind"`         // RoomKindRoom or RoomKindDM
+	Members     []string  `json:"members,omitempty"` // set for DMs so fan-out needs no lookup
+	SentAt      time.Time `json:"sent_at"`
+	StoredAt    time.Time `json:"stored_at"`
+}
+
+func (MessageStored) EventType() string      { return TypeMessageStored }
+func (m MessageStored) EventSubject() string { return m.RoomID }
+
+func (m MessageStored) Validate() error {
+	return firstErr(
+		required("room_id", m.RoomID),
+		atLeast("seq", m.Seq, 1),
+		oneOf("kind", m.Kind, KindMessage, KindJoin, KindLeave, KindEdit, KindDelete),
+		required("message_id", m.MessageID),
+		required("sender", m.Sender),
+		required("sender_name", m.SenderName),
+		textFor(m.Kind, m.Text),
+		targetFor(m.Kind, m.TargetSeq),
+		oneOf("room_kind", m.RoomKind, RoomKindRoom, RoomKindDM),
+		membersFor(m.RoomKind, m.Members),
+		requiredTime("sent_at", m.SentAt),
+		requiredTime("stored_at", m.StoredAt),
+	)
+}
+
+// Typing is an ephemeral typing indicator; it is never persisted.
+type Typing struct {
+	RoomID   string `json:"room_id"`
+	User     string `json:"user"`
+	UserName string `json:"user_name"`
+	State    string `json:"state"` // TypingStarted or TypingStopped
+}
+
+func (Typing) EventType() string      { return TypeTyping }
+func (t Typing) EventSubject() string { return t.RoomID }
+
+func (t Typing) Validate() error {
+	return firstErr(
+		required("room_id", t.RoomID),
+		required("user", t.User),
+		required("user_name", t.UserName),
+		oneOf("state", t.State, TypingStarted, TypingStopped),
+	)
+}
+
+// PresenceChanged reports a user's presence as seen by one gateway; a user
+// is online while any gateway reports connections for them.
+type PresenceChanged struct {
+	User        string    `json:"user"`
+	UserName    string    `json:"user_name"`
+	Status      string    `json:"status"` // StatusOnline or StatusOffline
+	GatewayID   string    `json:"gateway_id"`
+	Connections int       `json:"connections"` // the user's open connections on GatewayID
+	At          time.Time `json:"at"`
+}
+
+func (PresenceChanged) EventType() string      { return TypePresenceChanged }
+func (p PresenceChanged) EventSubject() string { return p.User }
+
+func (p PresenceChanged) Validate() error {
+	return firstErr(
+		required("user", p.User),
+		required("user_name", p.UserName),
+		oneOf("status", p.Status, StatusOnline, StatusOffline),
+		required("gateway_id", p.GatewayID),
+		atLeast("connections", int64(p.Connections), 0),
+		requiredTime("at", p.At),
+	)
+}
+
+// SubscriptionChanged announces whether a gateway has local subscribers for
+// a room, so fan-out only addresses gateways that need the room's events.
+type SubscriptionChanged struct {
+	GatewayID  string    `json:"gateway_id"`
+	RoomID     string    `json:"room_id"`
+	Subscribed bool      `json:"subscribed"`
+	At         time.Time `json:"at"`
+}
+
+func (SubscriptionChanged) EventType() string      { return TypeSubscriptionChanged }
+func (s SubscriptionChanged) EventSubject() string { return s.RoomID }
+
+func (s SubscriptionChanged) Validate() error {
+	return firstErr(
+		required("gateway_id", s.GatewayID),
+		required("room_id", s.RoomID),
+		requiredTime("at", s.At),
+	)
+}
+
+// GatewayHeartbeat proves a gateway is alive; when heartbeats stop, its
+// subscriptions and presence can be expired by others.
+type GatewayHeartbeat struct {
+	GatewayID   string    `json:"gateway_id"`
+	Addr        string    `json:"addr"`
+	StartedAt   time.Time `json:"started_at"` // a change means the gateway restarted and lost its state
+	At          time.Time `json:"at"`
+	Connections int       `json:"connections"`
+}
+
+func (GatewayHeartbeat) EventType() string      { return TypeGatewayHeartbeat }
+func (g GatewayHeartbeat) EventSubject() string { return g.GatewayID }
+
+func (g GatewayHeartbeat) Validate() error {
+	return firstErr(
+		required("gateway_id", g.GatewayID),
+		required("addr", g.Addr),
+		requiredTime("started_at", g.StartedAt),
+		requiredTime("at", g.At),
+		atLeast("connections", int64(g.Connections), 0),
+	)
+}
+
+// NotificationCreated tells a user about a timeline entry they should see
+// even when they are not watching the room.
+type NotificationCreated struct {
+	NotificationID string    `json:"notification_id"`
+	User           string    `json:"user"` // the recipient
+	RoomID         string    `json:"room_id"`
+	Seq            int64     `json:"seq"`
+	Reason         string    `json:"reason"` // ReasonDM, ReasonMention or ReasonRoom
+	Sender         string    `json:"sender"`
+	Preview        string    `json:"preview"` // may be empty, e.g. for a deleted message
+	CreatedAt      time.Time `json:"created_at"`
+}
+
+func (NotificationCreated) EventType() string      { return TypeNotificationCreated }
+func (n NotificationCreated) EventSubject() string { return n.User }
+
+func (n NotificationCreated) Validate() error {
+	return firstErr(
+		required("notification_id", n.NotificationID),
+		required("user", n.User),
+		required("room_id", n.RoomID),
+		atLeast("seq", n.Seq, 1),
+		oneOf("reason", n.Reason, ReasonDM, ReasonMention, ReasonRoom),
+		required("sender", n.Sender),
+		requiredTime("created_at", n.CreatedAt),
+	)
+}
+
+// firstErr keeps Validate methods declarative; checks are cheap, so
+// evaluating all of them eagerly costs nothing worth optimising.
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func required(field, v string) error {
+	if v == "" {
+		return fieldErr(field, "is required")
+	}
+	return nil
+}
+
+func requiredTime(field string, t time.Time) error {
+	if t.IsZero() {
+		return fieldErr(field, "is required")
+	}
+	return nil
+}
+
+func oneOf(field, v string, allowed ...string) error {
+	if v == "" {
+		return fieldErr(field, "is required")
+	}
+	if !slices.Contains(allowed, v) {
+		return fieldErr(field, "must be one of "+strings.Join(allowed, ", "))
+	}
+	return nil
+}
+
+func atLeast(field string, v, lowest int64) error {
+	if v < lowest {
+		if lowest == 1 {
+			return fieldErr(field, "must be a positive integer")
+		}
+		return fieldErr(field, "must not be negative")
+	}
+	return nil
+}
+
+// textFor requires text where the kind carries content; a delete or a
+// membership entry has none.
+func textFor(kind, text string) error {
+	if (kind == KindMessage || kind == KindEdit) && text == "" {
+		return fieldErr("text", "is required for kind "+kind)
+	}
+	return nil
+}
+
+// targetFor requires the sequence number of the message an edit or delete
+// applies to.
+func targetFor(kind string, target int64) error {
+	if kind != KindEdit && kind != KindDelete {
+		return nil
+	}
+	if target < 1 {
+		return fieldErr("target_seq", "is required for kind "+kind+" and must be positive")
+	}
+	return nil
+}
+
+func membersFor(roomKind string, members []string) error {
+	if roomKind == RoomKindDM && len(members) == 0 {
+		return fieldErr("members", "is required for room_kind dm")
+	}
+	for _, m := range members {
+		if m == "" {
+			return fieldErr("members", "must not contain empty user ids")
+		}
+	}
+	return nil
+}

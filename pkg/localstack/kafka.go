@@ -1,0 +1,277 @@
+package localstack
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// Kafka's own test harness uses these to start fast; durability settings stay production-like
+// (RF 3, min ISR 2) because the tests exist to prove durability.
+var serverProperties = template.Must(template.New("props").Parse(`# Written by localstack; edits are overwritten on the next up.
+process.roles=broker,controller
+node.id={{.ID}}
+controller.quorum.voters={{.Voters}}
+listeners=PLAINTEXT://127.0.0.1:{{.Port}},CONTROLLER://127.0.0.1:{{.ControllerPort}}
+advertised.listeners=PLAINTEXT://127.0.0.1:{{.Port}}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs={{.DataDir}}
+num.partitions=3
+default.replication.factor=3
+min.insync.replicas=2
+auto.create.topics.enable=false
+offsets.topic.replication.factor=3
+offsets.topic.num.partitions=6
+transaction.state.log.replication.factor=3
+transaction.state.log.min.isr=2
+transaction.state.log.num.partitions=3
+group.initial.rebalance.delay.ms=0
+log.cleaner.dedupe.buffer.size=2097152
+num.network.threads=2
+num.io.threads=2
+num.recovery.threads.per.data.dir=1
+log.segment.bytes=67108864
+delete.topic.enable=true
+`))
+
+func (s *Stack) voters() string {
+	parts := make([]string, 3)
+	for i := range parts {
+		parts[i] = fmt.Sprintf("%d@127.0.0.1:%d", i+1, s.cfg.ControllerPorts[i])
+	}
+	return strings.Join(parts, ",")
+}
+
+func (s *Stack) upKafka(ctx context.Context) error {
+	java, err := needTool("java", "install a JDK 17+ (e.g. apt-get install openjdk-17-jdk-headless), or set KAFKA_BROKERS to use an existing cluster")
+	if err != nil {
+		return err
+	}
+	if err := s.fetchKafka(ctx); err != nil {
+		return err
+	}
+	clusterID, err := s.clusterID(ctx, java)
+	if err != nil {
+		return err
+	}
+	for id := 1; id <= 3; id++ {
+		if _, ok := s.running(s.kafkaName(id)); ok {
+			continue
+		}
+		if err := s.prepareNode(ctx, java, id, clusterID); err != nil {
+			return err
+		}
+		if err := s.startNode(java, id); err != nil {
+			return err
+		}
+	}
+	return s.WaitKafka(ctx, 3*time.Minute)
+}
+
+// fetchKafka resolves the broker jars with Maven once; the marker file makes a
+// half-finished download retry instead of running with missing jars.
+func (s *Stack) fetchKafka(ctx context.Context) error {
+	done := filepath.Join(s.kafkaLibDir(), ".complete")
+	if _, err := os.Stat(done); err == nil {
+		return nil
+	}
+	if err := s.mavenCopy(ctx, "kafka-pom.xml", s.kafkaLibDir(), "copy-dependencies", "-DincludeScope=runtime"); err != nil {
+		return err
+	}
+	return os.WriteFile(done, nil, 0o644)
+}
+
+func (s *Stack) mavenCopy(ctx context.Context, pom, outDir string, goal string, extra ...string) error {
+	mvn, err := needTool("mvn", "install Maven (e.g. apt-get install maven); it fetches the Kafka and PostgreSQL artifacts")
+	if err != nil {
+		return err
+	}
+	s.log.Info("fetching artifacts with Maven (first run only)", "pom", pom, "into", outDir)
+	args := append([]string{"-q", "-B", "-f", s.pomPath(pom), "dependency:" + goal, "-DoutputDirectory=" + outDir}, extra...)
+	cmd := exec.CommandContext(ctx, mvn, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%w: Maven could not fetch %s (%v); check network access to Maven Central, then run again:\n%s",
+			ErrPrerequisite, pom, err, lastLines(out.String(), 15))
+	}
+	return nil
+}
+
+func (s *Stack) classpath() string { return filepath.Join(s.kafkaLibDir(), "*") }
+
+func (s *Stack) clusterID(ctx context.Context, java string) (string, error) {
+	if b, err := os.ReadFile(s.clusterIDFile()); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if err := os.MkdirAll(s.cfg.StateDir, 0o755); err != nil {
+		return "", err
+	}
+	out, err := exec.CommandContext(ctx, java, "-cp", s.classpath(), "kafka.tools.StorageTool", "random-uuid").Output()
+	if err != nil {
+		return "", fmt.Errorf("cannot generate a Kafka cluster id: %w", err)
+	}
+	id := strings.TrimSpace(lastLines(string(out), 1))
+	return id, os.WriteFile(s.clusterIDFile(), []byte(id), 0o644)
+}
+
+// prepareNode writes the node's properties and formats its storage if that was never done.
+func (s *Stack) prepareNode(ctx context.Context, java string, id int, clusterID string) error {
+	if err := checkPortFree(s.kafkaPort(id), s.kafkaName(id)); err != nil {
+		return err
+	}
+	if err := checkPortFree(s.controllerPort(id), s.kafkaName(id)+" controller"); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(s.kafkaDataDir(id), 0o755); err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	err := serverProperties.Execute(&buf, map[string]any{
+		"ID": id, "Voters": s.voters(), "Port": s.kafkaPort(id), "ControllerPort": s.controllerPort(id), "DataDir": s.kafkaDataDir(id),
+	})
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(s.kafkaProps(id), buf.Bytes(), 0o644); err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(s.kafkaDataDir(id), "meta.properties")); err == nil {
+		return nil
+	}
+	cmd := exec.CommandContext(ctx, java, "-cp", s.classpath(), "-Dlog4j2.configurationFile="+s.log4jConfig(),
+		"kafka.tools.StorageTool", "format", "-t", clusterID, "-c", s.kafkaProps(id), "-g")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("cannot format storage of %s: %w\n%s", s.kafkaName(id), err, lastLines(string(out), 10))
+	}
+	return nil
+}
+
+func (s *Stack) startNode(java string, id int) error {
+	s.log.Info("starting", "process", s.kafkaName(id), "port", s.kafkaPort(id))
+	heap := fmt.Sprintf("%dm", s.cfg.KafkaHeapMB)
+	cmd := exec.Command(java,
+		"-Xms256m", "-Xmx"+heap, "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto",
+		"-Djava.awt.headless=true",
+		"-Dlog4j2.configurationFile="+s.log4jConfig(),
+		"-Dkafka.logs.dir="+s.logDir(),
+		"-cp", s.classpath(), "kafka.Kafka", s.kafkaProps(id))
+	return s.spawn(s.kafkaName(id), cmd)
+}
+
+// KillBroker SIGKILLs one node (1..3), as a crash would.
+func (s *Stack) KillBroker(id int) error {
+	pid, ok := s.running(s.kafkaName(id))
+	if !ok {
+		return fmt.Errorf("%s is not running", s.kafkaName(id))
+	}
+	if err := syscallKill(pid); err != nil {
+		return err
+	}
+	if !s.waitGone(context.Background(), s.kafkaName(id), 10*time.Second) {
+		return fmt.Errorf("%s survived SIGKILL", s.kafkaName(id))
+	}
+	return nil
+}
+
+// StartBroker starts one node again and waits for the whole cluster to be healthy.
+func (s *Stack) StartBroker(ctx context.Context, id int) error {
+	if _, ok := s.running(s.kafkaName(id)); ok {
+		return nil
+	}
+	java, err := needTool("java", "install a JDK 17+")
+	if err != nil {
+		return err
+	}
+	if err := s.startNode(java, id); err != nil {
+		return err
+	}
+	return s.WaitKafka(ctx, 2*time.Minute)
+}
+
+// ClusterState is what WaitKafka checks.
+type ClusterState struct {
+	Brokers      []int
+	QuorumLeader int // -1 when no node knows a leader
+}
+
+// KafkaState reads broker registrations from the cluster and the Raft leader from the
+// nodes' quorum-state files (kafka-go cannot DescribeQuorum; Metadata's controller id
+// under KRaft is a random broker, not the active controller).
+func (s *Stack) KafkaState(ctx context.Context) (ClusterState, error) {
+	st := ClusterState{QuorumLeader: -1}
+	client := &kafka.Client{Addr: kafka.TCP(s.Info().Brokers...), Timeout: 5 * time.Second}
+	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{}})
+	if err != nil {
+		return st, err
+	}
+	for _, b := range md.Brokers {
+		st.Brokers = append(st.Brokers, b.ID)
+	}
+	// The quorum-state file of a node that lost touch keeps an old leader, so trust the
+	// newest epoch among running nodes and only a leader that is itself running.
+	bestEpoch := -1
+	for id := 1; id <= 3; id++ {
+		if _, ok := s.running(s.kafkaName(id)); !ok {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(s.kafkaDataDir(id), "__cluster_metadata-0", "quorum-state"))
+		if err != nil {
+			continue
+		}
+		var q struct {
+			LeaderID    int `json:"leaderId"`
+			LeaderEpoch int `json:"leaderEpoch"`
+		}
+		if json.Unmarshal(b, &q) == nil && q.LeaderEpoch > bestEpoch {
+			bestEpoch = q.LeaderEpoch
+			st.QuorumLeader = -1
+			if _, ok := s.running(s.kafkaName(q.LeaderID)); q.LeaderID > 0 && ok {
+				st.QuorumLeader = q.LeaderID
+			}
+		}
+	}
+	return st, nil
+}
+
+// WaitKafka waits until all three brokers are registered and the quorum has a leader.
+func (s *Stack) WaitKafka(ctx context.Context, d time.Duration) error {
+	return waitFor(ctx, d, "3 Kafka brokers and a controller leader", func() error {
+		for id := 1; id <= 3; id++ {
+			if _, ok := s.running(s.kafkaName(id)); !ok {
+				return fmt.Errorf("%s is not running; see %s", s.kafkaName(id), s.logFile(s.kafkaName(id)))
+			}
+		}
+		st, err := s.KafkaState(ctx)
+		if err != nil {
+			return err
+		}
+		if len(st.Brokers) != 3 {
+			return fmt.Errorf("%d of 3 brokers registered", len(st.Brokers))
+		}
+		if st.QuorumLeader < 0 {
+			return errors.New("no controller leader yet")
+		}
+		return nil
+	})
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,286 @@
+// Package localstack runs the platform's backing services on 127.0.0.1 without Docker:
+// a three-node Apache Kafka cluster in KRaft mode (combined broker+controller JVMs with a
+// static quorum) from Maven Central jars, and a PostgreSQL server from relocatable binaries.
+//
+// Every process it starts is recorded in a pid file under the state directory, so that
+// Down stops exactly those and a second Up leaves running ones alone.
+package localstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// ErrPrerequisite marks a missing tool or a failed download; its message says what to do.
+var ErrPrerequisite = errors.New("prerequisite missing")
+
+// ErrPortInUse means something that this stack did not start holds a port it needs.
+var ErrPortInUse = errors.New("port in use")
+
+// Config says where the stack lives and which ports it uses. Zero values mean defaults.
+type Config struct {
+	// Root is the repository root; the Maven poms live under deploy/localstack/maven.
+	Root string
+	// StateDir holds data, logs and pid files (default Root/.cache/stack).
+	StateDir string
+	// CacheDir holds downloaded artifacts (default Root/.cache).
+	CacheDir        string
+	KafkaPorts      []int // default 9092, 9093, 9094
+	ControllerPorts []int // default 19092, 19093, 19094
+	PostgresPort    int   // default 5433
+	KafkaHeapMB     int   // default 512 per JVM: three of them share 2 cores
+	Logger          *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.StateDir == "" {
+		c.StateDir = filepath.Join(c.Root, ".cache", "stack")
+	}
+	if c.CacheDir == "" {
+		c.CacheDir = filepath.Join(c.Root, ".cache")
+	}
+	if len(c.KafkaPorts) == 0 {
+		c.KafkaPorts = []int{9092, 9093, 9094}
+	}
+	if len(c.ControllerPorts) == 0 {
+		c.ControllerPorts = []int{19092, 19093, 19094}
+	}
+	if c.PostgresPort == 0 {
+		c.PostgresPort = 5433
+	}
+	if c.KafkaHeapMB == 0 {
+		c.KafkaHeapMB = 512
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Stack manages the local processes.
+type Stack struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// Info is what clients need to connect.
+type Info struct {
+	Brokers     []string
+	DatabaseURL string // the server's maintenance database; see DatabaseURLFor
+}
+
+// New validates the config; it starts nothing.
+func New(cfg Config) (*Stack, error) {
+	if cfg.Root == "" {
+		return nil, errors.New("localstack: Config.Root is required")
+	}
+	cfg.setDefaults()
+	if len(cfg.KafkaPorts) != 3 || len(cfg.ControllerPorts) != 3 {
+		return nil, errors.New("localstack: exactly three Kafka and controller ports are needed")
+	}
+	return &Stack{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// Info returns the connection details of this stack (whether or not it runs).
+func (s *Stack) Info() Info {
+	brokers := make([]string, len(s.cfg.KafkaPorts))
+	for i, p := range s.cfg.KafkaPorts {
+		brokers[i] = fmt.Sprintf("127.0.0.1:%d", p)
+	}
+	return Info{Brokers: brokers, DatabaseURL: s.DatabaseURLFor("postgres")}
+}
+
+// DatabaseURLFor returns the URL of one database on the local server.
+func (s *Stack) DatabaseURLFor(db string) string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", s.cfg.PostgresPort, db)
+}
+
+// Up starts whatever is not running yet and waits until the cluster is usable.
+func (s *Stack) Up(ctx context.Context) error {
+	if err := os.MkdirAll(s.logDir(), 0o755); err != nil {
+		return err
+	}
+	if err := s.upPostgres(ctx); err != nil {
+		return err
+	}
+	if err := s.upKafka(ctx); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Down stops every process this stack started, politely first.
+func (s *Stack) Down(ctx context.Context) error {
+	var errs []error
+	for id := 1; id <= 3; id++ {
+		errs = append(errs, s.stop(ctx, s.kafkaName(id), syscall.SIGTERM, 60*time.Second))
+	}
+	// SIGINT is PostgreSQL's "fast" shutdown: it does not wait for clients to leave.
+	errs = append(errs, s.stop(ctx, "postgres", syscall.SIGINT, 30*time.Second))
+	return errors.Join(errs...)
+}
+
+// ProcessStatus describes one managed process.
+type ProcessStatus struct {
+	Name    string
+	PID     int
+	Running bool
+	Port    int
+	LogFile string
+}
+
+// Status lists the managed processes.
+func (s *Stack) Status() []ProcessStatus {
+	var out []ProcessStatus
+	for id := 1; id <= 3; id++ {
+		name := s.kafkaName(id)
+		pid, ok := s.running(name)
+		out = append(out, ProcessStatus{Name: name, PID: pid, Running: ok, Port: s.cfg.KafkaPorts[id-1], LogFile: s.logFile(name)})
+	}
+	pid, ok := s.running("postgres")
+	out = append(out, ProcessStatus{Name: "postgres", PID: pid, Running: ok, Port: s.cfg.PostgresPort, LogFile: s.logFile("postgres")})
+	return out
+}
+
+// LogFile returns the log path of a managed process ("kafka-1", "postgres").
+func (s *Stack) LogFile(name string) string { return s.logFile(name) }
+
+func (s *Stack) logDir() string             { return filepath.Join(s.cfg.StateDir, "logs") }
+func (s *Stack) logFile(name string) string { return filepath.Join(s.logDir(), name+".log") }
+func (s *Stack) pidFile(name string) string { return filepath.Join(s.cfg.StateDir, name+".pid") }
+func (s *Stack) kafkaName(id int) string    { return fmt.Sprintf("kafka-%d", id) }
+func (s *Stack) kafkaDir(id int) string     { return filepath.Join(s.cfg.StateDir, s.kafkaName(id)) }
+func (s *Stack) controllerPort(id int) int  { return s.cfg.ControllerPorts[id-1] }
+func (s *Stack) kafkaPort(id int) int       { return s.cfg.KafkaPorts[id-1] }
+func (s *Stack) kafkaProps(id int) string   { return filepath.Join(s.kafkaDir(id), "server.properties") }
+func (s *Stack) kafkaDataDir(id int) string { return filepath.Join(s.kafkaDir(id), "data") }
+func (s *Stack) clusterIDFile() string      { return filepath.Join(s.cfg.StateDir, "cluster-id") }
+func (s *Stack) kafkaLibDir() string        { return filepath.Join(s.cfg.CacheDir, "kafka-lib") }
+func (s *Stack) pomPath(name string) string {
+	return filepath.Join(s.cfg.Root, "deploy", "localstack", "maven", name)
+}
+func (s *Stack) log4jConfig() string {
+	return filepath.Join(s.cfg.Root, "deploy", "localstack", "log4j2.yaml")
+}
+
+// running reports whether the process recorded under name is alive and is ours:
+// a pid file can outlive its process and the pid be reused by something else.
+func (s *Stack) running(name string) (int, bool) {
+	data, err := os.ReadFile(s.pidFile(name))
+	if err != nil {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !strings.Contains(string(cmdline), s.cfg.StateDir) {
+		return pid, false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err == nil {
+		// A zombie ("Z") has exited; only its parent has not reaped it yet.
+		if f := strings.Fields(string(stat)); len(f) > 2 && f[2] == "Z" {
+			return pid, false
+		}
+	}
+	return pid, true
+}
+
+// spawn starts a detached process (own session, so a Ctrl-C in the terminal that ran
+// `make dev` does not kill it) logging to its own file, and records its pid.
+func (s *Stack) spawn(name string, cmd *exec.Cmd) error {
+	logf, err := os.OpenFile(s.logFile(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setsid = true
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("cannot start %s: %w", name, err)
+	}
+	pid := cmd.Process.Pid
+	// Reap it in the background if we are still around when it exits; otherwise init will.
+	go func() { _ = cmd.Wait() }()
+	return os.WriteFile(s.pidFile(name), []byte(strconv.Itoa(pid)), 0o644)
+}
+
+func (s *Stack) stop(ctx context.Context, name string, sig syscall.Signal, grace time.Duration) error {
+	pid, ok := s.running(name)
+	if !ok {
+		_ = os.Remove(s.pidFile(name))
+		return nil
+	}
+	s.log.Info("stopping", "process", name, "pid", pid)
+	_ = syscall.Kill(pid, sig)
+	if !s.waitGone(ctx, name, grace) {
+		s.log.Warn("did not stop in time, killing", "process", name, "pid", pid)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		s.waitGone(ctx, name, 10*time.Second)
+	}
+	return os.Remove(s.pidFile(name))
+}
+
+func (s *Stack) waitGone(ctx context.Context, name string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if _, ok := s.running(name); !ok {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return false
+}
+
+// checkPortFree fails with a message naming the port when something else listens there.
+func checkPortFree(port int, what string) error {
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return fmt.Errorf("%w: 127.0.0.1:%d (%s) is taken by a process this stack did not start; stop it, or point KAFKA_BROKERS/DATABASE_URL at existing servers", ErrPortInUse, port, what)
+	}
+	return l.Close()
+}
+
+func needTool(name, hint string) (string, error) {
+	path, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("%w: %s not found on PATH; %s", ErrPrerequisite, name, hint)
+	}
+	return path, nil
+}
+
+func waitFor(ctx context.Context, d time.Duration, what string, ok func() error) error {
+	deadline := time.Now().Add(d)
+	var last error
+	for {
+		if last = ok(); last == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out after %s waiting for %s: %w", d, what, last)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,224 @@
+package localstack
+
+import (
+	"archive/tar"
+	"archive/zip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/ulikunitz/xz"
+)
+
+// pgHome is where the PostgreSQL binaries and data live. PostgreSQL refuses to run as
+// root, so as root it runs as "nobody", which must be able to reach the directory: the
+// repository may sit below a private home, so root uses a directory under /tmp instead.
+func (s *Stack) pgHome() string {
+	if os.Geteuid() != 0 {
+		return filepath.Join(s.cfg.StateDir, "postgres")
+	}
+	sum := sha256.Sum256([]byte(s.cfg.StateDir))
+	return filepath.Join(os.TempDir(), "kchat-postgres-"+hex.EncodeToString(sum[:6]))
+}
+
+func (s *Stack) pgData() string { return filepath.Join(s.pgHome(), "data") }
+
+func (s *Stack) upPostgres(ctx context.Context) error {
+	if _, ok := s.running("postgres"); !ok {
+		if err := checkPortFree(s.cfg.PostgresPort, "postgres"); err != nil {
+			return err
+		}
+		bin, err := s.postgresBinaries(ctx)
+		if err != nil {
+			return err
+		}
+		if err := s.initdb(ctx, bin); err != nil {
+			return err
+		}
+		s.log.Info("starting", "process", "postgres", "port", s.cfg.PostgresPort, "bin", bin)
+		cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", s.pgData(),
+			"-p", strconv.Itoa(s.cfg.PostgresPort),
+			"-c", "listen_addresses=127.0.0.1",
+			"-c", "unix_socket_directories=",
+			"-c", "max_connections=300",
+			// Throwaway dev/test data: trade crash durability of the server for speed. The
+			// platform's own durability (outbox, offsets) is exercised by killing services.
+			"-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off",
+			"-c", "shared_buffers=128MB",
+			"-c", "cluster_name="+s.cfg.StateDir)
+		if err := s.asPostgresUser(cmd); err != nil {
+			return err
+		}
+		if err := s.spawn("postgres", cmd); err != nil {
+			return err
+		}
+	}
+	return waitFor(ctx, time.Minute, "PostgreSQL to accept connections", func() error {
+		if _, ok := s.running("postgres"); !ok {
+			return fmt.Errorf("postgres exited; see %s", s.logFile("postgres"))
+		}
+		conn, err := pgx.Connect(ctx, s.DatabaseURLFor("postgres"))
+		if err != nil {
+			return err
+		}
+		return conn.Close(ctx)
+	})
+}
+
+// postgresBinaries returns a bin directory: zonky's relocatable build fetched from Maven
+// Central (no root, no apt), else a Debian postgresql package if one is installed.
+func (s *Stack) postgresBinaries(ctx context.Context) (string, error) {
+	install := filepath.Join(s.pgHome(), "install")
+	bin := filepath.Join(install, "bin")
+	if _, err := os.Stat(filepath.Join(install, ".complete")); err == nil {
+		return bin, nil
+	}
+	jarDir := filepath.Join(s.cfg.CacheDir, "postgres-jar")
+	fetchErr := s.mavenCopy(ctx, "postgres-pom.xml", jarDir, "copy-dependencies")
+	if fetchErr == nil {
+		fetchErr = unpackZonky(jarDir, install)
+	}
+	if fetchErr == nil {
+		if err := os.WriteFile(filepath.Join(install, ".complete"), nil, 0o644); err != nil {
+			return "", err
+		}
+		return bin, nil
+	}
+	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
+	if len(matches) > 0 {
+		sort.Strings(matches)
+		s.log.Warn("using the system PostgreSQL", "reason", fetchErr)
+		return filepath.Dir(matches[len(matches)-1]), nil
+	}
+	return "", fmt.Errorf("%w: no PostgreSQL binaries (%v); install Debian's postgresql package, or set DATABASE_URL", ErrPrerequisite, fetchErr)
+}
+
+// unpackZonky extracts the .txz that zonky wraps in its jar.
+func unpackZonky(jarDir, dest string) error {
+	jars, _ := filepath.Glob(filepath.Join(jarDir, "embedded-postgres-binaries-*.jar"))
+	if len(jars) == 0 {
+		return errors.New("no embedded-postgres-binaries jar downloaded")
+	}
+	zr, err := zip.OpenReader(jars[0])
+	if err != nil {
+		return err
+	}
+	defer zr.Close()
+	for _, f := range zr.File {
+		if !strings.HasSuffix(f.Name, ".txz") {
+			continue
+		}
+		rc, err := f.Open()
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		xr, err := xz.NewReader(rc)
+		if err != nil {
+			return err
+		}
+		return untar(xr, dest)
+	}
+	return errors.New("no .txz inside " + jars[0])
+}
+
+func untar(r io.Reader, dest string) error {
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dest, filepath.Clean("/"+h.Name))
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(target, 0o755); err != nil {
+				return err
+			}
+		case tar.TypeSymlink:
+			_ = os.MkdirAll(filepath.Dir(target), 0o755)
+			_ = os.Remove(target)
+			if err := os.Symlink(h.Linkname, target); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			_ = os.MkdirAll(filepath.Dir(target), 0o755)
+			f, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, os.FileMode(h.Mode)|0o444)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(f, tr)
+			f.Close()
+			if err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (s *Stack) initdb(ctx context.Context, bin string) error {
+	if _, err := os.Stat(filepath.Join(s.pgData(), "PG_VERSION")); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(s.pgData(), 0o700); err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "initdb"), "-D", s.pgData(), "-U", "postgres",
+		"-A", "trust", "-E", "UTF8", "--no-sync", "--locale=C")
+	if err := s.asPostgresUser(cmd); err != nil {
+		return err
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		_ = os.RemoveAll(s.pgData())
+		return fmt.Errorf("initdb failed: %w\n%s", err, lastLines(string(out), 10))
+	}
+	return nil
+}
+
+// asPostgresUser makes cmd run as "nobody" when we are root, owning the data directory.
+func (s *Stack) asPostgresUser(cmd *exec.Cmd) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	u, err := user.Lookup("nobody")
+	if err != nil {
+		return fmt.Errorf("running as root needs a 'nobody' user for PostgreSQL: %w", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if err := os.Chmod(s.pgHome(), 0o755); err != nil {
+		return err
+	}
+	err = filepath.Walk(s.pgData(), func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
+	if err != nil {
+		return err
+	}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	return nil
+}
+
+func syscallKill(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
