@@ -1,0 +1,72 @@
+// Package consumer runs Kafka consumers in the shape of a router: a handler is a plain
+// function of one message; retries, dead-lettering, panic recovery, decoding, metrics and
+// logging are middleware around it, written once here.
+//
+// Delivery is at-least-once: a message's offset is committed only after its handler
+// returned nil (or it was dead-lettered), so handlers must be idempotent.
+package consumer
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/kchat/kchat/pkg/event"
+)
+
+// Message is one Kafka record on its way through the middleware chain.
+type Message struct {
+	Topic     string
+	Partition int
+	Offset    int64
+	Key       []byte
+	Value     []byte
+	Headers   []kafka.Header
+	Time      time.Time
+	// Event is the decoded envelope, set by the Decode middleware.
+	Event event.Envelope
+	// Attempt counts handler invocations for this message, starting at 1.
+	Attempt int
+}
+
+func fromKafka(m kafka.Message) *Message {
+	return &Message{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Key: m.Key, Value: m.Value, Headers: m.Headers, Time: m.Time}
+}
+
+// Handler processes one message. Returning nil acknowledges it.
+type Handler func(ctx context.Context, m *Message) error
+
+// BatchHandler processes messages fetched together, e.g. in one database transaction.
+// Returning nil acknowledges all of them.
+type BatchHandler func(ctx context.Context, ms []*Message) error
+
+// Middleware wraps a handler.
+type Middleware func(Handler) Handler
+
+// Chain applies middleware so that the first one listed is the outermost.
+func Chain(h Handler, mws ...Middleware) Handler {
+	for i := len(mws) - 1; i >= 0; i-- {
+		h = mws[i](h)
+	}
+	return h
+}
+
+// ErrPermanent marks an error that no retry can fix (a malformed message, a schema
+// violation): Retry gives up at once and the message goes to the dead-letter topic.
+var ErrPermanent = errors.New("permanent failure")
+
+type permanent struct{ err error }
+
+func (p permanent) Error() string        { return p.err.Error() }
+func (p permanent) Unwrap() []error      { return []error{p.err, ErrPermanent} }
+func (p permanent) Is(target error) bool { return target == ErrPermanent }
+
+// Permanent wraps err so that errors.Is(err, ErrPermanent) holds.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanent{err}
+}
