@@ -50,9 +50,9 @@ type ExecutorState struct {
 
 // AnalyzerState tells whether a proposal can be computed and with which goals.
 type AnalyzerState struct {
-	IsProposalReady bool             `json:"isProposalReady"`
-	ReadyGoals      []string         `json:"readyGoals"`
-	GoalReadiness   []GoalReadiness  `json:"goalReadiness,omitempty"`
+	IsProposalReady bool            `json:"isProposalReady"`
+	ReadyGoals      []string        `json:"readyGoals"`
+	GoalReadiness   []GoalReadiness `json:"goalReadiness,omitempty"`
 }
 
 // GoalReadiness says whether one goal has the metric windows it needs.

@@ -1,0 +1,183 @@
+package stacktest
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildMu  sync.Mutex
+	builtBin = map[string]string{}
+)
+
+// Build compiles a service of this repository (e.g. "./services/persistence") once per
+// test binary and returns the executable's path. Tests run services as real processes so
+// that they can be killed with SIGKILL like a crash would.
+func (e *Env) Build(t testing.TB, pkg string) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if bin, ok := builtBin[pkg]; ok {
+		return bin
+	}
+	dir, err := os.MkdirTemp("", "kchat-bin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, filepath.Base(pkg))
+	args := []string{"build", "-o", bin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, pkg)...)
+	cmd.Dir = e.Root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("stacktest: go build %s: %v\n%s", pkg, err, out)
+	}
+	builtBin[pkg] = bin
+	return bin
+}
+
+// Process is a service started by a test.
+type Process struct {
+	t    testing.TB
+	name string
+	cmd  *exec.Cmd
+	done chan struct{}
+	mu   sync.Mutex
+	log  strings.Builder
+}
+
+// Start runs bin with args and extra environment (KEY=VALUE); its output is kept and
+// printed if the test fails. The process is stopped (SIGTERM) when the test ends.
+func (e *Env) Start(t testing.TB, name, bin string, env []string, args ...string) *Process {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	p := &Process{t: t, name: name, cmd: cmd, done: make(chan struct{})}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("stacktest: start %s: %v", name, err)
+	}
+	pw.Close()
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64*1024), 1<<20)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.log.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+		}
+	}()
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.Stop(15 * time.Second)
+		if t.Failed() || os.Getenv("KCHAT_TEST_LOGS") != "" {
+			t.Logf("--- output of %s ---\n%s", name, p.Output())
+		}
+	})
+	return p
+}
+
+// Output returns everything the process printed so far.
+func (p *Process) Output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+// Kill sends SIGKILL and waits for the process to be gone.
+func (p *Process) Kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// Signal sends sig (e.g. SIGSTOP/SIGCONT for pause faults).
+func (p *Process) Signal(sig syscall.Signal) { _ = p.cmd.Process.Signal(sig) }
+
+// Stop sends SIGTERM and waits up to grace before killing.
+func (p *Process) Stop(grace time.Duration) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		p.t.Logf("stacktest: %s ignored SIGTERM for %s; killing", p.name, grace)
+		p.Kill()
+	}
+}
+
+// Exited reports whether the process has ended.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// ExitCode is the exit status once Exited (-1 if killed by a signal).
+func (p *Process) ExitCode() int { return p.cmd.ProcessState.ExitCode() }
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// WaitHTTP polls url until it answers 200 or the timeout passes.
+func WaitHTTP(t testing.TB, url string, timeout time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for {
+		if err := getOK(ctx, url); err == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("stacktest: %s did not answer 200 within %s", url, timeout)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func getOK(ctx context.Context, url string) error {
+	req, err := httpNewRequest(ctx, url)
+	if err != nil {
+		return err
+	}
+	res, err := httpClient.Do(req)
+	if err != nil {
+		return err
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		return fmt.Errorf("status %d", res.StatusCode)
+	}
+	return nil
+}
