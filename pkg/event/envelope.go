@@ -103,7 +103,7 @@ func New(source string, data Payload, opts ...Option) (Envelope, error) {
 	if err := data.Validate(); err != nil {
 		return Envelope{}, inData(err)
 	}
-	raw, err := json.Marshal(data)
+	raw, err := marshalJSON(data)
 	if err != nil {
 		return Envelope{}, fmt.Errorf("%w: data: %w", ErrInvalid, err)
 	}
@@ -211,12 +211,7 @@ func Encode(e Envelope) ([]byte, error) {
 	if err := e.Validate(); err != nil {
 		return nil, err
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	// HTML escaping would rewrite <, > and & inside data, so a decoded event
-	// would no longer re-encode to the same bytes.
-	enc.SetEscapeHTML(false)
-	err := enc.Encode(wireEnvelope{
+	b, err := marshalJSON(wireEnvelope{
 		SpecVersion:     e.SpecVersion,
 		ID:              e.ID,
 		Source:          e.Source,
@@ -232,6 +227,19 @@ func Encode(e Envelope) ([]byte, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return b, nil
+}
+
+// marshalJSON is json.Marshal without HTML escaping: escaping would rewrite
+// <, > and & inside data, so a decoded event would no longer re-encode to
+// the same bytes, and chat text is full of those characters.
+func marshalJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}), nil
 }
