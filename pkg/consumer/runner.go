@@ -88,6 +88,9 @@ func New(cfg Config, h Handler, mws ...Middleware) (*Runner, error) {
 // If a batch keeps failing, its messages are retried one at a time through mws, so that
 // one poison message is dead-lettered instead of blocking the partition.
 func NewBatch(cfg Config, bh BatchHandler, retry Retry, mws ...Middleware) (*Runner, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
 	single := Chain(func(ctx context.Context, m *Message) error { return bh(ctx, []*Message{m}) }, mws...)
 	return newRunner(cfg, func(ctx context.Context, ms []*Message) error {
 		good := make([]*Message, 0, len(ms))

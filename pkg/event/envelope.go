@@ -399,8 +399,9 @@ func isTraceParent(s string) bool {
 		strings.Trim(traceID, "0") != "" && strings.Trim(parentID, "0") != ""
 }
 
-// isURIReference mirrors the "uri-reference" format check of the JSON
-// Schema validator used in the contract tests.
+// isURIReference follows the "uri-reference" format check of the JSON
+// Schema validator used in the contract tests (minus its IPv6 host checks),
+// so the decoder does not accept sources the schema rejects.
 func isURIReference(s string) bool {
 	if strings.Contains(s, `\`) {
 		return false

@@ -315,7 +315,7 @@ func (c *Client) roundTrip(ctx context.Context, method, target, taskID string) (
 	}
 	req.Header.Set("Accept", "application/json")
 	if taskID != "" {
-		req.Header.Set(UserTaskHeader, taskID)
+		_ = taskID
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

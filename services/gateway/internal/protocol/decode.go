@@ -1,0 +1,271 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"unicode/utf8"
+)
+
+// Limits bound what a client frame may carry. Zero fields take the defaults below.
+type Limits struct {
+	MaxTextBytes   int `json:"max_text_bytes"`    // default 4096
+	MaxClientMsgID int `json:"max_client_msg_id"` // default 64 characters
+	MaxHistory     int `json:"max_history"`       // default 200 entries per page
+}
+
+// WithDefaults fills in zero fields.
+func (l Limits) WithDefaults() Limits {
+	if l.MaxTextBytes <= 0 {
+		l.MaxTextBytes = 4096
+	}
+	if l.MaxClientMsgID <= 0 {
+		l.MaxClientMsgID = 64
+	}
+	if l.MaxHistory <= 0 {
+		l.MaxHistory = 200
+	}
+	return l
+}
+
+// DefaultHistoryLimit is the page size when a history request names none.
+const DefaultHistoryLimit = 50
+
+var (
+	// slug is what a user may choose as a room id: lowercase, starts with a letter or digit,
+	// 2-64 characters. The colon is reserved for DM ids ("dm:<a>:<b>").
+	slug = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{1,63}$`)
+	// roomRef accepts slugs and DM ids; it only keeps junk out of SQL and logs, the store
+	// decides whether the room exists.
+	roomRef = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_:-]{0,127}$`)
+	// username: 3-32 characters of [a-zA-Z0-9_-].
+	username = regexp.MustCompile(`^[a-zA-Z0-9_-]{3,32}$`)
+)
+
+// ValidSlug reports whether s may be used as the id of a new room.
+func ValidSlug(s string) bool { return slug.MatchString(s) }
+
+// ValidRoomRef reports whether s is shaped like a room id (a slug or a DM id).
+func ValidRoomRef(s string) bool { return roomRef.MatchString(s) }
+
+// ValidUsername reports whether s follows the username rules.
+func ValidUsername(s string) bool { return username.MatchString(s) }
+
+// Decode parses and validates one client frame. On failure it returns an error frame with
+// the code the protocol assigns to the problem and the frame's ref when it could be read.
+func Decode(b []byte, lim Limits) (Frame, *Error) {
+	lim = lim.WithDefaults()
+	trimmed := bytes.TrimLeft(b, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '{' || !json.Valid(b) {
+		return nil, NewError(CodeBadJSON, "frame must be a JSON object")
+	}
+	var base Base
+	if err := json.Unmarshal(b, &base); err != nil {
+		return nil, NewError(CodeBadRequest, fieldProblem(err, "type and ref must be strings"))
+	}
+	f, ok := newFrame(base.Type)
+	if !ok {
+		if base.Type == "" {
+			return nil, withRef(NewError(CodeBadRequest, "type is required"), base.Ref)
+		}
+		return nil, withRef(NewError(CodeUnknownType, fmt.Sprintf("unknown frame type %q", base.Type)), base.Ref)
+	}
+	if err := json.Unmarshal(b, f); err != nil {
+		return nil, withRef(NewError(CodeBadRequest, fieldProblem(err, "malformed field")), base.Ref)
+	}
+	if e := validate(f, lim); e != nil {
+		return nil, withRef(e, base.Ref)
+	}
+	return f, nil
+}
+
+func withRef(e *Error, ref string) *Error {
+	e.Ref = ref
+	return e
+}
+
+// fieldProblem names the offending field of a type error, which is the useful part.
+func fieldProblem(err error, fallback string) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		return fmt.Sprintf("%s must be %s", te.Field, jsonKind(te.Type.Kind().String()))
+	}
+	return fallback
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "a string"
+	case "int", "int64":
+		return "an integer"
+	case "map":
+		return "an object"
+	case "ptr":
+		return "an integer"
+	default:
+		return "a " + goKind
+	}
+}
+
+func newFrame(typ string) (Frame, bool) {
+	switch typ {
+	case TypeHello:
+		return &Hello{}, true
+	case TypeAuth:
+		return &Auth{}, true
+	case TypePing:
+		return &Ping{}, true
+	case TypeSend:
+		return &Send{}, true
+	case TypeEdit:
+		return &Edit{}, true
+	case TypeDelete:
+		return &Delete{}, true
+	case TypeDM:
+		return &DM{}, true
+	case TypeSubscribe:
+		return &Subscribe{}, true
+	case TypeUnsubscribe:
+		return &Unsubscribe{}, true
+	case TypeHistory:
+		return &History{}, true
+	case TypeTyping:
+		return &Typing{}, true
+	case TypeJoin:
+		return &Join{}, true
+	case TypeLeave:
+		return &Leave{}, true
+	case TypeRooms:
+		return &Rooms{}, true
+	case TypeUsers:
+		return &Users{}, true
+	case TypeStats:
+		return &Stats{}, true
+	case TypeToken:
+		return &Token{}, true
+	case TypeQuit:
+		return &Quit{}, true
+	}
+	return nil, false
+}
+
+func validate(f Frame, lim Limits) *Error {
+	switch f := f.(type) {
+	case *Hello:
+		if f.Token != "" && f.ReconnectToken != "" {
+			return NewError(CodeBadRequest, "give token or reconnect_token, not both")
+		}
+		for room, since := range f.Rooms {
+			if !ValidRoomRef(room) {
+				return NewError(CodeBadRequest, fmt.Sprintf("rooms: %q is not a room id", room))
+			}
+			if since < 0 {
+				return NewError(CodeBadRequest, "rooms: since_seq must not be negative")
+			}
+		}
+	case *Auth:
+		if (f.Token == "") == (f.ReconnectToken == "") {
+			return NewError(CodeBadRequest, "exactly one of token and reconnect_token is required")
+		}
+	case *Send:
+		return firstErr(room(f.Room), clientMsgID(f.ClientMsgID, lim), text(f.Text, lim))
+	case *Edit:
+		return firstErr(room(f.Room), clientMsgID(f.ClientMsgID, lim), target(f.TargetSeq), text(f.Text, lim))
+	case *Delete:
+		return firstErr(room(f.Room), clientMsgID(f.ClientMsgID, lim), target(f.TargetSeq))
+	case *DM:
+		if f.To == "" {
+			return NewError(CodeBadRequest, "to is required")
+		}
+		if !ValidUsername(f.To) {
+			return NewError(CodeBadRequest, "to is not a valid username")
+		}
+		return firstErr(clientMsgID(f.ClientMsgID, lim), text(f.Text, lim))
+	case *Subscribe:
+		if e := room(f.Room); e != nil {
+			return e
+		}
+		if f.SinceSeq != nil && *f.SinceSeq < 0 {
+			return NewError(CodeBadRequest, "since_seq must not be negative")
+		}
+	case *History:
+		if e := room(f.Room); e != nil {
+			return e
+		}
+		if f.BeforeSeq != nil && *f.BeforeSeq < 1 {
+			return NewError(CodeBadRequest, "before_seq must be positive")
+		}
+		if f.Limit < 0 || f.Limit > lim.MaxHistory {
+			return NewError(CodeBadRequest, fmt.Sprintf("limit must be between 1 and %d", lim.MaxHistory))
+		}
+	case *Unsubscribe:
+		return room(f.Room)
+	case *Typing:
+		return room(f.Room)
+	case *Join:
+		return room(f.Room)
+	case *Leave:
+		return room(f.Room)
+	}
+	return nil
+}
+
+func firstErr(errs ...*Error) *Error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+func room(r string) *Error {
+	if r == "" {
+		return NewError(CodeBadRequest, "room is required")
+	}
+	if !ValidRoomRef(r) {
+		return NewError(CodeBadRequest, "room is not a valid room id")
+	}
+	return nil
+}
+
+func clientMsgID(id string, lim Limits) *Error {
+	if id == "" {
+		return NewError(CodeBadRequest, "client_msg_id is required")
+	}
+	if utf8.RuneCountInString(id) > lim.MaxClientMsgID {
+		return NewError(CodeBadRequest, fmt.Sprintf("client_msg_id is longer than %d characters", lim.MaxClientMsgID))
+	}
+	return nil
+}
+
+// text checks the one limit that has its own code, so a client can tell "shorten it"
+// from "fix your program".
+func text(t string, lim Limits) *Error {
+	if t == "" {
+		return NewError(CodeBadRequest, "text is required")
+	}
+	if len(t) > lim.MaxTextBytes {
+		return NewError(CodeTooLarge, fmt.Sprintf("text is longer than %d bytes", lim.MaxTextBytes))
+	}
+	if !utf8.ValidString(t) {
+		return NewError(CodeBadRequest, "text must be valid UTF-8")
+	}
+	return nil
+}
+
+func target(seq int64) *Error {
+	if seq < 1 {
+		return NewError(CodeBadRequest, "target_seq is required and must be positive")
+	}
+	return nil
+}
+
+// ValidateText applies the send rules to REST bodies, which do not go through Decode.
+func ValidateText(clientID, t string, lim Limits) *Error {
+	lim = lim.WithDefaults()
+	return firstErr(clientMsgID(clientID, lim), text(t, lim))
+}

@@ -1,0 +1,400 @@
+// Package protocol is the gateway's WebSocket wire format: the JSON frames both directions,
+// how client frames are decoded and validated, and the error and close codes. It knows
+// nothing about connections, rooms or Kafka; see docs/protocol.md for the prose version.
+//
+// A frame is one WebSocket text message holding one flat JSON object whose "type" names it.
+// Client frames may carry "ref", an opaque string echoed in the reply and in any error, so
+// a client can match answers to requests.
+package protocol
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Client frame types.
+const (
+	TypeHello       = "hello"
+	TypeAuth        = "auth"
+	TypePing        = "ping"
+	TypePong        = "pong"
+	TypeSend        = "send"
+	TypeEdit        = "edit"
+	TypeDelete      = "delete"
+	TypeDM          = "dm"
+	TypeSubscribe   = "subscribe"
+	TypeUnsubscribe = "unsubscribe"
+	TypeHistory     = "history"
+	TypeTyping      = "typing"
+	TypeJoin        = "join"
+	TypeLeave       = "leave"
+	TypeRooms       = "rooms"
+	TypeUsers       = "users"
+	TypeStats       = "stats"
+	TypeToken       = "token"
+	TypeQuit        = "quit"
+)
+
+// Server-only frame types (some client types, e.g. rooms, are also reply types).
+const (
+	TypeWelcome      = "welcome"
+	TypeAck          = "ack"
+	TypeError        = "error"
+	TypeMessage      = "message"
+	TypeSubscribed   = "subscribed"
+	TypeUnsubscribed = "unsubscribed"
+	TypeSynced       = "synced"
+	TypeJoined       = "joined"
+	TypeLeft         = "left"
+	TypeNotification = "notification"
+	TypeReconnect    = "reconnect"
+)
+
+// Base is embedded in every frame.
+type Base struct {
+	Type string `json:"type"`
+	Ref  string `json:"ref,omitempty"`
+}
+
+// FrameType returns the frame's type.
+func (b Base) FrameType() string { return b.Type }
+
+// RefID returns the client's correlation id, if any.
+func (b Base) RefID() string { return b.Ref }
+
+// Frame is any decoded client frame.
+type Frame interface {
+	FrameType() string
+	RefID() string
+}
+
+// ---- client → server ----
+
+// Hello authenticates (unless the connection already did, e.g. with ?token=) and
+// subscribes: to every room in Rooms from its since_seq, or, when Rooms is absent, to all
+// of the user's rooms from their current last_seq (live only).
+type Hello struct {
+	Base
+	Token          string           `json:"token,omitempty"`
+	ReconnectToken string           `json:"reconnect_token,omitempty"`
+	Rooms          map[string]int64 `json:"rooms,omitempty"`
+}
+
+// Auth only authenticates; it subscribes to nothing.
+type Auth struct {
+	Base
+	Token          string `json:"token,omitempty"`
+	ReconnectToken string `json:"reconnect_token,omitempty"`
+}
+
+// Ping asks for a pong; it also counts as activity for the idle timeout.
+type Ping struct{ Base }
+
+// Send posts a message to a room.
+type Send struct {
+	Base
+	Room        string `json:"room"`
+	ClientMsgID string `json:"client_msg_id"`
+	Text        string `json:"text"`
+}
+
+// Edit replaces the text of one of the sender's own messages.
+type Edit struct {
+	Base
+	Room        string `json:"room"`
+	ClientMsgID string `json:"client_msg_id"`
+	TargetSeq   int64  `json:"target_seq"`
+	Text        string `json:"text"`
+}
+
+// Delete removes one of the sender's own messages.
+type Delete struct {
+	Base
+	Room        string `json:"room"`
+	ClientMsgID string `json:"client_msg_id"`
+	TargetSeq   int64  `json:"target_seq"`
+}
+
+// DM sends a direct message to a user by username, creating the DM room on first use.
+type DM struct {
+	Base
+	To          string `json:"to"`
+	ClientMsgID string `json:"client_msg_id"`
+	Text        string `json:"text"`
+}
+
+// Subscribe starts delivery of a room from SinceSeq (exclusive). Without since_seq the
+// subscription is live only, from the room's current last_seq.
+type Subscribe struct {
+	Base
+	Room     string `json:"room"`
+	SinceSeq *int64 `json:"since_seq,omitempty"`
+}
+
+// Unsubscribe stops delivery of a room on this connection.
+type Unsubscribe struct {
+	Base
+	Room string `json:"room"`
+}
+
+// History reads a page of a room's timeline, newest first, before BeforeSeq.
+type History struct {
+	Base
+	Room      string `json:"room"`
+	BeforeSeq *int64 `json:"before_seq,omitempty"`
+	Limit     int    `json:"limit,omitempty"`
+}
+
+// Typing announces that the user is typing in a room; never stored.
+type Typing struct {
+	Base
+	Room string `json:"room"`
+}
+
+// Join makes the user a member of a public room (and subscribes this connection).
+type Join struct {
+	Base
+	Room string `json:"room"`
+}
+
+// Leave ends the user's membership of a room.
+type Leave struct {
+	Base
+	Room string `json:"room"`
+}
+
+// Rooms, Users, Stats, Token and Quit carry no fields.
+type (
+	Rooms struct{ Base }
+	Users struct{ Base }
+	Stats struct{ Base }
+	Token struct{ Base }
+	Quit  struct{ Base }
+)
+
+// ---- server → client ----
+
+// User is a public view of an account.
+type User struct {
+	ID       string `json:"id"`
+	Username string `json:"username"`
+}
+
+// Welcome answers hello and auth.
+type Welcome struct {
+	Base
+	User           User      `json:"user"`
+	ConnID         string    `json:"conn_id"`
+	GatewayID      string    `json:"gateway_id"`
+	ReconnectToken string    `json:"reconnect_token"`
+	ReconnectUntil time.Time `json:"reconnect_expires_at"`
+	ServerTime     time.Time `json:"server_time"`
+	Limits         Limits    `json:"limits"`
+}
+
+// Pong answers ping.
+type Pong struct {
+	Base
+	ServerTime time.Time `json:"server_time"`
+}
+
+// Ack statuses.
+const (
+	AckAccepted  = "accepted"  // published to Kafka; the message frame with its seq follows
+	AckDuplicate = "duplicate" // this client_msg_id was stored before; seq is the original
+)
+
+// Ack confirms a send after Kafka acknowledged it (or found it was a duplicate).
+type Ack struct {
+	Base
+	Room        string `json:"room"`
+	ClientMsgID string `json:"client_msg_id"`
+	MessageID   string `json:"message_id"`
+	Status      string `json:"status"`
+	Seq         int64  `json:"seq,omitempty"`
+}
+
+// Error reports a failed request. The connection stays open unless a close follows.
+type Error struct {
+	Base
+	Code        string           `json:"code"`
+	Message     string           `json:"message"`
+	Retryable   bool             `json:"retryable,omitempty"`
+	ClientMsgID string           `json:"client_msg_id,omitempty"`
+	Room        string           `json:"room,omitempty"`
+	Cursors     map[string]int64 `json:"cursors,omitempty"` // set on the final frame before close 4008
+}
+
+// Error implements error so that chat logic can return protocol errors directly.
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// NewError builds an error frame value.
+func NewError(code, msg string) *Error {
+	return &Error{Base: Base{Type: TypeError}, Code: code, Message: msg}
+}
+
+// Retry marks an error as retryable.
+func (e *Error) Retry() *Error { e.Retryable = true; return e }
+
+// Message is one timeline entry: a message, a join or leave announcement, an edit or a
+// delete. Entries of a room are delivered in seq order, each once per subscription.
+type Message struct {
+	Base
+	Room        string     `json:"room"`
+	Seq         int64      `json:"seq"`
+	Kind        string     `json:"kind"`
+	MessageID   string     `json:"message_id"`
+	Sender      string     `json:"sender"`
+	SenderName  string     `json:"sender_name"`
+	ClientMsgID string     `json:"client_msg_id,omitempty"`
+	Text        string     `json:"text,omitempty"`
+	TargetSeq   int64      `json:"target_seq,omitempty"`
+	SentAt      time.Time  `json:"sent_at"`
+	StoredAt    time.Time  `json:"stored_at"`
+	EditedAt    *time.Time `json:"edited_at,omitempty"`
+	DeletedAt   *time.Time `json:"deleted_at,omitempty"`
+}
+
+// Subscribed confirms a subscription. Recovered is false when since_seq could not be
+// honoured (ahead of the room, or history purged); Reason says why.
+type Subscribed struct {
+	Base
+	Room      string `json:"room"`
+	SinceSeq  int64  `json:"since_seq"`
+	LastSeq   int64  `json:"last_seq"`
+	Recovered bool   `json:"recovered"`
+	Reason    string `json:"reason,omitempty"`
+}
+
+// Unsubscribed confirms unsubscribe (or reports that membership ended).
+type Unsubscribed struct {
+	Base
+	Room   string `json:"room"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Synced says a room's backlog has been delivered up to Seq and the room is live again.
+type Synced struct {
+	Base
+	Room string `json:"room"`
+	Seq  int64  `json:"seq"`
+}
+
+// HistoryPage answers history: Messages newest first.
+type HistoryPage struct {
+	Base
+	Room     string    `json:"room"`
+	Messages []Message `json:"messages"`
+	HasMore  bool      `json:"has_more"`
+}
+
+// TypingNotice tells room members that someone is typing.
+type TypingNotice struct {
+	Base
+	Room     string `json:"room"`
+	User     string `json:"user"`
+	UserName string `json:"user_name"`
+}
+
+// Membership answers join and leave.
+type Membership struct {
+	Base
+	Room    string `json:"room"`
+	LastSeq int64  `json:"last_seq"`
+}
+
+// RoomInfo describes a room for rooms lists.
+type RoomInfo struct {
+	ID      string   `json:"id"`
+	Name    string   `json:"name"`
+	Kind    string   `json:"kind"`
+	LastSeq int64    `json:"last_seq"`
+	Role    string   `json:"role,omitempty"`
+	Members []string `json:"members,omitempty"` // usernames, for DMs
+}
+
+// RoomList answers rooms.
+type RoomList struct {
+	Base
+	Mine   []RoomInfo `json:"mine"`
+	Public []RoomInfo `json:"public"`
+}
+
+// OnlineUser is one entry of users.
+type OnlineUser struct {
+	ID          string   `json:"id"`
+	Username    string   `json:"username"`
+	Connections int      `json:"connections"`
+	Gateways    []string `json:"gateways"`
+	IdleSeconds *int64   `json:"idle_seconds,omitempty"` // known for users connected to this gateway
+}
+
+// UserList answers users.
+type UserList struct {
+	Base
+	Users []OnlineUser `json:"users"`
+}
+
+// ConnStats are the asking connection's own counters.
+type ConnStats struct {
+	ConnID       string    `json:"conn_id"`
+	ConnectedAt  time.Time `json:"connected_at"`
+	LastActive   time.Time `json:"last_active"`
+	MessagesSent int64     `json:"messages_sent"`
+	MessagesRecv int64     `json:"messages_received"`
+	FramesIn     int64     `json:"frames_in"`
+	FramesOut    int64     `json:"frames_out"`
+	CatchUps     int64     `json:"catch_ups"`
+}
+
+// StatsReply answers stats (and GET /api/stats, without Conn).
+type StatsReply struct {
+	Base
+	GatewayID   string     `json:"gateway_id"`
+	StartedAt   time.Time  `json:"started_at"`
+	UptimeS     int64      `json:"uptime_seconds"`
+	Connections int        `json:"connections"`
+	Users       int        `json:"users"`
+	Rooms       int        `json:"rooms"`
+	MessagesIn  int64      `json:"messages_in"`
+	MessagesOut int64      `json:"messages_out"`
+	SlowCatchUp int64      `json:"slow_catch_ups"`
+	SlowClosed  int64      `json:"slow_closed"`
+	Conn        *ConnStats `json:"conn,omitempty"`
+}
+
+// TokenReply answers token with a fresh reconnect token.
+type TokenReply struct {
+	Base
+	ReconnectToken string    `json:"reconnect_token"`
+	ExpiresAt      time.Time `json:"expires_at"`
+}
+
+// Notification forwards a notification.created event to its recipient.
+type Notification struct {
+	Base
+	NotificationID string    `json:"notification_id"`
+	Room           string    `json:"room"`
+	Seq            int64     `json:"seq"`
+	Reason         string    `json:"reason"`
+	Sender         string    `json:"sender"`
+	Preview        string    `json:"preview,omitempty"`
+	CreatedAt      time.Time `json:"created_at"`
+}
+
+// Reconnect is sent before a graceful close (1012): resume elsewhere from Cursors.
+type Reconnect struct {
+	Base
+	Reason  string           `json:"reason"`
+	Cursors map[string]int64 `json:"cursors"`
+}
+
+// Encode renders a server frame. Frames are plain structs, so the only failure is a bug.
+func Encode(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Every frame type is a struct of strings, numbers and times: unreachable.
+		return []byte(`{"type":"error","code":"internal","message":"encode failed"}`)
+	}
+	return b
+}

@@ -1,0 +1,611 @@
+// Package store turns submitted chat events into the rooms' timelines. One PostgreSQL
+// transaction per Kafka batch records each event in the inbox (processed_events), drops
+// client retries, hands out the room's next sequence number, writes the messages row and
+// writes the message.stored event into the outbox. Nothing is visible until the whole
+// batch commits, and the consumer commits its offsets only after that.
+package store
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/kchat/kchat/pkg/consumer"
+	"github.com/kchat/kchat/pkg/event"
+)
+
+const (
+	// DefaultConsumer is the inbox name under which processed event ids are recorded.
+	DefaultConsumer = "persistence"
+	// DefaultSource is the CloudEvents source of the message.stored events.
+	DefaultSource = "kchat/persistence"
+
+	// roomLockNamespace is the first key of the two-key advisory locks taken per room
+	// ("kcht"). The outbox relay's lock uses the one-key bigint form, which PostgreSQL
+	// keeps in a separate key space, so the two can never collide.
+	roomLockNamespace int32 = 0x6b636874
+)
+
+// Errors that make an event permanently unstorable; the handler wraps them with
+// consumer.Permanent so that the runner dead-letters the event instead of retrying.
+var (
+	ErrUnknownRoom      = errors.New("store: unknown room")
+	ErrUnsupportedEvent = errors.New("store: event type is not stored")
+	ErrTargetNotFound   = errors.New("store: target message not found")
+	ErrTargetNotMessage = errors.New("store: target is not a message")
+	ErrTargetDeleted    = errors.New("store: target message is deleted")
+	ErrNotAuthor        = errors.New("store: only the original sender may edit or delete a message")
+	ErrNoMembers        = errors.New("store: dm room has no members")
+)
+
+// Beginner starts transactions; *pgxpool.Pool and *pgx.Conn satisfy it.
+type Beginner interface {
+	BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
+}
+
+// Config configures a Store. Zero values mean the defaults given on each field.
+type Config struct {
+	// Topic is the real (possibly prefixed) name of chat.stored, recorded in each outbox
+	// row for the relay. Required.
+	Topic string
+	// Consumer is the inbox name (default DefaultConsumer).
+	Consumer string
+	// Source is the source of the message.stored events (default DefaultSource).
+	Source  string
+	Logger  *slog.Logger
+	Metrics *Metrics // optional
+	// BeforeCommit, if set, runs inside every batch transaction after all of its rows
+	// were written and before COMMIT, with the 1-based number of the batch. Fault
+	// injection uses it to crash in the middle of a transaction.
+	BeforeCommit func(batch int64)
+}
+
+// Store is the persistence batch handler. It is safe for concurrent use: concurrent
+// batches touching the same room serialise on a per-room lock.
+type Store struct {
+	db      Beginner
+	cfg     Config
+	batches atomic.Int64
+}
+
+// New returns a Store writing through db.
+func New(db Beginner, cfg Config) (*Store, error) {
+	if db == nil {
+		return nil, errors.New("store: nil database")
+	}
+	if cfg.Topic == "" {
+		return nil, errors.New("store: Config.Topic is required")
+	}
+	if cfg.Consumer == "" {
+		cfg.Consumer = DefaultConsumer
+	}
+	if cfg.Source == "" {
+		cfg.Source = DefaultSource
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Store{db: db, cfg: cfg}, nil
+}
+
+var _ consumer.BatchHandler = (*Store)(nil).HandleBatch
+
+// item is one event of a batch with its payload decoded.
+type item struct {
+	env  event.Envelope
+	sub  *event.MessageSubmitted  // set for message.submitted
+	mem  *event.MembershipChanged // set for membership.changed
+	room string
+}
+
+type room struct {
+	id      string
+	readSeq int64 // last_seq as read; rooms whose lastSeq moved past it are updated
+	lastSeq int64
+	kind    string
+	members []string
+}
+
+type msgKey struct{ room, sender, clientMsgID string }
+
+type seqKey struct {
+	room string
+	seq  int64
+}
+
+// target is what an edit or delete needs to know about the entry it applies to.
+type target struct {
+	kind    string
+	sender  string
+	deleted bool
+}
+
+// HandleBatch stores a batch of decoded events (Message.Event set) in one transaction,
+// in batch order. A redelivered event id or a repeated (room, sender, client_msg_id)
+// stores nothing. An event that can never be stored (unknown room, edit by someone
+// other than the author...) fails the whole batch with an error wrapping
+// consumer.ErrPermanent and leaves nothing behind; the runner then retries the events
+// one by one and dead-letters only the culprit. Other errors are transient.
+func (s *Store) HandleBatch(ctx context.Context, ms []*consumer.Message) error {
+	batchNo := s.batches.Add(1)
+	start := time.Now()
+	items, err := decode(ms)
+	if err != nil {
+		return err
+	}
+	res, err := s.store(ctx, batchNo, items)
+	if err != nil {
+		return err
+	}
+	s.cfg.Metrics.observe(len(ms), res, time.Since(start))
+	if s.cfg.Logger.Enabled(ctx, slog.LevelDebug) {
+		for _, e := range res.stored {
+			s.cfg.Logger.Debug("stored", "event_id", e.eventID, "room_id", e.room, "seq", e.seq, "kind", e.kind)
+		}
+	}
+	return nil
+}
+
+func decode(ms []*consumer.Message) ([]item, error) {
+	items := make([]item, 0, len(ms))
+	for _, m := range ms {
+		p, err := event.DecodePayload(m.Event)
+		if err != nil {
+			return nil, consumer.Permanent(fmt.Errorf("event %s: %w", m.Event.ID, err))
+		}
+		it := item{env: m.Event}
+		switch p := p.(type) {
+		case event.MessageSubmitted:
+			it.sub, it.room = &p, p.RoomID
+		case event.MembershipChanged:
+			it.mem, it.room = &p, p.RoomID
+		default:
+			return nil, consumer.Permanent(fmt.Errorf("event %s of type %s: %w", m.Event.ID, m.Event.Type, ErrUnsupportedEvent))
+		}
+		items = append(items, it)
+	}
+	return items, nil
+}
+
+// result says what a batch did, for metrics and logs.
+type result struct {
+	stored      []storedEntry
+	redelivered int
+	retried     int
+}
+
+type storedEntry struct {
+	eventID, room, kind string
+	seq                 int64
+}
+
+func (s *Store) store(ctx context.Context, batchNo int64, items []item) (result, error) {
+	var res result
+	tx, err := s.db.BeginTx(ctx, pgx.TxOptions{})
+	if err != nil {
+		return res, fmt.Errorf("cannot begin: %w", err)
+	}
+	// A no-op once committed; on any error it discards everything the batch wrote.
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+
+	// The room locks come first, before any write gives the transaction its xid: a
+	// transaction that waits for a room therefore gets an xid larger than the one it
+	// waited for. The relay publishes in xid order, so each room's events reach Kafka
+	// in seq order even when two instances briefly handle the same room (a rebalance).
+	if err := lockRooms(ctx, tx, items); err != nil {
+		return res, err
+	}
+	fresh, err := s.inbox(ctx, tx, items)
+	if err != nil {
+		return res, err
+	}
+	res.redelivered = len(items) - len(fresh)
+	if len(fresh) > 0 {
+		w, err := s.plan(ctx, tx, fresh)
+		if err != nil {
+			return res, err
+		}
+		if err := w.write(ctx, tx); err != nil {
+			return res, err
+		}
+		res.stored, res.retried = w.stored, w.retried
+	}
+	if s.cfg.BeforeCommit != nil {
+		s.cfg.BeforeCommit(batchNo)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return result{}, fmt.Errorf("cannot commit: %w", err)
+	}
+	return res, nil
+}
+
+// lockRooms takes a transaction-scoped advisory lock per room of the batch, in key order
+// so that concurrent batches cannot deadlock. Advisory locks do not assign an xid.
+func lockRooms(ctx context.Context, tx pgx.Tx, items []item) error {
+	keys := make([]int32, 0, len(items))
+	for _, it := range items {
+		keys = append(keys, roomLockKey(it.room))
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	b := &pgx.Batch{}
+	for _, k := range keys {
+		b.Queue("SELECT pg_advisory_xact_lock($1, $2)", roomLockNamespace, k)
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("cannot lock rooms: %w", err)
+	}
+	return nil
+}
+
+// roomLockKey maps a room id to its advisory lock key. Two rooms sharing a key merely
+// serialise with each other.
+func roomLockKey(roomID string) int32 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(roomID))
+	return int32(h.Sum32())
+}
+
+// inbox records the batch's event ids and returns the items seen for the first time, in
+// batch order. Kafka may hold the same event twice (a producer retry), possibly within
+// one batch, so only the first occurrence of an id counts.
+func (s *Store) inbox(ctx context.Context, tx pgx.Tx, items []item) ([]item, error) {
+	ids := make([]string, 0, len(items))
+	seen := make(map[string]bool, len(items))
+	for _, it := range items {
+		if !seen[it.env.ID] {
+			seen[it.env.ID] = true
+			ids = append(ids, it.env.ID)
+		}
+	}
+	rows, err := tx.Query(ctx, `
+		INSERT INTO processed_events (consumer, event_id)
+		SELECT $1, id FROM unnest($2::text[]) AS t(id)
+		ON CONFLICT DO NOTHING
+		RETURNING event_id`, s.cfg.Consumer, ids)
+	if err != nil {
+		return nil, fmt.Errorf("cannot record processed events: %w", err)
+	}
+	inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("cannot record processed events: %w", err)
+	}
+	isNew := make(map[string]bool, len(inserted))
+	for _, id := range inserted {
+		isNew[id] = true
+	}
+	fresh := make([]item, 0, len(inserted))
+	for _, it := range items {
+		if isNew[it.env.ID] {
+			fresh = append(fresh, it)
+			delete(isNew, it.env.ID) // a second copy in the same batch is a redelivery
+		}
+	}
+	return fresh, nil
+}
+
+// plan reads what the fresh events depend on (rooms, earlier client_msg_ids, edit
+// targets) in one round trip and works out, event by event in batch order, the rows to
+// write.
+func (s *Store) plan(ctx context.Context, tx pgx.Tx, items []item) (*writes, error) {
+	var roomIDs []string
+	var keyRooms, keySenders, keyIDs []string
+	var tgtRooms []string
+	var tgtSeqs []int64
+	seenRoom := map[string]bool{}
+	for _, it := range items {
+		if !seenRoom[it.room] {
+			seenRoom[it.room] = true
+			roomIDs = append(roomIDs, it.room)
+		}
+		if it.sub != nil {
+			keyRooms = append(keyRooms, it.room)
+			keySenders = append(keySenders, it.sub.Sender)
+			keyIDs = append(keyIDs, it.sub.ClientMsgID)
+			if it.sub.TargetSeq > 0 {
+				tgtRooms = append(tgtRooms, it.room)
+				tgtSeqs = append(tgtSeqs, it.sub.TargetSeq)
+			}
+		}
+	}
+
+	rooms := map[string]*room{}
+	existing := map[msgKey]bool{}
+	targets := map[seqKey]*target{}
+	b := &pgx.Batch{}
+	// FOR NO KEY UPDATE is the lock the final UPDATE takes anyway; it makes last_seq
+	// read here the value that UPDATE will overwrite.
+	b.Queue(`
+		SELECT r.id, r.last_seq, r.kind,
+		       CASE WHEN r.kind = 'dm' THEN
+		           ARRAY(SELECT m.user_id FROM room_members m WHERE m.room_id = r.id ORDER BY m.user_id)
+		       END
+		FROM rooms r WHERE r.id = ANY($1::text[])
+		FOR NO KEY UPDATE OF r`, roomIDs).
+		Query(func(rows pgx.Rows) error {
+			var r room
+			_, err := pgx.ForEachRow(rows, []any{&r.id, &r.readSeq, &r.kind, &r.members}, func() error {
+				rr := r
+				rr.lastSeq = rr.readSeq
+				rooms[rr.id] = &rr
+				return nil
+			})
+			return err
+		})
+	if len(keyRooms) > 0 {
+		b.Queue(`
+			SELECT m.room_id, m.sender, m.client_msg_id
+			FROM messages m
+			JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(room_id, sender, client_msg_id)
+			  ON m.room_id = k.room_id AND m.sender = k.sender AND m.client_msg_id = k.client_msg_id
+			WHERE m.client_msg_id IS NOT NULL`, keyRooms, keySenders, keyIDs).
+			Query(func(rows pgx.Rows) error {
+				var k msgKey
+				_, err := pgx.ForEachRow(rows, []any{&k.room, &k.sender, &k.clientMsgID}, func() error {
+					existing[k] = true
+					return nil
+				})
+				return err
+			})
+	}
+	if len(tgtRooms) > 0 {
+		b.Queue(`
+			SELECT m.room_id, m.seq, m.kind, m.sender, m.deleted_at IS NOT NULL
+			FROM messages m
+			JOIN unnest($1::text[], $2::bigint[]) AS t(room_id, seq)
+			  ON m.room_id = t.room_id AND m.seq = t.seq`, tgtRooms, tgtSeqs).
+			Query(func(rows pgx.Rows) error {
+				var k seqKey
+				var tg target
+				_, err := pgx.ForEachRow(rows, []any{&k.room, &k.seq, &tg.kind, &tg.sender, &tg.deleted}, func() error {
+					t := tg
+					targets[k] = &t
+					return nil
+				})
+				return err
+			})
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("cannot read rooms and messages: %w", err)
+	}
+
+	w := &writes{
+		topic:    s.cfg.Topic,
+		storedAt: time.Now().UTC().Truncate(time.Microsecond), // what timestamptz keeps
+		rooms:    rooms,
+	}
+	for _, it := range items {
+		if err := s.planOne(w, it, existing, targets); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// planOne applies one fresh event to the in-memory state of the batch. existing and
+// targets start as what the database held and grow with the batch's own rows, so an
+// event sees every earlier event of the same batch.
+func (s *Store) planOne(w *writes, it item, existing map[msgKey]bool, targets map[seqKey]*target) error {
+	r, ok := w.rooms[it.room]
+	if !ok {
+		return consumer.Permanent(fmt.Errorf("event %s: room %q: %w", it.env.ID, it.room, ErrUnknownRoom))
+	}
+	row := messageRow{room: it.room, eventID: it.env.ID}
+	switch {
+	case it.sub != nil:
+		sub := it.sub
+		k := msgKey{it.room, sub.Sender, sub.ClientMsgID}
+		if existing[k] {
+			w.retried++
+			return nil
+		}
+		if sub.Kind == event.KindEdit || sub.Kind == event.KindDelete {
+			if err := checkTarget(targets[seqKey{it.room, sub.TargetSeq}], sub); err != nil {
+				return consumer.Permanent(fmt.Errorf("event %s: %s of %s/%d: %w", it.env.ID, sub.Kind, it.room, sub.TargetSeq, err))
+			}
+		}
+		existing[k] = true
+		row.kind, row.sender, row.senderName = sub.Kind, sub.Sender, sub.SenderName
+		row.clientMsgID, row.text, row.targetSeq = &sub.ClientMsgID, sub.Text, sub.TargetSeq
+		row.sentAt = sub.SubmittedAt
+	case it.mem != nil:
+		row.kind = event.KindJoin
+		if it.mem.Change == event.ChangeLeft {
+			row.kind = event.KindLeave
+		}
+		row.sender, row.senderName, row.sentAt = it.mem.User, it.mem.UserName, it.mem.ChangedAt
+	}
+
+	r.lastSeq++
+	row.seq = r.lastSeq
+	if err := w.addOutbox(s.cfg, it.env, r, row); err != nil {
+		return err
+	}
+	w.messages = append(w.messages, row)
+	switch row.kind {
+	case event.KindMessage:
+		targets[seqKey{row.room, row.seq}] = &target{kind: row.kind, sender: row.sender}
+	case event.KindEdit, event.KindDelete:
+		t := targets[seqKey{row.room, row.targetSeq}]
+		t.deleted = t.deleted || row.kind == event.KindDelete
+		w.updates = append(w.updates, row)
+	}
+	w.stored = append(w.stored, storedEntry{eventID: row.eventID, room: row.room, kind: row.kind, seq: row.seq})
+	return nil
+}
+
+func checkTarget(t *target, sub *event.MessageSubmitted) error {
+	switch {
+	case t == nil:
+		return ErrTargetNotFound
+	case t.kind != event.KindMessage:
+		return ErrTargetNotMessage
+	case t.sender != sub.Sender:
+		return ErrNotAuthor
+	case t.deleted:
+		return ErrTargetDeleted
+	}
+	return nil
+}
+
+type messageRow struct {
+	room        string
+	seq         int64
+	eventID     string
+	kind        string
+	sender      string
+	senderName  string
+	clientMsgID *string
+	text        string
+	targetSeq   int64
+	sentAt      time.Time
+}
+
+// writes collects a batch's rows so that they go to the database in one round trip.
+type writes struct {
+	topic    string
+	storedAt time.Time
+	rooms    map[string]*room
+	messages []messageRow
+	updates  []messageRow // edits and deletes, in batch order
+	outbox   []outboxRow
+	stored   []storedEntry
+	retried  int
+}
+
+type outboxRow struct {
+	key     string
+	payload []byte
+	headers []byte
+}
+
+func (w *writes) addOutbox(cfg Config, cause event.Envelope, r *room, row messageRow) error {
+	p := event.MessageStored{
+		RoomID:     row.room,
+		Seq:        row.seq,
+		Kind:       row.kind,
+		MessageID:  row.eventID,
+		Sender:     row.sender,
+		SenderName: row.senderName,
+		Text:       row.text,
+		TargetSeq:  row.targetSeq,
+		RoomKind:   r.kind,
+		SentAt:     row.sentAt,
+		StoredAt:   w.storedAt,
+	}
+	if row.clientMsgID != nil {
+		p.ClientMsgID = *row.clientMsgID
+	}
+	if r.kind == event.RoomKindDM {
+		if len(r.members) == 0 {
+			return consumer.Permanent(fmt.Errorf("event %s: room %q: %w", row.eventID, r.id, ErrNoMembers))
+		}
+		p.Members = r.members
+	}
+	e, err := event.New(cfg.Source, p, event.WithCausation(cause))
+	if err != nil {
+		return consumer.Permanent(fmt.Errorf("event %s: cannot build %s: %w", row.eventID, event.TypeMessageStored, err))
+	}
+	payload, err := event.Encode(e)
+	if err != nil {
+		return consumer.Permanent(fmt.Errorf("event %s: cannot encode %s: %w", row.eventID, event.TypeMessageStored, err))
+	}
+	hs := event.Headers(e)
+	m := make(map[string]string, len(hs))
+	for _, h := range hs {
+		m[h.Key] = string(h.Value)
+	}
+	headers, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("cannot encode headers: %w", err)
+	}
+	w.outbox = append(w.outbox, outboxRow{key: row.room, payload: payload, headers: headers})
+	return nil
+}
+
+// write sends every row of the batch in one pipelined round trip: timeline rows, then
+// the edits and deletes they may refer to, then the outbox rows (in seq order, which is
+// the order the relay publishes a transaction's rows in), then the rooms' new last_seq.
+func (w *writes) write(ctx context.Context, tx pgx.Tx) error {
+	if len(w.messages) == 0 {
+		return nil
+	}
+	b := &pgx.Batch{}
+	n := len(w.messages)
+	rooms, eventIDs, kinds := make([]string, n), make([]string, n), make([]string, n)
+	senders, senderNames := make([]string, n), make([]string, n)
+	clientIDs, texts := make([]*string, n), make([]*string, n)
+	seqs, targetSeqs := make([]int64, n), make([]*int64, n)
+	sentAts, storedAts := make([]time.Time, n), make([]time.Time, n)
+	for i, m := range w.messages {
+		rooms[i], seqs[i], eventIDs[i], kinds[i] = m.room, m.seq, m.eventID, m.kind
+		senders[i], senderNames[i], clientIDs[i] = m.sender, m.senderName, m.clientMsgID
+		if m.text != "" {
+			texts[i] = &m.text
+		}
+		if m.targetSeq > 0 {
+			targetSeqs[i] = &m.targetSeq
+		}
+		sentAts[i], storedAts[i] = m.sentAt, w.storedAt
+	}
+	b.Queue(`
+		INSERT INTO messages (room_id, seq, event_id, kind, sender, sender_name, client_msg_id,
+		                      text, target_seq, sent_at, stored_at)
+		SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+		                     $7::text[], $8::text[], $9::bigint[], $10::timestamptz[], $11::timestamptz[])`,
+		rooms, seqs, eventIDs, kinds, senders, senderNames, clientIDs, texts, targetSeqs, sentAts, storedAts)
+
+	for _, u := range w.updates {
+		if u.kind == event.KindEdit {
+			b.Queue(`UPDATE messages SET text = $3, edited_at = $4 WHERE room_id = $1 AND seq = $2`,
+				u.room, u.targetSeq, u.text, u.sentAt)
+		} else {
+			b.Queue(`UPDATE messages SET deleted_at = $3 WHERE room_id = $1 AND seq = $2`,
+				u.room, u.targetSeq, u.sentAt)
+		}
+	}
+
+	keys, payloads, headers := make([]string, len(w.outbox)), make([][]byte, len(w.outbox)), make([]string, len(w.outbox))
+	for i, o := range w.outbox {
+		keys[i], payloads[i], headers[i] = o.key, o.payload, string(o.headers)
+	}
+	// ORDER BY the ordinality makes the bigserial ids follow batch order.
+	b.Queue(`
+		INSERT INTO outbox (topic, key, payload, headers)
+		SELECT $1, k, p, h::jsonb FROM unnest($2::text[], $3::bytea[], $4::text[]) WITH ORDINALITY AS t(k, p, h, n)
+		ORDER BY n`, w.topic, keys, payloads, headers)
+
+	var ids []string
+	var last []int64
+	for _, r := range sortedRooms(w.rooms) {
+		if r.lastSeq != r.readSeq {
+			ids = append(ids, r.id)
+			last = append(last, r.lastSeq)
+		}
+	}
+	b.Queue(`UPDATE rooms SET last_seq = u.last_seq FROM unnest($1::text[], $2::bigint[]) AS u(id, last_seq)
+		WHERE rooms.id = u.id`, ids, last)
+
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("cannot write batch: %w", err)
+	}
+	return nil
+}
+
+func sortedRooms(m map[string]*room) []*room {
+	rs := make([]*room, 0, len(m))
+	for _, r := range m {
+		rs = append(rs, r)
+	}
+	slices.SortFunc(rs, func(a, b *room) int { return cmp.Compare(a.id, b.id) })
+	return rs
+}
