@@ -11,14 +11,20 @@ export KCHAT_ROOT := $(CURDIR)
 $(BIN):
 	mkdir -p $(BIN)
 
+# Every program with a main package: the devstack and each service.
+CMDS := ./deploy/devstack $(patsubst %/main.go,./%,$(wildcard services/*/main.go))
+
 build: | $(BIN)
-	$(GO) build -o $(BIN)/ ./deploy/devstack
+	$(GO) build -o $(BIN)/ $(CMDS)
 
 $(DEVSTACK): build
 
+GATEWAYS ?= 1
+
 ## dev: start Kafka (3 KRaft nodes), PostgreSQL and every service; prints the URL to open.
+## `make dev GATEWAYS=2` adds a second gateway on :8082.
 dev: build
-	$(DEVSTACK) up
+	$(DEVSTACK) up -services -gateways $(GATEWAYS)
 
 ## up: only the backing stack (Kafka + PostgreSQL), topics and migrations.
 up: build

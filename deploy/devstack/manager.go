@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -42,7 +43,13 @@ func newManager(root string, logger *slog.Logger) (*manager, error) {
 	return &manager{root: abs, stack: st, log: logger}, nil
 }
 
-func (m *manager) up(ctx context.Context, _ []string) error {
+func (m *manager) up(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	withServices := fs.Bool("services", false, "also start persistence, fanout, notification and the gateways (built into bin/)")
+	gateways := fs.Int("gateways", 1, "number of gateway instances (ports 8081, 8082, ...)")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
 	began := time.Now()
 	if err := m.stack.Up(ctx); err != nil {
 		return err
@@ -67,9 +74,20 @@ func (m *manager) up(ctx context.Context, _ []string) error {
 		return err
 	}
 	m.log.Info("migrations applied", "versions", applied)
+	if *withServices {
+		if err := m.startServices(ctx, *gateways, dbURL); err != nil {
+			return err
+		}
+	}
 	fmt.Printf("stack is up in %s\n", time.Since(began).Round(100*time.Millisecond))
 	fmt.Printf("KAFKA_BROKERS=%s\n", strings.Join(info.Brokers, ","))
 	fmt.Printf("DATABASE_URL=%s\n", dbURL)
+	if *withServices {
+		for i := 1; i <= *gateways; i++ {
+			fmt.Printf("open http://127.0.0.1:%d/  (gateway gw-%d)\n", 8080+i, i)
+		}
+		fmt.Printf("logs: %s\n", filepath.Dir(m.stack.LogFile("x")))
+	}
 	return nil
 }
 
@@ -81,6 +99,9 @@ func (m *manager) ensureDatabase(ctx context.Context) (string, error) {
 }
 
 func (m *manager) down(ctx context.Context) error {
+	if err := m.stopServices(ctx); err != nil {
+		return err
+	}
 	return m.stack.Down(ctx)
 }
 
@@ -93,6 +114,13 @@ func (m *manager) status(ctx context.Context) error {
 			state = "running"
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\n", p.Name, p.PID, state, p.Port, p.LogFile)
+	}
+	for _, svc := range m.services(2) {
+		state := "stopped"
+		if m.stack.ServiceRunning(svc.name) {
+			state = "running"
+		}
+		fmt.Fprintf(tw, "%s\t-\t%s\t%s\t%s\n", svc.name, state, svc.addr, m.stack.LogFile(svc.name))
 	}
 	tw.Flush()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)

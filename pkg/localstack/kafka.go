@@ -168,7 +168,7 @@ func (s *Stack) startNode(java string, id int) error {
 		"-Dlog4j2.configurationFile="+s.log4jConfig(),
 		"-Dkafka.logs.dir="+s.logDir(),
 		"-cp", s.classpath(), "kafka.Kafka", s.kafkaProps(id))
-	return s.spawn(s.kafkaName(id), cmd)
+	return s.spawn(s.kafkaName(id), cmd, s.cfg.StateDir)
 }
 
 // KillBroker SIGKILLs one node (1..3), as a crash would.

@@ -129,6 +129,29 @@ func (s *Stack) Down(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// StartService runs a platform service (a binary of ours) detached, logging to its own
+// file under the state directory, unless it already runs.
+func (s *Stack) StartService(name string, cmd *exec.Cmd) error {
+	if _, ok := s.running(name); ok {
+		return nil
+	}
+	if err := os.MkdirAll(s.logDir(), 0o755); err != nil {
+		return err
+	}
+	return s.spawn(name, cmd, cmd.Path)
+}
+
+// StopService stops a service started by StartService (SIGTERM, then SIGKILL after grace).
+func (s *Stack) StopService(ctx context.Context, name string, grace time.Duration) error {
+	return s.stop(ctx, name, syscall.SIGTERM, grace)
+}
+
+// ServiceRunning reports whether a service started by StartService is alive.
+func (s *Stack) ServiceRunning(name string) bool {
+	_, ok := s.running(name)
+	return ok
+}
+
 // ProcessStatus describes one managed process.
 type ProcessStatus struct {
 	Name    string
@@ -172,19 +195,24 @@ func (s *Stack) log4jConfig() string {
 	return filepath.Join(s.cfg.Root, "deploy", "localstack", "log4j2.yaml")
 }
 
-// running reports whether the process recorded under name is alive and is ours:
-// a pid file can outlive its process and the pid be reused by something else.
+// running reports whether the process recorded under name is alive and is ours: a pid
+// file can outlive its process and the pid be reused by something else, so the pid file
+// also records a string that the process's command line must contain.
 func (s *Stack) running(name string) (int, bool) {
 	data, err := os.ReadFile(s.pidFile(name))
 	if err != nil {
 		return 0, false
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	pidText, marker, _ := strings.Cut(strings.TrimSpace(string(data)), "\n")
+	pid, err := strconv.Atoi(pidText)
 	if err != nil || pid <= 0 {
 		return 0, false
 	}
+	if marker == "" {
+		marker = s.cfg.StateDir
+	}
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || !strings.Contains(string(cmdline), s.cfg.StateDir) {
+	if err != nil || !strings.Contains(string(cmdline), marker) {
 		return pid, false
 	}
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -199,7 +227,7 @@ func (s *Stack) running(name string) (int, bool) {
 
 // spawn starts a detached process (own session, so a Ctrl-C in the terminal that ran
 // `make dev` does not kill it) logging to its own file, and records its pid.
-func (s *Stack) spawn(name string, cmd *exec.Cmd) error {
+func (s *Stack) spawn(name string, cmd *exec.Cmd, marker string) error {
 	logf, err := os.OpenFile(s.logFile(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -216,7 +244,7 @@ func (s *Stack) spawn(name string, cmd *exec.Cmd) error {
 	pid := cmd.Process.Pid
 	// Reap it in the background if we are still around when it exits; otherwise init will.
 	go func() { _ = cmd.Wait() }()
-	return os.WriteFile(s.pidFile(name), []byte(strconv.Itoa(pid)), 0o644)
+	return os.WriteFile(s.pidFile(name), []byte(strconv.Itoa(pid)+"\n"+marker), 0o644)
 }
 
 func (s *Stack) stop(ctx context.Context, name string, sig syscall.Signal, grace time.Duration) error {

@@ -62,7 +62,7 @@ func (s *Stack) upPostgres(ctx context.Context) error {
 		if err := s.asPostgresUser(cmd); err != nil {
 			return err
 		}
-		if err := s.spawn("postgres", cmd); err != nil {
+		if err := s.spawn("postgres", cmd, s.cfg.StateDir); err != nil {
 			return err
 		}
 	}

@@ -81,9 +81,11 @@ func TestHandleBatch_routes(t *testing.T) {
 		events map[string]float64 // kchat_fanout_events_total by type
 	}{
 		{
-			name:  "room events go to subscribed gateways only",
-			batch: func(t *testing.T) []*consumer.Message { return []*consumer.Message{stored(t, "r1", 1), stored(t, "r2", 1), stored(t, "r3", 1)} },
-			want:  []delivered{{"gw-a", "0"}, {"gw-a", "1"}, {"gw-b", "1"}},
+			name: "room events go to subscribed gateways only",
+			batch: func(t *testing.T) []*consumer.Message {
+				return []*consumer.Message{stored(t, "r1", 1), stored(t, "r2", 1), stored(t, "r3", 1)}
+			},
+			want: []delivered{{"gw-a", "0"}, {"gw-a", "1"}, {"gw-b", "1"}},
 		},
 		{
 			name: "typing follows the room",
@@ -109,9 +111,11 @@ func TestHandleBatch_routes(t *testing.T) {
 			want: nil,
 		},
 		{
-			name:  "nobody subscribed: no write at all",
-			batch: func(t *testing.T) []*consumer.Message { return []*consumer.Message{stored(t, "r3", 1), stored(t, "r4", 1)} },
-			want:  nil,
+			name: "nobody subscribed: no write at all",
+			batch: func(t *testing.T) []*consumer.Message {
+				return []*consumer.Message{stored(t, "r3", 1), stored(t, "r4", 1)}
+			},
+			want: nil,
 		},
 	}
 	for _, tt := range tests {

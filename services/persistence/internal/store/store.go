@@ -336,6 +336,7 @@ func (s *Store) plan(ctx context.Context, tx pgx.Tx, items []item) (*writes, err
 			_, err := pgx.ForEachRow(rows, []any{&r.id, &r.readSeq, &r.kind, &r.members}, func() error {
 				rr := r
 				rr.lastSeq = rr.readSeq
+				rr.members = slices.Clone(r.members) // the scan may reuse the slice
 				rooms[rr.id] = &rr
 				return nil
 			})
@@ -417,6 +418,9 @@ func (s *Store) planOne(w *writes, it item, existing map[msgKey]bool, targets ma
 		row.kind, row.sender, row.senderName = sub.Kind, sub.Sender, sub.SenderName
 		row.clientMsgID, row.text, row.targetSeq = &sub.ClientMsgID, sub.Text, sub.TargetSeq
 		row.sentAt = sub.SubmittedAt
+		if sub.Kind == event.KindDelete {
+			row.text = "" // a delete carries no content
+		}
 	case it.mem != nil:
 		row.kind = event.KindJoin
 		if it.mem.Change == event.ChangeLeft {

@@ -1,0 +1,204 @@
+// Package app wires fanout together: the subscriptions follower that builds the routing
+// table, the consumer group that forwards events, the producer and the admin endpoints.
+// main parses flags into a Config; tests call Run directly.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/kchat/kchat/pkg/consumer"
+	"github.com/kchat/kchat/pkg/producer"
+	"github.com/kchat/kchat/pkg/service"
+	"github.com/kchat/kchat/pkg/topics"
+	"github.com/kchat/kchat/services/fanout/internal/forward"
+	"github.com/kchat/kchat/services/fanout/internal/routing"
+)
+
+// Config is fanout's configuration. Zero values mean the defaults given on each field.
+type Config struct {
+	Brokers     []string // required
+	HTTPAddr    string   // admin endpoints; empty: not served
+	TopicPrefix string   // prepended to every topic name (tests use their own topics)
+	Group       string   // consumer group (default "fanout")
+	// StartOffset is where a group with no committed offset starts: kafka.LastOffset
+	// (default) or kafka.FirstOffset. A brand-new fanout replaying a week of chat.stored
+	// into the gateways would only flood them: gateways fill gaps from PostgreSQL anyway.
+	StartOffset int64
+	// BatchSize is the most events handled (and written) together (default 500).
+	BatchSize int
+	Logger    *slog.Logger
+	// Admin is where checks and metrics are registered (default: a new one).
+	Admin *service.Admin
+}
+
+// ParseStartOffset maps a flag value ("first", "last") to a kafka-go offset.
+func ParseStartOffset(s string) (int64, error) {
+	switch strings.ToLower(s) {
+	case "first", "earliest":
+		return kafka.FirstOffset, nil
+	case "last", "latest", "":
+		return kafka.LastOffset, nil
+	default:
+		return 0, fmt.Errorf("start offset must be first or last, not %q", s)
+	}
+}
+
+func (c *Config) setDefaults() error {
+	if len(c.Brokers) == 0 {
+		return errors.New("fanout: no brokers configured")
+	}
+	if c.Group == "" {
+		c.Group = "fanout"
+	}
+	if c.StartOffset == 0 {
+		c.StartOffset = kafka.LastOffset
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 500
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Admin == nil {
+		c.Admin = service.NewAdmin()
+	}
+	return nil
+}
+
+// Run serves until ctx ends, then finishes the batch in hand, commits it and leaves the
+// group. Forwarding starts only once the routing table has caught up with the
+// subscriptions topic as of start; until then /readyz answers 503.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.setDefaults(); err != nil {
+		return err
+	}
+	log := cfg.Logger
+	names := topics.Names{Prefix: cfg.TopicPrefix}
+
+	prod, err := producer.New(producer.Config{Brokers: cfg.Brokers, BatchSize: cfg.BatchSize * 4, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := prod.Close(); err != nil {
+			log.Warn("closing producer", "error", err)
+		}
+	}()
+
+	table := routing.NewTable()
+	registerTableGauges(cfg.Admin.Registry, table)
+	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: 10 * time.Second}
+	follower, err := routing.NewFollower(routing.FollowerConfig{Topic: names.Of(topics.Subscriptions), Logger: log}, client, table)
+	if err != nil {
+		return err
+	}
+
+	fwd, err := forward.New(forward.Config{Topic: names.Of(topics.Deliveries), Logger: log,
+		Metrics: forward.NewMetrics(cfg.Admin.Registry)}, prod, table)
+	if err != nil {
+		return err
+	}
+	retry := consumer.Retry{Logger: log}
+	metrics := consumer.NewMetrics(cfg.Admin.Registry)
+	runner, err := consumer.NewBatch(consumer.Config{
+		Brokers:     cfg.Brokers,
+		GroupID:     cfg.Group,
+		Topics:      []string{names.Of(topics.Stored), names.Of(topics.Ephemeral), names.Of(topics.Notifications)},
+		Name:        "fanout",
+		BatchSize:   cfg.BatchSize,
+		StartOffset: cfg.StartOffset,
+		Logger:      log,
+		Metrics:     metrics,
+	}, fwd.HandleBatch, retry,
+		// Outermost first. Recover sits inside DeadLetter so that a panic is dead-lettered
+		// like any other permanent failure; Decode errors are permanent and skip Retry.
+		consumer.Logging(log),
+		metrics.Middleware("fanout"),
+		consumer.DeadLetter(prod, names.Of(topics.DLQ), "fanout", log),
+		retry.Middleware,
+		consumer.Recover(),
+		consumer.Decode(),
+	)
+	if err != nil {
+		return err
+	}
+
+	cfg.Admin.AddCheck("kafka", service.KafkaCheck(cfg.Brokers))
+	cfg.Admin.AddCheck("routing", follower.Ready)
+
+	// Bind before anything else, so that a taken port fails the start instead of a
+	// background goroutine.
+	var srv *http.Server
+	var ln net.Listener
+	if cfg.HTTPAddr != "" {
+		if ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			return fmt.Errorf("fanout: admin endpoints: %w", err)
+		}
+		srv = &http.Server{Handler: cfg.Admin.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		log.Info("admin endpoints listening", "addr", ln.Addr().String())
+	}
+
+	// The follower and the admin server outlive the consumer: they stop only after it has
+	// committed its last batch, so the table stays current and /metrics answers meanwhile.
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	defer func() {
+		stopBG()
+		if srv != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}
+		wg.Wait()
+	}()
+	if srv != nil {
+		wg.Go(func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("admin endpoints failed", "error", err)
+			}
+		})
+	}
+	followerFailed := make(chan error, 1)
+	wg.Go(func() {
+		if err := follower.Run(bg); err != nil && bg.Err() == nil {
+			followerFailed <- err
+		}
+	})
+
+	start := time.Now()
+	select {
+	case <-follower.CaughtUp():
+		log.Info("routing table ready; starting to forward", "took", time.Since(start).String())
+	case err := <-followerFailed:
+		return fmt.Errorf("fanout: subscriptions follower: %w", err)
+	case <-ctx.Done():
+		log.Info("stopped before the routing table caught up")
+		return nil
+	}
+	return runner.Run(ctx)
+}
+
+func registerTableGauges(reg prometheus.Registerer, table *routing.Table) {
+	for _, g := range []struct {
+		name, help string
+		value      func(routing.Stats) int
+	}{
+		{"kchat_fanout_routing_rooms", "Rooms with at least one subscribed gateway.", func(s routing.Stats) int { return s.Rooms }},
+		{"kchat_fanout_routing_gateways", "Gateways with at least one subscription.", func(s routing.Stats) int { return s.Gateways }},
+		{"kchat_fanout_routing_subscriptions", "(gateway, room) pairs in the routing table.", func(s routing.Stats) int { return s.Subscriptions }},
+	} {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: g.name, Help: g.help},
+			func() float64 { return float64(g.value(table.Stats())) }))
+	}
+}

@@ -1,0 +1,399 @@
+// Package store is the gateway's access to PostgreSQL: accounts and sessions, rooms and
+// memberships, and reads of the room timelines that persistence writes. The gateway never
+// writes messages itself; it reads them for history, resume and catch-up.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Sentinel errors; callers map them to protocol codes.
+var (
+	ErrNotFound      = errors.New("store: not found")
+	ErrUsernameTaken = errors.New("store: username taken")
+	ErrRoomExists    = errors.New("store: room exists")
+)
+
+// Store runs the gateway's queries on a pool. It is safe for concurrent use.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// New wraps a pool.
+func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+// User is an account.
+type User struct {
+	ID           string
+	Username     string
+	PasswordHash string
+}
+
+// Message is one timeline row.
+type Message struct {
+	RoomID      string
+	Seq         int64
+	EventID     string
+	Kind        string
+	Sender      string
+	SenderName  string
+	ClientMsgID string
+	Text        string
+	TargetSeq   int64
+	SentAt      time.Time
+	StoredAt    time.Time
+	EditedAt    *time.Time
+	DeletedAt   *time.Time
+}
+
+// Room is a room with the asking user's relation to it.
+type Room struct {
+	ID      string
+	Name    string
+	Kind    string
+	LastSeq int64
+	MinSeq  int64  // lowest stored seq; 0 when the timeline is empty
+	Role    string // "" when the user is not a member
+	Members []string
+}
+
+// Member reports whether Role is set.
+func (r Room) Member() bool { return r.Role != "" }
+
+// SendCheck is everything a send needs to know in one round trip.
+type SendCheck struct {
+	Kind      string
+	Member    bool
+	DupSeq    int64 // > 0 when (room, sender, client_msg_id) is already stored
+	DupID     string
+	Name      string
+	RoomFound bool
+}
+
+// Membership is one room_members row.
+type Membership struct {
+	RoomID   string
+	UserID   string
+	Username string
+	Role     string
+	JoinedAt time.Time
+}
+
+func isUnique(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
+}
+
+// Ping checks the connection, for readiness.
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
+// CreateUser inserts an account.
+func (s *Store) CreateUser(ctx context.Context, u User) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO users (id, username, password_hash) VALUES ($1, $2, $3)`,
+		u.ID, u.Username, u.PasswordHash)
+	if isUnique(err) {
+		return ErrUsernameTaken
+	}
+	if err != nil {
+		return fmt.Errorf("cannot insert user: %w", err)
+	}
+	return nil
+}
+
+// UserByName finds an account by username (case-sensitive, as registered).
+func (s *Store) UserByName(ctx context.Context, name string) (User, error) {
+	var u User
+	err := s.pool.QueryRow(ctx, `SELECT id, username, password_hash FROM users WHERE username = $1`, name).
+		Scan(&u.ID, &u.Username, &u.PasswordHash)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return User{}, ErrNotFound
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("cannot read user: %w", err)
+	}
+	return u, nil
+}
+
+// CreateSession stores a token hash for a user.
+func (s *Store) CreateSession(ctx context.Context, userID string, hash []byte, kind string, expiresAt time.Time) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO sessions (token_hash, user_id, kind, expires_at) VALUES ($1, $2, $3, $4)`,
+		hash, userID, kind, expiresAt)
+	if err != nil {
+		return fmt.Errorf("cannot insert session: %w", err)
+	}
+	return nil
+}
+
+// SessionUser resolves a token hash to its user, kind and expiry. It does not judge
+// expiry: the caller does, with its own clock (see auth.Usable).
+func (s *Store) SessionUser(ctx context.Context, hash []byte) (User, string, time.Time, error) {
+	var u User
+	var kind string
+	var exp time.Time
+	err := s.pool.QueryRow(ctx, `SELECT u.id, u.username, s.kind, s.expires_at
+		FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1`, hash).
+		Scan(&u.ID, &u.Username, &kind, &exp)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return User{}, "", time.Time{}, ErrNotFound
+	}
+	if err != nil {
+		return User{}, "", time.Time{}, fmt.Errorf("cannot read session: %w", err)
+	}
+	return u, kind, exp, nil
+}
+
+// DeleteExpiredSessions removes dead tokens; it is housekeeping, not security (expired
+// tokens are rejected either way).
+func (s *Store) DeleteExpiredSessions(ctx context.Context, now time.Time) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM sessions WHERE expires_at <= $1`, now)
+	if err != nil {
+		return 0, fmt.Errorf("cannot delete sessions: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// CreateRoom inserts a room with its creator as admin, in one transaction.
+func (s *Store) CreateRoom(ctx context.Context, id, name, kind, creator string) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO rooms (id, name, kind, created_by) VALUES ($1, $2, $3, $4)`, id, name, kind, creator)
+		if isUnique(err) {
+			return ErrRoomExists
+		}
+		if err != nil {
+			return fmt.Errorf("cannot insert room: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO room_members (room_id, user_id, role) VALUES ($1, $2, 'admin')`, id, creator); err != nil {
+			return fmt.Errorf("cannot insert member: %w", err)
+		}
+		return nil
+	})
+}
+
+// EnsureDM creates the DM room of two users if it does not exist; both are members.
+// It reports whether it created the room.
+func (s *Store) EnsureDM(ctx context.Context, id, name, a, b string) (bool, error) {
+	created := false
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO rooms (id, name, kind, created_by) VALUES ($1, $2, 'dm', $3) ON CONFLICT (id) DO NOTHING`, id, name, a)
+		if err != nil {
+			return fmt.Errorf("cannot insert dm room: %w", err)
+		}
+		created = tag.RowsAffected() == 1
+		_, err = tx.Exec(ctx, `INSERT INTO room_members (room_id, user_id) VALUES ($1, $2), ($1, $3) ON CONFLICT DO NOTHING`, id, a, b)
+		if err != nil {
+			return fmt.Errorf("cannot insert dm members: %w", err)
+		}
+		return nil
+	})
+	return created, err
+}
+
+// Room reads a room and userID's role in it. ErrNotFound when the room does not exist.
+func (s *Store) Room(ctx context.Context, roomID, userID string) (Room, error) {
+	var r Room
+	var role *string
+	var minSeq *int64
+	err := s.pool.QueryRow(ctx, `SELECT r.id, r.name, r.kind, r.last_seq, m.role,
+			(SELECT min(seq) FROM messages WHERE room_id = r.id)
+		FROM rooms r LEFT JOIN room_members m ON m.room_id = r.id AND m.user_id = $2
+		WHERE r.id = $1`, roomID, userID).Scan(&r.ID, &r.Name, &r.Kind, &r.LastSeq, &role, &minSeq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Room{}, ErrNotFound
+	}
+	if err != nil {
+		return Room{}, fmt.Errorf("cannot read room: %w", err)
+	}
+	if role != nil {
+		r.Role = *role
+	}
+	if minSeq != nil {
+		r.MinSeq = *minSeq
+	}
+	return r, nil
+}
+
+// CheckSend reads the room kind, the sender's membership and any earlier message with the
+// same client_msg_id, in one round trip: it runs on every send.
+func (s *Store) CheckSend(ctx context.Context, roomID, userID, clientMsgID string) (SendCheck, error) {
+	var c SendCheck
+	var member bool
+	var dupSeq *int64
+	var dupID *string
+	err := s.pool.QueryRow(ctx, `SELECT r.kind, r.name, m.user_id IS NOT NULL, d.seq, d.event_id
+		FROM rooms r
+		LEFT JOIN room_members m ON m.room_id = r.id AND m.user_id = $2
+		LEFT JOIN messages d ON d.room_id = r.id AND d.sender = $2 AND d.client_msg_id = $3
+		WHERE r.id = $1`, roomID, userID, clientMsgID).Scan(&c.Kind, &c.Name, &member, &dupSeq, &dupID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return SendCheck{}, nil
+	}
+	if err != nil {
+		return SendCheck{}, fmt.Errorf("cannot check send: %w", err)
+	}
+	c.RoomFound, c.Member = true, member
+	if dupSeq != nil {
+		c.DupSeq = *dupSeq
+	}
+	if dupID != nil {
+		c.DupID = *dupID
+	}
+	return c, nil
+}
+
+// MessageAt reads one timeline entry. ErrNotFound when there is none.
+func (s *Store) MessageAt(ctx context.Context, roomID string, seq int64) (Message, error) {
+	rows, err := s.pool.Query(ctx, selectMessages+` WHERE room_id = $1 AND seq = $2`, roomID, seq)
+	if err != nil {
+		return Message{}, fmt.Errorf("cannot read message: %w", err)
+	}
+	ms, err := scanMessages(rows)
+	if err != nil {
+		return Message{}, err
+	}
+	if len(ms) == 0 {
+		return Message{}, ErrNotFound
+	}
+	return ms[0], nil
+}
+
+// AddMember makes userID a member; it reports false if they already were.
+func (s *Store) AddMember(ctx context.Context, roomID, userID string) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `INSERT INTO room_members (room_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, roomID, userID)
+	if err != nil {
+		return false, fmt.Errorf("cannot add member: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// RemoveMember ends a membership; it reports false if there was none.
+func (s *Store) RemoveMember(ctx context.Context, roomID, userID string) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM room_members WHERE room_id = $1 AND user_id = $2`, roomID, userID)
+	if err != nil {
+		return false, fmt.Errorf("cannot remove member: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// Members lists a room's members, oldest first.
+func (s *Store) Members(ctx context.Context, roomID string) ([]Membership, error) {
+	rows, err := s.pool.Query(ctx, `SELECT m.room_id, m.user_id, u.username, m.role, m.joined_at
+		FROM room_members m JOIN users u ON u.id = m.user_id WHERE m.room_id = $1 ORDER BY m.joined_at, u.username`, roomID)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list members: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Membership, error) {
+		var m Membership
+		err := r.Scan(&m.RoomID, &m.UserID, &m.Username, &m.Role, &m.JoinedAt)
+		return m, err
+	})
+}
+
+// RoomsOf lists the rooms userID belongs to, with DM members' usernames.
+func (s *Store) RoomsOf(ctx context.Context, userID string) ([]Room, error) {
+	rows, err := s.pool.Query(ctx, `SELECT r.id, r.name, r.kind, r.last_seq, m.role,
+			CASE WHEN r.kind = 'dm' THEN ARRAY(SELECT u.username FROM room_members x JOIN users u ON u.id = x.user_id
+				WHERE x.room_id = r.id ORDER BY u.username) END
+		FROM room_members m JOIN rooms r ON r.id = m.room_id WHERE m.user_id = $1 ORDER BY r.id`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list rooms: %w", err)
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Room, error) {
+		var r Room
+		err := row.Scan(&r.ID, &r.Name, &r.Kind, &r.LastSeq, &r.Role, &r.Members)
+		return r, err
+	})
+}
+
+// PublicRooms lists rooms anyone may join (not DMs), by id.
+func (s *Store) PublicRooms(ctx context.Context, limit int) ([]Room, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, name, kind, last_seq FROM rooms WHERE kind = 'room' ORDER BY id LIMIT $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list rooms: %w", err)
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Room, error) {
+		var r Room
+		err := row.Scan(&r.ID, &r.Name, &r.Kind, &r.LastSeq)
+		return r, err
+	})
+}
+
+// LastSeqs reads rooms.last_seq for several rooms at once (the periodic tail check).
+func (s *Store) LastSeqs(ctx context.Context, roomIDs []string) (map[string]int64, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, last_seq FROM rooms WHERE id = ANY($1)`, roomIDs)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read last seqs: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[string]int64, len(roomIDs))
+	for rows.Next() {
+		var id string
+		var seq int64
+		if err := rows.Scan(&id, &seq); err != nil {
+			return nil, err
+		}
+		out[id] = seq
+	}
+	return out, rows.Err()
+}
+
+// MembershipsSince lists memberships of the given users that started after since, and the
+// database's current time to use as the next since (the gateway's clock may differ).
+func (s *Store) MembershipsSince(ctx context.Context, userIDs []string, since time.Time) ([]Membership, time.Time, error) {
+	var now time.Time
+	if err := s.pool.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
+		return nil, time.Time{}, fmt.Errorf("cannot read time: %w", err)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT room_id, user_id, role, joined_at FROM room_members
+		WHERE user_id = ANY($1) AND joined_at > $2`, userIDs, since)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("cannot list memberships: %w", err)
+	}
+	ms, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Membership, error) {
+		var m Membership
+		err := r.Scan(&m.RoomID, &m.UserID, &m.Role, &m.JoinedAt)
+		return m, err
+	})
+	return ms, now, err
+}
+
+const selectMessages = `SELECT room_id, seq, event_id, kind, sender, sender_name, coalesce(client_msg_id, ''),
+	coalesce(text, ''), coalesce(target_seq, 0), sent_at, stored_at, edited_at, deleted_at FROM messages`
+
+func scanMessages(rows pgx.Rows) ([]Message, error) {
+	ms, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Message, error) {
+		var m Message
+		err := r.Scan(&m.RoomID, &m.Seq, &m.EventID, &m.Kind, &m.Sender, &m.SenderName, &m.ClientMsgID,
+			&m.Text, &m.TargetSeq, &m.SentAt, &m.StoredAt, &m.EditedAt, &m.DeletedAt)
+		return m, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot read messages: %w", err)
+	}
+	return ms, nil
+}
+
+// MessagesAfter returns up to limit entries with seq > after, oldest first: the resume and
+// catch-up read.
+func (s *Store) MessagesAfter(ctx context.Context, roomID string, after int64, limit int) ([]Message, error) {
+	rows, err := s.pool.Query(ctx, selectMessages+` WHERE room_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, roomID, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read messages: %w", err)
+	}
+	return scanMessages(rows)
+}
+
+// MessagesBefore returns up to limit entries with seq < before, newest first: the history read.
+func (s *Store) MessagesBefore(ctx context.Context, roomID string, before int64, limit int) ([]Message, error) {
+	rows, err := s.pool.Query(ctx, selectMessages+` WHERE room_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3`, roomID, before, limit)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read messages: %w", err)
+	}
+	return scanMessages(rows)
+}

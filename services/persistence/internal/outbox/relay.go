@@ -1,0 +1,333 @@
+// Package outbox relays committed outbox rows to Kafka. Every persistence instance runs a
+// Relay, but only the one holding a PostgreSQL session advisory lock publishes: a single
+// active relay keeps each room's events in order, and when its session ends (crash,
+// network loss) PostgreSQL releases the lock and a standby takes over within a second.
+//
+// Delivery is at-least-once: rows are marked published only after Kafka acknowledged
+// them, so a crash in between republishes them, byte for byte. Consumers deduplicate by
+// (room_id, seq) or event id.
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/segmentio/kafka-go"
+)
+
+// DefaultLockKey is the session advisory lock (one-key bigint form) that elects the
+// active relay: "kchatobx".
+const DefaultLockKey int64 = 0x6b63686174_6f6278
+
+// Channel is the LISTEN channel the outbox insert trigger notifies.
+const Channel = "outbox"
+
+// Publisher writes messages to Kafka and returns once they are acknowledged;
+// *producer.Producer satisfies it.
+type Publisher interface {
+	Write(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// Config configures a Relay. Zero values mean the defaults given on each field.
+type Config struct {
+	LockKey int64 // default DefaultLockKey
+	// BatchSize is the most rows read and published at once (default 500). Keep it at or
+	// below the producer's batch size so one partition's rows go out in one request.
+	BatchSize int
+	// PollInterval is how long the active relay waits for a notification before looking
+	// anyway (default 500ms): notifications are a latency optimisation, not a guarantee.
+	PollInterval time.Duration
+	// LockRetry is how often a standby tries to take the lock (default 1s).
+	LockRetry time.Duration
+	// ReconnectDelay is the pause after the relay's connection failed (default 1s).
+	ReconnectDelay time.Duration
+	// Retention is how long published rows are kept for inspection (default 1h), and
+	// CleanupInterval how often older ones are deleted (default 1m).
+	Retention       time.Duration
+	CleanupInterval time.Duration
+	// ShutdownTimeout bounds the round in progress once Run's context ends (default 30s):
+	// it is finished and marked rather than cut off, which would only cause republishing.
+	ShutdownTimeout time.Duration
+	Logger          *slog.Logger
+	Metrics         *Metrics // optional
+	// AfterPublish, if set, runs after every acknowledged Kafka write and before the rows
+	// are marked published, with the 1-based count of writes. Fault injection uses it to
+	// crash in that window.
+	AfterPublish func(writes int64)
+}
+
+func (c *Config) setDefaults() {
+	if c.LockKey == 0 {
+		c.LockKey = DefaultLockKey
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 500
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = 500 * time.Millisecond
+	}
+	if c.LockRetry == 0 {
+		c.LockRetry = time.Second
+	}
+	if c.ReconnectDelay == 0 {
+		c.ReconnectDelay = time.Second
+	}
+	if c.Retention == 0 {
+		c.Retention = time.Hour
+	}
+	if c.CleanupInterval == 0 {
+		c.CleanupInterval = time.Minute
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Relay publishes outbox rows. Run it once per process.
+type Relay struct {
+	pool   *pgxpool.Pool
+	pub    Publisher
+	cfg    Config
+	log    *slog.Logger
+	active atomic.Bool
+	writes atomic.Int64
+}
+
+// New returns a relay that takes its dedicated connection from pool and publishes
+// through pub.
+func New(pool *pgxpool.Pool, pub Publisher, cfg Config) (*Relay, error) {
+	if pool == nil || pub == nil {
+		return nil, errors.New("outbox: pool and publisher are required")
+	}
+	cfg.setDefaults()
+	return &Relay{pool: pool, pub: pub, cfg: cfg, log: cfg.Logger.With("component", "outbox-relay")}, nil
+}
+
+// Active reports whether this relay currently holds the lock.
+func (r *Relay) Active() bool { return r.active.Load() }
+
+// Run relays until ctx ends, returning nil then. Connection failures are logged and
+// retried: losing the database only pauses relaying.
+func (r *Relay) Run(ctx context.Context) error {
+	for {
+		err := r.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.log.Warn("relay session ended; reconnecting", "error", err, "delay", r.cfg.ReconnectDelay)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(r.cfg.ReconnectDelay):
+		}
+	}
+}
+
+// session holds one dedicated connection: it waits for the lock, then relays until the
+// connection fails or ctx ends. Closing the connection releases the lock.
+func (r *Relay) session(ctx context.Context) error {
+	pc, err := r.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("cannot connect: %w", err)
+	}
+	// The connection leaves the pool: it holds session state (lock, LISTEN) that must
+	// never be handed to anyone else, and it dies with the session.
+	conn := pc.Hijack()
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = conn.Close(cctx)
+	}()
+	if _, err := conn.Exec(ctx, "SET application_name = 'kchat-persistence-relay'"); err != nil {
+		return fmt.Errorf("cannot configure connection: %w", err)
+	}
+	if err := r.acquire(ctx, conn); err != nil {
+		return err
+	}
+	r.setActive(true)
+	defer r.setActive(false)
+	r.log.Info("relay lock acquired; relaying", "lock_key", r.cfg.LockKey, "backend_pid", conn.PgConn().PID())
+	defer r.log.Info("relay lock released")
+
+	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
+		return fmt.Errorf("cannot listen: %w", err)
+	}
+	var lastCleanup time.Time
+	for {
+		if err := r.drain(ctx, conn); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(lastCleanup) >= r.cfg.CleanupInterval {
+			if err := r.cleanup(ctx, conn); err != nil {
+				return err
+			}
+			lastCleanup = time.Now()
+		}
+		wctx, cancel := context.WithTimeout(ctx, r.cfg.PollInterval)
+		_, err := conn.WaitForNotification(wctx)
+		cancel()
+		if err != nil && ctx.Err() == nil && !pgconn.Timeout(err) {
+			return fmt.Errorf("waiting for notifications: %w", err)
+		}
+	}
+}
+
+// acquire returns once conn holds the lock, trying every LockRetry.
+func (r *Relay) acquire(ctx context.Context, conn *pgx.Conn) error {
+	logged := false
+	for {
+		var ok bool
+		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", r.cfg.LockKey).Scan(&ok); err != nil {
+			return fmt.Errorf("cannot try the relay lock: %w", err)
+		}
+		if ok {
+			return nil
+		}
+		if !logged {
+			r.log.Info("relay lock held by another instance; standing by")
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(r.cfg.LockRetry):
+		}
+	}
+}
+
+func (r *Relay) setActive(on bool) {
+	r.active.Store(on)
+	r.cfg.Metrics.setActive(on)
+}
+
+// drain relays rounds until a round comes back short of a full batch. A round in
+// progress finishes even if ctx ends meanwhile.
+func (r *Relay) drain(ctx context.Context, conn *pgx.Conn) error {
+	for ctx.Err() == nil {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.ShutdownTimeout)
+		n, err := r.round(rctx, conn)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if n < r.cfg.BatchSize {
+			return nil
+		}
+	}
+	return nil
+}
+
+type row struct {
+	id        int64
+	topic     string
+	key       string
+	payload   []byte
+	headers   map[string]string
+	createdAt time.Time
+}
+
+// round publishes up to one batch of pending rows and marks them published, returning
+// how many it relayed.
+func (r *Relay) round(ctx context.Context, conn *pgx.Conn) (int, error) {
+	// Only rows of transactions older than every running one: a running transaction may
+	// still commit rows that belong before these (a smaller txid), so reading past it
+	// could publish a room's events out of order. Ordering by txid follows each room's
+	// seq because the store takes its room locks before it has a txid.
+	rows, err := conn.Query(ctx, `
+		SELECT id, topic, key, payload, headers, created_at
+		FROM outbox
+		WHERE published_at IS NULL AND txid < pg_snapshot_xmin(pg_current_snapshot())
+		ORDER BY txid, id
+		LIMIT $1`, r.cfg.BatchSize)
+	if err != nil {
+		return 0, fmt.Errorf("cannot read outbox: %w", err)
+	}
+	var rs []row
+	var rw row
+	_, err = pgx.ForEachRow(rows, []any{&rw.id, &rw.topic, &rw.key, &rw.payload, &rw.headers, &rw.createdAt}, func() error {
+		rs = append(rs, row{id: rw.id, topic: rw.topic, key: rw.key, payload: slices.Clone(rw.payload),
+			headers: rw.headers, createdAt: rw.createdAt})
+		rw.headers = nil // scanning JSON into a non-nil map would merge into it
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("cannot read outbox: %w", err)
+	}
+	if len(rs) == 0 {
+		r.cfg.Metrics.setLag(0)
+		return 0, nil
+	}
+	oldest := rs[0].createdAt
+	ids := make([]int64, len(rs))
+	msgs := make([]kafka.Message, len(rs))
+	for i, x := range rs {
+		ids[i] = x.id
+		msgs[i] = kafka.Message{Topic: x.topic, Key: []byte(x.key), Value: x.payload, Headers: headers(x.headers)}
+		if x.createdAt.Before(oldest) {
+			oldest = x.createdAt
+		}
+	}
+	r.cfg.Metrics.setLag(time.Since(oldest))
+
+	// One write for the whole batch: the producer splits it per partition and writes
+	// each partition's messages in order, so each room keeps its order.
+	start := time.Now()
+	if err := r.pub.Write(ctx, msgs...); err != nil {
+		return 0, fmt.Errorf("cannot publish %d outbox rows: %w", len(msgs), err)
+	}
+	r.cfg.Metrics.published(len(msgs), time.Since(start))
+	if r.cfg.AfterPublish != nil {
+		r.cfg.AfterPublish(r.writes.Add(1))
+	}
+	if _, err := conn.Exec(ctx, `UPDATE outbox SET published_at = now() WHERE id = ANY($1)`, ids); err != nil {
+		return 0, fmt.Errorf("cannot mark %d outbox rows published (they will be republished): %w", len(ids), err)
+	}
+	if r.log.Enabled(ctx, slog.LevelDebug) {
+		for _, x := range rs {
+			r.log.Debug("relayed", "event_id", x.headers["ce_id"], "topic", x.topic, "key", x.key, "outbox_id", x.id)
+		}
+	}
+	return len(rs), nil
+}
+
+// headers turns the stored header object back into Kafka headers, sorted by key so
+// that a republished row carries exactly the same headers.
+func headers(m map[string]string) []kafka.Header {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	hs := make([]kafka.Header, len(keys))
+	for i, k := range keys {
+		hs[i] = kafka.Header{Key: k, Value: []byte(m[k])}
+	}
+	return hs
+}
+
+// cleanup deletes rows published longer than Retention ago.
+func (r *Relay) cleanup(ctx context.Context, conn *pgx.Conn) error {
+	tag, err := conn.Exec(ctx, `DELETE FROM outbox WHERE published_at < now() - $1::float8 * interval '1 second'`,
+		r.cfg.Retention.Seconds())
+	if err != nil {
+		return fmt.Errorf("cannot delete old outbox rows: %w", err)
+	}
+	if n := tag.RowsAffected(); n > 0 {
+		r.log.Info("deleted published outbox rows", "rows", n, "retention", r.cfg.Retention.String())
+	}
+	return nil
+}
