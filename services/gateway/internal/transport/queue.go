@@ -1,0 +1,160 @@
+// Package transport carries frames over WebSocket: the upgrade (origin check, read limit),
+// one reader loop and one writer goroutine per connection, and the writer's bounded queue.
+// It does not parse frames; it hands bytes to a Session and writes the bytes it is given.
+package transport
+
+import (
+	"errors"
+	"sync"
+)
+
+// Class says what may happen to a queued frame when the connection falls behind.
+type Class uint8
+
+const (
+	// Control frames (acks, errors, replies) are never dropped; they may use a small
+	// reserve above the queue's capacity so that a backlog of messages cannot starve them.
+	Control Class = iota
+	// Timeline frames (room messages) may be dropped from the queue because the chat layer
+	// can re-read them from PostgreSQL; Room and Seq say which entry a dropped frame was.
+	Timeline
+	// Ephemeral frames (typing) are dropped when there is no room, and never recovered.
+	Ephemeral
+)
+
+// ControlReserve is how many Control frames may be queued beyond the capacity.
+const ControlReserve = 32
+
+// Errors returned by Queue.Push.
+var (
+	ErrQueueFull   = errors.New("transport: send queue full")
+	ErrQueueClosed = errors.New("transport: connection closed")
+)
+
+// Item is one frame waiting to be written.
+type Item struct {
+	Data  []byte
+	Type  string // frame type, for metrics and logs
+	Class Class
+	Room  string // Timeline only
+	Seq   int64  // Timeline only
+}
+
+// Queue is a bounded FIFO of frames. Push never blocks: a full queue is reported to the
+// caller, which decides between catch-up and disconnect. Safe for concurrent use.
+type Queue struct {
+	mu     sync.Mutex
+	items  []Item
+	limit  int
+	closed bool
+	ready  chan struct{} // a frame was pushed
+	space  chan struct{} // frames were taken out
+}
+
+// NewQueue returns a queue holding up to limit Timeline/Ephemeral frames.
+func NewQueue(limit int) *Queue {
+	if limit <= 0 {
+		limit = 256
+	}
+	return &Queue{limit: limit, ready: make(chan struct{}, 1), space: make(chan struct{}, 1)}
+}
+
+// Push appends it, or fails with ErrQueueFull / ErrQueueClosed without blocking.
+func (q *Queue) Push(it Item) error {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return ErrQueueClosed
+	}
+	limit := q.limit
+	if it.Class == Control {
+		limit += ControlReserve
+	}
+	if len(q.items) >= limit {
+		q.mu.Unlock()
+		return ErrQueueFull
+	}
+	q.items = append(q.items, it)
+	q.mu.Unlock()
+	notify(q.ready)
+	return nil
+}
+
+// HasSpace reports whether a Timeline frame could be pushed now, keeping free slack so
+// that a catch-up feeder does not refill the queue to the brim and trip the overflow path
+// of live frames.
+func (q *Queue) HasSpace(slack int) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return !q.closed && len(q.items)+slack < q.limit
+}
+
+// Len is the number of queued frames.
+func (q *Queue) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
+}
+
+// Limit is the capacity for Timeline frames.
+func (q *Queue) Limit() int { return q.limit }
+
+// TakeAll removes and returns every queued frame, in order.
+func (q *Queue) TakeAll() []Item {
+	q.mu.Lock()
+	items := q.items
+	q.items = nil
+	q.mu.Unlock()
+	if len(items) > 0 {
+		notify(q.space)
+	}
+	return items
+}
+
+// DropDroppable removes every Timeline and Ephemeral frame, keeping Control frames in
+// order, and returns the dropped Timeline frames so the caller can rewind its cursors.
+func (q *Queue) DropDroppable() []Item {
+	q.mu.Lock()
+	var dropped []Item
+	kept := q.items[:0]
+	for _, it := range q.items {
+		switch it.Class {
+		case Control:
+			kept = append(kept, it)
+		case Timeline:
+			dropped = append(dropped, it)
+		}
+	}
+	for i := len(kept); i < len(q.items); i++ {
+		q.items[i] = Item{} // release the dropped frames' bytes
+	}
+	q.items = kept
+	q.mu.Unlock()
+	notify(q.space)
+	return dropped
+}
+
+// Close makes further pushes fail and returns what was still queued.
+func (q *Queue) Close() []Item {
+	q.mu.Lock()
+	q.closed = true
+	items := q.items
+	q.items = nil
+	q.mu.Unlock()
+	notify(q.ready)
+	notify(q.space)
+	return items
+}
+
+// Ready is signalled after a push.
+func (q *Queue) Ready() <-chan struct{} { return q.ready }
+
+// Space is signalled after frames were taken out or dropped.
+func (q *Queue) Space() <-chan struct{} { return q.space }
+
+func notify(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,146 @@
+// Command persistence consumes chat.submitted, stores each room's timeline in PostgreSQL
+// (one transaction per batch, with the message.stored events in the outbox) and relays
+// the outbox to chat.stored.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kchat/kchat/pkg/consumer"
+	"github.com/kchat/kchat/pkg/migrations"
+	"github.com/kchat/kchat/pkg/producer"
+	"github.com/kchat/kchat/pkg/service"
+	"github.com/kchat/kchat/pkg/topics"
+
+	"github.com/kchat/kchat/services/persistence/internal/fault"
+	"github.com/kchat/kchat/services/persistence/internal/outbox"
+	"github.com/kchat/kchat/services/persistence/internal/store"
+)
+
+const name = "persistence"
+
+type config struct {
+	brokers, databaseURL, httpAddr string
+	topicPrefix, group, logLevel   string
+	batchSize                      int
+	migrate, healthcheck           bool
+	crashAfterPublish, crashInBatch int64
+}
+
+func main() {
+	var c config
+	flag.StringVar(&c.brokers, "brokers", service.Env("KAFKA_BROKERS", service.DefaultBrokers), "Kafka bootstrap brokers, comma-separated")
+	flag.StringVar(&c.databaseURL, "database-url", service.Env("DATABASE_URL", service.DefaultDatabaseURL), "PostgreSQL URL")
+	flag.StringVar(&c.httpAddr, "http-addr", service.Env("HTTP_ADDR", ":8090"), "address of /healthz, /readyz and /metrics")
+	flag.StringVar(&c.topicPrefix, "topic-prefix", service.Env("TOPIC_PREFIX", ""), "prefix of every topic name (tests)")
+	flag.StringVar(&c.group, "group", service.Env("CONSUMER_GROUP", name), "Kafka consumer group")
+	flag.IntVar(&c.batchSize, "batch-size", service.EnvInt("BATCH_SIZE", 100), "most events stored in one transaction")
+	flag.StringVar(&c.logLevel, "log-level", service.Env("LOG_LEVEL", "info"), "debug, info, warn or error")
+	flag.BoolVar(&c.migrate, "migrate", true, "apply database migrations before starting")
+	flag.BoolVar(&c.healthcheck, "healthcheck", false, "check /healthz of a running instance and exit")
+	flag.Int64Var(&c.crashAfterPublish, "fault-crash-after-publish", 0,
+		"tests only: SIGKILL after the Nth acknowledged outbox publish, before marking the rows")
+	flag.Int64Var(&c.crashInBatch, "fault-crash-in-batch", 0,
+		"tests only: SIGKILL inside the Nth batch transaction, after its writes, before commit")
+	flag.Parse()
+
+	if c.healthcheck {
+		service.Healthcheck(c.httpAddr)
+	}
+	ctx, stop := service.SignalContext()
+	defer stop()
+	if err := run(ctx, c); err != nil {
+		fmt.Fprintln(os.Stderr, "persistence:", err)
+		os.Exit(1)
+	}
+}
+
+// run wires the service and blocks until ctx ends (a clean shutdown, nil) or a part fails.
+func run(ctx context.Context, c config) error {
+	logger := service.NewLogger(name, c.logLevel)
+	brokers := service.SplitList(c.brokers)
+	names := topics.Names{Prefix: c.topicPrefix}
+
+	if c.migrate {
+		applied, err := migrations.Up(ctx, c.databaseURL)
+		if err != nil {
+			return err
+		}
+		logger.Info("migrations applied", "versions", applied)
+	}
+	pool, err := pgxpool.New(ctx, c.databaseURL)
+	if err != nil {
+		return fmt.Errorf("cannot open database: %w", err)
+	}
+	defer pool.Close()
+	prod, err := producer.New(producer.Config{Brokers: brokers, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer prod.Close()
+
+	admin := service.NewAdmin()
+	admin.AddCheck("kafka", service.KafkaCheck(brokers))
+	admin.AddCheck("postgres", service.PostgresCheck(pool))
+	consumerMetrics := consumer.NewMetrics(admin.Registry)
+
+	st, err := store.New(pool, store.Config{
+		Topic:        names.Of(topics.Stored),
+		Logger:       logger,
+		Metrics:      store.NewMetrics(admin.Registry),
+		BeforeCommit: fault.KillAt(c.crashInBatch, "crash-in-batch", logger),
+	})
+	if err != nil {
+		return err
+	}
+	retry := consumer.Retry{MaxAttempts: 5, Logger: logger}
+	runner, err := consumer.NewBatch(consumer.Config{
+		Brokers:   brokers,
+		GroupID:   c.group,
+		Topics:    []string{names.Of(topics.Submitted)},
+		Name:      name,
+		BatchSize: c.batchSize,
+		Logger:    logger,
+		Metrics:   consumerMetrics,
+	}, st.HandleBatch, retry,
+		consumer.Logging(logger),
+		consumerMetrics.Middleware(name),
+		consumer.DeadLetter(prod, names.Of(topics.DLQ), name, logger),
+		retry.Middleware,
+		consumer.Recover(),
+		consumer.Decode(),
+	)
+	if err != nil {
+		return err
+	}
+	relay, err := outbox.New(pool, prod, outbox.Config{
+		Logger:       logger,
+		Metrics:      outbox.NewMetrics(admin.Registry),
+		AfterPublish: fault.KillAt(c.crashAfterPublish, "crash-after-publish", logger),
+	})
+	if err != nil {
+		return err
+	}
+
+	// Each part returns nil once ctx ends, after finishing (and committing) the work in
+	// hand; an error from one stops the others. The deferred closes run after all of
+	// them returned, so the producer outlives the dead-letter writes and the relay.
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return admin.Serve(gctx, c.httpAddr, logger) })
+	g.Go(func() error { return runner.Run(gctx) })
+	g.Go(func() error { return relay.Run(gctx) })
+	logger.Info("persistence started", "group", c.group, "topic_prefix", c.topicPrefix, "http_addr", c.httpAddr)
+	err = g.Wait()
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	logger.Info("persistence stopped")
+	return nil
+}
