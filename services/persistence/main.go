@@ -27,10 +27,10 @@ import (
 const name = "persistence"
 
 type config struct {
-	brokers, databaseURL, httpAddr string
-	topicPrefix, group, logLevel   string
-	batchSize                      int
-	migrate, healthcheck           bool
+	brokers, databaseURL, httpAddr  string
+	topicPrefix, group, logLevel    string
+	batchSize                       int
+	migrate, healthcheck            bool
 	crashAfterPublish, crashInBatch int64
 }
 

@@ -34,12 +34,28 @@ func OriginAllowed(r *http.Request, patterns []string) bool {
 		if p == "*" {
 			return true
 		}
-		if ok, _ := path.Match(p, o); ok {
-			return true
+		if base, found := strings.CutSuffix(p, ":*"); found {
+			// Any port, but only a port: "http://localhost:1.evil.com" must not pass.
+			if port, ok := strings.CutPrefix(o, base+":"); o == base || ok && digits(port) {
+				return true
+			}
+			continue
 		}
-		if base, found := strings.CutSuffix(p, ":*"); found && o == base {
+		if ok, _ := path.Match(p, o); ok {
 			return true
 		}
 	}
 	return false
+}
+
+func digits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
