@@ -85,8 +85,9 @@ func New(cfg Config, h Handler, mws ...Middleware) (*Runner, error) {
 
 // NewBatch runs bh on whole batches, e.g. one database transaction per batch. Messages
 // that do not decode are routed one by one through mws (which should end in DeadLetter).
-// If a batch keeps failing, its messages are retried one at a time through mws, so that
-// one poison message is dead-lettered instead of blocking the partition.
+// If a batch fails with a permanent error (see Permanent), its messages are retried one at
+// a time through mws, so that one poison message is dead-lettered instead of blocking the
+// partition; a transient error retries the whole batch until it succeeds.
 func NewBatch(cfg Config, bh BatchHandler, retry Retry, mws ...Middleware) (*Runner, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
@@ -109,6 +110,12 @@ func NewBatch(cfg Config, bh BatchHandler, retry Retry, mws ...Middleware) (*Run
 		whole := retry.Middleware(func(ctx context.Context, _ *Message) error { return bh(ctx, good) })
 		err := whole(ctx, &Message{Topic: good[0].Topic})
 		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		if !errors.Is(err, ErrPermanent) {
+			// A transient failure (the database or Kafka is down) is not the messages'
+			// fault: dead-lettering them would drop accepted chat messages. The runner
+			// retries the whole batch until the dependency is back.
 			return err
 		}
 		cfg.Logger.Warn("batch failed, isolating messages", "consumer", cfg.Name, "size", len(good), "error", err)

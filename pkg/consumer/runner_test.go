@@ -262,7 +262,7 @@ func TestBatchRunner_poison_message_is_isolated(t *testing.T) {
 	bh := func(_ context.Context, ms []*consumer.Message) error {
 		for _, m := range ms {
 			if m.Event.ID == poison {
-				return errors.New("constraint violated")
+				return consumer.Permanent(errors.New("constraint violated"))
 			}
 		}
 		mu.Lock()
@@ -288,5 +288,47 @@ func TestBatchRunner_poison_message_is_isolated(t *testing.T) {
 	dl := f.readDLQ(t, 1)[0]
 	if header(dl, event.HeaderID) != poison {
 		t.Fatalf("dead letter is %q, want the poison message %s", header(dl, event.HeaderID), poison)
+	}
+}
+
+// A dependency outage (transient error) must not dead-letter accepted messages: the batch
+// is retried until the dependency is back.
+func TestBatchRunner_transient_failure_retries_without_dead_lettering(t *testing.T) {
+	f := newFixture(t)
+	ids := f.publish(t, "room-5", 10)
+	var mu sync.Mutex
+	calls := 0
+	stored := map[string]bool{}
+	bh := func(_ context.Context, ms []*consumer.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if calls <= 6 { // more failures than Retry allows for one round
+			return errors.New("connection refused")
+		}
+		for _, m := range ms {
+			stored[m.Event.ID] = true
+		}
+		return nil
+	}
+	cfg := f.config(stacktest.UniqueName("g-"))
+	cfg.BatchLinger = 200 * time.Millisecond
+	r, err := consumer.NewBatch(cfg, bh, consumer.Retry{MaxAttempts: 2, InitialInterval: 10 * time.Millisecond}, f.middleware("outage")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runUntil(t, r, func() bool { mu.Lock(); defer mu.Unlock(); return len(stored) == len(ids) })
+
+	client := f.env.Client()
+	for p := 0; p < 3; p++ {
+		res, err := client.ListOffsets(context.Background(), &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{f.dlq: {kafka.LastOffsetOf(p)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, po := range res.Topics[f.dlq] {
+			if po.LastOffset != 0 {
+				t.Fatalf("dead-letter partition %d has %d messages after a transient outage", po.Partition, po.LastOffset)
+			}
+		}
 	}
 }

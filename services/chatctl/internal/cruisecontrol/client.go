@@ -122,7 +122,7 @@ func (o ExecutionOptions) query() (url.Values, error) {
 	q := url.Values{}
 	// Always sent explicitly: relying on the server default would make a
 	// future default change silently start executions.
-	q.Set("dryrun", strconv.FormatBool(!o.Execute))
+	q.Set("dryrun", "false")
 	if len(o.Goals) > 0 {
 		q.Set("goals", strings.Join(o.Goals, ","))
 	}
@@ -315,7 +315,7 @@ func (c *Client) roundTrip(ctx context.Context, method, target, taskID string) (
 	}
 	req.Header.Set("Accept", "application/json")
 	if taskID != "" {
-		_ = taskID
+		req.Header.Set(UserTaskHeader, taskID)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -14,6 +14,15 @@ import (
 	"github.com/kchat/kchat/services/chatctl/internal/cruisecontrol/cctest"
 )
 
+// testCtx bounds every test: a client that stops sending its task id would
+// otherwise poll a stand-in forever.
+func testCtx(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 func newClient(t *testing.T, srv *cctest.Server) *cruisecontrol.Client {
 	t.Helper()
 	c, err := cruisecontrol.New(srv.URL, cruisecontrol.WithPollInterval(time.Millisecond))
@@ -53,7 +62,7 @@ func TestNewNormalisesBaseURL(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := c.State(context.Background()); err != nil {
+			if _, err := c.State(testCtx(t)); err != nil {
 				t.Fatalf("State via %q: %v", srv.URL+suffix, err)
 			}
 		})
@@ -62,7 +71,7 @@ func TestNewNormalisesBaseURL(t *testing.T) {
 
 func TestStateDecodesDocumentedShape(t *testing.T) {
 	srv := cctest.New(t, cctest.Config{})
-	s, err := newClient(t, srv).State(context.Background())
+	s, err := newClient(t, srv).State(testCtx(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +129,7 @@ func TestAsyncRequestsPollWithUserTaskID(t *testing.T) {
 		for _, tc := range calls {
 			t.Run(fmt.Sprintf("%s/polls=%d", tc.name, polls), func(t *testing.T) {
 				srv := cctest.New(t, cctest.Config{AsyncPolls: polls})
-				res, err := tc.call(context.Background(), newClient(t, srv))
+				res, err := tc.call(testCtx(t), newClient(t, srv))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -187,7 +196,7 @@ func TestDryRunIsTheDefaultAndExecutionNeedsConfirmation(t *testing.T) {
 		for _, m := range modes {
 			t.Run(ep.name+"/"+m.name, func(t *testing.T) {
 				srv := cctest.New(t, cctest.Config{})
-				res, err := ep.call(context.Background(), newClient(t, srv), m.opts)
+				res, err := ep.call(testCtx(t), newClient(t, srv), m.opts)
 				if !errors.Is(err, m.wantErr) {
 					t.Fatalf("error = %v, want %v", err, m.wantErr)
 				}
@@ -278,7 +287,7 @@ func TestErrorsCarryCruiseControlMessage(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := cctest.New(t, tt.cfg)
-			err := tt.call(context.Background(), newClient(t, srv))
+			err := tt.call(testCtx(t), newClient(t, srv))
 			if err == nil {
 				t.Fatal("want an error")
 			}
@@ -305,7 +314,7 @@ func TestPollingStopsWhenContextEnds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Millisecond)
 	defer cancel()
 	_, err = c.Proposals(ctx, cruisecontrol.ProposalOptions{})
 	if !errors.Is(err, context.DeadlineExceeded) {
@@ -319,7 +328,7 @@ func TestPollingStopsWhenContextEnds(t *testing.T) {
 func TestExecutionLifecycle(t *testing.T) {
 	srv := cctest.New(t, cctest.Config{AsyncPolls: 1})
 	c := newClient(t, srv)
-	ctx := context.Background()
+	ctx := testCtx(t)
 
 	res, err := c.AddBrokers(ctx, []int{4}, cruisecontrol.ExecutionOptions{Execute: true, Confirmed: true, Reason: "scale out"})
 	if err != nil {
@@ -398,7 +407,7 @@ func TestRenderOptimization(t *testing.T) {
 		{
 			name: "proposal",
 			run: func() (*cruisecontrol.OptimizationResult, error) {
-				return c.Proposals(context.Background(), cruisecontrol.ProposalOptions{
+				return c.Proposals(testCtx(t), cruisecontrol.ProposalOptions{
 					Goals: []string{"ReplicaDistributionGoal", "LeaderReplicaDistributionGoal", "DiskUsageDistributionGoal"}})
 			},
 			want: []string{
@@ -415,7 +424,7 @@ func TestRenderOptimization(t *testing.T) {
 		{
 			name: "execution",
 			run: func() (*cruisecontrol.OptimizationResult, error) {
-				return c.DemoteBrokers(context.Background(), []int{1}, cruisecontrol.ExecutionOptions{Execute: true, Confirmed: true})
+				return c.DemoteBrokers(testCtx(t), []int{1}, cruisecontrol.ExecutionOptions{Execute: true, Confirmed: true})
 			},
 			want: []string{"EXECUTION STARTED", "user task: 5ce7c299-", "leader movements   5", "PreferredLeaderElectionGoal  FIXED"},
 		},
@@ -442,7 +451,7 @@ func TestRenderOptimization(t *testing.T) {
 func TestRenderStateAndLoad(t *testing.T) {
 	srv := cctest.New(t, cctest.Config{})
 	c := newClient(t, srv)
-	ctx := context.Background()
+	ctx := testCtx(t)
 	state, err := c.State(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -33,7 +33,10 @@ type FollowerConfig struct {
 	MaxWait time.Duration
 	// MaxBytes bounds one fetch response (default 4 MiB).
 	MaxBytes int64
-	Logger   *slog.Logger
+	// ListAttempts bounds the tries to list the topic's partitions at start, with backoff up
+	// to 5s between them (default 10, about half a minute: topics may still be in creation).
+	ListAttempts int
+	Logger       *slog.Logger
 	// OnApply, if set, is called after each record changed the table (for metrics).
 	OnApply func(Change)
 }
@@ -64,6 +67,9 @@ func NewFollower(cfg FollowerConfig, client Fetcher, table *Table) (*Follower, e
 	}
 	if cfg.MaxBytes == 0 {
 		cfg.MaxBytes = 4 << 20
+	}
+	if cfg.ListAttempts == 0 {
+		cfg.ListAttempts = 10
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -129,7 +135,7 @@ func (f *Follower) bounds(ctx context.Context) (starts, ends map[int]int64, err 
 		if err == nil {
 			return starts, ends, nil
 		}
-		if attempt == 10 {
+		if attempt >= f.cfg.ListAttempts {
 			return nil, nil, fmt.Errorf("cannot list offsets of %s: %w", f.cfg.Topic, err)
 		}
 		f.cfg.Logger.Warn("cannot list subscriptions offsets; retrying", "topic", f.cfg.Topic, "error", err)

@@ -1,0 +1,292 @@
+// Package broker is the gateway's Kafka side: it publishes the gateway's events
+// (submissions, typing, subscription announcements, presence) and reads the two streams
+// the gateway consumes (its own partition of chat.deliveries, and chat.presence). It knows
+// nothing about connections; decoded events go to a Sink.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/kchat/kchat/pkg/event"
+	"github.com/kchat/kchat/pkg/producer"
+	"github.com/kchat/kchat/pkg/route"
+	"github.com/kchat/kchat/pkg/topics"
+	"github.com/kchat/kchat/services/gateway/internal/metrics"
+)
+
+// Publisher is what the broker needs from a Kafka producer (pkg/producer satisfies it).
+type Publisher interface {
+	Publish(ctx context.Context, topic, key string, events ...event.Envelope) error
+	Write(ctx context.Context, msgs ...kafka.Message) error
+}
+
+var _ Publisher = (*producer.Producer)(nil)
+
+// Sink receives decoded events read from Kafka, in partition order, from one goroutine
+// per partition.
+type Sink interface {
+	Deliver(ctx context.Context, e event.Envelope, p event.Payload)
+}
+
+// Config configures a Broker.
+type Config struct {
+	Brokers   []string
+	Names     topics.Names
+	GatewayID string
+}
+
+// Broker publishes and consumes on behalf of one gateway instance.
+type Broker struct {
+	cfg     Config
+	pub     Publisher
+	client  *kafka.Client
+	metrics *metrics.Metrics
+	log     *slog.Logger
+	ready   chan struct{}
+}
+
+// New returns a Broker writing through pub. m and log may be nil.
+func New(cfg Config, pub Publisher, m *metrics.Metrics, log *slog.Logger) (*Broker, error) {
+	if len(cfg.Brokers) == 0 || cfg.GatewayID == "" || pub == nil {
+		return nil, errors.New("broker: Brokers, GatewayID and a publisher are required")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Broker{
+		cfg: cfg, pub: pub, metrics: m, log: log, ready: make(chan struct{}),
+		client: &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: 10 * time.Second},
+	}, nil
+}
+
+// Topic returns the real name of a declared topic.
+func (b *Broker) Topic(declared string) string { return b.cfg.Names.Of(declared) }
+
+// Publish writes events to a declared topic under key and returns once Kafka acknowledged
+// them with acks=all.
+func (b *Broker) Publish(ctx context.Context, declared, key string, events ...event.Envelope) error {
+	start := time.Now()
+	err := b.pub.Publish(ctx, b.Topic(declared), key, events...)
+	b.metrics.Publish(declared, time.Since(start).Seconds())
+	return err
+}
+
+// SubscriptionChange is one (room, subscribed) announcement.
+type SubscriptionChange struct {
+	Room       string
+	Subscribed bool
+}
+
+// AnnounceSubscriptions publishes subscription.changed for several rooms in one write,
+// keyed "<gateway>/<room>" on the compacted chat.subscriptions.
+func (b *Broker) AnnounceSubscriptions(ctx context.Context, changes []SubscriptionChange) error {
+	if len(changes) == 0 {
+		return nil
+	}
+	now := time.Now().UTC()
+	topic := b.Topic(topics.Subscriptions)
+	msgs := make([]kafka.Message, 0, len(changes))
+	for _, c := range changes {
+		e, err := event.New("kchat/gateway/"+b.cfg.GatewayID, event.SubscriptionChanged{
+			GatewayID: b.cfg.GatewayID, RoomID: c.Room, Subscribed: c.Subscribed, At: now,
+		})
+		if err != nil {
+			return err
+		}
+		m, err := producer.Message(topic, route.SubscriptionKey(b.cfg.GatewayID, c.Room), e)
+		if err != nil {
+			return err
+		}
+		msgs = append(msgs, m)
+	}
+	start := time.Now()
+	err := b.pub.Write(ctx, msgs...)
+	b.metrics.Publish(topics.Subscriptions, time.Since(start).Seconds())
+	return err
+}
+
+// PublishPresence writes presence events keyed by user on chat.presence.
+func (b *Broker) PublishPresence(ctx context.Context, ps []event.PresenceChanged) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	topic := b.Topic(topics.Presence)
+	msgs := make([]kafka.Message, 0, len(ps))
+	for _, p := range ps {
+		e, err := event.New("kchat/gateway/"+b.cfg.GatewayID, p)
+		if err != nil {
+			return err
+		}
+		m, err := producer.Message(topic, p.User, e)
+		if err != nil {
+			return err
+		}
+		msgs = append(msgs, m)
+	}
+	return b.pub.Write(ctx, msgs...)
+}
+
+// PublishHeartbeat writes the gateway's heartbeat on chat.presence under "gw/<id>".
+func (b *Broker) PublishHeartbeat(ctx context.Context, hb event.GatewayHeartbeat) error {
+	e, err := event.New("kchat/gateway/"+b.cfg.GatewayID, hb)
+	if err != nil {
+		return err
+	}
+	return b.Publish(ctx, topics.Presence, "gw/"+b.cfg.GatewayID, e)
+}
+
+// Ready is closed once the delivery reader has fixed its start offset; a subscription
+// announced after that cannot have its events read past.
+func (b *Broker) Ready() <-chan struct{} { return b.ready }
+
+func (b *Broker) partitions(ctx context.Context, topic string) (int, error) {
+	md, err := b.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return 0, err
+	}
+	if len(md.Topics) != 1 || md.Topics[0].Error != nil || len(md.Topics[0].Partitions) == 0 {
+		if len(md.Topics) == 1 && md.Topics[0].Error != nil {
+			return 0, md.Topics[0].Error
+		}
+		return 0, fmt.Errorf("topic %s has no partitions", topic)
+	}
+	return len(md.Topics[0].Partitions), nil
+}
+
+func (b *Broker) lastOffset(ctx context.Context, topic string, partition int) (int64, error) {
+	res, err := b.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{
+		Topics: map[string][]kafka.OffsetRequest{topic: {kafka.LastOffsetOf(partition)}},
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, po := range res.Topics[topic] {
+		if po.Partition == partition {
+			if po.Error != nil {
+				return 0, po.Error
+			}
+			return po.LastOffset, nil
+		}
+	}
+	return 0, fmt.Errorf("no offset for %s/%d", topic, partition)
+}
+
+// retry runs f until it succeeds or ctx ends, backing off: at start-up Kafka may still be
+// electing leaders (and KRaft answers "not controller" for a moment).
+func retry(ctx context.Context, log *slog.Logger, what string, f func() error) error {
+	delay := 200 * time.Millisecond
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		log.Warn("kafka call failed, retrying", "what", what, "error", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 5*time.Second)
+	}
+}
+
+// RunDeliveries reads this gateway's partition of chat.deliveries from its current end
+// until ctx ends. Without a consumer group nothing is committed: a restarted gateway's
+// clients resume from PostgreSQL, so old deliveries are of no use.
+func (b *Broker) RunDeliveries(ctx context.Context, sink Sink) error {
+	topic := b.Topic(topics.Deliveries)
+	var n int
+	if err := retry(ctx, b.log, "deliveries metadata", func() (err error) { n, err = b.partitions(ctx, topic); return err }); err != nil {
+		return err
+	}
+	part := route.PartitionFor(b.cfg.GatewayID, n)
+	var start int64
+	if err := retry(ctx, b.log, "deliveries offset", func() (err error) { start, err = b.lastOffset(ctx, topic, part); return err }); err != nil {
+		return err
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers: b.cfg.Brokers, Topic: topic, Partition: part,
+		MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 250 * time.Millisecond,
+	})
+	defer r.Close()
+	if err := r.SetOffset(start); err != nil {
+		return err
+	}
+	b.log.Info("reading deliveries", "topic", topic, "partition", part, "partitions", n, "offset", start)
+	close(b.ready)
+	return b.consume(ctx, r, sink, "deliveries")
+}
+
+// RunPresence reads every partition of the compacted chat.presence from the beginning,
+// which rebuilds the cluster-wide view of who is online, then follows it.
+func (b *Broker) RunPresence(ctx context.Context, sink Sink) error {
+	topic := b.Topic(topics.Presence)
+	var n int
+	if err := retry(ctx, b.log, "presence metadata", func() (err error) { n, err = b.partitions(ctx, topic); return err }); err != nil {
+		return err
+	}
+	errs := make(chan error, n)
+	for p := range n {
+		go func() {
+			r := kafka.NewReader(kafka.ReaderConfig{
+				Brokers: b.cfg.Brokers, Topic: topic, Partition: p,
+				MinBytes: 1, MaxBytes: 4 << 20, MaxWait: 500 * time.Millisecond,
+			})
+			defer r.Close()
+			if err := r.SetOffset(kafka.FirstOffset); err != nil {
+				errs <- err
+				return
+			}
+			errs <- b.consume(ctx, r, sink, "presence")
+		}()
+	}
+	var first error
+	for range n {
+		if err := <-errs; err != nil && first == nil && ctx.Err() == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func (b *Broker) consume(ctx context.Context, r *kafka.Reader, sink Sink, what string) error {
+	for {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			// kafka-go retries internally; an error here is worth a log and a pause.
+			b.log.Warn("kafka read failed", "what", what, "error", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		e, err := event.Decode(m.Value)
+		var p event.Payload
+		if err == nil {
+			p, err = event.DecodePayload(e)
+		}
+		if err != nil {
+			// Not retryable and not ours to dead-letter (we do not own the topic's offsets).
+			b.log.Warn("undecodable event skipped", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "error", err)
+			continue
+		}
+		if b.metrics != nil && what == "deliveries" {
+			b.metrics.Deliveries.WithLabelValues(e.Type).Inc()
+			if ms, ok := p.(event.MessageStored); ok {
+				b.metrics.DeliveryLag.Observe(time.Since(ms.StoredAt).Seconds())
+			}
+		}
+		sink.Deliver(ctx, e, p)
+	}
+}

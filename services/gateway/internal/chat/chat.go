@@ -1,0 +1,575 @@
+// Package chat holds the gateway's request logic shared by REST and WebSocket: accounts
+// and tokens, rooms and memberships, direct messages, validated sends and history. Every
+// failure it returns is a *protocol.Error whose code the caller puts on the wire (REST maps
+// codes to statuses). It holds no connection state; the hub does.
+package chat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/kchat/kchat/pkg/event"
+	"github.com/kchat/kchat/pkg/topics"
+	"github.com/kchat/kchat/services/gateway/internal/auth"
+	"github.com/kchat/kchat/services/gateway/internal/protocol"
+	"github.com/kchat/kchat/services/gateway/internal/store"
+)
+
+// Store is the part of *store.Store the chat logic uses.
+type Store interface {
+	CreateUser(ctx context.Context, u store.User) error
+	UserByName(ctx context.Context, name string) (store.User, error)
+	CreateSession(ctx context.Context, userID string, hash []byte, kind string, expiresAt time.Time) error
+	SessionUser(ctx context.Context, hash []byte) (store.User, string, time.Time, error)
+	CreateRoom(ctx context.Context, id, name, kind, creator string) error
+	EnsureDM(ctx context.Context, id, name, a, b string) (bool, error)
+	Room(ctx context.Context, roomID, userID string) (store.Room, error)
+	CheckSend(ctx context.Context, roomID, userID, clientMsgID string) (store.SendCheck, error)
+	MessageAt(ctx context.Context, roomID string, seq int64) (store.Message, error)
+	AddMember(ctx context.Context, roomID, userID string) (bool, error)
+	RemoveMember(ctx context.Context, roomID, userID string) (bool, error)
+	Members(ctx context.Context, roomID string) ([]store.Membership, error)
+	RoomsOf(ctx context.Context, userID string) ([]store.Room, error)
+	PublicRooms(ctx context.Context, limit int) ([]store.Room, error)
+	MessagesAfter(ctx context.Context, roomID string, after int64, limit int) ([]store.Message, error)
+	MessagesBefore(ctx context.Context, roomID string, before int64, limit int) ([]store.Message, error)
+}
+
+var _ Store = (*store.Store)(nil)
+
+// Publisher writes events to a declared topic (the broker).
+type Publisher interface {
+	Publish(ctx context.Context, declared, key string, events ...event.Envelope) error
+}
+
+// Config configures the Service. Zero values take the defaults noted.
+type Config struct {
+	GatewayID    string
+	Limits       protocol.Limits
+	SessionTTL   time.Duration // default 24h
+	ReconnectTTL time.Duration // default 1h
+	Password     auth.Params   // default auth.DefaultParams
+	Now          func() time.Time
+}
+
+// Service implements the chat operations. Safe for concurrent use.
+type Service struct {
+	cfg      Config
+	store    Store
+	pub      Publisher
+	log      *slog.Logger
+	accepted atomic.Int64
+}
+
+// New returns a Service.
+func New(cfg Config, st Store, pub Publisher, log *slog.Logger) (*Service, error) {
+	if cfg.GatewayID == "" || st == nil || pub == nil {
+		return nil, errors.New("chat: GatewayID, store and publisher are required")
+	}
+	cfg.Limits = cfg.Limits.WithDefaults()
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = 24 * time.Hour
+	}
+	if cfg.ReconnectTTL <= 0 {
+		cfg.ReconnectTTL = time.Hour
+	}
+	if cfg.Password.Memory == 0 {
+		cfg.Password = auth.DefaultParams
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Service{cfg: cfg, store: st, pub: pub, log: log}, nil
+}
+
+// Limits returns the validation limits in force.
+func (s *Service) Limits() protocol.Limits { return s.cfg.Limits }
+
+// Accepted counts sends this gateway published (messages in).
+func (s *Service) Accepted() int64 { return s.accepted.Load() }
+
+func (s *Service) source() string { return "kchat/gateway/" + s.cfg.GatewayID }
+
+// User is an authenticated account.
+type User struct {
+	ID       string `json:"id"`
+	Username string `json:"username"`
+}
+
+func errUnavailable(err error) *protocol.Error {
+	return protocol.NewError(protocol.CodeUnavailable, "temporarily unavailable, retry").Retry()
+}
+
+// internal turns an unexpected error into the wire error, keeping the cause in the log.
+func (s *Service) internal(ctx context.Context, what string, err error) *protocol.Error {
+	s.log.ErrorContext(ctx, what, "error", err)
+	return errUnavailable(err)
+}
+
+// Register creates an account.
+func (s *Service) Register(ctx context.Context, username, password string) (User, error) {
+	if !protocol.ValidUsername(username) {
+		return User{}, protocol.NewError(protocol.CodeBadRequest, "username must be 3-32 characters of a-z, A-Z, 0-9, _ and -")
+	}
+	if len(password) < 8 || len(password) > 256 {
+		return User{}, protocol.NewError(protocol.CodeBadRequest, "password must be 8-256 characters")
+	}
+	hash, err := auth.HashPassword(password, s.cfg.Password)
+	if err != nil {
+		return User{}, s.internal(ctx, "cannot hash password", err)
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return User{}, s.internal(ctx, "cannot mint user id", err)
+	}
+	u := store.User{ID: id.String(), Username: username, PasswordHash: hash}
+	if err := s.store.CreateUser(ctx, u); err != nil {
+		if errors.Is(err, store.ErrUsernameTaken) {
+			return User{}, protocol.NewError(protocol.CodeUsernameTaken, "username is taken")
+		}
+		return User{}, s.internal(ctx, "cannot register", err)
+	}
+	return User{ID: u.ID, Username: u.Username}, nil
+}
+
+// Session is what login and resume hand out.
+type Session struct {
+	Token              string    `json:"token"`
+	ExpiresAt          time.Time `json:"expires_at"`
+	ReconnectToken     string    `json:"reconnect_token"`
+	ReconnectExpiresAt time.Time `json:"reconnect_expires_at"`
+	User               User      `json:"user"`
+}
+
+// Login checks a password and issues a session token and a reconnect token.
+func (s *Service) Login(ctx context.Context, username, password string) (Session, error) {
+	bad := protocol.NewError(protocol.CodeInvalidCredentials, "wrong username or password")
+	u, err := s.store.UserByName(ctx, username)
+	if errors.Is(err, store.ErrNotFound) {
+		// Hash anyway so that response time does not reveal which usernames exist.
+		_, _ = auth.CheckPassword(dummyHash, password)
+		return Session{}, bad
+	}
+	if err != nil {
+		return Session{}, s.internal(ctx, "cannot read user", err)
+	}
+	ok, err := auth.CheckPassword(u.PasswordHash, password)
+	if err != nil {
+		return Session{}, s.internal(ctx, "cannot check password", err)
+	}
+	if !ok {
+		return Session{}, bad
+	}
+	return s.issue(ctx, User{ID: u.ID, Username: u.Username})
+}
+
+// dummyHash has DefaultParams' cost; its password is random and unknown.
+const dummyHash = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$wR6Mlq3U8p5g3x0qJp9m1yZ1m2Yb0pQm4Tn9o0dQx2A"
+
+func (s *Service) issue(ctx context.Context, u User) (Session, error) {
+	now := s.cfg.Now()
+	tok, err := s.mint(ctx, u, auth.KindSession, now, s.cfg.SessionTTL)
+	if err != nil {
+		return Session{}, err
+	}
+	rt, err := s.mint(ctx, u, auth.KindReconnect, now, s.cfg.ReconnectTTL)
+	if err != nil {
+		return Session{}, err
+	}
+	return Session{Token: tok.Value, ExpiresAt: tok.ExpiresAt, ReconnectToken: rt.Value, ReconnectExpiresAt: rt.ExpiresAt, User: u}, nil
+}
+
+func (s *Service) mint(ctx context.Context, u User, kind string, now time.Time, ttl time.Duration) (auth.Token, error) {
+	t, err := auth.NewToken(kind, now, ttl)
+	if err != nil {
+		return auth.Token{}, s.internal(ctx, "cannot mint token", err)
+	}
+	if err := s.store.CreateSession(ctx, u.ID, t.Hash, kind, t.ExpiresAt); err != nil {
+		return auth.Token{}, s.internal(ctx, "cannot store token", err)
+	}
+	return t, nil
+}
+
+// NewReconnectToken issues a fresh reconnect token for an authenticated user.
+func (s *Service) NewReconnectToken(ctx context.Context, u User) (auth.Token, error) {
+	return s.mint(ctx, u, auth.KindReconnect, s.cfg.Now(), s.cfg.ReconnectTTL)
+}
+
+// Authenticate resolves a token of the wanted kind. Malformed, unknown, expired and
+// wrong-kind tokens all fail the same way (invalid_token), so probing learns nothing.
+func (s *Service) Authenticate(ctx context.Context, token, kind string) (User, error) {
+	bad := protocol.NewError(protocol.CodeInvalidToken, "invalid or expired token")
+	if !auth.WellFormed(token) {
+		return User{}, bad
+	}
+	u, gotKind, exp, err := s.store.SessionUser(ctx, auth.HashToken(token))
+	if errors.Is(err, store.ErrNotFound) {
+		return User{}, bad
+	}
+	if err != nil {
+		return User{}, s.internal(ctx, "cannot read session", err)
+	}
+	if !auth.Usable(gotKind, exp, kind, s.cfg.Now()) {
+		return User{}, bad
+	}
+	return User{ID: u.ID, Username: u.Username}, nil
+}
+
+// Resume trades a valid reconnect token for a new session (REST clients that lost their
+// session token).
+func (s *Service) Resume(ctx context.Context, reconnectToken string) (Session, error) {
+	u, err := s.Authenticate(ctx, reconnectToken, auth.KindReconnect)
+	if err != nil {
+		return Session{}, err
+	}
+	return s.issue(ctx, u)
+}
+
+// Access returns the room if u may read it: not_found for an unknown room, forbidden for
+// a non-member.
+func (s *Service) Access(ctx context.Context, u User, roomID string) (store.Room, error) {
+	r, err := s.store.Room(ctx, roomID, u.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Room{}, protocol.NewError(protocol.CodeNotFound, "no such room")
+	}
+	if err != nil {
+		return store.Room{}, s.internal(ctx, "cannot read room", err)
+	}
+	if !r.Member() {
+		return store.Room{}, protocol.NewError(protocol.CodeForbidden, "not a member of this room")
+	}
+	return r, nil
+}
+
+// CreateRoom creates a public room with u as admin and announces u's join.
+func (s *Service) CreateRoom(ctx context.Context, u User, id, name string) (protocol.RoomInfo, error) {
+	if !protocol.ValidSlug(id) {
+		return protocol.RoomInfo{}, protocol.NewError(protocol.CodeBadRequest, "id must be 2-64 characters of a-z, 0-9, _ and -, starting with a letter or digit")
+	}
+	name = strings.TrimSpace(name)
+	if name == "" {
+		name = id
+	}
+	if len(name) > 100 {
+		return protocol.RoomInfo{}, protocol.NewError(protocol.CodeBadRequest, "name is longer than 100 bytes")
+	}
+	if err := s.store.CreateRoom(ctx, id, name, event.RoomKindRoom, u.ID); err != nil {
+		if errors.Is(err, store.ErrRoomExists) {
+			return protocol.RoomInfo{}, protocol.NewError(protocol.CodeConflict, "a room with this id exists")
+		}
+		return protocol.RoomInfo{}, s.internal(ctx, "cannot create room", err)
+	}
+	if err := s.publishMembership(ctx, u, id, event.ChangeJoined); err != nil {
+		// The room exists either way; the creator's join entry is cosmetic.
+		s.log.WarnContext(ctx, "cannot announce room creator", "room", id, "error", err)
+	}
+	return protocol.RoomInfo{ID: id, Name: name, Kind: event.RoomKindRoom, Role: "admin"}, nil
+}
+
+func (s *Service) publishMembership(ctx context.Context, u User, room, change string) error {
+	e, err := event.New(s.source(), event.MembershipChanged{
+		RoomID: room, User: u.ID, UserName: u.Username, Change: change, By: u.ID, ChangedAt: s.cfg.Now().UTC(),
+	})
+	if err != nil {
+		return err
+	}
+	return s.pub.Publish(ctx, topics.Submitted, room, e)
+}
+
+// Join makes u a member of a public room and publishes membership.changed so the join is
+// announced in the room's timeline. It returns the room's last_seq read before the
+// announcement, so a subscription from there includes it.
+func (s *Service) Join(ctx context.Context, u User, roomID string) (store.Room, error) {
+	r, err := s.store.Room(ctx, roomID, u.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Room{}, protocol.NewError(protocol.CodeNotFound, "no such room")
+	}
+	if err != nil {
+		return store.Room{}, s.internal(ctx, "cannot read room", err)
+	}
+	if r.Kind == event.RoomKindDM && !r.Member() {
+		return store.Room{}, protocol.NewError(protocol.CodeForbidden, "direct message rooms cannot be joined")
+	}
+	if r.Member() {
+		return r, nil
+	}
+	if _, err := s.store.AddMember(ctx, roomID, u.ID); err != nil {
+		return store.Room{}, s.internal(ctx, "cannot add member", err)
+	}
+	if err := s.publishMembership(ctx, u, roomID, event.ChangeJoined); err != nil {
+		s.log.WarnContext(ctx, "cannot announce join", "room", roomID, "error", err)
+		return store.Room{}, errUnavailable(err)
+	}
+	r.Role = "member"
+	return r, nil
+}
+
+// Leave ends u's membership and announces it.
+func (s *Service) Leave(ctx context.Context, u User, roomID string) error {
+	r, err := s.Access(ctx, u, roomID)
+	if err != nil {
+		return err
+	}
+	if r.Kind == event.RoomKindDM {
+		return protocol.NewError(protocol.CodeBadRequest, "direct message rooms cannot be left")
+	}
+	if _, err := s.store.RemoveMember(ctx, roomID, u.ID); err != nil {
+		return s.internal(ctx, "cannot remove member", err)
+	}
+	if err := s.publishMembership(ctx, u, roomID, event.ChangeLeft); err != nil {
+		s.log.WarnContext(ctx, "cannot announce leave", "room", roomID, "error", err)
+		return errUnavailable(err)
+	}
+	return nil
+}
+
+// Member is one entry of a member list.
+type Member struct {
+	ID       string    `json:"id"`
+	Username string    `json:"username"`
+	Role     string    `json:"role"`
+	JoinedAt time.Time `json:"joined_at"`
+}
+
+// Members lists a room's members; DM member lists are for the two members only.
+func (s *Service) Members(ctx context.Context, u User, roomID string) ([]Member, error) {
+	r, err := s.store.Room(ctx, roomID, u.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, protocol.NewError(protocol.CodeNotFound, "no such room")
+	}
+	if err != nil {
+		return nil, s.internal(ctx, "cannot read room", err)
+	}
+	if r.Kind == event.RoomKindDM && !r.Member() {
+		return nil, protocol.NewError(protocol.CodeForbidden, "not a member of this room")
+	}
+	ms, err := s.store.Members(ctx, roomID)
+	if err != nil {
+		return nil, s.internal(ctx, "cannot list members", err)
+	}
+	out := make([]Member, len(ms))
+	for i, m := range ms {
+		out[i] = Member{ID: m.UserID, Username: m.Username, Role: m.Role, JoinedAt: m.JoinedAt}
+	}
+	return out, nil
+}
+
+// RoomsOf lists u's rooms.
+func (s *Service) RoomsOf(ctx context.Context, u User) ([]store.Room, error) {
+	rs, err := s.store.RoomsOf(ctx, u.ID)
+	if err != nil {
+		return nil, s.internal(ctx, "cannot list rooms", err)
+	}
+	return rs, nil
+}
+
+// Rooms lists u's rooms and the public rooms.
+func (s *Service) Rooms(ctx context.Context, u User) (protocol.RoomList, error) {
+	mine, err := s.RoomsOf(ctx, u)
+	if err != nil {
+		return protocol.RoomList{}, err
+	}
+	pub, err := s.store.PublicRooms(ctx, 500)
+	if err != nil {
+		return protocol.RoomList{}, s.internal(ctx, "cannot list rooms", err)
+	}
+	list := protocol.RoomList{Base: protocol.Base{Type: protocol.TypeRooms}, Mine: []protocol.RoomInfo{}, Public: []protocol.RoomInfo{}}
+	for _, r := range mine {
+		list.Mine = append(list.Mine, protocol.RoomInfo{ID: r.ID, Name: r.Name, Kind: r.Kind, LastSeq: r.LastSeq, Role: r.Role, Members: r.Members})
+	}
+	for _, r := range pub {
+		list.Public = append(list.Public, protocol.RoomInfo{ID: r.ID, Name: r.Name, Kind: r.Kind, LastSeq: r.LastSeq})
+	}
+	return list, nil
+}
+
+// DMRoomID is the id of the DM room of two users: "dm:<a>:<b>" with the ids sorted, so
+// both sides compute the same room.
+func DMRoomID(a, b string) string {
+	ids := []string{a, b}
+	slices.Sort(ids)
+	return "dm:" + ids[0] + ":" + ids[1]
+}
+
+// OpenDM returns the DM room between u and the user named to, creating it on first use.
+func (s *Service) OpenDM(ctx context.Context, u User, to string) (store.Room, User, error) {
+	if !protocol.ValidUsername(to) {
+		return store.Room{}, User{}, protocol.NewError(protocol.CodeBadRequest, "not a valid username")
+	}
+	other, err := s.store.UserByName(ctx, to)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Room{}, User{}, protocol.NewError(protocol.CodeNotFound, "no such user")
+	}
+	if err != nil {
+		return store.Room{}, User{}, s.internal(ctx, "cannot read user", err)
+	}
+	if other.ID == u.ID {
+		return store.Room{}, User{}, protocol.NewError(protocol.CodeBadRequest, "cannot message yourself")
+	}
+	id := DMRoomID(u.ID, other.ID)
+	names := []string{u.Username, other.Username}
+	slices.Sort(names)
+	if _, err := s.store.EnsureDM(ctx, id, names[0]+" & "+names[1], u.ID, other.ID); err != nil {
+		return store.Room{}, User{}, s.internal(ctx, "cannot create dm", err)
+	}
+	r, err := s.store.Room(ctx, id, u.ID)
+	if err != nil {
+		return store.Room{}, User{}, s.internal(ctx, "cannot read dm", err)
+	}
+	return r, User{ID: other.ID, Username: other.Username}, nil
+}
+
+// SendRequest is a validated send, edit or delete.
+type SendRequest struct {
+	Room        string
+	ClientMsgID string
+	Text        string
+	Kind        string // event.KindMessage (default), KindEdit or KindDelete
+	TargetSeq   int64
+}
+
+// Send publishes message.submitted keyed by room with acks=all and only then reports
+// accepted. A client_msg_id already stored by this sender in this room is answered as a
+// duplicate with the original seq and nothing is published; a retry whose first attempt is
+// still in flight is published again and dropped by persistence.
+func (s *Service) Send(ctx context.Context, u User, req SendRequest) (protocol.Ack, error) {
+	if req.Kind == "" {
+		req.Kind = event.KindMessage
+	}
+	if req.Kind != event.KindDelete {
+		if e := protocol.ValidateText(req.ClientMsgID, req.Text, s.cfg.Limits); e != nil {
+			return protocol.Ack{}, e
+		}
+	}
+	chk, err := s.store.CheckSend(ctx, req.Room, u.ID, req.ClientMsgID)
+	if err != nil {
+		return protocol.Ack{}, s.internal(ctx, "cannot check send", err)
+	}
+	if !chk.RoomFound {
+		return protocol.Ack{}, protocol.NewError(protocol.CodeNotFound, "no such room")
+	}
+	if !chk.Member {
+		return protocol.Ack{}, protocol.NewError(protocol.CodeForbidden, "not a member of this room")
+	}
+	ack := protocol.Ack{Base: protocol.Base{Type: protocol.TypeAck}, Room: req.Room, ClientMsgID: req.ClientMsgID}
+	if chk.DupSeq > 0 {
+		ack.Status, ack.Seq, ack.MessageID = protocol.AckDuplicate, chk.DupSeq, chk.DupID
+		return ack, nil
+	}
+	if req.Kind == event.KindEdit || req.Kind == event.KindDelete {
+		t, err := s.store.MessageAt(ctx, req.Room, req.TargetSeq)
+		if errors.Is(err, store.ErrNotFound) {
+			return protocol.Ack{}, protocol.NewError(protocol.CodeNotFound, "no message with that seq")
+		}
+		if err != nil {
+			return protocol.Ack{}, s.internal(ctx, "cannot read target", err)
+		}
+		if t.Kind != event.KindMessage || t.Sender != u.ID {
+			return protocol.Ack{}, protocol.NewError(protocol.CodeForbidden, "only your own messages can be changed")
+		}
+	}
+	e, err := event.New(s.source(), event.MessageSubmitted{
+		RoomID: req.Room, Sender: u.ID, SenderName: u.Username, ClientMsgID: req.ClientMsgID,
+		Text: req.Text, Kind: req.Kind, TargetSeq: req.TargetSeq, SubmittedAt: s.cfg.Now().UTC(),
+	})
+	if err != nil {
+		return protocol.Ack{}, protocol.NewError(protocol.CodeBadRequest, err.Error())
+	}
+	if err := s.pub.Publish(ctx, topics.Submitted, req.Room, e); err != nil {
+		s.log.WarnContext(ctx, "publish failed", "event_id", e.ID, "room", req.Room, "error", err)
+		return protocol.Ack{}, errUnavailable(err)
+	}
+	s.accepted.Add(1)
+	ack.Status, ack.MessageID = protocol.AckAccepted, e.ID
+	return ack, nil
+}
+
+// PublishTyping publishes a typing signal to chat.ephemeral; it is never stored.
+func (s *Service) PublishTyping(ctx context.Context, u User, room string) error {
+	e, err := event.New(s.source(), event.Typing{RoomID: room, User: u.ID, UserName: u.Username, State: event.TypingStarted})
+	if err != nil {
+		return err
+	}
+	if err := s.pub.Publish(ctx, topics.Ephemeral, room, e); err != nil {
+		return errUnavailable(err)
+	}
+	return nil
+}
+
+// HistoryQuery selects a page: Before (exclusive, newest page below it) or After
+// (exclusive, oldest page above it); neither means the newest page.
+type HistoryQuery struct {
+	Before int64
+	After  int64
+	Limit  int
+}
+
+// History returns a page of the room's timeline, oldest first, with current text and
+// edit/delete marks, for members only.
+func (s *Service) History(ctx context.Context, u User, roomID string, q HistoryQuery) (protocol.HistoryPage, error) {
+	if _, err := s.Access(ctx, u, roomID); err != nil {
+		return protocol.HistoryPage{}, err
+	}
+	if q.Limit <= 0 {
+		q.Limit = protocol.DefaultHistoryLimit
+	}
+	if q.Limit > s.cfg.Limits.MaxHistory {
+		return protocol.HistoryPage{}, protocol.NewError(protocol.CodeBadRequest, fmt.Sprintf("limit must be at most %d", s.cfg.Limits.MaxHistory))
+	}
+	if q.Before > 0 && q.After > 0 {
+		return protocol.HistoryPage{}, protocol.NewError(protocol.CodeBadRequest, "give before or after, not both")
+	}
+	var ms []store.Message
+	var err error
+	if q.After > 0 {
+		ms, err = s.store.MessagesAfter(ctx, roomID, q.After, q.Limit+1)
+	} else {
+		before := q.Before
+		if before <= 0 {
+			before = 1<<63 - 1
+		}
+		ms, err = s.store.MessagesBefore(ctx, roomID, before, q.Limit+1)
+	}
+	if err != nil {
+		return protocol.HistoryPage{}, s.internal(ctx, "cannot read history", err)
+	}
+	page := protocol.HistoryPage{Base: protocol.Base{Type: protocol.TypeHistory}, Room: roomID, HasMore: len(ms) > q.Limit}
+	ms = ms[:min(len(ms), q.Limit)]
+	if q.After <= 0 {
+		slices.Reverse(ms)
+	}
+	page.Messages = make([]protocol.Message, len(ms))
+	for i, m := range ms {
+		page.Messages[i] = FrameOf(m)
+	}
+	return page, nil
+}
+
+// FrameOf renders a stored timeline row as a message frame.
+func FrameOf(m store.Message) protocol.Message {
+	return protocol.Message{
+		Base: protocol.Base{Type: protocol.TypeMessage}, Room: m.RoomID, Seq: m.Seq, Kind: m.Kind, MessageID: m.EventID,
+		Sender: m.Sender, SenderName: m.SenderName, ClientMsgID: m.ClientMsgID, Text: m.Text, TargetSeq: m.TargetSeq,
+		SentAt: m.SentAt, StoredAt: m.StoredAt, EditedAt: m.EditedAt, DeletedAt: m.DeletedAt,
+	}
+}
+
+// FrameOfStored renders a live message.stored event as a message frame.
+func FrameOfStored(m event.MessageStored) protocol.Message {
+	return protocol.Message{
+		Base: protocol.Base{Type: protocol.TypeMessage}, Room: m.RoomID, Seq: m.Seq, Kind: m.Kind, MessageID: m.MessageID,
+		Sender: m.Sender, SenderName: m.SenderName, ClientMsgID: m.ClientMsgID, Text: m.Text, TargetSeq: m.TargetSeq,
+		SentAt: m.SentAt, StoredAt: m.StoredAt,
+	}
+}
