@@ -176,8 +176,8 @@ func TestInsert_skips_duplicates(t *testing.T) {
 	other := uuid.Must(uuid.NewV7()).String()
 	got, err := notifications.Insert(ctx, pool, []notifications.Notification{
 		n(uuid.Must(uuid.NewV7()).String(), 1, event.ReasonMention), // same (user, room, seq, reason) as seeded
-		n(first[0], 9, event.ReasonMention),                          // same id
-		n(fresh, 1, event.ReasonRoom),                                // same entry, other reason: a new row
+		n(first[0], 9, event.ReasonMention),                         // same id
+		n(fresh, 1, event.ReasonRoom),                               // same entry, other reason: a new row
 		n(other, 2, event.ReasonMention),
 	})
 	if err != nil {

@@ -148,6 +148,17 @@ func TestState_online_rules(t *testing.T) {
 			now: 4, online: []string{"ann"},
 		},
 		{
+			// The gateway's own publisher (services/gateway) keys by bare user id today:
+			// records are applied by their payload, so those are read correctly too.
+			name: "records keyed by a bare user id are applied by payload",
+			records: func(t *testing.T) []record {
+				a, b := conns(t, "ann", "A", 1, 1), conns(t, "bob", "B", 1, 1)
+				a.key, b.key = "ann", "bob"
+				return []record{hb(t, "A", 0, 0), hb(t, "B", 0, 0), a, b}
+			},
+			now: 2, online: []string{"ann", "bob"},
+		},
+		{
 			name: "user ids may contain @: keys split at the last one",
 			records: func(t *testing.T) []record {
 				return []record{hb(t, "A", 0, 0), conns(t, "ann@corp", "A", 1, 1), conns(t, "bob@corp", "A", 1, 1),

@@ -464,3 +464,35 @@ func metric(t *testing.T, addr, name string) float64 {
 	t.Fatalf("metric %s not found", name)
 	return 0
 }
+
+// An event that can never be stored goes to the dead-letter topic with its reason, and
+// the rest of its batch is stored: one poison event does not block its partition.
+func TestPoisonEvent_dead_lettered(t *testing.T) {
+	s := newStack(t, 4)
+	dlq := chattest.Collect(t, s.env.Brokers, s.topic(topics.DLQ))
+	s.produce(t, 100)
+	poison := chattest.Message(t, "room-that-does-not-exist", "u-0", "p-1", "hello?")
+	m, err := producer.Message(s.topic(topics.Submitted), poison.Subject, poison)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.prod.Write(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	s.produce(t, 100)
+
+	s.start(t, "persistence")
+	s.waitCount(t, "SELECT count(*) FROM messages", 200, 2*time.Minute)
+	rs := dlq.WaitFor(t, 30*time.Second, "the dead letter", func(rs []kafka.Message) bool { return len(rs) > 0 })
+	s.checkStored(t)
+	if len(rs) != 1 || !bytes.Equal(rs[0].Value, m.Value) {
+		t.Fatalf("dead letters: %d, want the poison event", len(rs))
+	}
+	hs := map[string]string{}
+	for _, h := range rs[0].Headers {
+		hs[h.Key] = string(h.Value)
+	}
+	if !strings.Contains(hs["dlq_reason"], "unknown room") || hs["dlq_consumer"] != "persistence" || hs[event.HeaderID] != poison.ID {
+		t.Errorf("dead-letter headers %v", hs)
+	}
+}

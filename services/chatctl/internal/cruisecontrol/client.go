@@ -122,7 +122,7 @@ func (o ExecutionOptions) query() (url.Values, error) {
 	q := url.Values{}
 	// Always sent explicitly: relying on the server default would make a
 	// future default change silently start executions.
-	q.Set("dryrun", "false")
+	q.Set("dryrun", strconv.FormatBool(!o.Execute))
 	if len(o.Goals) > 0 {
 		q.Set("goals", strings.Join(o.Goals, ","))
 	}

@@ -25,7 +25,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}),
 		lag: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "kchat_outbox_lag_seconds", Help: "Age of the oldest outbox row in the batch being relayed; 0 when none is pending.",
+			Name: "kchat_outbox_lag_seconds", Help: "Age of the oldest unpublished outbox row, as last seen by the active relay; 0 when none is pending.",
 		}),
 		active: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "kchat_outbox_relay_active", Help: "1 while this instance holds the relay lock and relays.",

@@ -164,12 +164,32 @@ func (r *Relay) session(ctx context.Context) error {
 		return fmt.Errorf("cannot listen: %w", err)
 	}
 	var lastCleanup time.Time
+	failures := 0
 	for {
-		if err := r.drain(ctx, conn); err != nil {
+		err := r.drain(ctx, conn)
+		var perr *publishError
+		switch {
+		case errors.As(err, &perr):
+			// Kafka is unavailable: keep the lock (another instance could do no better)
+			// and try again with backoff; the rows stay pending meanwhile.
+			failures++
+			delay := min(r.cfg.ReconnectDelay*time.Duration(failures), 30*time.Second)
+			r.log.Warn("publishing failed; retrying", "error", err, "delay", delay)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(delay):
+			}
+			continue
+		case err != nil:
 			return err
 		}
+		failures = 0
 		if ctx.Err() != nil {
 			return nil
+		}
+		if err := r.updateLag(ctx, conn); err != nil {
+			return err
 		}
 		if time.Since(lastCleanup) >= r.cfg.CleanupInterval {
 			if err := r.cleanup(ctx, conn); err != nil {
@@ -178,7 +198,7 @@ func (r *Relay) session(ctx context.Context) error {
 			lastCleanup = time.Now()
 		}
 		wctx, cancel := context.WithTimeout(ctx, r.cfg.PollInterval)
-		_, err := conn.WaitForNotification(wctx)
+		_, err = conn.WaitForNotification(wctx)
 		cancel()
 		if err != nil && ctx.Err() == nil && !pgconn.Timeout(err) {
 			return fmt.Errorf("waiting for notifications: %w", err)
@@ -231,6 +251,17 @@ func (r *Relay) drain(ctx context.Context, conn *pgx.Conn) error {
 	return nil
 }
 
+// publishError is a failed Kafka write, as opposed to a database failure.
+type publishError struct {
+	rows int
+	err  error
+}
+
+func (e *publishError) Error() string {
+	return fmt.Sprintf("cannot publish %d outbox rows: %v", e.rows, e.err)
+}
+func (e *publishError) Unwrap() error { return e.err }
+
 type row struct {
 	id        int64
 	topic     string
@@ -268,26 +299,20 @@ func (r *Relay) round(ctx context.Context, conn *pgx.Conn) (int, error) {
 		return 0, fmt.Errorf("cannot read outbox: %w", err)
 	}
 	if len(rs) == 0 {
-		r.cfg.Metrics.setLag(0)
 		return 0, nil
 	}
-	oldest := rs[0].createdAt
 	ids := make([]int64, len(rs))
 	msgs := make([]kafka.Message, len(rs))
 	for i, x := range rs {
 		ids[i] = x.id
 		msgs[i] = kafka.Message{Topic: x.topic, Key: []byte(x.key), Value: x.payload, Headers: headers(x.headers)}
-		if x.createdAt.Before(oldest) {
-			oldest = x.createdAt
-		}
 	}
-	r.cfg.Metrics.setLag(time.Since(oldest))
 
 	// One write for the whole batch: the producer splits it per partition and writes
 	// each partition's messages in order, so each room keeps its order.
 	start := time.Now()
 	if err := r.pub.Write(ctx, msgs...); err != nil {
-		return 0, fmt.Errorf("cannot publish %d outbox rows: %w", len(msgs), err)
+		return 0, &publishError{rows: len(msgs), err: err}
 	}
 	r.cfg.Metrics.published(len(msgs), time.Since(start))
 	if r.cfg.AfterPublish != nil {
@@ -302,6 +327,23 @@ func (r *Relay) round(ctx context.Context, conn *pgx.Conn) (int, error) {
 		}
 	}
 	return len(rs), nil
+}
+
+// updateLag reports the age of the oldest pending row, including rows that are held back
+// because an older transaction is still running: that is the delay consumers see.
+func (r *Relay) updateLag(ctx context.Context, conn *pgx.Conn) error {
+	var oldest *time.Time
+	err := conn.QueryRow(ctx, `
+		SELECT created_at FROM outbox WHERE published_at IS NULL ORDER BY txid, id LIMIT 1`).Scan(&oldest)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		r.cfg.Metrics.setLag(0)
+	case err != nil:
+		return fmt.Errorf("cannot read relay lag: %w", err)
+	default:
+		r.cfg.Metrics.setLag(time.Since(*oldest))
+	}
+	return nil
 }
 
 // headers turns the stored header object back into Kafka headers, sorted by key so

@@ -312,3 +312,60 @@ func TestRelay_cleanup(t *testing.T) {
 		return nil
 	})
 }
+
+// flakyPublisher fails its first writes, as Kafka does while unavailable.
+type flakyPublisher struct {
+	outbox.Publisher
+	failures atomic.Int64
+}
+
+func (f *flakyPublisher) Write(ctx context.Context, msgs ...kafka.Message) error {
+	if f.failures.Add(-1) >= 0 {
+		return fmt.Errorf("kafka unavailable (injected)")
+	}
+	return f.Publisher.Write(ctx, msgs...)
+}
+
+// While Kafka fails the relay keeps its lock (a standby could do no better) and retries;
+// nothing is lost or duplicated.
+func TestRelay_kafka_failure_keeps_lock(t *testing.T) {
+	f := newFixture(t, 4)
+	c := chattest.Collect(t, f.env.Brokers, f.topic)
+	pub := &flakyPublisher{Publisher: f.prod}
+	pub.failures.Store(3)
+	r, err := outbox.New(f.pool, pub, outbox.Config{ReconnectDelay: 100 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	if err := f.store(t, nil).HandleBatch(context.Background(), chattest.Consumed(t, f.batch(t, 40)...)); err != nil {
+		t.Fatal(err)
+	}
+	chattest.Eventually(t, 20*time.Second, func() error {
+		if n := f.pending(t); n > 0 {
+			return fmt.Errorf("%d rows pending", n)
+		}
+		return nil
+	})
+	if !r.Active() {
+		t.Error("relay gave up its lock")
+	}
+	if n := pub.failures.Load(); n >= 0 {
+		t.Errorf("injected failures left unused: %d", n+1)
+	}
+	// The holder's backend is still the first one: the session survived the failures.
+	if n := chattest.Count(t, f.pool, `SELECT count(*) FROM pg_stat_activity
+		WHERE application_name = 'kchat-persistence-relay' AND datname = current_database()`); n != 1 {
+		t.Errorf("%d relay sessions, want the original one", n)
+	}
+	f.checkTopic(t, c)
+}

@@ -14,10 +14,12 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/kchat/kchat/pkg/consumer"
 	"github.com/kchat/kchat/pkg/event"
@@ -600,7 +602,13 @@ func (w *writes) write(ctx context.Context, tx pgx.Tx) error {
 		WHERE rooms.id = u.id`, ids, last)
 
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("cannot write batch: %w", err)
+		err = fmt.Errorf("cannot write batch: %w", err)
+		// A data exception (class 22: a NUL byte in a text, a value out of range) fails
+		// the same way on every retry; the runner isolates and dead-letters the event.
+		if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && strings.HasPrefix(pgErr.Code, "22") {
+			return consumer.Permanent(err)
+		}
+		return err
 	}
 	return nil
 }

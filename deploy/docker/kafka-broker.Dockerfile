@@ -1,0 +1,27 @@
+# syntax=docker/dockerfile:1.7
+#
+# The official Apache Kafka image plus Cruise Control's metrics reporter, which
+# each broker loads through metric.reporters to publish the load samples
+# Cruise Control plans with.
+#
+# The jar comes from the Cruise Control image (cruise-control/Dockerfile), so
+# reporter and server are always the same tag. Compose supplies that image as
+# the named build context "cruise-control" (additional_contexts:
+# service:cruise-control). Building by hand:
+#
+#   docker build -t kchat/cruise-control:2.5.146 cruise-control/
+#   docker build --build-context cruise-control=docker-image://kchat/cruise-control:2.5.146 \
+#     -f deploy/docker/kafka-broker.Dockerfile -t kchat/kafka-broker:4.0.2 deploy/docker
+
+ARG KAFKA_IMAGE=apache/kafka:4.0.2
+
+# "cruise-control" is resolved from the named build context; there is no
+# public image by that name, so a build without the context fails here.
+FROM cruise-control AS cc-dist
+
+FROM ${KAFKA_IMAGE}
+ARG CRUISE_CONTROL_VERSION=2.5.146
+LABEL org.opencontainers.image.title="kafka-broker" \
+      org.opencontainers.image.description="apache/kafka with the Cruise Control ${CRUISE_CONTROL_VERSION} metrics reporter"
+# /opt/kafka/libs is on the broker's classpath (kafka-run-class.sh adds libs/*).
+COPY --from=cc-dist --chown=appuser:appuser /opt/cruise-control/metrics-reporter/ /opt/kafka/libs/

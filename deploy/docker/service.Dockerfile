@@ -1,0 +1,41 @@
+# syntax=docker/dockerfile:1.7
+#
+# One image recipe for every kchat Go binary (gateway, persistence, fanout,
+# notification, chatctl). Build from the repository root so go.work and every
+# module are in the context:
+#
+#   docker build -f deploy/docker/service.Dockerfile --build-arg SERVICE=gateway -t kchat/gateway:dev .
+#
+# The binary lands at /app/<SERVICE>; compose healthchecks call it with
+# -healthcheck because the runtime image has no shell and no curl.
+
+ARG GO_VERSION=1.26
+
+FROM golang:${GO_VERSION} AS build
+ARG SERVICE
+RUN test -n "${SERVICE}" || (echo "build arg SERVICE is required (gateway, persistence, fanout, notification, chatctl)" >&2; exit 1)
+WORKDIR /src
+# The workspace lists every module, so go needs all of them to resolve the
+# build, not only the one being built.
+COPY . .
+RUN test -d "services/${SERVICE}" || (echo "no such service: services/${SERVICE}" >&2; exit 1)
+# GOTOOLCHAIN=local: fail loudly instead of downloading another toolchain
+# inside the build when go.work asks for a newer Go than the image has.
+ENV CGO_ENABLED=0 GOOS=linux GOTOOLCHAIN=local GOFLAGS=-buildvcs=false
+RUN --mount=type=cache,target=/go/pkg/mod \
+    --mount=type=cache,target=/root/.cache/go-build \
+    go build -trimpath -ldflags="-s -w" -o "/out/app/${SERVICE}" "./services/${SERVICE}"
+# /app/service is a fixed entrypoint name, because ENTRYPOINT cannot expand
+# build args. chatctl reads deploy/topics.yaml relative to its working
+# directory; the other services ignore the file, which is a few hundred bytes.
+RUN ln -s "${SERVICE}" /out/app/service \
+ && mkdir -p /out/app/deploy \
+ && cp deploy/topics.yaml /out/app/deploy/topics.yaml
+
+# distroless static: no libc needed for a CGO-free binary, no shell to exploit,
+# and the :nonroot tag runs as uid 65532.
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/app/ /app/
+WORKDIR /app
+USER nonroot:nonroot
+ENTRYPOINT ["/app/service"]

@@ -1,0 +1,179 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/kchat/kchat/services/chatctl/internal/cruisecontrol"
+)
+
+var ccSubcommands = []string{"state", "load", "proposals", "rebalance", "add-broker", "remove-broker", "demote-broker", "stop", "user-tasks"}
+
+// ccFlags are shared by every cc subcommand.
+type ccFlags struct {
+	url     *string
+	asJSON  *bool
+	timeout *time.Duration
+	poll    *time.Duration
+}
+
+func (a *app) addCCFlags(fs *flag.FlagSet) ccFlags {
+	return ccFlags{
+		url:     fs.String("url", a.envOr("CRUISE_CONTROL_URL", DefaultCruiseControlURL), "Cruise Control base URL (env CRUISE_CONTROL_URL)"),
+		asJSON:  fs.Bool("json", false, "print Cruise Control's answer as JSON instead of a table"),
+		timeout: fs.Duration("timeout", 10*time.Minute, "give up waiting for Cruise Control after this long"),
+		poll:    fs.Duration("poll", 2*time.Second, "interval between polls of a long-running request"),
+	}
+}
+
+// execFlags are shared by the subcommands that can move data.
+type execFlags struct {
+	dryRun    *bool
+	yes       *bool
+	goals     *string
+	reason    *string
+	excluded  *string
+	throttle  *int64
+	brokerIDs *string
+}
+
+func addExecFlags(fs *flag.FlagSet, withBrokers, withGoals bool) execFlags {
+	f := execFlags{
+		dryRun:   fs.Bool("dryrun", true, "only compute the proposal; -dryrun=false executes it (needs -yes)"),
+		yes:      fs.Bool("yes", false, "confirm a real execution (-dryrun=false)"),
+		reason:   fs.String("reason", "", "reason recorded by Cruise Control with the task"),
+		excluded: fs.String("excluded-topics", "", "regular expression of topics whose replicas must not move"),
+		throttle: fs.Int64("throttle", 0, "replication throttle in bytes/s while moving replicas (0: Cruise Control's default)"),
+	}
+	if withGoals {
+		f.goals = fs.String("goals", "", "comma-separated goals, e.g. ReplicaDistributionGoal,LeaderReplicaDistributionGoal (default: default.goals)")
+	}
+	if withBrokers {
+		f.brokerIDs = fs.String("brokers", "", "comma-separated broker ids (required)")
+	}
+	return f
+}
+
+func (f execFlags) options() cruisecontrol.ExecutionOptions {
+	o := cruisecontrol.ExecutionOptions{
+		Execute:             !*f.dryRun,
+		Confirmed:           *f.yes,
+		Reason:              *f.reason,
+		ExcludedTopics:      *f.excluded,
+		ReplicationThrottle: *f.throttle,
+	}
+	if f.goals != nil {
+		o.Goals = splitList(*f.goals)
+	}
+	return o
+}
+
+func runCC(ctx context.Context, a *app, args []string) error {
+	sub, rest, err := subcommand("cc", args, ccSubcommands...)
+	if err != nil {
+		return err
+	}
+	fs := a.newFlagSet("cc "+sub, "cc "+sub+" [flags]")
+	common := a.addCCFlags(fs)
+
+	var (
+		run    func(ctx context.Context, c *cruisecontrol.Client) (any, error)
+		render func(w io.Writer, v any) error
+	)
+	switch sub {
+	case "state":
+		run = func(ctx context.Context, c *cruisecontrol.Client) (any, error) { return c.State(ctx) }
+		render = func(w io.Writer, v any) error { return cruisecontrol.RenderState(w, v.(*cruisecontrol.State)) }
+	case "load":
+		run = func(ctx context.Context, c *cruisecontrol.Client) (any, error) { return c.Load(ctx) }
+		render = func(w io.Writer, v any) error { return cruisecontrol.RenderLoad(w, v.(*cruisecontrol.BrokerStats)) }
+	case "user-tasks":
+		run = func(ctx context.Context, c *cruisecontrol.Client) (any, error) { return c.UserTasks(ctx) }
+		render = func(w io.Writer, v any) error { return cruisecontrol.RenderUserTasks(w, v.(*cruisecontrol.UserTasks)) }
+	case "stop":
+		force := fs.Bool("force", false, "also cancel the movements already handed to Kafka")
+		run = func(ctx context.Context, c *cruisecontrol.Client) (any, error) { return c.StopExecution(ctx, *force) }
+		render = func(w io.Writer, v any) error {
+			_, err := fmt.Fprintln(w, v.(*cruisecontrol.StopResult).Message)
+			return err
+		}
+	case "proposals":
+		goals := fs.String("goals", "", "comma-separated goals (default: default.goals)")
+		ignoreCache := fs.Bool("ignore-cache", false, "compute a fresh proposal instead of the precomputed one")
+		excluded := fs.String("excluded-topics", "", "regular expression of topics whose replicas must not move")
+		run = func(ctx context.Context, c *cruisecontrol.Client) (any, error) {
+			return c.Proposals(ctx, cruisecontrol.ProposalOptions{Goals: splitList(*goals), IgnoreCache: *ignoreCache, ExcludedTopics: *excluded})
+		}
+		render = renderOptimization
+	case "rebalance":
+		ef := addExecFlags(fs, false, true)
+		run = func(ctx context.Context, c *cruisecontrol.Client) (any, error) {
+			a.announce("rebalance", ef, *common.url, nil)
+			return c.Rebalance(ctx, ef.options())
+		}
+		render = renderOptimization
+	case "add-broker", "remove-broker", "demote-broker":
+		ef := addExecFlags(fs, true, sub != "demote-broker")
+		run = func(ctx context.Context, c *cruisecontrol.Client) (any, error) {
+			ids, err := parseIDs(*ef.brokerIDs)
+			if err != nil {
+				return nil, &usageError{err.Error()}
+			}
+			if len(ids) == 0 {
+				return nil, usagef("-brokers is required, e.g. -brokers 4")
+			}
+			a.announce(sub, ef, *common.url, ids)
+			switch sub {
+			case "add-broker":
+				return c.AddBrokers(ctx, ids, ef.options())
+			case "remove-broker":
+				return c.RemoveBrokers(ctx, ids, ef.options())
+			default:
+				return c.DemoteBrokers(ctx, ids, ef.options())
+			}
+		}
+		render = renderOptimization
+	}
+
+	if err := parse(fs, rest); err != nil {
+		return err
+	}
+	client, err := cruisecontrol.New(*common.url, cruisecontrol.WithPollInterval(*common.poll), cruisecontrol.WithLogger(a.logger))
+	if err != nil {
+		return &usageError{err.Error()}
+	}
+	ctx, cancel := context.WithTimeout(ctx, *common.timeout)
+	defer cancel()
+	v, err := run(ctx, client)
+	if errors.Is(err, cruisecontrol.ErrConfirmationRequired) {
+		return &usageError{err.Error()}
+	}
+	if err != nil {
+		return err
+	}
+	if *common.asJSON {
+		enc := json.NewEncoder(a.env.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	return render(a.env.Stdout, v)
+}
+
+func renderOptimization(w io.Writer, v any) error {
+	return cruisecontrol.RenderOptimization(w, v.(*cruisecontrol.OptimizationResult))
+}
+
+// announce logs a real execution before it is requested, so the operator's
+// terminal (and any captured log) shows what was asked even if the request
+// then hangs.
+func (a *app) announce(what string, ef execFlags, url string, brokers []int) {
+	if *ef.dryRun || !*ef.yes {
+		return
+	}
+	a.logger.Warn("requesting a real Cruise Control execution", "operation", what, "brokers", brokers, "cruise_control", url)
+}

@@ -1,0 +1,189 @@
+// Package app assembles the gateway from its parts and runs it: one Echo server for the
+// REST API, the WebSocket endpoint and the operational endpoints, the Kafka readers, and
+// the hub. main.go only turns flags into a Config.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/labstack/echo/v4"
+
+	"github.com/kchat/kchat/pkg/producer"
+	"github.com/kchat/kchat/pkg/service"
+	"github.com/kchat/kchat/pkg/topics"
+	"github.com/kchat/kchat/services/gateway/internal/api"
+	"github.com/kchat/kchat/services/gateway/internal/auth"
+	"github.com/kchat/kchat/services/gateway/internal/broker"
+	"github.com/kchat/kchat/services/gateway/internal/chat"
+	"github.com/kchat/kchat/services/gateway/internal/hub"
+	"github.com/kchat/kchat/services/gateway/internal/metrics"
+	"github.com/kchat/kchat/services/gateway/internal/protocol"
+	"github.com/kchat/kchat/services/gateway/internal/store"
+	"github.com/kchat/kchat/services/gateway/internal/transport"
+)
+
+// Config is everything the gateway is configured with.
+type Config struct {
+	ID             string
+	Addr           string
+	Brokers        []string
+	DatabaseURL    string
+	TopicPrefix    string
+	AllowedOrigins []string
+	MaxTextBytes   int
+	ReadLimit      int64
+	SendQueue      int
+	IdleTimeout    time.Duration
+	PingInterval   time.Duration
+	WriteTimeout   time.Duration
+	SessionTTL     time.Duration
+	ReconnectTTL   time.Duration
+	// Hub tunes timers; zero fields take the hub's defaults.
+	Hub hub.Config
+	// Password overrides the argon2id cost (tests use a cheap one).
+	Password auth.Params
+}
+
+// App is a running gateway.
+type App struct {
+	cfg      Config
+	log      *slog.Logger
+	pool     *pgxpool.Pool
+	prod     *producer.Producer
+	broker   *broker.Broker
+	hub      *hub.Hub
+	ws       *transport.Handler
+	echo     *echo.Echo
+	admin    *service.Admin
+	shutdown time.Duration
+}
+
+// New connects to PostgreSQL and builds every part; nothing runs until Serve.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
+	if cfg.ID == "" {
+		return nil, errors.New("gateway id is required")
+	}
+	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open database: %w", err)
+	}
+	prod, err := producer.New(producer.Config{Brokers: cfg.Brokers, Logger: log})
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	admin := service.NewAdmin()
+	m := metrics.New(admin.Registry)
+	br, err := broker.New(broker.Config{Brokers: cfg.Brokers, Names: topics.Names{Prefix: cfg.TopicPrefix}, GatewayID: cfg.ID}, prod, m, log)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	st := store.New(pool)
+	limits := protocol.Limits{MaxTextBytes: cfg.MaxTextBytes}.WithDefaults()
+	svc, err := chat.New(chat.Config{GatewayID: cfg.ID, Limits: limits, SessionTTL: cfg.SessionTTL, ReconnectTTL: cfg.ReconnectTTL, Password: cfg.Password}, st, br, log)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	hcfg := cfg.Hub
+	hcfg.GatewayID, hcfg.Addr, hcfg.Limits = cfg.ID, cfg.Addr, limits
+	h, err := hub.New(hcfg, svc, st, br, m, log)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	ws := transport.NewHandler(transport.Config{
+		ReadLimit: cfg.ReadLimit, SendQueue: cfg.SendQueue, IdleTimeout: cfg.IdleTimeout,
+		PingInterval: cfg.PingInterval, WriteTimeout: cfg.WriteTimeout, AllowedOrigins: cfg.AllowedOrigins,
+	}, h, m, log)
+
+	admin.AddCheck("postgres", service.PostgresCheck(pool))
+	admin.AddCheck("kafka", service.KafkaCheck(cfg.Brokers))
+	admin.AddCheck("deliveries", func(context.Context) error {
+		select {
+		case <-br.Ready():
+			return nil
+		default:
+			return errors.New("delivery reader not positioned yet")
+		}
+	})
+
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = api.ErrorHandler
+	api.New(svc, h).Register(e)
+	e.GET("/ws", echo.WrapHandler(ws))
+	adminH := echo.WrapHandler(admin.Handler())
+	e.GET("/healthz", adminH)
+	e.GET("/readyz", adminH)
+	e.GET("/metrics", adminH)
+
+	return &App{cfg: cfg, log: log, pool: pool, prod: prod, broker: br, hub: h, ws: ws, echo: e, admin: admin, shutdown: 10 * time.Second}, nil
+}
+
+// Handler is the whole HTTP surface (for tests).
+func (a *App) Handler() http.Handler { return a.echo }
+
+// Serve runs until ctx ends, then shuts down gracefully: stop accepting, send every
+// client a reconnect frame and close 1012, unannounce subscriptions and presence, flush
+// the producer, close the pool.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	readers, stopReaders := context.WithCancel(context.Background())
+	defer stopReaders()
+	hubCtx, stopHub := context.WithCancel(context.Background())
+	hubDone := make(chan struct{})
+	go func() { defer close(hubDone); a.hub.Run(hubCtx) }()
+	go func() {
+		if err := a.broker.RunDeliveries(readers, a.hub); err != nil && readers.Err() == nil {
+			a.log.Error("delivery reader stopped", "error", err)
+		}
+	}()
+	go func() {
+		if err := a.broker.RunPresence(readers, a.hub); err != nil && readers.Err() == nil {
+			a.log.Error("presence reader stopped", "error", err)
+		}
+	}()
+
+	srv := &http.Server{Handler: a.echo, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	a.log.Info("gateway listening", "addr", ln.Addr().String(), "gateway_id", a.cfg.ID)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-served:
+	}
+	a.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), a.shutdown)
+	defer cancel()
+	// Hijacked WebSockets are not tracked by Shutdown: it only stops the listener and
+	// waits for REST requests in flight.
+	go func() { _ = srv.Shutdown(sctx) }()
+	a.hub.Shutdown(sctx)
+	wsDone := make(chan struct{})
+	go func() { a.ws.Wait(); close(wsDone) }()
+	select {
+	case <-wsDone:
+	case <-sctx.Done():
+	}
+	stopHub() // its last flush unannounces every room and reports everyone offline
+	<-hubDone
+	stopReaders()
+	if cerr := a.prod.Close(); cerr != nil {
+		a.log.Warn("producer close failed", "error", cerr)
+	}
+	a.pool.Close()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}

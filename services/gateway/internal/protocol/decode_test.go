@@ -1,0 +1,142 @@
+package protocol_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/kchat/kchat/services/gateway/internal/protocol"
+)
+
+func TestDecode_errors(t *testing.T) {
+	t.Parallel()
+	lim := protocol.Limits{MaxTextBytes: 10}
+	long := strings.Repeat("x", 65)
+	tests := []struct {
+		name  string
+		frame string
+		code  string
+		ref   string
+	}{
+		{"empty", ``, protocol.CodeBadJSON, ""},
+		{"garbage", `hello`, protocol.CodeBadJSON, ""},
+		{"truncated", `{"type":"send"`, protocol.CodeBadJSON, ""},
+		{"array", `[1,2]`, protocol.CodeBadJSON, ""},
+		{"string", `"send"`, protocol.CodeBadJSON, ""},
+		{"null", `null`, protocol.CodeBadJSON, ""},
+		{"no type", `{"room":"a"}`, protocol.CodeBadRequest, ""},
+		{"type not string", `{"type":5}`, protocol.CodeBadRequest, ""},
+		{"unknown type", `{"type":"dance","ref":"r1"}`, protocol.CodeUnknownType, "r1"},
+		{"send no room", `{"type":"send","ref":"r2","client_msg_id":"c","text":"hi"}`, protocol.CodeBadRequest, "r2"},
+		{"send bad room", `{"type":"send","room":"a b","client_msg_id":"c","text":"hi"}`, protocol.CodeBadRequest, ""},
+		{"send no client id", `{"type":"send","room":"a","text":"hi"}`, protocol.CodeBadRequest, ""},
+		{"send long client id", `{"type":"send","room":"a","client_msg_id":"` + long + `","text":"hi"}`, protocol.CodeBadRequest, ""},
+		{"send empty text", `{"type":"send","room":"a","client_msg_id":"c","text":""}`, protocol.CodeBadRequest, ""},
+		{"send text too long", `{"type":"send","ref":"r3","room":"a","client_msg_id":"c","text":"12345678901"}`, protocol.CodeTooLarge, "r3"},
+		{"send text wrong type", `{"type":"send","room":"a","client_msg_id":"c","text":7}`, protocol.CodeBadRequest, ""},
+		{"edit no target", `{"type":"edit","room":"a","client_msg_id":"c","text":"x"}`, protocol.CodeBadRequest, ""},
+		{"delete negative target", `{"type":"delete","room":"a","client_msg_id":"c","target_seq":-1}`, protocol.CodeBadRequest, ""},
+		{"dm no to", `{"type":"dm","client_msg_id":"c","text":"x"}`, protocol.CodeBadRequest, ""},
+		{"dm bad to", `{"type":"dm","to":"a!","client_msg_id":"c","text":"x"}`, protocol.CodeBadRequest, ""},
+		{"subscribe negative since", `{"type":"subscribe","room":"a","since_seq":-2}`, protocol.CodeBadRequest, ""},
+		{"subscribe since string", `{"type":"subscribe","room":"a","since_seq":"3"}`, protocol.CodeBadRequest, ""},
+		{"history limit too big", `{"type":"history","room":"a","limit":201}`, protocol.CodeBadRequest, ""},
+		{"history before zero", `{"type":"history","room":"a","before_seq":0}`, protocol.CodeBadRequest, ""},
+		{"typing no room", `{"type":"typing"}`, protocol.CodeBadRequest, ""},
+		{"auth without token", `{"type":"auth"}`, protocol.CodeBadRequest, ""},
+		{"auth with both", `{"type":"auth","token":"a","reconnect_token":"b"}`, protocol.CodeBadRequest, ""},
+		{"hello rooms not object", `{"type":"hello","rooms":[1]}`, protocol.CodeBadRequest, ""},
+		{"hello bad room", `{"type":"hello","rooms":{"a b":1}}`, protocol.CodeBadRequest, ""},
+		{"join no room", `{"type":"join"}`, protocol.CodeBadRequest, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f, e := protocol.Decode([]byte(tc.frame), lim)
+			if e == nil {
+				t.Fatalf("decoded %#v, want error %s", f, tc.code)
+			}
+			if e.Code != tc.code || e.Ref != tc.ref || e.Type != protocol.TypeError || e.Message == "" {
+				t.Fatalf("got %+v, want code %s ref %q", e, tc.code, tc.ref)
+			}
+		})
+	}
+}
+
+func TestDecode_valid(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		frame string
+		check func(protocol.Frame) bool
+	}{
+		{`{"type":"send","ref":"1","room":"general","client_msg_id":"c1","text":"héllo <b>"}`, func(f protocol.Frame) bool {
+			s, ok := f.(*protocol.Send)
+			return ok && s.Room == "general" && s.Text == "héllo <b>" && s.Ref == "1"
+		}},
+		{`{"type":"subscribe","room":"dm:a:b","since_seq":0}`, func(f protocol.Frame) bool {
+			s, ok := f.(*protocol.Subscribe)
+			return ok && s.SinceSeq != nil && *s.SinceSeq == 0
+		}},
+		{`{"type":"subscribe","room":"general"}`, func(f protocol.Frame) bool {
+			s, ok := f.(*protocol.Subscribe)
+			return ok && s.SinceSeq == nil
+		}},
+		{`{"type":"hello","token":"t","rooms":{"a":3,"b":0}}`, func(f protocol.Frame) bool {
+			h, ok := f.(*protocol.Hello)
+			return ok && h.Rooms["a"] == 3 && len(h.Rooms) == 2
+		}},
+		{`{"type":"history","room":"a","limit":200,"extra":"ignored"}`, func(f protocol.Frame) bool {
+			h, ok := f.(*protocol.History)
+			return ok && h.Limit == 200
+		}},
+		{`  {"type":"ping"}`, func(f protocol.Frame) bool { _, ok := f.(*protocol.Ping); return ok }},
+		{`{"type":"dm","to":"bob_1","client_msg_id":"x","text":"hi"}`, func(f protocol.Frame) bool { _, ok := f.(*protocol.DM); return ok }},
+		{`{"type":"quit"}`, func(f protocol.Frame) bool { _, ok := f.(*protocol.Quit); return ok }},
+	}
+	for _, tc := range tests {
+		f, e := protocol.Decode([]byte(tc.frame), protocol.Limits{})
+		if e != nil {
+			t.Errorf("%s: %v", tc.frame, e)
+			continue
+		}
+		if !tc.check(f) {
+			t.Errorf("%s: decoded %#v", tc.frame, f)
+		}
+	}
+}
+
+func TestValidators(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		fn   func(string) bool
+		in   string
+		want bool
+	}{
+		{protocol.ValidUsername, "al", false},
+		{protocol.ValidUsername, "alice", true},
+		{protocol.ValidUsername, "Al-i_ce9", true},
+		{protocol.ValidUsername, strings.Repeat("a", 33), false},
+		{protocol.ValidUsername, "al ice", false},
+		{protocol.ValidSlug, "general", true},
+		{protocol.ValidSlug, "g", false},
+		{protocol.ValidSlug, "dm:x:y", false},
+		{protocol.ValidSlug, "Upper", false},
+		{protocol.ValidSlug, "-lead", false},
+		{protocol.ValidRoomRef, "dm:0193:0194", true},
+		{protocol.ValidRoomRef, "a/b", false},
+	} {
+		if got := tc.fn(tc.in); got != tc.want {
+			t.Errorf("%q: got %v want %v", tc.in, got, tc.want)
+		}
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte(`{"type":"send","room":"a","client_msg_id":"c","text":"x"}`))
+	f.Add([]byte(`{"type":"hello","rooms":{"a":1}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fr, e := protocol.Decode(b, protocol.Limits{})
+		if (fr == nil) == (e == nil) {
+			t.Fatalf("exactly one of frame and error must be set: %v %v", fr, e)
+		}
+	})
+}
