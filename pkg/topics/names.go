@@ -8,7 +8,7 @@ const (
 	Ephemeral     = "chat.ephemeral"     // room-keyed: typing
 	Deliveries    = "chat.deliveries"    // keyed by gateway id: events addressed to one gateway
 	Subscriptions = "chat.subscriptions" // compacted, key "<gateway>/<room>": subscription.changed
-	Presence      = "chat.presence"      // compacted, key user id (and "gw/<id>" heartbeats)
+	Presence      = "chat.presence"      // compacted, key "<user>@<gateway>" (and "gw/<id>" heartbeats)
 	Notifications = "chat.notifications" // user-keyed: notification.created
 	DLQ           = "chat.dlq"           // dead letters
 )

@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/kchat/kchat/pkg v0.0.0-00010101000000-000000000000
 	github.com/segmentio/kafka-go v0.4.51
+	gopkg.in/yaml.v3 v3.0.1
 )
 
 require (
@@ -20,7 +21,6 @@ require (
 	go.uber.org/multierr v1.11.0 // indirect
 	golang.org/x/sync v0.25.0 // indirect
 	golang.org/x/text v0.44.0 // indirect
-	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
 
 replace github.com/kchat/kchat/pkg => ../../pkg

@@ -91,7 +91,7 @@ type nopAnnouncer struct{}
 func (nopAnnouncer) AnnounceSubscriptions(context.Context, []broker.SubscriptionChange) error {
 	return nil
 }
-func (nopAnnouncer) PublishPresence(context.Context, []event.PresenceChanged) error  { return nil }
+func (nopAnnouncer) PublishPresence(context.Context, []event.PresenceChanged) error { return nil }
 func (nopAnnouncer) PublishHeartbeat(context.Context, event.GatewayHeartbeat) error { return nil }
 
 // nopChat satisfies Chat; these tests drive sessions directly, not through frames.
@@ -113,7 +113,7 @@ func (nopChat) Access(context.Context, chat.User, string) (store.Room, error) {
 	return store.Room{}, nil
 }
 func (nopChat) Join(context.Context, chat.User, string) (store.Room, error) { return store.Room{}, nil }
-func (nopChat) Leave(context.Context, chat.User, string) error             { return nil }
+func (nopChat) Leave(context.Context, chat.User, string) error              { return nil }
 func (nopChat) Rooms(context.Context, chat.User) (protocol.RoomList, error) {
 	return protocol.RoomList{}, nil
 }
