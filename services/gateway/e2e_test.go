@@ -324,6 +324,27 @@ func TestE2E(t *testing.T) {
 		t.Logf("send on A -> message on B: p50 %v, p99 %v, max %v (n=%d)", lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1], len(lat))
 	})
 
+	t.Run("typing reaches the room on the other gateway", func(t *testing.T) {
+		ca := hello(t, s.wsA, alice, map[string]int64{}, nil)
+		cb := hello(t, s.wsB, bob, nil, nil) // follows general live
+		cb.Expect("subscribed")
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			// The first signal may race the subscription announcement; typing is not
+			// replayed, so send again (past the 2 s throttle) until one arrives.
+			ca.Send(map[string]any{"type": "typing", "room": "general"})
+			if f, ok := cb.Next(func(f gwtest.Frame) bool { return f.Type() == "typing" }, 2500*time.Millisecond); ok {
+				if f.Str("user_name") != "alice" || f.Str("room") != "general" {
+					t.Fatalf("typing: %v", f)
+				}
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no typing frame on gateway B")
+			}
+		}
+	})
+
 	t.Run("who is online across gateways", func(t *testing.T) {
 		hello(t, s.wsA, alice, map[string]int64{}, nil)
 		hello(t, s.wsB, bob, map[string]int64{}, nil)

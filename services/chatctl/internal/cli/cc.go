@@ -12,8 +12,6 @@ import (
 	"github.com/kchat/kchat/services/chatctl/internal/cruisecontrol"
 )
 
-var ccSubcommands = []string{"state", "load", "proposals", "rebalance", "add-broker", "remove-broker", "demote-broker", "stop", "user-tasks"}
-
 // ccFlags are shared by every cc subcommand.
 type ccFlags struct {
 	url     *string
@@ -74,7 +72,8 @@ func (f execFlags) options() cruisecontrol.ExecutionOptions {
 }
 
 func runCC(ctx context.Context, a *app, args []string) error {
-	sub, rest, err := subcommand("cc", args, ccSubcommands...)
+	sub, rest, err := subcommand("cc", args,
+		"state", "load", "proposals", "rebalance", "add-broker", "remove-broker", "demote-broker", "stop", "user-tasks")
 	if err != nil {
 		return err
 	}

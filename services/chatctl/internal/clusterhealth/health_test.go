@@ -10,21 +10,22 @@ import (
 	"github.com/kchat/kchat/services/chatctl/internal/clusterhealth"
 )
 
-var (
-	b1 = kafka.Broker{ID: 1, Host: "kafka-1", Port: 19092}
-	b2 = kafka.Broker{ID: 2, Host: "kafka-2", Port: 19092}
-	b3 = kafka.Broker{ID: 3, Host: "kafka-3", Port: 19092}
-	// gone is how kafka-go reports a replica or leader on an unregistered broker.
-	gone = kafka.Broker{}
-)
+// brokers returns three registered brokers and the value kafka-go uses for a
+// replica or leader on a broker that is not registered.
+func brokers() (b1, b2, b3, gone kafka.Broker) {
+	return kafka.Broker{ID: 1, Host: "kafka-1", Port: 19092},
+		kafka.Broker{ID: 2, Host: "kafka-2", Port: 19092},
+		kafka.Broker{ID: 3, Host: "kafka-3", Port: 19092},
+		kafka.Broker{}
+}
 
 func partition(id int, leader kafka.Broker, replicas, isr []kafka.Broker) kafka.Partition {
 	return kafka.Partition{Topic: "chat.submitted", ID: id, Leader: leader, Replicas: replicas, Isr: isr}
 }
 
-func all3() []kafka.Broker { return []kafka.Broker{b1, b2, b3} }
-
 func TestEvaluate(t *testing.T) {
+	b1, b2, b3, gone := brokers()
+	all3 := func() []kafka.Broker { return []kafka.Broker{b1, b2, b3} }
 	tests := []struct {
 		name          string
 		md            kafka.MetadataResponse
@@ -156,6 +157,7 @@ func TestEvaluate(t *testing.T) {
 }
 
 func TestEvaluateReportsBrokersAndController(t *testing.T) {
+	b1, b2, b3, _ := brokers()
 	md := kafka.MetadataResponse{ClusterID: "kchat", Controller: b2, Brokers: []kafka.Broker{b3, b1, b2}}
 	r := clusterhealth.Evaluate(&md, nil, clusterhealth.Options{ExpectedBrokers: 3})
 	ids := []int{}

@@ -355,6 +355,5 @@ func (a *API) users(c echo.Context) error {
 
 func (a *API) stats(c echo.Context) error {
 	st := a.hub.Stats()
-	st.Type = ""
 	return c.JSON(http.StatusOK, st)
 }

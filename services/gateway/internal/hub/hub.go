@@ -209,13 +209,16 @@ func (h *Hub) bind(s *Session, u chat.User) {
 	h.poke()
 }
 
+// unregister forgets a closed session. Lock order is always session then hub, so the
+// session's user is read before the hub lock is taken.
 func (h *Hub) unregister(s *Session, rooms []string) {
+	u := s.User()
 	h.mu.Lock()
 	delete(h.sessions, s)
 	for _, r := range rooms {
 		h.removeSubLocked(r, s)
 	}
-	if u := s.User(); u != nil {
+	if u != nil {
 		if set := h.byUser[u.ID]; set != nil {
 			delete(set, s)
 			if len(set) == 0 {

@@ -124,53 +124,59 @@ type endpoint struct {
 	params []string
 }
 
-// Parameters per endpoint, from the OpenAPI files of 2.5.146 (the subset a
-// client is likely to send; anything else is rejected like an unknown one).
-var endpoints = map[string]endpoint{
-	"state":      {http.MethodGet, false, []string{"substates", "json", "verbose", "super_verbose", "reason"}},
-	"load":       {http.MethodGet, false, []string{"start", "end", "time", "allow_capacity_estimation", "json", "populate_disk_info", "capacity_only", "reason"}},
-	"user_tasks": {http.MethodGet, false, []string{"client_ids", "endpoints", "entries", "types", "user_task_ids", "json", "fetch_completed_task", "reason"}},
-	"proposals": {http.MethodGet, true, []string{"kafka_assigner", "destination_broker_ids", "ignore_proposal_cache", "rebalance_disk",
-		"data_from", "use_ready_default_goals", "excluded_topics", "exclude_recently_removed_brokers", "goals", "allow_capacity_estimation",
-		"verbose", "exclude_recently_demoted_brokers", "json", "fast_mode", "reason"}},
-	"rebalance": {http.MethodPost, true, []string{"dryrun", "goals", "allow_capacity_estimation", "stop_ongoing_execution",
-		"concurrent_partition_movements_per_broker", "max_partition_movements_in_cluster", "concurrent_leader_movements",
-		"json", "skip_hard_goal_check", "excluded_topics", "use_ready_default_goals", "data_from", "verbose",
-		"exclude_recently_demoted_brokers", "exclude_recently_removed_brokers", "replica_movement_strategies",
-		"ignore_proposal_cache", "destination_broker_ids", "kafka_assigner", "rebalance_disk", "review_id",
-		"replication_throttle", "execution_progress_check_interval_ms", "reason", "fast_mode"}},
-	"add_broker": {http.MethodPost, true, []string{"brokerid", "dryrun", "throttle_added_broker", "allow_capacity_estimation", "goals",
-		"concurrent_partition_movements_per_broker", "max_partition_movements_in_cluster", "concurrent_leader_movements", "json",
-		"skip_hard_goal_check", "excluded_topics", "kafka_assigner", "use_ready_default_goals", "verbose",
-		"exclude_recently_demoted_brokers", "exclude_recently_removed_brokers", "replica_movement_strategies",
-		"execution_progress_check_interval_ms", "stop_ongoing_execution", "reason", "review_id", "data_from", "replication_throttle"}},
-	"remove_broker": {http.MethodPost, true, []string{"brokerid", "dryrun", "throttle_removed_broker", "goals", "allow_capacity_estimation",
-		"concurrent_partition_movements_per_broker", "max_partition_movements_in_cluster", "concurrent_leader_movements", "json",
-		"skip_hard_goal_check", "excluded_topics", "kafka_assigner", "use_ready_default_goals", "verbose",
-		"exclude_recently_demoted_brokers", "exclude_recently_removed_brokers", "replica_movement_strategies",
-		"destination_broker_ids", "execution_progress_check_interval_ms", "stop_ongoing_execution", "reason", "review_id",
-		"data_from", "replication_throttle", "fast_mode"}},
-	"demote_broker": {http.MethodPost, true, []string{"brokerid", "dryrun", "concurrent_leader_movements", "allow_capacity_estimation",
-		"json", "skip_urp_demotion", "exclude_follower_demotion", "verbose", "exclude_recently_demoted_brokers",
-		"replica_movement_strategies", "brokerid_and_logdirs", "replication_throttle", "reason",
-		"execution_progress_check_interval_ms", "stop_ongoing_execution", "review_id"}},
-	"stop_proposal_execution": {http.MethodPost, false, []string{"force_stop", "stop_external_agent", "review_id", "json", "reason"}},
+// endpoints lists the parameters per endpoint, from the OpenAPI files of
+// 2.5.146 (the subset a client is likely to send; anything else is rejected
+// like an unknown one).
+func endpoints() map[string]endpoint {
+	return map[string]endpoint{
+		"state":      {http.MethodGet, false, []string{"substates", "json", "verbose", "super_verbose", "reason"}},
+		"load":       {http.MethodGet, false, []string{"start", "end", "time", "allow_capacity_estimation", "json", "populate_disk_info", "capacity_only", "reason"}},
+		"user_tasks": {http.MethodGet, false, []string{"client_ids", "endpoints", "entries", "types", "user_task_ids", "json", "fetch_completed_task", "reason"}},
+		"proposals": {http.MethodGet, true, []string{"kafka_assigner", "destination_broker_ids", "ignore_proposal_cache", "rebalance_disk",
+			"data_from", "use_ready_default_goals", "excluded_topics", "exclude_recently_removed_brokers", "goals", "allow_capacity_estimation",
+			"verbose", "exclude_recently_demoted_brokers", "json", "fast_mode", "reason"}},
+		"rebalance": {http.MethodPost, true, []string{"dryrun", "goals", "allow_capacity_estimation", "stop_ongoing_execution",
+			"concurrent_partition_movements_per_broker", "max_partition_movements_in_cluster", "concurrent_leader_movements",
+			"json", "skip_hard_goal_check", "excluded_topics", "use_ready_default_goals", "data_from", "verbose",
+			"exclude_recently_demoted_brokers", "exclude_recently_removed_brokers", "replica_movement_strategies",
+			"ignore_proposal_cache", "destination_broker_ids", "kafka_assigner", "rebalance_disk", "review_id",
+			"replication_throttle", "execution_progress_check_interval_ms", "reason", "fast_mode"}},
+		"add_broker": {http.MethodPost, true, []string{"brokerid", "dryrun", "throttle_added_broker", "allow_capacity_estimation", "goals",
+			"concurrent_partition_movements_per_broker", "max_partition_movements_in_cluster", "concurrent_leader_movements", "json",
+			"skip_hard_goal_check", "excluded_topics", "kafka_assigner", "use_ready_default_goals", "verbose",
+			"exclude_recently_demoted_brokers", "exclude_recently_removed_brokers", "replica_movement_strategies",
+			"execution_progress_check_interval_ms", "stop_ongoing_execution", "reason", "review_id", "data_from", "replication_throttle"}},
+		"remove_broker": {http.MethodPost, true, []string{"brokerid", "dryrun", "throttle_removed_broker", "goals", "allow_capacity_estimation",
+			"concurrent_partition_movements_per_broker", "max_partition_movements_in_cluster", "concurrent_leader_movements", "json",
+			"skip_hard_goal_check", "excluded_topics", "kafka_assigner", "use_ready_default_goals", "verbose",
+			"exclude_recently_demoted_brokers", "exclude_recently_removed_brokers", "replica_movement_strategies",
+			"destination_broker_ids", "execution_progress_check_interval_ms", "stop_ongoing_execution", "reason", "review_id",
+			"data_from", "replication_throttle", "fast_mode"}},
+		"demote_broker": {http.MethodPost, true, []string{"brokerid", "dryrun", "concurrent_leader_movements", "allow_capacity_estimation",
+			"json", "skip_urp_demotion", "exclude_follower_demotion", "verbose", "exclude_recently_demoted_brokers",
+			"replica_movement_strategies", "brokerid_and_logdirs", "replication_throttle", "reason",
+			"execution_progress_check_interval_ms", "stop_ongoing_execution", "review_id"}},
+		"stop_proposal_execution": {http.MethodPost, false, []string{"force_stop", "stop_external_agent", "review_id", "json", "reason"}},
+	}
 }
 
-// Goals the stand-in's configuration "supports" (cruisecontrol.properties goals=).
-var knownGoals = []string{
-	"ReplicaCapacityGoal", "DiskCapacityGoal", "NetworkInboundCapacityGoal", "NetworkOutboundCapacityGoal",
-	"CpuCapacityGoal", "ReplicaDistributionGoal", "PotentialNwOutGoal", "DiskUsageDistributionGoal",
-	"NetworkInboundUsageDistributionGoal", "NetworkOutboundUsageDistributionGoal", "CpuUsageDistributionGoal",
-	"TopicReplicaDistributionGoal", "LeaderReplicaDistributionGoal", "LeaderBytesInDistributionGoal",
-	"PreferredLeaderElectionGoal",
+// knownGoals are the goals the stand-in's configuration "supports"
+// (cruisecontrol.properties goals=).
+func knownGoals() []string {
+	return []string{
+		"ReplicaCapacityGoal", "DiskCapacityGoal", "NetworkInboundCapacityGoal", "NetworkOutboundCapacityGoal",
+		"CpuCapacityGoal", "ReplicaDistributionGoal", "PotentialNwOutGoal", "DiskUsageDistributionGoal",
+		"NetworkInboundUsageDistributionGoal", "NetworkOutboundUsageDistributionGoal", "CpuUsageDistributionGoal",
+		"TopicReplicaDistributionGoal", "LeaderReplicaDistributionGoal", "LeaderBytesInDistributionGoal",
+		"PreferredLeaderElectionGoal",
+	}
 }
 
 const goalPackage = "com.linkedin.kafka.cruisecontrol.analyzer.goals."
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	name, ok := strings.CutPrefix(r.URL.Path, "/kafkacruisecontrol/")
-	ep, known := endpoints[name]
+	ep, known := endpoints()[name]
 	taskID := r.Header.Get("User-Task-ID")
 
 	s.mu.Lock()
@@ -271,7 +277,7 @@ func (s *Server) reply(w http.ResponseWriter, t *task) {
 		if !s.cfg.OmitTaskID {
 			w.Header().Set("User-Task-ID", t.id)
 		}
-		writeJSON(w, http.StatusAccepted, progressBody)
+		writeJSON(w, http.StatusAccepted, []byte(progressBody))
 		return
 	}
 	w.Header().Set("User-Task-ID", t.id)
@@ -352,8 +358,8 @@ func parseGoals(raw string) ([]string, string) {
 	var goals []string
 	for _, g := range strings.Split(raw, ",") {
 		short := strings.TrimPrefix(strings.TrimSpace(g), goalPackage)
-		if !slices.Contains(knownGoals, short) {
-			return nil, fmt.Sprintf("Goal %s is not supported. Supported goals: %v.", g, knownGoals)
+		if !slices.Contains(knownGoals(), short) {
+			return nil, fmt.Sprintf("Goal %s is not supported. Supported goals: %v.", g, knownGoals())
 		}
 		goals = append(goals, short)
 	}
@@ -455,10 +461,10 @@ func optimizationBody(replicaMoves, dataMB, leaderMoves int, goals []string) []b
 		replicaMoves, dataMB, leaderMoves, strings.Join(gs, ","), brokerLoad(1, 31.25), brokerLoad(2, 31.25), brokerLoad(3, 31.25)))
 }
 
-var progressBody = []byte(`{"version":1,"progress":[{"operation":"Get customized proposals","operationProgress":[` +
+const progressBody = `{"version":1,"progress":[{"operation":"Get customized proposals","operationProgress":[` +
 	`{"step":"AGGREGATING_METRICS","description":"Retrieve the metrics of all the partitions from the Kafka cluster.",` +
 	`"time-in-ms":12,"completionPercentage":100.0},{"step":"OPTIMIZING","description":"Optimizing the cluster model.",` +
-	`"time-in-ms":340,"completionPercentage":40.0}]}]}`)
+	`"time-in-ms":340,"completionPercentage":40.0}]}]}`
 
 func writeError(w http.ResponseWriter, status int, msg string) {
 	b, _ := json.Marshal(map[string]any{

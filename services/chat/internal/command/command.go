@@ -1,0 +1,135 @@
+// Package command parses what a user types into the terminal client: a line starting with
+// "/" is a command, anything else is a message to the current room. It only parses; it
+// knows nothing of connections, so every rule is checked by a table test.
+package command
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Kind names what a line asks for.
+type Kind int
+
+// The commands. Empty is a blank line, which does nothing.
+const (
+	Empty Kind = iota
+	Say        // plain text to the current room
+	Join       // /join room
+	Leave      // /leave [room]
+	Rooms      // /rooms
+	Users      // /users
+	History    // /history [N]
+	Msg        // /msg user text
+	Token      // /token
+	Stats      // /stats
+	Quit       // /quit
+	Help       // /help
+)
+
+// DefaultHistory is /history without N; MaxHistory is the gateway's page limit.
+const (
+	DefaultHistory = 20
+	MaxHistory     = 200
+)
+
+// Command is one parsed line.
+type Command struct {
+	Kind Kind
+	Room string // Join, Leave (empty: the current room)
+	User string // Msg
+	Text string // Say, Msg
+	N    int    // History
+}
+
+// ErrUsage is wrapped by every parse error, whose message says what was expected.
+var ErrUsage = errors.New("usage")
+
+func usage(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrUsage}, args...)...)
+}
+
+// Usage is the help text, one command per line.
+const Usage = `/join ROOM        join (or create) a room and make it current
+/leave [ROOM]     leave the current room (or ROOM)
+/rooms            your rooms and the public ones
+/users            who is online
+/history [N]      the last N entries of the current room (default 20, at most 200)
+/msg USER TEXT    a direct message
+/token            a fresh reconnect token (start another client with -reconnect-token)
+/stats            this connection's and the gateway's counters
+/quit             leave after unacknowledged messages are sent
+TEXT              a message to the current room (start it with // to send a leading /)`
+
+// Parse reads one line of input.
+func Parse(line string) (Command, error) {
+	line = strings.TrimRight(line, "\r\n")
+	if strings.TrimSpace(line) == "" {
+		return Command{Kind: Empty}, nil
+	}
+	if !strings.HasPrefix(line, "/") {
+		return Command{Kind: Say, Text: line}, nil
+	}
+	if strings.HasPrefix(line, "//") {
+		// The escape for a message that starts with a slash.
+		return Command{Kind: Say, Text: line[1:]}, nil
+	}
+	name, rest, _ := strings.Cut(line[1:], " ")
+	rest = strings.TrimSpace(rest)
+	args := strings.Fields(rest)
+	switch strings.ToLower(name) {
+	case "join":
+		if len(args) != 1 {
+			return Command{}, usage("/join ROOM")
+		}
+		return Command{Kind: Join, Room: roomArg(args[0])}, nil
+	case "leave", "part":
+		if len(args) > 1 {
+			return Command{}, usage("/leave [ROOM]")
+		}
+		c := Command{Kind: Leave}
+		if len(args) == 1 {
+			c.Room = roomArg(args[0])
+		}
+		return c, nil
+	case "rooms":
+		return Command{Kind: Rooms}, nil
+	case "users", "who":
+		return Command{Kind: Users}, nil
+	case "history":
+		c := Command{Kind: History, N: DefaultHistory}
+		if len(args) > 1 {
+			return Command{}, usage("/history [N]")
+		}
+		if len(args) == 1 {
+			n, err := strconv.Atoi(args[0])
+			if err != nil || n < 1 || n > MaxHistory {
+				return Command{}, usage("/history [N] with N from 1 to %d", MaxHistory)
+			}
+			c.N = n
+		}
+		return c, nil
+	case "msg":
+		user, text, _ := strings.Cut(rest, " ")
+		text = strings.TrimSpace(text)
+		if user == "" || text == "" {
+			return Command{}, usage("/msg USER TEXT")
+		}
+		return Command{Kind: Msg, User: strings.TrimPrefix(user, "@"), Text: text}, nil
+	case "token":
+		return Command{Kind: Token}, nil
+	case "stats":
+		return Command{Kind: Stats}, nil
+	case "quit", "exit":
+		return Command{Kind: Quit}, nil
+	case "help", "?":
+		return Command{Kind: Help}, nil
+	default:
+		return Command{}, fmt.Errorf("%w: unknown command /%s (try /help)", ErrUsage, name)
+	}
+}
+
+// roomArg accepts "#general" for "general": people type what the client prints.
+func roomArg(s string) string { return strings.TrimPrefix(s, "#") }

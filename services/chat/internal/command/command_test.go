@@ -1,0 +1,63 @@
+package command
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		line    string
+		want    Command
+		wantErr string // substring of the error; "" for none
+	}{
+		{"", Command{Kind: Empty}, ""},
+		{"   \t", Command{Kind: Empty}, ""},
+		{"hello there", Command{Kind: Say, Text: "hello there"}, ""},
+		{"  indented stays as typed", Command{Kind: Say, Text: "  indented stays as typed"}, ""},
+		{"hi\r\n", Command{Kind: Say, Text: "hi"}, ""},
+		{"<script>alert(1)</script>", Command{Kind: Say, Text: "<script>alert(1)</script>"}, ""},
+		{"//not a command", Command{Kind: Say, Text: "/not a command"}, ""},
+		{"/join general", Command{Kind: Join, Room: "general"}, ""},
+		{"/join #general", Command{Kind: Join, Room: "general"}, ""},
+		{"/JOIN general", Command{Kind: Join, Room: "general"}, ""},
+		{"/join", Command{}, "/join ROOM"},
+		{"/join a b", Command{}, "/join ROOM"},
+		{"/leave", Command{Kind: Leave}, ""},
+		{"/leave #random", Command{Kind: Leave, Room: "random"}, ""},
+		{"/leave a b", Command{}, "/leave [ROOM]"},
+		{"/rooms", Command{Kind: Rooms}, ""},
+		{"/users", Command{Kind: Users}, ""},
+		{"/history", Command{Kind: History, N: 20}, ""},
+		{"/history 5", Command{Kind: History, N: 5}, ""},
+		{"/history 200", Command{Kind: History, N: 200}, ""},
+		{"/history 0", Command{}, "N from 1 to 200"},
+		{"/history 201", Command{}, "N from 1 to 200"},
+		{"/history ten", Command{}, "N from 1 to 200"},
+		{"/history 1 2", Command{}, "/history [N]"},
+		{"/msg bob hi there", Command{Kind: Msg, User: "bob", Text: "hi there"}, ""},
+		{"/msg @bob  spaced   out ", Command{Kind: Msg, User: "bob", Text: "spaced   out"}, ""},
+		{"/msg bob", Command{}, "/msg USER TEXT"},
+		{"/msg", Command{}, "/msg USER TEXT"},
+		{"/token", Command{Kind: Token}, ""},
+		{"/stats", Command{Kind: Stats}, ""},
+		{"/quit", Command{Kind: Quit}, ""},
+		{"/exit", Command{Kind: Quit}, ""},
+		{"/help", Command{Kind: Help}, ""},
+		{"/frobnicate", Command{}, "unknown command /frobnicate"},
+		{"/", Command{}, "unknown command /"},
+	}
+	for _, tt := range tests {
+		got, err := Parse(tt.line)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, ErrUsage) {
+				t.Errorf("Parse(%q) error = %v, want one containing %q", tt.line, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("Parse(%q) = %+v, %v; want %+v", tt.line, got, err, tt.want)
+		}
+	}
+}
