@@ -15,18 +15,18 @@ type Kind int
 
 // The commands. Empty is a blank line, which does nothing.
 const (
-	Empty Kind = iota
-	Say        // plain text to the current room
-	Join       // /join room
-	Leave      // /leave [room]
-	Rooms      // /rooms
-	Users      // /users
-	History    // /history [N]
-	Msg        // /msg user text
-	Token      // /token
-	Stats      // /stats
-	Quit       // /quit
-	Help       // /help
+	Empty   Kind = iota
+	Say          // plain text to the current room
+	Join         // /join room
+	Leave        // /leave [room]
+	Rooms        // /rooms
+	Users        // /users
+	History      // /history [N]
+	Msg          // /msg user text
+	Token        // /token
+	Stats        // /stats
+	Quit         // /quit
+	Help         // /help
 )
 
 // DefaultHistory is /history without N; MaxHistory is the gateway's page limit.

@@ -102,9 +102,18 @@ func (r Renderer) Entry(m wire.Frame) string {
 func Users(us []wire.OnlineUser) []string {
 	out := []string{fmt.Sprintf("--- %d online ---", len(us))}
 	for _, u := range us {
-		line := fmt.Sprintf("  %s (%s)", Clean(u.Username), strings.Join(u.Gateways, ", "))
+		var notes []string
+		if u.Connections > 1 {
+			notes = append(notes, fmt.Sprintf("%d connections", u.Connections))
+		}
+		// Idle time is only known for users on the answering gateway; a minute without a
+		// frame is worth mentioning, seconds are not.
 		if u.IdleSeconds != nil && *u.IdleSeconds >= 60 {
-			line += fmt.Sprintf(" idle %s", (time.Duration(*u.IdleSeconds) * time.Second).String())
+			notes = append(notes, "idle "+(time.Duration(*u.IdleSeconds)*time.Second).String())
+		}
+		line := "  " + Clean(u.Username)
+		if len(notes) > 0 {
+			line += " (" + strings.Join(notes, ", ") + ")"
 		}
 		out = append(out, line)
 	}
@@ -151,8 +160,8 @@ func (r Renderer) Stats(f wire.Frame, now time.Time) []string {
 			fmt.Sprintf("  connected since: %s", r.clock(c.ConnectedAt)),
 			fmt.Sprintf("  last active: %s ago", now.Sub(c.LastActive).Round(time.Second)))
 	}
-	out = append(out, fmt.Sprintf("  gateway: %d connections, %d messages in, %d out, up %s",
-		f.Connections, f.MessagesIn, f.MessagesOut, (time.Duration(f.UptimeS) * time.Second).String()))
+	out = append(out, fmt.Sprintf("  gateway: %d users on %d connections, %d messages in, %d out, up %s",
+		f.UserCount, f.Connections, f.MessagesIn, f.MessagesOut, (time.Duration(f.UptimeS)*time.Second).String()))
 	return out
 }
 

@@ -50,8 +50,9 @@ func TestCleanBidi(t *testing.T) {
 
 func TestLists(t *testing.T) {
 	idle := int64(125)
-	lines := Users([]wire.OnlineUser{{Username: "alice", Gateways: []string{"gw-a"}}, {Username: "bob", Gateways: []string{"gw-a", "gw-b"}, IdleSeconds: &idle}})
-	want := []string{"--- 2 online ---", "  alice (gw-a)", "  bob (gw-a, gw-b) idle 2m5s"}
+	few := int64(5)
+	lines := Users([]wire.OnlineUser{{Username: "alice", Connections: 1, Here: 1, IdleSeconds: &few}, {Username: "bob", Connections: 2, Here: 1, IdleSeconds: &idle}, {Username: "carol", Connections: 1}})
+	want := []string{"--- 3 online ---", "  alice", "  bob (2 connections, idle 2m5s)", "  carol"}
 	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("users:\n%s", strings.Join(lines, "\n"))
 	}

@@ -70,6 +70,7 @@ type Frame struct {
 	Users []OnlineUser `json:"users,omitempty"`
 
 	// stats
+	UserCount   int        `json:"-"` // stats' "users"
 	Connections int        `json:"connections,omitempty"`
 	UptimeS     int64      `json:"uptime_seconds,omitempty"`
 	MessagesIn  int64      `json:"messages_in,omitempty"`
@@ -100,11 +101,11 @@ type RoomInfo struct {
 
 // OnlineUser is one entry of a users reply.
 type OnlineUser struct {
-	ID          string   `json:"id"`
-	Username    string   `json:"username"`
-	Connections int      `json:"connections"`
-	Gateways    []string `json:"gateways"`
-	IdleSeconds *int64   `json:"idle_seconds,omitempty"`
+	ID          string `json:"id"`
+	Username    string `json:"username"`
+	Connections int    `json:"connections"`            // on all live gateways
+	Here        int    `json:"here"`                   // on the answering gateway
+	IdleSeconds *int64 `json:"idle_seconds,omitempty"` // known for users connected there
 }
 
 // ConnStats are one connection's counters (stats.conn).
@@ -115,15 +116,25 @@ type ConnStats struct {
 	MessagesRecv int64     `json:"messages_received"`
 }
 
-// Decode parses one server frame. "user" is an object in welcome but a user id in typing;
-// encoding/json skips a field of the wrong type and fills the rest, which is all the
-// terminal client needs (it shows typing's user_name), so that one mismatch is not an error.
+// Decode parses one server frame. Two field names mean different things in different
+// frames: "user" is an object in welcome but a user id in typing, and "users" is a list in
+// users but a count in stats. encoding/json skips a field of the wrong type and fills the
+// rest, so those two mismatches are not errors; the stats count is read separately.
 func Decode(data []byte) (Frame, error) {
 	var f Frame
 	err := json.Unmarshal(data, &f)
 	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) && te.Field == "user" {
-		err, f.User = nil, nil // the decoder allocated it before it met the string
+	if errors.As(err, &te) && (te.Field == "user" || te.Field == "users") {
+		err = nil
+		if te.Field == "user" {
+			f.User = nil // the decoder allocated it before it met the string
+		}
+		var count struct {
+			Users int `json:"users"`
+		}
+		if te.Field == "users" && json.Unmarshal(data, &count) == nil {
+			f.UserCount = count.Users
+		}
 	}
 	return f, err
 }

@@ -135,11 +135,12 @@ type Step struct {
 	Lost       int64   `json:"lost,omitempty"`
 }
 
-// Passes reports whether a step kept the latency goal: p99 under limitMs, no errors or
-// lost operations, and at least 95% of the offered rate achieved.
+// Passes reports whether a step kept the latency goal: p99 under limitMs with no errors
+// and nothing lost. No separate "achieved rate" test is needed: latency is measured from
+// the intended send times, so a system that falls behind the offered rate accumulates
+// latency and fails on p99.
 func (s Step) Passes(limitMs float64) bool {
-	return s.Latency.Count > 0 && s.Latency.P99Ms < limitMs && s.Latency.Errors == 0 && s.Lost == 0 &&
-		s.Throughput >= 0.95*s.Rate
+	return s.Latency.Count > 0 && s.Latency.P99Ms < limitMs && s.Latency.Errors == 0 && s.Lost == 0
 }
 
 // MaxPassingRate is the highest offered rate of steps (in the order they ran, lowest

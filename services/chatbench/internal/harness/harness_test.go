@@ -227,8 +227,8 @@ func TestMaxPassingRate(t *testing.T) {
 	step := func(rate, got, p99 float64, errs int64) Step {
 		return Step{Rate: rate, Throughput: got, Latency: Summary{Count: 10, P99Ms: p99, Errors: errs}}
 	}
-	steps := []Step{step(1000, 1000, 5, 0), step(2000, 1990, 20, 0), step(4000, 3000, 30, 0), step(8000, 8000, 10, 0)}
-	// 4000 fell behind (75% achieved): the search stops there even though 8000 looked fine.
+	steps := []Step{step(1000, 1000, 5, 0), step(2000, 1990, 20, 0), step(4000, 3000, 80, 0), step(8000, 8000, 10, 0)}
+	// 4000 missed the goal: the search stops there even though 8000 looked fine.
 	if got := MaxPassingRate(steps, 50); got != 2000 {
 		t.Fatalf("got %v", got)
 	}
@@ -237,6 +237,11 @@ func TestMaxPassingRate(t *testing.T) {
 	}
 	if got := MaxPassingRate([]Step{step(1000, 1000, 5, 1)}, 50); got != 0 {
 		t.Fatalf("errors must fail a step: %v", got)
+	}
+	lost := step(1000, 1000, 5, 0)
+	lost.Lost = 1
+	if lost.Passes(50) {
+		t.Fatal("a lost operation must fail a step")
 	}
 }
 

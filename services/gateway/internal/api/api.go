@@ -42,7 +42,7 @@ var _ Chat = (*chat.Service)(nil)
 type Hub interface {
 	UserJoined(userID, room string, lastSeq int64)
 	UserLeft(userID, room string)
-	Users() []protocol.OnlineUser
+	Users(ctx context.Context) []protocol.OnlineUser
 	Stats() protocol.StatsReply
 }
 
@@ -350,7 +350,7 @@ func (a *API) openDM(c echo.Context) error {
 }
 
 func (a *API) users(c echo.Context) error {
-	return c.JSON(http.StatusOK, map[string]any{"users": a.hub.Users()})
+	return c.JSON(http.StatusOK, map[string]any{"users": a.hub.Users(c.Request().Context())})
 }
 
 func (a *API) stats(c echo.Context) error {

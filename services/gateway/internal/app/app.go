@@ -10,11 +10,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
 
+	"github.com/kchat/kchat/pkg/presence"
 	"github.com/kchat/kchat/pkg/producer"
 	"github.com/kchat/kchat/pkg/service"
 	"github.com/kchat/kchat/pkg/topics"
@@ -27,6 +29,7 @@ import (
 	"github.com/kchat/kchat/services/gateway/internal/protocol"
 	"github.com/kchat/kchat/services/gateway/internal/store"
 	"github.com/kchat/kchat/services/gateway/internal/transport"
+	"github.com/kchat/kchat/services/gateway/web"
 )
 
 // Config is everything the gateway is configured with.
@@ -59,6 +62,9 @@ type App struct {
 	prod     *producer.Producer
 	broker   *broker.Broker
 	hub      *hub.Hub
+	store    *store.Store
+	presence *presence.Announcer
+	online   *presence.View
 	ws       *transport.Handler
 	echo     *echo.Echo
 	admin    *service.Admin
@@ -67,8 +73,8 @@ type App struct {
 
 // New connects to PostgreSQL and builds every part; nothing runs until Serve.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
-	if cfg.ID == "" {
-		return nil, errors.New("gateway id is required")
+	if cfg.ID == "" || strings.ContainsAny(cfg.ID, "@/") {
+		return nil, errors.New("gateway id is required and must not contain @ or / (they separate parts of Kafka keys)")
 	}
 	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
 	if err != nil {
@@ -86,6 +92,17 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		pool.Close()
 		return nil, err
 	}
+	names := topics.Names{Prefix: cfg.TopicPrefix}
+	announcer, err := presence.NewAnnouncer(prod, presence.AnnouncerConfig{GatewayID: cfg.ID, Addr: cfg.Addr, Topic: names.Of(topics.Presence), Logger: log})
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	view, err := presence.NewView(presence.ViewConfig{Brokers: cfg.Brokers, Topic: names.Of(topics.Presence), Logger: log})
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
 	st := store.New(pool)
 	limits := protocol.Limits{MaxTextBytes: cfg.MaxTextBytes}.WithDefaults()
 	svc, err := chat.New(chat.Config{GatewayID: cfg.ID, Limits: limits, SessionTTL: cfg.SessionTTL, ReconnectTTL: cfg.ReconnectTTL, Password: cfg.Password}, st, br, log)
@@ -94,8 +111,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	hcfg := cfg.Hub
-	hcfg.GatewayID, hcfg.Addr, hcfg.Limits = cfg.ID, cfg.Addr, limits
-	h, err := hub.New(hcfg, svc, st, br, m, log)
+	hcfg.GatewayID, hcfg.Limits = cfg.ID, limits
+	h, err := hub.New(hcfg, svc, st, br, announcer, view, m, log)
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -107,6 +124,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 
 	admin.AddCheck("postgres", service.PostgresCheck(pool))
 	admin.AddCheck("kafka", service.KafkaCheck(cfg.Brokers))
+	admin.AddCheck("presence", view.Check)
 	admin.AddCheck("deliveries", func(context.Context) error {
 		select {
 		case <-br.Ready():
@@ -125,8 +143,16 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	e.GET("/healthz", adminH)
 	e.GET("/readyz", adminH)
 	e.GET("/metrics", adminH)
+	// The browser client. Its paths are listed one by one rather than as "/*" so that an
+	// unknown /api path still gets the API's JSON 404.
+	page := echo.WrapHandler(web.Handler())
+	for _, p := range []string{"/", "/index.html", "/app.js", "/style.css"} {
+		e.GET(p, page)
+		e.HEAD(p, page)
+	}
 
-	return &App{cfg: cfg, log: log, pool: pool, prod: prod, broker: br, hub: h, ws: ws, echo: e, admin: admin, shutdown: 10 * time.Second}, nil
+	return &App{cfg: cfg, log: log, pool: pool, prod: prod, broker: br, hub: h, store: st, presence: announcer, online: view,
+		ws: ws, echo: e, admin: admin, shutdown: 10 * time.Second}, nil
 }
 
 // Handler is the whole HTTP surface (for tests).
@@ -147,10 +173,20 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		}
 	}()
 	go func() {
-		if err := a.broker.RunPresence(readers, a.hub); err != nil && readers.Err() == nil {
-			a.log.Error("presence reader stopped", "error", err)
+		if err := a.online.Run(readers); err != nil && readers.Err() == nil {
+			a.log.Error("presence view stopped", "error", err)
 		}
 	}()
+	presenceCtx, stopPresence := context.WithCancel(context.Background())
+	presenceDone := make(chan struct{})
+	go func() {
+		defer close(presenceDone)
+		if err := a.presence.Run(presenceCtx); err != nil && presenceCtx.Err() == nil {
+			a.log.Error("presence announcer stopped", "error", err)
+		}
+	}()
+
+	go a.sweepSessions(readers)
 
 	srv := &http.Server{Handler: a.echo, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 	served := make(chan error, 1)
@@ -175,8 +211,10 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	case <-wsDone:
 	case <-sctx.Done():
 	}
-	stopHub() // its last flush unannounces every room and reports everyone offline
+	stopHub()      // its last flush unannounces every room
+	stopPresence() // and this reports everyone offline
 	<-hubDone
+	<-presenceDone
 	stopReaders()
 	if cerr := a.prod.Close(); cerr != nil {
 		a.log.Warn("producer close failed", "error", cerr)
@@ -186,4 +224,23 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		err = nil
 	}
 	return err
+}
+
+// sweepSessions deletes expired tokens every 10 minutes. It is housekeeping only: an
+// expired token is rejected whether or not its row still exists.
+func (a *App) sweepSessions(ctx context.Context) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := a.store.DeleteExpiredSessions(ctx, time.Now()); err != nil {
+				a.log.Warn("session sweep failed", "error", err)
+			} else if n > 0 {
+				a.log.Info("expired sessions deleted", "count", n)
+			}
+		}
+	}
 }

@@ -554,6 +554,15 @@ func TestBadInputs_REST(t *testing.T) {
 	if st, f := gwtest.Do(t, "GET", h.base+"/api/stats", alice.Token, nil); st != 200 || f.Str("gateway_id") != h.id {
 		t.Fatalf("stats: %d %v", st, f)
 	}
+	// The browser page is served from the same server.
+	res, err := http.Get(h.base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("GET /: %d %s", res.StatusCode, res.Header.Get("Content-Type"))
+	}
 }
 
 func TestBadInputs_WebSocket(t *testing.T) {

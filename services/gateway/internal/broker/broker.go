@@ -1,7 +1,7 @@
 // Package broker is the gateway's Kafka side: it publishes the gateway's events
-// (submissions, typing, subscription announcements, presence) and reads the two streams
-// the gateway consumes (its own partition of chat.deliveries, and chat.presence). It knows
-// nothing about connections; decoded events go to a Sink.
+// (submissions, typing, subscription announcements) and reads its own partition of
+// chat.deliveries. It knows nothing about connections; decoded events go to a Sink.
+// Presence is published and read with pkg/presence, which every presence user shares.
 package broker
 
 import (
@@ -28,8 +28,7 @@ type Publisher interface {
 
 var _ Publisher = (*producer.Producer)(nil)
 
-// Sink receives decoded events read from Kafka, in partition order, from one goroutine
-// per partition.
+// Sink receives decoded events read from Kafka, in partition order, from one goroutine.
 type Sink interface {
 	Deliver(ctx context.Context, e event.Envelope, p event.Payload)
 }
@@ -109,36 +108,6 @@ func (b *Broker) AnnounceSubscriptions(ctx context.Context, changes []Subscripti
 	err := b.pub.Write(ctx, msgs...)
 	b.metrics.Publish(topics.Subscriptions, time.Since(start).Seconds())
 	return err
-}
-
-// PublishPresence writes presence events keyed by user on chat.presence.
-func (b *Broker) PublishPresence(ctx context.Context, ps []event.PresenceChanged) error {
-	if len(ps) == 0 {
-		return nil
-	}
-	topic := b.Topic(topics.Presence)
-	msgs := make([]kafka.Message, 0, len(ps))
-	for _, p := range ps {
-		e, err := event.New("kchat/gateway/"+b.cfg.GatewayID, p)
-		if err != nil {
-			return err
-		}
-		m, err := producer.Message(topic, p.User, e)
-		if err != nil {
-			return err
-		}
-		msgs = append(msgs, m)
-	}
-	return b.pub.Write(ctx, msgs...)
-}
-
-// PublishHeartbeat writes the gateway's heartbeat on chat.presence under "gw/<id>".
-func (b *Broker) PublishHeartbeat(ctx context.Context, hb event.GatewayHeartbeat) error {
-	e, err := event.New("kchat/gateway/"+b.cfg.GatewayID, hb)
-	if err != nil {
-		return err
-	}
-	return b.Publish(ctx, topics.Presence, "gw/"+b.cfg.GatewayID, e)
 }
 
 // Ready is closed once the delivery reader has fixed its start offset; a subscription
@@ -223,38 +192,6 @@ func (b *Broker) RunDeliveries(ctx context.Context, sink Sink) error {
 	return b.consume(ctx, r, sink, "deliveries")
 }
 
-// RunPresence reads every partition of the compacted chat.presence from the beginning,
-// which rebuilds the cluster-wide view of who is online, then follows it.
-func (b *Broker) RunPresence(ctx context.Context, sink Sink) error {
-	topic := b.Topic(topics.Presence)
-	var n int
-	if err := retry(ctx, b.log, "presence metadata", func() (err error) { n, err = b.partitions(ctx, topic); return err }); err != nil {
-		return err
-	}
-	errs := make(chan error, n)
-	for p := range n {
-		go func() {
-			r := kafka.NewReader(kafka.ReaderConfig{
-				Brokers: b.cfg.Brokers, Topic: topic, Partition: p,
-				MinBytes: 1, MaxBytes: 4 << 20, MaxWait: 500 * time.Millisecond,
-			})
-			defer r.Close()
-			if err := r.SetOffset(kafka.FirstOffset); err != nil {
-				errs <- err
-				return
-			}
-			errs <- b.consume(ctx, r, sink, "presence")
-		}()
-	}
-	var first error
-	for range n {
-		if err := <-errs; err != nil && first == nil && ctx.Err() == nil {
-			first = err
-		}
-	}
-	return first
-}
-
 func (b *Broker) consume(ctx context.Context, r *kafka.Reader, sink Sink, what string) error {
 	for {
 		m, err := r.ReadMessage(ctx)
@@ -281,7 +218,7 @@ func (b *Broker) consume(ctx context.Context, r *kafka.Reader, sink Sink, what s
 			b.log.Warn("undecodable event skipped", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "error", err)
 			continue
 		}
-		if b.metrics != nil && what == "deliveries" {
+		if b.metrics != nil {
 			b.metrics.Deliveries.WithLabelValues(e.Type).Inc()
 			if ms, ok := p.(event.MessageStored); ok {
 				b.metrics.DeliveryLag.Observe(time.Since(ms.StoredAt).Seconds())

@@ -11,6 +11,7 @@
 package hub
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -24,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kchat/kchat/pkg/event"
+	"github.com/kchat/kchat/pkg/presence"
 	"github.com/kchat/kchat/services/gateway/internal/auth"
 	"github.com/kchat/kchat/services/gateway/internal/broker"
 	"github.com/kchat/kchat/services/gateway/internal/chat"
@@ -56,29 +58,42 @@ type Timeline interface {
 	MessagesAfter(ctx context.Context, roomID string, after int64, limit int) ([]store.Message, error)
 	LastSeqs(ctx context.Context, roomIDs []string) (map[string]int64, error)
 	MembershipsSince(ctx context.Context, userIDs []string, since time.Time) ([]store.Membership, time.Time, error)
+	Usernames(ctx context.Context, userIDs []string) (map[string]string, error)
 }
 
 var _ Timeline = (*store.Store)(nil)
 
-// Announcer publishes what other services need to know about this gateway (*broker.Broker).
+// Announcer publishes which rooms this gateway has subscribers for (*broker.Broker).
 type Announcer interface {
 	AnnounceSubscriptions(ctx context.Context, changes []broker.SubscriptionChange) error
-	PublishPresence(ctx context.Context, ps []event.PresenceChanged) error
-	PublishHeartbeat(ctx context.Context, hb event.GatewayHeartbeat) error
 }
 
 var _ Announcer = (*broker.Broker)(nil)
 
+// Presence reports this gateway's connection count per user (*presence.Announcer, which
+// also heartbeats and reports everyone offline on shutdown). Set must not block.
+type Presence interface {
+	Set(user, userName string, connections int)
+}
+
+var _ Presence = (*presence.Announcer)(nil)
+
+// OnlineView is the cluster-wide presence table (*presence.View).
+type OnlineView interface {
+	OnlineUsers() []string
+	Connections(user string) int
+}
+
+var _ OnlineView = (*presence.View)(nil)
+
 // Config tunes the hub. Zero values take the defaults noted.
 type Config struct {
 	GatewayID      string
-	Addr           string // advertised in heartbeats
 	Limits         protocol.Limits
 	AuthTimeout    time.Duration // a connection must authenticate within this (default 10s)
 	RecheckDelay   time.Duration // tail re-read after a fresh subscription is announced (default 1.5s)
-	Reannounce     time.Duration // re-announce subscriptions and presence, re-check tails (default 30s)
+	Reannounce     time.Duration // re-announce subscriptions, re-check room tails (default 30s)
 	MembershipPoll time.Duration // pick up rooms joined elsewhere, e.g. new DMs (default 2s)
-	Heartbeat      time.Duration // default 10s
 	CatchUpTimeout time.Duration // longest a connection may stay in catch-up before 4008 (default 30s)
 	StallTimeout   time.Duration // longest a fill waits for queue space before 4008 (default 15s)
 	FillPage       int           // rows per PostgreSQL read when filling (default 200)
@@ -97,7 +112,6 @@ func (c *Config) setDefaults() {
 	def(&c.RecheckDelay, 1500*time.Millisecond)
 	def(&c.Reannounce, 30*time.Second)
 	def(&c.MembershipPoll, 2*time.Second)
-	def(&c.Heartbeat, 10*time.Second)
 	def(&c.CatchUpTimeout, 30*time.Second)
 	def(&c.StallTimeout, 15*time.Second)
 	def(&c.TypingInterval, 2*time.Second)
@@ -115,9 +129,10 @@ type Hub struct {
 	chat     Chat
 	timeline Timeline
 	ann      Announcer
+	presence Presence
+	online   OnlineView
 	metrics  *metrics.Metrics
 	log      *slog.Logger
-	presence *PresenceView
 	started  time.Time
 
 	mu        sync.Mutex
@@ -126,7 +141,6 @@ type Hub struct {
 	names     map[string]string // user id -> username, for presence reports
 	rooms     map[string]map[*Session]struct{}
 	dirtyRoom map[string]bool // subscription state changed, not yet announced
-	dirtyUser map[string]bool // presence changed, not yet published
 	wake      chan struct{}
 	draining  bool
 
@@ -136,20 +150,19 @@ type Hub struct {
 }
 
 // New returns a hub. m and log may be nil.
-func New(cfg Config, c Chat, tl Timeline, ann Announcer, m *metrics.Metrics, log *slog.Logger) (*Hub, error) {
-	if cfg.GatewayID == "" || c == nil || tl == nil || ann == nil {
-		return nil, errors.New("hub: GatewayID, chat, timeline and announcer are required")
+func New(cfg Config, c Chat, tl Timeline, ann Announcer, pr Presence, online OnlineView, m *metrics.Metrics, log *slog.Logger) (*Hub, error) {
+	if cfg.GatewayID == "" || c == nil || tl == nil || ann == nil || pr == nil || online == nil {
+		return nil, errors.New("hub: GatewayID, chat, timeline, announcer, presence and online view are required")
 	}
 	cfg.setDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Hub{
-		cfg: cfg, chat: c, timeline: tl, ann: ann, metrics: m, log: log,
-		presence: NewPresenceView(cfg.GatewayID, 3*cfg.Heartbeat+5*time.Second),
+		cfg: cfg, chat: c, timeline: tl, ann: ann, presence: pr, online: online, metrics: m, log: log,
 		started:  cfg.Now(),
 		sessions: map[*Session]struct{}{}, byUser: map[string]map[*Session]struct{}{}, names: map[string]string{},
-		rooms: map[string]map[*Session]struct{}{}, dirtyRoom: map[string]bool{}, dirtyUser: map[string]bool{},
+		rooms: map[string]map[*Session]struct{}{}, dirtyRoom: map[string]bool{},
 		wake: make(chan struct{}, 1),
 	}, nil
 }
@@ -205,8 +218,7 @@ func (h *Hub) bind(s *Session, u chat.User) {
 	}
 	set[s] = struct{}{}
 	h.names[u.ID] = u.Username
-	h.dirtyUser[u.ID] = true
-	h.poke()
+	h.presence.Set(u.ID, u.Username, len(set))
 }
 
 // unregister forgets a closed session. Lock order is always session then hub, so the
@@ -218,20 +230,24 @@ func (h *Hub) unregister(s *Session, rooms []string) {
 	for _, r := range rooms {
 		h.removeSubLocked(r, s)
 	}
-	if u != nil {
-		if set := h.byUser[u.ID]; set != nil {
-			delete(set, s)
-			if len(set) == 0 {
-				delete(h.byUser, u.ID)
-			}
+	if set := h.byUser[userID(u)]; set != nil {
+		delete(set, s)
+		h.presence.Set(u.ID, u.Username, len(set))
+		if len(set) == 0 {
+			delete(h.byUser, u.ID)
 		}
-		h.dirtyUser[u.ID] = true
 	}
-	h.poke()
 	h.mu.Unlock()
 	if h.metrics != nil {
 		h.metrics.Connections.Dec()
 	}
+}
+
+func userID(u *chat.User) string {
+	if u == nil {
+		return ""
+	}
+	return u.ID
 }
 
 func (h *Hub) poke() {
@@ -332,16 +348,15 @@ func (h *Hub) Deliver(_ context.Context, e event.Envelope, p event.Payload) {
 		for _, s := range h.sessionsOf(p.User) {
 			s.deliverEphemeral(protocol.TypeNotification, frame)
 		}
-	case event.PresenceChanged, event.GatewayHeartbeat:
-		h.presence.Apply(p, h.cfg.Now())
 	default:
 		h.log.Debug("ignoring event", "event_id", e.ID, "type", e.Type)
 	}
 }
 
-// Users lists who is online: this gateway's users (with idle time) and, from the
-// presence view, everyone connected to other live gateways.
-func (h *Hub) Users() []protocol.OnlineUser {
+// Users lists who is online across the cluster: everyone the presence view sees on a live
+// gateway, plus this gateway's own users (whose report may not have been read back yet),
+// with idle time for the latter.
+func (h *Hub) Users(ctx context.Context) []protocol.OnlineUser {
 	now := h.cfg.Now()
 	byID := map[string]*protocol.OnlineUser{}
 	h.mu.Lock()
@@ -366,23 +381,34 @@ func (h *Hub) Users() []protocol.OnlineUser {
 			s.mu.Unlock()
 		}
 		idle := int64(now.Sub(last).Seconds())
-		byID[uid] = &protocol.OnlineUser{ID: uid, Username: names[uid], Connections: len(ss), Gateways: []string{h.cfg.GatewayID}, IdleSeconds: &idle}
+		byID[uid] = &protocol.OnlineUser{ID: uid, Username: names[uid], Connections: len(ss), Here: len(ss), IdleSeconds: &idle}
 	}
-	for _, r := range h.presence.Online(now) {
-		u := byID[r.UserID]
-		if u == nil {
-			u = &protocol.OnlineUser{ID: r.UserID, Username: r.Username}
-			byID[r.UserID] = u
+	var unnamed []string
+	for _, uid := range h.online.OnlineUsers() {
+		n := h.online.Connections(uid)
+		if u := byID[uid]; u != nil {
+			u.Connections = max(u.Connections, n)
+			continue
 		}
-		u.Connections += r.Conns
-		u.Gateways = append(u.Gateways, r.Gateways...)
-		slices.Sort(u.Gateways)
+		byID[uid] = &protocol.OnlineUser{ID: uid, Connections: n}
+		unnamed = append(unnamed, uid)
+	}
+	if len(unnamed) > 0 {
+		found, err := h.timeline.Usernames(ctx, unnamed)
+		if err != nil {
+			h.log.Warn("cannot read usernames", "error", err)
+		}
+		for _, uid := range unnamed {
+			byID[uid].Username = found[uid]
+		}
 	}
 	out := make([]protocol.OnlineUser, 0, len(byID))
 	for _, u := range byID {
 		out = append(out, *u)
 	}
-	slices.SortFunc(out, func(a, b protocol.OnlineUser) int { return strings.Compare(a.Username, b.Username) })
+	slices.SortFunc(out, func(a, b protocol.OnlineUser) int {
+		return cmp.Or(strings.Compare(a.Username, b.Username), strings.Compare(a.ID, b.ID))
+	})
 	return out
 }
 
@@ -400,19 +426,15 @@ func (h *Hub) Stats() protocol.StatsReply {
 	}
 }
 
-// Run announces subscription and presence changes as they happen, re-announces and
-// re-checks room tails periodically, watches for new memberships and sends heartbeats,
-// until ctx ends. Then it publishes the final state (after Shutdown: nothing subscribed,
-// nobody online) before returning.
+// Run announces subscription changes as they happen, re-announces and re-checks room
+// tails periodically and watches for new memberships, until ctx ends. Then it publishes
+// the final state (after Shutdown: nothing subscribed) before returning.
 func (h *Hub) Run(ctx context.Context) {
 	reannounce := time.NewTicker(h.cfg.Reannounce)
 	defer reannounce.Stop()
 	poll := time.NewTicker(h.cfg.MembershipPoll)
 	defer poll.Stop()
-	heartbeat := time.NewTicker(h.cfg.Heartbeat)
-	defer heartbeat.Stop()
 	var since time.Time
-	h.heartbeat(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -426,14 +448,12 @@ func (h *Hub) Run(ctx context.Context) {
 			h.reannounce(ctx)
 		case <-poll.C:
 			since = h.pollMemberships(ctx, since)
-		case <-heartbeat.C:
-			h.heartbeat(ctx)
 		}
 	}
 }
 
-// flush publishes the current state of every dirty room and user. It publishes state,
-// not transitions, from this one goroutine, so the last write for a key is always right.
+// flush publishes the current state of every dirty room. It publishes state, not
+// transitions, from this one goroutine, so the last write for a key is always right.
 func (h *Hub) flush(ctx context.Context) {
 	h.mu.Lock()
 	var changes []broker.SubscriptionChange
@@ -446,51 +466,22 @@ func (h *Hub) flush(ctx context.Context) {
 		}
 	}
 	clear(h.dirtyRoom)
-	var ps []event.PresenceChanged
-	now := h.cfg.Now().UTC()
-	for uid := range h.dirtyUser {
-		ps = append(ps, h.presenceLocked(uid, now))
-	}
-	clear(h.dirtyUser)
 	h.mu.Unlock()
-
+	if len(changes) == 0 {
+		return
+	}
 	if err := h.ann.AnnounceSubscriptions(ctx, changes); err != nil {
 		h.log.Warn("cannot announce subscriptions; will retry", "rooms", len(changes), "error", err)
-		h.remark(changes, nil)
+		h.mu.Lock()
+		for _, c := range changes {
+			h.dirtyRoom[c.Room] = true
+		}
+		h.mu.Unlock()
 		h.retryLater(ctx)
 	} else if len(fresh) > 0 {
 		// Fanout may have routed a room's entries before it saw our announcement; once
 		// the announcement is in Kafka, re-read the tail of each new room from PostgreSQL.
 		time.AfterFunc(h.cfg.RecheckDelay, func() { h.recheck(ctx, fresh) })
-	}
-	if err := h.ann.PublishPresence(ctx, ps); err != nil {
-		h.log.Warn("cannot publish presence; will retry", "users", len(ps), "error", err)
-		h.remark(nil, ps)
-		h.retryLater(ctx)
-	}
-}
-
-func (h *Hub) presenceLocked(uid string, now time.Time) event.PresenceChanged {
-	n := len(h.byUser[uid])
-	status := event.StatusOnline
-	if n == 0 {
-		status = event.StatusOffline
-	}
-	name := h.names[uid]
-	if name == "" {
-		name = uid
-	}
-	return event.PresenceChanged{User: uid, UserName: name, Status: status, GatewayID: h.cfg.GatewayID, Connections: n, At: now}
-}
-
-func (h *Hub) remark(changes []broker.SubscriptionChange, ps []event.PresenceChanged) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, c := range changes {
-		h.dirtyRoom[c.Room] = true
-	}
-	for _, p := range ps {
-		h.dirtyUser[p.User] = true
 	}
 }
 
@@ -523,9 +514,6 @@ func (h *Hub) reannounce(ctx context.Context) {
 	for room := range h.rooms {
 		rooms = append(rooms, room)
 		h.dirtyRoom[room] = true
-	}
-	for uid := range h.byUser {
-		h.dirtyUser[uid] = true
 	}
 	h.mu.Unlock()
 	h.flush(ctx)
@@ -562,20 +550,6 @@ func (h *Hub) pollMemberships(ctx context.Context, since time.Time) time.Time {
 	// Overlap the window: joined_at is the inserting transaction's start, which may
 	// precede now() of a poll that ran before that transaction committed.
 	return now.Add(-10 * time.Second)
-}
-
-func (h *Hub) heartbeat(ctx context.Context) {
-	h.mu.Lock()
-	n := len(h.sessions)
-	h.mu.Unlock()
-	now := h.cfg.Now().UTC()
-	addr := h.cfg.Addr
-	if addr == "" {
-		addr = "unknown"
-	}
-	if err := h.ann.PublishHeartbeat(ctx, event.GatewayHeartbeat{GatewayID: h.cfg.GatewayID, Addr: addr, StartedAt: h.started.UTC(), At: now, Connections: n}); err != nil && ctx.Err() == nil {
-		h.log.Warn("cannot publish heartbeat", "error", err)
-	}
 }
 
 // Shutdown tells every client to reconnect elsewhere (reconnect frame with cursors, close

@@ -24,6 +24,7 @@ type Outbound interface {
 	Close(code protocol.CloseCode, reason string, final []byte, flush bool)
 	Written() map[string]int64
 	Done() <-chan struct{}
+	CloseCode() protocol.CloseCode
 }
 
 var _ Outbound = (*transport.Conn)(nil)
@@ -563,7 +564,7 @@ func (s *Session) HandleFrame(ctx context.Context, data []byte) {
 		list.Ref = ref
 		s.reply(protocol.TypeRooms, list)
 	case *protocol.Users:
-		s.reply(protocol.TypeUsers, protocol.UserList{Base: protocol.Base{Type: protocol.TypeUsers, Ref: ref}, Users: s.hub.Users()})
+		s.reply(protocol.TypeUsers, protocol.UserList{Base: protocol.Base{Type: protocol.TypeUsers, Ref: ref}, Users: s.hub.Users(ctx)})
 	case *protocol.Stats:
 		st := s.hub.Stats()
 		st.Ref = ref
@@ -741,6 +742,12 @@ func (s *Session) onTyping(ctx context.Context, u chat.User, f *protocol.Typing)
 // Closed implements transport.Session.
 func (s *Session) Closed() {
 	s.mu.Lock()
+	if !s.closing && s.out.CloseCode() == protocol.CloseSlow {
+		// The transport dropped it at the write deadline: slow too, just without the
+		// final frame (the socket would not take one).
+		s.hub.slowCloses.Add(1)
+		s.hub.metrics.Inc(slowClose)
+	}
 	s.closing = true
 	rooms := make([]string, 0, len(s.subs))
 	for r := range s.subs {

@@ -34,6 +34,11 @@ func (f *fakeOut) ID() string                { return "conn-test" }
 func (f *fakeOut) Queue() *transport.Queue   { return f.q }
 func (f *fakeOut) Written() map[string]int64 { return map[string]int64{} }
 func (f *fakeOut) Done() <-chan struct{}     { return f.done }
+func (f *fakeOut) CloseCode() protocol.CloseCode {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.code
+}
 func (f *fakeOut) Close(code protocol.CloseCode, _ string, final []byte, _ bool) {
 	f.once.Do(func() {
 		f.mu.Lock()
@@ -82,6 +87,10 @@ func (t *fakeTimeline) LastSeqs(_ context.Context, rooms []string) (map[string]i
 	return out, nil
 }
 
+func (t *fakeTimeline) Usernames(context.Context, []string) (map[string]string, error) {
+	return map[string]string{}, nil
+}
+
 func (t *fakeTimeline) MembershipsSince(context.Context, []string, time.Time) ([]store.Membership, time.Time, error) {
 	return nil, time.Now(), nil
 }
@@ -91,8 +100,20 @@ type nopAnnouncer struct{}
 func (nopAnnouncer) AnnounceSubscriptions(context.Context, []broker.SubscriptionChange) error {
 	return nil
 }
-func (nopAnnouncer) PublishPresence(context.Context, []event.PresenceChanged) error { return nil }
-func (nopAnnouncer) PublishHeartbeat(context.Context, event.GatewayHeartbeat) error { return nil }
+
+// fakePresence records Set calls and doubles as an empty cluster view.
+type fakePresence struct {
+	mu   sync.Mutex
+	sets map[string]int
+}
+
+func (p *fakePresence) Set(user, _ string, n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sets[user] = n
+}
+func (p *fakePresence) OnlineUsers() []string  { return nil }
+func (p *fakePresence) Connections(string) int { return 0 }
 
 // nopChat satisfies Chat; these tests drive sessions directly, not through frames.
 type nopChat struct{}
@@ -130,7 +151,8 @@ func newTestHub(t *testing.T, tl *fakeTimeline, cfg Config) *Hub {
 	if cfg.StallTimeout == 0 {
 		cfg.StallTimeout = 5 * time.Second
 	}
-	h, err := New(cfg, nopChat{}, tl, nopAnnouncer{}, nil, nil)
+	pr := &fakePresence{sets: map[string]int{}}
+	h, err := New(cfg, nopChat{}, tl, nopAnnouncer{}, pr, pr, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,22 +315,32 @@ func TestSession_control_frames_survive_backlog(t *testing.T) {
 	}
 }
 
-func TestPresenceView(t *testing.T) {
+func TestHub_presence_counts_connections(t *testing.T) {
 	t.Parallel()
-	now := time.Now()
-	v := NewPresenceView("gw-self", 30*time.Second)
-	v.Apply(event.PresenceChanged{User: "u1", UserName: "alice", Status: event.StatusOnline, GatewayID: "gw-a", Connections: 2, At: now}, now)
-	v.Apply(event.PresenceChanged{User: "u1", UserName: "alice", Status: event.StatusOnline, GatewayID: "gw-b", Connections: 1, At: now}, now)
-	v.Apply(event.PresenceChanged{User: "u2", UserName: "bob", Status: event.StatusOnline, GatewayID: "gw-self", Connections: 1, At: now}, now)
-	v.Apply(event.PresenceChanged{User: "u3", UserName: "carol", Status: event.StatusOnline, GatewayID: "gw-old", Connections: 1, At: now.Add(-time.Minute)}, now)
-	got := v.Online(now)
-	if len(got) != 1 || got[0].Conns != 3 || len(got[0].Gateways) != 2 {
-		t.Fatalf("online: %+v", got)
+	tl := &fakeTimeline{last: map[string]int64{}}
+	h := newTestHub(t, tl, Config{})
+	pr := h.presence.(*fakePresence)
+	u := chat.User{ID: "u1", Username: "alice"}
+	s1, s2 := h.Attach(newFakeOut(4)), h.Attach(&fakeOut{q: transport.NewQueue(4), done: make(chan struct{})})
+	for _, s := range []*Session{s1, s2} {
+		s.mu.Lock()
+		s.user = &u
+		s.mu.Unlock()
+		h.bind(s, u)
 	}
-	v.Apply(event.PresenceChanged{User: "u1", UserName: "alice", Status: event.StatusOffline, GatewayID: "gw-a", At: now}, now)
-	got = v.Online(now)
-	if len(got) != 1 || got[0].Conns != 1 || got[0].Gateways[0] != "gw-b" {
-		t.Fatalf("after offline: %+v", got)
+	if pr.sets["u1"] != 2 {
+		t.Fatalf("after two connections: %v", pr.sets)
+	}
+	if users := h.Users(context.Background()); len(users) != 1 || users[0].Here != 2 || users[0].Username != "alice" || users[0].IdleSeconds == nil {
+		t.Fatalf("users: %+v", users)
+	}
+	s1.Closed()
+	s2.Closed()
+	if pr.sets["u1"] != 0 {
+		t.Fatalf("after both closed: %v", pr.sets)
+	}
+	if st := h.Stats(); st.Connections != 0 || st.Users != 0 {
+		t.Fatalf("stats: %+v", st)
 	}
 }
 

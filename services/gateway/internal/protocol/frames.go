@@ -322,11 +322,11 @@ type RoomList struct {
 
 // OnlineUser is one entry of users.
 type OnlineUser struct {
-	ID          string   `json:"id"`
-	Username    string   `json:"username"`
-	Connections int      `json:"connections"`
-	Gateways    []string `json:"gateways"`
-	IdleSeconds *int64   `json:"idle_seconds,omitempty"` // known for users connected to this gateway
+	ID          string `json:"id"`
+	Username    string `json:"username"`
+	Connections int    `json:"connections"`            // on all live gateways
+	Here        int    `json:"here"`                   // on the answering gateway
+	IdleSeconds *int64 `json:"idle_seconds,omitempty"` // since the last frame, for users connected here
 }
 
 // UserList answers users.

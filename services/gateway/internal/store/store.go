@@ -343,6 +343,24 @@ func (s *Store) LastSeqs(ctx context.Context, roomIDs []string) (map[string]int6
 	return out, rows.Err()
 }
 
+// Usernames maps user ids to usernames; unknown ids are left out.
+func (s *Store) Usernames(ctx context.Context, userIDs []string) (map[string]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, username FROM users WHERE id = ANY($1)`, userIDs)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read usernames: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[string]string, len(userIDs))
+	for rows.Next() {
+		var id, name string
+		if err := rows.Scan(&id, &name); err != nil {
+			return nil, err
+		}
+		out[id] = name
+	}
+	return out, rows.Err()
+}
+
 // MembershipsSince lists memberships of the given users that started after since, and the
 // database's current time to use as the next since (the gateway's clock may differ).
 func (s *Store) MembershipsSince(ctx context.Context, userIDs []string, since time.Time) ([]Membership, time.Time, error) {

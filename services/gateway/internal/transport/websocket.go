@@ -239,8 +239,10 @@ func (c *Conn) writeLoop() {
 			for _, it := range c.queue.TakeAll() {
 				if err := c.write(it, c.cfg.WriteTimeout); err != nil {
 					c.log.Info("write failed, dropping connection", "error", err, "frame", it.Type)
+					// A missed deadline means the client stopped reading (slow); any other
+					// error means it is gone.
 					c.mu.Lock()
-					if c.closeCode == 0 {
+					if c.closeCode == 0 && errors.Is(err, context.DeadlineExceeded) {
 						c.closeCode = protocol.CloseSlow
 					}
 					c.mu.Unlock()

@@ -1,0 +1,303 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/kchat/kchat/services/chatbench/internal/harness"
+	"github.com/kchat/kchat/services/chatbench/internal/procstat"
+	"github.com/kchat/kchat/services/chatbench/internal/report"
+)
+
+// Bench is one run in progress.
+type Bench struct {
+	cfg   Config
+	plan  Plan
+	log   *slog.Logger
+	res   *report.Result
+	run   string // short id, part of every room, topic and group name of this run
+	db    *pgxpool.Pool
+	pids  map[string]int
+	out   io.Writer
+	muRes sync.Mutex
+
+	// Baselines that later scenarios compare with.
+	hop          map[float64]harness.Summary // raw hop latency by rate
+	directMax    float64                     // kafka-go direct ingest max rate
+	e2eByRate    map[float64]harness.Summary
+	ingestTwoMax float64
+}
+
+// Output is where the table goes (stdout unless a test sets it).
+var Output io.Writer = os.Stdout
+
+// Run runs the scenarios of cfg and writes the results.
+func Run(ctx context.Context, cfg Config) (*report.Result, error) {
+	if cfg.BinDir == "" {
+		cfg.BinDir = cfg.Root + "/bin"
+	}
+	if len(cfg.Gateways) < 2 {
+		return nil, errors.New("two gateway URLs are needed (-gateways A,B)")
+	}
+	for _, g := range cfg.Gateways {
+		if err := localOnly(g); err != nil {
+			return nil, err
+		}
+	}
+	for _, b := range cfg.Brokers {
+		if err := localOnly("tcp://" + b); err != nil {
+			return nil, err
+		}
+	}
+	if err := localOnly(cfg.DatabaseURL); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	stamp := cfg.Stamp
+	if stamp == "" {
+		stamp = start.UTC().Format("20060102-150405")
+	}
+	b := &Bench{
+		cfg: cfg, plan: cfg.Plan, log: cfg.Log, run: "b" + randHex(3), out: Output,
+		hop: map[float64]harness.Summary{}, e2eByRate: map[float64]harness.Summary{},
+	}
+	b.res = &report.Result{
+		Tool: "chatbench", Mode: cfg.Plan.Mode, StartedAt: start, Git: report.GitInfo(cfg.Root), Machine: report.MachineInfo(),
+		Config: map[string]any{
+			"run_id": b.run, "brokers": cfg.Brokers, "gateways": cfg.Gateways, "topic_prefix": cfg.TopicPrefix,
+			"plan": cfg.Plan, "open_file_limit": raiseFileLimit(),
+		},
+	}
+	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	defer pool.Close()
+	if err := pool.Ping(ctx); err != nil {
+		return nil, fmt.Errorf("database %s: %w", redact(cfg.DatabaseURL), err)
+	}
+	b.db = pool
+	b.pids = b.resolvePIDs()
+	b.res.Config["pids"] = b.pids
+	b.log.Info("chatbench starting", "mode", cfg.Plan.Mode, "run", b.run, "pids", b.pids)
+
+	steps := []struct {
+		name string
+		fn   func(context.Context, *report.Scenario) error
+	}{
+		{"hop", b.scenarioHop},
+		{"ingest-direct", b.scenarioIngestDirect},
+		{"persistence", b.scenarioPersistence},
+		{"ingest", b.scenarioIngest},
+		{"e2e", b.scenarioE2E},
+		{"fanout", b.scenarioFanout},
+		{"connections", b.scenarioConnections},
+	}
+	for _, st := range steps {
+		if !cfg.wants(st.name) || ctx.Err() != nil {
+			continue
+		}
+		sc := b.res.Scenario(st.name)
+		t0 := time.Now()
+		b.log.Info("scenario", "name", st.name)
+		err := st.fn(ctx, sc)
+		sc.Seconds = harness.Round(time.Since(t0).Seconds())
+		if err != nil {
+			sc.Error = err.Error()
+			b.log.Error("scenario failed", "name", st.name, "error", err)
+		}
+	}
+	b.res.FinishedAt = time.Now()
+	b.res.DurationS = harness.Round(b.res.FinishedAt.Sub(start).Seconds())
+
+	dir := resultsDir(cfg)
+	path, err := b.res.Write(dir, stamp)
+	if err != nil {
+		return b.res, err
+	}
+	plots, perr := b.res.Plots(dir, stamp)
+	if perr != nil {
+		b.log.Warn("plots", "error", perr)
+	}
+	fmt.Fprintf(b.out, "\nchatbench %s — %s\n\n", b.res.Mode, b.res.MachineLine())
+	report.PrintTable(b.out, b.res.Figures)
+	for _, sc := range b.res.Scenarios {
+		if sc.Error != "" {
+			fmt.Fprintf(b.out, "\nscenario %s FAILED: %s\n", sc.Name, sc.Error)
+		}
+		for _, w := range sc.Warnings {
+			fmt.Fprintf(b.out, "scenario %s: warning: %s\n", sc.Name, w)
+		}
+	}
+	fmt.Fprintf(b.out, "\nresults: %s\n", path)
+	for _, p := range plots {
+		fmt.Fprintf(b.out, "plot:    %s\n", p)
+	}
+	if err := os.WriteFile(dir+"/latest.md", []byte(report.Markdown(b.res.Figures)), 0o644); err != nil {
+		return b.res, err
+	}
+	return b.res, nil
+}
+
+// Failed reports whether any scenario failed to run (a missed target is not a failure).
+func failed(r *report.Result) bool {
+	for _, s := range r.Scenarios {
+		if s.Error != "" {
+			return true
+		}
+	}
+	return false
+}
+
+func (b *Bench) add(fs ...harness.Figure) {
+	b.muRes.Lock()
+	defer b.muRes.Unlock()
+	b.res.Add(fs...)
+}
+
+// resolvePIDs finds the processes to sample by their listening ports.
+func (b *Bench) resolvePIDs() map[string]int {
+	pids := map[string]int{}
+	for i, g := range b.cfg.Gateways[:2] {
+		if p := portOf(g); p > 0 {
+			pids["gateway-"+string(rune('a'+i))] = procstat.ListenerPID(p)
+		}
+	}
+	for name, port := range b.cfg.Procs {
+		if pid := procstat.ListenerPID(port); pid > 0 {
+			pids[name] = pid
+		}
+	}
+	pids["chatbench"] = os.Getpid()
+	return pids
+}
+
+func (b *Bench) sampler() *procstat.Sampler {
+	return procstat.NewSampler(b.pids, "postgres")
+}
+
+func portOf(rawURL string) int {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return 0
+	}
+	p, _ := strconv.Atoi(u.Port())
+	return p
+}
+
+// localOnly refuses any target that is not on this machine's loopback.
+func localOnly(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("bad address %q: %w", raw, err)
+	}
+	h := u.Hostname()
+	if h == "localhost" || h == "::1" || strings.HasPrefix(h, "127.") || h == "" {
+		return nil
+	}
+	return fmt.Errorf("refusing non-loopback target %q: chatbench sends traffic only to 127.0.0.0/8", h)
+}
+
+func redact(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "?"
+	}
+	return p.Redacted()
+}
+
+func randHex(n int) string {
+	buf := make([]byte, n)
+	_, _ = rand.Read(buf)
+	return hex.EncodeToString(buf)
+}
+
+// roundMap rounds the values of a CPU usage map for the JSON.
+func roundMap(m map[string]float64) map[string]float64 {
+	out := make(map[string]float64, len(m))
+	for k, v := range m {
+		out[k] = harness.Round(v)
+	}
+	return out
+}
+
+// asyncOps runs an open-loop schedule whose operations complete asynchronously: fire
+// starts operation i and calls done(err) when it completes (from any goroutine).
+// Latency is recorded from the intended time. After the schedule, it waits up to grace
+// for operations in flight; those still open then are lost.
+func asyncOps(ctx context.Context, sched harness.Schedule, grace time.Duration,
+	start func(i int, intended time.Time, done func(error))) harness.Step {
+	rec := harness.NewRecorder()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	completed := 0
+	sched.Run(ctx, func(i int, intended time.Time) {
+		wg.Add(1)
+		start(i, intended, func(err error) {
+			now := time.Now()
+			if err != nil {
+				rec.Error()
+			} else {
+				rec.Record(intended, now)
+			}
+			mu.Lock()
+			completed++
+			mu.Unlock()
+			wg.Done()
+		})
+	})
+	waited := make(chan struct{})
+	go func() { wg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(grace):
+	case <-ctx.Done():
+	}
+	mu.Lock()
+	lost := int64(sched.Count - completed)
+	mu.Unlock()
+	return harness.Step{Rate: sched.Rate, Throughput: harness.Round(rec.Throughput()), Latency: rec.Summary(), Lost: lost}
+}
+
+// goOps is asyncOps for blocking operations: each runs on its own goroutine, at most
+// limit at once (beyond that the scheduler waits, and the wait counts as latency).
+func goOps(ctx context.Context, sched harness.Schedule, grace time.Duration, limit int, op func(i int) error) harness.Step {
+	sem := make(chan struct{}, limit)
+	return asyncOps(ctx, sched, grace, func(i int, _ time.Time, done func(error)) {
+		sem <- struct{}{}
+		go func() {
+			err := op(i)
+			<-sem
+			done(err)
+		}()
+	})
+}
+
+func logStep(log *slog.Logger, what string, st harness.Step) {
+	log.Info(what, "offered", st.Rate, "achieved", st.Throughput, "p50_ms", st.Latency.P50Ms, "p99_ms", st.Latency.P99Ms,
+		"p999_ms", st.Latency.P999Ms, "max_ms", st.Latency.MaxMs, "errors", st.Latency.Errors, "lost", st.Lost)
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}

@@ -1,0 +1,57 @@
+package procstat
+
+import (
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+func TestParseStat(t *testing.T) {
+	line := "1234 (my (odd) proc) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 7 0 12345 1000000 500 18446744073709551615"
+	st, err := ParseStat([]byte(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.PID != 1234 || st.Comm != "my (odd) proc" || st.PPID != 1 || st.Threads != 7 {
+		t.Fatalf("%+v", st)
+	}
+	if st.CPU != 3*time.Second { // (250+50) ticks at 100 Hz
+		t.Fatalf("cpu %v", st.CPU)
+	}
+	if _, err := ParseStat([]byte("garbage")); err == nil {
+		t.Fatal("want error")
+	}
+}
+
+func TestSelf(t *testing.T) {
+	pid := os.Getpid()
+	end := time.Now().Add(60 * time.Millisecond)
+	for time.Now().Before(end) { // burn some CPU
+	}
+	c, err := CPU(pid)
+	if err != nil || c <= 0 {
+		t.Fatalf("cpu %v %v", c, err)
+	}
+	rss, err := RSS(pid)
+	if err != nil || rss < 1<<20 {
+		t.Fatalf("rss %d %v", rss, err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if got := ListenerPID(l.Addr().(*net.TCPAddr).Port); got != pid {
+		t.Fatalf("ListenerPID = %d, want %d", got, pid)
+	}
+	s := NewSampler(map[string]int{"self": pid}, "self")
+	s.Start()
+	end = time.Now().Add(50 * time.Millisecond)
+	for time.Now().Before(end) {
+	}
+	u := s.Stop()
+	if u.CPUSeconds["self"] <= 0 || u.WallS < 0.05 {
+		t.Fatalf("%+v", u)
+	}
+}

@@ -1,0 +1,292 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kchat/kchat/pkg/event"
+	"github.com/kchat/kchat/pkg/producer"
+	"github.com/kchat/kchat/pkg/stacktest"
+	"github.com/kchat/kchat/pkg/topics"
+	"github.com/kchat/kchat/services/chatbench/internal/harness"
+	"github.com/kchat/kchat/services/chatbench/internal/report"
+)
+
+func (b *Bench) kafkaClient() *kafka.Client {
+	return &kafka.Client{Addr: kafka.TCP(b.cfg.Brokers...), Timeout: 30 * time.Second}
+}
+
+// createLike creates topic name with the spec (partitions, replication, configs) that
+// deploy/topics.yaml declares for like, and waits until it has leaders.
+func (b *Bench) createLike(ctx context.Context, name, like string) (func(), error) {
+	f, err := topics.Load(filepath.Join(b.cfg.Root, "deploy", "topics.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	var spec *topics.Spec
+	for _, t := range f.Topics {
+		if t.Name == like {
+			t.Name = name
+			spec = &t
+		}
+	}
+	if spec == nil {
+		return nil, fmt.Errorf("topic %s not declared", like)
+	}
+	return b.applyTopics(ctx, topics.File{Topics: []topics.Spec{*spec}})
+}
+
+func (b *Bench) applyTopics(ctx context.Context, f topics.File) (func(), error) {
+	client := b.kafkaClient()
+	if _, err := topics.Apply(ctx, client, f); err != nil {
+		return nil, fmt.Errorf("create topics: %w", err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := stacktest.WaitTopicsReady(wctx, client, f.Names()); err != nil {
+		return nil, err
+	}
+	return func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, _ = client.DeleteTopics(dctx, &kafka.DeleteTopicsRequest{Topics: f.Names()})
+	}, nil
+}
+
+// submittedMessages builds n distinct, valid message.submitted records keyed by room, as
+// a gateway would publish them.
+func (b *Bench) submittedMessages(topic string, n, rooms int, roomName func(int) string) ([]kafka.Message, error) {
+	text := strings.Repeat("x", b.plan.TextBytes)
+	out := make([]kafka.Message, n)
+	for i := range n {
+		room := roomName(i % rooms)
+		e, err := event.New("kchat/chatbench", event.MessageSubmitted{
+			RoomID: room, Sender: fmt.Sprintf("bench-u%06d", i%rooms+1), SenderName: "bench",
+			ClientMsgID: fmt.Sprintf("%s-%d", b.run, i), Text: text, Kind: event.KindMessage, SubmittedAt: time.Now().UTC(),
+		})
+		if err != nil {
+			return nil, err
+		}
+		m, err := producer.Message(topic, room, e)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = m
+	}
+	return out, nil
+}
+
+// ---- raw produce → consume hop ----
+
+// scenarioHop measures the raw Kafka hop the platform's own hops are made of: the
+// platform's producer (pkg/producer: acks=all, Murmur2, 2 ms batches, lz4) writing
+// room-keyed ~envelope-sized records to a topic declared like chat.submitted, and a
+// kafka-go group reader configured like pkg/consumer (MinBytes 1, MaxWait 250 ms),
+// latency from the intended send time to the record being fetched.
+func (b *Bench) scenarioHop(ctx context.Context, sc *report.Scenario) error {
+	topic := "bench." + b.run + ".hop"
+	drop, err := b.createLike(ctx, topic, topics.Submitted)
+	if err != nil {
+		return err
+	}
+	defer drop()
+	p, err := producer.New(producer.Config{Brokers: b.cfg.Brokers})
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	reader := kafka.NewReader(kafka.ReaderConfig{
+		Brokers: b.cfg.Brokers, GroupID: "bench-" + b.run + "-hop", GroupTopics: []string{topic},
+		MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 250 * time.Millisecond, StartOffset: kafka.FirstOffset,
+		HeartbeatInterval: time.Second, QueueCapacity: 1000, ReadBackoffMin: 10 * time.Millisecond, ReadBackoffMax: 250 * time.Millisecond,
+	})
+	defer reader.Close()
+
+	type stepState struct {
+		id       int
+		rec      *harness.Recorder
+		received atomic.Int64
+	}
+	var cur atomic.Pointer[stepState]
+	var warm atomic.Int64
+	rctx, stopReader := context.WithCancel(ctx)
+	defer stopReader()
+	go func() {
+		for {
+			m, err := reader.FetchMessage(rctx)
+			if err != nil {
+				return
+			}
+			at := time.Now()
+			v := string(m.Value)
+			parts := strings.SplitN(v, "|", 3)
+			if len(parts) < 3 {
+				continue
+			}
+			if parts[0] == "w" {
+				warm.Add(1)
+				continue
+			}
+			ns, err1 := strconv.ParseInt(parts[0], 10, 64)
+			id, err2 := strconv.Atoi(parts[1])
+			st := cur.Load()
+			if err1 != nil || err2 != nil || st == nil || st.id != id {
+				continue
+			}
+			st.rec.Record(time.Unix(0, ns), at)
+			st.received.Add(1)
+		}
+	}()
+	pad := strings.Repeat("p", 420) // about the size of a message.submitted envelope
+	msg := func(i int, prefix string) kafka.Message {
+		return kafka.Message{Topic: topic, Key: []byte(fmt.Sprintf("room-%02d", i%50)), Value: []byte(prefix + "|" + pad)}
+	}
+	// Warm up until the group owns the partitions and records flow.
+	deadline := time.Now().Add(45 * time.Second)
+	for warm.Load() == 0 {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return errors.New("hop: the reader received nothing within 45s")
+		}
+		if err := p.Write(ctx, msg(0, "w|0")); err != nil {
+			return err
+		}
+		sleepCtx(ctx, 200*time.Millisecond)
+	}
+	series := report.Series{Name: "raw hop"}
+	for n, rate := range b.plan.E2ERates {
+		st := &stepState{id: n + 1, rec: harness.NewRecorder()}
+		cur.Store(st)
+		count := int(rate * b.plan.E2EDur.Seconds())
+		sched := harness.NewSchedule(time.Now().Add(20*time.Millisecond), rate, count)
+		send := goOps(ctx, sched, 30*time.Second, 20000, func(i int) error {
+			return p.Write(ctx, msg(i, strconv.FormatInt(sched.Intended(i).UnixNano(), 10)+"|"+strconv.Itoa(st.id)))
+		})
+		waitFor(ctx, 10*time.Second, func() bool { return st.received.Load() >= int64(count) })
+		step := harness.Step{Rate: rate, Throughput: harness.Round(st.rec.Throughput()), Latency: st.rec.Summary(),
+			Lost: int64(count) - st.received.Load()}
+		step.Latency.Errors = send.Latency.Errors
+		logStep(b.log, "raw hop", step)
+		series.Steps = append(series.Steps, step)
+		b.hop[rate] = step.Latency
+	}
+	sc.Series = append(sc.Series, series)
+	sc.Config = map[string]any{"topic_like": topics.Submitted, "producer": "pkg/producer (kafka-go, acks=all, murmur2, 2ms batch, lz4)",
+		"consumer": "kafka-go group reader, MinBytes 1, MaxWait 250ms (as pkg/consumer)", "seconds_per_rate": b.plan.E2EDur.Seconds()}
+	for _, st := range series.Steps {
+		b.add(harness.NewFigure("hop", fmt.Sprintf("raw hop p99 @ %.0f/s", st.Rate), "ms", st.Latency.P99Ms, "", nil))
+	}
+	return nil
+}
+
+func waitFor(ctx context.Context, max time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(max)
+	for !cond() {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		sleepCtx(ctx, 20*time.Millisecond)
+	}
+	return true
+}
+
+// ---- ingest straight into Kafka ----
+
+// scenarioIngestDirect is the ingest baseline: the gateway's own producer configuration
+// (pkg/producer) writing valid message.submitted records directly to a topic declared
+// exactly like chat.submitted, open loop, one WriteMessages call per message (as the
+// gateway makes one Publish per send); and franz-go's producer for context.
+func (b *Bench) scenarioIngestDirect(ctx context.Context, sc *report.Scenario) error {
+	topic := "bench." + b.run + ".submitted"
+	drop, err := b.createLike(ctx, topic, topics.Submitted)
+	if err != nil {
+		return err
+	}
+	defer drop()
+	msgs, err := b.submittedMessages(topic, 4000, b.plan.Rooms, func(k int) string { return fmt.Sprintf("bench-%s-in-%02d", b.run, k) })
+	if err != nil {
+		return err
+	}
+	p, err := producer.New(producer.Config{Brokers: b.cfg.Brokers})
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	kgoOpts := []kgo.Opt{
+		kgo.SeedBrokers(b.cfg.Brokers...), kgo.DefaultProduceTopic(topic), kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(2 * time.Millisecond), kgo.ProducerBatchCompression(kgo.Lz4Compression()),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), kgo.MaxBufferedRecords(100_000),
+	}
+	fc, err := kgo.NewClient(kgoOpts...)
+	if err != nil {
+		return err
+	}
+	defer fc.Close()
+
+	kafkaGo := func(sched harness.Schedule) harness.Step {
+		return goOps(ctx, sched, 30*time.Second, 50_000, func(i int) error { return p.Write(ctx, msgs[i%len(msgs)]) })
+	}
+	franz := func(sched harness.Schedule) harness.Step {
+		return asyncOps(ctx, sched, 30*time.Second, func(i int, _ time.Time, done func(error)) {
+			m := msgs[i%len(msgs)]
+			r := &kgo.Record{Key: m.Key, Value: m.Value}
+			for _, h := range m.Headers {
+				r.Headers = append(r.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+			}
+			fc.Produce(ctx, r, func(_ *kgo.Record, err error) { done(err) })
+		})
+	}
+	// Warm both clients up (metadata, connections) outside the measurement.
+	kafkaGo(harness.NewSchedule(time.Now(), 500, 250))
+	franz(harness.NewSchedule(time.Now(), 500, 250))
+
+	var mu sync.Mutex
+	for _, sys := range []struct {
+		name string
+		run  func(harness.Schedule) harness.Step
+	}{{"kafka-go direct (pkg/producer)", kafkaGo}, {"franz-go direct", franz}} {
+		series := b.rateSearch(ctx, sys.name, b.plan.DirectRates, sys.run, nil)
+		mu.Lock()
+		sc.Series = append(sc.Series, series)
+		mu.Unlock()
+		max := harness.MaxPassingRate(series.Steps, b.plan.P99Limit)
+		if strings.HasPrefix(sys.name, "kafka-go") {
+			b.directMax = max
+		}
+		b.add(harness.NewFigure("ingest-direct", sys.name+" max rate with p99 < "+fmt.Sprint(b.plan.P99Limit)+" ms", "msg/s", max, "", nil))
+	}
+	sc.Config = map[string]any{"topic_like": topics.Submitted, "seconds_per_step": b.plan.StepDur.Seconds(),
+		"franz_go": "acks=all, idempotent, linger 2ms, lz4, sticky-key (murmur2) partitioner"}
+	return nil
+}
+
+// rateSearch runs fixed-rate steps in order until one fails the latency goal (or misses
+// the rate); after each step it calls between (e.g. to let the platform drain).
+func (b *Bench) rateSearch(ctx context.Context, name string, rates []float64, run func(harness.Schedule) harness.Step, between func()) report.Series {
+	series := report.Series{Name: name}
+	for _, rate := range rates {
+		if ctx.Err() != nil {
+			break
+		}
+		count := int(rate * b.plan.StepDur.Seconds())
+		st := run(harness.NewSchedule(time.Now().Add(20*time.Millisecond), rate, count))
+		logStep(b.log, name, st)
+		series.Steps = append(series.Steps, st)
+		if between != nil {
+			between()
+		}
+		if !st.Passes(b.plan.P99Limit) {
+			break
+		}
+	}
+	return series
+}
