@@ -65,3 +65,17 @@ vet:
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+## bench: chatbench against the local platform, open loop, every figure a ratio against a
+## baseline measured in the same run (~10 minutes). Starts the stack and the services
+## (two gateways) if they are not running. Results, table and plots go to bench/results/.
+## Extra flags: make bench BENCH_ARGS="-only e2e,hop".
+.PHONY: bench-smoke
+bench: build
+	ulimit -n $$(ulimit -Hn); $(DEVSTACK) up -services -gateways 2 && $(BIN)/chatbench $(BENCH_ARGS)
+
+## bench-smoke: every chatbench scenario for a few seconds, end to end, against processes
+## the test starts itself (make test runs it too, as part of services/chatbench's tests).
+## The stack is reused if running, else started (and left running) by pkg/stacktest.
+bench-smoke:
+	cd services/chatbench && $(GO) test -count=1 -run 'TestSmoke' -v . 2>&1 | tail -40; exit $${PIPESTATUS[0]}

@@ -136,6 +136,46 @@ func (s *Store) MarkRead(ctx context.Context, userID string, ids []string) (int,
 	return int(tag.RowsAffected()), nil
 }
 
+// MarkAllRead marks every unread notification of userID read and returns how many changed.
+func (s *Store) MarkAllRead(ctx context.Context, userID string) (int, error) {
+	if userID == "" {
+		return 0, fmt.Errorf("%w: empty user id", ErrInvalid)
+	}
+	tag, err := s.db.Exec(ctx, `UPDATE notifications SET read_at = now() WHERE user_id = $1 AND read_at IS NULL`, userID)
+	if err != nil {
+		return 0, fmt.Errorf("cannot mark notifications read: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// Skip is a recipient the rules chose but who was not notified because they were online.
+type Skip struct {
+	UserID string
+	RoomID string
+	Seq    int64
+	Reason string
+}
+
+// InsertSkips records skipped recipients through q (the caller's transaction, the same
+// that inserts the notifications). Presence is not in the log; these rows are what lets a
+// rebuild from the log reach the same decisions. Repeats are ignored.
+func InsertSkips(ctx context.Context, q Querier, skips []Skip) error {
+	if len(skips) == 0 {
+		return nil
+	}
+	users, rooms, seqs, reasons := make([]string, len(skips)), make([]string, len(skips)), make([]int64, len(skips)), make([]string, len(skips))
+	for i, k := range skips {
+		users[i], rooms[i], seqs[i], reasons[i] = k.UserID, k.RoomID, k.Seq, k.Reason
+	}
+	if _, err := q.Exec(ctx, `
+		INSERT INTO notification_skips (user_id, room_id, seq, reason)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[])
+		ON CONFLICT DO NOTHING`, users, rooms, seqs, reasons); err != nil {
+		return fmt.Errorf("cannot record skipped recipients: %w", err)
+	}
+	return nil
+}
+
 // Insert writes ns through q (normally the caller's transaction) and returns the ones
 // actually inserted, in the order given. A notification whose id or whose (user, room,
 // seq, reason) already exists is skipped: that is how a redelivered event creates nothing.

@@ -36,7 +36,8 @@ type Bench struct {
 	muRes sync.Mutex
 
 	// Baselines that later scenarios compare with.
-	hop          map[float64]harness.Summary // raw hop latency by rate
+	hop          map[float64]harness.Summary // best raw hop latency by rate
+	hopName      map[float64]string          // which producer gave it
 	directMax    float64                     // kafka-go direct ingest max rate
 	e2eByRate    map[float64]harness.Summary
 	ingestTwoMax float64
@@ -79,7 +80,7 @@ func Run(ctx context.Context, cfg Config) (*report.Result, error) {
 		Tool: "chatbench", Mode: cfg.Plan.Mode, StartedAt: start, Git: report.GitInfo(cfg.Root), Machine: report.MachineInfo(),
 		Config: map[string]any{
 			"run_id": b.run, "brokers": cfg.Brokers, "gateways": cfg.Gateways, "topic_prefix": cfg.TopicPrefix,
-			"plan": cfg.Plan, "open_file_limit": raiseFileLimit(),
+			"plan": cfg.Plan, "open_file_limit": raiseFileLimit(), "loadavg_start": loadAvg(),
 		},
 	}
 	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
@@ -114,7 +115,9 @@ func Run(ctx context.Context, cfg Config) (*report.Result, error) {
 		sc := b.res.Scenario(st.name)
 		t0 := time.Now()
 		b.log.Info("scenario", "name", st.name)
+		sc.Data["loadavg_before"] = loadAvg()
 		err := st.fn(ctx, sc)
+		sc.Data["loadavg_after"] = loadAvg()
 		sc.Seconds = harness.Round(time.Since(t0).Seconds())
 		if err != nil {
 			sc.Error = err.Error()
@@ -151,6 +154,21 @@ func Run(ctx context.Context, cfg Config) (*report.Result, error) {
 		return b.res, err
 	}
 	return b.res, nil
+}
+
+// loadAvg is the 1-minute load average: on a shared machine, other work running during
+// a scenario is part of its context.
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return -1
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return -1
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }
 
 // Failed reports whether any scenario failed to run (a missed target is not a failure).

@@ -45,11 +45,15 @@ func (b *Bench) users(ctx context.Context, prefix string, n int) ([]user, error)
 
 // rooms creates rooms with their members.
 func (b *Bench) rooms(ctx context.Context, members map[string][]string) error {
+	// joined_at is backdated: the gateways' membership watcher auto-subscribes online
+	// users to rooms they joined in the last seconds, which would make every sender a
+	// receiver too. Bench connections follow exactly the rooms they subscribe to.
+	joined := time.Now().Add(-24 * time.Hour)
 	var rrows, mrows [][]any
 	for room, us := range members {
 		rrows = append(rrows, []any{room, room, "room"})
 		for _, u := range us {
-			mrows = append(mrows, []any{room, u})
+			mrows = append(mrows, []any{room, u, joined})
 		}
 	}
 	tx, err := b.db.Begin(ctx)
@@ -60,7 +64,7 @@ func (b *Bench) rooms(ctx context.Context, members map[string][]string) error {
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"rooms"}, []string{"id", "name", "kind"}, pgx.CopyFromRows(rrows)); err != nil {
 		return fmt.Errorf("fixture rooms: %w", err)
 	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"room_members"}, []string{"room_id", "user_id"}, pgx.CopyFromRows(mrows)); err != nil {
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"room_members"}, []string{"room_id", "user_id", "joined_at"}, pgx.CopyFromRows(mrows)); err != nil {
 		return fmt.Errorf("fixture members: %w", err)
 	}
 	return tx.Commit(ctx)

@@ -31,8 +31,7 @@ func (a *app) addCCFlags(fs *flag.FlagSet) ccFlags {
 
 // execFlags are shared by the subcommands that can move data.
 type execFlags struct {
-	dryRun    *bool
-	yes       *bool
+	execute   *bool
 	goals     *string
 	reason    *string
 	excluded  *string
@@ -42,8 +41,7 @@ type execFlags struct {
 
 func addExecFlags(fs *flag.FlagSet, withBrokers, withGoals bool) execFlags {
 	f := execFlags{
-		dryRun:   fs.Bool("dryrun", true, "only compute the proposal; -dryrun=false executes it (needs -yes)"),
-		yes:      fs.Bool("yes", false, "confirm a real execution (-dryrun=false)"),
+		execute:  fs.Bool("execute", false, "really move replicas/leaders; without it the request is a dry run (dryrun=true) that moves nothing"),
 		reason:   fs.String("reason", "", "reason recorded by Cruise Control with the task"),
 		excluded: fs.String("excluded-topics", "", "regular expression of topics whose replicas must not move"),
 		throttle: fs.Int64("throttle", 0, "replication throttle in bytes/s while moving replicas (0: Cruise Control's default)"),
@@ -59,8 +57,10 @@ func addExecFlags(fs *flag.FlagSet, withBrokers, withGoals bool) execFlags {
 
 func (f execFlags) options() cruisecontrol.ExecutionOptions {
 	o := cruisecontrol.ExecutionOptions{
-		Execute:             !*f.dryRun,
-		Confirmed:           *f.yes,
+		// -execute is the operator's explicit yes; nothing else turns a
+		// request into a real execution.
+		Execute:             *f.execute,
+		Confirmed:           *f.execute,
 		Reason:              *f.reason,
 		ExcludedTopics:      *f.excluded,
 		ReplicationThrottle: *f.throttle,
@@ -142,7 +142,11 @@ func runCC(ctx context.Context, a *app, args []string) error {
 	if err := parse(fs, rest); err != nil {
 		return err
 	}
-	client, err := cruisecontrol.New(*common.url, cruisecontrol.WithPollInterval(*common.poll), cruisecontrol.WithLogger(a.logger))
+	client, err := cruisecontrol.New(*common.url,
+		cruisecontrol.WithPollInterval(*common.poll),
+		cruisecontrol.WithLogger(a.logger),
+		// One line per 202 answer on stderr, so stdout stays the result.
+		cruisecontrol.WithProgress(func(p cruisecontrol.Progress) { fmt.Fprintln(a.env.Stderr, p.String()) }))
 	if err != nil {
 		return &usageError{err.Error()}
 	}
@@ -153,7 +157,7 @@ func runCC(ctx context.Context, a *app, args []string) error {
 		return &usageError{err.Error()}
 	}
 	if err != nil {
-		return err
+		return ccError(sub, err)
 	}
 	if *common.asJSON {
 		enc := json.NewEncoder(a.env.Stdout)
@@ -171,8 +175,38 @@ func renderOptimization(w io.Writer, v any) error {
 // terminal (and any captured log) shows what was asked even if the request
 // then hangs.
 func (a *app) announce(what string, ef execFlags, url string, brokers []int) {
-	if *ef.dryRun || !*ef.yes {
+	if !*ef.execute {
 		return
 	}
 	a.logger.Warn("requesting a real Cruise Control execution", "operation", what, "brokers", brokers, "cruise_control", url)
+}
+
+// ccError puts Cruise Control's own reason first: an operator reading
+// "refused rebalance: [DiskCapacityGoal] Insufficient capacity..." knows what
+// to do; the HTTP status and task id are for the log.
+func ccError(sub string, err error) error {
+	var apiErr *cruisecontrol.APIError
+	if !errors.As(err, &apiErr) {
+		return err
+	}
+	detail := fmt.Sprintf("HTTP %d", apiErr.StatusCode)
+	if apiErr.UserTaskID != "" {
+		detail += ", user task " + apiErr.UserTaskID + " (see `chatctl cc user-tasks`)"
+	}
+	switch {
+	case apiErr.StatusCode >= 500 && isExecCommand(sub):
+		return fmt.Errorf("Cruise Control refused %s: %s (%s)", sub, apiErr.Reason(), detail)
+	case apiErr.StatusCode >= 400 && apiErr.StatusCode < 500:
+		return fmt.Errorf("Cruise Control rejected the %s request: %s (%s)", sub, apiErr.Reason(), detail)
+	default:
+		return fmt.Errorf("Cruise Control failed %s: %s (%s)", sub, apiErr.Reason(), detail)
+	}
+}
+
+func isExecCommand(sub string) bool {
+	switch sub {
+	case "rebalance", "add-broker", "remove-broker", "demote-broker":
+		return true
+	}
+	return false
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -39,7 +40,7 @@ func TestUsage(t *testing.T) {
 		{"unknown command", []string{"frobnicate"}, nil, cli.ExitUsage, `unknown command "frobnicate"`},
 		{"cc without subcommand", []string{"cc"}, nil, cli.ExitUsage, "missing subcommand: chatctl cc state|load|proposals"},
 		{"cc unknown subcommand", []string{"cc", "explode"}, nil, cli.ExitUsage, `unknown subcommand "explode"`},
-		{"cluster without subcommand", []string{"cluster"}, nil, cli.ExitUsage, "chatctl cluster health"},
+		{"cluster unknown subcommand", []string{"cluster", "status"}, nil, cli.ExitUsage, "chatctl cluster health"},
 		{"cluster health without brokers", []string{"cluster", "health", "-brokers", " , "}, nil, cli.ExitUsage, "no Kafka brokers"},
 		{"lag rejects positional arguments", []string{"lag", "chat-fanout"}, nil, cli.ExitUsage, `unexpected argument "chat-fanout"`},
 		{"topics without subcommand", []string{"topics"}, nil, cli.ExitUsage, "plan|apply"},
@@ -61,11 +62,15 @@ func TestUsage(t *testing.T) {
 	}
 }
 
+const diskRefusal = "java.util.concurrent.ExecutionException: com.linkedin.kafka.cruisecontrol.exception.OptimizationFailureException: " +
+	"[DiskCapacityGoal] Insufficient healthy cluster capacity for resource:disk utilization 180000.00 > capacity 150000.00. Add at least 1 broker."
+
 func TestCruiseControlCommands(t *testing.T) {
 	tests := []struct {
 		name     string
 		args     []string
-		useEnv   bool // pass the URL through CRUISE_CONTROL_URL instead of -url
+		cfg      *cctest.Config // default: one 202 answer per async request
+		useEnv   bool           // pass the URL through CRUISE_CONTROL_URL instead of -url
 		wantCode int
 		// wantOut and wantErr are substrings of stdout and stderr.
 		wantOut, wantErr string
@@ -84,18 +89,27 @@ func TestCruiseControlCommands(t *testing.T) {
 			wantQuery: map[string]string{"goals": "ReplicaDistributionGoal,LeaderReplicaDistributionGoal", "json": "true"}},
 		{name: "rebalance is a dry run by default", args: []string{"cc", "rebalance"},
 			wantOut: "DRY RUN", wantRequests: 2, wantQuery: map[string]string{"dryrun": "true"}},
-		{name: "execution without -yes is refused before any request", args: []string{"cc", "rebalance", "-dryrun=false"},
-			wantCode: cli.ExitUsage, wantErr: "-yes", wantRequests: 0},
-		{name: "-yes alone keeps the dry run", args: []string{"cc", "rebalance", "-yes"},
-			wantOut: "DRY RUN", wantRequests: 2, wantQuery: map[string]string{"dryrun": "true"}},
-		{name: "a space-separated bool is rejected, not ignored", args: []string{"cc", "rebalance", "-dryrun", "false", "-yes"},
+		{name: "a followed task prints a progress line", args: []string{"cc", "rebalance"},
+			wantOut: "DRY RUN", wantRequests: 2,
+			wantErr: "cruise control rebalance: user task 5ce7c299-53b3-48b6-b72e-000000000001: Get customized proposals OPTIMIZING (40%)"},
+		{name: "the old -dryrun switch is gone and fails closed", args: []string{"cc", "rebalance", "-dryrun=false"},
+			wantCode: cli.ExitUsage, wantErr: "flag provided but not defined: -dryrun", wantRequests: 0},
+		{name: "a space-separated bool is rejected, not ignored", args: []string{"cc", "rebalance", "-execute", "false"},
 			wantCode: cli.ExitUsage, wantErr: `unexpected argument "false"`, wantRequests: 0},
-		{name: "confirmed execution", args: []string{"cc", "rebalance", "-dryrun=false", "-yes", "-goals", "ReplicaDistributionGoal", "-reason", "drill"},
+		{name: "-execute executes", args: []string{"cc", "rebalance", "-execute", "-goals", "ReplicaDistributionGoal", "-reason", "drill"},
 			wantOut: "EXECUTION STARTED", wantErr: "requesting a real Cruise Control execution", wantRequests: 2,
 			wantQuery: map[string]string{"dryrun": "false", "goals": "ReplicaDistributionGoal", "reason": "drill"}, wantExecutions: 1},
+		{name: "--execute works too", args: []string{"cc", "rebalance", "--execute"},
+			wantOut: "EXECUTION STARTED", wantRequests: 2, wantQuery: map[string]string{"dryrun": "false"}, wantExecutions: 1},
+		{name: "-execute=false is a dry run", args: []string{"cc", "rebalance", "-execute=false"},
+			wantOut: "DRY RUN", wantRequests: 2, wantQuery: map[string]string{"dryrun": "true"}},
 		{name: "add broker dry run", args: []string{"cc", "add-broker", "-brokers", "4"},
 			wantOut: "replica movements  14", wantRequests: 2, wantQuery: map[string]string{"brokerid": "4", "dryrun": "true"}},
-		{name: "remove broker confirmed", args: []string{"cc", "remove-broker", "-brokers", "2", "-dryrun=false", "-yes", "-throttle", "10485760"},
+		{name: "add broker execute", args: []string{"cc", "add-broker", "-brokers", "4", "-execute"},
+			wantOut: "EXECUTION STARTED", wantRequests: 2, wantQuery: map[string]string{"brokerid": "4", "dryrun": "false"}, wantExecutions: 1},
+		{name: "remove broker dry run", args: []string{"cc", "remove-broker", "-brokers", "4"},
+			wantOut: "DRY RUN", wantRequests: 2, wantQuery: map[string]string{"brokerid": "4", "dryrun": "true"}},
+		{name: "remove broker execute", args: []string{"cc", "remove-broker", "-brokers", "2", "-execute", "-throttle", "10485760"},
 			wantOut: "EXECUTION STARTED", wantRequests: 2,
 			wantQuery: map[string]string{"brokerid": "2", "dryrun": "false", "replication_throttle": "10485760"}, wantExecutions: 1},
 		{name: "broker commands need -brokers", args: []string{"cc", "remove-broker"}, wantCode: cli.ExitUsage, wantErr: "-brokers is required"},
@@ -103,9 +117,30 @@ func TestCruiseControlCommands(t *testing.T) {
 		{name: "demote takes no goals", args: []string{"cc", "demote-broker", "-brokers", "1", "-goals", "X"}, wantCode: cli.ExitUsage,
 			wantErr: "flag provided but not defined: -goals"},
 		{name: "demote broker", args: []string{"cc", "demote-broker", "-brokers", "1,2"}, wantOut: "leader movements   5", wantRequests: 2,
-			wantQuery: map[string]string{"brokerid": "1,2"}},
-		{name: "cruise control error is shown", args: []string{"cc", "proposals", "-goals", "NoSuchGoal"},
-			wantCode: cli.ExitError, wantErr: "HTTP 400: Goal NoSuchGoal is not supported", wantRequests: 1},
+			wantQuery: map[string]string{"brokerid": "1,2", "dryrun": "true"}},
+		{name: "a rejected request shows Cruise Control's message", args: []string{"cc", "proposals", "-goals", "NoSuchGoal"},
+			wantCode: cli.ExitError, wantErr: "Cruise Control rejected the proposals request: Goal NoSuchGoal is not supported", wantRequests: 1},
+		{name: "an error body is shown, not the wrapper", args: []string{"cc", "load"},
+			cfg: &cctest.Config{Fail: map[string]cctest.Failure{"load": {Status: 500, Message: "Error processing GET request '/load' due to: " +
+				"'com.linkedin.kafka.cruisecontrol.exception.NotEnoughValidWindowsException: There is no window available in range [-1, 1732543200000].'."}}},
+			wantCode: cli.ExitError, wantErr: "Cruise Control failed load: There is no window available in range [-1, 1732543200000]. (HTTP 500)",
+			wantRequests: 1},
+		{name: "a proxy's error page is shown as text", args: []string{"cc", "state"},
+			cfg:      &cctest.Config{Fail: map[string]cctest.Failure{"state": {Status: 502, Message: "<html>502 Bad Gateway</html>", Raw: true}}},
+			wantCode: cli.ExitError, wantErr: "<html>502 Bad Gateway</html>", wantRequests: 1},
+		{name: "a rebalance refused by Cruise Control shows its reason", args: []string{"cc", "rebalance", "-execute"},
+			cfg:      &cctest.Config{AsyncPolls: 2, FailTask: map[string]cctest.Failure{"rebalance": {Message: diskRefusal}}},
+			wantCode: cli.ExitError,
+			wantErr: "Cruise Control refused rebalance: [DiskCapacityGoal] Insufficient healthy cluster capacity for resource:disk " +
+				"utilization 180000.00 > capacity 150000.00. Add at least 1 broker. (HTTP 500, user task 5ce7c299-53b3-48b6-b72e-000000000001",
+			wantRequests: 3, wantExecutions: 0},
+		{name: "a failed remove-broker task is reported after its progress lines", args: []string{"cc", "remove-broker", "-brokers", "3"},
+			cfg: &cctest.Config{AsyncPolls: 1, FailTask: map[string]cctest.Failure{"remove_broker": {Message: "java.util.concurrent.ExecutionException: " +
+				"com.linkedin.kafka.cruisecontrol.exception.OptimizationFailureException: [ReplicaCapacityGoal] Insufficient capacity for replica: " +
+				"3 partitions with replication factor 3 cannot be placed on 2 alive brokers."}}},
+			wantCode: cli.ExitError,
+			wantErr:  "Cruise Control refused remove-broker: [ReplicaCapacityGoal] Insufficient capacity for replica",
+			wantRequests: 2},
 		{name: "stop", args: []string{"cc", "stop", "-force"}, wantOut: "Proposal execution stopped.", wantRequests: 1,
 			wantQuery: map[string]string{"force_stop": "true"}},
 		{name: "user tasks", args: []string{"cc", "user-tasks"}, wantOut: "USER TASK ID", wantRequests: 1},
@@ -113,7 +148,11 @@ func TestCruiseControlCommands(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := cctest.New(t, cctest.Config{AsyncPolls: 1})
+			cfg := cctest.Config{AsyncPolls: 1}
+			if tt.cfg != nil {
+				cfg = *tt.cfg
+			}
+			srv := cctest.New(t, cfg)
 			args := append([]string(nil), tt.args...)
 			env := map[string]string{}
 			if tt.useEnv {
@@ -143,6 +182,71 @@ func TestCruiseControlCommands(t *testing.T) {
 			}
 			if n := len(srv.Executions()); n != tt.wantExecutions {
 				t.Errorf("executions = %d, want %d", n, tt.wantExecutions)
+			}
+		})
+	}
+}
+
+// A second execution while one runs is refused by Cruise Control; chatctl
+// shows why and exits non-zero.
+func TestCruiseControlRefusesASecondExecution(t *testing.T) {
+	srv := cctest.New(t, cctest.Config{})
+	if r := run(t, nil, "cc", "add-broker", "-brokers", "4", "-execute", "-url", srv.URL); r.code != cli.ExitOK {
+		t.Fatalf("first execution: exit %d\n%s", r.code, r.stderr)
+	}
+	r := run(t, nil, "cc", "rebalance", "-execute", "-url", srv.URL)
+	if r.code != cli.ExitError {
+		t.Fatalf("exit %d, want %d\n%s", r.code, cli.ExitError, r.stderr)
+	}
+	want := "Cruise Control refused rebalance: Cannot start a new execution while there is an ongoing execution."
+	if !strings.Contains(r.stderr, want) {
+		t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+	}
+	if n := len(srv.Executions()); n != 1 {
+		t.Errorf("executions = %d, want only the first", n)
+	}
+}
+
+// closedAddr is a local address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+func TestUnreachableServersAreNamed(t *testing.T) {
+	addr := closedAddr(t)
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{"cruise control state", []string{"cc", "state", "-url", "http://" + addr},
+			"cannot reach Cruise Control at http://" + addr + "/kafkacruisecontrol/"},
+		{"cruise control rebalance", []string{"cc", "rebalance", "-execute", "-url", "http://" + addr},
+			"cannot reach Cruise Control at http://" + addr + "/kafkacruisecontrol/"},
+		{"cruise control add-broker", []string{"cc", "add-broker", "-brokers", "4", "-url", "http://" + addr},
+			"cannot reach Cruise Control at http://" + addr},
+		{"cruise control remove-broker", []string{"cc", "remove-broker", "-brokers", "4", "-url", "http://" + addr},
+			"cannot reach Cruise Control at http://" + addr},
+		{"cluster health", []string{"cluster", "health", "-brokers", addr, "-timeout", "2s"}, "cannot reach Kafka at " + addr},
+		{"lag", []string{"lag", "-brokers", addr, "-timeout", "2s"}, "cannot reach Kafka at " + addr},
+		{"topics plan", []string{"topics", "plan", "-brokers", addr, "-timeout", "2s", "-file", "../../../../deploy/topics.yaml"}, "cannot reach Kafka at " + addr},
+		{"dlq list", []string{"dlq", "list", "-brokers", addr, "-timeout", "2s"}, "cannot reach Kafka at " + addr},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := run(t, nil, tt.args...)
+			if r.code != cli.ExitError {
+				t.Errorf("exit %d, want %d\n%s", r.code, cli.ExitError, r.stderr)
+			}
+			if !strings.Contains(r.stderr, tt.wantErr) {
+				t.Errorf("stderr lacks %q:\n%s", tt.wantErr, r.stderr)
 			}
 		})
 	}

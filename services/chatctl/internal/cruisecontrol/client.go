@@ -34,19 +34,89 @@ const maxBody = 64 << 20
 
 // ErrConfirmationRequired is returned, before anything is sent, when a request
 // would really move replicas or leaders but the caller did not confirm it.
-var ErrConfirmationRequired = errors.New("cruise control: refusing to execute without confirmation (dry run is the default; pass -dryrun=false together with -yes)")
+var ErrConfirmationRequired = errors.New("cruise control: refusing to execute without confirmation (ExecutionOptions.Execute needs Confirmed; chatctl sets both with -execute)")
 
-// APIError is a non-2xx answer from Cruise Control.
+// APIError is a non-2xx answer from Cruise Control: a request it rejected
+// (400), or an operation that failed or that it refused to carry out (500,
+// e.g. a hard goal that cannot be met or an execution already running). For
+// a request that was first accepted (202) the failure arrives as the final
+// answer of the user task, and UserTaskID names that task.
 type APIError struct {
 	Endpoint   string
 	StatusCode int
+	UserTaskID string
 	// Message is Cruise Control's errorMessage, or the start of the body when
 	// the answer did not come from Cruise Control itself (e.g. a proxy).
 	Message string
 }
 
 func (e *APIError) Error() string {
-	return fmt.Sprintf("cruise control %s: HTTP %d: %s", e.Endpoint, e.StatusCode, e.Message)
+	task := ""
+	if e.UserTaskID != "" {
+		task = " (user task " + e.UserTaskID + ")"
+	}
+	return fmt.Sprintf("cruise control %s%s: HTTP %d: %s", e.Endpoint, task, e.StatusCode, e.Reason())
+}
+
+// Reason is the cause Cruise Control gave, without the wrapper it puts around
+// every error ("Error processing POST request '/rebalance' due to: '...'." or
+// "Bad GET request '/proposals' due to '...'.") and without the Java
+// exception class in front of the message.
+func (e *APIError) Reason() string {
+	msg := strings.TrimSpace(e.Message)
+	for _, marker := range []string{" due to: '", " due to '"} {
+		if i := strings.Index(msg, marker); i >= 0 && (strings.HasPrefix(msg, "Error processing ") ||
+			strings.HasPrefix(msg, "Bad ") || strings.HasPrefix(msg, "Cannot process ")) {
+			msg = strings.TrimSuffix(strings.TrimSuffix(msg[i+len(marker):], "."), "'")
+			break
+		}
+	}
+	// "java.util.concurrent.ExecutionException: com.linkedin...OptimizationFailureException: [Goal] text"
+	for {
+		head, rest, ok := strings.Cut(msg, ": ")
+		if !ok || strings.ContainsAny(head, " []") || !strings.Contains(head, ".") ||
+			!(strings.HasSuffix(head, "Exception") || strings.HasSuffix(head, "Error")) {
+			break
+		}
+		msg = rest
+	}
+	return msg
+}
+
+// UnreachableError means no HTTP answer came back from Cruise Control at all.
+type UnreachableError struct {
+	URL string
+	Err error
+}
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("cannot reach Cruise Control at %s (set -url or CRUISE_CONTROL_URL): %v", e.URL, e.Err)
+}
+
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// Progress is one 202 answer while Cruise Control works on a request.
+type Progress struct {
+	Endpoint   string
+	UserTaskID string
+	// Poll counts the 202 answers so far, from 1.
+	Poll    int
+	Elapsed time.Duration
+	// Operation, Step and Percent describe the last step Cruise Control
+	// reported (empty when the answer carried no progress).
+	Operation   string
+	Step        string
+	Description string
+	Percent     float64
+}
+
+// String is a one-line summary for a terminal.
+func (p Progress) String() string {
+	step := "waiting"
+	if p.Step != "" {
+		step = fmt.Sprintf("%s %s (%.0f%%)", p.Operation, p.Step, p.Percent)
+	}
+	return fmt.Sprintf("cruise control %s: user task %s: %s, %s elapsed", p.Endpoint, p.UserTaskID, step, p.Elapsed.Round(time.Second))
 }
 
 // Client talks to one Cruise Control instance. It is safe for concurrent use.
@@ -55,6 +125,7 @@ type Client struct {
 	http         *http.Client
 	logger       *slog.Logger
 	pollInterval time.Duration
+	progress     func(Progress)
 }
 
 // Option configures a Client.
@@ -68,6 +139,9 @@ func WithPollInterval(d time.Duration) Option { return func(c *Client) { c.pollI
 
 // WithLogger sets where progress of async requests is logged.
 func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.logger = l } }
+
+// WithProgress calls fn for every 202 answer of a request being followed.
+func WithProgress(fn func(Progress)) Option { return func(c *Client) { c.progress = fn } }
 
 // New returns a client for the Cruise Control at baseURL, either the server
 // root (http://host:9090) or the API prefix itself.
@@ -275,11 +349,16 @@ func (c *Client) do(ctx context.Context, method, endpoint string, q url.Values, 
 	u.RawQuery = q.Encode()
 	target := u.String()
 
+	start := time.Now()
 	var taskID string
 	for attempt := 1; ; attempt++ {
 		status, header, body, err := c.roundTrip(ctx, method, target, taskID)
 		if err != nil {
-			return taskID, fmt.Errorf("cruise control %s: %w", endpoint, err)
+			if ctx.Err() != nil {
+				return taskID, fmt.Errorf("cruise control %s: %w", endpoint, err)
+			}
+			base := *c.base
+			return taskID, fmt.Errorf("cruise control %s: %w", endpoint, &UnreachableError{URL: base.String(), Err: err})
 		}
 		if id := header.Get(UserTaskHeader); id != "" {
 			taskID = id
@@ -291,7 +370,7 @@ func (c *Client) do(ctx context.Context, method, endpoint string, q url.Values, 
 				// session cookie, which this client deliberately does not keep.
 				return "", fmt.Errorf("cruise control %s: 202 Accepted without a %s header", endpoint, UserTaskHeader)
 			}
-			c.logProgress(endpoint, taskID, attempt, body)
+			c.reportProgress(endpoint, taskID, attempt, time.Since(start), body)
 			select {
 			case <-ctx.Done():
 				return taskID, fmt.Errorf("cruise control %s: gave up waiting for user task %s: %w", endpoint, taskID, ctx.Err())
@@ -303,7 +382,13 @@ func (c *Client) do(ctx context.Context, method, endpoint string, q url.Values, 
 			}
 			return taskID, nil
 		default:
-			return taskID, newAPIError(endpoint, status, body)
+			apiErr := newAPIError(endpoint, status, body)
+			// Only a task that was followed has an id worth naming: it is
+			// the one `chatctl cc user-tasks` lists as CompletedWithError.
+			if attempt > 1 {
+				apiErr.UserTaskID = taskID
+			}
+			return taskID, apiErr
 		}
 	}
 }
@@ -329,18 +414,22 @@ func (c *Client) roundTrip(ctx context.Context, method, target, taskID string) (
 	return resp.StatusCode, resp.Header, body, nil
 }
 
-func (c *Client) logProgress(endpoint, taskID string, attempt int, body []byte) {
-	var p progress
-	step := ""
-	if json.Unmarshal(body, &p) == nil {
-		for _, op := range p.Progress {
+func (c *Client) reportProgress(endpoint, taskID string, attempt int, elapsed time.Duration, body []byte) {
+	p := Progress{Endpoint: endpoint, UserTaskID: taskID, Poll: attempt, Elapsed: elapsed}
+	var pb progress
+	if json.Unmarshal(body, &pb) == nil {
+		for _, op := range pb.Progress {
 			if n := len(op.OperationProgress); n > 0 {
 				last := op.OperationProgress[n-1]
-				step = fmt.Sprintf("%s: %s (%.0f%%)", op.Operation, last.Step, last.CompletionPercentage)
+				p.Operation, p.Step, p.Description, p.Percent = op.Operation, last.Step, last.Description, last.CompletionPercentage
 			}
 		}
 	}
-	c.logger.Info("cruise control still working", "endpoint", endpoint, "user_task_id", taskID, "poll", attempt, "step", step)
+	c.logger.Debug("cruise control still working", "endpoint", endpoint, "user_task_id", taskID, "poll", attempt,
+		"operation", p.Operation, "step", p.Step, "percent", p.Percent)
+	if c.progress != nil {
+		c.progress(p)
+	}
 }
 
 func newAPIError(endpoint string, status int, body []byte) *APIError {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -351,8 +352,9 @@ func TestExecutionLifecycle(t *testing.T) {
 		{"a second execution is refused while one runs", func() error {
 			_, err := c.Rebalance(ctx, cruisecontrol.ExecutionOptions{Execute: true, Confirmed: true})
 			var apiErr *cruisecontrol.APIError
-			if !errors.As(err, &apiErr) || apiErr.StatusCode != 400 || !strings.Contains(apiErr.Message, "ongoing execution") {
-				return errors.New("want 400 ongoing execution, got " + errString(err))
+			if !errors.As(err, &apiErr) || apiErr.StatusCode != 500 ||
+				!strings.HasPrefix(apiErr.Reason(), "Cannot start a new execution while there is an ongoing execution") {
+				return errors.New("want 500 ongoing execution, got " + errString(err))
 			}
 			return nil
 		}},
@@ -512,4 +514,115 @@ func errString(err error) string {
 		return "no error"
 	}
 	return err.Error()
+}
+
+func TestFailedTaskReportsTheFailureInItsFinalAnswer(t *testing.T) {
+	const cause = "com.linkedin.kafka.cruisecontrol.exception.OptimizationFailureException: [DiskCapacityGoal] " +
+		"Insufficient healthy cluster capacity for resource:disk utilization 180000.00 > capacity 150000.00. Add at least 1 broker."
+	srv := cctest.New(t, cctest.Config{AsyncPolls: 2, FailTask: map[string]cctest.Failure{"rebalance": {Message: cause}}})
+	c := newClient(t, srv)
+	ctx := testCtx(t)
+	var polls []cruisecontrol.Progress
+	c2, err := cruisecontrol.New(srv.URL, cruisecontrol.WithPollInterval(time.Millisecond),
+		cruisecontrol.WithProgress(func(p cruisecontrol.Progress) { polls = append(polls, p) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c2.Rebalance(ctx, cruisecontrol.ExecutionOptions{Execute: true, Confirmed: true})
+	var apiErr *cruisecontrol.APIError
+	if !errors.As(err, &apiErr) {
+		t.Fatalf("error = %v, want an APIError", err)
+	}
+	if apiErr.StatusCode != 500 || apiErr.UserTaskID == "" {
+		t.Errorf("status %d task %q, want 500 and the task id", apiErr.StatusCode, apiErr.UserTaskID)
+	}
+	wantReason := "[DiskCapacityGoal] Insufficient healthy cluster capacity for resource:disk utilization 180000.00 > capacity 150000.00. Add at least 1 broker."
+	if apiErr.Reason() != wantReason {
+		t.Errorf("reason = %q, want %q", apiErr.Reason(), wantReason)
+	}
+	if !strings.Contains(err.Error(), "user task "+apiErr.UserTaskID) || !strings.Contains(err.Error(), wantReason) {
+		t.Errorf("error text %q lacks the task or the reason", err)
+	}
+	if len(polls) != 2 || polls[0].UserTaskID != apiErr.UserTaskID {
+		t.Errorf("progress reports %+v, want 2 for task %s", polls, apiErr.UserTaskID)
+	}
+	if n := len(srv.Executions()); n != 0 {
+		t.Errorf("a failed task started %d executions", n)
+	}
+	u, err := c.UserTasks(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(u.UserTasks) != 1 || u.UserTasks[0].Status != "CompletedWithError" || u.UserTasks[0].UserTaskID != apiErr.UserTaskID {
+		t.Errorf("user tasks = %+v, want the task CompletedWithError", u.UserTasks)
+	}
+}
+
+func TestProgressIsReportedForEveryPoll(t *testing.T) {
+	srv := cctest.New(t, cctest.Config{AsyncPolls: 3})
+	var got []cruisecontrol.Progress
+	c, err := cruisecontrol.New(srv.URL, cruisecontrol.WithPollInterval(time.Millisecond),
+		cruisecontrol.WithProgress(func(p cruisecontrol.Progress) { got = append(got, p) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.AddBrokers(testCtx(t), []int{4}, cruisecontrol.ExecutionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 {
+		t.Fatalf("progress reported %d times, want 3", len(got))
+	}
+	for i, p := range got {
+		if p.Poll != i+1 || p.UserTaskID != res.UserTaskID || p.Endpoint != "add_broker" ||
+			p.Step != "OPTIMIZING" || p.Percent != 40 || p.Operation != "Get customized proposals" {
+			t.Errorf("progress %d = %+v", i, p)
+		}
+	}
+	line := got[0].String()
+	for _, want := range []string{"add_broker", res.UserTaskID, "OPTIMIZING (40%)"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("progress line %q lacks %q", line, want)
+		}
+	}
+}
+
+func TestUnreachableCruiseControlNamesTheAddress(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there any more
+	c, err := cruisecontrol.New("http://" + addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Rebalance(testCtx(t), cruisecontrol.ExecutionOptions{})
+	var unreachable *cruisecontrol.UnreachableError
+	if !errors.As(err, &unreachable) {
+		t.Fatalf("error = %v, want UnreachableError", err)
+	}
+	if !strings.Contains(err.Error(), "http://"+addr+"/kafkacruisecontrol/") {
+		t.Errorf("error %q does not name the address", err)
+	}
+}
+
+func TestAPIErrorReason(t *testing.T) {
+	tests := []struct{ msg, want string }{
+		{"Error processing POST request '/rebalance' due to: 'java.lang.IllegalStateException: Cannot start a new execution while there is an ongoing execution.'.",
+			"Cannot start a new execution while there is an ongoing execution."},
+		{"Error processing POST request '/remove_broker' due to: 'java.util.concurrent.ExecutionException: " +
+			"com.linkedin.kafka.cruisecontrol.exception.OptimizationFailureException: [ReplicaCapacityGoal] Insufficient capacity: 3 brokers.'.",
+			"[ReplicaCapacityGoal] Insufficient capacity: 3 brokers."},
+		{"Bad GET request '/proposals' due to 'Goal NoSuchGoal is not supported.'.", "Goal NoSuchGoal is not supported."},
+		{"Unrecognized endpoint parameters in rebalance POST request: [x].", "Unrecognized endpoint parameters in rebalance POST request: [x]."},
+		{"<html>502 Bad Gateway</html>", "<html>502 Bad Gateway</html>"},
+	}
+	for _, tt := range tests {
+		e := &cruisecontrol.APIError{Endpoint: "x", StatusCode: 500, Message: tt.msg}
+		if got := e.Reason(); got != tt.want {
+			t.Errorf("Reason(%q) = %q, want %q", tt.msg, got, tt.want)
+		}
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
 
+	"github.com/kchat/kchat/pkg/notifications"
 	"github.com/kchat/kchat/pkg/presence"
 	"github.com/kchat/kchat/pkg/producer"
 	"github.com/kchat/kchat/pkg/service"
@@ -27,6 +28,7 @@ import (
 	"github.com/kchat/kchat/services/gateway/internal/hub"
 	"github.com/kchat/kchat/services/gateway/internal/metrics"
 	"github.com/kchat/kchat/services/gateway/internal/protocol"
+	"github.com/kchat/kchat/services/gateway/internal/ratelimit"
 	"github.com/kchat/kchat/services/gateway/internal/store"
 	"github.com/kchat/kchat/services/gateway/internal/transport"
 	"github.com/kchat/kchat/services/gateway/web"
@@ -48,8 +50,24 @@ type Config struct {
 	WriteTimeout   time.Duration
 	SessionTTL     time.Duration
 	ReconnectTTL   time.Duration
-	// Hub tunes timers; zero fields take the hub's defaults.
+	// Hub tunes timers and the WebSocket limits (ConnRate, FrameRate, AbuseFactor,
+	// AbuseWindow, PendingNotifications); zero fields take the hub's defaults, and zero
+	// rates are no limit.
 	Hub hub.Config
+	// UserRate bounds sends, edits and deletes per user on this gateway, WebSocket and
+	// REST together; LoginAccountRate failed logins per username, LoginAddrRate login and
+	// registration attempts per remote address. Zero: no limit.
+	UserRate         ratelimit.Rate
+	LoginAccountRate ratelimit.Rate
+	LoginAddrRate    ratelimit.Rate
+	// TrustProxyHeader takes the client address from X-Forwarded-For (set by a proxy on a
+	// private or loopback address) instead of the TCP peer. Only behind such a proxy:
+	// anyone else can write the header.
+	TrustProxyHeader bool
+	// PresenceInterval is the heartbeat interval (default 10s), PresenceExpiry how long
+	// this gateway counts another as live after its last heartbeat (default 30s).
+	PresenceInterval time.Duration
+	PresenceExpiry   time.Duration
 	// Password overrides the argon2id cost (tests use a cheap one).
 	Password auth.Params
 }
@@ -57,6 +75,7 @@ type Config struct {
 // App is a running gateway.
 type App struct {
 	cfg      Config
+	limiters []*ratelimit.Keyed
 	log      *slog.Logger
 	pool     *pgxpool.Pool
 	prod     *producer.Producer
@@ -93,25 +112,29 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	names := topics.Names{Prefix: cfg.TopicPrefix}
-	announcer, err := presence.NewAnnouncer(prod, presence.AnnouncerConfig{GatewayID: cfg.ID, Addr: cfg.Addr, Topic: names.Of(topics.Presence), Logger: log})
+	announcer, err := presence.NewAnnouncer(prod, presence.AnnouncerConfig{GatewayID: cfg.ID, Addr: cfg.Addr, Topic: names.Of(topics.Presence),
+		Interval: cfg.PresenceInterval, Logger: log})
 	if err != nil {
 		pool.Close()
 		return nil, err
 	}
-	view, err := presence.NewView(presence.ViewConfig{Brokers: cfg.Brokers, Topic: names.Of(topics.Presence), Logger: log})
+	view, err := presence.NewView(presence.ViewConfig{Brokers: cfg.Brokers, Topic: names.Of(topics.Presence), Expiry: cfg.PresenceExpiry, Logger: log})
 	if err != nil {
 		pool.Close()
 		return nil, err
 	}
 	st := store.New(pool)
 	limits := protocol.Limits{MaxTextBytes: cfg.MaxTextBytes}.WithDefaults()
-	svc, err := chat.New(chat.Config{GatewayID: cfg.ID, Limits: limits, SessionTTL: cfg.SessionTTL, ReconnectTTL: cfg.ReconnectTTL, Password: cfg.Password}, st, br, log)
+	svc, err := chat.New(chat.Config{GatewayID: cfg.ID, Limits: limits, SessionTTL: cfg.SessionTTL, ReconnectTTL: cfg.ReconnectTTL,
+		Password: cfg.Password, Notifications: notifications.NewStore(pool)}, st, br, log)
 	if err != nil {
 		pool.Close()
 		return nil, err
 	}
+	userLimiter := ratelimit.NewKeyed(cfg.UserRate)
+	loginAccount, loginAddr := ratelimit.NewKeyed(cfg.LoginAccountRate), ratelimit.NewKeyed(cfg.LoginAddrRate)
 	hcfg := cfg.Hub
-	hcfg.GatewayID, hcfg.Limits = cfg.ID, limits
+	hcfg.GatewayID, hcfg.Limits, hcfg.UserLimiter = cfg.ID, limits, userLimiter
 	h, err := hub.New(hcfg, svc, st, br, announcer, view, m, log)
 	if err != nil {
 		pool.Close()
@@ -137,7 +160,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = api.ErrorHandler
-	api.New(svc, h).Register(e)
+	// Echo's default RealIP believes X-Forwarded-For from anyone, which would let a client
+	// pick its own login-limit bucket.
+	e.IPExtractor = echo.ExtractIPDirect()
+	if cfg.TrustProxyHeader {
+		e.IPExtractor = echo.ExtractIPFromXFFHeader()
+	}
+	e.Use(api.SecurityHeaders)
+	api.New(svc, h, api.Config{UserLimiter: userLimiter, LoginAccount: loginAccount, LoginAddr: loginAddr, Metrics: m}).Register(e)
 	e.GET("/ws", echo.WrapHandler(ws))
 	adminH := echo.WrapHandler(admin.Handler())
 	e.GET("/healthz", adminH)
@@ -151,7 +181,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		e.HEAD(p, page)
 	}
 
-	return &App{cfg: cfg, log: log, pool: pool, prod: prod, broker: br, hub: h, store: st, presence: announcer, online: view,
+	return &App{cfg: cfg, limiters: []*ratelimit.Keyed{userLimiter, loginAccount, loginAddr}, log: log, pool: pool, prod: prod, broker: br, hub: h, store: st, presence: announcer, online: view,
 		ws: ws, echo: e, admin: admin, shutdown: 10 * time.Second}, nil
 }
 
@@ -226,15 +256,23 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
-// sweepSessions deletes expired tokens every 10 minutes. It is housekeeping only: an
-// expired token is rejected whether or not its row still exists.
+// sweepSessions deletes expired tokens every 10 minutes, and every minute forgets the
+// rate-limit buckets of users and addresses that have been idle long enough to be full
+// again. It is housekeeping only: an expired token is rejected whether or not its row
+// still exists, and a forgotten bucket is a full one.
 func (a *App) sweepSessions(ctx context.Context) {
 	t := time.NewTicker(10 * time.Minute)
 	defer t.Stop()
+	limits := time.NewTicker(time.Minute)
+	defer limits.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case now := <-limits.C:
+			for _, k := range a.limiters {
+				k.Sweep(now)
+			}
 		case <-t.C:
 			if n, err := a.store.DeleteExpiredSessions(ctx, time.Now()); err != nil {
 				a.log.Warn("session sweep failed", "error", err)

@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/kchat/kchat/pkg/event"
+	"github.com/kchat/kchat/pkg/notifications"
 	"github.com/kchat/kchat/pkg/topics"
 	"github.com/kchat/kchat/services/gateway/internal/auth"
 	"github.com/kchat/kchat/services/gateway/internal/protocol"
@@ -41,7 +42,19 @@ type Store interface {
 	PublicRooms(ctx context.Context, limit int) ([]store.Room, error)
 	MessagesAfter(ctx context.Context, roomID string, after int64, limit int) ([]store.Message, error)
 	MessagesBefore(ctx context.Context, roomID string, before int64, limit int) ([]store.Message, error)
+	MarkRead(ctx context.Context, userID, roomID string, seq int64) (int64, int64, error)
 }
+
+// NotificationStore is the part of *notifications.Store the chat logic uses.
+type NotificationStore interface {
+	List(ctx context.Context, userID, beforeID string, limit int) ([]notifications.Notification, error)
+	Pending(ctx context.Context, userID string) ([]notifications.Notification, error)
+	UnreadCount(ctx context.Context, userID string) (int, error)
+	MarkRead(ctx context.Context, userID string, ids []string) (int, error)
+	MarkAllRead(ctx context.Context, userID string) (int, error)
+}
+
+var _ NotificationStore = (*notifications.Store)(nil)
 
 var _ Store = (*store.Store)(nil)
 
@@ -57,7 +70,10 @@ type Config struct {
 	SessionTTL   time.Duration // default 24h
 	ReconnectTTL time.Duration // default 1h
 	Password     auth.Params   // default auth.DefaultParams
-	Now          func() time.Time
+	// Notifications reads and marks users' notifications; nil answers every notification
+	// call with unavailable (tests that do not need them).
+	Notifications NotificationStore
+	Now           func() time.Time
 }
 
 // Service implements the chat operations. Safe for concurrent use.
@@ -386,7 +402,9 @@ func (s *Service) Rooms(ctx context.Context, u User) (protocol.RoomList, error) 
 	}
 	list := protocol.RoomList{Base: protocol.Base{Type: protocol.TypeRooms}, Mine: []protocol.RoomInfo{}, Public: []protocol.RoomInfo{}}
 	for _, r := range mine {
-		list.Mine = append(list.Mine, protocol.RoomInfo{ID: r.ID, Name: r.Name, Kind: r.Kind, LastSeq: r.LastSeq, Role: r.Role, Members: r.Members})
+		marker, unread := r.LastReadSeq, r.Unread
+		list.Mine = append(list.Mine, protocol.RoomInfo{ID: r.ID, Name: r.Name, Kind: r.Kind, LastSeq: r.LastSeq, Role: r.Role,
+			Members: r.Members, LastReadSeq: &marker, Unread: &unread})
 	}
 	for _, r := range pub {
 		list.Public = append(list.Public, protocol.RoomInfo{ID: r.ID, Name: r.Name, Kind: r.Kind, LastSeq: r.LastSeq})
@@ -468,15 +486,8 @@ func (s *Service) Send(ctx context.Context, u User, req SendRequest) (protocol.A
 		return ack, nil
 	}
 	if req.Kind == event.KindEdit || req.Kind == event.KindDelete {
-		t, err := s.store.MessageAt(ctx, req.Room, req.TargetSeq)
-		if errors.Is(err, store.ErrNotFound) {
-			return protocol.Ack{}, protocol.NewError(protocol.CodeNotFound, "no message with that seq")
-		}
-		if err != nil {
-			return protocol.Ack{}, s.internal(ctx, "cannot read target", err)
-		}
-		if t.Kind != event.KindMessage || t.Sender != u.ID {
-			return protocol.Ack{}, protocol.NewError(protocol.CodeForbidden, "only your own messages can be changed")
+		if err := s.checkTarget(ctx, u, chk, req); err != nil {
+			return protocol.Ack{}, err
 		}
 	}
 	e, err := event.New(s.source(), event.MessageSubmitted{
@@ -493,6 +504,157 @@ func (s *Service) Send(ctx context.Context, u User, req SendRequest) (protocol.A
 	s.accepted.Add(1)
 	ack.Status, ack.MessageID = protocol.AckAccepted, e.ID
 	return ack, nil
+}
+
+// checkTarget decides whether u may edit or delete the entry at req.TargetSeq: it must be a
+// message (not a join, an edit...), not deleted, and u its author or an admin of the
+// room. Persistence checks the same again when it stores the change, since the target
+// may change (be deleted) between this check and then.
+func (s *Service) checkTarget(ctx context.Context, u User, chk store.SendCheck, req SendRequest) error {
+	t, err := s.store.MessageAt(ctx, req.Room, req.TargetSeq)
+	if errors.Is(err, store.ErrNotFound) {
+		return protocol.NewError(protocol.CodeNotFound, "no message with that seq")
+	}
+	if err != nil {
+		return s.internal(ctx, "cannot read target", err)
+	}
+	switch {
+	case t.Kind != event.KindMessage:
+		return protocol.NewError(protocol.CodeBadRequest, "only messages can be edited or deleted, not "+t.Kind+" entries")
+	case t.Sender != u.ID && chk.Role != "admin":
+		return protocol.NewError(protocol.CodeForbidden, "only the author or a room admin may "+req.Kind+" this message")
+	case t.DeletedAt != nil && req.Kind == event.KindDelete:
+		return protocol.NewError(protocol.CodeConflict, "message is already deleted")
+	case t.DeletedAt != nil:
+		return protocol.NewError(protocol.CodeConflict, "a deleted message cannot be edited")
+	}
+	return nil
+}
+
+// MarkRead moves u's read marker of a room forward to seq and returns the marker and the
+// unread count after it. A marker never moves back (an older seq answers the current
+// marker); a seq past the room's last_seq is refused, since no client can have seen it.
+func (s *Service) MarkRead(ctx context.Context, u User, roomID string, seq int64) (protocol.ReadMarker, error) {
+	marker, unread, err := s.store.MarkRead(ctx, u.ID, roomID, seq)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return protocol.ReadMarker{}, protocol.NewError(protocol.CodeNotFound, "no such room")
+	case errors.Is(err, store.ErrNotMember):
+		return protocol.ReadMarker{}, protocol.NewError(protocol.CodeForbidden, "not a member of this room")
+	case errors.Is(err, store.ErrPastEnd):
+		msg := fmt.Sprintf("seq %d is past the room's last seq", seq)
+		if pe, ok := errors.AsType[*store.PastEndError](err); ok {
+			msg = fmt.Sprintf("%s %d", msg, pe.LastSeq)
+		}
+		return protocol.ReadMarker{}, protocol.NewError(protocol.CodeBadRequest, msg)
+	case err != nil:
+		return protocol.ReadMarker{}, s.internal(ctx, "cannot mark read", err)
+	}
+	return protocol.ReadMarker{Base: protocol.Base{Type: protocol.TypeRead}, Room: roomID, Seq: marker, Unread: unread}, nil
+}
+
+func (s *Service) notes() (NotificationStore, error) {
+	if s.cfg.Notifications == nil {
+		return nil, protocol.NewError(protocol.CodeUnavailable, "notifications are not available").Retry()
+	}
+	return s.cfg.Notifications, nil
+}
+
+// NotificationFrame renders a stored notification.
+func NotificationFrame(n notifications.Notification) protocol.Notification {
+	return protocol.Notification{Base: protocol.Base{Type: protocol.TypeNotification}, NotificationID: n.ID, Room: n.RoomID,
+		Seq: n.Seq, Reason: n.Reason, Sender: n.Sender, Preview: n.Preview, CreatedAt: n.CreatedAt, ReadAt: n.ReadAt}
+}
+
+// Notifications returns a page of u's notifications, newest first (older than before,
+// when given), with the unread count.
+func (s *Service) Notifications(ctx context.Context, u User, before string, limit int) (protocol.NotificationList, error) {
+	ns, err := s.notes()
+	if err != nil {
+		return protocol.NotificationList{}, err
+	}
+	if e := protocol.ValidateNotificationPage(before, limit); e != nil {
+		return protocol.NotificationList{}, e
+	}
+	if limit <= 0 {
+		limit = notifications.DefaultListLimit
+	}
+	rows, err := ns.List(ctx, u.ID, before, limit+1)
+	if err != nil {
+		return protocol.NotificationList{}, s.internal(ctx, "cannot list notifications", err)
+	}
+	unread, err := ns.UnreadCount(ctx, u.ID)
+	if err != nil {
+		return protocol.NotificationList{}, s.internal(ctx, "cannot count notifications", err)
+	}
+	out := protocol.NotificationList{Base: protocol.Base{Type: protocol.TypeNotifications}, UnreadCount: unread,
+		HasMore: len(rows) > limit, Notifications: make([]protocol.Notification, 0, min(len(rows), limit))}
+	for _, n := range rows[:min(len(rows), limit)] {
+		out.Notifications = append(out.Notifications, NotificationFrame(n))
+	}
+	return out, nil
+}
+
+// MarkNotificationsRead marks u's notifications read: ids, or all of them. Unknown ids,
+// other users' ids and ids already read change nothing and are not an error (a retry
+// or a second device must not fail); Marked says how many changed.
+func (s *Service) MarkNotificationsRead(ctx context.Context, u User, ids []string, all bool) (protocol.NotificationsRead, error) {
+	ns, err := s.notes()
+	if err != nil {
+		return protocol.NotificationsRead{}, err
+	}
+	if e := protocol.ValidateNotificationIDs(ids, all); e != nil {
+		return protocol.NotificationsRead{}, e
+	}
+	var n int
+	if all {
+		n, err = ns.MarkAllRead(ctx, u.ID)
+	} else {
+		n, err = ns.MarkRead(ctx, u.ID, ids)
+	}
+	if err != nil {
+		return protocol.NotificationsRead{}, s.internal(ctx, "cannot mark notifications read", err)
+	}
+	unread, err := ns.UnreadCount(ctx, u.ID)
+	if err != nil {
+		return protocol.NotificationsRead{}, s.internal(ctx, "cannot count notifications", err)
+	}
+	return protocol.NotificationsRead{Base: protocol.Base{Type: protocol.TypeNotificationsRead}, Marked: n, UnreadCount: unread}, nil
+}
+
+// UnreadNotifications counts u's unread notifications.
+func (s *Service) UnreadNotifications(ctx context.Context, u User) (int, error) {
+	ns, err := s.notes()
+	if err != nil {
+		return 0, err
+	}
+	n, err := ns.UnreadCount(ctx, u.ID)
+	if err != nil {
+		return 0, s.internal(ctx, "cannot count notifications", err)
+	}
+	return n, nil
+}
+
+// PendingNotifications returns u's newest unread notifications, at most max, oldest first:
+// what a connection is given at hello.
+func (s *Service) PendingNotifications(ctx context.Context, u User, max int) ([]protocol.Notification, error) {
+	ns, err := s.notes()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := ns.Pending(ctx, u.ID)
+	if err != nil {
+		return nil, s.internal(ctx, "cannot read pending notifications", err)
+	}
+	if len(rows) > max {
+		rows = rows[len(rows)-max:] // Pending is oldest first; keep the newest
+	}
+	out := make([]protocol.Notification, len(rows))
+	for i, n := range rows {
+		out[i] = NotificationFrame(n)
+		out[i].Pending = true
+	}
+	return out, nil
 }
 
 // PublishTyping publishes a typing signal to chat.ephemeral; it is never stored.
@@ -556,8 +718,13 @@ func (s *Service) History(ctx context.Context, u User, roomID string, q HistoryQ
 	return page, nil
 }
 
-// FrameOf renders a stored timeline row as a message frame.
+// FrameOf renders a stored timeline row as a message frame. A deleted message keeps its
+// place and marks but not its text (persistence clears it too; this covers rows deleted
+// before it did).
 func FrameOf(m store.Message) protocol.Message {
+	if m.DeletedAt != nil {
+		m.Text = ""
+	}
 	return protocol.Message{
 		Base: protocol.Base{Type: protocol.TypeMessage}, Room: m.RoomID, Seq: m.Seq, Kind: m.Kind, MessageID: m.EventID,
 		Sender: m.Sender, SenderName: m.SenderName, ClientMsgID: m.ClientMsgID, Text: m.Text, TargetSeq: m.TargetSeq,

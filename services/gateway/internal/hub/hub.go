@@ -31,6 +31,7 @@ import (
 	"github.com/kchat/kchat/services/gateway/internal/chat"
 	"github.com/kchat/kchat/services/gateway/internal/metrics"
 	"github.com/kchat/kchat/services/gateway/internal/protocol"
+	"github.com/kchat/kchat/services/gateway/internal/ratelimit"
 	"github.com/kchat/kchat/services/gateway/internal/store"
 	"github.com/kchat/kchat/services/gateway/internal/transport"
 )
@@ -49,6 +50,10 @@ type Chat interface {
 	History(ctx context.Context, u chat.User, roomID string, q chat.HistoryQuery) (protocol.HistoryPage, error)
 	PublishTyping(ctx context.Context, u chat.User, room string) error
 	Accepted() int64
+	MarkRead(ctx context.Context, u chat.User, roomID string, seq int64) (protocol.ReadMarker, error)
+	Notifications(ctx context.Context, u chat.User, before string, limit int) (protocol.NotificationList, error)
+	MarkNotificationsRead(ctx context.Context, u chat.User, ids []string, all bool) (protocol.NotificationsRead, error)
+	PendingNotifications(ctx context.Context, u chat.User, max int) ([]protocol.Notification, error)
 }
 
 var _ Chat = (*chat.Service)(nil)
@@ -98,7 +103,20 @@ type Config struct {
 	StallTimeout   time.Duration // longest a fill waits for queue space before 4008 (default 15s)
 	FillPage       int           // rows per PostgreSQL read when filling (default 200)
 	TypingInterval time.Duration // at most one typing signal per connection and room per interval (default 2s)
-	Now            func() time.Time
+	// PendingNotifications is the most unread notifications sent at hello (default 50;
+	// never more than half the send queue). The rest are a `notifications` request away.
+	PendingNotifications int
+	// Rate limits. A zero Rate is no limit. ConnRate bounds message frames (send, edit,
+	// delete, dm) per connection, UserLimiter the same per user across this gateway's
+	// connections and REST (shared with the API), FrameRate every frame per connection.
+	ConnRate    ratelimit.Rate
+	FrameRate   ratelimit.Rate
+	UserLimiter *ratelimit.Keyed
+	// A connection whose attempts over AbuseWindow exceed AbuseFactor times what its
+	// limits allow is closed with 1008 (zero factor or window: never).
+	AbuseFactor float64
+	AbuseWindow time.Duration
+	Now         func() time.Time
 }
 
 func (c *Config) setDefaults() {
@@ -117,6 +135,12 @@ func (c *Config) setDefaults() {
 	def(&c.TypingInterval, 2*time.Second)
 	if c.FillPage <= 0 {
 		c.FillPage = 200
+	}
+	if c.PendingNotifications <= 0 {
+		c.PendingNotifications = 50
+	}
+	if c.UserLimiter == nil {
+		c.UserLimiter = ratelimit.NewKeyed(ratelimit.Rate{})
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -172,6 +196,7 @@ func slowSwitch(m *metrics.Metrics) prometheus.Counter { return m.SlowSwitches }
 func slowClose(m *metrics.Metrics) prometheus.Counter  { return m.SlowCloses }
 func duplicate(m *metrics.Metrics) prometheus.Counter  { return m.Duplicates }
 func gapFill(m *metrics.Metrics) prometheus.Counter    { return m.GapFills }
+func abuseClose(m *metrics.Metrics) prometheus.Counter { return m.AbuseCloses }
 
 // Open implements transport.Opener: a new connection, authenticated at once when the
 // upgrade request carried ?token=.
@@ -343,15 +368,33 @@ func (h *Hub) Deliver(_ context.Context, e event.Envelope, p event.Payload) {
 			}
 		}
 	case event.NotificationCreated:
+		// Fanout sends notifications to every gateway; only the recipient's connections here
+		// take it. A connection that got it at hello already (a race with the live copy)
+		// does not get it twice.
 		frame := protocol.Notification{Base: protocol.Base{Type: protocol.TypeNotification}, NotificationID: p.NotificationID,
 			Room: p.RoomID, Seq: p.Seq, Reason: p.Reason, Sender: p.Sender, Preview: p.Preview, CreatedAt: p.CreatedAt}
 		for _, s := range h.sessionsOf(p.User) {
-			s.deliverEphemeral(protocol.TypeNotification, frame)
+			s.deliverNotification(frame, false)
 		}
 	default:
 		h.log.Debug("ignoring event", "event_id", e.ID, "type", e.Type)
 	}
 }
+
+// ReadMarked tells userID's connections on this gateway, except the one that asked (nil:
+// all of them), that a room was read, so that every open tab clears its unread count.
+// Connections on other gateways see it on their next rooms fetch.
+func (h *Hub) ReadMarked(userID string, m protocol.ReadMarker, except *Session) {
+	m.Ref = ""
+	for _, s := range h.sessionsOf(userID) {
+		if s != except {
+			s.deliverEphemeral(protocol.TypeRead, m)
+		}
+	}
+}
+
+// SweepLimiters forgets idle per-user buckets; the app calls it now and then.
+func (h *Hub) SweepLimiters() int { return h.cfg.UserLimiter.Sweep(h.cfg.Now()) }
 
 // Users lists who is online across the cluster: everyone the presence view sees on a live
 // gateway, plus this gateway's own users (whose report may not have been read back yet),

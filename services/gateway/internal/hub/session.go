@@ -13,6 +13,7 @@ import (
 	"github.com/kchat/kchat/services/gateway/internal/auth"
 	"github.com/kchat/kchat/services/gateway/internal/chat"
 	"github.com/kchat/kchat/services/gateway/internal/protocol"
+	"github.com/kchat/kchat/services/gateway/internal/ratelimit"
 	"github.com/kchat/kchat/services/gateway/internal/transport"
 )
 
@@ -54,15 +55,32 @@ type Session struct {
 	connectedAt time.Time
 	lastActive  time.Time
 	stats       protocol.ConnStats
+	notesSeen   map[string]struct{} // notification ids sent on this connection
+	notesOrder  []string            // the same, oldest first, to bound the set
+
+	// Limits. Only HandleFrame touches these, and it runs on the read loop one frame at a
+	// time, so they need no lock.
+	msgBucket   *ratelimit.Bucket
+	frameBucket *ratelimit.Bucket
+	msgAbuse    *ratelimit.Abuse
+	frameAbuse  *ratelimit.Abuse
 }
+
+// maxNotesSeen bounds the notification ids a connection remembers for de-duplication: a
+// live copy arrives within seconds of the stored one, so the recent ones suffice.
+const maxNotesSeen = 1024
 
 func newSession(h *Hub, out Outbound) *Session {
 	ctx, stop := context.WithCancel(context.Background())
 	now := h.cfg.Now()
+	cfg := h.cfg
 	return &Session{
 		hub: h, out: out, id: out.ID(), log: h.log.With("conn_id", out.ID()), ctx: ctx, stop: stop,
 		subs: map[string]*sub{}, dropped: map[string]bool{}, typingLast: map[string]time.Time{},
-		connectedAt: now, lastActive: now,
+		connectedAt: now, lastActive: now, notesSeen: map[string]struct{}{},
+		msgBucket: ratelimit.NewBucket(cfg.ConnRate, now), frameBucket: ratelimit.NewBucket(cfg.FrameRate, now),
+		msgAbuse:   ratelimit.NewAbuse(cfg.ConnRate, cfg.AbuseFactor, cfg.AbuseWindow),
+		frameAbuse: ratelimit.NewAbuse(cfg.FrameRate, cfg.AbuseFactor, cfg.AbuseWindow),
 	}
 }
 
@@ -307,6 +325,34 @@ func (s *Session) observeTail(room string, lastSeq int64) {
 	}
 }
 
+// deliverNotification queues a notification frame once per connection: pending ones
+// (from the store at hello) as control frames, which are not dropped, live ones as
+// ephemeral frames, which are dropped when the queue is full (the notification stays
+// unread in the store and comes again at the next hello).
+func (s *Session) deliverNotification(n protocol.Notification, pending bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing || s.user == nil {
+		return
+	}
+	if _, seen := s.notesSeen[n.NotificationID]; seen {
+		return
+	}
+	s.notesSeen[n.NotificationID] = struct{}{}
+	s.notesOrder = append(s.notesOrder, n.NotificationID)
+	if len(s.notesOrder) > maxNotesSeen {
+		delete(s.notesSeen, s.notesOrder[0])
+		s.notesOrder = s.notesOrder[1:]
+	}
+	if pending {
+		s.pushControlLocked(protocol.TypeNotification, n)
+		return
+	}
+	if s.out.Queue().Push(transport.Item{Data: protocol.Encode(n), Type: protocol.TypeNotification, Class: transport.Ephemeral}) == nil {
+		s.stats.FramesOut++
+	}
+}
+
 func (s *Session) deliverEphemeral(typ string, v any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -481,11 +527,17 @@ func (s *Session) HandleFrame(ctx context.Context, data []byte) {
 	f, perr := protocol.Decode(data, s.hub.cfg.Limits)
 	if perr != nil {
 		s.hub.metrics.FrameIn("invalid")
+		if s.limited(now, nil, perr.Ref) {
+			return
+		}
 		s.reply(protocol.TypeError, perr)
 		return
 	}
 	s.hub.metrics.FrameIn(f.FrameType())
 	ref := f.RefID()
+	if s.limited(now, f, ref) {
+		return
+	}
 	if u == nil {
 		switch f.(type) {
 		case *protocol.Hello, *protocol.Auth, *protocol.Ping, *protocol.Quit:
@@ -581,7 +633,122 @@ func (s *Session) HandleFrame(ctx context.Context, data []byte) {
 			return
 		}
 		s.reply(protocol.TypeToken, protocol.TokenReply{Base: protocol.Base{Type: protocol.TypeToken, Ref: ref}, ReconnectToken: t.Value, ExpiresAt: t.ExpiresAt})
+	case *protocol.Read:
+		m, err := s.hub.chat.MarkRead(ctx, *u, f.Room, *f.Seq)
+		if err != nil {
+			s.replyErr(ref, withRoom(err, f.Room))
+			return
+		}
+		m.Ref = ref
+		s.reply(protocol.TypeRead, m)
+		s.hub.ReadMarked(u.ID, m, s)
+	case *protocol.Notifications:
+		list, err := s.hub.chat.Notifications(ctx, *u, f.Before, f.Limit)
+		if err != nil {
+			s.replyErr(ref, err)
+			return
+		}
+		list.Ref = ref
+		s.reply(protocol.TypeNotifications, list)
+	case *protocol.ReadNotifications:
+		res, err := s.hub.chat.MarkNotificationsRead(ctx, *u, f.IDs, f.All)
+		if err != nil {
+			s.replyErr(ref, err)
+			return
+		}
+		res.Ref = ref
+		s.reply(protocol.TypeNotificationsRead, res)
 	}
+}
+
+func withRoom(err error, room string) error {
+	var pe *protocol.Error
+	if errors.As(err, &pe) {
+		e := *pe
+		e.Room = room
+		return &e
+	}
+	return err
+}
+
+// isMessageFrame reports whether f asks for a timeline entry: those are what the message
+// limits (per connection and per user) count.
+func isMessageFrame(f protocol.Frame) bool {
+	switch f.(type) {
+	case *protocol.Send, *protocol.Edit, *protocol.Delete, *protocol.DM:
+		return true
+	}
+	return false
+}
+
+// limited applies the rate limits to one frame (f nil: a frame that did not decode) and
+// reports whether it was refused. A refused frame gets error{code:"rate_limited",
+// retry_after_ms} (typing is dropped silently: it is a hint, and an answer per signal
+// would only add traffic); nothing refused was accepted, so nothing accepted is dropped.
+// A connection that keeps going far over its limits is closed with 1008.
+func (s *Session) limited(now time.Time, f protocol.Frame, ref string) bool {
+	msg := f != nil && isMessageFrame(f)
+	abusive := s.frameAbuse.Attempt(now)
+	if msg {
+		abusive = s.msgAbuse.Attempt(now) || abusive
+	}
+	if abusive {
+		s.closeAbusive()
+		return true
+	}
+	_, typing := f.(*protocol.Typing)
+	if ok, wait := s.frameBucket.Allow(now); !ok {
+		s.hub.metrics.Limited("frames")
+		if !typing {
+			s.replyLimited(ref, wait, "too many frames")
+		}
+		return true
+	}
+	if !msg {
+		return false
+	}
+	if ok, wait := s.msgBucket.Allow(now); !ok {
+		s.hub.metrics.Limited("conn")
+		s.replyLimited(ref, wait, "too many messages on this connection")
+		return true
+	}
+	if u := s.User(); u != nil {
+		if ok, wait := s.hub.cfg.UserLimiter.Allow(u.ID, now); !ok {
+			// The connection's token was not used after all.
+			s.msgBucket.Refund()
+			s.hub.metrics.Limited("user")
+			s.replyLimited(ref, wait, "too many messages from this user")
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Session) replyLimited(ref string, wait time.Duration, why string) {
+	e := protocol.NewError(protocol.CodeRateLimited, why+"; retry after retry_after_ms").Retry()
+	e.RetryAfter = RetryAfterMs(wait)
+	s.replyErr(ref, e)
+}
+
+// RetryAfterMs rounds a wait up to whole milliseconds, at least 1: "retry in 0 ms" would
+// invite a client to retry at once and be refused again.
+func RetryAfterMs(wait time.Duration) int64 {
+	return max(1, int64((wait+time.Millisecond-1)/time.Millisecond))
+}
+
+// closeAbusive closes the connection with 1008 (policy violation) and a final error
+// frame. Queued frames are thrown away: the client is not listening to them anyway.
+func (s *Session) closeAbusive() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return
+	}
+	s.closing = true
+	s.hub.metrics.Inc(abuseClose)
+	s.log.Warn("closing connection far over its rate limits", "user", userID(s.user))
+	final := protocol.NewError(protocol.CodeRateLimited, "far over the rate limits for too long; connection closed")
+	s.out.Close(protocol.ClosePolicy, protocol.ReasonAbuse, protocol.Encode(final), false)
 }
 
 // authenticate binds the connection to the token's user and answers welcome. A bad token
@@ -659,6 +826,8 @@ func (s *Session) onHello(ctx context.Context, f *protocol.Hello) {
 		u = *cur
 		s.welcome(ctx, u, f.Ref)
 	}
+	// What the user missed while away comes first, before the backlogs of the rooms.
+	s.sendPending(ctx, u)
 	if f.Rooms != nil {
 		rooms := make([]string, 0, len(f.Rooms))
 		for r := range f.Rooms {
@@ -678,6 +847,23 @@ func (s *Session) onHello(ctx context.Context, f *protocol.Hello) {
 	}
 	for _, r := range rooms {
 		s.subscribe(ctx, u, r.ID, nil, f.Ref)
+	}
+}
+
+// sendPending delivers u's unread notifications (the newest PendingNotifications, at most
+// half the send queue so that they cannot crowd out the room backlogs) as notification
+// frames with pending:true. They stay unread until the client marks them read, so every
+// hello gets them again: a client that crashed before showing them loses nothing.
+func (s *Session) sendPending(ctx context.Context, u chat.User) {
+	limit := min(s.hub.cfg.PendingNotifications, max(s.out.Queue().Limit()/2, 1))
+	ns, err := s.hub.chat.PendingNotifications(ctx, u, limit)
+	if err != nil {
+		// Not worth failing the hello for: the client can list them.
+		s.log.Warn("cannot read pending notifications", "user", u.ID, "error", err)
+		return
+	}
+	for _, n := range ns {
+		s.deliverNotification(n, true)
 	}
 }
 

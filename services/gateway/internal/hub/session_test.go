@@ -144,6 +144,18 @@ func (nopChat) History(context.Context, chat.User, string, chat.HistoryQuery) (p
 }
 func (nopChat) PublishTyping(context.Context, chat.User, string) error { return nil }
 func (nopChat) Accepted() int64                                        { return 0 }
+func (nopChat) MarkRead(context.Context, chat.User, string, int64) (protocol.ReadMarker, error) {
+	return protocol.ReadMarker{}, nil
+}
+func (nopChat) Notifications(context.Context, chat.User, string, int) (protocol.NotificationList, error) {
+	return protocol.NotificationList{}, nil
+}
+func (nopChat) MarkNotificationsRead(context.Context, chat.User, []string, bool) (protocol.NotificationsRead, error) {
+	return protocol.NotificationsRead{}, nil
+}
+func (nopChat) PendingNotifications(context.Context, chat.User, int) ([]protocol.Notification, error) {
+	return nil, nil
+}
 
 func newTestHub(t *testing.T, tl *fakeTimeline, cfg Config) *Hub {
 	t.Helper()

@@ -18,6 +18,8 @@ type Metrics struct {
 	Duplicates     prometheus.Counter
 	GapFills       prometheus.Counter
 	Deliveries     *prometheus.CounterVec
+	RateLimited    *prometheus.CounterVec
+	AbuseCloses    prometheus.Counter
 }
 
 // New registers the collectors with reg (nil: unregistered, for tests).
@@ -55,10 +57,16 @@ func New(reg prometheus.Registerer) *Metrics {
 		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kchat_gateway_deliveries_total", Help: "Events read from this gateway's chat.deliveries partition, by type.",
 		}, []string{"type"}),
+		RateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kchat_gateway_rate_limited_total", Help: "Requests refused with rate_limited, by limit (conn, user, frames, login_account, login_addr).",
+		}, []string{"limit"}),
+		AbuseCloses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kchat_gateway_abuse_closed_total", Help: "Connections closed with 1008 for staying far over their rate limits.",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Connections, m.FramesIn, m.FramesOut, m.PublishSeconds, m.SlowSwitches, m.SlowCloses,
-			m.DeliveryLag, m.Duplicates, m.GapFills, m.Deliveries)
+			m.DeliveryLag, m.Duplicates, m.GapFills, m.Deliveries, m.RateLimited, m.AbuseCloses)
 	}
 	return m
 }
@@ -88,5 +96,12 @@ func (m *Metrics) Publish(topic string, seconds float64) {
 func (m *Metrics) Inc(c func(*Metrics) prometheus.Counter) {
 	if m != nil {
 		c(m).Inc()
+	}
+}
+
+// Limited counts one request refused by limit.
+func (m *Metrics) Limited(limit string) {
+	if m != nil {
+		m.RateLimited.WithLabelValues(limit).Inc()
 	}
 }

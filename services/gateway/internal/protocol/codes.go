@@ -17,7 +17,7 @@ const (
 	CodeUsernameTaken      = "username_taken"      // registration with an existing username
 	CodeConflict           = "conflict"            // e.g. a room id that already exists
 	CodeUnavailable        = "unavailable"         // Kafka or PostgreSQL failed; safe to retry
-	CodeRateLimited        = "rate_limited"        // too many frames of one kind
+	CodeRateLimited        = "rate_limited"        // over a rate limit; retry_after_ms says when to retry
 	CodeSlow               = "slow"                // the connection could not keep up (sent before close 4008)
 	CodeInternal           = "internal"            // a bug; the request may be retried
 )
@@ -32,6 +32,7 @@ const (
 	CloseMessageTooBig  CloseCode = 1009 // a frame over -read-limit
 	CloseServiceRestart CloseCode = 1012 // graceful shutdown: reconnect (to another gateway)
 	CloseInternal       CloseCode = 1011 // unexpected server error
+	ClosePolicy         CloseCode = 1008 // policy violation: far over the rate limits for a sustained time
 	CloseIdle           CloseCode = 4000 // no frame from the client for -idle-timeout
 	CloseUnauthorized   CloseCode = 4001 // bad token, or no auth within the auth timeout
 	CloseSlow           CloseCode = 4008 // the client could not keep up even in catch-up mode
@@ -44,4 +45,5 @@ const (
 	ReasonSlow         = "slow"
 	ReasonShutdown     = "shutdown"
 	ReasonBye          = "bye"
+	ReasonAbuse        = "rate limit abuse"
 )

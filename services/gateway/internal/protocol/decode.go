@@ -148,6 +148,12 @@ func newFrame(typ string) (Frame, bool) {
 		return &Token{}, true
 	case TypeQuit:
 		return &Quit{}, true
+	case TypeRead:
+		return &Read{}, true
+	case TypeNotifications:
+		return &Notifications{}, true
+	case TypeReadNotifications:
+		return &ReadNotifications{}, true
 	}
 	return nil, false
 }
@@ -209,6 +215,62 @@ func validate(f Frame, lim Limits) *Error {
 		return room(f.Room)
 	case *Leave:
 		return room(f.Room)
+	case *Read:
+		return ValidateRead(f.Room, f.Seq)
+	case *Notifications:
+		return ValidateNotificationPage(f.Before, f.Limit)
+	case *ReadNotifications:
+		return ValidateNotificationIDs(f.IDs, f.All)
+	}
+	return nil
+}
+
+// ValidateRead checks a read marker request (WebSocket `read`, REST POST .../read).
+func ValidateRead(r string, seq *int64) *Error {
+	if e := room(r); e != nil {
+		return e
+	}
+	if seq == nil {
+		return NewError(CodeBadRequest, "seq is required")
+	}
+	if *seq < 0 {
+		return NewError(CodeBadRequest, "seq must not be negative")
+	}
+	return nil
+}
+
+// MaxNotificationIDs bounds one read_notifications request.
+const MaxNotificationIDs = 500
+
+// ValidNotificationID reports whether s is shaped like a notification id (a UUID). Only
+// shape is checked; an id of nobody's notification simply marks nothing.
+func ValidNotificationID(s string) bool { return notificationID.MatchString(s) }
+
+var notificationID = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// ValidateNotificationPage checks a notifications page request.
+func ValidateNotificationPage(before string, limit int) *Error {
+	if before != "" && !ValidNotificationID(before) {
+		return NewError(CodeBadRequest, "before must be a notification id")
+	}
+	if limit < 0 || limit > 200 {
+		return NewError(CodeBadRequest, "limit must be between 1 and 200")
+	}
+	return nil
+}
+
+// ValidateNotificationIDs checks a mark-read request: ids or all, not both, not neither.
+func ValidateNotificationIDs(ids []string, all bool) *Error {
+	if all == (len(ids) > 0) {
+		return NewError(CodeBadRequest, "give ids (a non-empty list) or all:true")
+	}
+	if len(ids) > MaxNotificationIDs {
+		return NewError(CodeBadRequest, fmt.Sprintf("at most %d ids per request", MaxNotificationIDs))
+	}
+	for _, id := range ids {
+		if !ValidNotificationID(id) {
+			return NewError(CodeBadRequest, fmt.Sprintf("ids: %q is not a notification id", id))
+		}
 	}
 	return nil
 }

@@ -33,21 +33,27 @@ const (
 	TypeStats       = "stats"
 	TypeToken       = "token"
 	TypeQuit        = "quit"
+	// TypeRead marks a room read up to a seq; the reply and the notice to the user's
+	// other connections are `read` frames too.
+	TypeRead              = "read"
+	TypeNotifications     = "notifications"      // list notifications; the reply has the same type
+	TypeReadNotifications = "read_notifications" // mark notifications read
 )
 
 // Server-only frame types (some client types, e.g. rooms, are also reply types).
 const (
-	TypeWelcome      = "welcome"
-	TypeAck          = "ack"
-	TypeError        = "error"
-	TypeMessage      = "message"
-	TypeSubscribed   = "subscribed"
-	TypeUnsubscribed = "unsubscribed"
-	TypeSynced       = "synced"
-	TypeJoined       = "joined"
-	TypeLeft         = "left"
-	TypeNotification = "notification"
-	TypeReconnect    = "reconnect"
+	TypeWelcome           = "welcome"
+	TypeAck               = "ack"
+	TypeError             = "error"
+	TypeMessage           = "message"
+	TypeSubscribed        = "subscribed"
+	TypeUnsubscribed      = "unsubscribed"
+	TypeSynced            = "synced"
+	TypeJoined            = "joined"
+	TypeLeft              = "left"
+	TypeNotification      = "notification"
+	TypeReconnect         = "reconnect"
+	TypeNotificationsRead = "notifications_read" // answers read_notifications
 )
 
 // Base is embedded in every frame.
@@ -163,6 +169,30 @@ type Leave struct {
 	Room string `json:"room"`
 }
 
+// Read marks Room read up to Seq (inclusive). Markers only move forward; a seq past the
+// room's last_seq is refused (bad_request) rather than clamped, since no client can have
+// seen it.
+type Read struct {
+	Base
+	Room string `json:"room"`
+	Seq  *int64 `json:"seq"`
+}
+
+// Notifications asks for a page of the user's notifications, newest first: those older
+// than Before (a notification id) when given.
+type Notifications struct {
+	Base
+	Before string `json:"before,omitempty"`
+	Limit  int    `json:"limit,omitempty"`
+}
+
+// ReadNotifications marks notifications read: the listed IDs, or all of them.
+type ReadNotifications struct {
+	Base
+	IDs []string `json:"ids,omitempty"`
+	All bool     `json:"all,omitempty"`
+}
+
 // Rooms, Users, Stats, Token and Quit carry no fields.
 type (
 	Rooms struct{ Base }
@@ -220,6 +250,7 @@ type Error struct {
 	Code        string           `json:"code"`
 	Message     string           `json:"message"`
 	Retryable   bool             `json:"retryable,omitempty"`
+	RetryAfter  int64            `json:"retry_after_ms,omitempty"` // rate_limited: when a retry can succeed
 	ClientMsgID string           `json:"client_msg_id,omitempty"`
 	Room        string           `json:"room,omitempty"`
 	Cursors     map[string]int64 `json:"cursors,omitempty"` // set on the final frame before close 4008
@@ -303,14 +334,30 @@ type Membership struct {
 	LastSeq int64  `json:"last_seq"`
 }
 
-// RoomInfo describes a room for rooms lists.
+// RoomInfo describes a room for rooms lists. LastReadSeq and Unread are set for the
+// asking user's own rooms only.
 type RoomInfo struct {
-	ID      string   `json:"id"`
-	Name    string   `json:"name"`
-	Kind    string   `json:"kind"`
-	LastSeq int64    `json:"last_seq"`
-	Role    string   `json:"role,omitempty"`
-	Members []string `json:"members,omitempty"` // usernames, for DMs
+	ID          string   `json:"id"`
+	Name        string   `json:"name"`
+	Kind        string   `json:"kind"`
+	LastSeq     int64    `json:"last_seq"`
+	Role        string   `json:"role,omitempty"`
+	Members     []string `json:"members,omitempty"` // usernames, for DMs
+	LastReadSeq *int64   `json:"last_read_seq,omitempty"`
+	Unread      *int64   `json:"unread,omitempty"` // messages by others after last_read_seq, at most MaxUnread
+}
+
+// MaxUnread caps an unread count: counting stops there, so a room read long ago costs a
+// bounded scan. Clients show it as "999+".
+const MaxUnread = 999
+
+// ReadMarker answers read and tells the user's other connections (on this gateway) that
+// a room was read: Seq is the marker after the update (never lower than before).
+type ReadMarker struct {
+	Base
+	Room   string `json:"room"`
+	Seq    int64  `json:"seq"`
+	Unread int64  `json:"unread"`
 }
 
 // RoomList answers rooms.
@@ -373,13 +420,32 @@ type TokenReply struct {
 // Notification forwards a notification.created event to its recipient.
 type Notification struct {
 	Base
-	NotificationID string    `json:"notification_id"`
-	Room           string    `json:"room"`
-	Seq            int64     `json:"seq"`
-	Reason         string    `json:"reason"`
-	Sender         string    `json:"sender"`
-	Preview        string    `json:"preview,omitempty"`
-	CreatedAt      time.Time `json:"created_at"`
+	NotificationID string     `json:"notification_id"`
+	Room           string     `json:"room"`
+	Seq            int64      `json:"seq"`
+	Reason         string     `json:"reason"`
+	Sender         string     `json:"sender"`
+	Preview        string     `json:"preview,omitempty"`
+	CreatedAt      time.Time  `json:"created_at"`
+	ReadAt         *time.Time `json:"read_at,omitempty"`
+	// Pending marks notifications delivered from the store at hello rather than live.
+	Pending bool `json:"pending,omitempty"`
+}
+
+// NotificationList answers notifications (and GET /api/notifications).
+type NotificationList struct {
+	Base
+	Notifications []Notification `json:"notifications"`
+	UnreadCount   int            `json:"unread_count"`
+	HasMore       bool           `json:"has_more"`
+}
+
+// NotificationsRead answers read_notifications: Marked is how many changed from unread to
+// read (unknown ids, other users' ids and ids already read count zero).
+type NotificationsRead struct {
+	Base
+	Marked      int `json:"marked"`
+	UnreadCount int `json:"unread_count"`
 }
 
 // Reconnect is sent before a graceful close (1012): resume elsewhere from Cursors.

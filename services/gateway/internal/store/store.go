@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,7 +20,21 @@ var (
 	ErrNotFound      = errors.New("store: not found")
 	ErrUsernameTaken = errors.New("store: username taken")
 	ErrRoomExists    = errors.New("store: room exists")
+	ErrNotMember     = errors.New("store: not a member")
+	ErrPastEnd       = errors.New("store: seq is past the room's last seq")
 )
+
+// PastEndError is MarkRead's answer to a seq beyond the room's last_seq; it matches
+// ErrPastEnd with errors.Is and says where the room ends.
+type PastEndError struct{ LastSeq int64 }
+
+func (e *PastEndError) Error() string { return fmt.Sprintf("%v (%d)", ErrPastEnd, e.LastSeq) }
+
+// Is makes errors.Is(err, ErrPastEnd) hold.
+func (e *PastEndError) Is(target error) bool { return target == ErrPastEnd }
+
+// MaxUnread is where unread counting stops (see protocol.MaxUnread).
+const MaxUnread = 999
 
 // Store runs the gateway's queries on a pool. It is safe for concurrent use.
 type Store struct {
@@ -62,6 +77,9 @@ type Room struct {
 	MinSeq  int64  // lowest stored seq; 0 when the timeline is empty
 	Role    string // "" when the user is not a member
 	Members []string
+	// LastReadSeq and Unread are the asking user's read marker and unread count (RoomsOf).
+	LastReadSeq int64
+	Unread      int64
 }
 
 // Member reports whether Role is set.
@@ -71,6 +89,7 @@ func (r Room) Member() bool { return r.Role != "" }
 type SendCheck struct {
 	Kind      string
 	Member    bool
+	Role      string // the sender's role when Member
 	DupSeq    int64 // > 0 when (room, sender, client_msg_id) is already stored
 	DupID     string
 	Name      string
@@ -224,13 +243,14 @@ func (s *Store) Room(ctx context.Context, roomID, userID string) (Room, error) {
 func (s *Store) CheckSend(ctx context.Context, roomID, userID, clientMsgID string) (SendCheck, error) {
 	var c SendCheck
 	var member bool
+	var role *string
 	var dupSeq *int64
 	var dupID *string
-	err := s.pool.QueryRow(ctx, `SELECT r.kind, r.name, m.user_id IS NOT NULL, d.seq, d.event_id
+	err := s.pool.QueryRow(ctx, `SELECT r.kind, r.name, m.user_id IS NOT NULL, m.role, d.seq, d.event_id
 		FROM rooms r
 		LEFT JOIN room_members m ON m.room_id = r.id AND m.user_id = $2
 		LEFT JOIN messages d ON d.room_id = r.id AND d.sender = $2 AND d.client_msg_id = $3
-		WHERE r.id = $1`, roomID, userID, clientMsgID).Scan(&c.Kind, &c.Name, &member, &dupSeq, &dupID)
+		WHERE r.id = $1`, roomID, userID, clientMsgID).Scan(&c.Kind, &c.Name, &member, &role, &dupSeq, &dupID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return SendCheck{}, nil
 	}
@@ -238,6 +258,9 @@ func (s *Store) CheckSend(ctx context.Context, roomID, userID, clientMsgID strin
 		return SendCheck{}, fmt.Errorf("cannot check send: %w", err)
 	}
 	c.RoomFound, c.Member = true, member
+	if role != nil {
+		c.Role = *role
+	}
 	if dupSeq != nil {
 		c.DupSeq = *dupSeq
 	}
@@ -263,13 +286,75 @@ func (s *Store) MessageAt(ctx context.Context, roomID string, seq int64) (Messag
 	return ms[0], nil
 }
 
-// AddMember makes userID a member; it reports false if they already were.
+// AddMember makes userID a member; it reports false if they already were. A new member's
+// read marker starts at the room's current last_seq: what was said before they joined is
+// history, not unread. (Someone who leaves and rejoins keeps the higher of the two.)
 func (s *Store) AddMember(ctx context.Context, roomID, userID string) (bool, error) {
-	tag, err := s.pool.Exec(ctx, `INSERT INTO room_members (room_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, roomID, userID)
-	if err != nil {
-		return false, fmt.Errorf("cannot add member: %w", err)
+	added := false
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO room_members (room_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, roomID, userID)
+		if err != nil {
+			return fmt.Errorf("cannot add member: %w", err)
+		}
+		if added = tag.RowsAffected() == 1; !added {
+			return nil
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO room_reads (user_id, room_id, last_read_seq)
+			SELECT $2, id, last_seq FROM rooms WHERE id = $1
+			ON CONFLICT (user_id, room_id) DO UPDATE SET last_read_seq = greatest(room_reads.last_read_seq, EXCLUDED.last_read_seq)`,
+			roomID, userID)
+		if err != nil {
+			return fmt.Errorf("cannot start read marker: %w", err)
+		}
+		return nil
+	})
+	return added, err
+}
+
+// unreadCount is the SQL of an unread count for the user $1: the messages of room after
+// marker of kind message (joins, edits and deletes are nothing to read), not deleted and
+// not the user's own. The LIMIT bounds the scan of a room read long ago.
+func unreadCount(room, marker string) string {
+	return `(SELECT count(*) FROM (SELECT 1 FROM messages x
+		WHERE x.room_id = ` + room + ` AND x.seq > ` + marker + ` AND x.kind = 'message'
+		  AND x.sender <> $1 AND x.deleted_at IS NULL
+		LIMIT ` + strconv.Itoa(MaxUnread) + `) unread)`
+}
+
+// MarkRead moves userID's read marker of roomID forward to seq (never back) and returns
+// the marker after the update and the room's unread count from there. ErrNotFound: no
+// such room; ErrNotMember: userID is not a member; ErrPastEnd: seq > the room's last_seq.
+func (s *Store) MarkRead(ctx context.Context, userID, roomID string, seq int64) (int64, int64, error) {
+	var found, member bool
+	var lastSeq int64
+	var marker, unread *int64
+	err := s.pool.QueryRow(ctx, `
+		WITH r AS (
+			SELECT ro.id, ro.last_seq, m.user_id IS NOT NULL AS member
+			FROM rooms ro LEFT JOIN room_members m ON m.room_id = ro.id AND m.user_id = $1
+			WHERE ro.id = $2
+		), rr AS (
+			INSERT INTO room_reads (user_id, room_id, last_read_seq)
+			SELECT $1, r.id, $3 FROM r WHERE r.member AND $3 <= r.last_seq
+			ON CONFLICT (user_id, room_id) DO UPDATE
+			SET last_read_seq = greatest(room_reads.last_read_seq, EXCLUDED.last_read_seq),
+			    updated_at = CASE WHEN EXCLUDED.last_read_seq > room_reads.last_read_seq THEN now() ELSE room_reads.updated_at END
+			RETURNING last_read_seq
+		)
+		SELECT EXISTS (SELECT 1 FROM r), coalesce((SELECT member FROM r), false), coalesce((SELECT last_seq FROM r), 0),
+		       (SELECT last_read_seq FROM rr), (SELECT `+unreadCount("$2", "rr.last_read_seq")+` FROM rr)`,
+		userID, roomID, seq).Scan(&found, &member, &lastSeq, &marker, &unread)
+	switch {
+	case err != nil:
+		return 0, 0, fmt.Errorf("cannot mark read: %w", err)
+	case !found:
+		return 0, 0, ErrNotFound
+	case !member:
+		return 0, 0, ErrNotMember
+	case seq > lastSeq || marker == nil || unread == nil:
+		return 0, 0, &PastEndError{LastSeq: lastSeq}
 	}
-	return tag.RowsAffected() == 1, nil
+	return *marker, *unread, nil
 }
 
 // RemoveMember ends a membership; it reports false if there was none.
@@ -295,18 +380,24 @@ func (s *Store) Members(ctx context.Context, roomID string) ([]Membership, error
 	})
 }
 
-// RoomsOf lists the rooms userID belongs to, with DM members' usernames.
+// RoomsOf lists the rooms userID belongs to, with DM members' usernames, the user's read
+// marker and unread count. The count is computed here, from the timeline, rather than
+// kept as a counter: then it is right on every gateway and device by construction, and a
+// read on one is seen by all on their next fetch.
 func (s *Store) RoomsOf(ctx context.Context, userID string) ([]Room, error) {
 	rows, err := s.pool.Query(ctx, `SELECT r.id, r.name, r.kind, r.last_seq, m.role,
 			CASE WHEN r.kind = 'dm' THEN ARRAY(SELECT u.username FROM room_members x JOIN users u ON u.id = x.user_id
-				WHERE x.room_id = r.id ORDER BY u.username) END
-		FROM room_members m JOIN rooms r ON r.id = m.room_id WHERE m.user_id = $1 ORDER BY r.id`, userID)
+				WHERE x.room_id = r.id ORDER BY u.username) END,
+			coalesce(rr.last_read_seq, 0), `+unreadCount("r.id", "coalesce(rr.last_read_seq, 0)")+`
+		FROM room_members m JOIN rooms r ON r.id = m.room_id
+		LEFT JOIN room_reads rr ON rr.user_id = m.user_id AND rr.room_id = r.id
+		WHERE m.user_id = $1 ORDER BY r.id`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("cannot list rooms: %w", err)
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Room, error) {
 		var r Room
-		err := row.Scan(&r.ID, &r.Name, &r.Kind, &r.LastSeq, &r.Role, &r.Members)
+		err := row.Scan(&r.ID, &r.Name, &r.Kind, &r.LastSeq, &r.Role, &r.Members, &r.LastReadSeq, &r.Unread)
 		return r, err
 	})
 }

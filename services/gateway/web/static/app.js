@@ -1,0 +1,980 @@
+// kchat's browser client. Plain JavaScript, no build step and nothing loaded from
+// elsewhere. It logs in over the REST API of the gateway that served it, then keeps one
+// WebSocket (protocol: docs/protocol.md) that it re-opens by itself, on the next gateway of
+// the list when one is down, resuming every room from the last seq it has shown.
+//
+// Every piece of text that comes from a user is put on the page with textContent, never
+// innerHTML, so markup in a message is shown, not run.
+'use strict';
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+
+  // ---- configuration -------------------------------------------------------------------
+
+  const params = new URLSearchParams(location.search);
+  // ?gateways=http://host:8081,http://host:8082 lists gateways to fail over to; the page's
+  // own gateway is tried first.
+  const gateways = (() => {
+    const list = [location.origin];
+    for (const g of (params.get('gateways') || '').split(',')) {
+      const s = g.trim().replace(/\/+$/, '');
+      if (/^https?:\/\/[^/]+$/.test(s) && !list.includes(s)) list.push(s);
+    }
+    return list;
+  })();
+  // ?page=N sets the history page size (tests use a small one to exercise scroll-back).
+  const pageSize = Math.min(200, Math.max(1, parseInt(params.get('page') || '50', 10) || 50));
+  const TYPING_EVERY = 2000; // the gateway forwards at most one typing signal per 2 s
+  const TYPING_SHOWN = 4000;
+  const PING_EVERY = 60000; // frames, not WebSocket pings, keep us under the idle timeout
+  const BACKOFF_MIN = 500;
+  const BACKOFF_MAX = 10000;
+
+  // ---- state ---------------------------------------------------------------------------
+
+  const store = window.sessionStorage; // per tab: two people can use two tabs
+  const S = {
+    session: null, // {token, reconnect_token, user:{id, username}}
+    ws: null,
+    connected: false,
+    gateway: '', // gateway id from welcome
+    gwIndex: 0,
+    attempt: 0,
+    timer: null,
+    countdown: null,
+    useReconnect: false, // hello with the reconnect token (after the first welcome)
+    haveAll: false, // the first hello's "all my rooms" subscription completed
+    subscribedHere: new Set(),
+    rooms: new Map(), // id -> room
+    publicRooms: [],
+    current: null,
+    pending: new Map(), // client_msg_id -> {room, frame, el, state, tries}
+    refs: new Map(), // ref -> {resolve, reject}
+    nextRef: 1,
+    typing: new Map(), // room -> Map(name -> until)
+    lastTyping: 0,
+    editing: null, // {room, seq}
+    lost: [], // rooms whose history could not be recovered
+    pingTimer: null,
+    usersTimer: null,
+  };
+
+  function room(id) {
+    let r = S.rooms.get(id);
+    if (!r) {
+      r = { id, name: id, kind: id.startsWith('dm:') ? 'dm' : 'room', members: [], lastSeq: 0,
+        cursor: null, msgs: new Map(), minSeq: null, hasMore: true, loaded: false, unread: 0, mine: false };
+      S.rooms.set(id, r);
+    }
+    return r;
+  }
+
+  function label(r) {
+    if (r.kind === 'dm') {
+      const other = r.members.find((m) => m !== S.session.user.username);
+      return '@' + (other || 'direct message');
+    }
+    return '#' + (r.name && r.name !== r.id ? r.name : r.id);
+  }
+
+  function newID() {
+    const b = new Uint8Array(12);
+    crypto.getRandomValues(b);
+    return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+  }
+
+  // ---- banner and status ----------------------------------------------------------------
+
+  let bannerTimer = null;
+  function banner(text, kind = 'warn', action = null) {
+    clearTimeout(bannerTimer);
+    const b = $('banner');
+    if (!text) {
+      b.hidden = true;
+      return;
+    }
+    $('banner-text').textContent = text;
+    b.dataset.kind = kind;
+    const btn = $('banner-action');
+    btn.hidden = !action;
+    if (action) {
+      btn.textContent = action.label;
+      btn.onclick = action.run;
+    }
+    b.hidden = false;
+    if (kind === 'ok') bannerTimer = setTimeout(() => showLost() || banner(null), 4000);
+  }
+
+  // showLost keeps the "could not be recovered" warning up until the user dismisses it.
+  function showLost() {
+    if (!S.lost.length) return false;
+    banner(`History could not be fully recovered for ${S.lost.join(', ')}: some messages may be missing.`,
+      'warn', { label: 'Dismiss', run: () => { S.lost = []; banner(null); } });
+    return true;
+  }
+
+  function setConn(state, text) {
+    const el = $('conn-status');
+    el.dataset.state = state;
+    el.dataset.gateway = S.gateway || '';
+    el.textContent = text;
+  }
+
+  // ---- REST ----------------------------------------------------------------------------
+
+  // api calls the page's own gateway first, then the others (which only works where they
+  // allow this origin; WebSocket has no such restriction).
+  async function api(method, path, body, token) {
+    let lastErr = null;
+    for (const base of gateways) {
+      let res;
+      try {
+        res = await fetch(base + path, {
+          method,
+          headers: Object.assign({ 'Content-Type': 'application/json' }, token ? { Authorization: 'Bearer ' + token } : {}),
+          body: body ? JSON.stringify(body) : undefined,
+        });
+      } catch (e) {
+        lastErr = new Error('cannot reach the server');
+        continue;
+      }
+      let data = {};
+      try { data = await res.json(); } catch (e) { /* an empty or non-JSON body */ }
+      if (!res.ok) {
+        const err = new Error(data.message || `HTTP ${res.status}`);
+        err.code = data.code;
+        err.status = res.status;
+        if (res.status >= 500) { lastErr = err; continue; }
+        throw err;
+      }
+      return data;
+    }
+    throw lastErr || new Error('no gateway answered');
+  }
+
+  // ---- login ---------------------------------------------------------------------------
+
+  function showLogin(message) {
+    $('chat-view').hidden = true;
+    $('login-view').hidden = false;
+    $('login-error').textContent = message || '';
+    $('login-user').focus();
+  }
+
+  async function onLogin(ev) {
+    ev.preventDefault();
+    const action = ev.submitter ? ev.submitter.value : 'login';
+    const username = $('login-user').value.trim();
+    const password = $('login-pass').value;
+    const err = $('login-error');
+    if (!/^[A-Za-z0-9_-]{3,32}$/.test(username)) {
+      err.textContent = 'The username must be 3–32 letters, digits, _ or -.';
+      $('login-user').focus();
+      return;
+    }
+    if (password.length < 8) {
+      err.textContent = 'The password must have at least 8 characters.';
+      $('login-pass').focus();
+      return;
+    }
+    err.textContent = action === 'register' ? 'Registering…' : 'Logging in…';
+    try {
+      if (action === 'register') await api('POST', '/api/register', { username, password });
+      const s = await api('POST', '/api/login', { username, password });
+      $('login-pass').value = '';
+      startSession(s);
+    } catch (e) {
+      err.textContent = e.code === 'invalid_credentials' ? 'Wrong username or password.'
+        : e.code === 'username_taken' ? 'That username is taken. Log in instead?' : e.message;
+    }
+  }
+
+  function startSession(s) {
+    S.session = { token: s.token, reconnect_token: s.reconnect_token, user: s.user };
+    store.setItem('kchat.session', JSON.stringify(S.session));
+    $('login-view').hidden = true;
+    $('chat-view').hidden = false;
+    $('me').textContent = s.user.username;
+    S.useReconnect = false;
+    S.haveAll = false;
+    connect();
+    renderRooms();
+    $('composer-text').focus();
+  }
+
+  function logout(message) {
+    store.removeItem('kchat.session');
+    if (S.ws) {
+      const ws = S.ws;
+      S.ws = null;
+      try { ws.send(JSON.stringify({ type: 'quit' })); } catch (e) { /* already closed */ }
+      ws.close(1000);
+    }
+    clearTimeout(S.timer);
+    clearInterval(S.countdown);
+    S.session = null;
+    S.connected = false;
+    S.rooms.clear();
+    S.pending.clear();
+    S.current = null;
+    $('message-list').replaceChildren();
+    $('room-list').replaceChildren();
+    banner(null);
+    showLogin(message);
+  }
+
+  // ---- WebSocket -----------------------------------------------------------------------
+
+  function wsURL(base) { return base.replace(/^http/, 'ws') + '/ws'; }
+
+  function connect() {
+    clearTimeout(S.timer);
+    clearInterval(S.countdown);
+    if (!S.session) return;
+    const base = gateways[S.gwIndex % gateways.length];
+    setConn('connecting', 'connecting…');
+    let ws;
+    try {
+      ws = new WebSocket(wsURL(base));
+    } catch (e) {
+      scheduleReconnect(false, 'cannot open a connection');
+      return;
+    }
+    S.ws = ws;
+    let opened = false;
+    let authRefused = false;
+    let restart = false;
+    ws.onopen = () => {
+      opened = true;
+      const hello = { type: 'hello', ref: 'hello' };
+      if (S.useReconnect && S.session.reconnect_token) hello.reconnect_token = S.session.reconnect_token;
+      else hello.token = S.session.token;
+      if (S.haveAll) {
+        // Resume: every room from the last seq we have shown. Nothing is missed and
+        // nothing comes twice.
+        hello.rooms = {};
+        for (const r of S.rooms.values()) if (r.cursor !== null) hello.rooms[r.id] = r.cursor;
+      }
+      ws.send(JSON.stringify(hello));
+      // Answered after hello's subscriptions: then we know every room we follow.
+      if (!S.haveAll) ws.send(JSON.stringify({ type: 'ping', ref: 'init' }));
+    };
+    ws.onmessage = (ev) => {
+      if (S.ws !== ws) return;
+      let f;
+      try { f = JSON.parse(ev.data); } catch (e) { return; }
+      if (f.type === 'error' && f.code === 'invalid_token') authRefused = true;
+      if (f.type === 'reconnect') restart = true;
+      onFrame(f);
+    };
+    ws.onclose = (ev) => {
+      if (S.ws !== ws) return; // replaced or logged out
+      S.ws = null;
+      const was = S.connected;
+      S.connected = false;
+      S.subscribedHere.clear();
+      clearInterval(S.pingTimer);
+      for (const { reject } of S.refs.values()) reject(new Error('the connection was lost'));
+      S.refs.clear();
+      updateComposer();
+      if (ev.code === 4001 || authRefused) {
+        if (S.useReconnect) {
+          // The reconnect token may have expired while the session token still works.
+          S.useReconnect = false;
+          connect();
+        } else {
+          logout('Your session has expired. Please log in again.');
+        }
+        return;
+      }
+      if (!opened || was) S.gwIndex = (S.gwIndex + 1) % gateways.length; // try the next one
+      const why = ev.code === 1012 || restart ? 'The server is restarting.' : 'The connection was lost.';
+      scheduleReconnect(restart || ev.code === 1012, why);
+    };
+  }
+
+  // scheduleReconnect waits an exponential, jittered delay (none after a goodbye from a
+  // gateway that is shutting down: the next one is up) and shows a countdown.
+  function scheduleReconnect(immediate, why) {
+    if (!S.session) return;
+    S.attempt++;
+    const d = Math.min(BACKOFF_MAX, BACKOFF_MIN * 2 ** (S.attempt - 1));
+    const wait = immediate && S.attempt === 1 ? 0 : d / 2 + Math.random() * (d / 2);
+    const until = Date.now() + wait;
+    setConn('connecting', 'reconnecting…');
+    const tick = () => {
+      const left = Math.max(0, Math.ceil((until - Date.now()) / 1000));
+      banner(`${why} Reconnecting${left ? ' in ' + left + ' s' : '…'} (attempt ${S.attempt})`, 'warn',
+        { label: 'Retry now', run: () => { S.attempt = 0; connect(); } });
+    };
+    tick();
+    clearInterval(S.countdown);
+    S.countdown = setInterval(tick, 1000);
+    S.timer = setTimeout(connect, wait);
+  }
+
+  function send(frame) {
+    if (!S.ws || S.ws.readyState !== WebSocket.OPEN) return false;
+    S.ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  // request sends a frame with a ref and resolves with the reply (rejects on an error frame
+  // or a lost connection).
+  function request(frame) {
+    return new Promise((resolve, reject) => {
+      if (!S.connected) { reject(new Error('not connected')); return; }
+      const ref = 'r' + S.nextRef++;
+      S.refs.set(ref, { resolve, reject });
+      if (!send(Object.assign({}, frame, { ref }))) {
+        S.refs.delete(ref);
+        reject(new Error('not connected'));
+      }
+    });
+  }
+
+  function onFrame(f) {
+    if (f.ref && S.refs.has(f.ref) && f.type !== 'subscribed' && f.type !== 'message') {
+      const { resolve, reject } = S.refs.get(f.ref);
+      S.refs.delete(f.ref);
+      if (f.type === 'error') {
+        const e = new Error(f.message);
+        e.code = f.code;
+        reject(e);
+      } else {
+        resolve(f);
+      }
+      return;
+    }
+    switch (f.type) {
+      case 'welcome': return onWelcome(f);
+      case 'pong': if (f.ref === 'init') S.haveAll = true; return;
+      case 'subscribed': return onSubscribed(f);
+      case 'unsubscribed': return onUnsubscribed(f);
+      case 'message': return onMessage(f);
+      case 'ack': return onAck(f);
+      case 'error': return onError(f);
+      case 'typing': return onTyping(f);
+      case 'notification': return onNotification(f);
+      default: return undefined; // synced, reconnect (handled at close), ...
+    }
+  }
+
+  function onWelcome(f) {
+    const resumed = S.useReconnect;
+    S.connected = true;
+    S.attempt = 0;
+    S.gateway = f.gateway_id;
+    S.useReconnect = true;
+    if (f.reconnect_token) {
+      S.session.reconnect_token = f.reconnect_token;
+      store.setItem('kchat.session', JSON.stringify(S.session));
+    }
+    setConn('online', 'connected to ' + f.gateway_id);
+    if (resumed) banner('Reconnected to ' + f.gateway_id + '.', 'ok');
+    else if (!showLost()) banner(null);
+    // Messages typed while offline go out now, in order, with their original ids: a
+    // gateway that already stored one answers "duplicate" instead of storing it twice.
+    for (const p of S.pending.values()) if (p.state === 'pending') send(p.frame);
+    clearInterval(S.pingTimer);
+    S.pingTimer = setInterval(() => send({ type: 'ping' }), PING_EVERY);
+    updateComposer();
+    refreshRooms();
+    refreshUsers();
+  }
+
+  function onSubscribed(f) {
+    const r = room(f.room);
+    r.mine = true;
+    if (!S.subscribedHere.has(f.room)) {
+      // Where this connection's stream of the room starts.
+      S.subscribedHere.add(f.room);
+      r.cursor = f.since_seq;
+    }
+    r.lastSeq = Math.max(r.lastSeq, f.last_seq || 0);
+    if (!f.recovered && r.loaded) {
+      S.lost.push(label(r));
+      showLost();
+    }
+    if (r.kind === 'dm' && !r.members.length) refreshRooms();
+    renderRooms();
+  }
+
+  function onUnsubscribed(f) {
+    const r = S.rooms.get(f.room);
+    if (!r) return;
+    S.subscribedHere.delete(f.room);
+    r.cursor = null;
+    if (f.reason === 'left') {
+      S.rooms.delete(f.room);
+      if (S.current === f.room) selectRoom(null);
+      renderRooms();
+    }
+  }
+
+  function onMessage(m) {
+    const r = room(m.room);
+    if (r.cursor !== null && m.seq <= r.cursor) return; // already shown: drop it
+    r.cursor = m.seq;
+    r.lastSeq = Math.max(r.lastSeq, m.seq);
+    addEntry(r, m, true);
+  }
+
+  function onAck(f) {
+    const p = S.pending.get(f.client_msg_id);
+    if (!p) return;
+    p.state = 'acked';
+    if (p.el) setState(p.el, 'acked', 'sent');
+    if (f.status === 'duplicate') {
+      // Stored earlier (a resend after reconnect): the entry itself is or will be shown.
+      S.pending.delete(f.client_msg_id);
+      if (p.el && !p.el.dataset.seq) p.el.remove();
+    }
+  }
+
+  function onError(f) {
+    const p = f.client_msg_id && S.pending.get(f.client_msg_id);
+    if (p) {
+      if (f.retryable && p.tries < 6) {
+        p.tries++;
+        setTimeout(() => { if (S.pending.get(f.client_msg_id) === p) send(p.frame); }, 500 * 2 ** p.tries);
+        return;
+      }
+      p.state = 'failed';
+      if (p.el) {
+        setState(p.el, 'failed', 'not sent: ' + f.message);
+        const retry = document.createElement('button');
+        retry.type = 'button';
+        retry.className = 'secondary edit';
+        retry.textContent = 'Retry';
+        retry.onclick = () => { p.state = 'pending'; p.tries = 0; setState(p.el, 'pending', 'sending…'); retry.remove(); send(p.frame); };
+        p.el.querySelector('.msg-head').append(retry);
+      } else {
+        banner('Not sent: ' + f.message);
+      }
+      return;
+    }
+    banner('The server said: ' + f.message);
+  }
+
+  function onTyping(f) {
+    if (!S.typing.has(f.room)) S.typing.set(f.room, new Map());
+    S.typing.get(f.room).set(f.user_name, Date.now() + TYPING_SHOWN);
+    renderTyping();
+  }
+
+  function onNotification(f) {
+    const r = room(f.room);
+    const what = f.reason === 'dm' ? 'Direct message' : f.reason === 'mention' ? 'Mention' : 'New message';
+    const li = document.createElement('li');
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.textContent = `${what} in ${label(r)}${f.preview ? ': ' + f.preview : ''}`;
+    b.onclick = () => selectRoom(f.room);
+    li.append(b);
+    const list = $('notif-list');
+    list.prepend(li);
+    while (list.children.length > 20) list.lastChild.remove();
+    if (document.hidden && 'Notification' in window && Notification.permission === 'granted') {
+      new Notification('kchat: ' + what, { body: f.preview || label(r) });
+    }
+  }
+
+  // ---- rooms, people -------------------------------------------------------------------
+
+  async function refreshRooms() {
+    let f;
+    try { f = await request({ type: 'rooms' }); } catch (e) { return; }
+    const mine = new Set();
+    for (const info of f.mine || []) {
+      const r = room(info.id);
+      Object.assign(r, { name: info.name || info.id, kind: info.kind, members: info.members || [], mine: true });
+      r.lastSeq = Math.max(r.lastSeq, info.last_seq);
+      mine.add(info.id);
+      const read = readMark(info.id);
+      if (read !== null && !r.unreadCounted) {
+        // Since the last visit (approximate: counts every kind of entry).
+        r.unread = S.current === info.id ? 0 : Math.max(r.unread, info.last_seq - read);
+        r.unreadCounted = true;
+      }
+    }
+    for (const r of S.rooms.values()) if (!mine.has(r.id) && r.cursor === null) r.mine = false;
+    S.publicRooms = (f.public || []).filter((p) => !mine.has(p.id));
+    if (!S.current) {
+      const saved = store.getItem('kchat.current');
+      if (saved && mine.has(saved)) selectRoom(saved, false);
+    }
+    renderRooms();
+  }
+
+  async function refreshUsers() {
+    clearTimeout(S.usersTimer);
+    S.usersTimer = setTimeout(refreshUsers, 15000);
+    let f;
+    try { f = await request({ type: 'users' }); } catch (e) { return; }
+    const list = $('online-list');
+    list.replaceChildren();
+    for (const u of f.users || []) {
+      const li = document.createElement('li');
+      const b = document.createElement('button');
+      b.type = 'button';
+      const name = document.createElement('span');
+      name.textContent = u.username;
+      const note = document.createElement('span');
+      note.className = 'muted';
+      if (u.idle_seconds >= 60) note.textContent = 'idle ' + Math.round(u.idle_seconds / 60) + ' min';
+      b.append(name, note);
+      b.title = u.username === S.session.user.username ? 'you' : 'Send ' + u.username + ' a direct message';
+      b.onclick = () => { $('dm-to').value = u.username; $('dm-text').focus(); };
+      li.append(b);
+      list.append(li);
+    }
+  }
+
+  function readMark(id) {
+    const v = localStorage.getItem(`kchat.read.${S.session.user.id}.${id}`);
+    return v === null ? null : Number(v);
+  }
+
+  function markRead(r) {
+    r.unread = 0;
+    localStorage.setItem(`kchat.read.${S.session.user.id}.${r.id}`, String(r.lastSeq));
+  }
+
+  function renderRooms() {
+    const list = $('room-list');
+    list.replaceChildren();
+    const mine = [...S.rooms.values()].filter((r) => r.mine).sort((a, b) => label(a).localeCompare(label(b)));
+    for (const r of mine) {
+      const li = document.createElement('li');
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.dataset.room = r.id;
+      const name = document.createElement('span');
+      name.textContent = label(r);
+      b.append(name);
+      if (r.unread > 0) {
+        const badge = document.createElement('span');
+        badge.className = 'badge';
+        badge.textContent = r.unread > 99 ? '99+' : String(r.unread);
+        b.append(badge);
+        b.setAttribute('aria-label', `${label(r)}, ${r.unread} unread`);
+      }
+      if (r.id === S.current) b.setAttribute('aria-current', 'true');
+      b.onclick = () => selectRoom(r.id);
+      li.append(b);
+      list.append(li);
+    }
+    if (!mine.length) {
+      const li = document.createElement('li');
+      li.className = 'muted';
+      li.textContent = 'No rooms yet: join or create one below.';
+      list.append(li);
+    }
+    const pub = $('public-list');
+    pub.replaceChildren();
+    for (const p of S.publicRooms) {
+      const li = document.createElement('li');
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.dataset.room = p.id;
+      const name = document.createElement('span');
+      name.textContent = '#' + p.id;
+      const join = document.createElement('span');
+      join.className = 'muted';
+      join.textContent = 'join';
+      b.append(name, join);
+      b.onclick = () => joinRoom(p.id);
+      li.append(b);
+      pub.append(li);
+    }
+    const unread = mine.reduce((n, r) => n + r.unread, 0);
+    document.title = (unread ? `(${unread}) ` : '') + (S.current ? label(room(S.current)) + ' – ' : '') + 'kchat';
+  }
+
+  async function joinRoom(id) {
+    id = id.trim().replace(/^#/, '');
+    if (!/^[a-z0-9][a-z0-9_-]{1,63}$/.test(id)) {
+      banner('A room id is 2–64 of a–z, 0–9, _ and -, starting with a letter or digit.');
+      return false;
+    }
+    try {
+      await request({ type: 'join', room: id });
+    } catch (e) {
+      if (e.code !== 'not_found') { banner('Cannot join #' + id + ': ' + e.message); return false; }
+      try {
+        await api('POST', '/api/rooms', { id }, S.session.token);
+      } catch (e2) {
+        if (e2.code !== 'conflict') { banner('Cannot create #' + id + ': ' + e2.message); return false; }
+      }
+      // Join over this connection too, so that it follows the room at once (the create
+      // may have been served by another gateway). Joining a room one is in is harmless.
+      try { await request({ type: 'join', room: id }); } catch (e3) { banner('Cannot join #' + id + ': ' + e3.message); return false; }
+    }
+    room(id).mine = true;
+    selectRoom(id);
+    refreshRooms();
+    return true;
+  }
+
+  // ---- the message pane ----------------------------------------------------------------
+
+  function selectRoom(id, focus = true) {
+    S.current = id;
+    S.editing = null;
+    $('edit-note').hidden = true;
+    $('message-list').replaceChildren();
+    $('typing').textContent = '';
+    if (id) store.setItem('kchat.current', id);
+    const r = id ? room(id) : null;
+    $('room-title').textContent = r ? label(r) : 'kchat';
+    $('empty-hint').hidden = !!r;
+    $('load-older').hidden = true;
+    $('history-start').hidden = true;
+    if (r) {
+      for (const m of [...r.msgs.values()].sort((a, b) => a.seq - b.seq)) $('message-list').append(entryElement(r, m));
+      for (const p of S.pending.values()) if (p.room === id && p.el) $('message-list').append(p.el);
+      markRead(r);
+      if (!r.loaded) loadHistory(r, null);
+      else updateOlder(r);
+      scrollToBottom();
+    }
+    $('sidebar').classList.remove('open');
+    $('nav-toggle').setAttribute('aria-expanded', 'false');
+    updateComposer();
+    renderRooms();
+    if (focus && r) $('composer-text').focus();
+  }
+
+  function updateComposer() {
+    const on = !!S.current;
+    $('composer-text').disabled = !on;
+    $('send-btn').disabled = !on;
+    $('composer-text').placeholder = on ? `Message ${label(room(S.current))} (Enter sends, Shift+Enter adds a line)` : 'Pick a room first';
+  }
+
+  function updateOlder(r) {
+    const older = r.hasMore && r.msgs.size > 0 && r.minSeq > 1;
+    $('load-older').hidden = !older;
+    $('history-start').hidden = older || !r.loaded;
+  }
+
+  // loadHistory reads one page: the newest (before = null) or the one before a seq.
+  async function loadHistory(r, before) {
+    if (r.loading) return;
+    r.loading = true;
+    const frame = { type: 'history', room: r.id, limit: pageSize };
+    if (before !== null) frame.before_seq = before;
+    try {
+      const f = await request(frame);
+      const sc = $('scroller');
+      const fromBottom = sc.scrollHeight - sc.scrollTop;
+      for (const m of f.messages || []) addEntry(r, m, false);
+      r.hasMore = !!f.has_more;
+      r.loaded = true;
+      if (S.current === r.id) {
+        updateOlder(r);
+        // Keep what the reader was looking at in place when older entries go above it.
+        if (before !== null) sc.scrollTop = sc.scrollHeight - fromBottom;
+        else scrollToBottom();
+      }
+    } catch (e) {
+      if (S.current === r.id) $('load-older').hidden = false;
+    } finally {
+      r.loading = false;
+    }
+  }
+
+  function nearBottom() {
+    const sc = $('scroller');
+    return sc.scrollHeight - sc.scrollTop - sc.clientHeight < 80;
+  }
+
+  function scrollToBottom() {
+    const sc = $('scroller');
+    sc.scrollTop = sc.scrollHeight;
+  }
+
+  // addEntry records a timeline entry (live or from history) and shows it if its room is
+  // open. Edits and deletes change their target instead of adding a line.
+  function addEntry(r, m, live) {
+    if (m.kind === 'edit' || m.kind === 'delete') {
+      const t = r.msgs.get(m.target_seq);
+      if (t) {
+        if (m.kind === 'edit') { t.text = m.text; t.edited_at = m.sent_at; } else { t.deleted_at = m.sent_at; }
+        const el = S.current === r.id && document.querySelector(`#message-list li[data-seq="${m.target_seq}"]`);
+        if (el) el.replaceWith(entryElement(r, t));
+      }
+      return;
+    }
+    if (r.msgs.has(m.seq)) return;
+    r.msgs.set(m.seq, m);
+    r.minSeq = r.minSeq === null ? m.seq : Math.min(r.minSeq, m.seq);
+    r.lastSeq = Math.max(r.lastSeq, m.seq);
+    const me = S.session.user;
+    const own = m.sender === me.id;
+    let p = null;
+    if (own && m.client_msg_id) {
+      p = S.pending.get(m.client_msg_id);
+      if (p) S.pending.delete(m.client_msg_id);
+    }
+    if (S.current !== r.id) {
+      if (p && p.el) p.el.remove();
+      if (live && !own && m.kind === 'message') { r.unread++; renderRooms(); }
+      return;
+    }
+    const stick = nearBottom();
+    const el = entryElement(r, m);
+    if (p && p.el) p.el.remove();
+    insertBySeq(el, m.seq);
+    if (live) {
+      if (document.hidden && !own && m.kind === 'message') { r.unread++; renderRooms(); } else markRead(r);
+      if (!own && m.kind === 'message') $('announcer').textContent = `${m.sender_name}: ${m.text}`;
+      if (stick || own) scrollToBottom();
+    }
+  }
+
+  function insertBySeq(el, seq) {
+    const list = $('message-list');
+    // Entries with a seq are in seq order; unsent ones (no seq) stay below them all.
+    let before = null;
+    for (let c = list.lastElementChild; c; c = c.previousElementSibling) {
+      if (!c.dataset.seq) { before = c; continue; }
+      if (Number(c.dataset.seq) < seq) break;
+      before = c;
+    }
+    list.insertBefore(el, before);
+  }
+
+  function fmtTime(iso) {
+    const d = new Date(iso);
+    if (isNaN(d)) return '';
+    const today = new Date().toDateString() === d.toDateString();
+    return today ? d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
+      : d.toLocaleString([], { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+  }
+
+  function setState(el, state, text) {
+    el.dataset.state = state;
+    const s = el.querySelector('.state');
+    if (s) s.textContent = text;
+  }
+
+  function entryElement(r, m) {
+    const li = document.createElement('li');
+    li.dataset.seq = String(m.seq);
+    li.dataset.kind = m.kind;
+    const own = m.sender === S.session.user.id;
+    if (m.kind === 'join' || m.kind === 'leave') {
+      li.className = 'system';
+      const t = document.createElement('time');
+      t.dateTime = m.sent_at;
+      t.textContent = fmtTime(m.sent_at) + ' ';
+      const text = document.createElement('span');
+      text.className = 'text';
+      text.textContent = `${m.sender_name} ${m.kind === 'join' ? 'joined' : 'left'}`;
+      li.append(t, text);
+      return li;
+    }
+    if (own) {
+      li.classList.add('own');
+      li.dataset.state = 'stored';
+    }
+    const head = document.createElement('div');
+    head.className = 'msg-head';
+    const who = document.createElement('span');
+    who.className = 'sender';
+    who.textContent = m.sender_name;
+    const t = document.createElement('time');
+    t.dateTime = m.sent_at;
+    t.title = new Date(m.sent_at).toLocaleString();
+    t.textContent = fmtTime(m.sent_at);
+    head.append(who, t);
+    if (m.edited_at && !m.deleted_at) {
+      const e = document.createElement('span');
+      e.className = 'mark';
+      e.textContent = '(edited)';
+      e.title = 'edited ' + new Date(m.edited_at).toLocaleString();
+      head.append(e);
+    }
+    if (own) {
+      const st = document.createElement('span');
+      st.className = 'state';
+      st.textContent = '✓ stored';
+      head.append(st);
+      if (!m.deleted_at) {
+        const eb = document.createElement('button');
+        eb.type = 'button';
+        eb.className = 'secondary edit';
+        eb.textContent = 'Edit';
+        eb.setAttribute('aria-label', 'Edit this message');
+        eb.onclick = () => startEdit(r, m);
+        head.append(eb);
+      }
+    }
+    const text = document.createElement('div');
+    text.className = 'text';
+    if (m.deleted_at) {
+      li.classList.add('deleted');
+      text.textContent = 'message deleted';
+    } else {
+      text.textContent = m.text; // never innerHTML: user text is shown, not interpreted
+    }
+    li.append(head, text);
+    return li;
+  }
+
+  function pendingElement(text) {
+    const li = document.createElement('li');
+    li.className = 'own';
+    li.dataset.state = 'pending';
+    const head = document.createElement('div');
+    head.className = 'msg-head';
+    const who = document.createElement('span');
+    who.className = 'sender';
+    who.textContent = S.session.user.username;
+    const st = document.createElement('span');
+    st.className = 'state';
+    st.textContent = 'sending…';
+    head.append(who, st);
+    const body = document.createElement('div');
+    body.className = 'text';
+    body.textContent = text;
+    li.append(head, body);
+    return li;
+  }
+
+  function startEdit(r, m) {
+    S.editing = { room: r.id, seq: m.seq };
+    $('edit-note').hidden = false;
+    const ta = $('composer-text');
+    ta.value = m.text;
+    ta.focus();
+  }
+
+  function cancelEdit() {
+    S.editing = null;
+    $('edit-note').hidden = true;
+    $('composer-text').value = '';
+  }
+
+  function sendMessage(text) {
+    const id = newID();
+    if (S.editing && S.editing.room === S.current) {
+      const frame = { type: 'edit', room: S.current, client_msg_id: id, target_seq: S.editing.seq, text };
+      S.pending.set(id, { room: S.current, frame, el: null, state: 'pending', tries: 0 });
+      send(frame);
+      cancelEdit();
+      return;
+    }
+    const frame = { type: 'send', room: S.current, client_msg_id: id, text, ref: 's' + id };
+    const el = pendingElement(text);
+    el.dataset.clientMsgId = id;
+    S.pending.set(id, { room: S.current, frame, el, state: 'pending', tries: 0 });
+    $('message-list').append(el);
+    scrollToBottom();
+    send(frame); // if offline it goes out after the next welcome
+  }
+
+  function renderTyping() {
+    const now = Date.now();
+    const m = S.typing.get(S.current);
+    const names = [];
+    if (m) for (const [name, until] of m) { if (until > now) names.push(name); else m.delete(name); }
+    $('typing').textContent = !names.length ? '' : names.length === 1 ? `${names[0]} is typing…` : `${names.join(', ')} are typing…`;
+  }
+
+  // ---- wiring --------------------------------------------------------------------------
+
+  function init() {
+    $('login-form').addEventListener('submit', onLogin);
+    $('logout').addEventListener('click', () => logout(''));
+    $('join-form').addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      if (await joinRoom($('join-room').value)) $('join-room').value = '';
+    });
+    $('dm-form').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const to = $('dm-to').value.trim().replace(/^@/, '');
+      const text = $('dm-text').value;
+      if (!to || !text.trim()) return;
+      const id = newID();
+      const frame = { type: 'dm', to, client_msg_id: id, text };
+      request(frame).then((ack) => {
+        $('dm-text').value = '';
+        const r = room(ack.room);
+        r.mine = true;
+        if (!r.members.length) r.members = [S.session.user.username, to];
+        selectRoom(ack.room);
+        refreshRooms();
+      }, (e) => banner('Direct message not sent: ' + e.message));
+    });
+    $('composer').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const ta = $('composer-text');
+      const text = ta.value;
+      if (!text.trim() || !S.current) return;
+      ta.value = '';
+      sendMessage(text);
+      ta.focus();
+    });
+    $('composer-text').addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+        ev.preventDefault();
+        $('composer').requestSubmit();
+      } else if (ev.key === 'Escape' && S.editing) {
+        cancelEdit();
+      }
+    });
+    $('composer-text').addEventListener('input', () => {
+      const now = Date.now();
+      if (S.current && S.connected && now - S.lastTyping > TYPING_EVERY) {
+        S.lastTyping = now;
+        send({ type: 'typing', room: S.current });
+      }
+    });
+    $('load-older').addEventListener('click', () => {
+      const r = S.current && room(S.current);
+      if (r) loadHistory(r, r.minSeq);
+    });
+    $('scroller').addEventListener('scroll', () => {
+      const r = S.current && room(S.current);
+      if (r && r.loaded && r.hasMore && r.minSeq > 1 && $('scroller').scrollTop < 40) loadHistory(r, r.minSeq);
+    });
+    $('nav-toggle').addEventListener('click', () => {
+      const open = $('sidebar').classList.toggle('open');
+      $('nav-toggle').setAttribute('aria-expanded', String(open));
+      if (open) { const first = $('sidebar').querySelector('button, input'); if (first) first.focus(); }
+    });
+    document.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Escape' && $('sidebar').classList.contains('open')) {
+        $('sidebar').classList.remove('open');
+        $('nav-toggle').setAttribute('aria-expanded', 'false');
+        $('nav-toggle').focus();
+      }
+    });
+    document.addEventListener('visibilitychange', () => {
+      if (!document.hidden && S.current) { markRead(room(S.current)); renderRooms(); }
+    });
+    if ('Notification' in window && Notification.permission === 'default') {
+      $('notif-enable').hidden = false;
+      $('notif-enable').addEventListener('click', () => Notification.requestPermission().then(() => { $('notif-enable').hidden = true; }));
+    }
+    setInterval(renderTyping, 1000);
+    window.addEventListener('online', () => { if (S.session && !S.connected) { S.attempt = 0; connect(); } });
+
+    const saved = store.getItem('kchat.session');
+    if (saved) {
+      try {
+        startSession(JSON.parse(saved));
+        return;
+      } catch (e) {
+        store.removeItem('kchat.session');
+      }
+    }
+    showLogin('');
+  }
+
+  init();
+})();

@@ -21,7 +21,7 @@ import (
 	"github.com/kchat/kchat/pkg/consumer"
 	"github.com/kchat/kchat/pkg/event"
 	"github.com/kchat/kchat/pkg/notifications"
-	"github.com/kchat/kchat/services/notification/internal/rules"
+	"github.com/kchat/kchat/pkg/notifications/rules"
 )
 
 const (
@@ -180,8 +180,11 @@ func (h *Handler) handle(ctx context.Context, items []stored) (result, error) {
 		if err != nil {
 			return res, err
 		}
-		planned, causes, err := h.plan(fresh, rooms, &res)
+		planned, skips, causes, err := h.plan(fresh, rooms, &res)
 		if err != nil {
+			return res, err
+		}
+		if err := notifications.InsertSkips(ctx, tx, skips); err != nil {
 			return res, err
 		}
 		inserted, err := notifications.Insert(ctx, tx, planned)
@@ -275,12 +278,16 @@ func loadRooms(ctx context.Context, tx pgx.Tx, items []stored) (map[string]rules
 }
 
 // plan works out the notifications of the fresh events: the rules' recipients minus
-// those online right now. Presence is read when the event is handled; a consumer that lags
-// therefore judges by who is online now, not when the message was sent (see README).
-func (h *Handler) plan(items []stored, rooms map[string]rules.Room, res *result) ([]notifications.Notification, map[string]event.Envelope, error) {
+// those online right now, who are returned as skips. Presence is read when the event is
+// handled; a consumer that lags therefore judges by who is online now, not when the
+// message was sent (see README). The skips are stored because presence is not in the
+// log: `chatctl rebuild notifications` replays the log through the same rules and needs
+// these decisions to arrive at the same rows.
+func (h *Handler) plan(items []stored, rooms map[string]rules.Room, res *result) ([]notifications.Notification, []notifications.Skip, map[string]event.Envelope, error) {
 	// What timestamptz keeps, so the envelope and the row say the same time.
 	now := h.cfg.Now().UTC().Truncate(time.Microsecond)
 	var out []notifications.Notification
+	var skips []notifications.Skip
 	causes := map[string]event.Envelope{}
 	for _, it := range items {
 		room, ok := rooms[it.msg.RoomID]
@@ -293,11 +300,12 @@ func (h *Handler) plan(items []stored, rooms map[string]rules.Room, res *result)
 		for _, r := range rules.Recipients(it.msg, room) {
 			if h.presence.Online(r.User) {
 				res.suppressedOnline++
+				skips = append(skips, notifications.Skip{UserID: r.User, RoomID: it.msg.RoomID, Seq: it.msg.Seq, Reason: r.Reason})
 				continue
 			}
 			id, err := uuid.NewV7()
 			if err != nil {
-				return nil, nil, fmt.Errorf("cannot mint notification id: %w", err)
+				return nil, nil, nil, fmt.Errorf("cannot mint notification id: %w", err)
 			}
 			n := notifications.Notification{ID: id.String(), UserID: r.User, RoomID: it.msg.RoomID, Seq: it.msg.Seq,
 				Reason: r.Reason, Sender: it.msg.Sender, Preview: rules.Preview(it.msg.Text), CreatedAt: now}
@@ -305,7 +313,7 @@ func (h *Handler) plan(items []stored, rooms map[string]rules.Room, res *result)
 			causes[n.ID] = it.env
 		}
 	}
-	return out, causes, nil
+	return out, skips, causes, nil
 }
 
 // writeOutbox inserts one outbox row per new notification. The events are keyed by the

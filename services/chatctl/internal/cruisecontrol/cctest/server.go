@@ -13,7 +13,15 @@
 //   - slow endpoints answer 202 with a User-Task-ID header and a progress body;
 //     repeating the identical request with that header returns the progress
 //     again or, once done, the final 200 answer;
-//   - failures carry {errorMessage, stackTrace, version}.
+//   - failures carry {errorMessage, stackTrace, version}; a rejected request
+//     is a 400 "Bad <METHOD> request '/<endpoint>' due to '<reason>'.", a
+//     failed or refused operation a 500 "Error processing <METHOD> request
+//     '/<endpoint>' due to: '<exception>: <reason>'.";
+//   - an async operation that fails is first accepted (202 + User-Task-ID)
+//     and reports the failure as the final answer to the task's poll, after
+//     which user_tasks lists the task as CompletedWithError;
+//   - an execution while another one runs is refused with
+//     IllegalStateException, as Cruise Control does.
 //
 // The answers are fixed JSON documents written from the spec, deliberately not
 // built from the client's Go types, so a client that misreads the schema fails.
@@ -46,8 +54,15 @@ type Config struct {
 	// AsyncPolls is how many 202 answers an async endpoint gives before the
 	// final one.
 	AsyncPolls int
-	// Fail maps an endpoint name (e.g. "rebalance") to a failure.
+	// Fail maps an endpoint name (e.g. "rebalance") to a failure answered
+	// at once, before any user task exists.
 	Fail map[string]Failure
+	// FailTask maps an async endpoint name to the failure its user task
+	// ends with: the request is accepted and polled like a good one, and the
+	// final answer is the error. Message is the operation's exception text
+	// (e.g. "com.linkedin.kafka.cruisecontrol.exception.OptimizationFailureException:
+	// [DiskCapacityGoal] ..."); the stand-in wraps it like Cruise Control.
+	FailTask map[string]Failure
 	// OmitTaskID leaves the User-Task-ID header out of 202 answers, which a
 	// broken proxy can do.
 	OmitTaskID bool
@@ -92,6 +107,7 @@ type task struct {
 	status    int
 	body      []byte
 	execution bool
+	failed    bool
 }
 
 // New starts a stand-in that is closed when the test ends.
@@ -226,8 +242,19 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 
 	status, body, exec, bad := s.answer(name, q)
 	if bad != "" {
-		writeError(w, http.StatusBadRequest, bad)
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("Bad %s request '/%s' due to '%s'.", r.Method, name, bad))
 		return
+	}
+	if status == http.StatusInternalServerError {
+		writeJSON(w, status, body)
+		return
+	}
+	failed := false
+	if f, ok := s.cfg.FailTask[name]; ok && ep.async {
+		status, body, exec, failed = f.Status, errorBody(processingError(r.Method, name, f.Message)), nil, true
+		if status == 0 {
+			status = http.StatusInternalServerError
+		}
 	}
 	if !ep.async {
 		writeJSON(w, status, body)
@@ -243,6 +270,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		status:    status,
 		body:      body,
 		execution: exec != nil,
+		failed:    failed,
 	}
 	s.tasks[t.id] = t
 	s.taskOrder = append(s.taskOrder, t.id)
@@ -330,7 +358,9 @@ func (s *Server) answer(name string, q url.Values) (int, []byte, *Execution, str
 		}
 	}
 	if !dryRun && s.executing != nil {
-		return 0, nil, nil, fmt.Sprintf("Cannot start a new execution while there is an ongoing execution (user task %s).", s.executing.UserTaskID)
+		return http.StatusInternalServerError, errorBody(processingError(http.MethodPost, name,
+			"java.lang.IllegalStateException: Cannot start a new execution while there is an ongoing execution. "+
+				"Please use stop_ongoing_execution=true to stop ongoing execution and start a new one.")), nil, ""
 	}
 
 	var body []byte
@@ -418,6 +448,8 @@ func (s *Server) userTasksBody() []byte {
 		switch {
 		case t.remaining > 0:
 			status = "Active"
+		case t.failed:
+			status = "CompletedWithError"
 		case t.execution && s.executing != nil && s.executing.UserTaskID == id:
 			status = "InExecution"
 		}
@@ -466,13 +498,23 @@ const progressBody = `{"version":1,"progress":[{"operation":"Get customized prop
 	`"time-in-ms":12,"completionPercentage":100.0},{"step":"OPTIMIZING","description":"Optimizing the cluster model.",` +
 	`"time-in-ms":340,"completionPercentage":40.0}]}]}`
 
-func writeError(w http.ResponseWriter, status int, msg string) {
+// processingError words a failed operation like Cruise Control's servlet
+// (KafkaCruiseControlServletUtils.handleException).
+func processingError(method, endpoint, exception string) string {
+	return fmt.Sprintf("Error processing %s request '/%s' due to: '%s'.", method, endpoint, exception)
+}
+
+func errorBody(msg string) []byte {
 	b, _ := json.Marshal(map[string]any{
 		"errorMessage": msg,
 		"stackTrace":   "com.linkedin.kafka.cruisecontrol.servlet.UserRequestException: " + msg + "\n\tat ...",
 		"version":      1,
 	})
-	writeJSON(w, status, b)
+	return b
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, errorBody(msg))
 }
 
 func writeJSON(w http.ResponseWriter, status int, body []byte) {

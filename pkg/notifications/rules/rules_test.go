@@ -7,7 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/kchat/kchat/pkg/event"
-	"github.com/kchat/kchat/services/notification/internal/rules"
+	"github.com/kchat/kchat/pkg/notifications/rules"
 )
 
 func TestMentions(t *testing.T) {

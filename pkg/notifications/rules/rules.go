@@ -1,5 +1,7 @@
 // Package rules decides who is notified of a timeline entry and why. It is pure: the
 // room's members and settings come in as values, and presence is applied by the caller.
+// It lives in pkg so that the notification service and `chatctl rebuild notifications`
+// apply the very same rules: a rebuild that used a copy could not find a bug in them.
 //
 // A message notifies each member of its room except the sender when
 //   - the room is a direct message (reason dm), or

@@ -1,0 +1,501 @@
+package app_test
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kchat/kchat/pkg/stacktest"
+	"github.com/kchat/kchat/services/gateway/internal/gwtest"
+)
+
+// The authorization matrix: for every REST operation of api/openapi.yaml and every client
+// frame type of docs/protocol.md, what each kind of caller may do, asserting the denials
+// as well as the grants. Rooms are public rooms (anyone may join, only members read and
+// write) and DMs (exactly their two people, nobody can join). Each case gets a fresh room
+// so that cases cannot influence each other; the DM is shared and never changed.
+//
+// Both documents are read at run time: an operation or frame type added to them without
+// a row here fails TestAuthz_covers_every_route_and_frame.
+
+type actor string
+
+const (
+	anon      actor = "anonymous"    // no token at all
+	wrongKind actor = "reconnect-tk" // the member's reconnect token used as a bearer token
+	member    actor = "member"       // a member of the room; one of the DM's two people
+	nonMember actor = "non-member"   // registered, not in the room, not in the DM
+	admin     actor = "room-admin"   // created the room; an outsider to the DM
+	peer      actor = "dm-peer"      // the DM's other person; not in the room
+)
+
+type authzFixture struct {
+	h     *harness
+	accs  map[actor]gwtest.Account
+	dm    string
+	rooms atomic.Int64
+	users atomic.Int64
+}
+
+func newAuthzFixture(t *testing.T) *authzFixture {
+	t.Helper()
+	h := start(t, nil)
+	fx := &authzFixture{h: h, accs: map[actor]gwtest.Account{}}
+	for _, a := range []actor{member, nonMember, admin, peer} {
+		fx.accs[a] = gwtest.NewAccount(t, h.base, strings.ReplaceAll(string(a), "-", "_"))
+	}
+	st, f := gwtest.Do(t, "POST", h.base+"/api/dms/"+fx.accs[peer].Name, fx.accs[member].Token, nil)
+	if st != 200 {
+		t.Fatalf("open dm: %d %v", st, f)
+	}
+	fx.dm = f["room"].(map[string]any)["id"].(string)
+	// seq 1 by the member, seq 2 by the peer: edit/delete targets.
+	h.store(t, fx.dm, 1, 1, fx.accs[member])
+	h.store(t, fx.dm, 2, 2, fx.accs[peer])
+	return fx
+}
+
+// freshRoom creates a public room of the admin that the member joined, with entry 1
+// written by the member and entry 2 by the admin.
+func (fx *authzFixture) freshRoom(t *testing.T) string {
+	t.Helper()
+	room := fmt.Sprintf("authz-%d", fx.rooms.Add(1))
+	if st, f := gwtest.Do(t, "POST", fx.h.base+"/api/rooms", fx.accs[admin].Token, map[string]string{"id": room}); st != 201 {
+		t.Fatalf("create %s: %d %v", room, st, f)
+	}
+	if st, f := gwtest.Do(t, "POST", fx.h.base+"/api/rooms/"+room+"/join", fx.accs[member].Token, nil); st != 200 {
+		t.Fatalf("join %s: %d %v", room, st, f)
+	}
+	fx.h.store(t, room, 1, 1, fx.accs[member])
+	fx.h.store(t, room, 2, 2, fx.accs[admin])
+	return room
+}
+
+// other is someone the actor may open a DM with.
+func (fx *authzFixture) other(a actor) gwtest.Account {
+	if a == peer {
+		return fx.accs[member]
+	}
+	return fx.accs[peer]
+}
+
+type expect struct {
+	status int
+	code   string
+}
+
+var (
+	ok200    = expect{200, ""}
+	ok201    = expect{201, ""}
+	ok202    = expect{202, ""}
+	noAuth   = expect{401, "unauthorized"}
+	badToken = expect{401, "invalid_token"}
+	denied   = expect{403, "forbidden"}
+	badReq   = expect{400, "bad_request"}
+)
+
+// restCase is one operation; public holds the answers on a fresh public room, dm those on
+// the DM (operations without a room id have no dm column).
+type restCase struct {
+	method, path string
+	body         func(fx *authzFixture, a actor) any
+	public, dm   map[actor]expect
+}
+
+// everyone gives the same answer to every authenticated actor, and the usual 401s.
+func everyone(e expect) map[actor]expect {
+	return map[actor]expect{anon: noAuth, wrongKind: badToken, member: e, nonMember: e, admin: e, peer: e}
+}
+
+func restCases() []restCase {
+	msg := func(fx *authzFixture, a actor) any {
+		return map[string]string{"client_msg_id": fmt.Sprintf("authz-%s-%d", a, time.Now().UnixNano()), "text": "hi"}
+	}
+	return []restCase{
+		{method: "POST", path: "/api/register", body: func(fx *authzFixture, a actor) any {
+			return map[string]string{"username": fmt.Sprintf("fresh_%d", fx.users.Add(1)), "password": "long enough"}
+		}, public: map[actor]expect{anon: ok201, wrongKind: ok201, member: ok201, nonMember: ok201}},
+		{method: "POST", path: "/api/login", body: func(fx *authzFixture, a actor) any {
+			return map[string]string{"username": fx.accs[member].Name, "password": "password-" + fx.accs[member].Name}
+		}, public: map[actor]expect{anon: ok200, wrongKind: ok200, nonMember: ok200}},
+		{method: "POST", path: "/api/resume", body: func(fx *authzFixture, a actor) any {
+			return map[string]string{"reconnect_token": fx.accs[member].Reconnect}
+		}, public: map[actor]expect{anon: ok200, nonMember: ok200}},
+		{method: "GET", path: "/api/me", public: everyone(ok200)},
+		{method: "GET", path: "/api/rooms", public: everyone(ok200)},
+		{method: "POST", path: "/api/rooms", body: func(fx *authzFixture, a actor) any {
+			return map[string]string{"id": fmt.Sprintf("made-%d", fx.rooms.Add(1))}
+		}, public: everyone(ok201)},
+		{method: "POST", path: "/api/rooms/{id}/join",
+			// Public rooms: anyone may join. DMs: nobody may; its people are members already.
+			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: ok200, admin: ok200},
+			dm:     map[actor]expect{member: ok200, peer: ok200, nonMember: denied, admin: denied}},
+		{method: "POST", path: "/api/rooms/{id}/leave",
+			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
+			dm:     map[actor]expect{member: badReq, peer: badReq, nonMember: denied, admin: denied}},
+		{method: "GET", path: "/api/rooms/{id}/members",
+			// A public room's member list is public (openapi: "DM members only to the two").
+			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: ok200, admin: ok200},
+			dm:     map[actor]expect{member: ok200, peer: ok200, nonMember: denied, admin: denied}},
+		{method: "GET", path: "/api/rooms/{id}/messages",
+			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
+			dm:     map[actor]expect{member: ok200, peer: ok200, nonMember: denied, admin: denied}},
+		{method: "POST", path: "/api/rooms/{id}/messages", body: msg,
+			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok202, nonMember: denied, admin: ok202},
+			dm:     map[actor]expect{member: ok202, peer: ok202, nonMember: denied, admin: denied}},
+		{method: "POST", path: "/api/dms/{username}", public: everyone(ok200)},
+		{method: "GET", path: "/api/users", public: everyone(ok200)},
+		{method: "GET", path: "/api/stats", public: everyone(ok200)},
+	}
+}
+
+// operationalPaths are served to anyone (load balancers and Prometheus have no
+// accounts); /ws upgrades anyone and then demands authentication (see the WS matrix).
+var operationalPaths = []string{"GET /healthz", "GET /readyz", "GET /metrics", "GET /ws"}
+
+func TestAuthz_REST_matrix(t *testing.T) {
+	fx := newAuthzFixture(t)
+	for _, rc := range restCases() {
+		for _, col := range []struct {
+			name string
+			want map[actor]expect
+		}{{"room", rc.public}, {"dm", rc.dm}} {
+			actors := make([]actor, 0, len(col.want))
+			for a := range col.want {
+				actors = append(actors, a)
+			}
+			slices.Sort(actors)
+			for _, a := range actors {
+				want := col.want[a]
+				t.Run(fmt.Sprintf("%s %s/%s/%s", rc.method, rc.path, col.name, a), func(t *testing.T) {
+					room := fx.dm
+					if col.name == "room" && strings.Contains(rc.path, "{id}") {
+						room = fx.freshRoom(t)
+					}
+					path := strings.Replace(rc.path, "{id}", room, 1)
+					path = strings.Replace(path, "{username}", fx.other(a).Name, 1)
+					var body any
+					if rc.body != nil {
+						body = rc.body(fx, a)
+					}
+					token := ""
+					switch a {
+					case anon:
+					case wrongKind:
+						token = fx.accs[member].Reconnect
+					default:
+						token = fx.accs[a].Token
+					}
+					st, f := gwtest.Do(t, rc.method, fx.h.base+path, token, body)
+					if st != want.status || code(f) != want.code {
+						t.Fatalf("%s %s as %s: got %d %v, want %d %q", rc.method, path, a, st, f, want.status, want.code)
+					}
+					checkGrant(t, fx, rc, path, room, a, st, f)
+				})
+			}
+		}
+	}
+	for _, p := range operationalPaths[:3] {
+		path := strings.TrimPrefix(p, "GET ")
+		res, err := http.Get(fx.h.base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			t.Errorf("%s without a token: %d", p, res.StatusCode)
+		}
+	}
+}
+
+// checkGrant looks inside granted answers for data the actor must not see: other
+// people's DMs in room lists, or a DM among the public rooms.
+func checkGrant(t *testing.T, fx *authzFixture, rc restCase, path, room string, a actor, st int, f gwtest.Frame) {
+	t.Helper()
+	if st >= 300 {
+		return
+	}
+	switch {
+	case rc.method == "GET" && rc.path == "/api/rooms":
+		dmVisible := false
+		for _, list := range []string{"mine", "public"} {
+			rs, _ := f[list].([]any)
+			for _, r := range rs {
+				if r.(map[string]any)["id"] == fx.dm {
+					if list == "public" {
+						t.Fatalf("the DM is listed among public rooms for %s", a)
+					}
+					dmVisible = true
+				}
+			}
+		}
+		if want := a == member || a == peer; dmVisible != want {
+			t.Fatalf("%s sees the DM in its rooms: %v, want %v", a, dmVisible, want)
+		}
+	case rc.method == "GET" && strings.HasSuffix(rc.path, "/messages"):
+		for _, m := range f["messages"].([]any) {
+			if r := m.(map[string]any)["room"]; r != room {
+				t.Fatalf("history of %s returned an entry of %v", room, r)
+			}
+		}
+	}
+}
+
+// wsExpect is the answer to a frame: the reply type (or "error" with a code); reply ""
+// means "no answer at all" (typing).
+type wsExpect struct {
+	reply, code string
+}
+
+var (
+	wsNoAuth = wsExpect{"error", "unauthorized"}
+	wsDenied = wsExpect{"error", "forbidden"}
+	wsBadReq = wsExpect{"error", "bad_request"}
+)
+
+type wsCase struct {
+	typ        string
+	frame      func(fx *authzFixture, room string, a actor) map[string]any
+	public, dm map[actor]wsExpect
+}
+
+// wsEveryone: the same answer for every authenticated actor, unauthorized before auth.
+func wsEveryone(reply string) map[actor]wsExpect {
+	e := wsExpect{reply, ""}
+	return map[actor]wsExpect{anon: wsNoAuth, member: e, nonMember: e, admin: e, peer: e}
+}
+
+func wsCases() []wsCase {
+	id := func(a actor) string { return fmt.Sprintf("ws-%s-%d", a, time.Now().UnixNano()) }
+	roomFrame := func(typ string) func(*authzFixture, string, actor) map[string]any {
+		return func(_ *authzFixture, room string, _ actor) map[string]any {
+			return map[string]any{"type": typ, "room": room}
+		}
+	}
+	grantMembers := func(reply string) (map[actor]wsExpect, map[actor]wsExpect) {
+		g := wsExpect{reply, ""}
+		return map[actor]wsExpect{anon: wsNoAuth, member: g, admin: g, nonMember: wsDenied},
+			map[actor]wsExpect{member: g, peer: g, nonMember: wsDenied, admin: wsDenied}
+	}
+	sendPub, sendDM := grantMembers("ack")
+	subPub, subDM := grantMembers("subscribed")
+	histPub, histDM := grantMembers("history")
+	typPub, typDM := grantMembers("")
+	// Edits and deletes of entry 1 (the member's): its author and the room's admin may;
+	// other members and non-members may not. A DM has no admin: only the author.
+	authorOrAdmin := func() (map[actor]wsExpect, map[actor]wsExpect) {
+		return map[actor]wsExpect{anon: wsNoAuth, member: {"ack", ""}, admin: {"ack", ""}, nonMember: wsDenied, peer: wsDenied},
+			map[actor]wsExpect{member: {"ack", ""}, peer: wsDenied, nonMember: wsDenied, admin: wsDenied}
+	}
+	editPub, editDM := authorOrAdmin()
+	delPub, delDM := authorOrAdmin()
+	return []wsCase{
+		{typ: "hello", frame: func(fx *authzFixture, room string, a actor) map[string]any {
+			f := map[string]any{"type": "hello", "rooms": map[string]int64{room: 0}}
+			if a == anon {
+				f["token"] = fx.accs[member].Token // authenticates as the member
+			}
+			return f
+		}, public: map[actor]wsExpect{anon: {"subscribed", ""}, member: {"subscribed", ""}, admin: {"subscribed", ""}, nonMember: wsDenied},
+			dm: map[actor]wsExpect{member: {"subscribed", ""}, peer: {"subscribed", ""}, nonMember: wsDenied, admin: wsDenied}},
+		// A connection cannot change whose it is: auth with someone else's token fails.
+		{typ: "auth", frame: func(fx *authzFixture, _ string, _ actor) map[string]any {
+			return map[string]any{"type": "auth", "token": fx.accs[member].Token}
+		}, public: map[actor]wsExpect{anon: {"welcome", ""}, member: {"welcome", ""}, nonMember: wsBadReq, admin: wsBadReq, peer: wsBadReq}},
+		{typ: "ping", frame: roomFrame("ping"), public: map[actor]wsExpect{anon: {"pong", ""}, member: {"pong", ""}, nonMember: {"pong", ""}}},
+		{typ: "send", frame: func(_ *authzFixture, room string, a actor) map[string]any {
+			return map[string]any{"type": "send", "room": room, "client_msg_id": id(a), "text": "hi"}
+		}, public: sendPub, dm: sendDM},
+		{typ: "edit", frame: func(_ *authzFixture, room string, a actor) map[string]any {
+			return map[string]any{"type": "edit", "room": room, "client_msg_id": id(a), "target_seq": 1, "text": "changed"}
+		}, public: editPub, dm: editDM},
+		{typ: "delete", frame: func(_ *authzFixture, room string, a actor) map[string]any {
+			return map[string]any{"type": "delete", "room": room, "client_msg_id": id(a), "target_seq": 1}
+		}, public: delPub, dm: delDM},
+		{typ: "dm", frame: func(fx *authzFixture, _ string, a actor) map[string]any {
+			return map[string]any{"type": "dm", "to": fx.other(a).Name, "client_msg_id": id(a), "text": "psst"}
+		}, public: wsEveryone("ack")},
+		{typ: "subscribe", frame: func(_ *authzFixture, room string, _ actor) map[string]any {
+			return map[string]any{"type": "subscribe", "room": room, "since_seq": 0}
+		}, public: subPub, dm: subDM},
+		// Unsubscribing a room the connection does not follow is not_found for anyone,
+		// so it reveals nothing about rooms.
+		{typ: "unsubscribe", frame: roomFrame("unsubscribe"),
+			public: map[actor]wsExpect{anon: wsNoAuth, member: {"error", "not_found"}, nonMember: {"error", "not_found"}},
+			dm:     map[actor]wsExpect{member: {"error", "not_found"}, nonMember: {"error", "not_found"}}},
+		{typ: "history", frame: roomFrame("history"), public: histPub, dm: histDM},
+		{typ: "typing", frame: roomFrame("typing"), public: typPub, dm: typDM},
+		{typ: "join", frame: roomFrame("join"),
+			public: map[actor]wsExpect{anon: wsNoAuth, member: {"joined", ""}, nonMember: {"joined", ""}, admin: {"joined", ""}},
+			dm:     map[actor]wsExpect{member: {"joined", ""}, peer: {"joined", ""}, nonMember: wsDenied, admin: wsDenied}},
+		{typ: "leave", frame: roomFrame("leave"),
+			public: map[actor]wsExpect{anon: wsNoAuth, member: {"left", ""}, nonMember: wsDenied, admin: {"left", ""}},
+			dm:     map[actor]wsExpect{member: wsBadReq, peer: wsBadReq, nonMember: wsDenied, admin: wsDenied}},
+		{typ: "rooms", frame: roomFrame("rooms"), public: wsEveryone("rooms")},
+		{typ: "users", frame: roomFrame("users"), public: wsEveryone("users")},
+		{typ: "stats", frame: roomFrame("stats"), public: wsEveryone("stats")},
+		{typ: "token", frame: roomFrame("token"), public: wsEveryone("token")},
+		{typ: "quit", frame: roomFrame("quit"), public: map[actor]wsExpect{anon: {"close:1000", ""}, member: {"close:1000", ""}}},
+	}
+}
+
+func TestAuthz_WebSocket_matrix(t *testing.T) {
+	fx := newAuthzFixture(t)
+	for _, wc := range wsCases() {
+		for _, col := range []struct {
+			name string
+			want map[actor]wsExpect
+		}{{"room", wc.public}, {"dm", wc.dm}} {
+			actors := make([]actor, 0, len(col.want))
+			for a := range col.want {
+				actors = append(actors, a)
+			}
+			slices.Sort(actors)
+			for _, a := range actors {
+				want := col.want[a]
+				t.Run(fmt.Sprintf("%s/%s/%s", wc.typ, col.name, a), func(t *testing.T) {
+					room := fx.dm
+					if col.name == "room" {
+						room = fx.freshRoom(t)
+					}
+					var c *gwtest.Client
+					if a == anon {
+						c = gwtest.Dial(t, fx.h.ws, nil)
+					} else {
+						c = fx.h.dial(t, fx.accs[a])
+					}
+					f := wc.frame(fx, room, a)
+					f["ref"] = "x"
+					c.Send(f)
+					checkWS(t, c, wc.typ, a, want)
+				})
+			}
+		}
+	}
+}
+
+func checkWS(t *testing.T, c *gwtest.Client, typ string, a actor, want wsExpect) {
+	t.Helper()
+	switch {
+	case strings.HasPrefix(want.reply, "close:"):
+		if cc := c.WaitClosed(10 * time.Second); fmt.Sprintf("close:%d", cc) != want.reply {
+			t.Fatalf("%s as %s: closed %d, want %s", typ, a, cc, want.reply)
+		}
+	case want.reply == "":
+		// No answer: a ping sent after it is answered first, with no error in between
+		// (frames of a connection are handled in order).
+		c.Send(map[string]any{"type": "ping", "ref": "after"})
+		c.Expect("pong", "after")
+		for _, f := range c.Buffered() {
+			if f.Type() == "error" {
+				t.Fatalf("%s as %s: unexpected error %v", typ, a, f)
+			}
+		}
+	default:
+		got, found := c.Next(func(f gwtest.Frame) bool {
+			return f.Str("ref") == "x" && (f.Type() == want.reply || f.Type() == "error")
+		}, 15*time.Second)
+		if !found {
+			t.Fatalf("%s as %s: no %s or error (buffered %v, err %v)", typ, a, want.reply, c.Buffered(), c.Err())
+		}
+		if got.Type() != want.reply || want.code != "" && got.Str("code") != want.code {
+			t.Fatalf("%s as %s: got %v, want %s %s", typ, a, got, want.reply, want.code)
+		}
+	}
+}
+
+// TestAuthz_covers_every_route_and_frame fails when the API or the protocol grows an
+// operation or frame type that has no row in the matrices above.
+func TestAuthz_covers_every_route_and_frame(t *testing.T) {
+	root, err := stacktest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, rc := range restCases() {
+		have[rc.method+" "+rc.path] = true
+	}
+	for _, p := range operationalPaths {
+		have[p] = true
+	}
+	for _, op := range openapiOperations(t, root+"/services/gateway/api/openapi.yaml") {
+		if !have[op] {
+			t.Errorf("openapi.yaml documents %s but the authorization matrix has no row for it", op)
+		}
+	}
+	frames := map[string]bool{}
+	for _, wc := range wsCases() {
+		frames[wc.typ] = true
+	}
+	for _, typ := range clientFrameTypes(t, root+"/docs/protocol.md") {
+		if !frames[typ] {
+			t.Errorf("docs/protocol.md documents client frame %q but the authorization matrix has no row for it", typ)
+		}
+	}
+}
+
+func openapiOperations(t *testing.T, file string) []string {
+	t.Helper()
+	fh, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	pathRe := regexp.MustCompile(`^  (/\S*):\s*$`)
+	methodRe := regexp.MustCompile(`^    (get|post|put|patch|delete):`)
+	var out []string
+	var path string
+	inPaths := false
+	sc := bufio.NewScanner(fh)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "paths:" {
+			inPaths = true
+		} else if inPaths {
+			if m := pathRe.FindStringSubmatch(line); m != nil {
+				path = m[1]
+			} else if m := methodRe.FindStringSubmatch(line); m != nil {
+				out = append(out, strings.ToUpper(m[1])+" "+path)
+			}
+		}
+	}
+	if len(out) < 10 {
+		t.Fatalf("read only %d operations from %s: has its layout changed?", len(out), file)
+	}
+	return out
+}
+
+// clientFrameTypes reads the first column of the "client → server" tables.
+func clientFrameTypes(t *testing.T, file string) []string {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rowRe := regexp.MustCompile("^\\| `(\\w+)` \\|")
+	var out []string
+	inTable := false
+	for _, line := range strings.Split(string(b), "\n") {
+		switch {
+		case strings.HasPrefix(line, "| client → server"):
+			inTable = true
+		case !strings.HasPrefix(line, "|"):
+			inTable = false
+		case inTable:
+			if m := rowRe.FindStringSubmatch(line); m != nil {
+				out = append(out, m[1])
+			}
+		}
+	}
+	if len(out) < 15 {
+		t.Fatalf("read only %d client frame types from %s: has its layout changed?", len(out), file)
+	}
+	return out
+}

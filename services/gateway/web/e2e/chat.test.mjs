@@ -1,0 +1,208 @@
+// Browser end-to-end test of the web page, run with `node --test` by e2e_browser_test.go,
+// which starts the platform and passes:
+//   GW_A, GW_B     base URLs of two gateways (http://127.0.0.1:port)
+//   STOP_A_URL     POST here and the harness stops gateway A; it answers once A is gone
+//   CHROMIUM_PATH  the browser (default /usr/bin/chromium)
+//   UPDATE_SCREENSHOTS=1 also refreshes screenshots/chat.png, the one kept in git
+// Nothing is started here and nothing is fetched from the internet.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const shots = path.join(here, 'screenshots');
+const latest = path.join(shots, 'latest');
+const { GW_A, GW_B, STOP_A_URL } = process.env;
+const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const WAIT = 30_000;
+
+// Flags from the machine notes: without the background-networking ones Chromium keeps
+// trying to reach Google's hosts, which this machine's closed network refuses.
+const args = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'];
+
+let browser;
+after(async () => { if (browser) await browser.close(); });
+
+async function openPage(base, others, viewport) {
+  const ctx = await browser.newContext({ viewport });
+  const page = await ctx.newPage();
+  page.problems = [];
+  page.on('pageerror', (e) => page.problems.push('page error: ' + e.message));
+  page.on('console', (m) => {
+    // A refused WebSocket to the stopped gateway is expected during fail-over.
+    if (m.type() === 'error' && !/WebSocket|ERR_CONNECTION_REFUSED|Failed to load resource/.test(m.text())) page.problems.push('console: ' + m.text());
+  });
+  await page.goto(`${base}/?gateways=${encodeURIComponent([base, ...others].join(','))}&page=4`);
+  return page;
+}
+
+async function register(page, name) {
+  await page.getByLabel('Username', { exact: true }).fill(name);
+  await page.getByLabel('Password', { exact: true }).fill('password-' + name);
+  await page.getByRole('button', { name: 'Register' }).click();
+  await page.locator('#conn-status[data-state="online"]').waitFor({ timeout: WAIT });
+  assert.equal(await page.locator('#me').textContent(), name);
+}
+
+async function join(page, room) {
+  await page.getByLabel('Join or create a room').fill(room);
+  await page.getByRole('button', { name: 'Join', exact: true }).click();
+  await page.locator('#room-title').filter({ hasText: '#' + room }).waitFor({ timeout: WAIT });
+}
+
+async function say(page, text) {
+  const box = page.getByLabel('Message', { exact: true });
+  await box.fill(text);
+  await box.press('Enter'); // keyboard send
+}
+
+// texts is the pane's stored messages (not join lines, not unsent ones), in order.
+const texts = (page) => page.$$eval('#message-list li[data-kind="message"] .text', (els) => els.map((e) => e.textContent));
+
+async function waitForTexts(page, want, what) {
+  try {
+    await page.waitForFunction((n) => document.querySelectorAll('#message-list li[data-kind="message"]').length >= n, want.length, { timeout: WAIT });
+  } catch (e) {
+    assert.fail(`${what}: expected ${want.length} messages, have ${JSON.stringify(await texts(page))}`);
+  }
+  assert.deepEqual(await texts(page), want, what);
+}
+
+async function shot(page, name) {
+  fs.mkdirSync(latest, { recursive: true });
+  await page.screenshot({ path: path.join(latest, name) });
+  if (name === 'chat.png' && process.env.UPDATE_SCREENSHOTS === '1') fs.copyFileSync(path.join(latest, name), path.join(shots, name));
+}
+
+test('two people on two gateways: order, history, XSS, fail-over', { timeout: 240_000 }, async () => {
+  assert.ok(GW_A && GW_B && STOP_A_URL, 'GW_A, GW_B and STOP_A_URL must be set (run through go test)');
+  browser = await chromium.launch({ executablePath, headless: true, args });
+  const suffix = Date.now().toString(36).slice(-5);
+  const ann = 'ann' + suffix;
+  const ben = 'ben' + suffix;
+  const roomID = 'e2e-' + suffix;
+
+  const a = await openPage(GW_A, [GW_B], { width: 1100, height: 700 });
+  const b = await openPage(GW_B, [GW_A], { width: 1100, height: 700 });
+  await register(a, ann);
+  await register(b, ben);
+  await join(a, roomID); // creates it
+  await join(b, roomID);
+
+  // Both talk; both panes show the same messages in the same order.
+  const said = [];
+  for (const [page, text] of [[a, 'hello from ann'], [b, 'hi ann, ben here'], [a, 'how is gateway B?'], [b, 'fine, and A?']]) {
+    await say(page, text);
+    said.push(text);
+    await waitForTexts(page, said, 'own message shown');
+  }
+  // Markup is text: neither of these may run or create an element.
+  const xss = ['<img src=x onerror="window.__xss=1">', '<script>window.__xss=2</script>'];
+  await say(a, xss[0]);
+  said.push(xss[0]);
+  await waitForTexts(a, said, 'xss 1');
+  await say(b, xss[1]);
+  said.push(xss[1]);
+  await waitForTexts(a, said, 'order on A');
+  await waitForTexts(b, said, 'order on B');
+  for (const p of [a, b]) {
+    assert.equal(await p.evaluate(() => window.__xss), undefined, 'injected markup ran');
+    assert.equal(await p.locator('#message-list img, #message-list script').count(), 0, 'injected markup became elements');
+  }
+  // Own messages end up stored (pending → sent → stored).
+  await a.locator(`#message-list li.own[data-state="stored"]`).nth(2).waitFor({ timeout: WAIT });
+  assert.equal(await a.locator('#message-list li[data-state="pending"], #message-list li[data-state="acked"]').count(), 0);
+
+  // Editing one's own message: both panes show the new text marked "(edited)".
+  await a.locator('#message-list li[data-kind="message"]', { hasText: 'how is gateway B?' }).getByRole('button', { name: 'Edit this message' }).click();
+  const box = a.getByLabel('Message', { exact: true });
+  await box.fill('how is gateway B, really?');
+  await box.press('Enter');
+  said[said.indexOf('how is gateway B?')] = 'how is gateway B, really?';
+  for (const p of [a, b]) {
+    await p.locator('#message-list li[data-kind="message"]', { hasText: 'how is gateway B, really?' }).locator('.mark', { hasText: '(edited)' }).waitFor({ timeout: WAIT });
+    await waitForTexts(p, said, 'after the edit');
+  }
+
+  // Typing: ben types without sending; ann sees it (the gateway forwards one signal per 2 s).
+  await b.waitForTimeout(2100);
+  await b.getByLabel('Message', { exact: true }).pressSequentially('typ');
+  await a.locator('#typing', { hasText: `${ben} is typing` }).waitFor({ timeout: WAIT });
+  await b.getByLabel('Message', { exact: true }).fill('');
+
+  // A direct message from ann (gateway A) reaches ben (gateway B) as a new room with a badge.
+  await a.getByLabel('To (username)').fill(ben);
+  await a.getByLabel('Direct message text').fill('psst, just you');
+  await a.locator('#dm-form').getByRole('button', { name: 'Send' }).click();
+  await a.locator('#room-title', { hasText: '@' + ben }).waitFor({ timeout: WAIT });
+  await waitForTexts(a, ['psst, just you'], 'DM on A');
+  await b.locator('#room-list button', { hasText: '@' + ann }).locator('.badge').waitFor({ timeout: WAIT });
+  await b.locator('#room-list button', { hasText: '@' + ann }).click();
+  await waitForTexts(b, ['psst, just you'], 'DM on B');
+  await b.locator('#room-list button', { hasText: '#' + roomID }).first().click();
+  await waitForTexts(b, said, 'ben back in the room');
+  await a.locator('#room-list button', { hasText: '#' + roomID }).first().click();
+  await waitForTexts(a, said, 'ann back in the room');
+
+  // Unread badge: ben gets a message in a room he is not looking at.
+  await join(b, roomID + '-x');
+  await join(a, roomID + '-x');
+  await b.locator('#room-list button', { hasText: '#' + roomID }).first().click();
+  await say(a, 'psst, other room');
+  await b.locator('#room-list button', { hasText: '#' + roomID + '-x' }).locator('.badge').waitFor({ timeout: WAIT });
+  await a.locator('#room-list button', { hasText: '#' + roomID }).first().click();
+  await waitForTexts(a, said, 'back in the first room');
+
+  // Reload: the session survives, the newest page of history is shown, and older pages
+  // load by seq when scrolling back (pages of 4 here).
+  await a.reload();
+  await a.locator('#conn-status[data-state="online"]').waitFor({ timeout: WAIT });
+  await a.locator('#room-title').filter({ hasText: '#' + roomID }).waitFor({ timeout: WAIT });
+  await a.locator('#message-list li[data-kind="message"]').first().waitFor({ timeout: WAIT });
+  for (let i = 0; i < 5 && await a.locator('#load-older').isVisible(); i++) {
+    await a.locator('#load-older').click();
+    await a.waitForTimeout(300);
+  }
+  await waitForTexts(a, said, 'history after reload');
+  assert.ok(await a.locator('#history-start').isVisible(), 'the start of the room is marked');
+  await a.locator('#message-list li[data-kind="message"]', { hasText: 'how is gateway B, really?' }).locator('.mark', { hasText: '(edited)' }).waitFor({ timeout: WAIT });
+  // Who is online, across gateways (refreshed every 15 s).
+  for (const name of [ann, ben]) await b.locator('#online-list', { hasText: name }).waitFor({ timeout: WAIT });
+  await shot(a, 'chat.png');
+  await shot(b, 'chat-b.png');
+
+  // Gateway A goes away. Ann's page must notice, fail over to B, and resume: the
+  // messages Ben sends meanwhile appear once each, in order.
+  const stopped = await fetch(STOP_A_URL, { method: 'POST' });
+  assert.equal(stopped.status, 200, 'the harness could not stop gateway A');
+  await a.waitForFunction(() => /Reconnect/.test(document.getElementById('banner-text').textContent), null, { timeout: WAIT });
+  for (const text of ['A is gone', 'still there?', 'third while you were away']) {
+    await say(b, text);
+    said.push(text);
+  }
+  await a.locator('#conn-status[data-gateway="gw-b"][data-state="online"]').waitFor({ timeout: WAIT });
+  await waitForTexts(a, said, 'after fail-over on A');
+  await say(a, 'back, via B');
+  said.push('back, via B');
+  await waitForTexts(a, said, 'A after sending via B');
+  await waitForTexts(b, said, 'B after A sent via B');
+  const counts = new Map();
+  for (const t of await texts(a)) counts.set(t, (counts.get(t) || 0) + 1);
+  assert.deepEqual([...counts.values()].filter((n) => n > 1), [], 'no message shown twice');
+  await shot(a, 'failover.png');
+
+  // Narrow screen: the room list becomes a drawer behind the Rooms button.
+  await a.setViewportSize({ width: 390, height: 760 });
+  assert.equal(await a.locator('#sidebar').isVisible(), false);
+  await a.getByRole('button', { name: 'Rooms' }).click();
+  assert.equal(await a.locator('#sidebar').isVisible(), true);
+  await shot(a, 'narrow.png');
+  await a.keyboard.press('Escape');
+  assert.equal(await a.locator('#sidebar').isVisible(), false);
+
+  assert.deepEqual([...a.problems, ...b.problems], [], 'errors in the pages');
+});
