@@ -9,8 +9,10 @@ import (
 	"os"
 	"time"
 
+	"github.com/kchat/kchat/pkg/presence"
 	"github.com/kchat/kchat/pkg/service"
 	"github.com/kchat/kchat/services/gateway/internal/app"
+	"github.com/kchat/kchat/services/gateway/internal/ratelimit"
 )
 
 func main() {
@@ -30,6 +32,18 @@ func main() {
 	sessionTTL := flag.Duration("session-ttl", service.EnvDuration("SESSION_TTL", 24*time.Hour), "session token lifetime (SESSION_TTL)")
 	reconnectTTL := flag.Duration("reconnect-ttl", service.EnvDuration("RECONNECT_TTL", time.Hour), "reconnect token lifetime (RECONNECT_TTL)")
 	catchUp := flag.Duration("catchup-timeout", service.EnvDuration("CATCHUP_TIMEOUT", 30*time.Second), "longest catch-up before a slow client is closed with 4008 (CATCHUP_TIMEOUT)")
+	rateLimits := flag.Bool("rate-limits", service.Env("RATE_LIMITS", "on") != "off", "apply the message and frame limits below; -rate-limits=false (RATE_LIMITS=off) turns them off, e.g. for load tests")
+	rateConn := flag.String("rate-conn", service.Env("RATE_CONN", "10/s:20"), "sends, edits, deletes and DMs per connection, as N/s[:burst] (RATE_CONN; off: none)")
+	rateUser := flag.String("rate-user", service.Env("RATE_USER", "20/s:40"), "the same per user across this gateway's connections and REST (RATE_USER)")
+	rateFrames := flag.String("rate-frames", service.Env("RATE_FRAMES", "50/s:100"), "frames of any type per connection (RATE_FRAMES)")
+	abuseFactor := flag.Float64("abuse-factor", float64(service.EnvInt("ABUSE_FACTOR", 5)), "close with 1008 a connection whose attempts over -abuse-window exceed this many times what its limits allow (ABUSE_FACTOR; 0: never)")
+	abuseWindow := flag.Duration("abuse-window", service.EnvDuration("ABUSE_WINDOW", 10*time.Second), "the window -abuse-factor is judged over (ABUSE_WINDOW)")
+	loginAccount := flag.String("login-rate-account", service.Env("LOGIN_RATE_ACCOUNT", "5/m:5"), "failed logins per username (LOGIN_RATE_ACCOUNT)")
+	loginAddr := flag.String("login-rate-addr", service.Env("LOGIN_RATE_ADDR", "30/m:30"), "login and registration attempts per remote address (LOGIN_RATE_ADDR)")
+	trustProxy := flag.Bool("trust-proxy-header", service.Env("TRUST_PROXY_HEADER", "") == "true", "take client addresses from X-Forwarded-For (only behind a proxy that sets it) (TRUST_PROXY_HEADER)")
+	presenceInterval := flag.Duration("presence-interval", service.EnvDuration("PRESENCE_INTERVAL", 10*time.Second), "heartbeat interval on chat.presence (PRESENCE_INTERVAL)")
+	presenceExpiry := flag.Duration("presence-expiry", service.EnvDuration("PRESENCE_EXPIRY", presence.DefaultExpiry), "a gateway without a heartbeat for this long is dead and its users offline (PRESENCE_EXPIRY)")
+	pending := flag.Int("pending-notifications", service.EnvInt("PENDING_NOTIFICATIONS", 50), "most unread notifications sent at hello (PENDING_NOTIFICATIONS)")
 	logLevel := flag.String("log-level", service.Env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
 	healthcheck := flag.Bool("healthcheck", false, "GET /healthz on -addr and exit 0 if healthy (for container healthchecks)")
 	flag.Parse()
@@ -45,12 +59,31 @@ func main() {
 	ctx, stop := service.SignalContext()
 	defer stop()
 
+	rates := map[string]ratelimit.Rate{}
+	for name, v := range map[string]string{"rate-conn": *rateConn, "rate-user": *rateUser, "rate-frames": *rateFrames,
+		"login-rate-account": *loginAccount, "login-rate-addr": *loginAddr} {
+		r, err := ratelimit.ParseRate(v)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "gateway: -%s: %v\n", name, err)
+			os.Exit(2)
+		}
+		rates[name] = r
+	}
+	if !*rateLimits {
+		rates["rate-conn"], rates["rate-user"], rates["rate-frames"] = ratelimit.Rate{}, ratelimit.Rate{}, ratelimit.Rate{}
+	}
+
 	cfg := app.Config{
 		ID: *id, Addr: *addr, Brokers: service.SplitList(*brokers), DatabaseURL: *dbURL, TopicPrefix: *prefix,
 		AllowedOrigins: service.SplitList(*origins), MaxTextBytes: *maxText, ReadLimit: *readLimit, SendQueue: *sendQueue,
 		IdleTimeout: *idle, PingInterval: *ping, WriteTimeout: *writeTimeout, SessionTTL: *sessionTTL, ReconnectTTL: *reconnectTTL,
+		UserRate: rates["rate-user"], LoginAccountRate: rates["login-rate-account"], LoginAddrRate: rates["login-rate-addr"],
+		TrustProxyHeader: *trustProxy, PresenceInterval: *presenceInterval, PresenceExpiry: *presenceExpiry,
 	}
 	cfg.Hub.CatchUpTimeout = *catchUp
+	cfg.Hub.ConnRate, cfg.Hub.FrameRate = rates["rate-conn"], rates["rate-frames"]
+	cfg.Hub.AbuseFactor, cfg.Hub.AbuseWindow = *abuseFactor, *abuseWindow
+	cfg.Hub.PendingNotifications = *pending
 	a, err := app.New(ctx, cfg, log)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gateway:", err)

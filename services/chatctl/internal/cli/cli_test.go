@@ -138,8 +138,8 @@ func TestCruiseControlCommands(t *testing.T) {
 			cfg: &cctest.Config{AsyncPolls: 1, FailTask: map[string]cctest.Failure{"remove_broker": {Message: "java.util.concurrent.ExecutionException: " +
 				"com.linkedin.kafka.cruisecontrol.exception.OptimizationFailureException: [ReplicaCapacityGoal] Insufficient capacity for replica: " +
 				"3 partitions with replication factor 3 cannot be placed on 2 alive brokers."}}},
-			wantCode: cli.ExitError,
-			wantErr:  "Cruise Control refused remove-broker: [ReplicaCapacityGoal] Insufficient capacity for replica",
+			wantCode:     cli.ExitError,
+			wantErr:      "Cruise Control refused remove-broker: [ReplicaCapacityGoal] Insufficient capacity for replica",
 			wantRequests: 2},
 		{name: "stop", args: []string{"cc", "stop", "-force"}, wantOut: "Proposal execution stopped.", wantRequests: 1,
 			wantQuery: map[string]string{"force_stop": "true"}},

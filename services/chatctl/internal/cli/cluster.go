@@ -14,11 +14,15 @@ import (
 )
 
 func runCluster(ctx context.Context, a *app, args []string) error {
-	_, rest, err := subcommand("cluster", args, "health")
-	if err != nil {
-		return err
+	// `chatctl cluster` and `chatctl cluster health` are the same report.
+	rest := args
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		var err error
+		if _, rest, err = subcommand("cluster", args, "health"); err != nil {
+			return err
+		}
 	}
-	fs := a.newFlagSet("cluster health", "cluster health [-brokers list] [-expect-brokers 3] [-json] [-wait 0]")
+	fs := a.newFlagSet("cluster", "cluster [health] [-brokers list] [-expect-brokers 3] [-json] [-wait 0]")
 	brokers := a.brokersFlag(fs)
 	expect := fs.Int("expect-brokers", 3, "brokers that must be registered (0: do not check)")
 	minISR := fs.Int("default-min-isr", 2, "min.insync.replicas assumed when a topic's config cannot be read")
@@ -29,15 +33,16 @@ func runCluster(ctx context.Context, a *app, args []string) error {
 	if err := parse(fs, rest); err != nil {
 		return err
 	}
-	client, err := kafkaClient(*brokers, *timeout)
+	conn, err := dialKafka(*brokers, *timeout)
 	if err != nil {
 		return err
 	}
+	defer conn.Close()
 	opts := clusterhealth.Options{ExpectedBrokers: *expect, DefaultMinISR: *minISR, Topics: splitList(*topics)}
 
 	deadline := time.Now().Add(*wait)
 	for {
-		report, err := clusterhealth.Check(ctx, client, opts)
+		report, err := clusterhealth.Check(ctx, conn.Client, opts)
 		if err == nil && (report.Status == clusterhealth.Healthy || !time.Now().Before(deadline)) {
 			if err := writeHealth(a.env.Stdout, report, *asJSON); err != nil {
 				return err
@@ -51,7 +56,7 @@ func runCluster(ctx context.Context, a *app, args []string) error {
 			return nil
 		}
 		if err != nil && !time.Now().Before(deadline) {
-			return err
+			return conn.wrap(err)
 		}
 		a.logger.Info("cluster not healthy yet, retrying", "status", report.Status, "error", err, "until", deadline.Format(time.TimeOnly))
 		select {
@@ -85,7 +90,24 @@ func writeHealth(w io.Writer, r clusterhealth.Report, asJSON bool) error {
 	}
 	fmt.Fprintf(w, "brokers:    %d%s %s\n\n", len(r.Brokers), expected, strings.Join(ids, " "))
 
+	// Leader and replica spread: where the load is. A broker that holds
+	// replicas but is not registered is down (or was removed without moving
+	// them away).
 	t := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(t, "BROKER\tSTATE\tLEADERS\tREPLICAS\tNOT IN ISR\tPREFERRED LEADER")
+	for _, s := range r.Spread {
+		state := "up"
+		if !s.Registered {
+			state = "NOT REGISTERED"
+		}
+		fmt.Fprintf(t, "%d\t%s\t%d\t%d\t%d\t%d\n", s.ID, state, s.Leaders, s.Replicas, s.OutOfSync, s.PreferredLeader)
+	}
+	if err := t.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+
+	t = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(t, "TOPIC\tPARTITIONS\tMIN ISR\tUNDER-REPLICATED\tBELOW MIN ISR\tOFFLINE")
 	for _, tp := range r.Topics {
 		fmt.Fprintf(t, "%s\t%d\t%d\t%s\t%s\t%s\n", tp.Name, tp.Partitions, tp.MinISR,
@@ -98,6 +120,12 @@ func writeHealth(w io.Writer, r clusterhealth.Report, asJSON bool) error {
 		fmt.Fprintln(w, "\nproblems:")
 		for _, p := range r.Problems {
 			fmt.Fprintf(w, "  - %s\n", p)
+		}
+	}
+	if len(r.Notes) > 0 {
+		fmt.Fprintln(w, "\nnotes:")
+		for _, n := range r.Notes {
+			fmt.Fprintf(w, "  - %s\n", n)
 		}
 	}
 	return nil

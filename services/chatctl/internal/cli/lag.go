@@ -20,13 +20,14 @@ func runLag(ctx context.Context, a *app, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	client, err := kafkaClient(*brokers, *timeout)
+	conn, err := dialKafka(*brokers, *timeout)
 	if err != nil {
 		return err
 	}
-	result, err := consumerlag.Collect(ctx, client, splitList(*groups))
+	defer conn.Close()
+	result, err := consumerlag.Collect(ctx, conn.Client, splitList(*groups))
 	if err != nil {
-		return err
+		return conn.wrap(err)
 	}
 	return writeLag(a.env.Stdout, result, *asJSON)
 }

@@ -26,12 +26,14 @@ func runTopics(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	client, err := kafkaClient(*brokers, *timeout)
+	conn, err := dialKafka(*brokers, *timeout)
 	if err != nil {
 		return err
 	}
+	defer conn.Close()
+	client := conn.Client
 
-	return retryUntil(ctx, a, *wait, "topics "+sub, func() error {
+	err = retryUntil(ctx, a, *wait, "topics "+sub, func() error {
 		if sub == "plan" {
 			plan, err := topics.MakePlan(ctx, client, spec)
 			if err != nil {
@@ -51,6 +53,7 @@ func runTopics(ctx context.Context, a *app, args []string) error {
 		_, err = fmt.Fprintf(a.env.Stdout, "applied %d changes:\n%s\n", len(applied), applied.String())
 		return err
 	}, permanentTopicsError)
+	return conn.wrap(err)
 }
 
 // permanentTopicsError tells errors that waiting cannot fix: the file asks for

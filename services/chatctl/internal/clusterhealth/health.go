@@ -10,11 +10,94 @@ import (
 	"strconv"
 
 	"github.com/segmentio/kafka-go"
+	metadataAPI "github.com/segmentio/kafka-go/protocol/metadata"
 )
 
-// API is the part of *kafka.Client the check needs.
-type API interface {
-	Metadata(ctx context.Context, req *kafka.MetadataRequest) (*kafka.MetadataResponse, error)
+// Metadata is the cluster as the check sees it. Replicas, ISR and leaders
+// are broker ids: kafka-go's Client.Metadata resolves ids to registered
+// brokers and leaves a zero value for the others, which loses exactly the
+// broker an operator is looking for when one is down.
+type Metadata struct {
+	ClusterID    string
+	ControllerID int
+	Brokers      []Broker
+	Topics       []TopicMetadata
+}
+
+// TopicMetadata is one topic's partitions.
+type TopicMetadata struct {
+	Name       string
+	Internal   bool
+	Error      error
+	Partitions []PartitionMetadata
+}
+
+// PartitionMetadata is one partition's placement. Leader is -1 when the
+// partition has none.
+type PartitionMetadata struct {
+	ID       int
+	Leader   int
+	Replicas []int
+	ISR      []int
+	Offline  []int
+	Error    error
+}
+
+// ReadMetadata asks the cluster for its metadata through the client's
+// transport (a raw Metadata request, so broker ids survive).
+func ReadMetadata(ctx context.Context, client *kafka.Client, topics []string) (*Metadata, error) {
+	rt := client.Transport
+	if rt == nil {
+		rt = kafka.DefaultTransport
+	}
+	if client.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, client.Timeout)
+		defer cancel()
+	}
+	m, err := rt.RoundTrip(ctx, client.Addr, &metadataAPI.Request{TopicNames: topics})
+	if err != nil {
+		return nil, err
+	}
+	res, ok := m.(*metadataAPI.Response)
+	if !ok {
+		return nil, fmt.Errorf("unexpected metadata answer %T", m)
+	}
+	md := &Metadata{ClusterID: res.ClusterID, ControllerID: int(res.ControllerID)}
+	for _, b := range res.Brokers {
+		md.Brokers = append(md.Brokers, Broker{ID: int(b.NodeID), Host: b.Host, Port: int(b.Port), Rack: b.Rack})
+	}
+	for _, t := range res.Topics {
+		tm := TopicMetadata{Name: t.Name, Internal: t.IsInternal, Error: kafkaError(t.ErrorCode)}
+		for _, p := range t.Partitions {
+			tm.Partitions = append(tm.Partitions, PartitionMetadata{
+				ID: int(p.PartitionIndex), Leader: int(p.LeaderID),
+				Replicas: ints(p.ReplicaNodes), ISR: ints(p.IsrNodes), Offline: ints(p.OfflineReplicas),
+				Error: kafkaError(p.ErrorCode),
+			})
+		}
+		md.Topics = append(md.Topics, tm)
+	}
+	return md, nil
+}
+
+func kafkaError(code int16) error {
+	if code == 0 {
+		return nil
+	}
+	return kafka.Error(code)
+}
+
+func ints(v []int32) []int {
+	out := make([]int, len(v))
+	for i, n := range v {
+		out[i] = int(n)
+	}
+	return out
+}
+
+// ConfigAPI is the part of *kafka.Client the check needs besides metadata.
+type ConfigAPI interface {
 	DescribeConfigs(ctx context.Context, req *kafka.DescribeConfigsRequest) (*kafka.DescribeConfigsResponse, error)
 }
 
@@ -72,20 +155,40 @@ type Report struct {
 	Brokers         []Broker `json:"brokers"`
 	ExpectedBrokers int      `json:"expected_brokers,omitempty"`
 	// UnregisteredReplicas counts replicas assigned to brokers that are not
-	// registered (down or removed without reassignment). Kafka-go reports
-	// such brokers without their id, so only the count is known.
-	UnregisteredReplicas int      `json:"unregistered_replicas,omitempty"`
-	Topics               []Topic  `json:"topics"`
-	Problems             []string `json:"problems,omitempty"`
+	// registered (down, or removed without reassignment).
+	UnregisteredReplicas int `json:"unregistered_replicas,omitempty"`
+	// Spread is the leader and replica count per broker, over the checked
+	// topics, including brokers that hold replicas but are not registered.
+	Spread   []BrokerSpread `json:"spread"`
+	Topics   []Topic        `json:"topics"`
+	Problems []string       `json:"problems,omitempty"`
+	// Notes are observations that do not change the status, such as an
+	// uneven spread that Cruise Control could fix.
+	Notes []string `json:"notes,omitempty"`
+}
+
+// BrokerSpread is how much of the cluster one broker carries.
+type BrokerSpread struct {
+	ID         int  `json:"id"`
+	Registered bool `json:"registered"`
+	// Leaders is how many partitions this broker leads.
+	Leaders int `json:"leaders"`
+	// Replicas is how many partition replicas are assigned to it.
+	Replicas int `json:"replicas"`
+	// OutOfSync is how many of those replicas are not in the ISR.
+	OutOfSync int `json:"out_of_sync"`
+	// PreferredLeader is how many partitions list it first, i.e. where a
+	// preferred leader election puts leadership.
+	PreferredLeader int `json:"preferred_leader"`
 }
 
 // Check reads metadata and topic configs and evaluates them.
-func Check(ctx context.Context, api API, o Options) (Report, error) {
-	md, err := api.Metadata(ctx, &kafka.MetadataRequest{Topics: o.Topics})
+func Check(ctx context.Context, client *kafka.Client, o Options) (Report, error) {
+	md, err := ReadMetadata(ctx, client, o.Topics)
 	if err != nil {
 		return Report{}, fmt.Errorf("read cluster metadata: %w", err)
 	}
-	minISR, err := topicMinISR(ctx, api, md.Topics)
+	minISR, err := topicMinISR(ctx, client, md.Topics)
 	if err != nil {
 		return Report{}, err
 	}
@@ -94,7 +197,7 @@ func Check(ctx context.Context, api API, o Options) (Report, error) {
 
 // topicMinISR reads the effective min.insync.replicas of every topic (the
 // topic override or the broker default, as Kafka resolves it).
-func topicMinISR(ctx context.Context, api API, topics []kafka.Topic) (map[string]int, error) {
+func topicMinISR(ctx context.Context, api ConfigAPI, topics []TopicMetadata) (map[string]int, error) {
 	if len(topics) == 0 {
 		return map[string]int{}, nil
 	}
@@ -134,8 +237,8 @@ func topicMinISR(ctx context.Context, api API, topics []kafka.Topic) (map[string
 }
 
 // Evaluate judges metadata; minISR maps topic to min.insync.replicas.
-func Evaluate(md *kafka.MetadataResponse, minISR map[string]int, o Options) Report {
-	r := Report{Status: Healthy, ClusterID: md.ClusterID, ExpectedBrokers: o.ExpectedBrokers, Topics: []Topic{}}
+func Evaluate(md *Metadata, minISR map[string]int, o Options) Report {
+	r := Report{Status: Healthy, ClusterID: md.ClusterID, ExpectedBrokers: o.ExpectedBrokers, Topics: []Topic{}, Spread: []BrokerSpread{}}
 	worsen := func(s Status, format string, args ...any) {
 		if rank(s) > rank(r.Status) {
 			r.Status = s
@@ -143,25 +246,42 @@ func Evaluate(md *kafka.MetadataResponse, minISR map[string]int, o Options) Repo
 		r.Problems = append(r.Problems, fmt.Sprintf(format, args...))
 	}
 
-	registered := map[int]bool{}
+	registered := map[int]Broker{}
 	for _, b := range md.Brokers {
-		registered[b.ID] = true
-		r.Brokers = append(r.Brokers, Broker{ID: b.ID, Host: b.Host, Port: b.Port, Rack: b.Rack})
+		registered[b.ID] = b
+		r.Brokers = append(r.Brokers, b)
 	}
 	sort.Slice(r.Brokers, func(i, j int) bool { return r.Brokers[i].ID < r.Brokers[j].ID })
 
-	// kafka-go leaves Controller zero when the id matched no broker. Under
-	// KRaft this is the broker the metadata names as controller (clients
-	// cannot reach the quorum itself), so its absence means no broker could
-	// answer for the quorum.
-	if md.Controller.Host != "" && registered[md.Controller.ID] {
-		c := md.Controller
-		r.Controller = &Broker{ID: c.ID, Host: c.Host, Port: c.Port, Rack: c.Rack}
+	// Under KRaft the controller in metadata is a broker that answers for
+	// the quorum (clients cannot reach the quorum itself); none means no
+	// broker could.
+	if c, ok := registered[md.ControllerID]; ok {
+		r.Controller = &c
 	} else {
 		worsen(Unhealthy, "no controller reported in metadata")
 	}
-	if o.ExpectedBrokers > 0 && len(md.Brokers) < o.ExpectedBrokers {
-		worsen(Unhealthy, "%d of %d expected brokers registered", len(md.Brokers), o.ExpectedBrokers)
+	switch {
+	case len(md.Brokers) == 0:
+		worsen(Unhealthy, "no broker registered")
+	case o.ExpectedBrokers > 0 && len(md.Brokers) < o.ExpectedBrokers:
+		// Degraded, not unhealthy: with RF 3 and min ISR 2 one broker down
+		// still takes writes; partitions that cannot are reported below.
+		worsen(Degraded, "%d of %d expected brokers registered", len(md.Brokers), o.ExpectedBrokers)
+	}
+
+	spread := map[int]*BrokerSpread{}
+	spreadOf := func(id int) *BrokerSpread {
+		s, ok := spread[id]
+		if !ok {
+			_, reg := registered[id]
+			s = &BrokerSpread{ID: id, Registered: reg}
+			spread[id] = s
+		}
+		return s
+	}
+	for id := range registered {
+		spreadOf(id)
 	}
 
 	for _, t := range md.Topics {
@@ -176,19 +296,30 @@ func Evaluate(md *kafka.MetadataResponse, minISR map[string]int, o Options) Repo
 			continue
 		}
 		for _, p := range t.Partitions {
-			for _, rep := range p.Replicas {
-				// kafka-go fills brokers it cannot resolve with the zero value.
-				if rep.Host == "" {
+			_, leaderUp := registered[p.Leader]
+			for i, id := range p.Replicas {
+				s := spreadOf(id)
+				s.Replicas++
+				if !slices.Contains(p.ISR, id) {
+					s.OutOfSync++
+				}
+				if i == 0 {
+					s.PreferredLeader++
+				}
+				if !s.Registered {
 					r.UnregisteredReplicas++
 				}
 			}
+			if leaderUp {
+				spreadOf(p.Leader).Leaders++
+			}
 			switch {
-			case p.Leader.Host == "": // leader -1, or a broker that is gone
+			case p.Leader < 0 || !leaderUp:
 				th.Offline = append(th.Offline, p.ID)
-			case len(p.Isr) < th.MinISR:
+			case len(p.ISR) < th.MinISR:
 				th.BelowMinISR = append(th.BelowMinISR, p.ID)
 			}
-			if len(p.Isr) < len(p.Replicas) {
+			if len(p.ISR) < len(p.Replicas) {
 				th.UnderReplicated = append(th.UnderReplicated, p.ID)
 			}
 		}
@@ -208,10 +339,63 @@ func Evaluate(md *kafka.MetadataResponse, minISR map[string]int, o Options) Repo
 		r.Topics = append(r.Topics, th)
 	}
 	sort.Slice(r.Topics, func(i, j int) bool { return r.Topics[i].Name < r.Topics[j].Name })
-	if r.UnregisteredReplicas > 0 {
-		worsen(Degraded, "%d replicas are assigned to brokers that are not registered", r.UnregisteredReplicas)
+	for _, s := range spread {
+		r.Spread = append(r.Spread, *s)
 	}
+	sort.Slice(r.Spread, func(i, j int) bool { return r.Spread[i].ID < r.Spread[j].ID })
+	if r.UnregisteredReplicas > 0 {
+		var ids []int
+		for _, s := range r.Spread {
+			if !s.Registered && s.Replicas > 0 {
+				ids = append(ids, s.ID)
+			}
+		}
+		worsen(Degraded, "%d replicas are assigned to brokers that are not registered %v", r.UnregisteredReplicas, ids)
+	}
+	r.Notes = unevenSpread(r.Spread)
 	return r
+}
+
+// unevenSpread notes when registered brokers carry clearly different
+// numbers of replicas or leaders: the imbalance a Cruise Control rebalance
+// (or, for leaders only, a preferred leader election) fixes.
+func unevenSpread(spread []BrokerSpread) []string {
+	var up []BrokerSpread
+	for _, s := range spread {
+		if s.Registered {
+			up = append(up, s)
+		}
+	}
+	if len(up) < 2 {
+		return nil
+	}
+	var notes []string
+	for _, m := range []struct {
+		what string
+		get  func(BrokerSpread) int
+	}{
+		{"replicas", func(s BrokerSpread) int { return s.Replicas }},
+		{"leaders", func(s BrokerSpread) int { return s.Leaders }},
+	} {
+		minB, maxB, total := up[0], up[0], 0
+		for _, s := range up {
+			total += m.get(s)
+			if m.get(s) < m.get(minB) {
+				minB = s
+			}
+			if m.get(s) > m.get(maxB) {
+				maxB = s
+			}
+		}
+		avg := float64(total) / float64(len(up))
+		// Rounding leaves at most a few partitions of difference on a
+		// balanced cluster; more than a quarter of the average is not that.
+		if diff := m.get(maxB) - m.get(minB); diff > 2 && float64(diff) > avg/4 {
+			notes = append(notes, fmt.Sprintf("%s are unevenly spread: broker %d has %d, broker %d has %d (average %.1f); "+
+				"see `chatctl cc proposals`", m.what, maxB.ID, m.get(maxB), minB.ID, m.get(minB), avg))
+		}
+	}
+	return notes
 }
 
 func rank(s Status) int {

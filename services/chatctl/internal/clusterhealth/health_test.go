@@ -10,25 +10,27 @@ import (
 	"github.com/kchat/kchat/services/chatctl/internal/clusterhealth"
 )
 
-// brokers returns three registered brokers and the value kafka-go uses for a
-// replica or leader on a broker that is not registered.
-func brokers() (b1, b2, b3, gone kafka.Broker) {
-	return kafka.Broker{ID: 1, Host: "kafka-1", Port: 19092},
-		kafka.Broker{ID: 2, Host: "kafka-2", Port: 19092},
-		kafka.Broker{ID: 3, Host: "kafka-3", Port: 19092},
-		kafka.Broker{}
+func brokers(ids ...int) []clusterhealth.Broker {
+	var out []clusterhealth.Broker
+	for _, id := range ids {
+		out = append(out, clusterhealth.Broker{ID: id, Host: "kafka-" + string(rune('0'+id)), Port: 19092})
+	}
+	return out
 }
 
-func partition(id int, leader kafka.Broker, replicas, isr []kafka.Broker) kafka.Partition {
-	return kafka.Partition{Topic: "chat.submitted", ID: id, Leader: leader, Replicas: replicas, Isr: isr}
+func partition(id, leader int, replicas, isr []int) clusterhealth.PartitionMetadata {
+	return clusterhealth.PartitionMetadata{ID: id, Leader: leader, Replicas: replicas, ISR: isr}
+}
+
+func submitted(parts ...clusterhealth.PartitionMetadata) []clusterhealth.TopicMetadata {
+	return []clusterhealth.TopicMetadata{{Name: "chat.submitted", Partitions: parts}}
 }
 
 func TestEvaluate(t *testing.T) {
-	b1, b2, b3, gone := brokers()
-	all3 := func() []kafka.Broker { return []kafka.Broker{b1, b2, b3} }
+	all3 := []int{1, 2, 3}
 	tests := []struct {
 		name          string
-		md            kafka.MetadataResponse
+		md            clusterhealth.Metadata
 		minISR        map[string]int
 		opts          clusterhealth.Options
 		wantStatus    clusterhealth.Status
@@ -42,20 +44,16 @@ func TestEvaluate(t *testing.T) {
 	}{
 		{
 			name: "healthy",
-			md: kafka.MetadataResponse{ClusterID: "c", Controller: b1, Brokers: all3(), Topics: []kafka.Topic{{
-				Name: "chat.submitted", Partitions: []kafka.Partition{
-					partition(0, b1, all3(), all3()), partition(1, b2, all3(), all3()),
-				}}}},
+			md: clusterhealth.Metadata{ClusterID: "c", ControllerID: 1, Brokers: brokers(1, 2, 3), Topics: submitted(
+				partition(0, 1, all3, all3), partition(1, 2, all3, all3))},
 			minISR:     map[string]int{"chat.submitted": 2},
 			opts:       clusterhealth.Options{ExpectedBrokers: 3, DefaultMinISR: 1},
 			wantStatus: clusterhealth.Healthy, wantMinISR: 2, wantNoProblem: true,
 		},
 		{
 			name: "one follower behind is degraded",
-			md: kafka.MetadataResponse{Controller: b1, Brokers: all3(), Topics: []kafka.Topic{{
-				Name: "chat.submitted", Partitions: []kafka.Partition{
-					partition(0, b1, all3(), all3()), partition(1, b2, all3(), []kafka.Broker{b2, b3}),
-				}}}},
+			md: clusterhealth.Metadata{ControllerID: 1, Brokers: brokers(1, 2, 3), Topics: submitted(
+				partition(0, 1, all3, all3), partition(1, 2, all3, []int{2, 3}))},
 			minISR:     map[string]int{"chat.submitted": 2},
 			opts:       clusterhealth.Options{ExpectedBrokers: 3},
 			wantStatus: clusterhealth.Degraded, wantURP: []int{1}, wantMinISR: 2,
@@ -63,55 +61,56 @@ func TestEvaluate(t *testing.T) {
 		},
 		{
 			name: "isr below min.insync.replicas is unhealthy",
-			md: kafka.MetadataResponse{Controller: b1, Brokers: all3(), Topics: []kafka.Topic{{
-				Name: "chat.submitted", Partitions: []kafka.Partition{
-					partition(0, b3, all3(), []kafka.Broker{b3}), partition(1, b2, all3(), []kafka.Broker{b2, b3}),
-				}}}},
+			md: clusterhealth.Metadata{ControllerID: 1, Brokers: brokers(1, 2, 3), Topics: submitted(
+				partition(0, 3, all3, []int{3}), partition(1, 2, all3, []int{2, 3}))},
 			minISR:     map[string]int{"chat.submitted": 2},
 			wantStatus: clusterhealth.Unhealthy, wantURP: []int{0, 1}, wantBelow: []int{0}, wantMinISR: 2,
 			wantProblem: "below min.insync.replicas=2 [0]",
 		},
 		{
 			name: "partition without leader is offline",
-			md: kafka.MetadataResponse{Controller: b1, Brokers: all3(), Topics: []kafka.Topic{{
-				Name: "chat.submitted", Partitions: []kafka.Partition{
-					partition(0, gone, all3(), nil),
-				}}}},
+			md: clusterhealth.Metadata{ControllerID: 1, Brokers: brokers(1, 2, 3), Topics: submitted(
+				partition(0, -1, all3, nil))},
 			minISR:     map[string]int{"chat.submitted": 2},
 			wantStatus: clusterhealth.Unhealthy, wantURP: []int{0}, wantOffline: []int{0}, wantMinISR: 2,
 			wantProblem: "without a leader [0]",
 		},
 		{
-			name: "a broker that left is counted from the replicas it still holds",
-			md: kafka.MetadataResponse{Controller: b1, Brokers: []kafka.Broker{b1, b2}, Topics: []kafka.Topic{{
-				Name: "chat.submitted", Partitions: []kafka.Partition{
-					partition(0, b1, []kafka.Broker{b1, b2, gone}, []kafka.Broker{b1, b2}),
-					partition(1, b2, []kafka.Broker{b2, gone, b1}, []kafka.Broker{b2, b1}),
-				}}}},
+			name: "one broker down is degraded: every partition still takes acks=all writes",
+			md: clusterhealth.Metadata{ControllerID: 1, Brokers: brokers(1, 2), Topics: submitted(
+				partition(0, 1, []int{1, 2, 3}, []int{1, 2}),
+				partition(1, 2, []int{2, 3, 1}, []int{2, 1}))},
 			minISR:     map[string]int{"chat.submitted": 2},
 			opts:       clusterhealth.Options{ExpectedBrokers: 3},
-			wantStatus: clusterhealth.Unhealthy, wantURP: []int{0, 1}, wantMinISR: 2, wantUnreg: 2,
-			wantProblem: "2 of 3 expected brokers registered",
+			wantStatus: clusterhealth.Degraded, wantURP: []int{0, 1}, wantMinISR: 2, wantUnreg: 2,
+			wantProblem: "2 replicas are assigned to brokers that are not registered [3]",
 		},
 		{
-			name: "missing controller is unhealthy",
-			md: kafka.MetadataResponse{Brokers: all3(), Topics: []kafka.Topic{{
-				Name: "chat.submitted", Partitions: []kafka.Partition{partition(0, b1, all3(), all3())}}}},
+			name: "two brokers down is unhealthy: the ISR is below min.insync.replicas",
+			md: clusterhealth.Metadata{ControllerID: 1, Brokers: brokers(1), Topics: submitted(
+				partition(0, 1, []int{1, 2, 3}, []int{1}))},
+			minISR:     map[string]int{"chat.submitted": 2},
+			opts:       clusterhealth.Options{ExpectedBrokers: 3},
+			wantStatus: clusterhealth.Unhealthy, wantURP: []int{0}, wantBelow: []int{0}, wantMinISR: 2, wantUnreg: 2,
+			wantProblem: "1 of 3 expected brokers registered",
+		},
+		{
+			name:       "missing controller is unhealthy",
+			md:         clusterhealth.Metadata{ControllerID: -1, Brokers: brokers(1, 2, 3), Topics: submitted(partition(0, 1, all3, all3))},
 			minISR:     map[string]int{"chat.submitted": 2},
 			wantStatus: clusterhealth.Unhealthy, wantMinISR: 2,
 			wantProblem: "no controller",
 		},
 		{
-			name: "unreadable min isr falls back to the default",
-			md: kafka.MetadataResponse{Controller: b1, Brokers: all3(), Topics: []kafka.Topic{{
-				Name: "chat.submitted", Partitions: []kafka.Partition{partition(0, b1, all3(), []kafka.Broker{b1, b2})}}}},
+			name:       "unreadable min isr falls back to the default",
+			md:         clusterhealth.Metadata{ControllerID: 1, Brokers: brokers(1, 2, 3), Topics: submitted(partition(0, 1, all3, []int{1, 2}))},
 			opts:       clusterhealth.Options{DefaultMinISR: 3},
 			wantStatus: clusterhealth.Unhealthy, wantURP: []int{0}, wantBelow: []int{0}, wantMinISR: 3,
 			wantProblem: "below min.insync.replicas=3",
 		},
 		{
 			name: "topic level error",
-			md: kafka.MetadataResponse{Controller: b1, Brokers: all3(), Topics: []kafka.Topic{{
+			md: clusterhealth.Metadata{ControllerID: 1, Brokers: brokers(1, 2, 3), Topics: []clusterhealth.TopicMetadata{{
 				Name: "chat.submitted", Error: kafka.LeaderNotAvailable}}},
 			wantStatus:  clusterhealth.Unhealthy,
 			wantProblem: "topic chat.submitted: ",
@@ -157,8 +156,7 @@ func TestEvaluate(t *testing.T) {
 }
 
 func TestEvaluateReportsBrokersAndController(t *testing.T) {
-	b1, b2, b3, _ := brokers()
-	md := kafka.MetadataResponse{ClusterID: "kchat", Controller: b2, Brokers: []kafka.Broker{b3, b1, b2}}
+	md := clusterhealth.Metadata{ClusterID: "kchat", ControllerID: 2, Brokers: []clusterhealth.Broker{brokers(3)[0], brokers(1)[0], brokers(2)[0]}}
 	r := clusterhealth.Evaluate(&md, nil, clusterhealth.Options{ExpectedBrokers: 3})
 	ids := []int{}
 	for _, b := range r.Brokers {
@@ -172,5 +170,56 @@ func TestEvaluateReportsBrokersAndController(t *testing.T) {
 	}
 	if r.ClusterID != "kchat" || r.Status != clusterhealth.Healthy {
 		t.Errorf("report = %+v", r)
+	}
+}
+
+func TestEvaluateSpreadPerBroker(t *testing.T) {
+	// Broker 3 is down; its replicas still count against it by id.
+	md := clusterhealth.Metadata{ControllerID: 1, Brokers: brokers(1, 2), Topics: []clusterhealth.TopicMetadata{
+		{Name: "a", Partitions: []clusterhealth.PartitionMetadata{
+			partition(0, 1, []int{1, 2, 3}, []int{1, 2}),
+			partition(1, 2, []int{2, 3, 1}, []int{2, 1}),
+			partition(2, 1, []int{3, 1, 2}, []int{1, 2}), // preferred leader 3 is down
+		}},
+		{Name: "b", Partitions: []clusterhealth.PartitionMetadata{partition(0, 1, []int{1, 2}, []int{1, 2})}},
+	}}
+	r := clusterhealth.Evaluate(&md, map[string]int{"a": 2, "b": 1}, clusterhealth.Options{ExpectedBrokers: 3})
+	want := []clusterhealth.BrokerSpread{
+		{ID: 1, Registered: true, Leaders: 3, Replicas: 4, OutOfSync: 0, PreferredLeader: 2},
+		{ID: 2, Registered: true, Leaders: 1, Replicas: 4, OutOfSync: 0, PreferredLeader: 1},
+		{ID: 3, Registered: false, Leaders: 0, Replicas: 3, OutOfSync: 3, PreferredLeader: 1},
+	}
+	if !slices.Equal(r.Spread, want) {
+		t.Errorf("spread = %+v\nwant     %+v", r.Spread, want)
+	}
+	if r.Status != clusterhealth.Degraded {
+		t.Errorf("status %s, want degraded", r.Status)
+	}
+}
+
+func TestEvaluateNotesAnUnevenSpread(t *testing.T) {
+	var parts []clusterhealth.PartitionMetadata
+	for i := range 12 {
+		// Every partition on brokers 1 and 2 only, led by 1: the tutorial's
+		// "topics piled on one broker".
+		parts = append(parts, partition(i, 1, []int{1, 2}, []int{1, 2}))
+	}
+	md := clusterhealth.Metadata{ControllerID: 1, Brokers: brokers(1, 2, 3), Topics: []clusterhealth.TopicMetadata{{Name: "piled", Partitions: parts}}}
+	r := clusterhealth.Evaluate(&md, nil, clusterhealth.Options{ExpectedBrokers: 3, DefaultMinISR: 1})
+	if r.Status != clusterhealth.Healthy {
+		t.Errorf("an uneven spread is not a health problem, got %s %v", r.Status, r.Problems)
+	}
+	joined := strings.Join(r.Notes, "\n")
+	for _, want := range []string{"replicas are unevenly spread: broker 1 has 12, broker 3 has 0", "leaders are unevenly spread: broker 1 has 12"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("notes %q lack %q", joined, want)
+		}
+	}
+
+	balanced := clusterhealth.Metadata{ControllerID: 1, Brokers: brokers(1, 2, 3), Topics: submitted(
+		partition(0, 1, []int{1, 2, 3}, []int{1, 2, 3}), partition(1, 2, []int{2, 3, 1}, []int{2, 3, 1}),
+		partition(2, 3, []int{3, 1, 2}, []int{3, 1, 2}), partition(3, 1, []int{1, 2, 3}, []int{1, 2, 3}))}
+	if r := clusterhealth.Evaluate(&balanced, nil, clusterhealth.Options{}); len(r.Notes) != 0 {
+		t.Errorf("balanced cluster noted %v", r.Notes)
 	}
 }

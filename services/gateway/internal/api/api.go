@@ -54,8 +54,16 @@ type Hub interface {
 	UserLeft(userID, room string)
 	Users(ctx context.Context) []protocol.OnlineUser
 	Stats() protocol.StatsReply
+}
+
+// ReadNotifier is implemented by hubs that tell a user's open connections about a read
+// marker set over REST (*hub.Hub does). It is separate from Hub so that a hub without
+// connections (tests) need not implement it.
+type ReadNotifier interface {
 	ReadMarked(userID string, m protocol.ReadMarker, except *hub.Session)
 }
+
+var _ ReadNotifier = (*hub.Hub)(nil)
 
 // Config holds the API's limiters. Nil limiters limit nothing.
 type Config struct {
@@ -77,8 +85,12 @@ type API struct {
 	cfg  Config
 }
 
-// New returns the API.
-func New(c Chat, h Hub, cfg Config) *API {
+// New returns the API; without a Config nothing is rate-limited.
+func New(c Chat, h Hub, opt ...Config) *API {
+	var cfg Config
+	if len(opt) > 0 {
+		cfg = opt[0]
+	}
 	off := ratelimit.NewKeyed(ratelimit.Rate{})
 	for _, k := range []**ratelimit.Keyed{&cfg.UserLimiter, &cfg.LoginAccount, &cfg.LoginAddr} {
 		if *k == nil {
@@ -531,7 +543,9 @@ func (a *API) markRead(c echo.Context) error {
 	if err != nil {
 		return fail(c, err)
 	}
-	a.hub.ReadMarked(u.ID, m, nil)
+	if rn, ok := a.hub.(ReadNotifier); ok {
+		rn.ReadMarked(u.ID, m, nil)
+	}
 	return c.JSON(http.StatusOK, map[string]any{"room": m.Room, "last_read_seq": m.Seq, "unread": m.Unread})
 }
 

@@ -17,6 +17,7 @@ import (
 type fakeStore struct {
 	chat.Store
 	check   store.SendCheck
+	target  *store.Message // MessageAt's answer (nil: not found)
 	session struct {
 		kind string
 		exp  time.Time
@@ -26,6 +27,13 @@ type fakeStore struct {
 
 func (f *fakeStore) CheckSend(context.Context, string, string, string) (store.SendCheck, error) {
 	return f.check, nil
+}
+
+func (f *fakeStore) MessageAt(context.Context, string, int64) (store.Message, error) {
+	if f.target == nil {
+		return store.Message{}, store.ErrNotFound
+	}
+	return *f.target, nil
 }
 
 func (f *fakeStore) SessionUser(context.Context, []byte) (store.User, string, time.Time, error) {
@@ -102,6 +110,64 @@ func TestSend(t *testing.T) {
 			}
 			if tc.status == protocol.AckDuplicate && (ack.Seq != 7 || ack.MessageID != "e7") {
 				t.Fatalf("duplicate ack %+v", ack)
+			}
+		})
+	}
+}
+
+// Edits and deletes: the author or a room admin; only messages; not once deleted.
+func TestSend_edit_and_delete_permissions(t *testing.T) {
+	t.Parallel()
+	alice := chat.User{ID: "u1", Username: "alice"}
+	deleted := time.Now()
+	byAlice := &store.Message{Seq: 3, Kind: event.KindMessage, Sender: "u1"}
+	byBob := &store.Message{Seq: 3, Kind: event.KindMessage, Sender: "u2"}
+	deletedByBob := &store.Message{Seq: 3, Kind: event.KindMessage, Sender: "u2", DeletedAt: &deleted}
+	join := &store.Message{Seq: 3, Kind: event.KindJoin, Sender: "u1"}
+	member := store.SendCheck{RoomFound: true, Member: true, Role: "member"}
+	admin := store.SendCheck{RoomFound: true, Member: true, Role: "admin"}
+	edit := chat.SendRequest{Room: "r", ClientMsgID: "e1", Text: "fixed", Kind: event.KindEdit, TargetSeq: 3}
+	del := chat.SendRequest{Room: "r", ClientMsgID: "d1", Kind: event.KindDelete, TargetSeq: 3}
+	tests := []struct {
+		name   string
+		check  store.SendCheck
+		target *store.Message
+		req    chat.SendRequest
+		code   string // "" means accepted
+	}{
+		{"author edits", member, byAlice, edit, ""},
+		{"author deletes", member, byAlice, del, ""},
+		{"other member may not edit", member, byBob, edit, protocol.CodeForbidden},
+		{"other member may not delete", member, byBob, del, protocol.CodeForbidden},
+		{"admin edits someone else's", admin, byBob, edit, ""},
+		{"admin deletes someone else's", admin, byBob, del, ""},
+		{"deleting twice", admin, deletedByBob, del, protocol.CodeConflict},
+		{"editing a deleted message", admin, deletedByBob, edit, protocol.CodeConflict},
+		{"a join is not a message", member, join, edit, protocol.CodeBadRequest},
+		{"no such seq", member, nil, del, protocol.CodeNotFound},
+		{"not a member", store.SendCheck{RoomFound: true}, byAlice, del, protocol.CodeForbidden},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			pub := &fakePub{}
+			ack, err := newService(t, &fakeStore{check: tc.check, target: tc.target}, pub).Send(context.Background(), alice, tc.req)
+			if tc.code == "" {
+				if err != nil || ack.Status != protocol.AckAccepted || len(pub.events) != 1 {
+					t.Fatalf("ack %+v, err %v, %d published", ack, err, len(pub.events))
+				}
+				m, _ := event.As[event.MessageSubmitted](pub.events[0])
+				if m.Kind != tc.req.Kind || m.TargetSeq != 3 {
+					t.Fatalf("published %+v", m)
+				}
+				return
+			}
+			var pe *protocol.Error
+			if !errors.As(err, &pe) || pe.Code != tc.code {
+				t.Fatalf("err = %v, want %s", err, tc.code)
+			}
+			if len(pub.events) != 0 {
+				t.Fatal("a refused change was published")
 			}
 		})
 	}

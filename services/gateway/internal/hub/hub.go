@@ -393,9 +393,6 @@ func (h *Hub) ReadMarked(userID string, m protocol.ReadMarker, except *Session) 
 	}
 }
 
-// SweepLimiters forgets idle per-user buckets; the app calls it now and then.
-func (h *Hub) SweepLimiters() int { return h.cfg.UserLimiter.Sweep(h.cfg.Now()) }
-
 // Users lists who is online across the cluster: everyone the presence view sees on a live
 // gateway, plus this gateway's own users (whose report may not have been read back yet),
 // with idle time for the latter.
