@@ -45,7 +45,7 @@ var (
 	ErrTargetNotFound   = errors.New("store: target message not found")
 	ErrTargetNotMessage = errors.New("store: target is not a message")
 	ErrTargetDeleted    = errors.New("store: target message is deleted")
-	ErrNotAuthor        = errors.New("store: only the original sender may edit or delete a message")
+	ErrNotAuthor        = errors.New("store: only the original sender or a room admin may edit or delete a message")
 	ErrNoMembers        = errors.New("store: dm room has no members")
 )
 
@@ -119,6 +119,9 @@ type room struct {
 
 type msgKey struct{ room, sender, clientMsgID string }
 
+// memberKey names a member of a room.
+type memberKey struct{ room, user string }
+
 type seqKey struct {
 	room string
 	seq  int64
@@ -180,9 +183,10 @@ func decode(ms []*consumer.Message) ([]item, error) {
 
 // result says what a batch did, for metrics and logs.
 type result struct {
-	stored      []storedEntry
-	redelivered int
-	retried     int
+	stored         []storedEntry
+	redelivered    int
+	retried        int
+	alreadyDeleted int
 }
 
 type storedEntry struct {
@@ -219,7 +223,7 @@ func (s *Store) store(ctx context.Context, batchNo int64, items []item) (result,
 		if err := w.write(ctx, tx); err != nil {
 			return res, err
 		}
-		res.stored, res.retried = w.stored, w.retried
+		res.stored, res.retried, res.alreadyDeleted = w.stored, w.retried, w.alreadyDeleted
 	}
 	if s.cfg.BeforeCommit != nil {
 		s.cfg.BeforeCommit(batchNo)
@@ -301,7 +305,7 @@ func (s *Store) inbox(ctx context.Context, tx pgx.Tx, items []item) ([]item, err
 func (s *Store) plan(ctx context.Context, tx pgx.Tx, items []item) (*writes, error) {
 	var roomIDs []string
 	var keyRooms, keySenders, keyIDs []string
-	var tgtRooms []string
+	var tgtRooms, tgtSenders []string
 	var tgtSeqs []int64
 	seenRoom := map[string]bool{}
 	for _, it := range items {
@@ -316,6 +320,7 @@ func (s *Store) plan(ctx context.Context, tx pgx.Tx, items []item) (*writes, err
 			if it.sub.TargetSeq > 0 {
 				tgtRooms = append(tgtRooms, it.room)
 				tgtSeqs = append(tgtSeqs, it.sub.TargetSeq)
+				tgtSenders = append(tgtSenders, it.sub.Sender)
 			}
 		}
 	}
@@ -323,6 +328,7 @@ func (s *Store) plan(ctx context.Context, tx pgx.Tx, items []item) (*writes, err
 	rooms := map[string]*room{}
 	existing := map[msgKey]bool{}
 	targets := map[seqKey]*target{}
+	admins := map[memberKey]bool{}
 	b := &pgx.Batch{}
 	// FOR NO KEY UPDATE is the lock the final UPDATE takes anyway; it makes last_seq
 	// read here the value that UPDATE will overwrite.
@@ -377,6 +383,24 @@ func (s *Store) plan(ctx context.Context, tx pgx.Tx, items []item) (*writes, err
 				return err
 			})
 	}
+	if len(tgtRooms) > 0 {
+		// Admins may edit and delete anyone's messages. The role is read now, as the change
+		// is stored: an admin demoted since the gateway accepted it is refused here.
+		b.Queue(`
+			SELECT m.room_id, m.user_id
+			FROM room_members m
+			JOIN unnest($1::text[], $2::text[]) AS k(room_id, user_id)
+			  ON m.room_id = k.room_id AND m.user_id = k.user_id
+			WHERE m.role = 'admin'`, tgtRooms, tgtSenders).
+			Query(func(rows pgx.Rows) error {
+				var k memberKey
+				_, err := pgx.ForEachRow(rows, []any{&k.room, &k.user}, func() error {
+					admins[k] = true
+					return nil
+				})
+				return err
+			})
+	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("cannot read rooms and messages: %w", err)
 	}
@@ -387,7 +411,7 @@ func (s *Store) plan(ctx context.Context, tx pgx.Tx, items []item) (*writes, err
 		rooms:    rooms,
 	}
 	for _, it := range items {
-		if err := s.planOne(w, it, existing, targets); err != nil {
+		if err := s.planOne(w, it, existing, targets, admins); err != nil {
 			return nil, err
 		}
 	}
@@ -397,7 +421,7 @@ func (s *Store) plan(ctx context.Context, tx pgx.Tx, items []item) (*writes, err
 // planOne applies one fresh event to the in-memory state of the batch. existing and
 // targets start as what the database held and grow with the batch's own rows, so an
 // event sees every earlier event of the same batch.
-func (s *Store) planOne(w *writes, it item, existing map[msgKey]bool, targets map[seqKey]*target) error {
+func (s *Store) planOne(w *writes, it item, existing map[msgKey]bool, targets map[seqKey]*target, admins map[memberKey]bool) error {
 	r, ok := w.rooms[it.room]
 	if !ok {
 		return consumer.Permanent(fmt.Errorf("event %s: room %q: %w", it.env.ID, it.room, ErrUnknownRoom))
@@ -412,7 +436,16 @@ func (s *Store) planOne(w *writes, it item, existing map[msgKey]bool, targets ma
 			return nil
 		}
 		if sub.Kind == event.KindEdit || sub.Kind == event.KindDelete {
-			if err := checkTarget(targets[seqKey{it.room, sub.TargetSeq}], sub); err != nil {
+			err := checkTarget(targets[seqKey{it.room, sub.TargetSeq}], sub, admins[memberKey{it.room, sub.Sender}])
+			if sub.Kind == event.KindDelete && errors.Is(err, ErrTargetDeleted) {
+				// Two devices (or an author and an admin) deleted the same message at
+				// once: both were accepted, the first did it. The second is a no-op, not a
+				// poison event: what it asked for is true.
+				w.alreadyDeleted++
+				s.cfg.Logger.Info("delete of a deleted message skipped", "event_id", it.env.ID, "room_id", it.room, "target_seq", sub.TargetSeq)
+				return nil
+			}
+			if err != nil {
 				return consumer.Permanent(fmt.Errorf("event %s: %s of %s/%d: %w", it.env.ID, sub.Kind, it.room, sub.TargetSeq, err))
 			}
 		}
@@ -449,13 +482,13 @@ func (s *Store) planOne(w *writes, it item, existing map[msgKey]bool, targets ma
 	return nil
 }
 
-func checkTarget(t *target, sub *event.MessageSubmitted) error {
+func checkTarget(t *target, sub *event.MessageSubmitted, admin bool) error {
 	switch {
 	case t == nil:
 		return ErrTargetNotFound
 	case t.kind != event.KindMessage:
 		return ErrTargetNotMessage
-	case t.sender != sub.Sender:
+	case t.sender != sub.Sender && !admin:
 		return ErrNotAuthor
 	case t.deleted:
 		return ErrTargetDeleted
@@ -486,6 +519,8 @@ type writes struct {
 	outbox   []outboxRow
 	stored   []storedEntry
 	retried  int
+	// alreadyDeleted counts deletes of messages deleted before (no entry stored).
+	alreadyDeleted int
 }
 
 type outboxRow struct {
@@ -575,8 +610,13 @@ func (w *writes) write(ctx context.Context, tx pgx.Tx) error {
 			b.Queue(`UPDATE messages SET text = $3, edited_at = $4 WHERE room_id = $1 AND seq = $2`,
 				u.room, u.targetSeq, u.text, u.sentAt)
 		} else {
-			b.Queue(`UPDATE messages SET deleted_at = $3 WHERE room_id = $1 AND seq = $2`,
+			// A deleted message keeps its place in the timeline but loses its text, and so do
+			// the edits that carried later versions of it. (The log keeps what it was sent;
+			// retention removes it from there.)
+			b.Queue(`UPDATE messages SET deleted_at = $3, text = NULL WHERE room_id = $1 AND seq = $2`,
 				u.room, u.targetSeq, u.sentAt)
+			b.Queue(`UPDATE messages SET text = NULL WHERE room_id = $1 AND kind = 'edit' AND target_seq = $2`,
+				u.room, u.targetSeq)
 		}
 	}
 
