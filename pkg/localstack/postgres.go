@@ -222,3 +222,29 @@ func (s *Stack) asPostgresUser(cmd *exec.Cmd) error {
 }
 
 func syscallKill(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
+
+// RestartPostgres stops the server this stack started and starts it again, waiting until
+// it accepts connections; fault tests use it. With crash set, the stop is PostgreSQL's
+// immediate shutdown (SIGQUIT): every backend exits at once without a checkpoint and the
+// restart replays WAL, as after a crash of the server process. (SIGKILL of the postmaster
+// alone would leave its backends holding the shared memory, so the restart could fail.)
+// Otherwise it is a fast shutdown (SIGINT). Every client connection is cut either way.
+func (s *Stack) RestartPostgres(ctx context.Context, crash bool) error {
+	if _, ok := s.running("postgres"); !ok {
+		return errors.New("postgres is not running")
+	}
+	sig := syscall.SIGINT
+	if crash {
+		sig = syscall.SIGQUIT
+	}
+	if err := s.stop(ctx, "postgres", sig, 30*time.Second); err != nil {
+		return fmt.Errorf("stopping postgres: %w", err)
+	}
+	// The port stays bound for a moment after the postmaster is gone.
+	if err := waitFor(ctx, 10*time.Second, "the PostgreSQL port to be free", func() error {
+		return checkPortFree(s.cfg.PostgresPort, "postgres")
+	}); err != nil {
+		return err
+	}
+	return s.upPostgres(ctx)
+}

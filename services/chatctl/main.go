@@ -1,5 +1,5 @@
 // Command chatctl is the kchat operator CLI: topics, migrations, cluster
-// health, consumer lag and Cruise Control. See docs/runbook.md.
+// health, consumer lag, Cruise Control and dead letters. See docs/operations.md.
 package main
 
 import (

@@ -1,6 +1,6 @@
 -- Read markers (per user and room), the notification service's record of whom it did
--- not notify because they were online, and the scratch table `chatctl rebuild
--- notifications` fills from the log.
+-- not notify because they were online, the scratch table `chatctl rebuild
+-- notifications` fills from the log, and an index for deletes.
 
 -- +goose Up
 -- How far a user has read a room. Only ever moves forward (the gateway upserts with
@@ -40,7 +40,12 @@ CREATE TABLE notifications_rebuild (
     PRIMARY KEY (user_id, room_id, seq, reason)
 );
 
+-- A delete clears the text of its target's edits too; this finds them without scanning
+-- the room.
+CREATE INDEX messages_edits ON messages (room_id, target_seq) WHERE kind = 'edit';
+
 -- +goose Down
+DROP INDEX messages_edits;
 DROP TABLE notifications_rebuild;
 DROP TABLE notification_skips;
 DROP TABLE room_reads;

@@ -70,9 +70,12 @@ func commands() []command {
 	return []command{
 		{"topics", "plan|apply: reconcile Kafka topics with the topics file", runTopics},
 		{"migrate", "apply the embedded SQL migrations to DATABASE_URL", runMigrate},
-		{"cluster", "health: brokers, controller, under-replicated and below-min-ISR partitions", runCluster},
+		{"cluster", "[health]: brokers, controller, leader/replica spread per broker, under-replicated, below-min-ISR and offline partitions", runCluster},
 		{"lag", "committed offset, log end and lag per consumer group and partition", runLag},
 		{"cc", "Cruise Control: state|load|proposals|rebalance|add-broker|remove-broker|demote-broker|stop|user-tasks", runCC},
+		{"dlq", "list|replay: dead letters in chat.dlq, and producing them again to their original topic", runDLQ},
+		{"replay", "print (or re-emit) one room's stored events from an offset or a time", runReplay},
+		{"rebuild", "notifications: rebuild the notifications read model from chat.stored and compare it with the live table", runRebuild},
 	}
 }
 
@@ -128,7 +131,7 @@ func printUsage(w io.Writer) {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "environment: KAFKA_BROKERS, CRUISE_CONTROL_URL, TOPICS_FILE, DATABASE_URL, LOG_LEVEL")
+	fmt.Fprintln(w, "environment: KAFKA_BROKERS, CRUISE_CONTROL_URL, TOPICS_FILE, TOPIC_PREFIX, DATABASE_URL, LOG_LEVEL")
 	fmt.Fprintln(w, "run `chatctl <command> -h` for the flags of a command")
 }
 

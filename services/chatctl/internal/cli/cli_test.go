@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -286,4 +289,98 @@ func hasFlag(args []string, flag string) bool {
 		}
 	}
 	return false
+}
+
+// Every chatctl command line in docs/operations.md must parse: the command
+// and subcommand exist and every flag is defined with a valid value. Each is
+// run with -h appended, which stops after flag parsing, so nothing is sent
+// anywhere.
+func TestOperationsDocCommandsExist(t *testing.T) {
+	root, err := filepath.Abs(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(root, "go.work")); err == nil {
+			break
+		}
+		parent := filepath.Dir(root)
+		if parent == root {
+			t.Fatal("no go.work above the test")
+		}
+		root = parent
+	}
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	placeholders := strings.NewReplacer("<room-id>", "room-1")
+	checked := 0
+	inCode := false
+	for i, line := range strings.Split(string(doc), "\n") {
+		trimmed := strings.TrimSpace(line)
+		if strings.HasPrefix(trimmed, "```") {
+			inCode = !inCode
+			continue
+		}
+		if !inCode {
+			continue
+		}
+		if j := strings.Index(trimmed, " #"); j >= 0 {
+			trimmed = strings.TrimSpace(trimmed[:j])
+		}
+		var args []string
+		switch f := shellFields(placeholders.Replace(trimmed)); {
+		case len(f) > 0 && (f[0] == "chatctl" || f[0] == "bin/chatctl"):
+			args = f[1:]
+		case slices.Contains(f, "topics-init") && len(f) > 0 && f[0] == "docker":
+			// docker compose run ... topics-init <chatctl args>
+			args = f[slices.Index(f, "topics-init")+1:]
+		default:
+			continue
+		}
+		if len(args) == 0 {
+			continue // the service's own command
+		}
+		checked++
+		r := run(t, nil, append(args, "-h")...)
+		if r.code != cli.ExitOK {
+			t.Errorf("docs/operations.md:%d: %q does not parse (exit %d):\n%s", i+1, trimmed, r.code, r.stderr)
+		}
+	}
+	if checked < 30 {
+		t.Errorf("only %d chatctl command lines found in docs/operations.md", checked)
+	}
+}
+
+// shellFields splits a command line like a POSIX shell does for simple
+// words: whitespace separates, single and double quotes group.
+func shellFields(line string) []string {
+	var out []string
+	var cur strings.Builder
+	inWord := false
+	var quote rune
+	for _, r := range line {
+		switch {
+		case quote != 0 && r == quote:
+			quote = 0
+		case quote != 0:
+			cur.WriteRune(r)
+		case r == '\'' || r == '"':
+			quote, inWord = r, true
+		case r == ' ' || r == '\t':
+			if inWord {
+				out = append(out, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteRune(r)
+			inWord = true
+		}
+	}
+	if inWord {
+		out = append(out, cur.String())
+	}
+	return out
 }

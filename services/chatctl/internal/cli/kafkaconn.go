@@ -37,6 +37,14 @@ func dialKafka(brokers string, timeout time.Duration) (*kafkaConn, error) {
 	}, nil
 }
 
+// ping asks for the broker list. Some kafka-go calls (ListGroups) answer an
+// unreachable cluster with an empty result instead of an error; a command
+// pings first so "no consumer groups" cannot mean "no cluster".
+func (k *kafkaConn) ping(ctx context.Context) error {
+	_, err := k.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{}})
+	return k.wrap(err)
+}
+
 // Close releases the connections.
 func (k *kafkaConn) Close() { k.transport.CloseIdleConnections() }
 

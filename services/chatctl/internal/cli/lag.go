@@ -25,6 +25,9 @@ func runLag(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	defer conn.Close()
+	if err := conn.ping(ctx); err != nil {
+		return err
+	}
 	result, err := consumerlag.Collect(ctx, conn.Client, splitList(*groups))
 	if err != nil {
 		return conn.wrap(err)

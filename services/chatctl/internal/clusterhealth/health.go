@@ -188,11 +188,15 @@ func Check(ctx context.Context, client *kafka.Client, o Options) (Report, error)
 	if err != nil {
 		return Report{}, fmt.Errorf("read cluster metadata: %w", err)
 	}
-	minISR, err := topicMinISR(ctx, client, md.Topics)
-	if err != nil {
-		return Report{}, err
+	// The configs come from one broker, which may be the one that is down:
+	// a health check must still answer then, so it falls back to the
+	// assumed default and says so.
+	minISR, cfgErr := topicMinISR(ctx, client, md.Topics)
+	r := Evaluate(md, minISR, o)
+	if cfgErr != nil {
+		r.Notes = append(r.Notes, fmt.Sprintf("min.insync.replicas not read (%v); assumed %d for every topic", cfgErr, o.DefaultMinISR))
 	}
-	return Evaluate(md, minISR, o), nil
+	return r, nil
 }
 
 // topicMinISR reads the effective min.insync.replicas of every topic (the

@@ -100,8 +100,25 @@ func (f Filter) match(l Letter) bool {
 // ErrNoTopic means the dead-letter topic does not exist.
 var ErrNoTopic = errors.New("dead-letter topic does not exist")
 
-// Partitions returns the partition ids of topic.
+// Partitions returns the partition ids of topic. A topic that is unknown is
+// asked for again for a few seconds: brokers learn about new topics
+// asynchronously, and kafka-go serves metadata from a cache refreshed every
+// MetadataTTL.
 func Partitions(ctx context.Context, client *kafka.Client, topic string) ([]int, error) {
+	for attempt := 1; ; attempt++ {
+		ids, err := partitions(ctx, client, topic)
+		if !errors.Is(err, ErrNoTopic) || attempt == 6 {
+			return ids, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func partitions(ctx context.Context, client *kafka.Client, topic string) ([]int, error) {
 	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
 		return nil, fmt.Errorf("read metadata of %s: %w", topic, err)
@@ -128,8 +145,25 @@ func Partitions(ctx context.Context, client *kafka.Client, topic string) ([]int,
 
 // Read returns the dead letters in topic that match f, in partition and
 // offset order, as of now: it reads every partition from its first offset up
-// to the end it had when Read started.
+// to the end it had when Read started. Errors Kafka calls retriable (a
+// leader moving, a broker that has not yet learnt of the topic) are retried
+// for a few seconds; a broker being restarted causes them.
 func Read(ctx context.Context, client *kafka.Client, topic string, f Filter) ([]Letter, error) {
+	for attempt := 1; ; attempt++ {
+		out, err := read(ctx, client, topic, f)
+		var kerr kafka.Error
+		if err == nil || !errors.As(err, &kerr) || !kerr.Temporary() || attempt == 10 {
+			return out, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func read(ctx context.Context, client *kafka.Client, topic string, f Filter) ([]Letter, error) {
 	parts, err := Partitions(ctx, client, topic)
 	if err != nil {
 		return nil, err

@@ -280,6 +280,12 @@ func (a *API) requireAuth(next echo.HandlerFunc) echo.HandlerFunc {
 			return fail(c, err)
 		}
 		c.Set(userKey, u)
+		// A room id that cannot exist is an unknown room. Checked here, before any query:
+		// PostgreSQL rejects some such ids (a NUL byte), which surfaced as a retryable
+		// 503 that a client would retry forever (found by FuzzREST).
+		if id := c.Param("id"); id != "" && !protocol.ValidRoomRef(id) {
+			return fail(c, protocol.NewError(protocol.CodeNotFound, "no such room"))
+		}
 		return next(c)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/labstack/echo/v4"
 
 	"github.com/kchat/kchat/pkg/event"
@@ -141,6 +142,9 @@ func FuzzREST(f *testing.F) {
 				}
 				if e := protocol.ValidateText(pl.ClientMsgID, pl.Text, protocol.Limits{}); e != nil {
 					t.Fatalf("published an invalid message: %v", e)
+				}
+				if pgText(pl.Text, pl.ClientMsgID, pl.SenderName) != nil {
+					t.Fatalf("published a message persistence cannot store (NUL): %q", pl.Text)
 				}
 			case event.MembershipChanged:
 				if p.key != pl.RoomID || !protocol.ValidSlug(pl.RoomID) {
@@ -341,6 +345,9 @@ var _ chat.Store = (*fakeStore)(nil)
 func (s *fakeStore) env() *fuzzEnv { return (*fuzzEnv)(s) }
 
 func (s *fakeStore) CreateUser(_ context.Context, u store.User) error {
+	if err := pgText(u.Username, u.PasswordHash); err != nil {
+		return err
+	}
 	env := s.env()
 	env.mu.Lock()
 	defer env.mu.Unlock()
@@ -355,6 +362,9 @@ func (s *fakeStore) CreateUser(_ context.Context, u store.User) error {
 }
 
 func (s *fakeStore) UserByName(_ context.Context, name string) (store.User, error) {
+	if err := pgText(name); err != nil {
+		return store.User{}, err
+	}
 	env := s.env()
 	env.mu.Lock()
 	defer env.mu.Unlock()
@@ -388,6 +398,9 @@ func (s *fakeStore) SessionUser(_ context.Context, hash []byte) (store.User, str
 }
 
 func (s *fakeStore) CreateRoom(_ context.Context, id, name, kind, creator string) error {
+	if err := pgText(id, name); err != nil {
+		return err
+	}
 	env := s.env()
 	env.mu.Lock()
 	defer env.mu.Unlock()
@@ -428,12 +441,18 @@ func (s *fakeStore) room(roomID, userID string) (store.Room, error) {
 }
 
 func (s *fakeStore) Room(_ context.Context, roomID, userID string) (store.Room, error) {
+	if err := pgText(roomID); err != nil {
+		return store.Room{}, err
+	}
 	s.env().mu.Lock()
 	defer s.env().mu.Unlock()
 	return s.room(roomID, userID)
 }
 
 func (s *fakeStore) CheckSend(_ context.Context, roomID, userID, clientMsgID string) (store.SendCheck, error) {
+	if err := pgText(roomID, clientMsgID); err != nil {
+		return store.SendCheck{}, err
+	}
 	env := s.env()
 	env.mu.Lock()
 	defer env.mu.Unlock()
@@ -454,6 +473,9 @@ func (s *fakeStore) CheckSend(_ context.Context, roomID, userID, clientMsgID str
 }
 
 func (s *fakeStore) MessageAt(_ context.Context, roomID string, seq int64) (store.Message, error) {
+	if err := pgText(roomID); err != nil {
+		return store.Message{}, err
+	}
 	env := s.env()
 	env.mu.Lock()
 	defer env.mu.Unlock()
@@ -496,6 +518,9 @@ func (s *fakeStore) RemoveMember(_ context.Context, roomID, userID string) (bool
 }
 
 func (s *fakeStore) Members(_ context.Context, roomID string) ([]store.Membership, error) {
+	if err := pgText(roomID); err != nil {
+		return nil, err
+	}
 	env := s.env()
 	env.mu.Lock()
 	defer env.mu.Unlock()
@@ -565,6 +590,17 @@ func (s *fakeStore) MessagesBefore(_ context.Context, roomID string, before int6
 		ms[i], ms[j] = ms[j], ms[i]
 	}
 	return ms[:min(len(ms), limit)], nil
+}
+
+// pgText fails like PostgreSQL does for a text parameter holding NUL (SQLSTATE 22021):
+// input that can reach the database must not hold one, or the caller sees a 503.
+func pgText(vals ...string) error {
+	for _, v := range vals {
+		if strings.ContainsRune(v, 0) {
+			return &pgconn.PgError{Code: "22021", Message: "invalid byte sequence for encoding \"UTF8\": 0x00"}
+		}
+	}
+	return nil
 }
 
 // fakePub records what would have gone to Kafka.

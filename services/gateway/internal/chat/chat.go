@@ -280,6 +280,10 @@ func (s *Service) CreateRoom(ctx context.Context, u User, id, name string) (prot
 	if len(name) > 100 {
 		return protocol.RoomInfo{}, protocol.NewError(protocol.CodeBadRequest, "name is longer than 100 bytes")
 	}
+	if strings.ContainsRune(name, 0) {
+		// PostgreSQL text cannot hold NUL; the insert would fail as a retryable 503.
+		return protocol.RoomInfo{}, protocol.NewError(protocol.CodeBadRequest, "name must not contain NUL characters")
+	}
 	if err := s.store.CreateRoom(ctx, id, name, event.RoomKindRoom, u.ID); err != nil {
 		if errors.Is(err, store.ErrRoomExists) {
 			return protocol.RoomInfo{}, protocol.NewError(protocol.CodeConflict, "a room with this id exists")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -301,6 +302,11 @@ func clientMsgID(id string, lim Limits) *Error {
 	if utf8.RuneCountInString(id) > lim.MaxClientMsgID {
 		return NewError(CodeBadRequest, fmt.Sprintf("client_msg_id is longer than %d characters", lim.MaxClientMsgID))
 	}
+	if strings.ContainsRune(id, 0) {
+		// PostgreSQL text cannot hold NUL: the send check would fail as "unavailable"
+		// and the client would retry it forever.
+		return NewError(CodeBadRequest, "client_msg_id must not contain NUL characters")
+	}
 	return nil
 }
 
@@ -315,6 +321,11 @@ func text(t string, lim Limits) *Error {
 	}
 	if !utf8.ValidString(t) {
 		return NewError(CodeBadRequest, "text must be valid UTF-8")
+	}
+	if strings.ContainsRune(t, 0) {
+		// PostgreSQL text cannot hold NUL: persistence would dead-letter the message
+		// after the client was told it was accepted (found by the security tests).
+		return NewError(CodeBadRequest, "text must not contain NUL characters")
 	}
 	return nil
 }

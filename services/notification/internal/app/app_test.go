@@ -104,6 +104,10 @@ func TestNotification_offline_recipients_outbox_and_redelivery(t *testing.T) {
 	if n := f.count(`SELECT count(*) FROM outbox`); n != len(want) {
 		t.Errorf("after redelivery: %d outbox rows, want still %d", n, len(want))
 	}
+	// cat was online for three entries: those decisions are kept for rebuilds, once each.
+	if n := f.count(`SELECT count(*) FROM notification_skips WHERE user_id = 'u-cat'`); n != 3 {
+		t.Errorf("%d skip decisions for cat, want 3", n)
+	}
 	// Four message events + three re-minted ids; the join is not recorded.
 	if n := f.count(`SELECT count(*) FROM processed_events WHERE consumer = 'notification'`); n != 7 {
 		t.Errorf("inbox holds %d events, want 7", n)

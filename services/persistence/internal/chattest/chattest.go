@@ -22,6 +22,7 @@ type Room struct {
 	ID      string
 	Kind    string // event.RoomKindRoom (default) or event.RoomKindDM
 	Members []string
+	Admins  []string // members with the admin role (also listed in Members)
 }
 
 // Pool opens a pool on url, closed when the test ends.
@@ -54,7 +55,11 @@ func Seed(t testing.TB, pool *pgxpool.Pool, rooms ...Room) {
 			t.Fatalf("seed room %s: %v", r.ID, err)
 		}
 		for _, u := range r.Members {
-			if _, err := pool.Exec(ctx, `INSERT INTO room_members (room_id, user_id) VALUES ($1, $2)`, r.ID, u); err != nil {
+			role := "member"
+			if slices.Contains(r.Admins, u) {
+				role = "admin"
+			}
+			if _, err := pool.Exec(ctx, `INSERT INTO room_members (room_id, user_id, role) VALUES ($1, $2, $3)`, r.ID, u, role); err != nil {
 				t.Fatalf("seed member %s/%s: %v", r.ID, u, err)
 			}
 		}

@@ -23,7 +23,7 @@ import (
 const storedTopic = "test.chat.stored"
 
 var (
-	roomA = chattest.Room{ID: "room-a", Members: []string{"u-alice", "u-bob"}}
+	roomA = chattest.Room{ID: "room-a", Members: []string{"u-alice", "u-bob", "u-carol"}, Admins: []string{"u-carol"}}
 	roomB = chattest.Room{ID: "room-b", Members: []string{"u-alice", "u-bob"}}
 	dm    = chattest.Room{ID: "dm-alice-bob", Kind: event.RoomKindDM, Members: []string{"u-bob", "u-alice"}}
 )
@@ -103,9 +103,50 @@ func TestHandleBatch(t *testing.T) {
 				}
 			},
 			want: []string{
-				"room-a/1 message u-alice fixed edited", "room-a/2 message u-alice text 2 deleted",
+				"room-a/1 message u-alice fixed edited", "room-a/2 message u-alice deleted",
 				"room-a/3 edit u-alice fixed ->1", "room-a/4 delete u-alice ->2",
 			},
+		},
+		{
+			name: "a room admin edits and deletes someone else's message",
+			steps: func(t *testing.T) []step {
+				return []step{
+					{batch: []event.Envelope{msg(t, "room-a", "u-alice", "1"), msg(t, "room-a", "u-alice", "2")}},
+					{batch: []event.Envelope{
+						chattest.Submitted(t, "room-a", "u-carol", "3", event.KindEdit, "moderated", 1),
+						chattest.Submitted(t, "room-a", "u-carol", "4", event.KindDelete, "", 2),
+					}},
+				}
+			},
+			want: []string{
+				"room-a/1 message u-alice moderated edited", "room-a/2 message u-alice deleted",
+				"room-a/3 edit u-carol moderated ->1", "room-a/4 delete u-carol ->2",
+			},
+		},
+		{
+			name: "a delete removes the text of the message and of its edits",
+			steps: func(t *testing.T) []step {
+				return []step{
+					{batch: []event.Envelope{msg(t, "room-a", "u-alice", "1"), chattest.Submitted(t, "room-a", "u-alice", "2", event.KindEdit, "v2", 1)}},
+					{batch: []event.Envelope{chattest.Submitted(t, "room-a", "u-alice", "3", event.KindDelete, "", 1)}},
+				}
+			},
+			want: []string{"room-a/1 message u-alice edited deleted", "room-a/2 edit u-alice ->1", "room-a/3 delete u-alice ->1"},
+		},
+		{
+			name: "a second delete of the same message stores nothing and fails nothing",
+			steps: func(t *testing.T) []step {
+				return []step{
+					// The author and an admin deleting at once: both accepted by gateways.
+					{batch: []event.Envelope{msg(t, "room-a", "u-alice", "1"),
+						chattest.Submitted(t, "room-a", "u-alice", "2", event.KindDelete, "", 1),
+						chattest.Submitted(t, "room-a", "u-carol", "3", event.KindDelete, "", 1)}},
+					{batch: []event.Envelope{chattest.Submitted(t, "room-a", "u-alice", "4", event.KindDelete, "", 1)}},
+					// Someone with no right to delete it still gets the permanent refusal.
+					{batch: []event.Envelope{chattest.Submitted(t, "room-a", "u-bob", "5", event.KindDelete, "", 1)}, wantErr: store.ErrNotAuthor},
+				}
+			},
+			want: []string{"room-a/1 message u-alice deleted", "room-a/2 delete u-alice ->1"},
 		},
 		{
 			name: "an edit may follow its target in the same batch",
@@ -140,7 +181,7 @@ func TestHandleBatch(t *testing.T) {
 					{batch: []event.Envelope{chattest.Submitted(t, "room-a", "u-alice", "5", event.KindEdit, "x", 99)}, wantErr: store.ErrTargetNotFound},
 				}
 			},
-			want: []string{"room-a/1 message u-alice text 1 deleted", "room-a/2 delete u-alice ->1"},
+			want: []string{"room-a/1 message u-alice deleted", "room-a/2 delete u-alice ->1"},
 		},
 		{
 			name: "an unknown room rolls back the whole batch",
@@ -301,8 +342,10 @@ func checkOutbox(t *testing.T, pool *pgxpool.Pool, sent map[string]event.Envelop
 			continue
 		}
 		got := entry{room: p.RoomID, kind: p.Kind, sender: p.Sender, text: p.Text, seq: p.Seq, target: p.TargetSeq}
-		if want.kind == event.KindMessage {
-			got.text = want.text // the row's text may have been edited since
+		if want.kind == event.KindMessage || (want.kind == event.KindEdit && want.text == "") {
+			// The row's text may have been edited since, or cleared by a delete of the
+			// message (the log keeps what was sent).
+			got.text = want.text
 		}
 		if got != want || topic != storedTopic || key != p.RoomID {
 			t.Errorf("outbox row (%s, %s) %+v, want (%s, %s) %+v", topic, key, got, storedTopic, p.RoomID, want)

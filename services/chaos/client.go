@@ -1,0 +1,340 @@
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// User is one simulated person with one WebSocket at a time. It behaves like the
+// documented client: it keeps a per-room cursor (the last seq shown) and drops entries
+// at or below it; sends carry a client_msg_id and are retried with the same id until
+// acknowledged (after a lost connection, an `unavailable` error or a silent 15 s); a lost
+// connection is replaced, on any gateway, by `hello{reconnect_token, rooms: cursors}`.
+type User struct {
+	Name, ID  string
+	Token     string
+	Gateways  []string // WebSocket URLs; the first is preferred
+	Rooms     []string // every room the user is a member of (DMs included)
+	reconnect string
+	rec       *Recorder
+
+	mu      sync.Mutex
+	cursor  map[string]int64
+	pending []*pendingSend
+	conn    *websocket.Conn
+	gw      string
+	epoch   int
+	welcome bool
+	kick    chan struct{}
+}
+
+type pendingSend struct {
+	cmid, room, to, text string
+	written              bool      // written on the current connection, ack awaited
+	writtenAt            time.Time // when, for the ack timeout
+	notBefore            time.Time // retry backoff after `unavailable`
+	attempts             int
+}
+
+// ackTimeout is how long a written send may wait for its ack before it is written
+// again: a gateway that hangs (not dies) must not strand a send.
+const ackTimeout = 15 * time.Second
+
+// NewUser prepares a user; Run connects it.
+func NewUser(name, id, token string, gateways, rooms []string, rec *Recorder) *User {
+	u := &User{Name: name, ID: id, Token: token, Gateways: gateways, Rooms: rooms, rec: rec,
+		cursor: map[string]int64{}, kick: make(chan struct{}, 1)}
+	for _, r := range rooms {
+		u.cursor[r] = 0
+	}
+	return u
+}
+
+// Send schedules a send to a room (to == "") or a DM to a username. It never blocks: the
+// generator is open loop, so a slow or absent connection must not slow the schedule.
+func (u *User) Send(cmid, room, to, text string) {
+	u.rec.Add(Op{Kind: OpSend, User: u.Name, Room: room, To: to, CMID: cmid})
+	u.mu.Lock()
+	u.pending = append(u.pending, &pendingSend{cmid: cmid, room: room, to: to, text: text})
+	u.mu.Unlock()
+	u.poke()
+}
+
+func (u *User) poke() {
+	select {
+	case u.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Pending is the number of sends not yet acknowledged.
+func (u *User) Pending() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.pending)
+}
+
+// Cursors returns a copy of the per-room cursors.
+func (u *User) Cursors() map[string]int64 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	out := make(map[string]int64, len(u.cursor))
+	for r, s := range u.cursor {
+		out[r] = s
+	}
+	return out
+}
+
+// Gateway is the WebSocket URL of the current connection ("" while disconnected).
+func (u *User) Gateway() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.conn == nil || !u.welcome {
+		return ""
+	}
+	return u.gw
+}
+
+// Run keeps the user connected until ctx ends.
+func (u *User) Run(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	next := 0
+	for ctx.Err() == nil {
+		gw := u.Gateways[next%len(u.Gateways)]
+		err := u.session(ctx, gw)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			// Try the next gateway: the one we were on may be the one that died.
+			next++
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 2*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+	}
+}
+
+// session runs one connection: dial, hello with the cursors, then read until it ends.
+// It returns nil if the connection was established (welcomed) and later lost.
+func (u *User) session(ctx context.Context, gw string) error {
+	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	conn, _, err := websocket.Dial(dctx, gw, nil)
+	cancel()
+	if err != nil {
+		return err
+	}
+	conn.SetReadLimit(1 << 20)
+	u.mu.Lock()
+	u.epoch++
+	epoch := u.epoch
+	u.conn, u.gw, u.welcome = conn, gw, false
+	hello := map[string]any{"type": "hello", "ref": "hello", "rooms": u.copyCursorsLocked()}
+	if u.reconnect != "" {
+		hello["reconnect_token"] = u.reconnect
+	} else {
+		hello["token"] = u.Token
+	}
+	for _, p := range u.pending {
+		p.written = false // whatever was in flight on the old connection is resent
+	}
+	u.mu.Unlock()
+
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	welcomed := false
+	defer func() {
+		u.mu.Lock()
+		if u.epoch == epoch {
+			u.conn, u.welcome = nil, false
+		}
+		u.mu.Unlock()
+		_ = conn.CloseNow()
+		if welcomed {
+			u.rec.Add(Op{Kind: OpDisconnect, User: u.Name, Conn: epoch, Gw: gw})
+		}
+	}()
+	if err := u.write(sctx, conn, hello); err != nil {
+		return err
+	}
+	go u.writer(sctx, conn, epoch)
+	for {
+		_, data, err := conn.Read(sctx)
+		if err != nil {
+			if welcomed {
+				return nil
+			}
+			return err
+		}
+		var f frame
+		if json.Unmarshal(data, &f) != nil {
+			continue
+		}
+		if f.Type == "welcome" && f.Ref == "hello" {
+			welcomed = true
+			u.mu.Lock()
+			u.reconnect, u.welcome = f.ReconnectToken, true
+			u.mu.Unlock()
+			u.rec.Add(Op{Kind: OpConnect, User: u.Name, Conn: epoch, Gw: gw})
+			u.poke()
+			continue
+		}
+		u.handle(epoch, gw, &f)
+	}
+}
+
+func (u *User) copyCursorsLocked() map[string]int64 {
+	out := make(map[string]int64, len(u.cursor))
+	for r, s := range u.cursor {
+		out[r] = s
+	}
+	return out
+}
+
+// frame is the union of the server frames the client looks at.
+type frame struct {
+	Type           string `json:"type"`
+	Ref            string `json:"ref"`
+	Room           string `json:"room"`
+	Seq            int64  `json:"seq"`
+	Kind           string `json:"kind"`
+	MessageID      string `json:"message_id"`
+	Sender         string `json:"sender"`
+	ClientMsgID    string `json:"client_msg_id"`
+	Status         string `json:"status"`
+	Code           string `json:"code"`
+	Message        string `json:"message"`
+	Retryable      bool   `json:"retryable"`
+	ReconnectToken string `json:"reconnect_token"`
+	Recovered      *bool  `json:"recovered"`
+	Reason         string `json:"reason"`
+	NotificationID string `json:"notification_id"`
+}
+
+func (u *User) handle(epoch int, gw string, f *frame) {
+	switch f.Type {
+	case "message":
+		u.mu.Lock()
+		cur, known := u.cursor[f.Room]
+		switch {
+		case f.Seq <= cur:
+			u.mu.Unlock()
+			u.rec.Add(Op{Kind: OpDup, User: u.Name, Conn: epoch, Gw: gw, Room: f.Room, Seq: f.Seq, MsgID: f.MessageID})
+			return
+		case f.Seq > cur+1 && known:
+			u.rec.Add(Op{Kind: OpGap, User: u.Name, Conn: epoch, Gw: gw, Room: f.Room, Seq: f.Seq, Note: fmt.Sprintf("cursor %d", cur)})
+		}
+		u.cursor[f.Room] = f.Seq
+		u.mu.Unlock()
+		u.rec.Add(Op{Kind: OpDeliver, User: u.Name, Conn: epoch, Gw: gw, Room: f.Room, Seq: f.Seq, MsgID: f.MessageID,
+			Sender: f.Sender, CMID: f.ClientMsgID, Note: f.Kind})
+	case "ack":
+		u.mu.Lock()
+		u.dropPendingLocked(f.Ref)
+		u.mu.Unlock()
+		u.rec.Add(Op{Kind: OpAck, User: u.Name, Conn: epoch, Gw: gw, Room: f.Room, CMID: f.ClientMsgID, MsgID: f.MessageID,
+			Status: f.Status, Seq: f.Seq})
+	case "error":
+		u.rec.Add(Op{Kind: OpError, User: u.Name, Conn: epoch, Gw: gw, Room: f.Room, CMID: f.ClientMsgID, Code: f.Code, Note: f.Message})
+		u.mu.Lock()
+		for _, p := range u.pending {
+			if p.cmid == f.Ref {
+				if f.Retryable || f.Code == "unavailable" || f.Code == "rate_limited" || f.Code == "internal" {
+					p.written, p.notBefore = false, time.Now().Add(300*time.Millisecond)
+				} else {
+					u.dropPendingLocked(f.Ref) // a permanent refusal: never stored, never acked
+				}
+				break
+			}
+		}
+		u.mu.Unlock()
+	case "subscribed":
+		if f.Recovered != nil && !*f.Recovered {
+			u.rec.Add(Op{Kind: OpSubscribed, User: u.Name, Conn: epoch, Gw: gw, Room: f.Room, Note: f.Reason})
+		}
+	case "notification":
+		u.rec.Add(Op{Kind: OpNotify, User: u.Name, Conn: epoch, Gw: gw, Room: f.Room, Seq: f.Seq, MsgID: f.NotificationID, Note: f.Reason})
+	}
+}
+
+func (u *User) dropPendingLocked(cmid string) {
+	for i, p := range u.pending {
+		if p.cmid == cmid {
+			u.pending = append(u.pending[:i:i], u.pending[i+1:]...)
+			return
+		}
+	}
+}
+
+// writer writes pending sends in the order they were made, on this connection only.
+func (u *User) writer(ctx context.Context, conn *websocket.Conn, epoch int) {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-u.kick:
+		case <-tick.C:
+		}
+		for {
+			u.mu.Lock()
+			if u.epoch != epoch || !u.welcome {
+				u.mu.Unlock()
+				break
+			}
+			now := time.Now()
+			var p *pendingSend
+			for _, q := range u.pending {
+				if q.written && now.Sub(q.writtenAt) > ackTimeout {
+					q.written = false
+				}
+				if !q.written && !now.Before(q.notBefore) {
+					p = q
+					break
+				}
+			}
+			if p == nil {
+				u.mu.Unlock()
+				break
+			}
+			p.written, p.writtenAt = true, now
+			p.attempts++
+			attempt := p.attempts
+			f := map[string]any{"type": "send", "room": p.room, "client_msg_id": p.cmid, "text": p.text, "ref": p.cmid}
+			if p.to != "" {
+				f = map[string]any{"type": "dm", "to": p.to, "client_msg_id": p.cmid, "text": p.text, "ref": p.cmid}
+			}
+			u.mu.Unlock()
+			u.rec.Add(Op{Kind: OpWrite, User: u.Name, Conn: epoch, Room: p.room, To: p.to, CMID: p.cmid, Note: fmt.Sprint(attempt)})
+			if err := u.write(ctx, conn, f); err != nil {
+				_ = conn.CloseNow() // the read loop ends the session
+				return
+			}
+		}
+	}
+}
+
+func (u *User) write(ctx context.Context, conn *websocket.Conn, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := conn.Write(wctx, websocket.MessageText, b); err != nil {
+		return errors.Join(errors.New("write"), err)
+	}
+	return nil
+}

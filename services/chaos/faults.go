@@ -1,0 +1,168 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"syscall"
+	"time"
+)
+
+// Fault kinds. Each is injected, held, then undone (the part restarted or resumed).
+const (
+	FaultBroker       = "kafka-broker-sigkill"     // a broker that is not the controller leader
+	FaultController   = "kafka-controller-sigkill" // the KRaft quorum leader
+	FaultPersistence  = "persistence-sigkill"      // the instance running the outbox relay: the standby must take over
+	FaultFanout       = "fanout-sigkill"
+	FaultNotification = "notification-sigkill"
+	FaultPostgres     = "postgres-restart" // immediate shutdown (as a crash), then start: WAL replay
+	FaultGateway      = "gateway-sigkill"  // the gateway with more clients: they resume on the other
+	FaultPause        = "persistence-sigstop"
+)
+
+// AllFaults is the full suite's order.
+var AllFaults = []string{FaultBroker, FaultController, FaultPersistence, FaultFanout, FaultNotification,
+	FaultPostgres, FaultGateway, FaultPause}
+
+// NeedsLocalStack reports whether a fault kills or restarts the shared Kafka or
+// PostgreSQL, which is only allowed on the repository's own local stack.
+func NeedsLocalStack(kind string) bool {
+	return kind == FaultBroker || kind == FaultController || kind == FaultPostgres
+}
+
+// Timing of a fault: Hold is how long the part stays down.
+type Timing struct {
+	Hold  time.Duration
+	Pause time.Duration // SIGSTOP length; longer than the consumer session timeout (10 s)
+}
+
+// Inject applies one fault and undoes it; it returns when the part is healthy again.
+// Every step is recorded in the history (fault, restore, ready) so that the checker can
+// measure recovery from the same clock as the operations.
+func (p *Platform) Inject(ctx context.Context, kind string, tm Timing, rec *Recorder, users []*User) error {
+	mark := func(k, target string) { rec.Add(Op{Kind: k, Note: kind, Gw: target}) }
+	switch kind {
+	case FaultBroker, FaultController:
+		st := p.env.Stack
+		if st == nil {
+			return fmt.Errorf("%s needs the local stack", kind)
+		}
+		state, err := st.KafkaState(ctx)
+		if err != nil {
+			return err
+		}
+		id := state.QuorumLeader
+		if kind == FaultBroker {
+			for _, b := range []int{3, 2, 1} {
+				if b != state.QuorumLeader {
+					id = b
+					break
+				}
+			}
+		}
+		if id < 1 {
+			return fmt.Errorf("no quorum leader known: %+v", state)
+		}
+		target := fmt.Sprintf("kafka-%d", id)
+		mark(OpFault, target)
+		if err := st.KillBroker(id); err != nil {
+			return err
+		}
+		sleep(ctx, tm.Hold)
+		mark(OpRestore, target)
+		if err := st.StartBroker(ctx, id); err != nil {
+			return err
+		}
+		mark(OpReady, target)
+	case FaultPostgres:
+		st := p.env.Stack
+		if st == nil {
+			return fmt.Errorf("%s needs the local stack", kind)
+		}
+		mark(OpFault, "postgres")
+		if err := st.RestartPostgres(ctx, true); err != nil {
+			return err
+		}
+		mark(OpReady, "postgres")
+	case FaultPersistence:
+		leader := p.RelayLeader()
+		if leader == "" {
+			leader = persistenceNames[0]
+		}
+		mark(OpFault, leader)
+		p.Kill(leader)
+		if other := p.waitRelay(ctx, 15*time.Second); other == "" {
+			rec.Add(Op{Kind: OpError, Note: "no standby relay took over within 15s", Gw: leader})
+		}
+		sleep(ctx, tm.Hold)
+		mark(OpRestore, leader)
+		p.Start(leader)
+		p.WaitReady(leader, 2*time.Minute)
+		mark(OpReady, leader)
+	case FaultPause:
+		// The relay leader: the worst case, as its lock session stays open while it is
+		// stopped (see docs/reliability.md).
+		target := p.RelayLeader()
+		if target == "" {
+			target = persistenceNames[0]
+		}
+		mark(OpFault, target)
+		p.Signal(target, syscall.SIGSTOP)
+		sleep(ctx, tm.Pause)
+		mark(OpRestore, target)
+		p.Signal(target, syscall.SIGCONT)
+		p.WaitReady(target, 2*time.Minute)
+		mark(OpReady, target)
+	case FaultFanout, FaultNotification:
+		name := map[string]string{FaultFanout: "fanout", FaultNotification: "notification"}[kind]
+		mark(OpFault, name)
+		p.Kill(name)
+		sleep(ctx, tm.Hold)
+		mark(OpRestore, name)
+		p.Start(name)
+		p.WaitReady(name, 2*time.Minute)
+		mark(OpReady, name)
+	case FaultGateway:
+		// The gateway most clients are on, so that the fault hits someone.
+		count := map[string]int{}
+		for _, u := range users {
+			count[u.Gateway()]++
+		}
+		idx := 0
+		for i, ws := range p.GatewayWS {
+			if count[ws] > count[p.GatewayWS[idx]] {
+				idx = i
+			}
+		}
+		name := p.Gateways[idx]
+		mark(OpFault, name)
+		p.Kill(name)
+		sleep(ctx, tm.Hold)
+		mark(OpRestore, name)
+		p.Start(name)
+		p.WaitReady(name, 2*time.Minute)
+		mark(OpReady, name)
+	default:
+		return fmt.Errorf("unknown fault %q", kind)
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// Shuffled returns kinds in a random but reproducible order (a mixed run's sequence).
+func Shuffled(kinds []string, seed int64) []string {
+	out := slices.Clone(kinds)
+	x := uint64(seed)*6364136223846793005 + 1442695040888963407
+	for i := len(out) - 1; i > 0; i-- {
+		x = x*6364136223846793005 + 1442695040888963407
+		j := int((x >> 33) % uint64(i+1))
+		out[i], out[j] = out[j], out[i]
+	}
+	return out
+}
