@@ -43,6 +43,17 @@ var persistenceNames = []string{"persistence-1", "persistence-2"}
 func StartPlatform(t testing.TB) *Platform {
 	t.Helper()
 	env := stacktest.Get(t)
+	if env.Stack != nil {
+		// A fault of an earlier run (or of another test binary) may have left a broker or
+		// PostgreSQL down or still recovering; Up starts what is missing and waits for
+		// three registered brokers and a quorum leader.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		err := env.Stack.Up(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("local stack not healthy: %v", err)
+		}
+	}
 	p := &Platform{t: t, env: env, DB: env.NewDatabase(t), prefix: env.Topics(t)(""),
 		bins: map[string]string{}, args: map[string][]string{}, admin: map[string]string{}, procs: map[string]*stacktest.Process{}}
 	for _, svc := range []string{"persistence", "fanout", "notification", "gateway"} {

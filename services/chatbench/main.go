@@ -47,8 +47,9 @@ func main() {
 		procs    = flag.String("procs", "persistence=8090,fanout=8091,notification=8092,kafka-1=9092,kafka-2=9093,kafka-3=9094,postgres=5433",
 			"processes whose CPU is sampled during each run, as name=listening-port")
 		bin       = flag.String("bin", "", "directory with the persistence binary (default <repo>/bin)")
-		batchSize = flag.Int("persistence-batch-sizes", 0, "also run the persistence scenario with this BATCH_SIZE (0: only the default)")
+		batchSize = flag.Int("persistence-batch-size", 500, "also run the persistence scenario with this BATCH_SIZE (0: only the service's default)")
 		verbose   = flag.Bool("v", false, "debug logging")
+		quiet     = flag.Duration("wait-quiet", 3*time.Minute, "first wait up to this long for the load average to fall below 2×cores (0: don't)")
 	)
 	flag.Parse()
 	level := slog.LevelInfo
@@ -64,10 +65,12 @@ func main() {
 	cfg := Config{
 		Root: root, Brokers: service.SplitList(*brokers), DatabaseURL: *dbURL, TopicPrefix: *prefix,
 		Gateways: service.SplitList(*gateways), Procs: parseProcs(*procs), BinDir: *bin, Out: *out,
-		Only: service.SplitList(*only), Log: log, ExtraBatchSize: *batchSize,
+		Only: service.SplitList(*only), Log: log, ExtraBatchSize: *batchSize, WaitQuiet: *quiet,
 	}
 	if *smoke {
 		cfg.Plan = SmokePlan()
+		cfg.WaitQuiet = 0
+		cfg.ExtraBatchSize = 0
 	} else {
 		cfg.Plan = FullPlan()
 	}
@@ -115,6 +118,8 @@ type Config struct {
 	Plan           Plan
 	Log            *slog.Logger
 	ExtraBatchSize int
+	// WaitQuiet bounds the wait for a quiet machine before starting.
+	WaitQuiet time.Duration
 	// Stamp names the result files (default: the start time).
 	Stamp string
 }

@@ -77,7 +77,14 @@ func runCC(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	fs := a.newFlagSet("cc "+sub, "cc "+sub+" [flags]")
+	usage := "cc " + sub + " [flags]"
+	switch sub {
+	case "rebalance":
+		usage = "cc rebalance [-execute] [-goals g1,g2] [flags]\n\nA dry run (nothing moves) unless -execute is given; long requests are followed with a progress line."
+	case "add-broker", "remove-broker", "demote-broker":
+		usage = "cc " + sub + " -brokers ids [-execute] [flags]\n\nA dry run (nothing moves) unless -execute is given; long requests are followed with a progress line."
+	}
+	fs := a.newFlagSet("cc "+sub, usage)
 	common := a.addCCFlags(fs)
 
 	var (

@@ -56,7 +56,9 @@ func runDLQ(ctx context.Context, a *app, args []string) error {
 	if sub == "list" {
 		usage = "dlq list [-partition p] [-offset n] [-source-topic t] [-consumer c] [-type t] [-json]"
 	} else {
-		usage = "dlq replay (-partition p -offset n | -all [filters]) [-dry-run]"
+		usage = "dlq replay (-partition p -offset n | -all [filters]) [-dry-run]\n\n" +
+			"Produces each dead letter's original key, value and headers (without dlq_*) to the topic in its dlq_topic header.\n" +
+			"Safe to repeat: the consumers deduplicate by event id (ce_id). The dead letters stay in chat.dlq."
 	}
 	fs := a.newFlagSet("dlq "+sub, usage)
 	f := a.addDLQFlags(fs)
