@@ -25,6 +25,7 @@ func TestDurability_broker_killed_mid_stream(t *testing.T) {
 	if env.Stack == nil {
 		t.Skip("needs the local stack to kill a broker (KAFKA_BROKERS points elsewhere)")
 	}
+	env.ExclusiveFaults(t)
 	const total, rooms, chunk = 10_000, 50, 100
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()

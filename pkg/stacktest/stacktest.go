@@ -174,11 +174,21 @@ func (e *Env) Topics(t testing.TB) func(name string) string {
 	}
 	prefix := UniqueName("t") + "."
 	f = f.WithPrefix(prefix)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	client := e.Client()
-	if _, err := topics.Apply(ctx, client, f); err != nil {
-		t.Fatalf("stacktest: create topics: %v", err)
+	// Tests in other packages kill and restart brokers (durability, chaos, cluster health);
+	// RF-3 topics cannot be created while one is down, so wait for it to come back.
+	for {
+		_, err := topics.Apply(ctx, client, f)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("stacktest: create topics: %v", err)
+		}
+		t.Logf("stacktest: create topics: %v; retrying", err)
+		time.Sleep(time.Second)
 	}
 	if err := WaitTopicsReady(ctx, client, f.Names()); err != nil {
 		t.Fatalf("stacktest: %v", err)
@@ -218,4 +228,16 @@ func WaitTopicsReady(ctx context.Context, client *kafka.Client, names []string) 
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// ExclusiveFaults serialises tests that take brokers down: two of them at once (say in
+// two packages' test binaries) would leave one broker of three and stop every write.
+// The lock is held until the test ends.
+func (e *Env) ExclusiveFaults(t testing.TB) {
+	t.Helper()
+	unlock, err := lockFile(filepath.Join(e.Root, ".cache", "faults.lock"))
+	if err != nil {
+		t.Fatalf("stacktest: %v", err)
+	}
+	t.Cleanup(unlock)
 }

@@ -165,6 +165,7 @@ func TestLive_cluster_reports_a_dead_broker(t *testing.T) {
 		return code, r, out
 	}
 
+	senv.ExclusiveFaults(t)
 	// Another test may have a broker down right now; start from healthy.
 	if code, _, out := check("-wait", "3m"); code != cli.ExitOK {
 		t.Fatalf("cluster not healthy before the test: exit %d\n%s", code, out)
