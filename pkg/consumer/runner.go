@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -188,6 +189,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 	}()
 	log.Info("consumer started", "group", r.cfg.GroupID, "topics", r.cfg.Topics)
+	fetchDelay := time.Duration(0)
 	for {
 		batch, err := r.fetch(ctx)
 		if err != nil {
@@ -195,8 +197,24 @@ func (r *Runner) Run(ctx context.Context) error {
 				log.Info("consumer stopped")
 				return nil
 			}
-			return fmt.Errorf("consumer %s: fetch: %w", r.cfg.Name, err)
+			if errors.Is(err, io.EOF) {
+				return fmt.Errorf("consumer %s: fetch: reader closed: %w", r.cfg.Name, err)
+			}
+			// kafka-go's partition readers retry on their own and report each failure
+			// here (e.g. "failed to dial" while one broker of three is down); the reader
+			// stays usable. Returning stopped the whole service on a fault the cluster is
+			// built to survive (found by the chaos suite), so log and fetch again.
+			fetchDelay = min(max(2*fetchDelay, 200*time.Millisecond), 5*time.Second)
+			log.Warn("fetch failed; retrying", "error", err, "in", fetchDelay)
+			select {
+			case <-ctx.Done():
+				log.Info("consumer stopped")
+				return nil
+			case <-time.After(fetchDelay):
+			}
+			continue
 		}
+		fetchDelay = 0
 		if err := r.handle(ctx, work, batch); err != nil {
 			if ctx.Err() != nil {
 				log.Info("consumer stopped; uncommitted messages will be redelivered", "error", err)

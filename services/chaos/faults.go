@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
+
+	"github.com/segmentio/kafka-go"
 )
 
 // Fault kinds. Each is injected, held, then undone (the part restarted or resumed).
@@ -53,10 +56,14 @@ func (p *Platform) Inject(ctx context.Context, kind string, tm Timing, rec *Reco
 		}
 		id := state.QuorumLeader
 		if kind == FaultBroker {
-			for _, b := range []int{3, 2, 1} {
-				if b != state.QuorumLeader {
+			// The broker leading most of this run's partitions, so that each injection
+			// moves leadership (a broker just restarted leads nothing until Kafka's
+			// periodic preferred-leader election, and killing it again would be free).
+			leads := p.leaderCounts(ctx)
+			id = -1
+			for _, b := range []int{1, 2, 3} {
+				if b != state.QuorumLeader && (id < 0 || leads[b] > leads[id]) {
 					id = b
-					break
 				}
 			}
 		}
@@ -146,6 +153,24 @@ func (p *Platform) Inject(ctx context.Context, kind string, tm Timing, rec *Reco
 		return fmt.Errorf("unknown fault %q", kind)
 	}
 	return nil
+}
+
+// leaderCounts counts, per broker id, the partitions of this platform's topics it leads.
+func (p *Platform) leaderCounts(ctx context.Context) map[int]int {
+	out := map[int]int{}
+	md, err := p.env.Client().Metadata(ctx, &kafka.MetadataRequest{})
+	if err != nil {
+		return out
+	}
+	for _, t := range md.Topics {
+		if !strings.HasPrefix(t.Name, p.prefix) {
+			continue
+		}
+		for _, part := range t.Partitions {
+			out[part.Leader.ID]++
+		}
+	}
+	return out
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/segmentio/kafka-go"
 
 	"github.com/kchat/kchat/services/chatbench/internal/harness"
 	"github.com/kchat/kchat/services/chatbench/internal/procstat"
@@ -116,6 +117,9 @@ func Run(ctx context.Context, cfg Config) (*report.Result, error) {
 		sc := b.res.Scenario(st.name)
 		t0 := time.Now()
 		b.log.Info("scenario", "name", st.name)
+		if !b.waitBrokers(ctx, 2*time.Minute) {
+			sc.Warnings = append(sc.Warnings, "not every broker was up when the scenario started")
+		}
 		sc.Data["loadavg_before"] = loadAvg()
 		err := st.fn(ctx, sc)
 		sc.Data["loadavg_after"] = loadAvg()
@@ -155,6 +159,17 @@ func Run(ctx context.Context, cfg Config) (*report.Result, error) {
 		return b.res, err
 	}
 	return b.res, nil
+}
+
+// waitBrokers waits until every configured broker is registered in the cluster: tests
+// that kill and restart brokers share this stack.
+func (b *Bench) waitBrokers(ctx context.Context, max time.Duration) bool {
+	return waitFor(ctx, max, func() bool {
+		mctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		md, err := b.kafkaClient().Metadata(mctx, &kafka.MetadataRequest{Topics: []string{}})
+		return err == nil && len(md.Brokers) >= len(b.cfg.Brokers)
+	})
 }
 
 // loadAvg is the 1-minute load average: on a shared machine, other work running during

@@ -55,8 +55,11 @@ func startStack(t *testing.T) *stack {
 		a := addr()
 		*gw.dst = "http://" + a
 		// A small send queue and a short catch-up make the slow-client path easy to reach.
+		// These tests stream hundreds of messages from one connection to exercise delivery;
+		// rate limits would only get in the way (e2e_features_test.go tests them).
 		env.Start(t, gw.id, bins["gateway"], nil, append(common, "-id", gw.id, "-addr", a, "-database-url", db,
-			"-send-queue", "16", "-write-timeout", "30s", "-catchup-timeout", "60s", "-max-text-bytes", "15000", "-log-level", "info")...)
+			"-send-queue", "16", "-write-timeout", "30s", "-catchup-timeout", "60s", "-max-text-bytes", "15000", "-log-level", "info",
+			"-rate-limits=false")...)
 	}
 	s.wsA, s.wsB = strings.Replace(s.a, "http", "ws", 1)+"/ws", strings.Replace(s.b, "http", "ws", 1)+"/ws"
 	for _, u := range ready {

@@ -175,6 +175,7 @@ func TestAuthz_REST_matrix(t *testing.T) {
 			for _, a := range actors {
 				want := col.want[a]
 				t.Run(fmt.Sprintf("%s %s/%s/%s", rc.method, rc.path, col.name, a), func(t *testing.T) {
+					t.Parallel() // every case has a room of its own; the DM is only read
 					room := fx.dm
 					if col.name == "room" && strings.Contains(rc.path, "{id}") {
 						room = fx.freshRoom(t)
@@ -361,6 +362,7 @@ func TestAuthz_WebSocket_matrix(t *testing.T) {
 			for _, a := range actors {
 				want := col.want[a]
 				t.Run(fmt.Sprintf("%s/%s/%s", wc.typ, col.name, a), func(t *testing.T) {
+					t.Parallel()
 					room := fx.dm
 					if col.name == "room" {
 						room = fx.freshRoom(t)
