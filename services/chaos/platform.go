@@ -59,7 +59,9 @@ func StartPlatform(t testing.TB) *Platform {
 	}
 	p := &Platform{t: t, env: env, DB: env.NewDatabase(t), prefix: env.Topics(t)(""),
 		bins: map[string]string{}, args: map[string][]string{}, admin: map[string]string{}, procs: map[string]*stacktest.Process{}}
-	p.durableCommits()
+	if !AsyncCommit {
+		p.durableCommits()
+	}
 	for _, svc := range []string{"persistence", "fanout", "notification", "gateway"} {
 		p.bins[svc] = env.Build(t, "./services/"+svc)
 	}
@@ -185,6 +187,11 @@ func (p *Platform) waitRelay(ctx context.Context, d time.Duration) string {
 	}
 	return ""
 }
+
+// AsyncCommit leaves the local server's synchronous_commit=off in force for the
+// platform's database (-chaos.async-commit): the setting under which a PostgreSQL crash
+// loses acknowledged messages.
+var AsyncCommit bool
 
 // durableCommits turns synchronous_commit back on for this platform's database. The local
 // server runs with synchronous_commit=off for the speed of the other tests, so a commit

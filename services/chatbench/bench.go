@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"strconv"
@@ -110,12 +111,20 @@ func Run(ctx context.Context, cfg Config) (*report.Result, error) {
 		{"fanout", b.scenarioFanout},
 		{"connections", b.scenarioConnections},
 	}
+	platform := map[string]bool{"ingest": true, "e2e": true, "fanout": true, "connections": true}
 	for _, st := range steps {
 		if !cfg.wants(st.name) || ctx.Err() != nil {
 			continue
 		}
 		sc := b.res.Scenario(st.name)
 		t0 := time.Now()
+		if platform[st.name] {
+			if err := b.platformReady(ctx); err != nil {
+				sc.Error = err.Error()
+				b.log.Error("scenario skipped", "name", st.name, "error", err)
+				continue
+			}
+		}
 		b.log.Info("scenario", "name", st.name)
 		if !b.waitBrokers(ctx, 2*time.Minute) {
 			sc.Warnings = append(sc.Warnings, "not every broker was up when the scenario started")
@@ -170,6 +179,36 @@ func (b *Bench) waitBrokers(ctx context.Context, max time.Duration) bool {
 		md, err := b.kafkaClient().Metadata(mctx, &kafka.MetadataRequest{Topics: []string{}})
 		return err == nil && len(md.Brokers) >= len(b.cfg.Brokers)
 	})
+}
+
+// platformReady checks that the gateways answer /readyz and that persistence and fanout
+// (when their ports are known) answer /healthz, so that a platform scenario fails at once
+// with the reason instead of after its timeouts.
+func (b *Bench) platformReady(ctx context.Context) error {
+	urls := []string{}
+	for _, g := range b.cfg.Gateways[:2] {
+		urls = append(urls, strings.TrimSuffix(g, "/")+"/readyz")
+	}
+	for _, name := range []string{"persistence", "fanout"} {
+		if port, ok := b.cfg.Procs[name]; ok {
+			urls = append(urls, fmt.Sprintf("http://127.0.0.1:%d/healthz", port))
+		}
+	}
+	c := http.Client{Timeout: 3 * time.Second}
+	for _, u := range urls {
+		ok := waitFor(ctx, 30*time.Second, func() bool {
+			res, err := c.Get(u)
+			if err != nil {
+				return false
+			}
+			res.Body.Close()
+			return res.StatusCode == http.StatusOK
+		})
+		if !ok {
+			return fmt.Errorf("%s does not answer 200: is the platform running (make bench starts it)?", u)
+		}
+	}
+	return nil
 }
 
 // loadAvg is the 1-minute load average: on a shared machine, other work running during

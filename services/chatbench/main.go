@@ -160,7 +160,7 @@ func FullPlan() Plan {
 		E2ERates: []float64{500, 2000, 5000}, E2EDur: 5 * time.Second, ScaleE2ERate: 2000,
 		PersistN: 50_000, PersistRooms: 100,
 		FanMembers: 1000, FanSenders: 8, FanRates: []float64{20, 100, 400}, FanDur: 5 * time.Second,
-		Conns: 10_000, Drain: 60 * time.Second, P99Limit: 50, TextBytes: 100,
+		Conns: 10_000, Drain: 30 * time.Second, P99Limit: 50, TextBytes: 100,
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/kchat/kchat/services/gateway/internal/app"
 	"github.com/kchat/kchat/services/gateway/internal/auth"
 	"github.com/kchat/kchat/services/gateway/internal/gwtest"
+	"github.com/kchat/kchat/services/gateway/internal/hub"
 )
 
 // harness is one in-process gateway on the real stack, with its own database and topics.
@@ -689,5 +690,12 @@ func TestShutdown_reconnect_frame_and_unannounce(t *testing.T) {
 	evs := h.readEvents(t, topics.Subscriptions, key, 2)
 	if s, _ := event.As[event.SubscriptionChanged](evs[len(evs)-1]); s.Subscribed {
 		t.Fatalf("last announcement still subscribed: %+v", s)
+	}
+	// The pseudo-room that draws notifications here while anyone is connected goes too.
+	users := h.readEvents(t, topics.Subscriptions, route.SubscriptionKey(h.id, hub.UsersRoom), 2)
+	first, _ := event.As[event.SubscriptionChanged](users[0])
+	last, _ := event.As[event.SubscriptionChanged](users[len(users)-1])
+	if !first.Subscribed || last.Subscribed {
+		t.Fatalf("%s announcements: first %+v, last %+v", hub.UsersRoom, first, last)
 	}
 }

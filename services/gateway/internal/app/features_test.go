@@ -10,7 +10,9 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/google/uuid"
+	"github.com/segmentio/kafka-go"
 
+	"github.com/kchat/kchat/pkg/route"
 	"github.com/kchat/kchat/pkg/topics"
 	"github.com/kchat/kchat/services/gateway/internal/app"
 	"github.com/kchat/kchat/services/gateway/internal/gwtest"
@@ -329,6 +331,30 @@ func TestEdit_delete_permissions_REST_and_WebSocket(t *testing.T) {
 	}
 }
 
+// countEvents counts the events on a room-keyed topic for key, reading for wait.
+func (h *harness) countEvents(t *testing.T, declared, key string, wait time.Duration) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	name := h.topic(declared)
+	md, err := h.env.Client().Metadata(ctx, &kafka.MetadataRequest{Topics: []string{name}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: h.env.Brokers, Topic: name, Partition: route.PartitionFor(key, len(md.Topics[0].Partitions)), MaxWait: 200 * time.Millisecond})
+	defer r.Close()
+	n := 0
+	for {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			return n
+		}
+		if string(m.Key) == key {
+			n++
+		}
+	}
+}
+
 func limitedApp(c *app.Config) {
 	c.Hub.ConnRate = ratelimit.Rate{PerSecond: 5, Burst: 5}
 	c.Hub.FrameRate = ratelimit.Rate{PerSecond: 100, Burst: 100}
@@ -423,6 +449,21 @@ func TestRateLimits(t *testing.T) {
 		}
 		if codes[len(codes)-1] != 429 {
 			t.Fatalf("address limit never hit: %v", codes)
+		}
+	})
+
+	t.Run("typing spam is throttled and never answered", func(t *testing.T) {
+		c := h.dial(t, alice)
+		for range 60 {
+			c.Send(map[string]any{"type": "typing", "room": "general"})
+		}
+		c.Send(map[string]any{"type": "ping", "ref": "p"})
+		c.Expect("pong", "p") // still open, and nothing else came back
+		if b := c.Buffered(); len(b) != 0 {
+			t.Fatalf("typing was answered: %v", b)
+		}
+		if n := h.countEvents(t, topics.Ephemeral, "general", 2*time.Second); n != 1 {
+			t.Fatalf("%d typing signals forwarded for 60 sent within the 2 s interval, want 1", n)
 		}
 	})
 

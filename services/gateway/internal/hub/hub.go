@@ -147,6 +147,13 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// UsersRoom is a pseudo-room this gateway announces on chat.subscriptions while it has at
+// least one authenticated connection. Fanout sends user-addressed events (notifications)
+// to every gateway with any subscription; without it, a gateway whose users follow no
+// room (auth only, or hello with rooms:{}) would never get their notifications. Room ids
+// start with a letter or digit, so it can never name a real room.
+const UsersRoom = "_users"
+
 // Hub owns every session of this gateway. Safe for concurrent use.
 type Hub struct {
 	cfg      Config
@@ -240,6 +247,10 @@ func (h *Hub) bind(s *Session, u chat.User) {
 	if set == nil {
 		set = map[*Session]struct{}{}
 		h.byUser[u.ID] = set
+		if len(h.byUser) == 1 {
+			h.dirtyRoom[UsersRoom] = true
+			h.poke()
+		}
 	}
 	set[s] = struct{}{}
 	h.names[u.ID] = u.Username
@@ -260,6 +271,10 @@ func (h *Hub) unregister(s *Session, rooms []string) {
 		h.presence.Set(u.ID, u.Username, len(set))
 		if len(set) == 0 {
 			delete(h.byUser, u.ID)
+			if len(h.byUser) == 0 {
+				h.dirtyRoom[UsersRoom] = true
+				h.poke()
+			}
 		}
 	}
 	h.mu.Unlock()
@@ -500,8 +515,11 @@ func (h *Hub) flush(ctx context.Context) {
 	var fresh []string
 	for room := range h.dirtyRoom {
 		on := len(h.rooms[room]) > 0
+		if room == UsersRoom {
+			on = len(h.byUser) > 0
+		}
 		changes = append(changes, broker.SubscriptionChange{Room: room, Subscribed: on})
-		if on {
+		if on && room != UsersRoom {
 			fresh = append(fresh, room)
 		}
 	}
@@ -554,6 +572,9 @@ func (h *Hub) reannounce(ctx context.Context) {
 	for room := range h.rooms {
 		rooms = append(rooms, room)
 		h.dirtyRoom[room] = true
+	}
+	if len(h.byUser) > 0 {
+		h.dirtyRoom[UsersRoom] = true
 	}
 	h.mu.Unlock()
 	h.flush(ctx)

@@ -90,7 +90,7 @@ type SendCheck struct {
 	Kind      string
 	Member    bool
 	Role      string // the sender's role when Member
-	DupSeq    int64 // > 0 when (room, sender, client_msg_id) is already stored
+	DupSeq    int64  // > 0 when (room, sender, client_msg_id) is already stored
 	DupID     string
 	Name      string
 	RoomFound bool
