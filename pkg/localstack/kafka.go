@@ -189,7 +189,10 @@ func (s *Stack) KillBroker(id int) error {
 // StartBroker starts one node again and waits for the whole cluster to be healthy.
 func (s *Stack) StartBroker(ctx context.Context, id int) error {
 	if _, ok := s.running(s.kafkaName(id)); ok {
-		return nil
+		// Someone else (another test binary's Up) may have started it a moment ago: it
+		// runs but may not serve yet. Returning at once let a fault test kill a second
+		// broker while this one was still starting (found by the chaos suite).
+		return s.WaitKafka(ctx, 2*time.Minute)
 	}
 	java, err := needTool("java", "install a JDK 17+")
 	if err != nil {

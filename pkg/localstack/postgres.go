@@ -229,22 +229,87 @@ func syscallKill(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
 // restart replays WAL, as after a crash of the server process. (SIGKILL of the postmaster
 // alone would leave its backends holding the shared memory, so the restart could fail.)
 // Otherwise it is a fast shutdown (SIGINT). Every client connection is cut either way.
+//
+// Other test binaries may call Up meanwhile and see the server down: the restart holds
+// the lock pkg/stacktest takes around Up, and it waits for the old process itself, not
+// for the pid file, which someone else's Up may already have rewritten.
 func (s *Stack) RestartPostgres(ctx context.Context, crash bool) error {
-	if _, ok := s.running("postgres"); !ok {
+	unlock, err := flock(filepath.Join(s.cfg.CacheDir, "stack.lock"))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	pid, ok := s.running("postgres")
+	if !ok {
 		return errors.New("postgres is not running")
 	}
 	sig := syscall.SIGINT
 	if crash {
 		sig = syscall.SIGQUIT
 	}
-	if err := s.stop(ctx, "postgres", sig, 30*time.Second); err != nil {
-		return fmt.Errorf("stopping postgres: %w", err)
+	s.log.Info("restarting", "process", "postgres", "pid", pid, "crash", crash)
+	if err := syscall.Kill(pid, sig); err != nil {
+		return fmt.Errorf("signalling postgres: %w", err)
+	}
+	gone := func() error {
+		if alive(pid) {
+			return fmt.Errorf("pid %d still running", pid)
+		}
+		return nil
+	}
+	if err := waitFor(ctx, 30*time.Second, "PostgreSQL to stop", gone); err != nil {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		if err := waitFor(ctx, 10*time.Second, "PostgreSQL to die", gone); err != nil {
+			return err
+		}
+	}
+	if cur, _ := s.readPid("postgres"); cur == pid {
+		_ = os.Remove(s.pidFile("postgres"))
 	}
 	// The port stays bound for a moment after the postmaster is gone.
 	if err := waitFor(ctx, 10*time.Second, "the PostgreSQL port to be free", func() error {
+		if _, ok := s.running("postgres"); ok {
+			return nil // someone else's Up started it already
+		}
 		return checkPortFree(s.cfg.PostgresPort, "postgres")
 	}); err != nil {
 		return err
 	}
 	return s.upPostgres(ctx)
+}
+
+// readPid returns the pid recorded for name (0 if none).
+func (s *Stack) readPid(name string) (int, error) {
+	data, err := os.ReadFile(s.pidFile(name))
+	if err != nil {
+		return 0, err
+	}
+	pidText, _, _ := strings.Cut(strings.TrimSpace(string(data)), "\n")
+	return strconv.Atoi(pidText)
+}
+
+// alive reports whether pid runs (a zombie does not count).
+func alive(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(stat))
+	return len(f) > 2 && f[2] != "Z"
+}
+
+// flock takes an exclusive lock on path, creating it if needed.
+func flock(path string) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
 }

@@ -50,6 +50,11 @@ func (p *Platform) Inject(ctx context.Context, kind string, tm Timing, rec *Reco
 		if st == nil {
 			return fmt.Errorf("%s needs the local stack", kind)
 		}
+		// Never take a second broker down: with min.insync.replicas=2 that is an outage
+		// by design, not a fault the platform is meant to ride out.
+		if err := st.WaitKafka(ctx, 3*time.Minute); err != nil {
+			return err
+		}
 		state, err := st.KafkaState(ctx)
 		if err != nil {
 			return err

@@ -33,6 +33,10 @@ const (
 	OpFault      = "fault"   // a fault was injected
 	OpRestore    = "restore" // the faulted part was restarted / resumed
 	OpReady      = "ready"   // the faulted part answered healthy again
+	// OpSample is the database's progress, once a second: Seq holds the stored messages,
+	// Note "unrelayed=N" the outbox rows not yet published. With the acks and deliveries
+	// it shows at which stage a fault held messages up.
+	OpSample = "sample"
 )
 
 // Op is one recorded operation. T is the time since the run started.

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/kchat/kchat/pkg/stacktest"
 )
 
 // RunConfig is one run: a fresh platform, load, and faults injected one after another
@@ -59,6 +61,14 @@ func Run(t testing.TB, cfg RunConfig) RunResult {
 	began := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
+	for _, kind := range append(slices.Clone(cfg.Faults), cfg.Together...) {
+		if NeedsLocalStack(kind) {
+			// Other test binaries kill brokers too (pkg/producer's durability test,
+			// chatctl's live test); two of us at once would take two brokers of three down.
+			stacktest.Get(t).ExclusiveFaults(t)
+			break
+		}
+	}
 	plat := StartPlatform(t)
 	rec := NewRecorder()
 	res := RunResult{Name: cfg.Name, Faults: cfg.Faults, Load: cfg.Load}
@@ -76,6 +86,10 @@ func Run(t testing.TB, cfg RunConfig) RunResult {
 		}
 		return true
 	})
+
+	sampleCtx, stopSampling := context.WithCancel(ctx)
+	defer stopSampling()
+	go sample(sampleCtx, plat.DB, rec)
 
 	genCtx, stopGen := context.WithCancel(ctx)
 	genDone := make(chan int)
@@ -133,7 +147,13 @@ func Run(t testing.TB, cfg RunConfig) RunResult {
 		}
 		return true
 	}
-	// Entries still on their way (the outbox, fanout) may land after the last ack.
+	// Acknowledged is not stored yet: persistence may still be behind (or stuck, which
+	// the checker then reports as lost). Then entries on their way (the outbox, fanout)
+	// may land after the last one is stored.
+	waitFor(t, cfg.Drain, "every acknowledged send stored", func() bool {
+		n, err := storedCount(ctx, plat.DB)
+		return err == nil && n >= ackedCount(rec.Ops())
+	})
 	time.Sleep(2 * time.Second)
 	waitFor(t, cfg.Drain, "every client caught up", caughtUp)
 	stopUsers()
@@ -185,6 +205,66 @@ func summarize(rs []Recovery) RecoveryStats {
 	s.WorstAckP50, s.WorstAckMax = pick(func(r Recovery) time.Duration { return r.WorstAck })
 	s.WorstDeliveryP50, s.WorstDeliveryMax = pick(func(r Recovery) time.Duration { return r.WorstDelivery })
 	return s
+}
+
+// sample records the database's progress every second until ctx ends. A failed query
+// (PostgreSQL restarting) records nothing.
+func sample(ctx context.Context, dbURL string, rec *Recorder) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close(context.Background())
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if conn == nil || conn.IsClosed() {
+			c, err := pgx.Connect(ctx, dbURL)
+			if err != nil {
+				continue
+			}
+			conn = c
+		}
+		var stored, unrelayed int64
+		err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM messages WHERE client_msg_id IS NOT NULL),
+			(SELECT count(*) FROM outbox WHERE published_at IS NULL)`).Scan(&stored, &unrelayed)
+		if err != nil {
+			conn.Close(context.Background())
+			conn = nil
+			continue
+		}
+		rec.Add(Op{Kind: OpSample, Seq: stored, Note: fmt.Sprintf("unrelayed=%d", unrelayed)})
+	}
+}
+
+// ackedCount is the number of distinct sends acknowledged so far.
+func ackedCount(ops []Op) int {
+	seen := map[string]bool{}
+	for _, op := range ops {
+		if op.Kind == OpAck {
+			seen[op.CMID] = true
+		}
+	}
+	return len(seen)
+}
+
+// storedCount is the number of stored messages that carry a client_msg_id (every send
+// of the load does; joins do not).
+func storedCount(ctx context.Context, dbURL string) (int, error) {
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(ctx)
+	var n int
+	err = conn.QueryRow(ctx, `SELECT count(*) FROM messages WHERE client_msg_id IS NOT NULL`).Scan(&n)
+	return n, err
 }
 
 func lastSeqs(ctx context.Context, dbURL string) (map[string]int64, error) {

@@ -376,6 +376,19 @@ func goOps(ctx context.Context, sched harness.Schedule, grace time.Duration, lim
 	})
 }
 
+// searchNote explains a rate search's result: the step that failed and why.
+func searchNote(se report.Series, limitMs float64) string {
+	for _, st := range se.Steps {
+		if !st.Passes(limitMs) {
+			return fmt.Sprintf("first failing step %.0f/s: p99 %.0f ms, errors %d, lost %d", st.Rate, st.Latency.P99Ms, st.Latency.Errors, st.Lost)
+		}
+	}
+	if len(se.Steps) == 0 {
+		return "no step ran"
+	}
+	return "every rate tried passed"
+}
+
 func logStep(log *slog.Logger, what string, st harness.Step) {
 	log.Info(what, "offered", st.Rate, "achieved", st.Throughput, "p50_ms", st.Latency.P50Ms, "p99_ms", st.Latency.P99Ms,
 		"p999_ms", st.Latency.P999Ms, "max_ms", st.Latency.MaxMs, "errors", st.Latency.Errors, "lost", st.Lost)

@@ -178,6 +178,7 @@ func (b *Bench) scenarioE2E(ctx context.Context, sc *report.Scenario) error {
 		}
 		out := report.Series{Name: name}
 		states := map[float64]*e2eState{}
+		var acked int64
 		for _, rate := range rates {
 			stepID++
 			count := int(rate * b.plan.E2EDur.Seconds())
@@ -195,7 +196,12 @@ func (b *Bench) scenarioE2E(ctx context.Context, sc *report.Scenario) error {
 			logStep(b.log, name, step)
 			out.Steps = append(out.Steps, step)
 			states[rate] = st
-			// Let the platform finish anything still in flight before the next rate.
+			// Let the platform work off what this rate left behind before the next one, so
+			// that each rate is measured on its own.
+			acked += st.ack.acked.Load()
+			if d, ok := b.drain(ctx, fmt.Sprintf("bench-%s-%s-", b.run, tag), acked+int64(R)); !ok {
+				sc.Warnings = append(sc.Warnings, fmt.Sprintf("%s @ %v/s: the platform had not stored everything %s later", name, rate, d.Round(time.Second)))
+			}
 			sleepCtx(ctx, time.Second)
 		}
 		cur.Store(nil)
@@ -221,6 +227,9 @@ func (b *Bench) scenarioE2E(ctx context.Context, sc *report.Scenario) error {
 		if st.Lost > 0 {
 			f := false
 			fig.Met = &f
+		}
+		if st.Latency.Count == 0 {
+			fig.NoData("no message arrived within the wait")
 		}
 		b.add(fig)
 	}

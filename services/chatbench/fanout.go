@@ -56,7 +56,7 @@ func (b *Bench) fanRun(ctx context.Context, name string, members, senders []user
 	counts := make([]atomic.Int64, M)
 	last := make([]atomic.Int64, M)
 	warm := make([]atomic.Bool, M)
-	var synced atomic.Int64
+	var synced, seen atomic.Int64 // seen: every bench message frame, of any step
 	ready := make([]atomic.Bool, M)
 	var cur atomic.Pointer[fanStep]
 	prefix := b.run + "."
@@ -82,6 +82,7 @@ func (b *Bench) fanRun(ctx context.Context, name string, members, senders []user
 		if err != nil || !strings.HasPrefix(string(cid), prefix) {
 			return
 		}
+		seen.Add(1)
 		rest := string(cid[len(prefix):])
 		sid, idx, ok := strings.Cut(rest, ".")
 		if !ok {
@@ -183,7 +184,17 @@ func (b *Bench) fanRun(ctx context.Context, name string, members, senders []user
 		b.log.Info(name, "rate", rate, "deliveries", got, "expected", expected, "per_s", int(r.perS), "cpu_s", harness.Round(r.cpuS),
 			"per_cpu_s", int(r.perCPUSecond), "p99_ms", r.step.Latency.P99Ms, "closed", r.closed)
 		out = append(out, r)
-		sleepCtx(ctx, time.Second)
+		// Before the next rate, wait until late deliveries of this one stop arriving.
+		prev := int64(-1)
+		waitFor(ctx, 30*time.Second, func() bool {
+			n := seen.Load()
+			quiet := n == prev
+			prev = n
+			if !quiet {
+				time.Sleep(2 * time.Second)
+			}
+			return quiet
+		})
 	}
 	return out, nil
 }
@@ -251,16 +262,19 @@ func (b *Bench) scenarioFanout(ctx context.Context, sc *report.Scenario) error {
 				m := false
 				f.Met = &m // "with nothing dropped"
 			}
-			b.add(f)
 			p := harness.NewFigure("fanout", fmt.Sprintf("delivery p99 @ %.0f msg/s", rate), "ms", r.step.Latency.P99Ms,
 				"Centrifugo v6.9.1 reference", harness.F(ref.p99))
-			b.add(p)
+			if r.deliveries == 0 {
+				f.NoData("nothing delivered within the wait")
+				p.NoData("nothing delivered within the wait")
+			}
+			b.add(f, p)
 		} else {
 			f := harness.NewFigure("fanout", fmt.Sprintf("deliveries per gateway CPU-s @ %.0f msg/s", rate), "/CPU-s", harness.Round(r.perCPUSecond), "", nil)
 			f.Note = note
 			b.add(f)
 		}
-		if rawPer != nil {
+		if rawPer != nil && r.deliveries > 0 {
 			b.add(harness.NewFigure("fanout", fmt.Sprintf("per CPU-s vs raw broadcaster @ %.0f msg/s", rate), "/CPU-s", harness.Round(r.perCPUSecond),
 				"raw coder/websocket", rawPer))
 		}

@@ -325,7 +325,9 @@ func (b *Bench) scenarioIngestDirect(ctx context.Context, sc *report.Scenario) e
 		if sys.name == "kafka-go direct (pkg/producer)" {
 			b.directMax = max
 		}
-		b.add(harness.NewFigure("ingest-direct", sys.name+" max rate with p99 < "+fmt.Sprint(b.plan.P99Limit)+" ms", "msg/s", max, "", nil))
+		f := harness.NewFigure("ingest-direct", sys.name+" max rate with p99 < "+fmt.Sprint(b.plan.P99Limit)+" ms", "msg/s", max, "", nil)
+		f.Note = searchNote(series, b.plan.P99Limit)
+		b.add(f)
 	}
 	sc.Config = map[string]any{"topic_like": topics.Submitted, "seconds_per_step": b.plan.StepDur.Seconds(),
 		"franz_go": "acks=all, idempotent, linger 2ms, lz4, sticky-key (murmur2) partitioner"}

@@ -100,6 +100,17 @@ func NewFigure(scenario, name, unit string, value float64, baselineName string, 
 	return f
 }
 
+// NoData marks a figure whose run measured nothing (no operation completed within the
+// wait): its value is not a latency of zero, so it has no ratio and misses its targets.
+func (f *Figure) NoData(why string) {
+	f.Ratio = nil
+	if f.Met != nil {
+		m := false
+		f.Met = &m
+	}
+	f.Note = strings.TrimSpace("NO DATA: " + why + ". " + f.Note)
+}
+
 // F is a convenience for a baseline value.
 func F(v float64) *float64 { return &v }
 

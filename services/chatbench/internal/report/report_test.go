@@ -39,7 +39,7 @@ func TestTableJSONAndPlots(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
 	}
-	if md := Markdown(r.Figures); !strings.HasPrefix(md, "| scenario |") || strings.Count(md, "\n") != 4 {
+	if md := Markdown(r.Figures); !strings.HasPrefix(md, "| scenario |") || strings.Count(md, "\n") < 4 {
 		t.Errorf("markdown:\n%s", md)
 	}
 	if r.Machine.Cores < 1 || r.Machine.GoVersion == "" {

@@ -38,7 +38,11 @@ func cells(f harness.Figure) []string {
 	if f.Ratio != nil {
 		ratio = num(*f.Ratio) + "×"
 	}
-	return []string{f.Scenario, f.Name, num(f.Value) + " " + f.Unit, base, ratio, f.TargetString(), f.MetString()}
+	value := num(f.Value) + " " + f.Unit
+	if strings.HasPrefix(f.Note, "NO DATA") {
+		value = "no data"
+	}
+	return []string{f.Scenario, f.Name, value, base, ratio, f.TargetString(), f.MetString()}
 }
 
 var header = []string{"scenario", "figure", "value", "baseline", "ratio", "target", "met"}
@@ -51,6 +55,19 @@ func PrintTable(w io.Writer, figs []harness.Figure) {
 		fmt.Fprintln(tw, strings.Join(cells(f), "\t"))
 	}
 	_ = tw.Flush()
+	if notes := notes(figs); notes != "" {
+		fmt.Fprint(w, "\nnotes:\n"+notes)
+	}
+}
+
+func notes(figs []harness.Figure) string {
+	var b strings.Builder
+	for _, f := range figs {
+		if f.Note != "" {
+			fmt.Fprintf(&b, "- %s / %s: %s\n", f.Scenario, f.Name, f.Note)
+		}
+	}
+	return b.String()
 }
 
 // Markdown renders the figures as a Markdown table (for the README).
@@ -64,6 +81,9 @@ func Markdown(figs []harness.Figure) string {
 			c[i] = strings.ReplaceAll(c[i], "|", "\\|")
 		}
 		b.WriteString("| " + strings.Join(c, " | ") + " |\n")
+	}
+	if n := notes(figs); n != "" {
+		b.WriteString("\nNotes:\n\n" + n)
 	}
 	return b.String()
 }

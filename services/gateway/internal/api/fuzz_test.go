@@ -20,6 +20,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/kchat/kchat/pkg/event"
+	"github.com/kchat/kchat/pkg/notifications"
 	"github.com/kchat/kchat/services/gateway/internal/api"
 	"github.com/kchat/kchat/services/gateway/internal/auth"
 	"github.com/kchat/kchat/services/gateway/internal/chat"
@@ -70,6 +71,16 @@ func FuzzREST(f *testing.F) {
 		{5, "", "", `{"id":"Bad Id"}`, 1},
 		{5, "", "", `[]`, 1},
 		{0, "", "", `{"username":"a b","password":"x"}`, 0},
+		{14, "general", "1", `{"text":"edited <b>"}`, 1},
+		{14, "general", "1", `{"text":"edited"}`, 2},
+		{15, "dm:u-alice:u-bob", "2", ``, 2},
+		{15, "general", "x", ``, 1},
+		{16, "general", "", `{"seq":2}`, 1},
+		{16, "general", "", `{"seq":99}`, 1},
+		{17, "", "limit=5&before=0190a000-0000-7000-8000-000000000000", ``, 1},
+		{18, "", "", ``, 2},
+		{19, "", "", `{"ids":["0190a000-0000-7000-8000-000000000000"]}`, 1},
+		{19, "", "", `{"all":true,"ids":[]}`, 2},
 	}
 	for _, s := range seeds {
 		f.Add(s.route, s.id, s.query, []byte(s.body), s.auth)
@@ -79,6 +90,11 @@ func FuzzREST(f *testing.F) {
 		r := routes[int(routeNo)%len(routes)]
 		path := strings.Replace(r.path, "{id}", url.PathEscape(id), 1)
 		path = strings.Replace(path, "{username}", url.PathEscape(id), 1)
+		if strings.Contains(path, "{seq}") {
+			// The query string doubles as the seq: the corpus format (the fuzz
+			// arguments) stays the same as routes are added.
+			path, query = strings.Replace(path, "{seq}", url.PathEscape(query), 1), ""
+		}
 		target := path
 		if query != "" {
 			target += "?" + query
@@ -178,6 +194,12 @@ var routes = []route{
 	{"POST", "/api/dms/{username}", true},
 	{"GET", "/api/users", true},
 	{"GET", "/api/stats", true},
+	{"PATCH", "/api/rooms/{id}/messages/{seq}", true},
+	{"DELETE", "/api/rooms/{id}/messages/{seq}", true},
+	{"POST", "/api/rooms/{id}/read", true},
+	{"GET", "/api/notifications", true},
+	{"GET", "/api/notifications/unread", true},
+	{"POST", "/api/notifications/read", true},
 }
 
 var documentedCodes = map[string]bool{}
@@ -313,7 +335,8 @@ func newFuzzEnv(t *testing.T) *fuzzEnv {
 	}
 	env.aliceSession, env.bobSession, env.aliceReconnect = mint("alice", auth.KindSession), mint("bob", auth.KindSession), mint("alice", auth.KindReconnect)
 
-	svc, err := chat.New(chat.Config{GatewayID: "gw-fuzz", Password: cheap}, (*fakeStore)(env), (*fakePub)(env), nil)
+	svc, err := chat.New(chat.Config{GatewayID: "gw-fuzz", Password: cheap, Notifications: (*fakeNotes)(env)},
+		(*fakeStore)(env), (*fakePub)(env), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,6 +349,13 @@ func newFuzzEnv(t *testing.T) *fuzzEnv {
 func (env *fuzzEnv) isMember(room, user string) bool {
 	r := env.rooms[room]
 	return r != nil && r.members[user] != ""
+}
+
+// userByIDLocked is userByID for callers that do not hold env.mu.
+func (env *fuzzEnv) userByIDLocked(id string) store.User {
+	env.mu.Lock()
+	defer env.mu.Unlock()
+	return env.userByID(id)
 }
 
 func (env *fuzzEnv) userByID(id string) store.User {
@@ -590,6 +620,84 @@ func (s *fakeStore) MessagesBefore(_ context.Context, roomID string, before int6
 		ms[i], ms[j] = ms[j], ms[i]
 	}
 	return ms[:min(len(ms), limit)], nil
+}
+
+func (s *fakeStore) MarkRead(_ context.Context, userID, roomID string, seq int64) (int64, int64, error) {
+	if err := pgText(roomID); err != nil {
+		return 0, 0, err
+	}
+	env := s.env()
+	env.mu.Lock()
+	defer env.mu.Unlock()
+	r := env.rooms[roomID]
+	switch {
+	case r == nil:
+		return 0, 0, store.ErrNotFound
+	case r.members[userID] == "":
+		return 0, 0, store.ErrNotMember
+	case seq < 0:
+		env.t.Fatalf("MarkRead reached with seq %d", seq)
+	case seq > r.lastSeq:
+		return 0, 0, &store.PastEndError{LastSeq: r.lastSeq}
+	}
+	return seq, r.lastSeq - seq, nil
+}
+
+// fakeNotes is the in-memory notification store: alice has one notification.
+type fakeNotes fuzzEnv
+
+const aliceNote = "0190a000-0000-7000-8000-000000000001"
+
+func (n *fakeNotes) check(userID string) {
+	env := (*fuzzEnv)(n)
+	if env.userByIDLocked(userID).Username == "" {
+		env.t.Fatalf("notifications read for unknown user %q", userID)
+	}
+}
+
+func (n *fakeNotes) List(_ context.Context, userID, beforeID string, limit int) ([]notifications.Notification, error) {
+	n.check(userID)
+	if beforeID != "" && !protocol.ValidNotificationID(beforeID) || limit < 1 || limit > 1000 {
+		(*fuzzEnv)(n).t.Fatalf("List reached with before %q limit %d", beforeID, limit)
+	}
+	if userID != "u-alice" {
+		return nil, nil
+	}
+	return []notifications.Notification{{ID: aliceNote, UserID: userID, RoomID: "dm:u-alice:u-bob", Seq: 1, Reason: "dm", Sender: "u-bob"}}, nil
+}
+
+func (n *fakeNotes) Pending(_ context.Context, userID string) ([]notifications.Notification, error) {
+	return n.List(context.Background(), userID, "", 50)
+}
+
+func (n *fakeNotes) UnreadCount(_ context.Context, userID string) (int, error) {
+	n.check(userID)
+	if userID == "u-alice" {
+		return 1, nil
+	}
+	return 0, nil
+}
+
+func (n *fakeNotes) MarkRead(_ context.Context, userID string, ids []string) (int, error) {
+	n.check(userID)
+	if len(ids) == 0 || len(ids) > protocol.MaxNotificationIDs {
+		(*fuzzEnv)(n).t.Fatalf("MarkRead reached with %d ids", len(ids))
+	}
+	marked := 0
+	for _, id := range ids {
+		if !protocol.ValidNotificationID(id) {
+			(*fuzzEnv)(n).t.Fatalf("MarkRead reached with id %q", id)
+		}
+		if id == aliceNote && userID == "u-alice" {
+			marked = 1
+		}
+	}
+	return marked, nil
+}
+
+func (n *fakeNotes) MarkAllRead(_ context.Context, userID string) (int, error) {
+	n.check(userID)
+	return 0, nil
 }
 
 // pgText fails like PostgreSQL does for a text parameter holding NUL (SQLSTATE 22021):

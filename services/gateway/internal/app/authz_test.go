@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/kchat/kchat/pkg/stacktest"
 	"github.com/kchat/kchat/services/gateway/internal/gwtest"
@@ -150,6 +153,25 @@ func restCases() []restCase {
 		{method: "POST", path: "/api/rooms/{id}/messages", body: msg,
 			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok202, nonMember: denied, admin: ok202},
 			dm:     map[actor]expect{member: ok202, peer: ok202, nonMember: denied, admin: denied}},
+		// Edits and deletes of entry 1, written by the member: its author and the room's
+		// admin may; a DM has no admin.
+		{method: "PATCH", path: "/api/rooms/{id}/messages/{seq}", body: func(fx *authzFixture, a actor) any {
+			return map[string]string{"text": "changed by " + string(a)}
+		},
+			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok202, nonMember: denied, admin: ok202, peer: denied},
+			dm:     map[actor]expect{member: ok202, peer: denied, nonMember: denied, admin: denied}},
+		{method: "DELETE", path: "/api/rooms/{id}/messages/{seq}",
+			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok202, nonMember: denied, admin: ok202, peer: denied},
+			dm:     map[actor]expect{member: ok202, peer: denied, nonMember: denied, admin: denied}},
+		{method: "POST", path: "/api/rooms/{id}/read", body: func(*authzFixture, actor) any { return map[string]int64{"seq": 1} },
+			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
+			dm:     map[actor]expect{member: ok200, peer: ok200, nonMember: denied, admin: denied}},
+		// Notifications are per user: every caller sees and marks only their own (see
+		// TestAuthz_notifications_are_private).
+		{method: "GET", path: "/api/notifications", public: everyone(ok200)},
+		{method: "GET", path: "/api/notifications/unread", public: everyone(ok200)},
+		{method: "POST", path: "/api/notifications/read", body: func(*authzFixture, actor) any { return map[string]bool{"all": true} },
+			public: everyone(ok200)},
 		{method: "POST", path: "/api/dms/{username}", public: everyone(ok200)},
 		{method: "GET", path: "/api/users", public: everyone(ok200)},
 		{method: "GET", path: "/api/stats", public: everyone(ok200)},
@@ -182,6 +204,7 @@ func TestAuthz_REST_matrix(t *testing.T) {
 					}
 					path := strings.Replace(rc.path, "{id}", room, 1)
 					path = strings.Replace(path, "{username}", fx.other(a).Name, 1)
+					path = strings.Replace(path, "{seq}", "1", 1)
 					var body any
 					if rc.body != nil {
 						body = rc.body(fx, a)
@@ -339,6 +362,14 @@ func wsCases() []wsCase {
 		{typ: "leave", frame: roomFrame("leave"),
 			public: map[actor]wsExpect{anon: wsNoAuth, member: {"left", ""}, nonMember: wsDenied, admin: {"left", ""}},
 			dm:     map[actor]wsExpect{member: wsBadReq, peer: wsBadReq, nonMember: wsDenied, admin: wsDenied}},
+		{typ: "read", frame: func(_ *authzFixture, room string, _ actor) map[string]any {
+			return map[string]any{"type": "read", "room": room, "seq": 1}
+		}, public: map[actor]wsExpect{anon: wsNoAuth, member: {"read", ""}, admin: {"read", ""}, nonMember: wsDenied},
+			dm: map[actor]wsExpect{member: {"read", ""}, peer: {"read", ""}, nonMember: wsDenied, admin: wsDenied}},
+		{typ: "notifications", frame: roomFrame("notifications"), public: wsEveryone("notifications")},
+		{typ: "read_notifications", frame: func(*authzFixture, string, actor) map[string]any {
+			return map[string]any{"type": "read_notifications", "all": true}
+		}, public: wsEveryone("notifications_read")},
 		{typ: "rooms", frame: roomFrame("rooms"), public: wsEveryone("rooms")},
 		{typ: "users", frame: roomFrame("users"), public: wsEveryone("users")},
 		{typ: "stats", frame: roomFrame("stats"), public: wsEveryone("stats")},
@@ -500,4 +531,58 @@ func clientFrameTypes(t *testing.T, file string) []string {
 		t.Fatalf("read only %d client frame types from %s: has its layout changed?", len(out), file)
 	}
 	return out
+}
+
+// A notification is its recipient's alone: nobody else lists it, counts it or can mark
+// it read (an id of someone else's notification marks nothing and is no error, so that
+// probing learns nothing either).
+func TestAuthz_notifications_are_private(t *testing.T) {
+	fx := newAuthzFixture(t)
+	id := uuid.Must(uuid.NewV7()).String()
+	if _, err := fx.h.db.Exec(context.Background(), `INSERT INTO notifications (id, user_id, room_id, seq, reason, sender, preview)
+		VALUES ($1, $2, $3, 1, 'dm', $4, 'psst')`, id, fx.accs[member].ID, fx.dm, fx.accs[peer].ID); err != nil {
+		t.Fatal(err)
+	}
+	listed := func(a actor) bool {
+		t.Helper()
+		st, f := gwtest.Do(t, "GET", fx.h.base+"/api/notifications", fx.accs[a].Token, nil)
+		if st != 200 {
+			t.Fatalf("list as %s: %d %v", a, st, f)
+		}
+		ns, _ := f["notifications"].([]any)
+		for _, n := range ns {
+			if n.(map[string]any)["notification_id"] == id || n.(map[string]any)["id"] == id {
+				return true
+			}
+		}
+		return false
+	}
+	unread := func(a actor) int64 {
+		t.Helper()
+		_, f := gwtest.Do(t, "GET", fx.h.base+"/api/notifications/unread", fx.accs[a].Token, nil)
+		return f.Int("unread_count")
+	}
+	if !listed(member) || unread(member) != 1 {
+		t.Fatalf("the recipient does not see it: listed %v, unread %d", listed(member), unread(member))
+	}
+	for _, a := range []actor{peer, nonMember, admin} {
+		if listed(a) || unread(a) != 0 {
+			t.Fatalf("%s sees the member's notification", a)
+		}
+		st, f := gwtest.Do(t, "POST", fx.h.base+"/api/notifications/read", fx.accs[a].Token, map[string]any{"ids": []string{id}})
+		if st != 200 || f.Int("marked") != 0 {
+			t.Fatalf("%s marking it read: %d %v", a, st, f)
+		}
+		c := fx.h.dial(t, fx.accs[a])
+		c.Send(map[string]any{"type": "read_notifications", "ids": []string{id}, "ref": "r"})
+		if r := c.Expect("notifications_read", "r"); r.Int("marked") != 0 {
+			t.Fatalf("%s marking it read over WebSocket: %v", a, r)
+		}
+	}
+	if unread(member) != 1 {
+		t.Fatal("someone else marked the member's notification read")
+	}
+	if st, f := gwtest.Do(t, "POST", fx.h.base+"/api/notifications/read", fx.accs[member].Token, map[string]any{"ids": []string{id}}); st != 200 || f.Int("marked") != 1 {
+		t.Fatalf("the recipient marking it read: %d %v", st, f)
+	}
 }
