@@ -267,8 +267,32 @@ func (s *Stack) WaitKafka(ctx context.Context, d time.Duration) error {
 		if st.QuorumLeader < 0 {
 			return errors.New("no controller leader yet")
 		}
+		// A broker killed moments ago is still registered until the controller fences it
+		// (broker.session.timeout.ms, 9 s), and a restarted one is "running" before its
+		// JVM listens: ask each broker itself (found by the chaos suite, which otherwise
+		// killed the next broker while the last one was still starting).
+		for _, addr := range s.Info().Brokers {
+			if err := answers(ctx, addr); err != nil {
+				return fmt.Errorf("broker %s does not answer: %w", addr, err)
+			}
+		}
 		return nil
 	})
+}
+
+// answers sends one request (ApiVersions) to the broker at addr on a connection of its
+// own: kafka-go's Client would answer a metadata request from its cache.
+func answers(ctx context.Context, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	conn, err := (&kafka.Dialer{Timeout: 3 * time.Second}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+	_, err = conn.ApiVersions()
+	return err
 }
 
 func lastLines(s string, n int) string {

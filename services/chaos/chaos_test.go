@@ -16,6 +16,7 @@ var (
 	full   = flag.Bool("chaos.full", false, "run the full suite (make chaos): every fault in its own run, then a mixed run")
 	faults = flag.String("chaos.faults", "", "comma-separated fault kinds for the full suite (default: all)")
 	out    = flag.String("chaos.out", "", "directory for the results JSON and the histories (make chaos: chaos/results)")
+	level  = flag.String("chaos.log-level", "warn", "the services' -log-level")
 	async  = flag.Bool("chaos.async-commit", false, "keep the local server's synchronous_commit=off for the platform's database (shows what a PostgreSQL crash then loses)")
 )
 
@@ -34,6 +35,7 @@ func TestChaos(t *testing.T) {
 		chaos.SetHistoryDir(*out)
 	}
 	chaos.AsyncCommit = *async
+	chaos.LogLevel = *level
 	report := chaos.Report{Started: time.Now().UTC(), Race: raceEnabled}
 	report.Host, _ = os.Hostname()
 	defer func() {

@@ -39,6 +39,10 @@ type Platform struct {
 	GatewayWS   []string
 }
 
+// LogLevel is the services' -log-level (-chaos.log-level); their output is printed when
+// a run fails, or always with KCHAT_TEST_LOGS set.
+var LogLevel = "warn"
+
 // Persistence instances, in start order.
 var persistenceNames = []string{"persistence-1", "persistence-2"}
 
@@ -65,7 +69,7 @@ func StartPlatform(t testing.TB) *Platform {
 	for _, svc := range []string{"persistence", "fanout", "notification", "gateway"} {
 		p.bins[svc] = env.Build(t, "./services/"+svc)
 	}
-	common := []string{"-brokers", strings.Join(env.Brokers, ","), "-topic-prefix", p.prefix, "-log-level", "warn"}
+	common := []string{"-brokers", strings.Join(env.Brokers, ","), "-topic-prefix", p.prefix, "-log-level", LogLevel}
 	addr := func() string { return fmt.Sprintf("127.0.0.1:%d", stacktest.FreePort(t)) }
 	group := stacktest.UniqueName("persistence-")
 	for _, name := range persistenceNames {

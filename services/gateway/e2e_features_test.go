@@ -217,7 +217,7 @@ func TestE2E_notifications_presence_reads_edits(t *testing.T) {
 		}
 	}
 	ca := hello(t, p.wsA, alice, nil, nil)
-	waitFor(t, 20*time.Second, "alice sees her join entries", func() bool { return lastSeq(t, p.a, alice.Token, "lobby") >= 3 })
+	waitFor(t, 60*time.Second, "alice sees her join entries", func() bool { return lastSeq(t, p.a, alice.Token, "lobby") >= 3 })
 
 	t.Run("a DM and a mention to an offline user: one notification each, seen at login, marked read", func(t *testing.T) {
 		ca.Send(map[string]any{"type": "dm", "to": "bob", "client_msg_id": "dm-1", "text": "are you there, bob?", "ref": "dm"})
@@ -229,7 +229,7 @@ func TestE2E_notifications_presence_reads_edits(t *testing.T) {
 		if a := ca.Expect("ack", "m"); a.Str("status") != "accepted" {
 			t.Fatalf("mention: %v", a)
 		}
-		waitFor(t, 30*time.Second, "bob's two notifications", func() bool { return len(notificationsOf(t, p.b, bob)) >= 2 })
+		waitFor(t, 90*time.Second, "bob's two notifications", func() bool { return len(notificationsOf(t, p.b, bob)) >= 2 })
 		time.Sleep(time.Second) // nothing more may come
 		ns := notificationsOf(t, p.b, bob)
 		reasons := []string{}
@@ -283,7 +283,7 @@ func TestE2E_notifications_presence_reads_edits(t *testing.T) {
 	})
 
 	t.Run("a notification created while the user was away arrives live when they connect", func(t *testing.T) {
-		waitFor(t, 10*time.Second, "bob offline", func() bool { return onlineOn(t, p.a, alice, "bob") == 0 })
+		waitFor(t, 60*time.Second, "bob offline", func() bool { return onlineOn(t, p.a, alice, "bob") == 0 })
 		// Fanout is held so that the notification is stored before bob connects and is
 		// forwarded after: the live path, not the login path, must deliver it.
 		p.fanout.Signal(syscall.SIGSTOP)
@@ -295,7 +295,7 @@ func TestE2E_notifications_presence_reads_edits(t *testing.T) {
 		}()
 		ca.Send(map[string]any{"type": "dm", "to": "bob", "client_msg_id": "dm-2", "text": "ping", "ref": "dm2"})
 		ca.Expect("ack", "dm2")
-		waitFor(t, 30*time.Second, "the third notification stored", func() bool {
+		waitFor(t, 90*time.Second, "the third notification stored", func() bool {
 			return p.poll(`SELECT count(*) FROM notifications WHERE user_id = $1`, bob.ID) == 3
 		})
 		// auth only: no login delivery of pending notifications.
@@ -304,7 +304,7 @@ func TestE2E_notifications_presence_reads_edits(t *testing.T) {
 		cb.Expect("welcome", "a")
 		p.fanout.Signal(syscall.SIGCONT)
 		resumed = true
-		f, ok := cb.Next(func(f gwtest.Frame) bool { return f.Type() == "notification" }, 30*time.Second)
+		f, ok := cb.Next(func(f gwtest.Frame) bool { return f.Type() == "notification" }, 60*time.Second)
 		if !ok || f.Str("reason") != "dm" || f["pending"] == true || f.Str("preview") != "ping" {
 			t.Fatalf("live notification: %v %v", ok, f)
 		}
@@ -333,7 +333,7 @@ func TestE2E_notifications_presence_reads_edits(t *testing.T) {
 		}
 		_ = cc.Conn.CloseNow()
 		sendAll(t, ca, "lobby", "u", 2, "more ")
-		waitFor(t, 20*time.Second, "two new entries", func() bool { return lastSeq(t, p.a, alice.Token, "lobby") >= last+2 })
+		waitFor(t, 60*time.Second, "two new entries", func() bool { return lastSeq(t, p.a, alice.Token, "lobby") >= last+2 })
 		// carol reconnects, to the other gateway: two unread.
 		cc2 := hello(t, p.wsB, carol, nil, nil)
 		cc2.Send(map[string]any{"type": "rooms", "ref": "r"})
@@ -348,7 +348,7 @@ func TestE2E_notifications_presence_reads_edits(t *testing.T) {
 		cc := hello(t, p.wsA, carol, map[string]int64{"lobby": lastSeq(t, p.a, alice.Token, "lobby")}, nil)
 		cb.Send(map[string]any{"type": "send", "room": "lobby", "client_msg_id": "orig", "text": "teh original", "ref": "o"})
 		cb.Expect("ack", "o")
-		orig, ok := cc.Next(func(f gwtest.Frame) bool { return f.Type() == "message" && f.Str("client_msg_id") == "orig" }, 20*time.Second)
+		orig, ok := cc.Next(func(f gwtest.Frame) bool { return f.Type() == "message" && f.Str("client_msg_id") == "orig" }, 60*time.Second)
 		if !ok {
 			t.Fatal("the original never arrived")
 		}
@@ -359,13 +359,13 @@ func TestE2E_notifications_presence_reads_edits(t *testing.T) {
 		}
 		cb.Send(map[string]any{"type": "edit", "room": "lobby", "client_msg_id": "fix", "target_seq": seq, "text": "the original", "ref": "e"})
 		cb.Expect("ack", "e")
-		edit, ok := cc.Next(func(f gwtest.Frame) bool { return f.Type() == "message" && f.Str("kind") == "edit" }, 20*time.Second)
+		edit, ok := cc.Next(func(f gwtest.Frame) bool { return f.Type() == "message" && f.Str("kind") == "edit" }, 60*time.Second)
 		if !ok || edit.Int("target_seq") != seq || edit.Str("text") != "the original" || edit.Int("seq") != seq+1 {
 			t.Fatalf("live edit: %v", edit)
 		}
 		ca.Send(map[string]any{"type": "delete", "room": "lobby", "client_msg_id": "mod", "target_seq": seq, "ref": "d"})
 		ca.Expect("ack", "d")
-		del, ok := cc.Next(func(f gwtest.Frame) bool { return f.Type() == "message" && f.Str("kind") == "delete" }, 20*time.Second)
+		del, ok := cc.Next(func(f gwtest.Frame) bool { return f.Type() == "message" && f.Str("kind") == "delete" }, 60*time.Second)
 		if !ok || del.Int("target_seq") != seq || del.Str("sender_name") != "alice" || del.Int("seq") != seq+2 {
 			t.Fatalf("live delete: %v", del)
 		}
@@ -396,7 +396,7 @@ func TestE2E_notifications_presence_reads_edits(t *testing.T) {
 		// count the same (edits of a seq that does not exist) empty the bucket for sure.
 		answers := func(prefix string, n int) (acked, limited, other int, wait int64) {
 			for i := range n {
-				f, ok := ce.Next(func(f gwtest.Frame) bool { return f.Str("ref") == fmt.Sprint(prefix, i) }, 20*time.Second)
+				f, ok := ce.Next(func(f gwtest.Frame) bool { return f.Str("ref") == fmt.Sprint(prefix, i) }, 60*time.Second)
 				switch {
 				case !ok:
 					t.Fatalf("no answer to %s%d", prefix, i)
@@ -434,7 +434,7 @@ func TestE2E_notifications_presence_reads_edits(t *testing.T) {
 		}
 		acked++
 		// Nothing accepted is dropped: every ack is a stored message, and nothing else is.
-		waitFor(t, 30*time.Second, "every accepted message stored", func() bool {
+		waitFor(t, 90*time.Second, "every accepted message stored", func() bool {
 			return p.poll(`SELECT count(*) FROM messages WHERE room_id = 'burst' AND kind = 'message'`) >= acked
 		})
 		time.Sleep(time.Second)
@@ -455,7 +455,7 @@ func TestE2E_notifications_presence_reads_edits(t *testing.T) {
 			ca.Expect("ack", id)
 			time.Sleep(110 * time.Millisecond)
 		}
-		waitFor(t, time.Minute, "100 mentions of dave", func() bool {
+		waitFor(t, 2*time.Minute, "100 mentions of dave", func() bool {
 			return p.poll(`SELECT count(*) FROM notifications WHERE user_id = $1`, dave.ID) == 100
 		})
 		rows, err := p.pool.Query(context.Background(), `SELECT n.created_at - m.stored_at FROM notifications n
@@ -515,7 +515,7 @@ func TestE2E_notifications_presence_reads_edits(t *testing.T) {
 		cb := hello(t, p.wsB, bob, map[string]int64{}, nil)
 		cb.Send(map[string]any{"type": "dm", "to": "gina", "client_msg_id": "to-gina", "text": "you dropped", "ref": "g"})
 		cb.Expect("ack", "g")
-		waitFor(t, 30*time.Second, "gina notified", func() bool { return len(notificationsOf(t, p.b, gina)) == 1 })
+		waitFor(t, 90*time.Second, "gina notified", func() bool { return len(notificationsOf(t, p.b, gina)) == 1 })
 	})
 }
 
