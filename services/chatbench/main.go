@@ -26,6 +26,7 @@ import (
 
 	"github.com/kchat/kchat/pkg/service"
 	"github.com/kchat/kchat/pkg/stacktest"
+	"github.com/kchat/kchat/services/chatbench/internal/report"
 )
 
 func main() {
@@ -49,6 +50,7 @@ func main() {
 		bin       = flag.String("bin", "", "directory with the persistence binary (default <repo>/bin)")
 		batchSize = flag.Int("persistence-batch-size", 500, "also run the persistence scenario with this BATCH_SIZE (0: only the service's default)")
 		verbose   = flag.Bool("v", false, "debug logging")
+		replot    = flag.String("replot", "", "only redraw the plots and table of this result JSON (into its directory) and exit")
 		quiet     = flag.Duration("wait-quiet", 3*time.Minute, "first wait up to this long for the load average to fall below 2×cores (0: don't)")
 	)
 	flag.Parse()
@@ -73,6 +75,13 @@ func main() {
 		cfg.ExtraBatchSize = 0
 	} else {
 		cfg.Plan = FullPlan()
+	}
+	if *replot != "" {
+		if err := replotResult(*replot); err != nil {
+			fmt.Fprintln(os.Stderr, "chatbench:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	ctx, stop := service.SignalContext()
 	defer stop()
@@ -233,4 +242,26 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
+}
+
+// replotResult redraws a stored result's plots and prints its table.
+func replotResult(path string) error {
+	r, err := report.Load(path)
+	if err != nil {
+		return err
+	}
+	stamp := strings.TrimSuffix(filepath.Base(path), ".json")
+	if stamp == "latest" {
+		stamp = r.StartedAt.UTC().Format("20060102-150405")
+	}
+	files, err := r.Plots(filepath.Dir(path), stamp)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("chatbench %s — %s\n\n", r.Mode, r.MachineLine())
+	report.PrintTable(os.Stdout, r.Figures)
+	for _, f := range files {
+		fmt.Println("plot:", f)
+	}
+	return nil
 }

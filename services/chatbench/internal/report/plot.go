@@ -161,7 +161,7 @@ func (r *Result) Plots(dir, stamp string) ([]string, error) {
 	var dist, rates []Curve
 	for _, sc := range r.Scenarios {
 		for _, se := range sc.Series {
-			if len(se.Steps) > 1 {
+			if len(se.Steps) > 0 && !strings.Contains(se.Name, "one gateway") {
 				rates = append(rates, RateCurve(se))
 			}
 			if sc.Name != "e2e" && sc.Name != "hop" || strings.Contains(se.Name, "one gateway") {
