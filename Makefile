@@ -43,7 +43,8 @@ migrate: build
 	$(BIN)/chatctl migrate
 
 ## test: every module, race detector on, against the real stack (started here, stopped after
-## unless it was already running).
+## unless it was already running). Packages run one at a time (-p 1): some tests kill and
+## restart brokers, and two cores are better spent on one test than on interleaving several.
 test: build
 	@set -e; \
 	if [ -n "$$KAFKA_BROKERS" ] && [ -n "$$DATABASE_URL" ]; then started=0; \
@@ -52,7 +53,7 @@ test: build
 	status=0; \
 	for m in $(MODULES); do \
 		echo "=== $$m"; \
-		(cd $$m && $(GO) test -race -count=1 -timeout 25m ./...) || status=1; \
+		(cd $$m && $(GO) test -race -count=1 -p 1 -timeout 25m ./...) || status=1; \
 	done; \
 	if [ $$started = 1 ] && [ -z "$$KEEP_STACK" ]; then $(DEVSTACK) down; fi; \
 	exit $$status
@@ -78,7 +79,7 @@ bench: build
 ## the test starts itself (make test runs it too, as part of services/chatbench's tests).
 ## The stack is reused if running, else started (and left running) by pkg/stacktest.
 bench-smoke:
-	cd services/chatbench && $(GO) test -count=1 -run 'TestSmoke' -v . 2>&1 | tail -40; exit $${PIPESTATUS[0]}
+	cd services/chatbench && $(GO) test -count=1 -run 'TestSmoke' -v .
 
 ## chaos: the full fault suite (~30 minutes, 127.0.0.1 only): load on both gateways while
 ## Kafka brokers, the controller leader, persistence (the outbox relay's leader), fanout,
