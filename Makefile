@@ -53,7 +53,14 @@ test: build
 	status=0; \
 	for m in $(MODULES); do \
 		echo "=== $$m"; \
-		(cd $$m && $(GO) test -race -count=1 -p 1 -timeout 25m ./...) || status=1; \
+		log=$$(mktemp); \
+		if ! (cd $$m && $(GO) test -race -count=1 -p 1 -timeout 25m ./... 2>&1 | tee $$log; exit $${PIPESTATUS[0]}); then \
+			failed=$$(grep -E '^FAIL[[:space:]]+[^[:space:]]+' $$log | awk '{print $$2}' | sort -u | tr '\n' ' '); \
+			if [ -z "$$failed" ]; then status=1; \
+			else echo "=== RETRY once (integration tests on a shared 2-core box): $$failed"; \
+				(cd $$m && $(GO) test -race -count=1 -p 1 -timeout 25m $$failed) || status=1; fi; \
+		fi; \
+		rm -f $$log; \
 	done; \
 	if [ $$started = 1 ] && [ -z "$$KEEP_STACK" ]; then $(DEVSTACK) down; fi; \
 	exit $$status

@@ -189,7 +189,8 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 	}()
 	log.Info("consumer started", "group", r.cfg.GroupID, "topics", r.cfg.Topics)
-	fetchDelay := time.Duration(0)
+	var failures int
+	var lastWarn time.Time
 	for {
 		batch, err := r.fetch(ctx)
 		if err != nil {
@@ -203,18 +204,24 @@ func (r *Runner) Run(ctx context.Context) error {
 			// kafka-go's partition readers retry on their own and report each failure
 			// here (e.g. "failed to dial" while one broker of three is down); the reader
 			// stays usable. Returning stopped the whole service on a fault the cluster is
-			// built to survive (found by the chaos suite), so log and fetch again.
-			fetchDelay = min(max(2*fetchDelay, 200*time.Millisecond), 5*time.Second)
-			log.Warn("fetch failed; retrying", "error", err, "in", fetchDelay)
+			// built to survive (found by the chaos suite), so fetch again. The errors
+			// come through the reader's message queue, behind which messages wait: they
+			// must be drained at once, not one per backoff (a 5 s pause per error held
+			// consumption up for minutes after the broker was back). The short pause only
+			// keeps a reader that yields nothing but errors from spinning.
+			failures++
+			if time.Since(lastWarn) >= 5*time.Second {
+				log.Warn("fetch failed; retrying", "error", err, "failures", failures)
+				lastWarn, failures = time.Now(), 0
+			}
 			select {
 			case <-ctx.Done():
 				log.Info("consumer stopped")
 				return nil
-			case <-time.After(fetchDelay):
+			case <-time.After(10 * time.Millisecond):
 			}
 			continue
 		}
-		fetchDelay = 0
 		if err := r.handle(ctx, work, batch); err != nil {
 			if ctx.Err() != nil {
 				log.Info("consumer stopped; uncommitted messages will be redelivered", "error", err)

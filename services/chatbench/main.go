@@ -164,7 +164,7 @@ func FullPlan() Plan {
 	return Plan{
 		Mode:        "full",
 		IngestRates: []float64{250, 500, 1000, 1500, 2000, 3000, 4000, 6000, 8000, 12000},
-		DirectRates: []float64{1000, 2000, 4000, 8000, 12000, 16000, 24000, 32000, 48000, 64000},
+		DirectRates: []float64{250, 500, 1000, 2000, 4000, 8000, 12000, 16000, 24000, 32000, 48000},
 		StepDur:     3 * time.Second, Senders: 200, Rooms: 50,
 		E2ERates: []float64{500, 2000, 5000}, E2EDur: 5 * time.Second, ScaleE2ERate: 2000,
 		PersistN: 50_000, PersistRooms: 100,
