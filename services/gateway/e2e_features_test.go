@@ -264,6 +264,9 @@ func TestE2E_notifications_presence_reads_edits(t *testing.T) {
 
 		// Bob logs in: both arrive as pending notification frames; he marks them read.
 		cb := hello(t, p.wsB, bob, map[string]int64{}, nil)
+		// (Seen online from the other gateway, so that the next subtest's wait for him to be
+		// offline there means something.)
+		waitFor(t, 60*time.Second, "bob online as gw-a sees it", func() bool { return onlineOn(t, p.a, alice, "bob") == 1 })
 		var ids []string
 		for range 2 {
 			f := cb.Expect("notification")
@@ -284,6 +287,9 @@ func TestE2E_notifications_presence_reads_edits(t *testing.T) {
 
 	t.Run("a notification created while the user was away arrives live when they connect", func(t *testing.T) {
 		waitFor(t, 60*time.Second, "bob offline", func() bool { return onlineOn(t, p.a, alice, "bob") == 0 })
+		// The notification service follows the same presence topic with its own reader,
+		// which may apply the record a fetch (up to 500 ms) later than gw-a's.
+		time.Sleep(time.Second)
 		// Fanout is held so that the notification is stored before bob connects and is
 		// forwarded after: the live path, not the login path, must deliver it.
 		p.fanout.Signal(syscall.SIGSTOP)
