@@ -103,14 +103,19 @@ func (p *Platform) Inject(ctx context.Context, kind string, tm Timing, rec *Reco
 		}
 		mark(OpFault, leader)
 		p.Kill(leader)
-		if other := p.waitRelay(ctx, 15*time.Second); other == "" {
-			rec.Add(Op{Kind: OpError, Note: "no standby relay took over within 15s", Gw: leader})
+		// The standby relay must take over while the leader is down, not once it is back.
+		other := p.waitRelay(ctx, tm.Hold+5*time.Second)
+		if other != "" {
+			mark(OpRestore, other+" relays")
 		}
 		sleep(ctx, tm.Hold)
 		mark(OpRestore, leader)
 		p.Start(leader)
 		p.WaitReady(leader, 2*time.Minute)
 		mark(OpReady, leader)
+		if other == "" {
+			return fmt.Errorf("no standby outbox relay took over from %s", leader)
+		}
 	case FaultPause:
 		// The relay leader: the worst case, as its lock session stays open while it is
 		// stopped (see docs/reliability.md).

@@ -287,9 +287,17 @@ func TestE2E_notifications_presence_reads_edits(t *testing.T) {
 
 	t.Run("a notification created while the user was away arrives live when they connect", func(t *testing.T) {
 		waitFor(t, 60*time.Second, "bob offline", func() bool { return onlineOn(t, p.a, alice, "bob") == 0 })
-		// The notification service follows the same presence topic with its own reader,
-		// which may apply the record a fetch (up to 500 ms) later than gw-a's.
-		time.Sleep(time.Second)
+		// Fanout sends notifications to the gateways that have any subscription; a gateway
+		// announces one (the _users pseudo-room) while anyone is connected to it. carol keeps
+		// gw-b in fanout's table, so that whether bob's own connection is announced before
+		// fanout handles the notification does not matter.
+		keep := gwtest.Dial(t, p.wsB, nil)
+		keep.Send(map[string]any{"type": "auth", "token": carol.Token, "ref": "a"})
+		keep.Expect("welcome", "a")
+		// The notification service follows the presence topic with its own reader, which
+		// may apply a record a fetch (up to 500 ms) later than gw-a's; fanout reads
+		// chat.subscriptions as promptly.
+		time.Sleep(2 * time.Second)
 		// Fanout is held so that the notification is stored before bob connects and is
 		// forwarded after: the live path, not the login path, must deliver it.
 		p.fanout.Signal(syscall.SIGSTOP)
@@ -315,6 +323,7 @@ func TestE2E_notifications_presence_reads_edits(t *testing.T) {
 			t.Fatalf("live notification: %v %v", ok, f)
 		}
 		_ = cb.Conn.CloseNow()
+		_ = keep.Conn.CloseNow()
 	})
 
 	t.Run("unread counts across gateways and reconnects", func(t *testing.T) {
