@@ -60,7 +60,7 @@ func TestSmoke(t *testing.T) {
 	for _, id := range []string{"gw-a", "gw-b"} {
 		a := addr(id)
 		gateways = append(gateways, "http://"+a)
-		env.Start(t, id, bins["gateway"], nil, append(common, "-id", id, "-addr", a, "-database-url", db, "-log-level", "warn")...)
+		env.Start(t, id, bins["gateway"], []string{"RATE_LIMITS=off"}, append(common, "-id", id, "-addr", a, "-database-url", db, "-log-level", "warn")...)
 	}
 	for _, a := range []string{pAddr, fAddr} {
 		stacktest.WaitHTTP(t, "http://"+a+"/readyz", 90*time.Second)
