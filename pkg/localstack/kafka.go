@@ -163,7 +163,7 @@ func (s *Stack) startNode(java string, id int) error {
 	s.log.Info("starting", "process", s.kafkaName(id), "port", s.kafkaPort(id))
 	heap := fmt.Sprintf("%dm", s.cfg.KafkaHeapMB)
 	cmd := exec.Command(java,
-		"-Xms256m", "-Xmx"+heap, "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto",
+		"-Xms256m", "-Xmx"+heap, "-XX:+UseSerialGC", "-Xshare:auto",
 		"-Djava.awt.headless=true",
 		"-Dlog4j2.configurationFile="+s.log4jConfig(),
 		"-Dkafka.logs.dir="+s.logDir(),

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -25,13 +27,19 @@ type Config struct {
 	MaxAttempts int
 	// WriteTimeout bounds one attempt (default 10s).
 	WriteTimeout time.Duration
-	Logger       *slog.Logger
+	// Shards is the number of kafka-go Writers keys are spread over (default 8). A kafka-go
+	// Writer sends one batch per partition at a time and never merges the batches queued
+	// behind it, so under load a partition moves one small batch per produce round trip;
+	// several writers, each owning a fixed share of the keys, keep that many batches in
+	// flight per partition while every key still goes through exactly one writer in order.
+	Shards int
+	Logger *slog.Logger
 }
 
 // Producer writes keyed messages with acks=all. It is safe for concurrent use; concurrent
 // Publish calls are batched together.
 type Producer struct {
-	w *kafka.Writer
+	shards []*kafka.Writer
 }
 
 // New returns a producer. Partitioning uses Murmur2 on the key, the Java client's default
@@ -53,6 +61,17 @@ func New(cfg Config) (*Producer, error) {
 	if cfg.WriteTimeout == 0 {
 		cfg.WriteTimeout = 10 * time.Second
 	}
+	if cfg.Shards <= 0 {
+		cfg.Shards = 8
+	}
+	p := &Producer{}
+	for range cfg.Shards {
+		p.shards = append(p.shards, newWriter(cfg))
+	}
+	return p, nil
+}
+
+func newWriter(cfg Config) *kafka.Writer {
 	w := &kafka.Writer{
 		Addr:                   kafka.TCP(cfg.Brokers...),
 		Balancer:               &kafka.Murmur2Balancer{},
@@ -71,7 +90,7 @@ func New(cfg Config) (*Producer, error) {
 			cfg.Logger.Warn(fmt.Sprintf(msg, args...), "component", "kafka-writer")
 		})
 	}
-	return &Producer{w: w}, nil
+	return w
 }
 
 // Message builds a Kafka message for an event: the envelope as JSON value, the key, and the
@@ -103,13 +122,60 @@ func (p *Producer) Publish(ctx context.Context, topic, key string, events ...eve
 	return p.Write(ctx, msgs...)
 }
 
-// Write writes prepared messages (each with its Topic set).
+// Write writes prepared messages (each with its Topic set). Messages with the same key keep
+// their order; the call returns when all are acknowledged or one failed.
 func (p *Producer) Write(ctx context.Context, msgs ...kafka.Message) error {
-	if err := p.w.WriteMessages(ctx, msgs...); err != nil {
+	groups := make(map[int][]kafka.Message, 1)
+	for _, m := range msgs {
+		i := p.shardOf(m.Key)
+		groups[i] = append(groups[i], m)
+	}
+	if len(groups) == 1 {
+		for i, g := range groups {
+			return wrapWriteErr(p.shards[i].WriteMessages(ctx, g...))
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 0, len(groups))
+	var mu sync.Mutex
+	for i, g := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.shards[i].WriteMessages(ctx, g...); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return wrapWriteErr(errors.Join(errs...))
+}
+
+func wrapWriteErr(err error) error {
+	if err != nil {
 		return fmt.Errorf("kafka write failed: %w", err)
 	}
 	return nil
 }
 
+// shardOf maps a key to its writer. Any stable hash keeps a key's messages in one writer;
+// FNV-1a is cheap and independent of Murmur2, which places the key on a partition.
+func (p *Producer) shardOf(key []byte) int {
+	if len(p.shards) == 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	_, _ = h.Write(key)
+	return int(h.Sum32() % uint32(len(p.shards)))
+}
+
 // Close flushes pending writes and releases connections.
-func (p *Producer) Close() error { return p.w.Close() }
+func (p *Producer) Close() error {
+	var errs []error
+	for _, w := range p.shards {
+		errs = append(errs, w.Close())
+	}
+	return errors.Join(errs...)
+}

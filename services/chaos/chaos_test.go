@@ -17,7 +17,7 @@ var (
 	faults = flag.String("chaos.faults", "", "comma-separated fault kinds for the full suite (default: all)")
 	out    = flag.String("chaos.out", "", "directory for the results JSON and the histories (make chaos: chaos/results)")
 	level  = flag.String("chaos.log-level", "warn", "the services' -log-level")
-	async  = flag.Bool("chaos.async-commit", false, "keep the local server's synchronous_commit=off for the platform's database (shows what a PostgreSQL crash then loses)")
+	async  = flag.Bool("chaos.async-commit", false, "set synchronous_commit=off for the platform's database (shows what a PostgreSQL crash then loses)")
 )
 
 // TestChaos is the fault suite. By default it is the short version that `make test`

@@ -105,6 +105,11 @@ func (b *Bench) scenarioHop(ctx context.Context, sc *report.Scenario) error {
 		return err
 	}
 	defer p.Close()
+	p1, err := producer.New(producer.Config{Brokers: b.cfg.Brokers, Shards: 1})
+	if err != nil {
+		return err
+	}
+	defer p1.Close()
 	// One reader per partition, fetching exactly like pkg/consumer's group reader does, but
 	// without a group: a consumer group joining a topic created a moment ago can take tens
 	// of seconds to get its assignment, which is not part of a hop.
@@ -181,6 +186,9 @@ func (b *Bench) scenarioHop(ctx context.Context, sc *report.Scenario) error {
 		{"raw hop (pkg/producer)", func(ctx context.Context, m kafka.Message, done func(error)) {
 			go func() { done(p.Write(ctx, m)) }()
 		}},
+		{"raw hop (pkg/producer, one Writer: before)", func(ctx context.Context, m kafka.Message, done func(error)) {
+			go func() { done(p1.Write(ctx, m)) }()
+		}},
 		{"raw hop (franz-go)", func(ctx context.Context, m kafka.Message, done func(error)) {
 			fc.Produce(ctx, &kgo.Record{Key: m.Key, Value: m.Value}, func(_ *kgo.Record, err error) { done(err) })
 		}},
@@ -217,7 +225,7 @@ func (b *Bench) scenarioHop(ctx context.Context, sc *report.Scenario) error {
 	}
 	b.hopName = best
 	sc.Config = map[string]any{"topic_like": topics.Submitted,
-		"producers": "pkg/producer (kafka-go, acks=all, murmur2, 2ms batch, lz4) and franz-go (acks=all, idempotent, linger 2ms, lz4)",
+		"producers": "pkg/producer (kafka-go, acks=all, murmur2, 2ms batch, lz4, 8 Writers by key), the same with one Writer (before), and franz-go (acks=all, idempotent, linger 2ms, lz4)",
 		"consumer":  "kafka-go reader per partition, MinBytes 1, MaxWait 250ms (fetch settings of pkg/consumer, no group)", "seconds_per_rate": b.plan.E2EDur.Seconds(),
 		"baseline": "e2e compares with the better of the two hops at each rate"}
 	return nil
@@ -283,19 +291,19 @@ func (b *Bench) scenarioIngestDirect(ctx context.Context, sc *report.Scenario) e
 	}
 	defer fc.Close()
 
-	// The same producer with a batch timeout longer than a produce round trip: kafka-go
-	// writes one batch per partition at a time and never merges queued batches, so with a
-	// 2 ms timeout a partition moves about one small batch per round trip.
-	p10, err := producer.New(producer.Config{Brokers: b.cfg.Brokers, BatchTimeout: 10 * time.Millisecond})
+	// The same producer with one kafka-go Writer, as pkg/producer was before it spread keys
+	// over several: a Writer sends one batch per partition at a time and never merges the
+	// batches queued behind it, so a partition moves about one small batch per round trip.
+	p1, err := producer.New(producer.Config{Brokers: b.cfg.Brokers, Shards: 1})
 	if err != nil {
 		return err
 	}
-	defer p10.Close()
+	defer p1.Close()
 	kafkaGo := func(sched harness.Schedule) harness.Step {
 		return goOps(ctx, sched, 10*time.Second, 50_000, func(i int) error { return p.Write(ctx, msgs[i%len(msgs)]) })
 	}
-	kafkaGo10 := func(sched harness.Schedule) harness.Step {
-		return goOps(ctx, sched, 10*time.Second, 50_000, func(i int) error { return p10.Write(ctx, msgs[i%len(msgs)]) })
+	kafkaGo1 := func(sched harness.Schedule) harness.Step {
+		return goOps(ctx, sched, 10*time.Second, 50_000, func(i int) error { return p1.Write(ctx, msgs[i%len(msgs)]) })
 	}
 	franz := func(sched harness.Schedule) harness.Step {
 		return asyncOps(ctx, sched, 10*time.Second, func(i int, _ time.Time, done func(error)) {
@@ -309,14 +317,14 @@ func (b *Bench) scenarioIngestDirect(ctx context.Context, sc *report.Scenario) e
 	}
 	// Warm both clients up (metadata, connections) outside the measurement.
 	kafkaGo(harness.NewSchedule(time.Now(), 500, 250))
-	kafkaGo10(harness.NewSchedule(time.Now(), 500, 250))
+	kafkaGo1(harness.NewSchedule(time.Now(), 500, 250))
 	franz(harness.NewSchedule(time.Now(), 500, 250))
 
 	var mu sync.Mutex
 	for _, sys := range []struct {
 		name string
 		run  func(harness.Schedule) harness.Step
-	}{{"kafka-go direct (pkg/producer)", kafkaGo}, {"kafka-go direct, BatchTimeout 10ms", kafkaGo10}, {"franz-go direct", franz}} {
+	}{{"kafka-go direct (pkg/producer)", kafkaGo}, {"kafka-go direct, one Writer (before)", kafkaGo1}, {"franz-go direct", franz}} {
 		series := b.rateSearch(ctx, sys.name, b.plan.DirectRates, sys.run, nil)
 		mu.Lock()
 		sc.Series = append(sc.Series, series)
