@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -83,7 +84,11 @@ func newWriter(cfg Config) *kafka.Writer {
 		WriteBackoffMax:        time.Second,
 		WriteTimeout:           cfg.WriteTimeout,
 		AllowAutoTopicCreation: false,
-		Compression:            kafka.Lz4,
+		// Asynchronous, so that a call returns once its messages are queued in order and
+		// waits (or not: PublishAsync) on its own; completed reports each batch's result.
+		Async:       true,
+		Completion:  completed,
+		Compression: kafka.Lz4,
 	}
 	if cfg.Logger != nil {
 		w.ErrorLogger = kafka.LoggerFunc(func(msg string, args ...any) {
@@ -111,46 +116,122 @@ func Message(topic, key string, e event.Envelope) (kafka.Message, error) {
 // Publish encodes and writes events to topic under key, returning once every replica in
 // the ISR has them (or an error: nothing is reported written that was not).
 func (p *Producer) Publish(ctx context.Context, topic, key string, events ...event.Envelope) error {
+	msgs, err := messages(topic, key, events)
+	if err != nil {
+		return err
+	}
+	return p.Write(ctx, msgs...)
+}
+
+// PublishAsync is Publish without the wait: the events are queued for their partition
+// before it returns, so calls made one after another keep their order within a key, and
+// done is called once, from another goroutine, when all are acknowledged or with the first
+// error. An error returned here means nothing was queued and done is not called.
+func (p *Producer) PublishAsync(ctx context.Context, topic, key string, done func(error), events ...event.Envelope) error {
+	msgs, err := messages(topic, key, events)
+	if err != nil {
+		return err
+	}
+	return p.Enqueue(ctx, done, msgs...)
+}
+
+func messages(topic, key string, events []event.Envelope) ([]kafka.Message, error) {
 	msgs := make([]kafka.Message, len(events))
 	for i, e := range events {
 		m, err := Message(topic, key, e)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		msgs[i] = m
 	}
-	return p.Write(ctx, msgs...)
+	return msgs, nil
 }
 
 // Write writes prepared messages (each with its Topic set). Messages with the same key keep
 // their order; the call returns when all are acknowledged or one failed.
 func (p *Producer) Write(ctx context.Context, msgs ...kafka.Message) error {
+	result := make(chan error, 1)
+	if err := p.Enqueue(ctx, func(err error) { result <- err }, msgs...); err != nil {
+		return err
+	}
+	select {
+	case err := <-result:
+		return err
+	case <-ctx.Done():
+		// The messages may still be written: the caller must treat them as unknown.
+		return ctx.Err()
+	}
+}
+
+// Enqueue queues prepared messages and returns; see PublishAsync.
+func (p *Producer) Enqueue(ctx context.Context, done func(error), msgs ...kafka.Message) error {
+	if len(msgs) == 0 {
+		done(nil)
+		return nil
+	}
+	c := &completion{done: done}
+	c.pending.Store(int32(len(msgs)))
 	groups := make(map[int][]kafka.Message, 1)
+	order := make([]int, 0, 1)
 	for _, m := range msgs {
+		m.WriterData = c
 		i := p.shardOf(m.Key)
+		if _, ok := groups[i]; !ok {
+			order = append(order, i)
+		}
 		groups[i] = append(groups[i], m)
 	}
-	if len(groups) == 1 {
-		for i, g := range groups {
-			return wrapWriteErr(p.shards[i].WriteMessages(ctx, g...))
+	for n, i := range order {
+		if err := p.shards[i].WriteMessages(ctx, groups[i]...); err != nil {
+			err = wrapWriteErr(err)
+			if n == 0 {
+				return err // nothing queued
+			}
+			// Some groups are queued already: report through done, once they finish too.
+			for _, g := range order[n:] {
+				for range groups[g] {
+					c.finish(err)
+				}
+			}
+			return nil
 		}
 	}
-	var wg sync.WaitGroup
-	errs := make([]error, 0, len(groups))
-	var mu sync.Mutex
-	for i, g := range groups {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := p.shards[i].WriteMessages(ctx, g...); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		}()
+	return nil
+}
+
+// completion counts a call's messages down as their batches finish and reports the first
+// error, once, when the last one is done.
+type completion struct {
+	pending atomic.Int32
+	mu      sync.Mutex
+	err     error
+	done    func(error)
+}
+
+func (c *completion) finish(err error) {
+	if err != nil {
+		c.mu.Lock()
+		if c.err == nil {
+			c.err = err
+		}
+		c.mu.Unlock()
 	}
-	wg.Wait()
-	return wrapWriteErr(errors.Join(errs...))
+	if c.pending.Add(-1) == 0 {
+		c.mu.Lock()
+		err := c.err
+		c.mu.Unlock()
+		c.done(err)
+	}
+}
+
+// completed is every Writer's Completion hook: each message carries its call's completion.
+func completed(msgs []kafka.Message, err error) {
+	err = wrapWriteErr(err)
+	for _, m := range msgs {
+		if c, ok := m.WriterData.(*completion); ok {
+			c.finish(err)
+		}
+	}
 }
 
 func wrapWriteErr(err error) error {

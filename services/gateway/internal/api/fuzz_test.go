@@ -714,6 +714,11 @@ func pgText(vals ...string) error {
 // fakePub records what would have gone to Kafka.
 type fakePub fuzzEnv
 
+func (p *fakePub) PublishAsync(ctx context.Context, declared, key string, e event.Envelope, done func(error)) error {
+	done(p.Publish(ctx, declared, key, e))
+	return nil
+}
+
 func (p *fakePub) Publish(_ context.Context, declared, key string, events ...event.Envelope) error {
 	env := (*fuzzEnv)(p)
 	env.mu.Lock()

@@ -23,6 +23,7 @@ import (
 // Publisher is what the broker needs from a Kafka producer (pkg/producer satisfies it).
 type Publisher interface {
 	Publish(ctx context.Context, topic, key string, events ...event.Envelope) error
+	PublishAsync(ctx context.Context, topic, key string, done func(error), events ...event.Envelope) error
 	Write(ctx context.Context, msgs ...kafka.Message) error
 }
 
@@ -74,6 +75,16 @@ func (b *Broker) Publish(ctx context.Context, declared, key string, events ...ev
 	err := b.pub.Publish(ctx, b.Topic(declared), key, events...)
 	b.metrics.Publish(declared, time.Since(start).Seconds())
 	return err
+}
+
+// PublishAsync queues e for the declared topic and returns; done reports the
+// acknowledgement (see producer.PublishAsync).
+func (b *Broker) PublishAsync(ctx context.Context, declared, key string, e event.Envelope, done func(error)) error {
+	start := time.Now()
+	return b.pub.PublishAsync(ctx, b.Topic(declared), key, func(err error) {
+		b.metrics.Publish(declared, time.Since(start).Seconds())
+		done(err)
+	}, e)
 }
 
 // SubscriptionChange is one (room, subscribed) announcement.

@@ -61,6 +61,8 @@ var _ Store = (*store.Store)(nil)
 // Publisher writes events to a declared topic (the broker).
 type Publisher interface {
 	Publish(ctx context.Context, declared, key string, events ...event.Envelope) error
+	// PublishAsync queues e in call order and returns; done reports the acknowledgement.
+	PublishAsync(ctx context.Context, declared, key string, e event.Envelope, done func(error)) error
 }
 
 // Config configures the Service. Zero values take the defaults noted.
@@ -466,32 +468,57 @@ type SendRequest struct {
 // duplicate with the original seq and nothing is published; a retry whose first attempt is
 // still in flight is published again and dropped by persistence.
 func (s *Service) Send(ctx context.Context, u User, req SendRequest) (protocol.Ack, error) {
+	type result struct {
+		ack protocol.Ack
+		err error
+	}
+	out := make(chan result, 1)
+	s.SendAsync(ctx, u, req, func(ack protocol.Ack, err error) { out <- result{ack, err} })
+	select {
+	case r := <-out:
+		return r.ack, r.err
+	case <-ctx.Done():
+		return protocol.Ack{}, errUnavailable(ctx.Err())
+	}
+}
+
+// SendAsync is Send for a connection that keeps reading while its messages are written:
+// the checks run before it returns and the message is queued to Kafka in call order, so
+// one connection's messages to a room keep their order; done gets the ack (or error) once,
+// possibly from another goroutine, possibly before SendAsync returns.
+func (s *Service) SendAsync(ctx context.Context, u User, req SendRequest, done func(protocol.Ack, error)) {
 	if req.Kind == "" {
 		req.Kind = event.KindMessage
 	}
 	if req.Kind != event.KindDelete {
 		if e := protocol.ValidateText(req.ClientMsgID, req.Text, s.cfg.Limits); e != nil {
-			return protocol.Ack{}, e
+			done(protocol.Ack{}, e)
+			return
 		}
 	}
 	chk, err := s.store.CheckSend(ctx, req.Room, u.ID, req.ClientMsgID)
 	if err != nil {
-		return protocol.Ack{}, s.internal(ctx, "cannot check send", err)
+		done(protocol.Ack{}, s.internal(ctx, "cannot check send", err))
+		return
 	}
 	if !chk.RoomFound {
-		return protocol.Ack{}, protocol.NewError(protocol.CodeNotFound, "no such room")
+		done(protocol.Ack{}, protocol.NewError(protocol.CodeNotFound, "no such room"))
+		return
 	}
 	if !chk.Member {
-		return protocol.Ack{}, protocol.NewError(protocol.CodeForbidden, "not a member of this room")
+		done(protocol.Ack{}, protocol.NewError(protocol.CodeForbidden, "not a member of this room"))
+		return
 	}
 	ack := protocol.Ack{Base: protocol.Base{Type: protocol.TypeAck}, Room: req.Room, ClientMsgID: req.ClientMsgID}
 	if chk.DupSeq > 0 {
 		ack.Status, ack.Seq, ack.MessageID = protocol.AckDuplicate, chk.DupSeq, chk.DupID
-		return ack, nil
+		done(ack, nil)
+		return
 	}
 	if req.Kind == event.KindEdit || req.Kind == event.KindDelete {
 		if err := s.checkTarget(ctx, u, chk, req); err != nil {
-			return protocol.Ack{}, err
+			done(protocol.Ack{}, err)
+			return
 		}
 	}
 	e, err := event.New(s.source(), event.MessageSubmitted{
@@ -499,15 +526,22 @@ func (s *Service) Send(ctx context.Context, u User, req SendRequest) (protocol.A
 		Text: req.Text, Kind: req.Kind, TargetSeq: req.TargetSeq, SubmittedAt: s.cfg.Now().UTC(),
 	})
 	if err != nil {
-		return protocol.Ack{}, protocol.NewError(protocol.CodeBadRequest, err.Error())
+		done(protocol.Ack{}, protocol.NewError(protocol.CodeBadRequest, err.Error()))
+		return
 	}
-	if err := s.pub.Publish(ctx, topics.Submitted, req.Room, e); err != nil {
-		s.log.WarnContext(ctx, "publish failed", "event_id", e.ID, "room", req.Room, "error", err)
-		return protocol.Ack{}, errUnavailable(err)
+	published := func(err error) {
+		if err != nil {
+			s.log.WarnContext(ctx, "publish failed", "event_id", e.ID, "room", req.Room, "error", err)
+			done(protocol.Ack{}, errUnavailable(err))
+			return
+		}
+		s.accepted.Add(1)
+		ack.Status, ack.MessageID = protocol.AckAccepted, e.ID
+		done(ack, nil)
 	}
-	s.accepted.Add(1)
-	ack.Status, ack.MessageID = protocol.AckAccepted, e.ID
-	return ack, nil
+	if err := s.pub.PublishAsync(ctx, topics.Submitted, req.Room, e, published); err != nil {
+		published(err)
+	}
 }
 
 // checkTarget decides whether u may edit or delete the entry at req.TargetSeq: it must be a

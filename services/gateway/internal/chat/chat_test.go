@@ -55,6 +55,11 @@ func (p *fakePub) Publish(_ context.Context, topic, _ string, es ...event.Envelo
 	return nil
 }
 
+func (p *fakePub) PublishAsync(ctx context.Context, topic, key string, e event.Envelope, done func(error)) error {
+	done(p.Publish(ctx, topic, key, e))
+	return nil
+}
+
 func newService(t *testing.T, st chat.Store, pub chat.Publisher) *chat.Service {
 	t.Helper()
 	s, err := chat.New(chat.Config{GatewayID: "gw-1", Limits: protocol.Limits{MaxTextBytes: 8}}, st, pub, nil)

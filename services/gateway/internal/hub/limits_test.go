@@ -35,8 +35,8 @@ func (c *clock) advance(d time.Duration) {
 // ackChat accepts every send.
 type ackChat struct{ nopChat }
 
-func (ackChat) Send(_ context.Context, _ chat.User, req chat.SendRequest) (protocol.Ack, error) {
-	return protocol.Ack{Base: protocol.Base{Type: protocol.TypeAck}, Room: req.Room, ClientMsgID: req.ClientMsgID, Status: protocol.AckAccepted}, nil
+func (ackChat) SendAsync(_ context.Context, _ chat.User, req chat.SendRequest, done func(protocol.Ack, error)) {
+	done(protocol.Ack{Base: protocol.Base{Type: protocol.TypeAck}, Room: req.Room, ClientMsgID: req.ClientMsgID, Status: protocol.AckAccepted}, nil)
 }
 
 // frames takes every queued frame and decodes it.

@@ -124,8 +124,8 @@ func (nopChat) Authenticate(context.Context, string, string) (chat.User, error) 
 func (nopChat) NewReconnectToken(context.Context, chat.User) (auth.Token, error) {
 	return auth.Token{}, nil
 }
-func (nopChat) Send(context.Context, chat.User, chat.SendRequest) (protocol.Ack, error) {
-	return protocol.Ack{}, nil
+func (nopChat) SendAsync(_ context.Context, _ chat.User, _ chat.SendRequest, done func(protocol.Ack, error)) {
+	done(protocol.Ack{}, nil)
 }
 func (nopChat) OpenDM(context.Context, chat.User, string) (store.Room, chat.User, error) {
 	return store.Room{}, chat.User{}, nil

@@ -1,0 +1,141 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kchat/kchat/services/gateway/internal/chat"
+	"github.com/kchat/kchat/services/gateway/internal/protocol"
+)
+
+// heldChat keeps every send's completion until the test releases it, as a slow Kafka would.
+type heldChat struct {
+	nopChat
+	mu    sync.Mutex
+	held  []func()
+	order []string // client_msg_ids in the order SendAsync saw them
+}
+
+func (c *heldChat) SendAsync(_ context.Context, _ chat.User, req chat.SendRequest, done func(protocol.Ack, error)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.order = append(c.order, req.ClientMsgID)
+	c.held = append(c.held, func() {
+		done(protocol.Ack{Base: protocol.Base{Type: protocol.TypeAck}, Room: req.Room, ClientMsgID: req.ClientMsgID, Status: protocol.AckAccepted}, nil)
+	})
+}
+
+func (c *heldChat) release(n int) {
+	c.mu.Lock()
+	held := c.held[:n]
+	c.held = c.held[n:]
+	c.mu.Unlock()
+	for _, f := range held {
+		f()
+	}
+}
+
+func (c *heldChat) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.order)
+}
+
+func sendJSON(i int) []byte {
+	return fmt.Appendf(nil, `{"type":"send","ref":"r%d","room":"lobby","client_msg_id":"c%04d","text":"hi"}`, i, i)
+}
+
+// A connection's sends do not wait for each other's Kafka acknowledgement: the read loop
+// takes the next frame at once, up to maxSendsInFlight, then waits for a slot. Every send
+// still gets its ack, and the sends reach chat in the order they were read.
+func TestSession_sends_are_pipelined_and_bounded(t *testing.T) {
+	c := &heldChat{}
+	pr := &fakePresence{sets: map[string]int{}}
+	h, err := New(Config{GatewayID: "gw-test"}, c, &fakeTimeline{last: map[string]int64{}}, nopAnnouncer{}, pr, pr, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := newFakeOut(4 * maxSendsInFlight)
+	s := h.Attach(out)
+	s.mu.Lock()
+	s.user = &chat.User{ID: "u1", Username: "alice"}
+	s.mu.Unlock()
+
+	for i := range maxSendsInFlight {
+		s.HandleFrame(context.Background(), sendJSON(i)) // returns although nothing is acked
+	}
+	if n := s.sending.Load(); n != maxSendsInFlight {
+		t.Fatalf("%d sends in flight, want %d", n, maxSendsInFlight)
+	}
+	// One more must wait for a slot.
+	extra := make(chan struct{})
+	go func() {
+		s.HandleFrame(context.Background(), sendJSON(maxSendsInFlight))
+		close(extra)
+	}()
+	select {
+	case <-extra:
+		t.Fatal("a send past the in-flight limit did not wait")
+	case <-time.After(100 * time.Millisecond):
+	}
+	c.release(1)
+	select {
+	case <-extra:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the waiting send did not proceed after a slot freed")
+	}
+	c.release(maxSendsInFlight)
+	if n := s.sending.Load(); n != 0 {
+		t.Fatalf("%d sends still in flight after every ack", n)
+	}
+	acks := 0
+	for _, f := range frames(out) {
+		if f["type"] == "ack" {
+			acks++
+		}
+	}
+	if acks != maxSendsInFlight+1 {
+		t.Fatalf("%d acks, want %d", acks, maxSendsInFlight+1)
+	}
+	for i, id := range c.order {
+		if id != fmt.Sprintf("c%04d", i) {
+			t.Fatalf("send %d reached chat as %s: order changed", i, id)
+		}
+	}
+}
+
+// quit waits for outstanding acks, so a client that sends and quits learns what was accepted.
+func TestSession_quit_waits_for_outstanding_acks(t *testing.T) {
+	c := &heldChat{}
+	pr := &fakePresence{sets: map[string]int{}}
+	h, err := New(Config{GatewayID: "gw-test"}, c, &fakeTimeline{last: map[string]int64{}}, nopAnnouncer{}, pr, pr, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := newFakeOut(64)
+	s := h.Attach(out)
+	s.mu.Lock()
+	s.user = &chat.User{ID: "u1", Username: "alice"}
+	s.mu.Unlock()
+	for i := range 3 {
+		s.HandleFrame(context.Background(), sendJSON(i))
+	}
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		c.release(3)
+	}()
+	s.HandleFrame(context.Background(), []byte(`{"type":"quit"}`))
+	code, _ := out.closed()
+	if code != protocol.CloseNormal {
+		t.Fatalf("close code %d, want %d", code, protocol.CloseNormal)
+	}
+	if got := c.count(); got != 3 {
+		t.Fatalf("%d sends reached chat, want 3", got)
+	}
+	if n := s.sending.Load(); n != 0 {
+		t.Fatalf("closed with %d sends unacknowledged", n)
+	}
+}
