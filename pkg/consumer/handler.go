@@ -27,6 +27,9 @@ type Message struct {
 	Time      time.Time
 	// Event is the decoded envelope, set by the Decode middleware.
 	Event event.Envelope
+	// Payload is Event's decoded and validated data, set with Event by the Decode
+	// middleware, so that a handler need not decode it again.
+	Payload event.Payload
 	// Attempt counts handler invocations for this message, starting at 1.
 	Attempt int
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -69,6 +70,8 @@ type Runner struct {
 	cfg     Config
 	reader  *kafka.Reader
 	process func(ctx context.Context, ms []*Message) error
+	// prepare, if set, runs on each message as it is fetched, ahead of process.
+	prepare func(m *Message)
 }
 
 // New runs h on each message, through mws (first listed is outermost).
@@ -94,7 +97,7 @@ func NewBatch(cfg Config, bh BatchHandler, retry Retry, mws ...Middleware) (*Run
 		return nil, err
 	}
 	single := Chain(func(ctx context.Context, m *Message) error { return bh(ctx, []*Message{m}) }, mws...)
-	return newRunner(cfg, func(ctx context.Context, ms []*Message) error {
+	r, err := newRunner(cfg, func(ctx context.Context, ms []*Message) error {
 		good := make([]*Message, 0, len(ms))
 		for _, m := range ms {
 			if err := decodeInto(m); err != nil {
@@ -128,6 +131,13 @@ func NewBatch(cfg Config, bh BatchHandler, retry Retry, mws ...Middleware) (*Run
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	// Decoding while the previous batch is being handled takes it off the handler's path;
+	// a message that does not decode is decoded again (and dead-lettered) in process.
+	r.prepare = func(m *Message) { _ = decodeInto(m) }
+	return r, nil
 }
 
 func decodeInto(m *Message) error {
@@ -135,13 +145,14 @@ func decodeInto(m *Message) error {
 		return nil
 	}
 	e, err := event.Decode(m.Value)
+	var p event.Payload
 	if err == nil {
-		_, err = event.DecodePayload(e)
+		p, err = event.DecodePayload(e)
 	}
 	if err != nil {
 		return Permanent(fmt.Errorf("cannot decode event: %w", err))
 	}
-	m.Event = e
+	m.Event, m.Payload = e, p
 	return nil
 }
 
@@ -176,6 +187,11 @@ func newRunner(cfg Config, process func(context.Context, []*Message) error) (*Ru
 
 // Run consumes until ctx ends. On shutdown it finishes and commits the batch in hand,
 // then leaves the group so that its partitions move at once instead of after a timeout.
+//
+// Three things overlap so that the handler is never idle waiting for Kafka: the next batch
+// is fetched (and, for batch runners, decoded) while the current one is handled, and the
+// offsets of a handled batch are committed in the background while the next one is
+// handled. An offset is still only committed after its batch's handler returned nil.
 func (r *Runner) Run(ctx context.Context) error {
 	log := r.cfg.Logger.With("consumer", r.cfg.Name)
 	// Work in hand survives the shutdown signal for ShutdownTimeout.
@@ -188,18 +204,71 @@ func (r *Runner) Run(ctx context.Context) error {
 			log.Warn("closing reader", "error", err)
 		}
 	}()
+	// Deferred after the reader's Close, so it runs first: the offsets of every handled
+	// batch are committed before the reader leaves the group.
+	commits := newCommitter(r.reader, log)
+	go commits.run(work)
+	defer commits.close()
+
+	fetchCtx, stopFetch := context.WithCancel(ctx)
+	batches := make(chan fetched) // unbuffered: at most one batch waits, fetched ahead
+	fetcherDone := make(chan struct{})
+	go func() { defer close(fetcherDone); r.prefetch(fetchCtx, log, batches) }()
+	// Runs before commits.close: the fetcher may be blocked in FetchMessage, which needs
+	// the reader open until it notices its cancelled context.
+	defer func() { stopFetch(); <-fetcherDone }()
+
 	log.Info("consumer started", "group", r.cfg.GroupID, "topics", r.cfg.Topics)
+	for {
+		var f fetched
+		select {
+		case <-ctx.Done():
+			log.Info("consumer stopped")
+			return nil
+		case f = <-batches:
+		}
+		if f.err != nil {
+			return fmt.Errorf("consumer %s: fetch: reader closed: %w", r.cfg.Name, f.err)
+		}
+		if err := r.handle(ctx, work, f.batch, f.ms); err != nil {
+			if ctx.Err() != nil {
+				log.Info("consumer stopped; uncommitted messages will be redelivered", "error", err)
+				return nil
+			}
+			return err
+		}
+		commits.add(f.batch)
+		if r.cfg.Metrics != nil {
+			st := r.reader.Stats()
+			r.cfg.Metrics.lag.WithLabelValues(r.cfg.Name, st.Topic).Set(float64(st.Lag))
+		}
+	}
+}
+
+// fetched is a batch ready for the handler, or the error that ends consumption.
+type fetched struct {
+	batch []kafka.Message
+	ms    []*Message
+	err   error
+}
+
+// prefetch fetches batches and hands them to Run one at a time until ctx ends or the
+// reader is closed.
+func (r *Runner) prefetch(ctx context.Context, log *slog.Logger, out chan<- fetched) {
 	var failures int
 	var lastWarn time.Time
 	for {
 		batch, err := r.fetch(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
-				log.Info("consumer stopped")
-				return nil
+				return
 			}
 			if errors.Is(err, io.EOF) {
-				return fmt.Errorf("consumer %s: fetch: reader closed: %w", r.cfg.Name, err)
+				select {
+				case out <- fetched{err: err}:
+				case <-ctx.Done():
+				}
+				return
 			}
 			// kafka-go's partition readers retry on their own and report each failure
 			// here (e.g. "failed to dial" while one broker of three is down); the reader
@@ -216,22 +285,22 @@ func (r *Runner) Run(ctx context.Context) error {
 			}
 			select {
 			case <-ctx.Done():
-				log.Info("consumer stopped")
-				return nil
+				return
 			case <-time.After(10 * time.Millisecond):
 			}
 			continue
 		}
-		if err := r.handle(ctx, work, batch); err != nil {
-			if ctx.Err() != nil {
-				log.Info("consumer stopped; uncommitted messages will be redelivered", "error", err)
-				return nil
+		ms := make([]*Message, len(batch))
+		for i, km := range batch {
+			ms[i] = fromKafka(km)
+			if r.prepare != nil {
+				r.prepare(ms[i])
 			}
-			return err
 		}
-		if r.cfg.Metrics != nil {
-			st := r.reader.Stats()
-			r.cfg.Metrics.lag.WithLabelValues(r.cfg.Name, st.Topic).Set(float64(st.Lag))
+		select {
+		case out <- fetched{batch: batch, ms: ms}:
+		case <-ctx.Done():
+			return // never handled, so never committed: redelivered
 		}
 	}
 }
@@ -256,18 +325,14 @@ func (r *Runner) fetch(ctx context.Context) ([]kafka.Message, error) {
 	return batch, nil
 }
 
-// handle processes and commits a batch, retrying forever (with backoff) while the
-// failure is not the shutdown: giving up would skip messages, and order must hold.
-func (r *Runner) handle(ctx, work context.Context, batch []kafka.Message) error {
-	ms := make([]*Message, len(batch))
-	for i, km := range batch {
-		ms[i] = fromKafka(km)
-	}
+// handle processes a batch, retrying forever (with backoff) while the failure is not the
+// shutdown: giving up would skip messages, and order must hold.
+func (r *Runner) handle(ctx, work context.Context, batch []kafka.Message, ms []*Message) error {
 	delay := 200 * time.Millisecond
 	for {
 		err := r.process(work, ms)
 		if err == nil {
-			break
+			return nil
 		}
 		if ctx.Err() != nil || work.Err() != nil {
 			return err
@@ -280,20 +345,115 @@ func (r *Runner) handle(ctx, work context.Context, batch []kafka.Message) error 
 		}
 		delay = min(delay*2, 10*time.Second)
 	}
-	for attempt := 1; ; attempt++ {
-		err := r.reader.CommitMessages(work, batch...)
+}
+
+// committer commits the offsets of handled batches in the background. Batches handled
+// while a commit is in flight are merged into the next one: only the highest handled
+// offset of each partition matters, and everything below it was handled too, in order.
+type committer struct {
+	reader *kafka.Reader
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	pending map[topicPartition]kafka.Message
+	closed  bool
+	wake    chan struct{} // capacity 1: something is pending or closed was set
+	done    chan struct{} // closed when run returned
+}
+
+type topicPartition struct {
+	topic     string
+	partition int
+}
+
+func newCommitter(reader *kafka.Reader, log *slog.Logger) *committer {
+	return &committer{reader: reader, log: log, pending: map[topicPartition]kafka.Message{},
+		wake: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// add records a handled batch for commit.
+func (c *committer) add(batch []kafka.Message) {
+	c.mu.Lock()
+	c.mergeLocked(batch)
+	c.mu.Unlock()
+	c.signal()
+}
+
+func (c *committer) mergeLocked(ms []kafka.Message) {
+	for _, m := range ms {
+		k := topicPartition{m.Topic, m.Partition}
+		if old, ok := c.pending[k]; !ok || m.Offset > old.Offset {
+			c.pending[k] = m
+		}
+	}
+}
+
+func (c *committer) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// close commits what is pending (within run's context) and waits for run to return.
+func (c *committer) close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.signal()
+	<-c.done
+}
+
+// run commits whatever is pending until close was called and nothing is left, or ctx
+// ends (the shutdown timeout: what is left is redelivered).
+func (c *committer) run(ctx context.Context) {
+	defer close(c.done)
+	delay := 200 * time.Millisecond
+	attempt := 0
+	for {
+		c.mu.Lock()
+		ms := make([]kafka.Message, 0, len(c.pending))
+		for _, m := range c.pending {
+			ms = append(ms, m)
+		}
+		clear(c.pending)
+		closed := c.closed
+		c.mu.Unlock()
+		if len(ms) == 0 {
+			if closed {
+				return
+			}
+			select {
+			case <-c.wake:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		err := c.reader.CommitMessages(ctx, ms...)
 		if err == nil {
-			return nil
+			attempt, delay = 0, 200*time.Millisecond
+			continue
 		}
-		if work.Err() != nil {
-			return err
+		if ctx.Err() != nil {
+			return
 		}
+		attempt++
 		if attempt == 5 {
-			// The handler's effects are idempotent: an uncommitted batch is only redelivered
-			// (typically after a rebalance took the partition away), never lost.
-			r.cfg.Logger.Warn("commit failed; batch will be redelivered", "consumer", r.cfg.Name, "error", err)
-			return nil
+			// The handlers' effects are idempotent: uncommitted messages are only
+			// redelivered (typically after a rebalance took the partition away), never lost.
+			c.log.Warn("commit failed; messages will be redelivered", "error", err)
+			attempt, delay = 0, 200*time.Millisecond
+			continue
 		}
-		time.Sleep(delay)
+		c.mu.Lock()
+		c.mergeLocked(ms)
+		c.mu.Unlock()
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return
+		}
+		delay = min(delay*2, 10*time.Second)
 	}
 }
