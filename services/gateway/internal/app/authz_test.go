@@ -101,6 +101,7 @@ var (
 	noAuth   = expect{401, "unauthorized"}
 	badToken = expect{401, "invalid_token"}
 	denied   = expect{403, "forbidden"}
+	hidden   = expect{404, "not_found"} // outsiders of a DM: as if it did not exist
 	badReq   = expect{400, "bad_request"}
 )
 
@@ -139,33 +140,33 @@ func restCases() []restCase {
 		{method: "POST", path: "/api/rooms/{id}/join",
 			// Public rooms: anyone may join. DMs: nobody may; its people are members already.
 			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: ok200, admin: ok200},
-			dm:     map[actor]expect{member: ok200, peer: ok200, nonMember: denied, admin: denied}},
+			dm:     map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
 		{method: "POST", path: "/api/rooms/{id}/leave",
 			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
-			dm:     map[actor]expect{member: badReq, peer: badReq, nonMember: denied, admin: denied}},
+			dm:     map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
 		{method: "GET", path: "/api/rooms/{id}/members",
 			// A public room's member list is public (openapi: "DM members only to the two").
 			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: ok200, admin: ok200},
-			dm:     map[actor]expect{member: ok200, peer: ok200, nonMember: denied, admin: denied}},
+			dm:     map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
 		{method: "GET", path: "/api/rooms/{id}/messages",
 			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
-			dm:     map[actor]expect{member: ok200, peer: ok200, nonMember: denied, admin: denied}},
+			dm:     map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
 		{method: "POST", path: "/api/rooms/{id}/messages", body: msg,
 			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok202, nonMember: denied, admin: ok202},
-			dm:     map[actor]expect{member: ok202, peer: ok202, nonMember: denied, admin: denied}},
+			dm:     map[actor]expect{member: ok202, peer: ok202, nonMember: hidden, admin: hidden}},
 		// Edits and deletes of entry 1, written by the member: its author and the room's
 		// admin may; a DM has no admin.
 		{method: "PATCH", path: "/api/rooms/{id}/messages/{seq}", body: func(fx *authzFixture, a actor) any {
 			return map[string]string{"text": "changed by " + string(a)}
 		},
 			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok202, nonMember: denied, admin: ok202, peer: denied},
-			dm:     map[actor]expect{member: ok202, peer: denied, nonMember: denied, admin: denied}},
+			dm:     map[actor]expect{member: ok202, peer: denied, nonMember: hidden, admin: hidden}},
 		{method: "DELETE", path: "/api/rooms/{id}/messages/{seq}",
 			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok202, nonMember: denied, admin: ok202, peer: denied},
-			dm:     map[actor]expect{member: ok202, peer: denied, nonMember: denied, admin: denied}},
+			dm:     map[actor]expect{member: ok202, peer: denied, nonMember: hidden, admin: hidden}},
 		{method: "POST", path: "/api/rooms/{id}/read", body: func(*authzFixture, actor) any { return map[string]int64{"seq": 1} },
 			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
-			dm:     map[actor]expect{member: ok200, peer: ok200, nonMember: denied, admin: denied}},
+			dm:     map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
 		// Notifications are per user: every caller sees and marks only their own (see
 		// TestAuthz_notifications_are_private).
 		{method: "GET", path: "/api/notifications", public: everyone(ok200)},
@@ -281,6 +282,7 @@ type wsExpect struct {
 var (
 	wsNoAuth = wsExpect{"error", "unauthorized"}
 	wsDenied = wsExpect{"error", "forbidden"}
+	wsHidden = wsExpect{"error", "not_found"} // outsiders of a DM: as if it did not exist
 	wsBadReq = wsExpect{"error", "bad_request"}
 )
 
@@ -306,7 +308,7 @@ func wsCases() []wsCase {
 	grantMembers := func(reply string) (map[actor]wsExpect, map[actor]wsExpect) {
 		g := wsExpect{reply, ""}
 		return map[actor]wsExpect{anon: wsNoAuth, member: g, admin: g, nonMember: wsDenied},
-			map[actor]wsExpect{member: g, peer: g, nonMember: wsDenied, admin: wsDenied}
+			map[actor]wsExpect{member: g, peer: g, nonMember: wsHidden, admin: wsHidden}
 	}
 	sendPub, sendDM := grantMembers("ack")
 	subPub, subDM := grantMembers("subscribed")
@@ -316,7 +318,7 @@ func wsCases() []wsCase {
 	// other members and non-members may not. A DM has no admin: only the author.
 	authorOrAdmin := func() (map[actor]wsExpect, map[actor]wsExpect) {
 		return map[actor]wsExpect{anon: wsNoAuth, member: {"ack", ""}, admin: {"ack", ""}, nonMember: wsDenied, peer: wsDenied},
-			map[actor]wsExpect{member: {"ack", ""}, peer: wsDenied, nonMember: wsDenied, admin: wsDenied}
+			map[actor]wsExpect{member: {"ack", ""}, peer: wsDenied, nonMember: wsHidden, admin: wsHidden}
 	}
 	editPub, editDM := authorOrAdmin()
 	delPub, delDM := authorOrAdmin()
@@ -328,7 +330,7 @@ func wsCases() []wsCase {
 			}
 			return f
 		}, public: map[actor]wsExpect{anon: {"subscribed", ""}, member: {"subscribed", ""}, admin: {"subscribed", ""}, nonMember: wsDenied},
-			dm: map[actor]wsExpect{member: {"subscribed", ""}, peer: {"subscribed", ""}, nonMember: wsDenied, admin: wsDenied}},
+			dm: map[actor]wsExpect{member: {"subscribed", ""}, peer: {"subscribed", ""}, nonMember: wsHidden, admin: wsHidden}},
 		// A connection cannot change whose it is: auth with someone else's token fails.
 		{typ: "auth", frame: func(fx *authzFixture, _ string, _ actor) map[string]any {
 			return map[string]any{"type": "auth", "token": fx.accs[member].Token}
@@ -358,14 +360,14 @@ func wsCases() []wsCase {
 		{typ: "typing", frame: roomFrame("typing"), public: typPub, dm: typDM},
 		{typ: "join", frame: roomFrame("join"),
 			public: map[actor]wsExpect{anon: wsNoAuth, member: {"joined", ""}, nonMember: {"joined", ""}, admin: {"joined", ""}},
-			dm:     map[actor]wsExpect{member: {"joined", ""}, peer: {"joined", ""}, nonMember: wsDenied, admin: wsDenied}},
+			dm:     map[actor]wsExpect{member: {"joined", ""}, peer: {"joined", ""}, nonMember: wsHidden, admin: wsHidden}},
 		{typ: "leave", frame: roomFrame("leave"),
 			public: map[actor]wsExpect{anon: wsNoAuth, member: {"left", ""}, nonMember: wsDenied, admin: {"left", ""}},
-			dm:     map[actor]wsExpect{member: wsBadReq, peer: wsBadReq, nonMember: wsDenied, admin: wsDenied}},
+			dm:     map[actor]wsExpect{member: wsBadReq, peer: wsBadReq, nonMember: wsHidden, admin: wsHidden}},
 		{typ: "read", frame: func(_ *authzFixture, room string, _ actor) map[string]any {
 			return map[string]any{"type": "read", "room": room, "seq": 1}
 		}, public: map[actor]wsExpect{anon: wsNoAuth, member: {"read", ""}, admin: {"read", ""}, nonMember: wsDenied},
-			dm: map[actor]wsExpect{member: {"read", ""}, peer: {"read", ""}, nonMember: wsDenied, admin: wsDenied}},
+			dm: map[actor]wsExpect{member: {"read", ""}, peer: {"read", ""}, nonMember: wsHidden, admin: wsHidden}},
 		{typ: "notifications", frame: roomFrame("notifications"), public: wsEveryone("notifications")},
 		{typ: "read_notifications", frame: func(*authzFixture, string, actor) map[string]any {
 			return map[string]any{"type": "read_notifications", "all": true}

@@ -265,9 +265,19 @@ func (s *Service) Access(ctx context.Context, u User, roomID string) (store.Room
 		return store.Room{}, s.internal(ctx, "cannot read room", err)
 	}
 	if !r.Member() {
-		return store.Room{}, protocol.NewError(protocol.CodeForbidden, "not a member of this room")
+		return store.Room{}, notMember(roomID)
 	}
 	return r, nil
+}
+
+// notMember answers someone outside a room. Outside a DM the answer is the same as for a
+// room that does not exist: a 403 would tell anyone who knows two user ids whether those
+// two people talk. DM ids are the only room ids with a ':' (created rooms are slugs).
+func notMember(roomID string) *protocol.Error {
+	if strings.HasPrefix(roomID, "dm:") {
+		return protocol.NewError(protocol.CodeNotFound, "no such room")
+	}
+	return protocol.NewError(protocol.CodeForbidden, "not a member of this room")
 }
 
 // CreateRoom creates a public room with u as admin and announces u's join.
@@ -321,7 +331,7 @@ func (s *Service) Join(ctx context.Context, u User, roomID string) (store.Room, 
 		return store.Room{}, s.internal(ctx, "cannot read room", err)
 	}
 	if r.Kind == event.RoomKindDM && !r.Member() {
-		return store.Room{}, protocol.NewError(protocol.CodeForbidden, "direct message rooms cannot be joined")
+		return store.Room{}, notMember(roomID)
 	}
 	if r.Member() {
 		return r, nil
@@ -374,7 +384,7 @@ func (s *Service) Members(ctx context.Context, u User, roomID string) ([]Member,
 		return nil, s.internal(ctx, "cannot read room", err)
 	}
 	if r.Kind == event.RoomKindDM && !r.Member() {
-		return nil, protocol.NewError(protocol.CodeForbidden, "not a member of this room")
+		return nil, notMember(roomID)
 	}
 	ms, err := s.store.Members(ctx, roomID)
 	if err != nil {
@@ -506,7 +516,7 @@ func (s *Service) SendAsync(ctx context.Context, u User, req SendRequest, done f
 		return
 	}
 	if !chk.Member {
-		done(protocol.Ack{}, protocol.NewError(protocol.CodeForbidden, "not a member of this room"))
+		done(protocol.Ack{}, notMember(req.Room))
 		return
 	}
 	ack := protocol.Ack{Base: protocol.Base{Type: protocol.TypeAck}, Room: req.Room, ClientMsgID: req.ClientMsgID}
@@ -578,7 +588,7 @@ func (s *Service) MarkRead(ctx context.Context, u User, roomID string, seq int64
 	case errors.Is(err, store.ErrNotFound):
 		return protocol.ReadMarker{}, protocol.NewError(protocol.CodeNotFound, "no such room")
 	case errors.Is(err, store.ErrNotMember):
-		return protocol.ReadMarker{}, protocol.NewError(protocol.CodeForbidden, "not a member of this room")
+		return protocol.ReadMarker{}, notMember(roomID)
 	case errors.Is(err, store.ErrPastEnd):
 		msg := fmt.Sprintf("seq %d is past the room's last seq", seq)
 		if pe, ok := errors.AsType[*store.PastEndError](err); ok {
