@@ -438,24 +438,25 @@ func TestDM_private_to_its_two_people(t *testing.T) {
 			t.Fatalf("%s history: %d %v", acc.Name, st, f)
 		}
 	}
+	// Carol, an outsider, gets what she would get if the DM did not exist.
 	for _, path := range []string{"/messages", "/members"} {
-		if st, f := gwtest.Do(t, "GET", h.base+"/api/rooms/"+id+path, carol.Token, nil); st != 403 || code(f) != "forbidden" {
+		if st, f := gwtest.Do(t, "GET", h.base+"/api/rooms/"+id+path, carol.Token, nil); st != 404 || code(f) != "not_found" {
 			t.Fatalf("carol %s: %d %v", path, st, f)
 		}
 	}
-	if st, f := gwtest.Do(t, "POST", h.base+"/api/rooms/"+id+"/messages", carol.Token, map[string]string{"client_msg_id": "x", "text": "hi"}); st != 403 {
+	if st, f := gwtest.Do(t, "POST", h.base+"/api/rooms/"+id+"/messages", carol.Token, map[string]string{"client_msg_id": "x", "text": "hi"}); st != 404 {
 		t.Fatalf("carol send: %d %v", st, f)
 	}
-	if st, f := gwtest.Do(t, "POST", h.base+"/api/rooms/"+id+"/join", carol.Token, nil); st != 403 {
+	if st, f := gwtest.Do(t, "POST", h.base+"/api/rooms/"+id+"/join", carol.Token, nil); st != 404 {
 		t.Fatalf("carol join: %d %v", st, f)
 	}
 	c := h.dial(t, carol)
 	c.Send(map[string]any{"type": "subscribe", "room": id, "since_seq": 0, "ref": "s"})
-	if e := c.Expect("error", "s"); code(e) != "forbidden" {
+	if e := c.Expect("error", "s"); code(e) != "not_found" {
 		t.Fatalf("carol subscribe: %v", e)
 	}
 	c.Send(map[string]any{"type": "history", "room": id, "ref": "hh"})
-	if e := c.Expect("error", "hh"); code(e) != "forbidden" {
+	if e := c.Expect("error", "hh"); code(e) != "not_found" {
 		t.Fatalf("carol ws history: %v", e)
 	}
 	// A WS dm frame creates and sends: the submitted event is keyed by the DM room.

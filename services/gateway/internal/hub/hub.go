@@ -40,7 +40,7 @@ import (
 type Chat interface {
 	Authenticate(ctx context.Context, token, kind string) (chat.User, error)
 	NewReconnectToken(ctx context.Context, u chat.User) (auth.Token, error)
-	Send(ctx context.Context, u chat.User, req chat.SendRequest) (protocol.Ack, error)
+	SendAsync(ctx context.Context, u chat.User, req chat.SendRequest, done func(protocol.Ack, error))
 	OpenDM(ctx context.Context, u chat.User, to string) (store.Room, chat.User, error)
 	Access(ctx context.Context, u chat.User, roomID string) (store.Room, error)
 	Join(ctx context.Context, u chat.User, roomID string) (store.Room, error)
@@ -372,14 +372,23 @@ func (h *Hub) UserLeft(userID, room string) {
 func (h *Hub) Deliver(_ context.Context, e event.Envelope, p event.Payload) {
 	switch p := p.(type) {
 	case event.MessageStored:
-		for _, s := range h.subscribers(p.RoomID) {
-			s.deliverStored(p)
+		subs := h.subscribers(p.RoomID)
+		if len(subs) == 0 {
+			return
+		}
+		// Encoded once here, not per connection: every subscriber gets the same bytes.
+		entry := entryOf(chat.FrameOfStored(p))
+		for _, s := range subs {
+			s.deliverStored(entry)
 		}
 	case event.Typing:
-		frame := protocol.TypingNotice{Base: protocol.Base{Type: protocol.TypeTyping}, Room: p.RoomID, User: p.User, UserName: p.UserName}
+		var data []byte
 		for _, s := range h.subscribers(p.RoomID) {
 			if u := s.User(); u != nil && u.ID != p.User {
-				s.deliverEphemeral(protocol.TypeTyping, frame)
+				if data == nil {
+					data = protocol.Encode(protocol.TypingNotice{Base: protocol.Base{Type: protocol.TypeTyping}, Room: p.RoomID, User: p.User, UserName: p.UserName})
+				}
+				s.deliverEphemeralFrame(protocol.TypeTyping, data)
 			}
 		}
 	case event.NotificationCreated:
@@ -623,6 +632,16 @@ func (h *Hub) Shutdown(ctx context.Context) {
 		all = append(all, s)
 	}
 	h.mu.Unlock()
+	// Acks still waiting on Kafka go out before the reconnect frame, so clients do not
+	// resend what was accepted.
+	wait := sendDrainTimeout
+	if d, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(d)/2)
+	}
+	deadline := time.Now().Add(wait)
+	for _, s := range all {
+		s.awaitSends(time.Until(deadline))
+	}
 	for _, s := range all {
 		s.shutdown()
 	}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kchat/kchat/pkg/event"
@@ -64,7 +65,23 @@ type Session struct {
 	frameBucket *ratelimit.Bucket
 	msgAbuse    *ratelimit.Abuse
 	frameAbuse  *ratelimit.Abuse
+
+	// Sends waiting for their Kafka acknowledgement. The read loop goes on to the next
+	// frame meanwhile, up to maxSendsInFlight, so that a connection is not held to one
+	// message per produce round trip. sendSlots is made by the read loop on its first send
+	// (idle connections never need it) and only the read loop takes a slot.
+	sendSlots chan struct{}
+	sending   atomic.Int32
 }
+
+// maxSendsInFlight bounds a connection's unacknowledged sends; past it the read loop waits,
+// which pushes back on the client through TCP instead of buffering without end.
+const maxSendsInFlight = 64
+
+// sendDrainTimeout bounds how long a closing connection waits for its sends' acks: longer
+// than a produce retried over a leader change is not worth holding the close for (the
+// client resends with the same client_msg_id and is answered duplicate).
+const sendDrainTimeout = 5 * time.Second
 
 // maxNotesSeen bounds the notification ids a connection remembers for de-duplication: a
 // live copy arrives within seconds of the stored one, so the recent ones suffice.
@@ -129,24 +146,37 @@ func (s *Session) replyErr(ref string, err error) {
 	s.reply(protocol.TypeError, &e)
 }
 
-// pushTimelineLocked queues entry m for its room's subscription, which must be at
-// m.Seq-1. It reports false if the queue overflowed (the session is now catching up).
-func (s *Session) pushTimelineLocked(sb *sub, m protocol.Message) bool {
-	err := s.out.Queue().Push(transport.Item{Data: protocol.Encode(m), Type: protocol.TypeMessage, Class: transport.Timeline, Room: m.Room, Seq: m.Seq})
+// timelineEntry is one room entry ready to queue. Its frame is encoded once and the same
+// bytes go to every connection that gets the entry (nothing writes to them afterwards):
+// a live entry in a room of thousands costs one encoding, not thousands.
+type timelineEntry struct {
+	room, kind, sender string
+	seq                int64
+	data               []byte
+}
+
+func entryOf(m protocol.Message) timelineEntry {
+	return timelineEntry{room: m.Room, kind: m.Kind, sender: m.Sender, seq: m.Seq, data: protocol.Encode(m)}
+}
+
+// pushTimelineLocked queues entry e for its room's subscription, which must be at
+// e.seq-1. It reports false if the queue overflowed (the session is now catching up).
+func (s *Session) pushTimelineLocked(sb *sub, e timelineEntry) bool {
+	err := s.out.Queue().Push(transport.Item{Data: e.data, Type: protocol.TypeMessage, Class: transport.Timeline, Room: e.room, Seq: e.seq})
 	switch {
 	case err == nil:
-		sb.cursor = m.Seq
+		sb.cursor = e.seq
 		s.stats.MessagesRecv++
 		s.stats.FramesOut++
 		s.hub.messagesOut.Add(1)
-		if m.Kind == event.KindLeave && s.user != nil && m.Sender == s.user.ID {
+		if e.kind == event.KindLeave && s.user != nil && e.sender == s.user.ID {
 			// Membership ended (possibly through another gateway): stop following the room
 			// once the leave entry itself is on its way.
-			s.unsubscribeLocked(m.Room, "left")
+			s.unsubscribeLocked(e.room, "left")
 		}
 		return true
 	case errors.Is(err, transport.ErrQueueFull):
-		s.overflowLocked(m.Seq, m.Room)
+		s.overflowLocked(e.seq, e.room)
 		return false
 	default:
 		return false
@@ -292,26 +322,27 @@ func (s *Session) subscribe(ctx context.Context, u chat.User, room string, since
 
 // ---- live input from the hub ----
 
-func (s *Session) deliverStored(m event.MessageStored) {
+// deliverStored offers a live entry (see Hub.Deliver, which encodes it once for all).
+func (s *Session) deliverStored(e timelineEntry) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sb := s.subs[m.RoomID]
+	sb := s.subs[e.room]
 	if sb == nil || s.closing {
 		return
 	}
 	if sb.syncing {
-		sb.observe(m.Seq)
+		sb.observe(e.seq)
 		return
 	}
-	switch Decide(sb.cursor, m.Seq) {
+	switch Decide(sb.cursor, e.seq) {
 	case Duplicate:
 		s.hub.metrics.Inc(duplicate)
 	case Gap:
-		sb.observe(m.Seq)
+		sb.observe(e.seq)
 		s.hub.metrics.Inc(gapFill)
 		s.startFillLocked()
 	case Deliver:
-		s.pushTimelineLocked(sb, chat.FrameOfStored(m))
+		s.pushTimelineLocked(sb, e)
 	}
 }
 
@@ -354,13 +385,19 @@ func (s *Session) deliverNotification(n protocol.Notification, pending bool) {
 }
 
 func (s *Session) deliverEphemeral(typ string, v any) {
+	s.deliverEphemeralFrame(typ, protocol.Encode(v))
+}
+
+// deliverEphemeralFrame queues an encoded ephemeral frame; data may be shared with other
+// connections.
+func (s *Session) deliverEphemeralFrame(typ string, data []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
 		return
 	}
 	// Typing and notifications are not worth a catch-up: if there is no room, drop them.
-	if s.out.Queue().Push(transport.Item{Data: protocol.Encode(v), Type: typ, Class: transport.Ephemeral}) == nil {
+	if s.out.Queue().Push(transport.Item{Data: data, Type: typ, Class: transport.Ephemeral}) == nil {
 		s.stats.FramesOut++
 	}
 }
@@ -435,7 +472,7 @@ func (s *Session) fill() {
 				restart = true
 				break
 			}
-			ok := s.pushTimelineLocked(sb, chat.FrameOf(row))
+			ok := s.pushTimelineLocked(sb, entryOf(chat.FrameOf(row)))
 			s.mu.Unlock()
 			if !ok {
 				restart = true
@@ -554,6 +591,7 @@ func (s *Session) HandleFrame(ctx context.Context, data []byte) {
 	case *protocol.Ping:
 		s.reply(protocol.TypePong, protocol.Pong{Base: protocol.Base{Type: protocol.TypePong, Ref: ref}, ServerTime: now.UTC()})
 	case *protocol.Quit:
+		s.awaitSends(sendDrainTimeout)
 		s.mu.Lock()
 		s.closing = true
 		s.mu.Unlock()
@@ -868,24 +906,47 @@ func (s *Session) sendPending(ctx context.Context, u chat.User) {
 }
 
 func (s *Session) send(ctx context.Context, u chat.User, ref string, req chat.SendRequest) {
-	ack, err := s.hub.chat.Send(ctx, u, req)
-	if err != nil {
-		var pe *protocol.Error
-		if errors.As(err, &pe) {
-			e := *pe
-			e.ClientMsgID, e.Room = req.ClientMsgID, req.Room
-			err = &e
-		}
-		s.replyErr(ref, err)
+	if s.sendSlots == nil {
+		s.sendSlots = make(chan struct{}, maxSendsInFlight)
+	}
+	select {
+	case s.sendSlots <- struct{}{}:
+	case <-ctx.Done():
 		return
 	}
-	ack.Ref = ref
-	s.mu.Lock()
-	if ack.Status == protocol.AckAccepted {
-		s.stats.MessagesSent++
+	s.sending.Add(1)
+	s.hub.chat.SendAsync(ctx, u, req, func(ack protocol.Ack, err error) {
+		defer func() {
+			s.sending.Add(-1)
+			<-s.sendSlots
+		}()
+		if err != nil {
+			var pe *protocol.Error
+			if errors.As(err, &pe) {
+				e := *pe
+				e.ClientMsgID, e.Room = req.ClientMsgID, req.Room
+				err = &e
+			}
+			s.replyErr(ref, err)
+			return
+		}
+		ack.Ref = ref
+		s.mu.Lock()
+		if ack.Status == protocol.AckAccepted {
+			s.stats.MessagesSent++
+		}
+		s.pushControlLocked(protocol.TypeAck, ack)
+		s.mu.Unlock()
+	})
+}
+
+// awaitSends waits, at most d, until every send has its ack or error queued, so that a
+// client closing (quit) or a gateway draining learns the fate of what it sent.
+func (s *Session) awaitSends(d time.Duration) {
+	deadline := time.Now().Add(d)
+	for s.sending.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
 	}
-	s.pushControlLocked(protocol.TypeAck, ack)
-	s.mu.Unlock()
 }
 
 func (s *Session) onDM(ctx context.Context, u chat.User, f *protocol.DM) {

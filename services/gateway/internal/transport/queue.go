@@ -1,6 +1,7 @@
 // Package transport carries frames over WebSocket: the upgrade (origin check, read limit),
-// one reader loop and one writer goroutine per connection, and the writer's bounded queue.
-// It does not parse frames; it hands bytes to a Session and writes the bytes it is given.
+// one reader loop per connection, a writer goroutine while the connection has frames to
+// write, and the writer's bounded queue. It does not parse frames; it hands bytes to a
+// Session and writes the bytes it is given.
 package transport
 
 import (
@@ -47,16 +48,27 @@ type Queue struct {
 	items  []Item
 	limit  int
 	closed bool
-	ready  chan struct{} // a frame was pushed
+	ready  chan struct{} // a frame was pushed (nil when there is a wake)
 	space  chan struct{} // frames were taken out
+	// wake, if set, is called after every push instead of signalling ready: the
+	// connection starts its writer on demand.
+	wake func()
 }
 
 // NewQueue returns a queue holding up to limit Timeline/Ephemeral frames.
 func NewQueue(limit int) *Queue {
+	q := newWakingQueue(limit, nil)
+	q.ready = make(chan struct{}, 1)
+	return q
+}
+
+// newWakingQueue returns a queue that calls wake after each push; Ready is never
+// signalled.
+func newWakingQueue(limit int, wake func()) *Queue {
 	if limit <= 0 {
 		limit = 256
 	}
-	return &Queue{limit: limit, ready: make(chan struct{}, 1), space: make(chan struct{}, 1)}
+	return &Queue{limit: limit, space: make(chan struct{}, 1), wake: wake}
 }
 
 // Push appends it, or fails with ErrQueueFull / ErrQueueClosed without blocking.
@@ -76,7 +88,11 @@ func (q *Queue) Push(it Item) error {
 	}
 	q.items = append(q.items, it)
 	q.mu.Unlock()
-	notify(q.ready)
+	if q.wake != nil {
+		q.wake()
+	} else {
+		notify(q.ready)
+	}
 	return nil
 }
 
@@ -109,6 +125,40 @@ func (q *Queue) TakeAll() []Item {
 		notify(q.space)
 	}
 	return items
+}
+
+// maxReuse is the largest buffer the writer hands back for the next batch; a larger one
+// (after a backlog) is left to the garbage collector rather than kept by the connection.
+const maxReuse = 64
+
+// takeAllInto is TakeAll for the writer, which hands back the buffer of its previous
+// batch (emptied) so that a busy connection does not allocate one per batch.
+func (q *Queue) takeAllInto(buf []Item) []Item {
+	if cap(buf) > maxReuse {
+		buf = nil
+	}
+	q.mu.Lock()
+	items := q.items
+	if len(items) == 0 {
+		q.mu.Unlock()
+		return buf[:0]
+	}
+	q.items = buf[:0]
+	q.mu.Unlock()
+	notify(q.space)
+	return items
+}
+
+// release drops the queue's buffer if it is empty (an idle connection keeps none) and
+// reports whether it was.
+func (q *Queue) release() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.items) > 0 {
+		return false
+	}
+	q.items = nil
+	return true
 }
 
 // DropDroppable removes every Timeline and Ephemeral frame, keeping Control frames in
@@ -146,7 +196,8 @@ func (q *Queue) Close() []Item {
 	return items
 }
 
-// Ready is signalled after a push.
+// Ready is signalled after a push (on a queue from NewQueue; a connection's queue starts
+// its writer instead).
 func (q *Queue) Ready() <-chan struct{} { return q.ready }
 
 // Space is signalled after frames were taken out or dropped.

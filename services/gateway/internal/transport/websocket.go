@@ -7,7 +7,9 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -53,14 +55,14 @@ type Session interface {
 	Closed()
 }
 
-// Opener creates the Session of a newly upgraded connection.
+// Opener creates the Session of a newly upgraded connection. ctx ends when Open returns.
 type Opener interface {
 	Open(ctx context.Context, c *Conn, r *http.Request) Session
 }
 
-// FrameCounter observes written frames (metrics).
+// FrameCounter observes written frames (metrics): n frames of frameType.
 type FrameCounter interface {
-	FrameOut(frameType string)
+	FrameOut(frameType string, n int)
 }
 
 // Handler is the WebSocket endpoint, an http.Handler to mount on any router.
@@ -84,7 +86,9 @@ func NewHandler(cfg Config, opener Opener, counter FrameCounter, log *slog.Logge
 // Wait blocks until every connection's goroutines have ended (after shutdown closed them).
 func (h *Handler) Wait() { h.wg.Wait() }
 
-// ServeHTTP upgrades and runs the read loop until the connection ends.
+// ServeHTTP upgrades, opens the session and starts the connection's read loop. The read
+// loop is the only goroutine an idle connection has: the writer runs only while there is
+// something to write, and pings run from a timer.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !OriginAllowed(r, h.cfg.AllowedOrigins) {
 		w.Header().Set("Content-Type", "application/json")
@@ -92,39 +96,59 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write(protocol.Encode(map[string]string{"code": protocol.CodeForbidden, "message": "origin not allowed"}))
 		return
 	}
+	hw := &hijackWriter{ResponseWriter: w}
 	// The origin was checked above with our own rules, which the library's check would
 	// apply differently (it has no notion of "any port").
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
 		h.log.Debug("upgrade failed", "error", err)
 		return
 	}
+	if hw.wire == nil {
+		h.log.Error("upgrade failed", "error", errNoWire)
+		_ = ws.CloseNow()
+		return
+	}
 	h.wg.Add(1)
-	defer h.wg.Done()
 	ws.SetReadLimit(h.cfg.ReadLimit)
-
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	c := newConn(ctx, cancel, ws, h.cfg, h.counter, h.log)
-	go c.writeLoop()
-	go c.pingLoop()
-	sess := h.opener.Open(ctx, c, r)
+	c := newConn(ctx, cancel, ws, hw.wire, h.cfg, h.counter, h.log)
+	// Open (authentication by ?token=) runs before anything can end the connection, so it
+	// needs none of the connection's context, and the database client registers itself
+	// on whatever context it gets: on the connection's, that would allocate for good.
+	octx, ocancel := context.WithCancel(context.Background())
+	sess := h.opener.Open(octx, c, r)
+	ocancel()
+	// The read loop gets a goroutine of its own and this one returns: net/http's
+	// goroutine has a stack grown by routing, the upgrade and Open (authentication), and
+	// keeps the request, the response and their buffers reachable, all of which an idle
+	// connection would otherwise hold for its whole life.
+	go h.readLoop(c, sess)
+}
 
+func (h *Handler) readLoop(c *Conn, sess Session) {
+	defer h.wg.Done()
+	defer c.cancel()
+	c.startPings()
 	idle := time.AfterFunc(h.cfg.IdleTimeout, func() {
 		c.Close(protocol.CloseIdle, protocol.ReasonIdle, nil, false)
 	})
 	defer idle.Stop()
 	for {
-		_, data, err := ws.Read(ctx)
+		// No context: one the library can watch costs a registration per read, held for
+		// as long as the read waits (an idle connection's whole life). Whatever ends the
+		// connection closes the socket, which ends the read.
+		_, data, err := c.ws.Read(context.Background())
 		if err != nil {
 			c.noteReadError(err)
 			break
 		}
 		idle.Reset(h.cfg.IdleTimeout)
-		sess.HandleFrame(ctx, data)
+		sess.HandleFrame(c.ctx, data)
 	}
 	c.Close(protocol.CloseNormal, "", nil, false)
 	<-c.done
+	c.stopPings()
 	sess.Closed()
 }
 
@@ -136,11 +160,13 @@ type closeRequest struct {
 }
 
 // Conn is one WebSocket connection's outbound side: a bounded queue drained by a writer
-// goroutine with a deadline per frame. Every method is safe for concurrent use and none
-// blocks on the network.
+// goroutine, which is started by the first push into an idle queue and ends when the
+// queue is empty again. Every method is safe for concurrent use and none blocks on the
+// network.
 type Conn struct {
 	id      string
 	ws      *websocket.Conn
+	wire    *wireConn
 	cfg     Config
 	queue   *Queue
 	counter FrameCounter
@@ -149,28 +175,30 @@ type Conn struct {
 	cancel  context.CancelFunc
 
 	closeOnce sync.Once
-	closeReq  chan closeRequest
+	closeReq  atomic.Pointer[closeRequest]
+	writing   atomic.Bool   // a writer goroutine runs (and stays set once the socket is closed)
 	done      chan struct{} // the writer has finished and the socket is closed
 
 	mu        sync.Mutex
 	written   map[string]int64 // room -> highest seq handed to the socket
 	closeCode protocol.CloseCode
+	pingTimer *time.Timer
+	pingsOff  bool
 }
 
-func newConn(ctx context.Context, cancel context.CancelFunc, ws *websocket.Conn, cfg Config, counter FrameCounter, log *slog.Logger) *Conn {
-	id := newConnID()
-	return &Conn{
-		id: id, ws: ws, cfg: cfg, queue: NewQueue(cfg.SendQueue), counter: counter,
-		log: log.With("conn_id", id), ctx: ctx, cancel: cancel,
-		closeReq: make(chan closeRequest, 1), done: make(chan struct{}),
-		written: map[string]int64{},
+func newConn(ctx context.Context, cancel context.CancelFunc, ws *websocket.Conn, wire *wireConn, cfg Config, counter FrameCounter, log *slog.Logger) *Conn {
+	c := &Conn{
+		id: newConnID(), ws: ws, wire: wire, cfg: cfg, counter: counter,
+		log: log, ctx: ctx, cancel: cancel, done: make(chan struct{}),
 	}
+	c.queue = newWakingQueue(cfg.SendQueue, c.kick)
+	return c
 }
 
 func newConnID() string {
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // ID identifies the connection in logs and frames.
@@ -200,9 +228,14 @@ func (c *Conn) Written() map[string]int64 {
 func (c *Conn) Close(code protocol.CloseCode, reason string, final []byte, flush bool) {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
-		c.closeCode = code
+		// A code recorded earlier (slow at the write deadline, frame over the read limit)
+		// is what really ended the connection; the close that follows does not replace it.
+		if c.closeCode == 0 {
+			c.closeCode = code
+		}
 		c.mu.Unlock()
-		c.closeReq <- closeRequest{code: code, reason: reason, final: final, flush: flush}
+		c.closeReq.Store(&closeRequest{code: code, reason: reason, final: final, flush: flush})
+		c.kick()
 	})
 }
 
@@ -217,65 +250,87 @@ func (c *Conn) noteReadError(err error) {
 	code := websocket.CloseStatus(err)
 	switch {
 	case code == websocket.StatusMessageTooBig || errors.Is(err, websocket.ErrMessageTooBig):
-		c.log.Info("frame over read limit", "limit", c.cfg.ReadLimit)
+		c.log.Info("frame over read limit", "conn_id", c.id, "limit", c.cfg.ReadLimit)
 		c.mu.Lock()
 		if c.closeCode == 0 {
 			c.closeCode = protocol.CloseMessageTooBig
 		}
 		c.mu.Unlock()
 	case code != -1:
-		c.log.Debug("client closed", "code", int(code))
+		c.log.Debug("client closed", "conn_id", c.id, "code", int(code))
 	case c.ctx.Err() == nil:
-		c.log.Debug("read failed", "error", err)
+		c.log.Debug("read failed", "conn_id", c.id, "error", err)
 	}
 }
 
+// kick makes sure a writer runs. Called after every push and by Close.
+func (c *Conn) kick() {
+	if c.writing.CompareAndSwap(false, true) {
+		go c.writeLoop()
+	}
+}
+
+// writeLoop writes until the queue is empty, then ends; the next push starts another.
+// There is only ever one: kick starts it only on the false→true edge of writing, and it
+// hands writing back before its last look at the queue, so a push racing its exit either
+// is seen by that look or starts the next writer.
 func (c *Conn) writeLoop() {
-	defer close(c.done)
-	defer c.cancel()
+	var items []Item
 	for {
-		select {
-		case <-c.queue.Ready():
-			for _, it := range c.queue.TakeAll() {
-				if err := c.write(it, c.cfg.WriteTimeout); err != nil {
-					c.log.Info("write failed, dropping connection", "error", err, "frame", it.Type)
-					// A missed deadline means the client stopped reading (slow); any other
-					// error means it is gone.
-					c.mu.Lock()
-					if c.closeCode == 0 && errors.Is(err, context.DeadlineExceeded) {
-						c.closeCode = protocol.CloseSlow
-					}
-					c.mu.Unlock()
-					c.queue.Close()
-					_ = c.ws.CloseNow()
-					return
-				}
-			}
-		case req := <-c.closeReq:
-			c.finish(req)
+		if req := c.closeReq.Load(); req != nil {
+			c.finish(*req)
+			close(c.done)
 			return
-		case <-c.ctx.Done():
-			c.queue.Close()
-			_ = c.ws.CloseNow()
+		}
+		items = c.queue.takeAllInto(items)
+		if len(items) > 0 {
+			err := c.writeItems(items, time.Time{})
+			clear(items)
+			if err != nil {
+				c.log.Info("write failed, dropping connection", "conn_id", c.id, "error", err)
+				// A missed deadline means the client stopped reading (slow); any other
+				// error means it is gone.
+				c.mu.Lock()
+				if c.closeCode == 0 && isTimeout(err) {
+					c.closeCode = protocol.CloseSlow
+				}
+				c.mu.Unlock()
+				c.queue.Close()
+				_ = c.ws.CloseNow()
+				close(c.done)
+				return
+			}
+			continue
+		}
+		c.writing.Store(false)
+		if (c.queue.release() && c.closeReq.Load() == nil) || !c.writing.CompareAndSwap(false, true) {
 			return
 		}
 	}
+}
+
+func isTimeout(err error) bool {
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // finish performs a requested close: optionally drain, write the final frame, close.
 func (c *Conn) finish(req closeRequest) {
 	rest := c.queue.Close()
+	if c.ctx.Err() != nil {
+		// The reader or a failed ping already ended the connection.
+		_ = c.ws.CloseNow()
+		return
+	}
 	deadline := time.Now().Add(c.cfg.WriteTimeout)
-	if req.flush {
-		for _, it := range rest {
-			if err := c.write(it, time.Until(deadline)); err != nil {
-				_ = c.ws.CloseNow()
-				return
-			}
+	if req.flush && len(rest) > 0 {
+		if err := c.writeItems(rest, deadline); err != nil {
+			_ = c.ws.CloseNow()
+			return
 		}
 	}
 	if req.final != nil {
-		if err := c.write(Item{Data: req.final, Type: "final"}, min(time.Until(deadline), 2*time.Second)); err != nil {
+		final := []Item{{Data: req.final, Type: "final"}}
+		if err := c.writeItems(final, minTime(deadline, time.Now().Add(2*time.Second))); err != nil {
 			_ = c.ws.CloseNow()
 			return
 		}
@@ -284,44 +339,109 @@ func (c *Conn) finish(req closeRequest) {
 	_ = c.ws.Close(websocket.StatusCode(req.code), req.reason)
 }
 
-func (c *Conn) write(it Item, timeout time.Duration) error {
-	if timeout <= 0 {
-		return context.DeadlineExceeded
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
 	}
-	ctx, cancel := context.WithTimeout(c.ctx, timeout)
-	defer cancel()
-	if err := c.ws.Write(ctx, websocket.MessageText, it.Data); err != nil {
-		return err
-	}
-	if it.Class == Timeline {
-		c.mu.Lock()
-		if it.Seq > c.written[it.Room] {
-			c.written[it.Room] = it.Seq
+	return a
+}
+
+// writeItems frames items into chunks of up to maxChunk bytes and writes each chunk with
+// one Write, within deadline or, if zero, within WriteTimeout of starting that chunk.
+func (c *Conn) writeItems(items []Item, deadline time.Time) error {
+	bp := chunkPool.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= 4*maxChunk {
+			chunkPool.Put(bp)
 		}
-		c.mu.Unlock()
-	}
-	if c.counter != nil {
-		c.counter.FrameOut(it.Type)
+	}()
+	for start := 0; start < len(items); {
+		buf := (*bp)[:0]
+		end := start
+		for end < len(items) && (end == start || len(buf)+len(items[end].Data) <= maxChunk) {
+			buf = appendFrame(buf, items[end].Data)
+			end++
+		}
+		*bp = buf
+		d := deadline
+		if d.IsZero() {
+			d = time.Now().Add(c.cfg.WriteTimeout)
+		}
+		if time.Until(d) <= 0 {
+			return context.DeadlineExceeded
+		}
+		if err := c.wire.writeFrames(buf, d); err != nil {
+			return err
+		}
+		c.wrote(items[start:end])
+		start = end
 	}
 	return nil
 }
 
-func (c *Conn) pingLoop() {
-	t := time.NewTicker(c.cfg.PingInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.done:
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(c.ctx, c.cfg.WriteTimeout)
-			err := c.ws.Ping(ctx)
-			cancel()
-			if err != nil && c.ctx.Err() == nil {
-				c.log.Info("ping failed, dropping connection", "error", err)
-				c.cancel()
-				return
+// wrote records frames handed to the socket: resumable cursors and metrics.
+func (c *Conn) wrote(items []Item) {
+	c.mu.Lock()
+	for i := range items {
+		it := &items[i]
+		if it.Class == Timeline && it.Seq > c.written[it.Room] {
+			if c.written == nil {
+				c.written = map[string]int64{}
 			}
+			c.written[it.Room] = it.Seq
 		}
 	}
+	c.mu.Unlock()
+	if c.counter == nil {
+		return
+	}
+	// One count per run of frames of the same type (usually the whole batch).
+	for i := 0; i < len(items); {
+		j := i + 1
+		for j < len(items) && items[j].Type == items[i].Type {
+			j++
+		}
+		c.counter.FrameOut(items[i].Type, j-i)
+		i = j
+	}
+}
+
+// startPings pings the peer every PingInterval from a timer, so that a dead peer is
+// noticed without a goroutine per connection waiting for the next ping.
+func (c *Conn) startPings() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.pingsOff {
+		c.pingTimer = time.AfterFunc(c.cfg.PingInterval, c.ping)
+	}
+}
+
+func (c *Conn) stopPings() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pingsOff = true
+	if c.pingTimer != nil {
+		c.pingTimer.Stop()
+	}
+}
+
+func (c *Conn) ping() {
+	// Not derived from the connection's context, which would then keep a registration
+	// for good; a ping on a closed connection fails at once anyway.
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.WriteTimeout)
+	err := c.ws.Ping(ctx)
+	cancel()
+	if err != nil {
+		if c.ctx.Err() == nil {
+			c.log.Info("ping failed, dropping connection", "conn_id", c.id, "error", err)
+			c.cancel()
+			_ = c.ws.CloseNow()
+		}
+		return
+	}
+	c.mu.Lock()
+	if !c.pingsOff {
+		c.pingTimer.Reset(c.cfg.PingInterval)
+	}
+	c.mu.Unlock()
 }
