@@ -44,6 +44,23 @@ func (c *heldChat) count() int {
 	return len(c.order)
 }
 
+// heldSession is an authenticated session whose sends wait for the test to release them.
+func heldSession(t *testing.T, queue int) (*heldChat, *Session, *fakeOut) {
+	t.Helper()
+	c := &heldChat{}
+	pr := &fakePresence{sets: map[string]int{}}
+	h, err := New(Config{GatewayID: "gw-test"}, c, &fakeTimeline{last: map[string]int64{}}, nopAnnouncer{}, pr, pr, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := newFakeOut(queue)
+	s := h.Attach(out)
+	s.mu.Lock()
+	s.user = &chat.User{ID: "u1", Username: "alice"}
+	s.mu.Unlock()
+	return c, s, out
+}
+
 func sendJSON(i int) []byte {
 	return fmt.Appendf(nil, `{"type":"send","ref":"r%d","room":"lobby","client_msg_id":"c%04d","text":"hi"}`, i, i)
 }
@@ -52,17 +69,7 @@ func sendJSON(i int) []byte {
 // takes the next frame at once, up to maxSendsInFlight, then waits for a slot. Every send
 // still gets its ack, and the sends reach chat in the order they were read.
 func TestSession_sends_are_pipelined_and_bounded(t *testing.T) {
-	c := &heldChat{}
-	pr := &fakePresence{sets: map[string]int{}}
-	h, err := New(Config{GatewayID: "gw-test"}, c, &fakeTimeline{last: map[string]int64{}}, nopAnnouncer{}, pr, pr, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := newFakeOut(4 * maxSendsInFlight)
-	s := h.Attach(out)
-	s.mu.Lock()
-	s.user = &chat.User{ID: "u1", Username: "alice"}
-	s.mu.Unlock()
+	c, s, out := heldSession(t, 4*maxSendsInFlight)
 
 	for i := range maxSendsInFlight {
 		s.HandleFrame(context.Background(), sendJSON(i)) // returns although nothing is acked
@@ -109,17 +116,7 @@ func TestSession_sends_are_pipelined_and_bounded(t *testing.T) {
 
 // quit waits for outstanding acks, so a client that sends and quits learns what was accepted.
 func TestSession_quit_waits_for_outstanding_acks(t *testing.T) {
-	c := &heldChat{}
-	pr := &fakePresence{sets: map[string]int{}}
-	h, err := New(Config{GatewayID: "gw-test"}, c, &fakeTimeline{last: map[string]int64{}}, nopAnnouncer{}, pr, pr, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := newFakeOut(64)
-	s := h.Attach(out)
-	s.mu.Lock()
-	s.user = &chat.User{ID: "u1", Username: "alice"}
-	s.mu.Unlock()
+	c, s, out := heldSession(t, 64)
 	for i := range 3 {
 		s.HandleFrame(context.Background(), sendJSON(i))
 	}
