@@ -74,7 +74,7 @@ func TestSession_sends_are_pipelined_and_bounded(t *testing.T) {
 	for i := range maxSendsInFlight {
 		s.HandleFrame(context.Background(), sendJSON(i)) // returns although nothing is acked
 	}
-	if n := s.sending.Load(); n != maxSendsInFlight {
+	if n := len(s.sendSlots); n != maxSendsInFlight {
 		t.Fatalf("%d sends in flight, want %d", n, maxSendsInFlight)
 	}
 	// One more must wait for a slot.
@@ -95,7 +95,7 @@ func TestSession_sends_are_pipelined_and_bounded(t *testing.T) {
 		t.Fatal("the waiting send did not proceed after a slot freed")
 	}
 	c.release(maxSendsInFlight)
-	if n := s.sending.Load(); n != 0 {
+	if n := len(s.sendSlots); n != 0 {
 		t.Fatalf("%d sends still in flight after every ack", n)
 	}
 	acks := 0
@@ -132,7 +132,7 @@ func TestSession_quit_waits_for_outstanding_acks(t *testing.T) {
 	if got := c.count(); got != 3 {
 		t.Fatalf("%d sends reached chat, want 3", got)
 	}
-	if n := s.sending.Load(); n != 0 {
+	if n := len(s.sendSlots); n != 0 {
 		t.Fatalf("closed with %d sends unacknowledged", n)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/kchat/kchat/pkg/event"
@@ -66,12 +65,11 @@ type Session struct {
 	msgAbuse    *ratelimit.Abuse
 	frameAbuse  *ratelimit.Abuse
 
-	// Sends waiting for their Kafka acknowledgement. The read loop goes on to the next
-	// frame meanwhile, up to maxSendsInFlight, so that a connection is not held to one
-	// message per produce round trip. sendSlots is made by the read loop on its first send
-	// (idle connections never need it) and only the read loop takes a slot.
+	// sendSlots holds one token per send waiting for its Kafka acknowledgement. The read
+	// loop goes on to the next frame meanwhile, up to maxSendsInFlight, so that a
+	// connection is not held to one message per produce round trip; only the read loop
+	// takes a slot. (A channel of struct{} costs no buffer, so idle connections pay ~100 B.)
 	sendSlots chan struct{}
-	sending   atomic.Int32
 }
 
 // maxSendsInFlight bounds a connection's unacknowledged sends; past it the read loop waits,
@@ -94,7 +92,7 @@ func newSession(h *Hub, out Outbound) *Session {
 	return &Session{
 		hub: h, out: out, id: out.ID(), log: h.log.With("conn_id", out.ID()), ctx: ctx, stop: stop,
 		subs: map[string]*sub{}, dropped: map[string]bool{}, typingLast: map[string]time.Time{},
-		connectedAt: now, lastActive: now, notesSeen: map[string]struct{}{},
+		connectedAt: now, lastActive: now, notesSeen: map[string]struct{}{}, sendSlots: make(chan struct{}, maxSendsInFlight),
 		msgBucket: ratelimit.NewBucket(cfg.ConnRate, now), frameBucket: ratelimit.NewBucket(cfg.FrameRate, now),
 		msgAbuse:   ratelimit.NewAbuse(cfg.ConnRate, cfg.AbuseFactor, cfg.AbuseWindow),
 		frameAbuse: ratelimit.NewAbuse(cfg.FrameRate, cfg.AbuseFactor, cfg.AbuseWindow),
@@ -906,20 +904,13 @@ func (s *Session) sendPending(ctx context.Context, u chat.User) {
 }
 
 func (s *Session) send(ctx context.Context, u chat.User, ref string, req chat.SendRequest) {
-	if s.sendSlots == nil {
-		s.sendSlots = make(chan struct{}, maxSendsInFlight)
-	}
 	select {
 	case s.sendSlots <- struct{}{}:
 	case <-ctx.Done():
 		return
 	}
-	s.sending.Add(1)
 	s.hub.chat.SendAsync(ctx, u, req, func(ack protocol.Ack, err error) {
-		defer func() {
-			s.sending.Add(-1)
-			<-s.sendSlots
-		}()
+		defer func() { <-s.sendSlots }()
 		if err != nil {
 			var pe *protocol.Error
 			if errors.As(err, &pe) {
@@ -944,7 +935,7 @@ func (s *Session) send(ctx context.Context, u chat.User, ref string, req chat.Se
 // client closing (quit) or a gateway draining learns the fate of what it sent.
 func (s *Session) awaitSends(d time.Duration) {
 	deadline := time.Now().Add(d)
-	for s.sending.Load() > 0 && time.Now().Before(deadline) {
+	for len(s.sendSlots) > 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
