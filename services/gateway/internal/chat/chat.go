@@ -18,6 +18,7 @@ import (
 
 	"github.com/kchat/kchat/pkg/event"
 	"github.com/kchat/kchat/pkg/notifications"
+	"github.com/kchat/kchat/pkg/outbox"
 	"github.com/kchat/kchat/pkg/topics"
 	"github.com/kchat/kchat/services/gateway/internal/auth"
 	"github.com/kchat/kchat/services/gateway/internal/protocol"
@@ -58,6 +59,19 @@ var _ NotificationStore = (*notifications.Store)(nil)
 
 var _ Store = (*store.Store)(nil)
 
+// OutboxStore is implemented by *store.Store: membership changes that write their
+// membership.changed event to the outbox in the same PostgreSQL transaction, so that a
+// membership and its timeline entry commit together (the outbox relay publishes the entry
+// to chat.submitted). A Store without it (the in-memory fakes of other packages' tests)
+// gets the event through the Publisher after its write, a dual write: see changeMembership.
+type OutboxStore interface {
+	CreateRoomAnnounced(ctx context.Context, id, name, kind, creator string, announce ...outbox.Row) error
+	AddMemberAnnounced(ctx context.Context, roomID, userID string, announce ...outbox.Row) (bool, error)
+	RemoveMemberAnnounced(ctx context.Context, roomID, userID string, announce ...outbox.Row) (bool, error)
+}
+
+var _ OutboxStore = (*store.Store)(nil)
+
 // Publisher writes events to a declared topic (the broker).
 type Publisher interface {
 	Publish(ctx context.Context, declared, key string, events ...event.Envelope) error
@@ -76,6 +90,10 @@ type Config struct {
 	// call with unavailable (tests that do not need them).
 	Notifications NotificationStore
 	Now           func() time.Time
+	// Topic maps a declared topic name to the real one, for outbox rows (which name the
+	// real topic). Default: the Publisher's Topic method if it has one (the broker does),
+	// else the declared name.
+	Topic func(declared string) string
 }
 
 // Service implements the chat operations. Safe for concurrent use.
@@ -83,6 +101,7 @@ type Service struct {
 	cfg      Config
 	store    Store
 	pub      Publisher
+	outbox   OutboxStore // nil: st cannot write the outbox
 	log      *slog.Logger
 	accepted atomic.Int64
 }
@@ -108,7 +127,15 @@ func New(cfg Config, st Store, pub Publisher, log *slog.Logger) (*Service, error
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{cfg: cfg, store: st, pub: pub, log: log}, nil
+	if cfg.Topic == nil {
+		cfg.Topic = func(declared string) string { return declared }
+		if tn, ok := pub.(interface{ Topic(string) string }); ok {
+			cfg.Topic = tn.Topic
+		}
+	}
+	s := &Service{cfg: cfg, store: st, pub: pub, log: log}
+	s.outbox, _ = st.(OutboxStore)
+	return s, nil
 }
 
 // Limits returns the validation limits in force.
@@ -296,32 +323,77 @@ func (s *Service) CreateRoom(ctx context.Context, u User, id, name string) (prot
 		// PostgreSQL text cannot hold NUL; the insert would fail as a retryable 503.
 		return protocol.RoomInfo{}, protocol.NewError(protocol.CodeBadRequest, "name must not contain NUL characters")
 	}
-	if err := s.store.CreateRoom(ctx, id, name, event.RoomKindRoom, u.ID); err != nil {
-		if errors.Is(err, store.ErrRoomExists) {
-			return protocol.RoomInfo{}, protocol.NewError(protocol.CodeConflict, "a room with this id exists")
-		}
-		return protocol.RoomInfo{}, s.internal(ctx, "cannot create room", err)
+	e, err := s.membershipEvent(u, id, event.ChangeJoined)
+	if err != nil {
+		return protocol.RoomInfo{}, s.internal(ctx, "cannot build membership event", err)
 	}
-	if err := s.publishMembership(ctx, u, id, event.ChangeJoined); err != nil {
-		// The room exists either way; the creator's join entry is cosmetic.
-		s.log.WarnContext(ctx, "cannot announce room creator", "room", id, "error", err)
+	if s.outbox != nil {
+		var row outbox.Row
+		if row, err = outbox.NewRow(s.cfg.Topic(topics.Submitted), id, e); err == nil {
+			err = s.outbox.CreateRoomAnnounced(ctx, id, name, event.RoomKindRoom, u.ID, row)
+		}
+	} else if err = s.store.CreateRoom(ctx, id, name, event.RoomKindRoom, u.ID); err == nil {
+		if perr := s.pub.Publish(ctx, topics.Submitted, id, e); perr != nil {
+			s.log.WarnContext(ctx, "cannot announce room creator", "room", id, "error", perr)
+		}
+	}
+	if errors.Is(err, store.ErrRoomExists) {
+		return protocol.RoomInfo{}, protocol.NewError(protocol.CodeConflict, "a room with this id exists")
+	}
+	if err != nil {
+		return protocol.RoomInfo{}, s.internal(ctx, "cannot create room", err)
 	}
 	return protocol.RoomInfo{ID: id, Name: name, Kind: event.RoomKindRoom, Role: "admin"}, nil
 }
 
-func (s *Service) publishMembership(ctx context.Context, u User, room, change string) error {
-	e, err := event.New(s.source(), event.MembershipChanged{
+func (s *Service) membershipEvent(u User, room, change string) (event.Envelope, error) {
+	return event.New(s.source(), event.MembershipChanged{
 		RoomID: room, User: u.ID, UserName: u.Username, Change: change, By: u.ID, ChangedAt: s.cfg.Now().UTC(),
 	})
-	if err != nil {
-		return err
-	}
-	return s.pub.Publish(ctx, topics.Submitted, room, e)
 }
 
-// Join makes u a member of a public room and publishes membership.changed so the join is
-// announced in the room's timeline. It returns the room's last_seq read before the
-// announcement, so a subscription from there includes it.
+// changeMembership adds (joined) or removes (left) u's membership of room together with
+// its membership.changed event, keyed by room for chat.submitted, in one transaction
+// through the outbox: once it returns nil both are committed and the outbox relay will
+// publish the event (at least once; persistence's inbox makes a republished one a
+// no-op). It reports whether the membership changed; if it did not (someone else's call
+// got there first), no event is written either.
+//
+// With a Store that is no OutboxStore the event is published after the write, and a
+// failed publish is returned as unavailable with the membership already changed.
+func (s *Service) changeMembership(ctx context.Context, u User, room, change string) (bool, error) {
+	e, err := s.membershipEvent(u, room, change)
+	if err != nil {
+		return false, err
+	}
+	if s.outbox == nil {
+		var changed bool
+		if change == event.ChangeJoined {
+			changed, err = s.store.AddMember(ctx, room, u.ID)
+		} else {
+			changed, err = s.store.RemoveMember(ctx, room, u.ID)
+		}
+		if err != nil || !changed {
+			return changed, err
+		}
+		return true, s.pub.Publish(ctx, topics.Submitted, room, e)
+	}
+	row, err := outbox.NewRow(s.cfg.Topic(topics.Submitted), room, e)
+	if err != nil {
+		return false, err
+	}
+	if change == event.ChangeJoined {
+		return s.outbox.AddMemberAnnounced(ctx, room, u.ID, row)
+	}
+	return s.outbox.RemoveMemberAnnounced(ctx, room, u.ID, row)
+}
+
+// Join makes u a member of a public room and announces the join in the room's timeline:
+// the membership row and its membership.changed event commit in one transaction (the
+// outbox), and Join returns nil only after that commit, so a caller may subscribe u's
+// connections on its result. Joining a room u is already in returns it and writes nothing.
+// It returns the room's last_seq read before the membership changed, so a subscription
+// from there includes the join entry.
 func (s *Service) Join(ctx context.Context, u User, roomID string) (store.Room, error) {
 	r, err := s.store.Room(ctx, roomID, u.ID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -336,18 +408,18 @@ func (s *Service) Join(ctx context.Context, u User, roomID string) (store.Room, 
 	if r.Member() {
 		return r, nil
 	}
-	if _, err := s.store.AddMember(ctx, roomID, u.ID); err != nil {
+	if _, err := s.changeMembership(ctx, u, roomID, event.ChangeJoined); err != nil {
 		return store.Room{}, s.internal(ctx, "cannot add member", err)
-	}
-	if err := s.publishMembership(ctx, u, roomID, event.ChangeJoined); err != nil {
-		s.log.WarnContext(ctx, "cannot announce join", "room", roomID, "error", err)
-		return store.Room{}, errUnavailable(err)
 	}
 	r.Role = "member"
 	return r, nil
 }
 
-// Leave ends u's membership and announces it.
+// Leave ends u's membership and announces it in the room's timeline, both in one
+// transaction (see Join); it returns nil only after the commit, so a caller may
+// unsubscribe u's connections on its result. A Leave by someone who is not (or no
+// longer) a member is refused like any non-member's request (forbidden) and writes
+// nothing: a retried Leave after a success changes nothing and announces nothing twice.
 func (s *Service) Leave(ctx context.Context, u User, roomID string) error {
 	r, err := s.Access(ctx, u, roomID)
 	if err != nil {
@@ -356,12 +428,8 @@ func (s *Service) Leave(ctx context.Context, u User, roomID string) error {
 	if r.Kind == event.RoomKindDM {
 		return protocol.NewError(protocol.CodeBadRequest, "direct message rooms cannot be left")
 	}
-	if _, err := s.store.RemoveMember(ctx, roomID, u.ID); err != nil {
+	if _, err := s.changeMembership(ctx, u, roomID, event.ChangeLeft); err != nil {
 		return s.internal(ctx, "cannot remove member", err)
-	}
-	if err := s.publishMembership(ctx, u, roomID, event.ChangeLeft); err != nil {
-		s.log.WarnContext(ctx, "cannot announce leave", "room", roomID, "error", err)
-		return errUnavailable(err)
 	}
 	return nil
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/kchat/kchat/pkg/outbox"
 )
 
 // Sentinel errors; callers map them to protocol codes.
@@ -180,6 +182,13 @@ func (s *Store) DeleteExpiredSessions(ctx context.Context, now time.Time) (int64
 
 // CreateRoom inserts a room with its creator as admin, in one transaction.
 func (s *Store) CreateRoom(ctx context.Context, id, name, kind, creator string) error {
+	return s.CreateRoomAnnounced(ctx, id, name, kind, creator)
+}
+
+// CreateRoomAnnounced is CreateRoom that also writes announce (the creator's join event)
+// to the outbox in the same transaction: the room exists if and only if its announcement
+// will be published.
+func (s *Store) CreateRoomAnnounced(ctx context.Context, id, name, kind, creator string, announce ...outbox.Row) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO rooms (id, name, kind, created_by) VALUES ($1, $2, $3, $4)`, id, name, kind, creator)
 		if isUnique(err) {
@@ -191,7 +200,7 @@ func (s *Store) CreateRoom(ctx context.Context, id, name, kind, creator string) 
 		if _, err := tx.Exec(ctx, `INSERT INTO room_members (room_id, user_id, role) VALUES ($1, $2, 'admin')`, id, creator); err != nil {
 			return fmt.Errorf("cannot insert member: %w", err)
 		}
-		return nil
+		return outbox.Insert(ctx, tx, announce...)
 	})
 }
 
@@ -290,6 +299,14 @@ func (s *Store) MessageAt(ctx context.Context, roomID string, seq int64) (Messag
 // read marker starts at the room's current last_seq: what was said before they joined is
 // history, not unread. (Someone who leaves and rejoins keeps the higher of the two.)
 func (s *Store) AddMember(ctx context.Context, roomID, userID string) (bool, error) {
+	return s.AddMemberAnnounced(ctx, roomID, userID)
+}
+
+// AddMemberAnnounced is AddMember that also writes announce (the membership.changed
+// event) to the outbox in the same transaction, only if it added the member: a
+// membership and its timeline entry commit together or not at all, and a repeated call
+// writes neither again.
+func (s *Store) AddMemberAnnounced(ctx context.Context, roomID, userID string, announce ...outbox.Row) (bool, error) {
 	added := false
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `INSERT INTO room_members (room_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, roomID, userID)
@@ -306,7 +323,7 @@ func (s *Store) AddMember(ctx context.Context, roomID, userID string) (bool, err
 		if err != nil {
 			return fmt.Errorf("cannot start read marker: %w", err)
 		}
-		return nil
+		return outbox.Insert(ctx, tx, announce...)
 	})
 	return added, err
 }
@@ -359,11 +376,24 @@ func (s *Store) MarkRead(ctx context.Context, userID, roomID string, seq int64) 
 
 // RemoveMember ends a membership; it reports false if there was none.
 func (s *Store) RemoveMember(ctx context.Context, roomID, userID string) (bool, error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM room_members WHERE room_id = $1 AND user_id = $2`, roomID, userID)
-	if err != nil {
-		return false, fmt.Errorf("cannot remove member: %w", err)
-	}
-	return tag.RowsAffected() == 1, nil
+	return s.RemoveMemberAnnounced(ctx, roomID, userID)
+}
+
+// RemoveMemberAnnounced is RemoveMember that also writes announce (the membership.changed
+// event) to the outbox in the same transaction, only if it removed the member.
+func (s *Store) RemoveMemberAnnounced(ctx context.Context, roomID, userID string, announce ...outbox.Row) (bool, error) {
+	removed := false
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM room_members WHERE room_id = $1 AND user_id = $2`, roomID, userID)
+		if err != nil {
+			return fmt.Errorf("cannot remove member: %w", err)
+		}
+		if removed = tag.RowsAffected() == 1; !removed {
+			return nil
+		}
+		return outbox.Insert(ctx, tx, announce...)
+	})
+	return removed, err
 }
 
 // Members lists a room's members, oldest first.
