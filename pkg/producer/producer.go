@@ -9,6 +9,15 @@
 // lane: while one request is in flight, everything published for that partition waits
 // and goes out as the next request. Batches grow with load instead of queues, and a
 // partition still has one request in flight, so one key keeps one order.
+//
+// Failure keeps that order: a request is retried in place until it succeeds, fails for
+// good or reaches its records' DeliveryTimeout; when it fails, every record queued behind
+// it on the partition at that moment fails with the same error, so a later message of a
+// key is never written after an earlier one that the caller will retry. Errors that say
+// the cluster moved (not leader, connection refused, a broker gone) make the producer
+// drop its cached cluster metadata, so a new leader is used as soon as Kafka has one.
+// The queue is bounded (MaxBufferedBytes, MaxBufferedRecords): when full, Enqueue answers
+// ErrBufferFull at once instead of growing.
 package producer
 
 import (
@@ -38,14 +47,44 @@ type Config struct {
 	// BatchBytes caps the uncompressed bytes of a request (default 900 KiB, below the
 	// brokers' 1 MiB message.max.bytes), and so the size of a single message.
 	BatchBytes int
-	// MaxAttempts bounds tries of a request, e.g. while a leader moves (default 10).
+	// MaxAttempts bounds tries of a request (default 0: no bound but DeliveryTimeout,
+	// so that a request outlasts a leader election instead of counting tries through it).
 	MaxAttempts int
 	// WriteTimeout bounds one attempt (default 10s).
 	WriteTimeout time.Duration
+	// DeliveryTimeout bounds the time from Enqueue to the acknowledgement: a record not
+	// acknowledged by then fails with ErrDeliveryTimeout, and so do the records queued
+	// behind it on its partition (default 30s). An attempt in flight at the deadline is
+	// abandoned, not undone: like any failed write, the record may still have been
+	// written.
+	DeliveryTimeout time.Duration
+	// CloseTimeout bounds Close (default DeliveryTimeout); see CloseContext.
+	CloseTimeout time.Duration
+	// MaxBufferedBytes caps the bytes of records enqueued and not yet acknowledged or
+	// failed (default 32 MiB, as the Java client's buffer.memory); MaxBufferedRecords
+	// caps their number (default 100,000). Beyond either, Enqueue returns ErrBufferFull.
+	MaxBufferedBytes   int
+	MaxBufferedRecords int
 	// MetadataTTL is how long a topic's partition count is trusted (default 30s).
 	MetadataTTL time.Duration
 	Logger      *slog.Logger
+
+	// roundTripper replaces the kafka-go Transport in tests (export_test.go).
+	roundTripper kafka.RoundTripper
 }
+
+var (
+	// ErrBufferFull is returned by Enqueue (and so Publish, PublishAsync, Write) when the
+	// records would exceed MaxBufferedBytes or MaxBufferedRecords; nothing was queued. It
+	// is temporary: the caller may answer "unavailable" and let its client retry.
+	ErrBufferFull = errors.New("producer: buffer full")
+	// ErrDeliveryTimeout is the error of a record not acknowledged within
+	// DeliveryTimeout (wrapped with the last attempt's error, if any).
+	ErrDeliveryTimeout = errors.New("producer: delivery timeout")
+	// ErrClosed is returned for records enqueued after Close, and reported for records
+	// still queued when CloseContext's context ends.
+	ErrClosed = errors.New("producer: closed")
+)
 
 func (c *Config) setDefaults() {
 	if c.BatchSize <= 0 {
@@ -54,11 +93,20 @@ func (c *Config) setDefaults() {
 	if c.BatchBytes <= 0 {
 		c.BatchBytes = 900 << 10
 	}
-	if c.MaxAttempts <= 0 {
-		c.MaxAttempts = 10
-	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
+	}
+	if c.DeliveryTimeout <= 0 {
+		c.DeliveryTimeout = 30 * time.Second
+	}
+	if c.CloseTimeout <= 0 {
+		c.CloseTimeout = c.DeliveryTimeout
+	}
+	if c.MaxBufferedBytes <= 0 {
+		c.MaxBufferedBytes = 32 << 20
+	}
+	if c.MaxBufferedRecords <= 0 {
+		c.MaxBufferedRecords = 100_000
 	}
 	if c.MetadataTTL <= 0 {
 		c.MetadataTTL = 30 * time.Second
@@ -72,14 +120,20 @@ func (c *Config) setDefaults() {
 // use.
 type Producer struct {
 	cfg       Config
-	transport *kafka.Transport
+	transport kafka.RoundTripper
 	client    *kafka.Client
+	// abort ends every attempt and wait when CloseContext gives up.
+	abort     context.Context
+	cancelAll context.CancelFunc
 
-	mu     sync.Mutex
-	closed bool
-	lanes  map[partitionKey]*lane
-	topics map[string]*topicInfo
-	rounds sync.WaitGroup // lanes with a request in flight, for Close
+	mu          sync.Mutex
+	closed      bool
+	lanes       map[partitionKey]*lane
+	topics      map[string]*topicInfo
+	bufBytes    int            // bytes of records queued or in flight
+	bufRecords  int            // and their number
+	refreshedAt time.Time      // last time the cluster metadata was dropped
+	rounds      sync.WaitGroup // lanes with a request in flight, for Close
 }
 
 type partitionKey struct {
@@ -95,8 +149,10 @@ type lane struct {
 }
 
 type queued struct {
-	m kafka.Message
-	c *completion
+	m        kafka.Message
+	c        *completion
+	size     int
+	deadline time.Time
 }
 
 type topicInfo struct {
@@ -113,10 +169,14 @@ func New(cfg Config) (*Producer, error) {
 		return nil, errors.New("producer: no brokers configured")
 	}
 	cfg.setDefaults()
-	t := &kafka.Transport{}
+	var rt kafka.RoundTripper = &kafka.Transport{}
+	if cfg.roundTripper != nil {
+		rt = cfg.roundTripper
+	}
+	abort, cancel := context.WithCancel(context.Background())
 	return &Producer{
-		cfg: cfg, transport: t,
-		client: &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: cfg.WriteTimeout, Transport: t},
+		cfg: cfg, transport: rt, abort: abort, cancelAll: cancel,
+		client: &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: cfg.WriteTimeout, Transport: rt},
 		lanes:  map[partitionKey]*lane{}, topics: map[string]*topicInfo{},
 	}, nil
 }
@@ -187,20 +247,26 @@ func (p *Producer) Write(ctx context.Context, msgs ...kafka.Message) error {
 }
 
 // Enqueue queues prepared messages and returns; see PublishAsync. ctx bounds only the
-// partition lookup of a topic not seen before.
+// partition lookup of a topic not seen before. It returns ErrBufferFull, without queueing
+// anything, when the messages would exceed MaxBufferedBytes or MaxBufferedRecords, and
+// ErrClosed after Close.
 func (p *Producer) Enqueue(ctx context.Context, done func(error), msgs ...kafka.Message) error {
 	if len(msgs) == 0 {
 		done(nil)
 		return nil
 	}
 	keys := make([]partitionKey, len(msgs))
+	sizes := make([]int, len(msgs))
+	total := 0
 	for i, m := range msgs {
 		if m.Topic == "" {
 			return errors.New("kafka write failed: message without a topic")
 		}
-		if size := messageSize(m); size > p.cfg.BatchBytes {
-			return fmt.Errorf("kafka write failed: message of %d bytes is larger than the %d allowed", size, p.cfg.BatchBytes)
+		sizes[i] = messageSize(m)
+		if sizes[i] > p.cfg.BatchBytes {
+			return fmt.Errorf("kafka write failed: message of %d bytes is larger than the %d allowed", sizes[i], p.cfg.BatchBytes)
 		}
+		total += sizes[i]
 		parts, err := p.partitions(ctx, m.Topic)
 		if err != nil {
 			return fmt.Errorf("kafka write failed: %w", err)
@@ -209,19 +275,25 @@ func (p *Producer) Enqueue(ctx context.Context, done func(error), msgs ...kafka.
 	}
 	c := &completion{done: done}
 	c.pending.Store(int32(len(msgs)))
+	deadline := time.Now().Add(p.cfg.DeliveryTimeout)
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		return errors.New("kafka write failed: producer closed")
+		return fmt.Errorf("kafka write failed: %w", ErrClosed)
 	}
+	if p.bufRecords+len(msgs) > p.cfg.MaxBufferedRecords || p.bufBytes+total > p.cfg.MaxBufferedBytes {
+		return fmt.Errorf("kafka write failed: %w (%d records, %d bytes queued)", ErrBufferFull, p.bufRecords, p.bufBytes)
+	}
+	p.bufRecords += len(msgs)
+	p.bufBytes += total
 	for i, m := range msgs {
 		l := p.lanes[keys[i]]
 		if l == nil {
 			l = &lane{}
 			p.lanes[keys[i]] = l
 		}
-		l.pending = append(l.pending, queued{m, c})
+		l.pending = append(l.pending, queued{m: m, c: c, size: sizes[i], deadline: deadline})
 		if !l.inFlight {
 			l.inFlight = true
 			p.rounds.Add(1)
@@ -231,17 +303,21 @@ func (p *Producer) Enqueue(ctx context.Context, done func(error), msgs ...kafka.
 	return nil
 }
 
-// drain sends a lane's requests one after another until the lane is empty.
+// drain sends a lane's requests one after another until the lane is empty. When a request
+// fails for good, the records queued behind it fail with it (see the package comment).
 func (p *Producer) drain(key partitionKey, l *lane) {
 	defer p.rounds.Done()
 	if p.cfg.Linger > 0 {
-		time.Sleep(p.cfg.Linger)
+		select {
+		case <-time.After(p.cfg.Linger):
+		case <-p.abort.Done():
+		}
 	}
 	for {
 		p.mu.Lock()
 		n, bytes := 0, 0
 		for n < len(l.pending) && n < p.cfg.BatchSize {
-			size := messageSize(l.pending[n].m)
+			size := l.pending[n].size
 			if n > 0 && bytes+size > p.cfg.BatchBytes {
 				break
 			}
@@ -259,18 +335,52 @@ func (p *Producer) drain(key partitionKey, l *lane) {
 		p.mu.Unlock()
 
 		err := p.produce(key, batch)
+		if err != nil {
+			// Everything queued behind the failed request fails too, with the same error;
+			// what is enqueued from now on starts afresh.
+			p.mu.Lock()
+			batch = append(batch, l.pending...)
+			l.pending = nil
+			p.mu.Unlock()
+		}
+		p.release(batch)
 		for _, q := range batch {
 			q.c.finish(err)
 		}
 	}
 }
 
+// release returns finished records' room in the buffer, before their callbacks run so that
+// a callback may enqueue again.
+func (p *Producer) release(batch []queued) {
+	bytes := 0
+	for _, q := range batch {
+		bytes += q.size
+	}
+	p.mu.Lock()
+	p.bufRecords -= len(batch)
+	p.bufBytes -= bytes
+	p.mu.Unlock()
+}
+
 // produce sends one request, retrying what may succeed on a later try (a leader moving, a
-// broker restarting) before the lane moves on, so that order holds.
+// broker restarting) before the lane moves on, so that order holds. It gives up at the
+// first record's delivery deadline (the records are in enqueue order, so it is the
+// earliest), after MaxAttempts if set, or when CloseContext aborts.
 func (p *Producer) produce(key partitionKey, batch []queued) error {
 	now := time.Now()
+	deadline := batch[0].deadline
 	delay := 50 * time.Millisecond
+	var last error
 	for attempt := 1; ; attempt++ {
+		if p.abort.Err() != nil {
+			return fmt.Errorf("kafka write failed: %s[%d]: %w", key.topic, key.partition, ErrClosed)
+		}
+		remaining := time.Until(deadline)
+		if remaining <= 0 {
+			return fmt.Errorf("kafka write failed: %s[%d]: %w after %d attempts (last error: %v)",
+				key.topic, key.partition, ErrDeliveryTimeout, attempt-1, last)
+		}
 		// Fresh records per attempt: a record's key and value are readers, used up by the
 		// attempt before.
 		records := make([]kafka.Record, len(batch))
@@ -280,7 +390,7 @@ func (p *Producer) produce(key partitionKey, batch []queued) error {
 				records[i].Time = now
 			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.WriteTimeout)
+		ctx, cancel := context.WithTimeout(p.abort, min(p.cfg.WriteTimeout, remaining))
 		res, err := p.client.Produce(ctx, &kafka.ProduceRequest{
 			Topic: key.topic, Partition: key.partition, RequiredAcks: kafka.RequireAll,
 			Compression: kafka.Lz4, Records: kafka.NewRecordReader(records...),
@@ -298,13 +408,48 @@ func (p *Producer) produce(key partitionKey, batch []queued) error {
 		if err == nil {
 			return nil
 		}
-		if attempt >= p.cfg.MaxAttempts || !retriable(err) {
+		last = err
+		if p.abort.Err() != nil {
+			continue // reported as ErrClosed above
+		}
+		if (p.cfg.MaxAttempts > 0 && attempt >= p.cfg.MaxAttempts) || !retriable(err) {
 			return fmt.Errorf("kafka write failed: %s[%d]: %w", key.topic, key.partition, err)
 		}
-		p.cfg.Logger.Warn("produce failed, retrying", "topic", key.topic, "partition", key.partition,
-			"messages", len(batch), "attempt", attempt, "error", err)
-		time.Sleep(delay)
-		delay = min(delay*2, time.Second)
+		if movedOn(err) {
+			p.refreshMetadata()
+		}
+		if attempt == 1 || attempt%10 == 0 { // a failover retries every maxRetryDelay
+			p.cfg.Logger.Warn("produce failed, retrying", "topic", key.topic, "partition", key.partition,
+				"messages", len(batch), "attempt", attempt, "error", err)
+		}
+		select {
+		case <-time.After(min(delay, max(time.Until(deadline), 0))):
+		case <-p.abort.Done():
+		}
+		delay = min(delay*2, maxRetryDelay)
+	}
+}
+
+// maxRetryDelay caps the pause between attempts: during a failover the new leader is
+// used within this long of Kafka electing it.
+const maxRetryDelay = 250 * time.Millisecond
+
+// refreshMetadata drops the transport's cached cluster layout so that the next request
+// starts from fresh metadata. kafka-go's Transport refreshes its layout only on a timer
+// (a random time within 6 s) and routes produce requests by that layout, so without this
+// a request keeps going to a dead or former leader until the timer fires, on top of the
+// broker.session.timeout.ms Kafka itself waits. Requests in flight keep their
+// connections; at most one refresh per maxRetryDelay.
+func (p *Producer) refreshMetadata() {
+	p.mu.Lock()
+	if time.Since(p.refreshedAt) < maxRetryDelay {
+		p.mu.Unlock()
+		return
+	}
+	p.refreshedAt = time.Now()
+	p.mu.Unlock()
+	if t, ok := p.transport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
 	}
 }
 
@@ -370,15 +515,40 @@ func (p *Producer) fetchPartitions(ctx context.Context, topic string) ([]int, er
 	return parts, nil
 }
 
-// Close waits until everything queued is written (or has failed), then releases the
-// connections. Later writes fail.
+// Close is CloseContext bounded by Config.CloseTimeout.
 func (p *Producer) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.CloseTimeout)
+	defer cancel()
+	return p.CloseContext(ctx)
+}
+
+// CloseContext waits until everything queued is written or has failed (which
+// DeliveryTimeout bounds), then releases the connections; later writes fail with
+// ErrClosed. If ctx ends first, attempts in flight are abandoned and every record not yet
+// acknowledged fails with ErrClosed (it may still have been written); CloseContext then
+// returns ctx's error. It is safe to call more than once.
+func (p *Producer) CloseContext(ctx context.Context) error {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
-	p.rounds.Wait()
-	p.transport.CloseIdleConnections()
-	return nil
+	drained := make(chan struct{})
+	go func() {
+		p.rounds.Wait()
+		close(drained)
+	}()
+	var err error
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		p.cancelAll()
+		<-drained
+		err = fmt.Errorf("producer: close: %w", ctx.Err())
+	}
+	p.cancelAll()
+	if t, ok := p.transport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
+	return err
 }
 
 // completion counts a call's messages down as their requests finish and reports the first
@@ -413,8 +583,17 @@ func retriable(err error) bool {
 	if errors.As(err, &temp) && temp.Temporary() {
 		return true
 	}
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+	return errors.Is(err, kafka.BrokerNotAvailable) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// movedOn reports whether a retriable error may mean the partition's leader moved or its
+// broker went away, so that the cached cluster layout is worth dropping. Errors about the
+// followers (not enough replicas) leave the leader where it is.
+func movedOn(err error) bool {
+	return !errors.Is(err, kafka.NotEnoughReplicas) && !errors.Is(err, kafka.NotEnoughReplicasAfterAppend) &&
+		!errors.Is(err, kafka.ThrottlingQuotaExceeded)
 }
 
 func messageSize(m kafka.Message) int {

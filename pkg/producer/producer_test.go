@@ -96,6 +96,7 @@ func TestEnqueue_refused_message_is_returned_not_reported(t *testing.T) {
 	}
 }
 
+// readAll reads every partition of topic to its end; n < 0 skips the count check.
 func readAll(ctx context.Context, t *testing.T, brokers []string, topic string, n int, fn func(kafka.Message)) {
 	t.Helper()
 	conn, err := kafka.DialContext(ctx, "tcp", brokers[0])
@@ -129,7 +130,7 @@ func readAll(ctx context.Context, t *testing.T, brokers []string, topic string, 
 		}
 		r.Close()
 	}
-	if got != n {
+	if n >= 0 && got != n {
 		t.Fatalf("read %d messages, want %d", got, n)
 	}
 }
