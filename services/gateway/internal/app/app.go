@@ -173,6 +173,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	e.GET("/healthz", adminH)
 	e.GET("/readyz", adminH)
 	e.GET("/metrics", adminH)
+	e.Any("/debug/pprof/*", adminH) // loopback clients only (pkg/service)
 	// The browser client. Its paths are listed one by one rather than as "/*" so that an
 	// unknown /api path still gets the API's JSON 404.
 	page := echo.WrapHandler(web.Handler())
