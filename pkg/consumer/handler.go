@@ -57,7 +57,12 @@ func Chain(h Handler, mws ...Middleware) Handler {
 }
 
 // ErrPermanent marks an error that no retry can fix (a malformed message, a schema
-// violation): Retry gives up at once and the message goes to the dead-letter topic.
+// violation, a broken rule): Retry gives up at once and DeadLetter dead-letters the message.
+//
+// Whether a failure is permanent is decided once, where the error arises, never by
+// counting attempts: everything not marked is transient (a database or broker that is
+// down, a timeout) and is retried until it succeeds, because dead-lettering an accepted
+// message because a dependency blinked would lose it.
 var ErrPermanent = errors.New("permanent failure")
 
 type permanent struct{ err error }
@@ -66,10 +71,25 @@ func (p permanent) Error() string        { return p.err.Error() }
 func (p permanent) Unwrap() []error      { return []error{p.err, ErrPermanent} }
 func (p permanent) Is(target error) bool { return target == ErrPermanent }
 
-// Permanent wraps err so that errors.Is(err, ErrPermanent) holds.
+// Permanent wraps err so that errors.Is(err, ErrPermanent) and IsPermanent hold.
 func Permanent(err error) error {
 	if err == nil {
 		return nil
 	}
 	return permanent{err}
+}
+
+// IsPermanent reports whether err was marked permanent at its source: wrapped by
+// Permanent, or with an error in its chain that has a method Permanent() bool returning
+// true (pkg/event's decoding and validation errors have one, as that package cannot import
+// this one). Every other error is transient.
+func IsPermanent(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, ErrPermanent) {
+		return true
+	}
+	var p interface{ Permanent() bool }
+	return errors.As(err, &p) && p.Permanent()
 }

@@ -26,13 +26,14 @@ func Decode() Middleware {
 	}
 }
 
-// Recover turns a handler panic into an error, so one bad message cannot crash the service.
+// Recover turns a handler panic into a permanent error, so one bad message cannot crash
+// the service: a panic is a bug that the same message triggers again on every retry.
 func Recover() Middleware {
 	return func(next Handler) Handler {
 		return func(ctx context.Context, m *Message) (err error) {
 			defer func() {
 				if r := recover(); r != nil {
-					err = fmt.Errorf("handler panicked: %v\n%s", r, debug.Stack())
+					err = Permanent(fmt.Errorf("handler panicked: %v\n%s", r, debug.Stack()))
 				}
 			}()
 			return next(ctx, m)
@@ -40,49 +41,52 @@ func Recover() Middleware {
 	}
 }
 
-// Retry calls the handler again with exponential backoff. Zero fields mean defaults.
+// Retry calls the handler again after a transient failure, with exponential backoff and
+// jitter, until it succeeds: a transient failure (see IsPermanent) is never given up on,
+// so that a message is dead-lettered for what it is and not for how long a dependency was
+// down. A permanent failure is returned at once. While it retries, the runner fetches
+// nothing new (at most one batch waits, fetched ahead), so the partition keeps its order.
+// Retrying ends early only when ctx ends or the runner shuts down; the message is then
+// left uncommitted and redelivered. Zero fields mean defaults.
+//
+// m.Attempt counts the handler's invocations for the message, whichever path (a whole
+// batch, the isolation of one message, a runner without batches) it took.
 type Retry struct {
-	MaxAttempts     int           // default 5
 	InitialInterval time.Duration // default 100ms
-	MaxInterval     time.Duration // default 5s
-	// ShouldRetry decides per error; default: everything except ErrPermanent.
+	MaxInterval     time.Duration // default 10s
+	// ShouldRetry decides per error; default: everything not permanent (IsPermanent).
 	ShouldRetry func(error) bool
 	Logger      *slog.Logger
 }
 
 // Middleware returns the retrying middleware.
 func (r Retry) Middleware(next Handler) Handler {
-	if r.MaxAttempts == 0 {
-		r.MaxAttempts = 5
-	}
 	if r.InitialInterval == 0 {
 		r.InitialInterval = 100 * time.Millisecond
 	}
 	if r.MaxInterval == 0 {
-		r.MaxInterval = 5 * time.Second
+		r.MaxInterval = 10 * time.Second
 	}
 	if r.ShouldRetry == nil {
-		r.ShouldRetry = func(err error) bool { return !errors.Is(err, ErrPermanent) }
+		r.ShouldRetry = func(err error) bool { return !IsPermanent(err) }
 	}
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.DiscardHandler)
 	}
 	return func(ctx context.Context, m *Message) error {
-		delay := r.InitialInterval
+		b := newBackoff(r.InitialInterval, r.MaxInterval)
 		for {
 			m.Attempt++
 			err := next(ctx, m)
-			if err == nil || m.Attempt >= r.MaxAttempts || !r.ShouldRetry(err) {
+			if err == nil || !r.ShouldRetry(err) || ctx.Err() != nil {
 				return err
 			}
-			r.Logger.Warn("handler failed, retrying", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset,
-				"event_id", m.Event.ID, "attempt", m.Attempt, "error", err)
-			select {
-			case <-ctx.Done():
-				return errors.Join(err, ctx.Err())
-			case <-time.After(delay):
+			d := b.next()
+			r.Logger.Warn("handler failed transiently, retrying", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset,
+				"event_id", m.Event.ID, "attempt", m.Attempt, "retry_in", d, "error", err)
+			if werr := wait(ctx, d); werr != nil {
+				return errors.Join(err, werr)
 			}
-			delay = min(delay*2, r.MaxInterval)
 		}
 	}
 }
@@ -102,10 +106,13 @@ const (
 	HeaderDLQConsumer  = "dlq_consumer"
 )
 
-// DeadLetter publishes a message whose handler failed for good to topic, with its original
-// key, value and headers plus the reason, origin and attempt count, and then acknowledges
-// it so the partition moves on. If the dead-letter write itself fails the error is
-// returned and the message is not acknowledged: nothing is lost.
+// DeadLetter publishes a message whose handler failed permanently (IsPermanent) to topic,
+// with its original key, value and headers plus the reason, origin and attempt count, and
+// then acknowledges it so the partition moves on. A transient failure is returned as it
+// is, never dead-lettered. A failed dead-letter write (a broker down, a topic not yet
+// known to the producer) is retried with backoff until it succeeds, without running the
+// handler again; only a shutdown ends it, with an error: the message is not acknowledged
+// and nothing is lost.
 func DeadLetter(w Writer, topic, consumerName string, logger *slog.Logger) Middleware {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -113,7 +120,7 @@ func DeadLetter(w Writer, topic, consumerName string, logger *slog.Logger) Middl
 	return func(next Handler) Handler {
 		return func(ctx context.Context, m *Message) error {
 			err := next(ctx, m)
-			if err == nil || ctx.Err() != nil {
+			if err == nil || ctx.Err() != nil || !IsPermanent(err) {
 				return err
 			}
 			headers := append([]kafka.Header{}, m.Headers...)
@@ -126,8 +133,20 @@ func DeadLetter(w Writer, topic, consumerName string, logger *slog.Logger) Middl
 				kafka.Header{Key: HeaderDLQConsumer, Value: []byte(consumerName)},
 			)
 			dl := kafka.Message{Topic: topic, Key: m.Key, Value: m.Value, Headers: headers}
-			if werr := w.Write(ctx, dl); werr != nil {
-				return fmt.Errorf("cannot dead-letter (%v) after: %w", werr, err)
+			b := newBackoff(100*time.Millisecond, 10*time.Second)
+			for {
+				werr := w.Write(ctx, dl)
+				if werr == nil {
+					break
+				}
+				d := b.next()
+				logger.Warn("dead-letter write failed, retrying", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset,
+					"event_id", m.Event.ID, "dlq", topic, "retry_in", d, "error", werr)
+				if serr := wait(ctx, d); serr != nil {
+					// Not wrapping err: the message is not dead-lettered, and this is no
+					// reason to run its handler again.
+					return fmt.Errorf("cannot dead-letter (%v; %v) after: %v", werr, serr, err)
+				}
 			}
 			logger.Error("message dead-lettered", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset,
 				"event_id", m.Event.ID, "attempts", m.Attempt, "error", err, "dlq", topic)

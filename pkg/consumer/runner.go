@@ -89,9 +89,11 @@ func New(cfg Config, h Handler, mws ...Middleware) (*Runner, error) {
 
 // NewBatch runs bh on whole batches, e.g. one database transaction per batch. Messages
 // that do not decode are routed one by one through mws (which should end in DeadLetter).
-// If a batch fails with a permanent error (see Permanent), its messages are retried one at
-// a time through mws, so that one poison message is dead-lettered instead of blocking the
-// partition; a transient error retries the whole batch until it succeeds.
+// A batch that fails transiently is retried whole, by retry, until it succeeds. If it
+// fails with a permanent error (see IsPermanent), its messages are isolated: handled one
+// at a time through mws, so that one poison message is dead-lettered instead of blocking
+// the partition, while a transient failure during the isolation (the database restarting)
+// is retried like any other and never dead-letters a valid message.
 func NewBatch(cfg Config, bh BatchHandler, retry Retry, mws ...Middleware) (*Runner, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
@@ -116,10 +118,9 @@ func NewBatch(cfg Config, bh BatchHandler, retry Retry, mws ...Middleware) (*Run
 		if err == nil || ctx.Err() != nil {
 			return err
 		}
-		if !errors.Is(err, ErrPermanent) {
-			// A transient failure (the database or Kafka is down) is not the messages'
-			// fault: dead-lettering them would drop accepted chat messages. The runner
-			// retries the whole batch until the dependency is back.
+		if !IsPermanent(err) {
+			// Retry gave up on a transient failure only because the runner is stopping
+			// (or its ShouldRetry said so): the batch stays uncommitted.
 			return err
 		}
 		cfg.Logger.Warn("batch failed, isolating messages", "consumer", cfg.Name, "size", len(good), "error", err)
@@ -197,6 +198,8 @@ func (r *Runner) Run(ctx context.Context) error {
 	// Work in hand survives the shutdown signal for ShutdownTimeout.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
+	// Retries of transient failures stop at the shutdown signal, not after the timeout.
+	work = withStopping(work, ctx.Done())
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(r.cfg.ShutdownTimeout, cancelWork) })
 	defer stop()
 	defer func() {
@@ -325,10 +328,11 @@ func (r *Runner) fetch(ctx context.Context) ([]kafka.Message, error) {
 	return batch, nil
 }
 
-// handle processes a batch, retrying forever (with backoff) while the failure is not the
-// shutdown: giving up would skip messages, and order must hold.
+// handle processes a batch, retrying forever (with backoff and jitter) while the failure
+// is not the shutdown: giving up would skip messages, and order must hold. Nothing new is
+// handed over meanwhile: the fetcher holds at most one batch, fetched ahead.
 func (r *Runner) handle(ctx, work context.Context, batch []kafka.Message, ms []*Message) error {
-	delay := 200 * time.Millisecond
+	b := newBackoff(200*time.Millisecond, 10*time.Second)
 	for {
 		err := r.process(work, ms)
 		if err == nil {
@@ -337,13 +341,11 @@ func (r *Runner) handle(ctx, work context.Context, batch []kafka.Message, ms []*
 		if ctx.Err() != nil || work.Err() != nil {
 			return err
 		}
-		r.cfg.Logger.Error("batch not handled; retrying", "consumer", r.cfg.Name, "error", err, "first_offset", batch[0].Offset)
-		select {
-		case <-work.Done():
+		d := b.next()
+		r.cfg.Logger.Error("batch not handled; retrying", "consumer", r.cfg.Name, "error", err, "first_offset", batch[0].Offset, "retry_in", d)
+		if werr := wait(work, d); werr != nil {
 			return err
-		case <-time.After(delay):
 		}
-		delay = min(delay*2, 10*time.Second)
 	}
 }
 

@@ -63,7 +63,7 @@ func (f *fixture) config(group string) consumer.Config {
 func (f *fixture) middleware(name string) []consumer.Middleware {
 	return []consumer.Middleware{
 		consumer.DeadLetter(f.prod, f.dlq, name, nil),
-		consumer.Retry{MaxAttempts: 3, InitialInterval: 10 * time.Millisecond}.Middleware,
+		consumer.Retry{InitialInterval: 10 * time.Millisecond, MaxInterval: 100 * time.Millisecond}.Middleware,
 		consumer.Recover(),
 		consumer.Decode(),
 	}
@@ -85,6 +85,24 @@ func (f *fixture) readDLQ(t *testing.T, n int) []kafka.Message {
 		out = append(out, m)
 	}
 	return out
+}
+
+// dlqCount returns how many dead letters the fixture's DLQ topic holds.
+func (f *fixture) dlqCount(t *testing.T) int64 {
+	t.Helper()
+	res, err := f.env.Client().ListOffsets(context.Background(), &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
+		f.dlq: {kafka.FirstOffsetOf(0), kafka.LastOffsetOf(0), kafka.FirstOffsetOf(1), kafka.LastOffsetOf(1), kafka.FirstOffsetOf(2), kafka.LastOffsetOf(2)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, po := range res.Topics[f.dlq] {
+		if po.Error != nil {
+			t.Fatalf("offsets of %s/%d: %v", f.dlq, po.Partition, po.Error)
+		}
+		n += po.LastOffset - po.FirstOffset
+	}
+	return n
 }
 
 func header(m kafka.Message, key string) string {
@@ -117,22 +135,49 @@ func runUntil(t *testing.T, r *consumer.Runner, cond func() bool) {
 	}
 }
 
+// flakyWriter fails its first failures writes, as a producer does whose metadata does not
+// know a freshly created topic yet (Unknown Topic Or Partition).
+type flakyWriter struct {
+	w        consumer.Writer
+	mu       sync.Mutex
+	failures int
+}
+
+func (w *flakyWriter) Write(ctx context.Context, msgs ...kafka.Message) error {
+	w.mu.Lock()
+	fail := w.failures > 0
+	w.failures--
+	w.mu.Unlock()
+	if fail {
+		return kafka.UnknownTopicOrPartition
+	}
+	return w.w.Write(ctx, msgs...)
+}
+
+// A message fails transiently twice, then permanently: it is tried exactly three times
+// and dead-lettered once, even though the dead-letter write itself fails twice first (the
+// flake this test had: a failed dead-letter write sent the message back through the
+// runner's retry, which ran the handler again, so the path decided the attempt count).
 func TestRunner_failing_handler_is_retried_then_dead_lettered(t *testing.T) {
 	f := newFixture(t)
 	ids := f.publish(t, "room-1", 3)
 	var mu sync.Mutex
 	attempts := map[string]int{}
 	handled := []string{}
+	dlq := &flakyWriter{w: f.prod, failures: 2}
 	r, err := consumer.New(f.config(stacktest.UniqueName("g-")), func(_ context.Context, m *consumer.Message) error {
 		mu.Lock()
 		defer mu.Unlock()
 		attempts[m.Event.ID]++
 		if m.Event.ID == ids[1] {
-			return errors.New("database says no")
+			if attempts[m.Event.ID] < 3 {
+				return errors.New("database says no") // transient: retried
+			}
+			return consumer.Permanent(errors.New("rule says no"))
 		}
 		handled = append(handled, m.Event.ID)
 		return nil
-	}, f.middleware("test-consumer")...)
+	}, append([]consumer.Middleware{consumer.DeadLetter(dlq, f.dlq, "test-consumer", nil)}, f.middleware("test-consumer")[1:]...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,16 +187,19 @@ func TestRunner_failing_handler_is_retried_then_dead_lettered(t *testing.T) {
 	if attempts[ids[1]] != 3 {
 		t.Errorf("poison message tried %d times, want 3", attempts[ids[1]])
 	}
-	if handled[0] != ids[0] || handled[1] != ids[2] {
+	if len(handled) != 2 || handled[0] != ids[0] || handled[1] != ids[2] {
 		t.Errorf("handled %v, want %v then %v", handled, ids[0], ids[2])
 	}
 	mu.Unlock()
+	if n := f.dlqCount(t); n != 1 {
+		t.Errorf("%d dead letters, want 1", n)
+	}
 	dl := f.readDLQ(t, 1)[0]
 	if got := header(dl, event.HeaderID); got != ids[1] {
 		t.Errorf("dead letter carries ce_id %q, want %q (original headers kept)", got, ids[1])
 	}
 	want := map[string]string{
-		consumer.HeaderDLQReason: "database says no", consumer.HeaderDLQTopic: f.topic,
+		consumer.HeaderDLQReason: "rule says no", consumer.HeaderDLQTopic: f.topic,
 		consumer.HeaderDLQAttempts: "3", consumer.HeaderDLQConsumer: "test-consumer",
 	}
 	for k, v := range want {
@@ -275,7 +323,7 @@ func TestBatchRunner_poison_message_is_isolated(t *testing.T) {
 	}
 	cfg := f.config(stacktest.UniqueName("g-"))
 	cfg.BatchLinger = 200 * time.Millisecond // gather the whole burst into one batch
-	r, err := consumer.NewBatch(cfg, bh, consumer.Retry{MaxAttempts: 2, InitialInterval: 10 * time.Millisecond}, f.middleware("batch")...)
+	r, err := consumer.NewBatch(cfg, bh, consumer.Retry{InitialInterval: 10 * time.Millisecond, MaxInterval: 100 * time.Millisecond}, f.middleware("batch")...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,22 +361,135 @@ func TestBatchRunner_transient_failure_retries_without_dead_lettering(t *testing
 	}
 	cfg := f.config(stacktest.UniqueName("g-"))
 	cfg.BatchLinger = 200 * time.Millisecond
-	r, err := consumer.NewBatch(cfg, bh, consumer.Retry{MaxAttempts: 2, InitialInterval: 10 * time.Millisecond}, f.middleware("outage")...)
+	r, err := consumer.NewBatch(cfg, bh, consumer.Retry{InitialInterval: 10 * time.Millisecond, MaxInterval: 100 * time.Millisecond}, f.middleware("outage")...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	runUntil(t, r, func() bool { mu.Lock(); defer mu.Unlock(); return len(stored) == len(ids) })
 
-	client := f.env.Client()
-	for p := 0; p < 3; p++ {
-		res, err := client.ListOffsets(context.Background(), &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{f.dlq: {kafka.LastOffsetOf(p)}}})
-		if err != nil {
-			t.Fatal(err)
+	if n := f.dlqCount(t); n != 0 {
+		t.Fatalf("%d dead letters after a transient outage", n)
+	}
+}
+
+// More transient failures than any fixed budget: the message is retried until it
+// succeeds, stored once and never dead-lettered.
+func TestRunner_transient_failure_is_retried_until_it_succeeds(t *testing.T) {
+	f := newFixture(t)
+	ids := f.publish(t, "room-6", 2)
+	var mu sync.Mutex
+	attempts := map[string]int{}
+	handled := map[string]int{}
+	r, err := consumer.New(f.config(stacktest.UniqueName("g-")), func(_ context.Context, m *consumer.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		attempts[m.Event.ID]++
+		if m.Event.ID == ids[0] && attempts[m.Event.ID] <= 8 {
+			return errors.New("connection refused")
 		}
-		for _, po := range res.Topics[f.dlq] {
-			if po.LastOffset != 0 {
-				t.Fatalf("dead-letter partition %d has %d messages after a transient outage", po.Partition, po.LastOffset)
+		if m.Attempt != attempts[m.Event.ID] {
+			t.Errorf("Attempt %d on invocation %d", m.Attempt, attempts[m.Event.ID])
+		}
+		handled[m.Event.ID]++
+		return nil
+	}, f.middleware("transient")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runUntil(t, r, func() bool { mu.Lock(); defer mu.Unlock(); return handled[ids[1]] == 1 })
+	mu.Lock()
+	defer mu.Unlock()
+	if attempts[ids[0]] != 9 || handled[ids[0]] != 1 {
+		t.Errorf("first message tried %d times and handled %d, want 9 and 1", attempts[ids[0]], handled[ids[0]])
+	}
+	if n := f.dlqCount(t); n != 0 {
+		t.Errorf("%d dead letters after transient failures", n)
+	}
+}
+
+// A batch fails permanently (one poison message) and, while its messages are isolated,
+// the store fails transiently for a valid one: only the poison message is dead-lettered,
+// every other message is stored once.
+func TestBatchRunner_transient_failure_during_isolation_is_not_dead_lettered(t *testing.T) {
+	f := newFixture(t)
+	ids := f.publish(t, "room-7", 10)
+	poison, victim := ids[3], ids[6]
+	var mu sync.Mutex
+	stored := map[string]int{}
+	victimCalls := 0
+	bh := func(_ context.Context, ms []*consumer.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, m := range ms {
+			if m.Event.ID == poison {
+				return consumer.Permanent(errors.New("constraint violated"))
 			}
 		}
+		if len(ms) == 1 && ms[0].Event.ID == victim {
+			victimCalls++
+			if victimCalls <= 8 {
+				return errors.New("connection refused") // the database restarts
+			}
+		}
+		for _, m := range ms {
+			stored[m.Event.ID]++
+		}
+		return nil
+	}
+	cfg := f.config(stacktest.UniqueName("g-"))
+	cfg.BatchLinger = 200 * time.Millisecond
+	r, err := consumer.NewBatch(cfg, bh, consumer.Retry{InitialInterval: 10 * time.Millisecond, MaxInterval: 100 * time.Millisecond}, f.middleware("isolation")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runUntil(t, r, func() bool { mu.Lock(); defer mu.Unlock(); return len(stored) == len(ids)-1 })
+	mu.Lock()
+	defer mu.Unlock()
+	if victimCalls <= 8 {
+		t.Fatalf("the victim was handled alone %d times: the batch was not isolated", victimCalls)
+	}
+	for _, id := range ids {
+		if id != poison && stored[id] != 1 {
+			t.Errorf("event %s stored %d times, want once", id, stored[id])
+		}
+	}
+	if n := f.dlqCount(t); n != 1 {
+		t.Fatalf("%d dead letters, want only the poison message", n)
+	}
+	if got := header(f.readDLQ(t, 1)[0], event.HeaderID); got != poison {
+		t.Fatalf("dead letter is %s, want the poison message %s", got, poison)
+	}
+}
+
+func TestIsPermanent(t *testing.T) {
+	_, decodeErr := event.Decode([]byte("\x00not json"))
+	_, payloadErr := event.DecodePayload(event.Envelope{Type: "no.such.type"})
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"nil", nil, false},
+		{"plain error", errors.New("connection refused"), false},
+		{"context", context.DeadlineExceeded, false},
+		{"marked", consumer.Permanent(errors.New("rule")), true},
+		{"marked and wrapped", fmt.Errorf("batch: %w", consumer.Permanent(errors.New("rule"))), true},
+		{"undecodable event", decodeErr, true},
+		{"unknown type", fmt.Errorf("event x: %w", payloadErr), true},
+		{"invalid field", &event.FieldError{Field: "id", Reason: "is required"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := consumer.IsPermanent(tt.err); got != tt.want {
+				t.Errorf("IsPermanent(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRecover_panic_is_permanent(t *testing.T) {
+	h := consumer.Recover()(func(context.Context, *consumer.Message) error { panic("boom") })
+	if err := h(context.Background(), &consumer.Message{}); !consumer.IsPermanent(err) {
+		t.Fatalf("panic gave %v, want a permanent error", err)
 	}
 }

@@ -7,21 +7,33 @@ import (
 
 // Sentinel errors returned (wrapped) by this package. Test them with
 // errors.Is; use errors.As with *FieldError to learn which field was at fault.
+//
+// Every one of them is permanent: the same bytes or the same payload fail the same way
+// on every attempt. They say so with a Permanent method, which a consumer reads to
+// dead-letter the event instead of retrying it (pkg/consumer.IsPermanent).
 var (
 	// ErrMalformed reports bytes that are not a JSON object at all, so no
 	// attribute could be inspected.
-	ErrMalformed = errors.New("event: malformed envelope")
+	ErrMalformed error = permanentError("event: malformed envelope")
 	// ErrUnknownType reports an event type that is not in the registry.
-	ErrUnknownType = errors.New("event: unknown event type")
+	ErrUnknownType error = permanentError("event: unknown event type")
 	// ErrInvalid reports a missing or invalid envelope attribute or data
 	// field. It is always accompanied by a *FieldError.
-	ErrInvalid = errors.New("event: invalid event")
+	ErrInvalid error = permanentError("event: invalid event")
 	// ErrUnsupportedVersion reports a CloudEvents specversion other than 1.0.
-	ErrUnsupportedVersion = errors.New("event: unsupported specversion")
+	ErrUnsupportedVersion error = permanentError("event: unsupported specversion")
 	// ErrTypeMismatch reports that As was asked for a Go type that does not
 	// correspond to the envelope's event type.
-	ErrTypeMismatch = errors.New("event: payload type mismatch")
+	ErrTypeMismatch error = permanentError("event: payload type mismatch")
 )
+
+// permanentError is a sentinel that no retry can fix.
+type permanentError string
+
+func (e permanentError) Error() string { return string(e) }
+
+// Permanent reports true: decoding or validating the same event again fails again.
+func (permanentError) Permanent() bool { return true }
 
 // FieldError names the attribute or data field that made an event invalid.
 // Data fields are reported as "data.<json name>" by New, DecodePayload and

@@ -108,7 +108,7 @@ func run(ctx context.Context, c config) error {
 	if err != nil {
 		return err
 	}
-	retry := consumer.Retry{MaxAttempts: 5, Logger: logger}
+	retry := consumer.Retry{Logger: logger}
 	runner, err := consumer.NewBatch(consumer.Config{
 		Brokers:   brokers,
 		GroupID:   c.group,

@@ -130,7 +130,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	retry := consumer.Retry{MaxAttempts: 5, Logger: log}
+	retry := consumer.Retry{Logger: log}
 	metrics := consumer.NewMetrics(cfg.Admin.Registry)
 	runner, err := consumer.NewBatch(consumer.Config{
 		Brokers:     cfg.Brokers,
