@@ -18,6 +18,14 @@ import (
 
 // Kafka's own test harness uses these to start fast; durability settings stay production-like
 // (RF 3, min ISR 2) because the tests exist to prove durability.
+//
+// A SIGKILLed node keeps its partitions' leadership until the controller fences it, which
+// it does broker.session.timeout.ms (default 9 s) after its last heartbeat; sends to those
+// partitions stall that long. As Kafka's own test harness does, the local stack fences
+// sooner (3 s, heartbeats every 0.5 s); the price, a broker that is merely slow (a GC pause,
+// a starved CPU on a loaded machine) being fenced and its leaders moved, is discussed in
+// docs/operations.md. Raft's own timeouts (controller.quorum.fetch.timeout.ms 2 s,
+// election 1 s) stay at Kafka's defaults.
 var serverProperties = template.Must(template.New("props").Parse(`# Written by localstack; edits are overwritten on the next up.
 process.roles=broker,controller
 node.id={{.ID}}
@@ -44,6 +52,8 @@ num.io.threads=2
 num.recovery.threads.per.data.dir=1
 log.segment.bytes=67108864
 delete.topic.enable=true
+broker.session.timeout.ms=3000
+broker.heartbeat.interval.ms=500
 `))
 
 func (s *Stack) voters() string {
