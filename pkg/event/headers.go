@@ -15,6 +15,12 @@ const (
 	HeaderTime        = "ce_time"
 	HeaderTraceParent = "traceparent"
 	HeaderContentType = "content-type"
+
+	// HeaderUsers lists, comma-separated, the users whose set of rooms a stored timeline
+	// entry changes (the user who joined or left; a DM's members). It is not a
+	// CloudEvents attribute: gateways use it to skip entries no connection of theirs
+	// needs without decoding them.
+	HeaderUsers = "kchat_users"
 )
 
 // Header is a Kafka record header. It mirrors kafka-go's Header so that

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
@@ -38,7 +39,8 @@ type config struct {
 	brokers, databaseURL, httpAddr  string
 	topicPrefix, group, logLevel    string
 	batchSize                       int
-	migrate, healthcheck            bool
+	relayGrace                      time.Duration
+	migrate, healthcheck, direct    bool
 	crashAfterPublish, crashInBatch int64
 }
 
@@ -51,6 +53,10 @@ func main() {
 	flag.StringVar(&c.group, "group", service.Env("CONSUMER_GROUP", name), "Kafka consumer group")
 	flag.IntVar(&c.batchSize, "batch-size", service.EnvInt("BATCH_SIZE", defaultBatchSize), "most events stored in one transaction")
 	flag.StringVar(&c.logLevel, "log-level", service.Env("LOG_LEVEL", "info"), "debug, info, warn or error")
+	flag.BoolVar(&c.direct, "direct-publish", true,
+		"publish each committed batch's stored events at once; false leaves everything to the outbox relay")
+	flag.DurationVar(&c.relayGrace, "relay-grace", service.EnvDuration("RELAY_GRACE", 5*time.Second),
+		"how long the relay leaves directly published rows to their publisher before taking them over")
 	flag.BoolVar(&c.migrate, "migrate", true, "apply database migrations before starting")
 	flag.BoolVar(&c.healthcheck, "healthcheck", false, "check /healthz of a running instance and exit")
 	flag.Int64Var(&c.crashAfterPublish, "fault-crash-after-publish", 0,
@@ -99,12 +105,22 @@ func run(ctx context.Context, c config) error {
 	admin.AddCheck("postgres", service.PostgresCheck(pool))
 	consumerMetrics := consumer.NewMetrics(admin.Registry)
 
-	st, err := store.New(pool, store.Config{
+	outboxMetrics := outbox.NewMetrics(admin.Registry)
+	var direct *outbox.Direct
+	storeCfg := store.Config{
 		Topic:        names.Of(topics.Stored),
 		Logger:       logger,
 		Metrics:      store.NewMetrics(admin.Registry),
+		RelayGrace:   c.relayGrace,
 		BeforeCommit: fault.KillAt(c.crashInBatch, "crash-in-batch", logger),
-	})
+	}
+	if c.direct {
+		if direct, err = outbox.NewDirect(pool, prod, outbox.DirectConfig{Logger: logger, Metrics: outboxMetrics}); err != nil {
+			return err
+		}
+		storeCfg.Direct = direct
+	}
+	st, err := store.New(pool, storeCfg)
 	if err != nil {
 		return err
 	}
@@ -130,7 +146,7 @@ func run(ctx context.Context, c config) error {
 	}
 	relay, err := outbox.New(pool, prod, outbox.Config{
 		Logger:       logger,
-		Metrics:      outbox.NewMetrics(admin.Registry),
+		Metrics:      outboxMetrics,
 		AfterPublish: fault.KillAt(c.crashAfterPublish, "crash-after-publish", logger),
 	})
 	if err != nil {
@@ -142,8 +158,15 @@ func run(ctx context.Context, c config) error {
 	// them returned, so the producer outlives the dead-letter writes and the relay.
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return admin.Serve(gctx, c.httpAddr, logger) })
-	g.Go(func() error { return runner.Run(gctx) })
+	// The direct publisher stops only after the runner returned: the runner's last batch
+	// is published after gctx ended, and its rows should be marked, not republished.
+	dctx, stopDirect := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopDirect()
+	g.Go(func() error { defer stopDirect(); return runner.Run(gctx) })
 	g.Go(func() error { return relay.Run(gctx) })
+	if direct != nil {
+		g.Go(func() error { return direct.Run(dctx) })
+	}
 	logger.Info("persistence started", "group", c.group, "topic_prefix", c.topicPrefix, "http_addr", c.httpAddr)
 	err = g.Wait()
 	if err != nil && !errors.Is(err, context.Canceled) {

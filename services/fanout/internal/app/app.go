@@ -130,9 +130,10 @@ func Run(ctx context.Context, cfg Config) error {
 	retry := consumer.Retry{Logger: log}
 	metrics := consumer.NewMetrics(cfg.Admin.Registry)
 	runner, err := consumer.NewBatch(consumer.Config{
-		Brokers:     cfg.Brokers,
-		GroupID:     cfg.Group,
-		Topics:      []string{names.Of(topics.Stored), names.Of(topics.Ephemeral), names.Of(topics.Notifications)},
+		Brokers: cfg.Brokers,
+		GroupID: cfg.Group,
+		// Not chat.stored: gateways read the timeline themselves (docs/architecture.md).
+		Topics:      []string{names.Of(topics.Ephemeral), names.Of(topics.Notifications)},
 		Name:        "fanout",
 		BatchSize:   cfg.BatchSize,
 		StartOffset: cfg.StartOffset,

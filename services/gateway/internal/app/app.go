@@ -149,12 +149,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	admin.AddCheck("kafka", service.KafkaCheck(cfg.Brokers))
 	admin.AddCheck("presence", view.Check)
 	admin.AddCheck("deliveries", func(context.Context) error {
-		select {
-		case <-br.Ready():
-			return nil
-		default:
-			return errors.New("delivery reader not positioned yet")
+		for what, ready := range map[string]<-chan struct{}{"timeline": br.StoredReady(), "delivery": br.Ready()} {
+			select {
+			case <-ready:
+			default:
+				return errors.New(what + " reader not positioned yet")
+			}
 		}
+		return nil
 	})
 
 	e := echo.New()
@@ -198,6 +200,11 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	hubCtx, stopHub := context.WithCancel(context.Background())
 	hubDone := make(chan struct{})
 	go func() { defer close(hubDone); a.hub.Run(hubCtx) }()
+	go func() {
+		if err := a.broker.RunStored(readers, a.hub); err != nil && readers.Err() == nil {
+			a.log.Error("timeline reader stopped", "error", err)
+		}
+	}()
 	go func() {
 		if err := a.broker.RunDeliveries(readers, a.hub); err != nil && readers.Err() == nil {
 			a.log.Error("delivery reader stopped", "error", err)

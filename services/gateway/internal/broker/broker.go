@@ -49,6 +49,8 @@ type Broker struct {
 	metrics *metrics.Metrics
 	log     *slog.Logger
 	ready   chan struct{}
+	// storedReady is closed once the timeline reader's start offsets are fixed.
+	storedReady chan struct{}
 }
 
 // New returns a Broker writing through pub. m and log may be nil.
@@ -60,7 +62,7 @@ func New(cfg Config, pub Publisher, m *metrics.Metrics, log *slog.Logger) (*Brok
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Broker{
-		cfg: cfg, pub: pub, metrics: m, log: log, ready: make(chan struct{}),
+		cfg: cfg, pub: pub, metrics: m, log: log, ready: make(chan struct{}), storedReady: make(chan struct{}),
 		client: &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: 10 * time.Second},
 	}, nil
 }
@@ -176,8 +178,8 @@ func retry(ctx context.Context, log *slog.Logger, what string, f func() error) e
 	}
 }
 
-// RunDeliveries reads this gateway's partition of chat.deliveries from its current end
-// until ctx ends. Without a consumer group nothing is committed: a restarted gateway's
+// RunDeliveries reads this gateway's partition of chat.deliveries (typing and
+// notifications, which fanout addresses to gateways) from its current end until ctx ends. Without a consumer group nothing is committed: a restarted gateway's
 // clients resume from PostgreSQL, so old deliveries are of no use.
 func (b *Broker) RunDeliveries(ctx context.Context, sink Sink) error {
 	topic := b.Topic(topics.Deliveries)
@@ -200,10 +202,12 @@ func (b *Broker) RunDeliveries(ctx context.Context, sink Sink) error {
 	}
 	b.log.Info("reading deliveries", "topic", topic, "partition", part, "partitions", n, "offset", start)
 	close(b.ready)
-	return b.consume(ctx, r, sink, "deliveries")
+	return b.read(ctx, r, "deliveries", nil, sink)
 }
 
-func (b *Broker) consume(ctx context.Context, r *kafka.Reader, sink Sink, what string) error {
+// read hands r's records to sink, decoded, until ctx ends; keep, if set, is asked first and
+// a record it refuses is skipped undecoded.
+func (b *Broker) read(ctx context.Context, r *kafka.Reader, what string, keep func(kafka.Message) bool, sink Sink) error {
 	var failures int
 	var lastWarn time.Time
 	for {
@@ -228,6 +232,9 @@ func (b *Broker) consume(ctx context.Context, r *kafka.Reader, sink Sink, what s
 				return nil
 			case <-time.After(10 * time.Millisecond):
 			}
+			continue
+		}
+		if keep != nil && !keep(m) {
 			continue
 		}
 		e, err := event.Decode(m.Value)

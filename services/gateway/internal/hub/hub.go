@@ -62,7 +62,6 @@ var _ Chat = (*chat.Service)(nil)
 type Timeline interface {
 	MessagesAfter(ctx context.Context, roomID string, after int64, limit int) ([]store.Message, error)
 	LastSeqs(ctx context.Context, roomIDs []string) (map[string]int64, error)
-	MembershipsSince(ctx context.Context, userIDs []string, since time.Time) ([]store.Membership, time.Time, error)
 	Usernames(ctx context.Context, userIDs []string) (map[string]string, error)
 }
 
@@ -96,9 +95,10 @@ type Config struct {
 	GatewayID      string
 	Limits         protocol.Limits
 	AuthTimeout    time.Duration // a connection must authenticate within this (default 10s)
-	RecheckDelay   time.Duration // tail re-read after a fresh subscription is announced (default 1.5s)
-	Reannounce     time.Duration // re-announce subscriptions, re-check room tails (default 30s)
-	MembershipPoll time.Duration // pick up rooms joined elsewhere, e.g. new DMs (default 2s)
+	// Reannounce is how often the subscriptions (which route typing to this gateway) are
+	// published again, in case a compaction or a fanout restart lost one (default 30s).
+	// The timeline does not depend on it: the gateway reads chat.stored itself.
+	Reannounce time.Duration
 	CatchUpTimeout time.Duration // longest a connection may stay in catch-up before 4008 (default 30s)
 	StallTimeout   time.Duration // longest a fill waits for queue space before 4008 (default 15s)
 	FillPage       int           // rows per PostgreSQL read when filling (default 200)
@@ -127,9 +127,7 @@ func (c *Config) setDefaults() {
 		}
 	}
 	def(&c.AuthTimeout, 10*time.Second)
-	def(&c.RecheckDelay, 1500*time.Millisecond)
 	def(&c.Reannounce, 30*time.Second)
-	def(&c.MembershipPoll, 2*time.Second)
 	def(&c.CatchUpTimeout, 30*time.Second)
 	def(&c.StallTimeout, 15*time.Second)
 	def(&c.TypingInterval, 2*time.Second)
@@ -354,7 +352,7 @@ func (h *Hub) sessionsOf(user string) []*Session {
 // before the join was announced, so the join entry itself is delivered).
 func (h *Hub) UserJoined(userID, room string, lastSeq int64) {
 	for _, s := range h.sessionsOf(userID) {
-		s.subscribeKnown(room, lastSeq, false)
+		s.follow(room, lastSeq, lastSeq, true)
 	}
 }
 
@@ -372,6 +370,7 @@ func (h *Hub) UserLeft(userID, room string) {
 func (h *Hub) Deliver(_ context.Context, e event.Envelope, p event.Payload) {
 	switch p := p.(type) {
 	case event.MessageStored:
+		h.followMembership(p)
 		subs := h.subscribers(p.RoomID)
 		if len(subs) == 0 {
 			return
@@ -490,15 +489,12 @@ func (h *Hub) Stats() protocol.StatsReply {
 	}
 }
 
-// Run announces subscription changes as they happen, re-announces and re-checks room
-// tails periodically and watches for new memberships, until ctx ends. Then it publishes
-// the final state (after Shutdown: nothing subscribed) before returning.
+// Run announces subscription changes as they happen and re-announces them periodically,
+// until ctx ends. Then it publishes the final state (after Shutdown: nothing subscribed)
+// before returning.
 func (h *Hub) Run(ctx context.Context) {
 	reannounce := time.NewTicker(h.cfg.Reannounce)
 	defer reannounce.Stop()
-	poll := time.NewTicker(h.cfg.MembershipPoll)
-	defer poll.Stop()
-	var since time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -510,27 +506,22 @@ func (h *Hub) Run(ctx context.Context) {
 			h.flush(ctx)
 		case <-reannounce.C:
 			h.reannounce(ctx)
-		case <-poll.C:
-			since = h.pollMemberships(ctx, since)
 		}
 	}
 }
 
 // flush publishes the current state of every dirty room. It publishes state, not
 // transitions, from this one goroutine, so the last write for a key is always right.
+// Only typing is routed by these announcements; the timeline needs none of them.
 func (h *Hub) flush(ctx context.Context) {
 	h.mu.Lock()
 	var changes []broker.SubscriptionChange
-	var fresh []string
 	for room := range h.dirtyRoom {
 		on := len(h.rooms[room]) > 0
 		if room == UsersRoom {
 			on = len(h.byUser) > 0
 		}
 		changes = append(changes, broker.SubscriptionChange{Room: room, Subscribed: on})
-		if on && room != UsersRoom {
-			fresh = append(fresh, room)
-		}
 	}
 	clear(h.dirtyRoom)
 	h.mu.Unlock()
@@ -545,10 +536,6 @@ func (h *Hub) flush(ctx context.Context) {
 		}
 		h.mu.Unlock()
 		h.retryLater(ctx)
-	} else if len(fresh) > 0 {
-		// Fanout may have routed a room's entries before it saw our announcement; once
-		// the announcement is in Kafka, re-read the tail of each new room from PostgreSQL.
-		time.AfterFunc(h.cfg.RecheckDelay, func() { h.recheck(ctx, fresh) })
 	}
 }
 
@@ -557,6 +544,52 @@ func (h *Hub) retryLater(ctx context.Context) {
 		return
 	}
 	time.AfterFunc(time.Second, h.poke)
+}
+
+func (h *Hub) reannounce(ctx context.Context) {
+	h.mu.Lock()
+	for room := range h.rooms {
+		h.dirtyRoom[room] = true
+	}
+	if len(h.byUser) > 0 {
+		h.dirtyRoom[UsersRoom] = true
+	}
+	h.mu.Unlock()
+	h.flush(ctx)
+}
+
+// Wants implements broker.StoredSink: an entry is decoded only if a connection here
+// follows its room or it names a user connected here (a join, a leave, a DM), whose
+// connections may have to start following the room.
+func (h *Hub) Wants(room, users string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.rooms[room]) > 0 {
+		return true
+	}
+	for users != "" {
+		var u string
+		u, users, _ = strings.Cut(users, ",")
+		if len(h.byUser[u]) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Positioned implements broker.StoredSink. A connection that subscribed before the
+// timeline reader fixed its start offsets read the room from PostgreSQL before entries
+// that the reader will never see were committed; re-reading those rooms' tails now
+// closes that window (an entry committed after this read is at or past the start
+// offsets, so it is read live).
+func (h *Hub) Positioned(ctx context.Context) {
+	h.mu.Lock()
+	rooms := make([]string, 0, len(h.rooms))
+	for room := range h.rooms {
+		rooms = append(rooms, room)
+	}
+	h.mu.Unlock()
+	h.recheck(ctx, rooms)
 }
 
 func (h *Hub) recheck(ctx context.Context, rooms []string) {
@@ -575,51 +608,24 @@ func (h *Hub) recheck(ctx context.Context, rooms []string) {
 	}
 }
 
-func (h *Hub) reannounce(ctx context.Context) {
-	h.mu.Lock()
-	rooms := make([]string, 0, len(h.rooms))
-	for room := range h.rooms {
-		rooms = append(rooms, room)
-		h.dirtyRoom[room] = true
-	}
-	if len(h.byUser) > 0 {
-		h.dirtyRoom[UsersRoom] = true
-	}
-	h.mu.Unlock()
-	h.flush(ctx)
-	h.recheck(ctx, rooms)
-}
-
-// pollMemberships subscribes online users' sessions to rooms they joined through another
-// gateway or were added to (a new DM), which this gateway would otherwise never hear of.
-func (h *Hub) pollMemberships(ctx context.Context, since time.Time) time.Time {
-	h.mu.Lock()
-	users := make([]string, 0, len(h.byUser))
-	for uid := range h.byUser {
-		users = append(users, uid)
-	}
-	h.mu.Unlock()
-	if len(users) == 0 {
-		return since
-	}
-	if since.IsZero() {
-		since = h.started.Add(-time.Minute)
-	}
-	ms, now, err := h.timeline.MembershipsSince(ctx, users, since)
-	if err != nil {
-		h.log.Warn("membership poll failed", "error", err)
-		return since
-	}
-	for _, m := range ms {
-		for _, s := range h.sessionsOf(m.UserID) {
-			// A new DM is followed from its start; a room joined elsewhere from the current
-			// tail, since this gateway does not know where the user's join entry is.
-			s.autoSubscribe(ctx, m.RoomID)
+// followMembership starts this gateway's connections of a user on a room that the user
+// entered through another gateway or another user's action, as the timeline says: a
+// join entry names who joined (followed from that entry on), a DM entry its members (a
+// new DM is followed from its start). Leaving is handled where the leave entry is
+// delivered to the connection (pushTimelineLocked), after the entry itself.
+func (h *Hub) followMembership(p event.MessageStored) {
+	switch {
+	case p.Kind == event.KindJoin:
+		for _, s := range h.sessionsOf(p.Sender) {
+			s.follow(p.RoomID, p.Seq-1, p.Seq, false)
+		}
+	case p.RoomKind == event.RoomKindDM:
+		for _, member := range p.Members {
+			for _, s := range h.sessionsOf(member) {
+				s.follow(p.RoomID, 0, p.Seq, false)
+			}
 		}
 	}
-	// Overlap the window: joined_at is the inserting transaction's start, which may
-	// precede now() of a poll that ran before that transaction committed.
-	return now.Add(-10 * time.Second)
 }
 
 // Shutdown tells every client to reconnect elsewhere (reconnect frame with cursors, close

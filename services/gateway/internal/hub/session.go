@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -262,19 +261,6 @@ func (s *Session) unsubscribeLocked(room, reason string) {
 	delete(s.subs, room)
 	s.hub.removeSub(room, s)
 	s.pushControlLocked(protocol.TypeUnsubscribed, protocol.Unsubscribed{Base: protocol.Base{Type: protocol.TypeUnsubscribed}, Room: room, Reason: reason})
-}
-
-// subscribeKnown subscribes to a room the caller already authorised (a join or DM this
-// gateway just handled), from lastSeq; a no-op if already subscribed.
-func (s *Session) subscribeKnown(room string, lastSeq int64, auto bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing || s.user == nil || s.subs[room] != nil || (auto && s.dropped[room]) {
-		return
-	}
-	s.pushControlLocked(protocol.TypeSubscribed, protocol.Subscribed{Base: protocol.Base{Type: protocol.TypeSubscribed},
-		Room: room, SinceSeq: lastSeq, LastSeq: lastSeq, Recovered: true})
-	s.subscribeLocked(room, lastSeq, lastSeq)
 }
 
 // subscribe authorises and subscribes; since nil means live from the room's last_seq.
@@ -1013,19 +999,17 @@ func (s *Session) shutdown() {
 	s.out.Close(protocol.CloseServiceRestart, protocol.ReasonShutdown, protocol.Encode(final), true)
 }
 
-// autoSubscribe follows a room the membership watcher found, unless the client dropped it.
-func (s *Session) autoSubscribe(ctx context.Context, room string) {
+// follow subscribes to a room the user is now a member of, already authorised (a join
+// or DM this gateway just handled, explicit; or one the timeline reports), from cursor,
+// unless the connection already follows it. Unless explicit, a room the client
+// unsubscribed from stays unsubscribed.
+func (s *Session) follow(room string, cursor, lastSeq int64, explicit bool) {
 	s.mu.Lock()
-	u := s.user
-	skip := u == nil || s.closing || s.subs[room] != nil || s.dropped[room]
-	s.mu.Unlock()
-	if skip {
+	defer s.mu.Unlock()
+	if s.closing || s.user == nil || s.subs[room] != nil || (!explicit && s.dropped[room]) {
 		return
 	}
-	var since *int64
-	if strings.HasPrefix(room, "dm:") {
-		zero := int64(0)
-		since = &zero
-	}
-	s.subscribe(ctx, *u, room, since, "")
+	s.pushControlLocked(protocol.TypeSubscribed, protocol.Subscribed{Base: protocol.Base{Type: protocol.TypeSubscribed},
+		Room: room, SinceSeq: cursor, LastSeq: lastSeq, Recovered: true})
+	s.subscribeLocked(room, cursor, lastSeq)
 }

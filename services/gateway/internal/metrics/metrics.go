@@ -20,6 +20,7 @@ type Metrics struct {
 	Duplicates     prometheus.Counter
 	GapFills       prometheus.Counter
 	Deliveries     *prometheus.CounterVec
+	Skipped        prometheus.Counter
 	RateLimited    *prometheus.CounterVec
 	AbuseCloses    prometheus.Counter
 
@@ -49,7 +50,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "kchat_gateway_slow_closed_total", Help: "Connections closed with 4008 because they could not keep up even in catch-up.",
 		}),
 		DeliveryLag: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "kchat_gateway_delivery_lag_seconds", Help: "now - stored_at of message.stored events when the gateway reads them from chat.deliveries.",
+			Name: "kchat_gateway_delivery_lag_seconds", Help: "now - stored_at of message.stored events when the gateway reads them from chat.stored.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
 		}),
 		Duplicates: prometheus.NewCounter(prometheus.CounterOpts{
@@ -59,8 +60,11 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "kchat_gateway_gap_fills_total", Help: "Times a room subscription was filled from PostgreSQL (resume, seq jump, overflow).",
 		}),
 		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kchat_gateway_deliveries_total", Help: "Events read from this gateway's chat.deliveries partition, by type.",
+			Name: "kchat_gateway_deliveries_total", Help: "Events read and decoded for this gateway's connections (chat.stored, its chat.deliveries partition), by type.",
 		}, []string{"type"}),
+		Skipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kchat_gateway_timeline_skipped_total", Help: "chat.stored records skipped undecoded: no connection here follows the room or is named in them.",
+		}),
 		RateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kchat_gateway_rate_limited_total", Help: "Requests refused with rate_limited, by limit (conn, user, frames, login_account, login_addr).",
 		}, []string{"limit"}),
@@ -70,7 +74,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Connections, m.FramesIn, m.FramesOut, m.PublishSeconds, m.SlowSwitches, m.SlowCloses,
-			m.DeliveryLag, m.Duplicates, m.GapFills, m.Deliveries, m.RateLimited, m.AbuseCloses)
+			m.DeliveryLag, m.Duplicates, m.GapFills, m.Deliveries, m.Skipped, m.RateLimited, m.AbuseCloses)
 	}
 	return m
 }

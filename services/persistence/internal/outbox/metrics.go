@@ -10,6 +10,8 @@ import (
 type Metrics struct {
 	relayed prometheus.Counter
 	latency prometheus.Histogram
+	direct  prometheus.Counter
+	directT prometheus.Histogram
 	lag     prometheus.Gauge
 	active  prometheus.Gauge
 }
@@ -24,6 +26,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "kchat_outbox_publish_seconds", Help: "Time for Kafka to acknowledge one relayed batch.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}),
+		direct: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kchat_outbox_direct_total", Help: "Outbox rows published by their writer right after its commit.",
+		}),
+		directT: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "kchat_outbox_direct_publish_seconds", Help: "Time for Kafka to acknowledge one directly published transaction.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
 		lag: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "kchat_outbox_lag_seconds", Help: "Age of the oldest unpublished outbox row, as last seen by the active relay; 0 when none is pending.",
 		}),
@@ -32,7 +41,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.relayed, m.latency, m.lag, m.active)
+		reg.MustRegister(m.relayed, m.latency, m.direct, m.directT, m.lag, m.active)
 	}
 	return m
 }
@@ -43,6 +52,14 @@ func (m *Metrics) published(n int, took time.Duration) {
 	}
 	m.relayed.Add(float64(n))
 	m.latency.Observe(took.Seconds())
+}
+
+func (m *Metrics) publishedDirect(n int, took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.direct.Add(float64(n))
+	m.directT.Observe(took.Seconds())
 }
 
 func (m *Metrics) setLag(d time.Duration) {

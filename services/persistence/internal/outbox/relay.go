@@ -282,6 +282,7 @@ func (r *Relay) round(ctx context.Context, conn *pgx.Conn) (int, error) {
 		SELECT id, topic, key, payload, headers, created_at
 		FROM outbox
 		WHERE published_at IS NULL AND txid < pg_snapshot_xmin(pg_current_snapshot())
+		  AND (relay_after IS NULL OR relay_after <= now())
 		ORDER BY txid, id
 		LIMIT $1`, r.cfg.BatchSize)
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/segmentio/kafka-go"
 
 	"github.com/kchat/kchat/pkg/consumer"
 	"github.com/kchat/kchat/pkg/event"
@@ -65,10 +66,22 @@ type Config struct {
 	Source  string
 	Logger  *slog.Logger
 	Metrics *Metrics // optional
+	// Direct, if set, publishes each committed batch's stored events right away (see
+	// outbox.Direct); the outbox rows are then written with relay_after = now +
+	// RelayGrace so that the relay stays off them unless Direct fails or dies. Without
+	// it the relay publishes everything.
+	Direct     DirectPublisher
+	RelayGrace time.Duration // default 5s
 	// BeforeCommit, if set, runs inside every batch transaction after all of its rows
 	// were written and before COMMIT, with the 1-based number of the batch. Fault
 	// injection uses it to crash in the middle of a transaction.
 	BeforeCommit func(batch int64)
+}
+
+// DirectPublisher publishes a committed transaction's outbox rows without waiting
+// (*outbox.Direct). Publish is called in commit order.
+type DirectPublisher interface {
+	Publish(ctx context.Context, txid string, msgs []kafka.Message)
 }
 
 // Store is the persistence batch handler. It is safe for concurrent use: concurrent
@@ -95,6 +108,9 @@ func New(db Beginner, cfg Config) (*Store, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.RelayGrace <= 0 {
+		cfg.RelayGrace = 5 * time.Second
 	}
 	return &Store{db: db, cfg: cfg}, nil
 }
@@ -222,9 +238,9 @@ func (s *Store) store(ctx context.Context, batchNo int64, items []item) (result,
 	}
 	fresh := freshItems(items, *inserted)
 	res.redelivered = len(items) - len(fresh)
+	var w *writes
 	if len(fresh) > 0 {
-		w, err := s.plan(st, fresh)
-		if err != nil {
+		if w, err = s.plan(st, fresh); err != nil {
 			return res, err
 		}
 		if err := w.write(ctx, tx); err != nil {
@@ -237,6 +253,9 @@ func (s *Store) store(ctx context.Context, batchNo int64, items []item) (result,
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return result{}, fmt.Errorf("cannot commit: %w", err)
+	}
+	if w != nil && s.cfg.Direct != nil && len(w.outbox) > 0 {
+		s.cfg.Direct.Publish(ctx, w.txid, w.kafkaMessages())
 	}
 	return res, nil
 }
@@ -423,6 +442,8 @@ func queueReads(b *pgx.Batch, items []item) *dbState {
 func (s *Store) plan(st *dbState, items []item) (*writes, error) {
 	w := &writes{
 		topic:    s.cfg.Topic,
+		direct:   s.cfg.Direct != nil,
+		grace:    s.cfg.RelayGrace,
 		storedAt: time.Now().UTC().Truncate(time.Microsecond), // what timestamptz keeps
 		rooms:    st.rooms,
 	}
@@ -528,6 +549,9 @@ type messageRow struct {
 // writes collects a batch's rows so that they go to the database together.
 type writes struct {
 	topic    string
+	direct   bool          // rows are published by Direct after the commit
+	grace    time.Duration // how long the relay leaves them to it
+	txid     string        // the transaction's xid8, read by write
 	storedAt time.Time
 	rooms    map[string]*room
 	messages []messageRow
@@ -542,7 +566,8 @@ type writes struct {
 type outboxRow struct {
 	key     string
 	payload []byte
-	headers []byte
+	headers []byte // JSON object, as the relay reads it back
+	kafkaHs []kafka.Header
 }
 
 func (w *writes) addOutbox(cfg Config, cause event.Envelope, r *room, row messageRow) error {
@@ -577,15 +602,24 @@ func (w *writes) addOutbox(cfg Config, cause event.Envelope, r *room, row messag
 		return consumer.Permanent(fmt.Errorf("event %s: cannot encode %s: %w", row.eventID, event.TypeMessageStored, err))
 	}
 	hs := event.Headers(e)
-	m := make(map[string]string, len(hs))
+	m := make(map[string]string, len(hs)+1)
 	for _, h := range hs {
 		m[h.Key] = string(h.Value)
+	}
+	// Gateways read chat.stored whole and skip, by key and this header, what none of
+	// their connections needs without decoding it: the users whose room set this entry
+	// changes (who joined or left; a DM's members, whose gateways subscribe them).
+	switch {
+	case row.kind == event.KindJoin || row.kind == event.KindLeave:
+		m[event.HeaderUsers] = row.sender
+	case r.kind == event.RoomKindDM:
+		m[event.HeaderUsers] = strings.Join(r.members, ",")
 	}
 	headers, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("cannot encode headers: %w", err)
 	}
-	w.outbox = append(w.outbox, outboxRow{key: row.room, payload: payload, headers: headers})
+	w.outbox = append(w.outbox, outboxRow{key: row.room, payload: payload, headers: headers, kafkaHs: sortedHeaders(m)})
 	return nil
 }
 
@@ -627,6 +661,7 @@ func (w *writes) write(ctx context.Context, tx pgx.Tx) error {
 	}
 	b.Queue(`UPDATE rooms SET last_seq = u.last_seq FROM unnest($1::text[], $2::bigint[]) AS u(id, last_seq)
 		WHERE rooms.id = u.id`, ids, last)
+	b.Queue(`SELECT pg_current_xact_id()::text`).QueryRow(func(row pgx.Row) error { return row.Scan(&w.txid) })
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return classify(err)
 	}
@@ -636,7 +671,7 @@ func (w *writes) write(ctx context.Context, tx pgx.Tx) error {
 var (
 	messageColumns = []string{"room_id", "seq", "event_id", "kind", "sender", "sender_name", "client_msg_id",
 		"text", "target_seq", "sent_at", "stored_at"}
-	outboxColumns = []string{"topic", "key", "payload", "headers"}
+	outboxColumns = []string{"topic", "key", "payload", "headers", "relay_after"}
 )
 
 func (w *writes) copyRows(ctx context.Context, tx pgx.Tx) error {
@@ -661,6 +696,11 @@ func (w *writes) copyRows(ctx context.Context, tx pgx.Tx) error {
 	if err != nil {
 		return fmt.Errorf("cannot write messages: %w", err)
 	}
+	var relayAfter *time.Time
+	if w.direct {
+		t := time.Now().Add(w.grace)
+		relayAfter = &t
+	}
 	j := 0
 	_, err = tx.CopyFrom(ctx, pgx.Identifier{"outbox"}, outboxColumns, pgx.CopyFromFunc(func() ([]any, error) {
 		if j == len(w.outbox) {
@@ -668,12 +708,35 @@ func (w *writes) copyRows(ctx context.Context, tx pgx.Tx) error {
 		}
 		o := &w.outbox[j]
 		j++
-		return []any{w.topic, o.key, o.payload, json.RawMessage(o.headers)}, nil
+		return []any{w.topic, o.key, o.payload, json.RawMessage(o.headers), relayAfter}, nil
 	}))
 	if err != nil {
 		return fmt.Errorf("cannot write outbox: %w", err)
 	}
 	return nil
+}
+
+// kafkaMessages is the batch's outbox rows as Direct publishes them: the same key, value
+// and headers (sorted by key, as the relay sends them) that the relay would send.
+func (w *writes) kafkaMessages() []kafka.Message {
+	msgs := make([]kafka.Message, len(w.outbox))
+	for i, o := range w.outbox {
+		msgs[i] = kafka.Message{Topic: w.topic, Key: []byte(o.key), Value: o.payload, Headers: o.kafkaHs}
+	}
+	return msgs
+}
+
+func sortedHeaders(m map[string]string) []kafka.Header {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	hs := make([]kafka.Header, len(keys))
+	for i, k := range keys {
+		hs[i] = kafka.Header{Key: k, Value: []byte(m[k])}
+	}
+	return hs
 }
 
 // classify wraps a write error. A data exception (class 22: a NUL byte in a text, a value
