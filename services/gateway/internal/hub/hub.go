@@ -92,13 +92,13 @@ var _ OnlineView = (*presence.View)(nil)
 
 // Config tunes the hub. Zero values take the defaults noted.
 type Config struct {
-	GatewayID      string
-	Limits         protocol.Limits
-	AuthTimeout    time.Duration // a connection must authenticate within this (default 10s)
+	GatewayID   string
+	Limits      protocol.Limits
+	AuthTimeout time.Duration // a connection must authenticate within this (default 10s)
 	// Reannounce is how often the subscriptions (which route typing to this gateway) are
 	// published again, in case a compaction or a fanout restart lost one (default 30s).
 	// The timeline does not depend on it: the gateway reads chat.stored itself.
-	Reannounce time.Duration
+	Reannounce     time.Duration
 	CatchUpTimeout time.Duration // longest a connection may stay in catch-up before 4008 (default 30s)
 	StallTimeout   time.Duration // longest a fill waits for queue space before 4008 (default 15s)
 	FillPage       int           // rows per PostgreSQL read when filling (default 200)
