@@ -25,6 +25,7 @@ type stack struct {
 	wsA    string
 	wsB    string
 	prefix string
+	fanout *stacktest.Process
 }
 
 func startStack(t *testing.T) *stack {
@@ -46,8 +47,8 @@ func startStack(t *testing.T) *stack {
 		return a
 	}
 	env.Start(t, "persistence", bins["persistence"], nil, append(common, "-database-url", db, "-http-addr", addr())...)
-	env.Start(t, "fanout", bins["fanout"], nil, append(common, "-http-addr", addr(), "-start-offset", "first", "-group", stacktest.UniqueName("fanout-"))...)
-	s := &stack{env: env, prefix: prefix}
+	fanout := env.Start(t, "fanout", bins["fanout"], nil, append(common, "-http-addr", addr(), "-start-offset", "first", "-group", stacktest.UniqueName("fanout-"))...)
+	s := &stack{env: env, prefix: prefix, fanout: fanout}
 	for _, gw := range []struct {
 		id  string
 		dst *string
@@ -374,6 +375,42 @@ func TestE2E(t *testing.T) {
 				t.Fatalf("gateway A does not see bob online: %v", f)
 			}
 			time.Sleep(200 * time.Millisecond)
+		}
+	})
+
+	// Gateways read the timeline from chat.stored and learn of memberships from its
+	// entries: with fanout gone, a join made through the other gateway and a brand-new DM
+	// still reach the user's open connection, each announced by a subscribed frame, then
+	// the entries themselves. (Last: fanout stays down.)
+	t.Run("timeline and memberships need no fanout", func(t *testing.T) {
+		s.fanout.Kill()
+		gina := gwtest.NewAccount(t, s.a, "gina")
+		cg := hello(t, s.wsB, gina, map[string]int64{}, nil) // follows nothing yet
+		if st, f := gwtest.Do(t, "POST", s.a+"/api/rooms", alice.Token, map[string]string{"id": "quiet"}); st != 201 {
+			t.Fatalf("create: %d %v", st, f)
+		}
+		if st, f := gwtest.Do(t, "POST", s.a+"/api/rooms/quiet/join", gina.Token, nil); st != 200 {
+			t.Fatalf("join through gateway A: %d %v", st, f)
+		}
+		sub, ok := cg.Next(func(f gwtest.Frame) bool { return f.Type() == "subscribed" && f.Str("room") == "quiet" }, 30*time.Second)
+		if !ok {
+			t.Fatal("gina's connection on gateway B never followed the room she joined through gateway A")
+		}
+		joined := sub.Int("last_seq")
+		ca := hello(t, s.wsA, alice, map[string]int64{}, nil)
+		sendAll(t, ca, "quiet", "q", 3, "after the join ")
+		got := collect(t, cg, "quiet", joined+3, 30*time.Second)
+		if err := gwtest.Contiguous(seqs(got), joined, joined+3); err != nil {
+			t.Fatalf("gina on B, from her join entry on: %v", err)
+		}
+
+		ca.Send(map[string]any{"type": "dm", "to": "gina", "client_msg_id": "dm-quiet", "text": "psst", "ref": "dm"})
+		room := ca.Expect("ack", "dm").Str("room")
+		if _, ok := cg.Next(func(f gwtest.Frame) bool { return f.Type() == "subscribed" && f.Str("room") == room }, 30*time.Second); !ok {
+			t.Fatal("gina's connection never followed the new DM")
+		}
+		if es := collect(t, cg, room, 1, 30*time.Second); len(es) != 1 || es[0].text != "psst" {
+			t.Fatalf("DM on gateway B: %v", es)
 		}
 	})
 }
