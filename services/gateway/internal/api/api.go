@@ -258,6 +258,10 @@ func decode(c echo.Context, v any) error {
 	if !json.Valid(body) || len(strings.TrimSpace(string(body))) == 0 || strings.TrimSpace(string(body))[0] != '{' {
 		return protocol.NewError(protocol.CodeBadJSON, "body must be a JSON object")
 	}
+	if !protocol.ValidUTF8JSON(body) {
+		// On the raw bytes: json.Unmarshal would replace them with U+FFFD.
+		return protocol.NewError(protocol.CodeBadRequest, "body is "+protocol.InvalidUTF8)
+	}
 	if err := json.Unmarshal(body, v); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {

@@ -66,6 +66,12 @@ func Decode(b []byte, lim Limits) (Frame, *Error) {
 	if err := json.Unmarshal(b, &base); err != nil {
 		return nil, NewError(CodeBadRequest, fieldProblem(err, "type and ref must be strings"))
 	}
+	if !ValidUTF8JSON(b) {
+		// Checked on the raw bytes: encoding/json replaces invalid UTF-8 (and \u escapes
+		// of lone surrogates) with U+FFFD, so the decoded text would look valid and be
+		// stored altered.
+		return nil, withRef(NewError(CodeBadRequest, "frame is "+InvalidUTF8), base.Ref)
+	}
 	f, ok := newFrame(base.Type)
 	if !ok {
 		if base.Type == "" {
@@ -80,6 +86,78 @@ func Decode(b []byte, lim Limits) (Frame, *Error) {
 		return nil, withRef(e, base.Ref)
 	}
 	return f, nil
+}
+
+// InvalidUTF8 is why a frame or body that ValidUTF8JSON rejects is refused, after "frame
+// is " or "body is ".
+const InvalidUTF8 = "not valid UTF-8: invalid bytes and unpaired \\u surrogate escapes (\\ud800-\\udfff) are refused, not replaced"
+
+// ValidUTF8JSON reports whether the raw JSON text b is valid UTF-8 and none of its
+// strings holds a \u escape of a lone surrogate: both would reach the program as U+FFFD
+// after decoding, silently altering what the client sent. b must be valid JSON (json.Valid).
+func ValidUTF8JSON(b []byte) bool {
+	if !utf8.Valid(b) {
+		return false
+	}
+	inString := false
+	pendingHigh := false // the previous escape was a high surrogate: a low one must follow
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if !inString {
+			inString = c == '"'
+			continue
+		}
+		if c != '\\' {
+			if pendingHigh {
+				return false
+			}
+			inString = c != '"'
+			continue
+		}
+		i++ // the escaped character; valid JSON guarantees it is there
+		if b[i] != 'u' {
+			if pendingHigh {
+				return false
+			}
+			continue
+		}
+		r := hex4(b[i+1 : i+5])
+		i += 4
+		switch {
+		case r >= 0xD800 && r <= 0xDBFF:
+			if pendingHigh {
+				return false
+			}
+			pendingHigh = true
+		case r >= 0xDC00 && r <= 0xDFFF:
+			if !pendingHigh {
+				return false
+			}
+			pendingHigh = false
+		default:
+			if pendingHigh {
+				return false
+			}
+		}
+	}
+	return !pendingHigh
+}
+
+// hex4 parses four hex digits (valid JSON guarantees them).
+func hex4(h []byte) rune {
+	var r rune
+	for _, c := range h {
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c - 'a' + 10)
+		case c >= 'A' && c <= 'F':
+			r |= rune(c - 'A' + 10)
+		}
+	}
+	return r
 }
 
 func withRef(e *Error, ref string) *Error {

@@ -140,3 +140,55 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// Invalid UTF-8 is refused, not altered: encoding/json turns invalid bytes and \u escapes
+// of lone surrogates into U+FFFD, which passed the text check and was stored.
+func TestDecode_invalid_utf8_is_refused(t *testing.T) {
+	t.Parallel()
+	send := func(text string) string {
+		return `{"type":"send","ref":"u1","room":"general","client_msg_id":"c1","text":"` + text + `"}`
+	}
+	refused := []struct{ name, frame string }{
+		{"raw invalid bytes", send("caf\xff\xfe")},
+		{"truncated sequence", send("\xe2\x82")},
+		{"lone high surrogate escape", send(`a\ud800b`)},
+		{"lone low surrogate escape", send(`\udc00`)},
+		{"high surrogate at the end", send(`x\uD83D`)},
+		{"high surrogate then another escape", send(`\ud83d\n`)},
+		{"high surrogate then a non-surrogate escape", send(`\ud83d\u0041`)},
+		{"two high surrogates", send(`\ud83d\ud83d\ude00`)},
+		{"invalid bytes in the client id", "{\"type\":\"send\",\"ref\":\"u1\",\"room\":\"general\",\"client_msg_id\":\"c\xff\",\"text\":\"x\"}"},
+		{"invalid bytes in an ignored field", "{\"type\":\"send\",\"ref\":\"u1\",\"room\":\"general\",\"client_msg_id\":\"c\",\"text\":\"x\",\"pad\":\"\xc0\xaf\"}"},
+	}
+	for _, tc := range refused {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f, e := protocol.Decode([]byte(tc.frame), protocol.Limits{})
+			if e == nil {
+				t.Fatalf("decoded %#v, want bad_request", f)
+			}
+			if e.Code != protocol.CodeBadRequest || e.Ref != "u1" || !strings.Contains(e.Message, "UTF-8") {
+				t.Fatalf("got %+v, want bad_request about UTF-8 with ref u1", e)
+			}
+		})
+	}
+	accepted := []struct{ name, text, want string }{
+		{"surrogate pair escape", `\ud83d\ude00`, "😀"},
+		{"raw emoji", "😀", "😀"},
+		{"an escaped backslash before u", `\\ud800`, `\ud800`},
+		{"a real U+FFFD", `\ufffd and ` + "\uFFFD", "\uFFFD and \uFFFD"},
+		{"BMP escape", `caf\u00e9`, "café"},
+	}
+	for _, tc := range accepted {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f, e := protocol.Decode([]byte(send(tc.text)), protocol.Limits{})
+			if e != nil {
+				t.Fatalf("refused: %+v", e)
+			}
+			if s := f.(*protocol.Send); s.Text != tc.want {
+				t.Fatalf("text %q, want %q", s.Text, tc.want)
+			}
+		})
+	}
+}
