@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -20,30 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
-
-// Env returns the environment variable key, or def when it is unset or empty.
-func Env(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
-// EnvInt is Env for integers; a malformed value falls back to def.
-func EnvInt(key string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(key)); err == nil {
-		return v
-	}
-	return def
-}
-
-// EnvDuration is Env for durations ("5m", "250ms").
-func EnvDuration(key string, def time.Duration) time.Duration {
-	if v, err := time.ParseDuration(os.Getenv(key)); err == nil {
-		return v
-	}
-	return def
-}
 
 // DefaultBrokers is the local stack's cluster.
 const DefaultBrokers = "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094"
@@ -63,11 +38,11 @@ func SplitList(s string) []string {
 }
 
 // NewLogger returns a JSON logger at level ("debug", "info", "warn", "error") tagged with
-// the service name.
+// the service name. Any other level stops the program, like a malformed flag.
 func NewLogger(serviceName, level string) *slog.Logger {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
-		l = slog.LevelInfo
+		exit(fmt.Errorf("log level %q (-log-level, LOG_LEVEL): want debug, info, warn or error", level))
 	}
 	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l})).With("service", serviceName)
 }
