@@ -250,7 +250,9 @@ func TestCrash_store_mid_batch(t *testing.T) {
 
 	s.start(t, "persistence")
 	s.waitCount(t, "SELECT count(*) FROM messages", events, 3*time.Minute)
-	time.Sleep(time.Second) // let anything that would wrongly store twice do so
+	// Anything that would wrongly store twice does so before its offset is committed: once
+	// the group has committed every offset, nothing more will be stored.
+	s.waitCommitted(t, time.Minute)
 	s.checkStored(t)
 }
 
@@ -314,8 +316,15 @@ func testCrashAfterPublish(t *testing.T, crash func(*testing.T, *stack), wantDup
 		return first
 	}
 	c.WaitFor(t, time.Minute, "every stored entry on chat.stored", func(rs []kafka.Message) bool { return len(unique(rs)) >= events })
-	time.Sleep(time.Second)
-	rs := c.Records()
+	// Every outbox row published: each write of it (a republished copy too) was
+	// acknowledged, so reading up to the end offsets sees them all.
+	chattest.Eventually(t, time.Minute, func() error {
+		if n := s.count(t, "SELECT count(*) FROM outbox WHERE published_at IS NULL"); n > 0 {
+			return fmt.Errorf("%d outbox rows pending", n)
+		}
+		return nil
+	})
+	rs := c.CaughtUp(t, time.Minute)
 	first := unique(rs)
 
 	// Walk each partition as a consumer with a per-room cursor would.
@@ -395,7 +404,8 @@ func TestGracefulShutdown_commits_what_it_stored(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}()
-	time.Sleep(time.Second)
+	// The signal arrives while the new events are being stored.
+	s.waitCount(t, "SELECT least(count(*), 600) FROM messages", 600, time.Minute)
 	p1.Signal(syscall.SIGTERM)
 	waitExit(t, p1, 45*time.Second)
 	stopProducing()
@@ -424,6 +434,18 @@ func TestGracefulShutdown_commits_what_it_stored(t *testing.T) {
 	if dup := metric(t, addr, `kchat_persistence_duplicates_total{reason="redelivered"}`); dup != 0 {
 		t.Errorf("restart saw %v redelivered events", dup)
 	}
+}
+
+// waitCommitted waits until the group has committed the end offset of every partition of
+// chat.submitted: everything produced so far was handled.
+func (s *stack) waitCommitted(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	chattest.Eventually(t, timeout, func() error {
+		if committed, end := s.offsets(t); committed < end {
+			return fmt.Errorf("group committed %d of %d offsets", committed, end)
+		}
+		return nil
+	})
 }
 
 // offsets returns the sum of the group's committed offsets and of the end offsets of

@@ -5,6 +5,7 @@ package chattest
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -113,6 +114,8 @@ func Consumed(t testing.TB, es ...event.Envelope) []*consumer.Message {
 
 // Collector reads every partition of a topic from the beginning, without a consumer group.
 type Collector struct {
+	brokers []string
+	topic   string
 	mu      sync.Mutex
 	records []kafka.Message
 	cancel  context.CancelFunc
@@ -128,7 +131,7 @@ func Collect(t testing.TB, brokers []string, topic string) *Collector {
 		t.Fatalf("metadata of %s: %v", topic, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Collector{cancel: cancel}
+	c := &Collector{brokers: brokers, topic: topic, cancel: cancel}
 	for _, p := range md.Topics[0].Partitions {
 		r := kafka.NewReader(kafka.ReaderConfig{
 			Brokers: brokers, Topic: topic, Partition: p.ID, MinBytes: 1, MaxBytes: 10 << 20,
@@ -181,6 +184,46 @@ func (c *Collector) WaitFor(t testing.TB, timeout time.Duration, what string, do
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// CaughtUp reads the topic's end offsets now and waits until every record below them
+// has been read, then returns the records. Everything written (and acknowledged) before
+// the call is then in hand: a test that checks that nothing extra (a duplicate) was
+// written waits for this positive signal instead of sleeping and hoping.
+func (c *Collector) CaughtUp(t testing.TB, timeout time.Duration) []kafka.Message {
+	t.Helper()
+	client := &kafka.Client{Addr: kafka.TCP(c.brokers...), Timeout: 10 * time.Second}
+	md, err := client.Metadata(context.Background(), &kafka.MetadataRequest{Topics: []string{c.topic}})
+	if err != nil || len(md.Topics) != 1 || md.Topics[0].Error != nil {
+		t.Fatalf("metadata of %s: %v", c.topic, err)
+	}
+	var reqs []kafka.OffsetRequest
+	for _, p := range md.Topics[0].Partitions {
+		reqs = append(reqs, kafka.LastOffsetOf(p.ID))
+	}
+	res, err := client.ListOffsets(context.Background(), &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{c.topic: reqs}})
+	if err != nil {
+		t.Fatalf("end offsets of %s: %v", c.topic, err)
+	}
+	end := map[int]int64{}
+	for _, po := range res.Topics[c.topic] {
+		if po.Error != nil {
+			t.Fatalf("end offset of %s/%d: %v", c.topic, po.Partition, po.Error)
+		}
+		end[po.Partition] = po.LastOffset
+	}
+	return c.WaitFor(t, timeout, fmt.Sprintf("%s read up to its end offsets %v", c.topic, end), func(rs []kafka.Message) bool {
+		next := map[int]int64{}
+		for _, m := range rs {
+			next[m.Partition] = max(next[m.Partition], m.Offset+1)
+		}
+		for p, e := range end {
+			if next[p] < e {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // Eventually polls cond until it returns nil or timeout passes.

@@ -367,7 +367,7 @@ func checkOutbox(t *testing.T, pool *pgxpool.Pool, sent map[string]event.Envelop
 	}
 }
 
-func checkLastSeq(t *testing.T, pool *pgxpool.Pool) {
+func checkLastSeq(t testing.TB, pool *pgxpool.Pool) {
 	t.Helper()
 	if n := chattest.Count(t, pool, `
 		SELECT count(*) FROM rooms r
@@ -490,11 +490,11 @@ func TestHandleBatch_concurrent_batches(t *testing.T) {
 	}
 }
 
-// Not an assertion: how fast the handler stores, one transaction per batch.
-func TestHandleBatch_throughput(t *testing.T) {
-	if testing.Short() {
-		t.Skip("measurement")
-	}
+// How fast the handler stores, one transaction per batch, by batch size: a measurement,
+// not a test (go test -run '^$' -bench HandleBatch ./internal/store/). Each size stores a
+// fixed number of events once, however large b.N: the point is the events/s per size.
+func BenchmarkHandleBatch_throughput(b *testing.B) {
+	t := b
 	env := stacktest.Get(t)
 	pool := chattest.Pool(t, env.NewDatabase(t))
 	var rooms []chattest.Room
@@ -528,6 +528,7 @@ func TestHandleBatch_throughput(t *testing.T) {
 		}
 		took := time.Since(start)
 		t.Logf("batch size %3d: %d events in %s = %.0f events/s", size, total, took.Round(time.Millisecond), float64(total)/took.Seconds())
+		b.ReportMetric(float64(total)/took.Seconds(), fmt.Sprintf("events/s@batch%d", size))
 	}
 	checkLastSeq(t, pool)
 }
