@@ -24,14 +24,14 @@ import (
 
 // stack is one test's view of the real cluster: its own topics and a producer.
 type stack struct {
-	t      *testing.T
+	t      testing.TB
 	env    *stacktest.Env
 	topic  func(string) string
 	prod   *producer.Producer
 	client *kafka.Client
 }
 
-func newStack(t *testing.T) *stack {
+func newStack(t testing.TB) *stack {
 	t.Helper()
 	env := stacktest.Get(t)
 	topic := env.Topics(t)
@@ -75,16 +75,34 @@ func (s *stack) subscribe(gw, room string, subscribed bool) {
 	s.write(m)
 }
 
-// storedMsg builds a message.stored record as the outbox relay publishes it.
-func (s *stack) storedMsg(room string, seq int64) kafka.Message {
+// typingMsg builds a typing event on chat.ephemeral, keyed by room as gateways publish it.
+// Typing carries no seq, so n is encoded in the user id ("u-<n>"): the watcher reads it back
+// as delivery.N, which is how tests check order.
+func (s *stack) typingMsg(room string, n int64) kafka.Message {
 	s.t.Helper()
-	e, err := event.New("kchat/persistence/relay-test", event.MessageStored{RoomID: room, Seq: seq, Kind: event.KindMessage,
-		MessageID: fmt.Sprintf("m-%s-%d", room, seq), Sender: "u-1", SenderName: "U", Text: fmt.Sprintf("msg %d <&>", seq),
-		RoomKind: event.RoomKindRoom, SentAt: time.Now(), StoredAt: time.Now()})
+	e, err := event.New("kchat/gateway/gw-test", event.Typing{RoomID: room, User: fmt.Sprintf("u-%d", n),
+		UserName: fmt.Sprintf("typist %d <&>", n), State: event.TypingStarted})
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	m, err := producer.Message(s.topic("chat.stored"), room, e)
+	m, err := producer.Message(s.topic("chat.ephemeral"), room, e)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return m
+}
+
+// notificationMsg builds a notification.created for user on chat.notifications, keyed by
+// user as the outbox relay publishes it. n is the notification's seq (delivery.N).
+func (s *stack) notificationMsg(user string, n int64) kafka.Message {
+	s.t.Helper()
+	e, err := event.New("kchat/notification/relay-test", event.NotificationCreated{NotificationID: fmt.Sprintf("n-%s-%d", user, n),
+		User: user, RoomID: "r-elsewhere", Seq: n, Reason: event.ReasonMention, Sender: "u-sender",
+		Preview: fmt.Sprintf("@%s %d <&>", user, n), CreatedAt: time.Now()})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	m, err := producer.Message(s.topic("chat.notifications"), user, e)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -121,7 +139,7 @@ func (s *stack) startFanoutWith(group string, tweak func(*Config)) *fanout {
 }
 
 // stop shuts down like SIGTERM does and waits for Run to return; later calls do nothing.
-func (f *fanout) stop(t *testing.T) {
+func (f *fanout) stop(t testing.TB) {
 	t.Helper()
 	f.stopOnce.Do(func() {
 		f.cancel()
@@ -137,7 +155,7 @@ func (f *fanout) stop(t *testing.T) {
 }
 
 // metric reads one unlabelled gauge or counter from /metrics.
-func (f *fanout) metric(t *testing.T, name string) float64 {
+func (f *fanout) metric(t testing.TB, name string) float64 {
 	t.Helper()
 	res, err := http.Get("http://" + f.addr + "/metrics")
 	if err != nil {
@@ -158,7 +176,7 @@ func (f *fanout) metric(t *testing.T, name string) float64 {
 	return 0
 }
 
-func (f *fanout) waitMetric(t *testing.T, name string, want float64) {
+func (f *fanout) waitMetric(t testing.TB, name string, want float64) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -182,14 +200,14 @@ type delivery struct {
 	Value     []byte
 	Headers   []kafka.Header
 	Event     event.Envelope
-	Room      string
-	Seq       int64 // message.stored only
+	Subject   string // the event's room (typing) or user (notification.created)
+	N         int64  // the counter typingMsg or notificationMsg encoded; 0 for other events
 }
 
 // watcher reads every partition of a topic from the start, as one partition reader each
 // (gateways read their own partition the same way, without a group).
 type watcher struct {
-	t    *testing.T
+	t    testing.TB
 	mu   sync.Mutex
 	recs []delivery
 	wake chan struct{}
@@ -225,10 +243,8 @@ func (s *stack) watch(name string) *watcher {
 				}
 				if e, err := event.Decode(m.Value); err == nil {
 					d.Event = e
-					d.Room = e.Subject
-					if ms, err := event.As[event.MessageStored](e); err == nil {
-						d.Seq = ms.Seq
-					}
+					d.Subject = e.Subject
+					d.N = counter(e)
 				}
 				w.mu.Lock()
 				w.recs = append(w.recs, d)
@@ -267,19 +283,44 @@ func (w *watcher) waitUntil(what string, timeout time.Duration, cond func([]deli
 	}
 }
 
-// seqs returns, for one gateway's records of room, the seqs in the order delivered.
-func seqs(recs []delivery, gateway, room string) []int64 {
+// counter reads back the n that typingMsg or notificationMsg encoded (0 if none).
+func counter(e event.Envelope) int64 {
+	switch e.Type {
+	case event.TypeTyping:
+		if ty, err := event.As[event.Typing](e); err == nil {
+			if v, ok := strings.CutPrefix(ty.User, "u-"); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				return n
+			}
+		}
+	case event.TypeNotificationCreated:
+		if nc, err := event.As[event.NotificationCreated](e); err == nil {
+			return nc.Seq
+		}
+	}
+	return 0
+}
+
+// ns returns, for one gateway's records of one event type and subject (a room for typing,
+// a user for notification.created), the counters in the order delivered.
+func ns(recs []delivery, gateway, eventType, subject string) []int64 {
 	var out []int64
 	for _, d := range recs {
-		if d.Gateway == gateway && d.Room == room && d.Event.Type == event.TypeMessageStored {
-			out = append(out, d.Seq)
+		if d.Gateway == gateway && d.Subject == subject && d.Event.Type == eventType {
+			out = append(out, d.N)
 		}
 	}
 	return out
 }
 
-func has(recs []delivery, gateway, room string, seq int64) bool {
-	return slices.Contains(seqs(recs, gateway, room), seq)
+// typed reports whether gateway got room's typing event n.
+func typed(recs []delivery, gateway, room string, n int64) bool {
+	return slices.Contains(ns(recs, gateway, event.TypeTyping, room), n)
+}
+
+// notified reports whether gateway got user's notification n.
+func notified(recs []delivery, gateway, user string, n int64) bool {
+	return slices.Contains(ns(recs, gateway, event.TypeNotificationCreated, user), n)
 }
 
 // inOrder reports whether s is non-decreasing: redelivery may repeat, never reorder.
@@ -298,7 +339,7 @@ func dedupe(s []int64) []int64 {
 	return out
 }
 
-func seqRange(from, to int64) []int64 {
+func nRange(from, to int64) []int64 {
 	var out []int64
 	for i := from; i <= to; i++ {
 		out = append(out, i)
@@ -306,7 +347,7 @@ func seqRange(from, to int64) []int64 {
 	return out
 }
 
-// roomOnPartitionOf returns a room id whose chat.stored partition is the same as room's,
+// roomOnPartitionOf returns a room id whose chat.ephemeral partition is the same as room's,
 // so that once it is delivered everything published before it for room was handled.
 func roomOnPartitionOf(room string, partitions int) string {
 	want := route.PartitionFor(room, partitions)

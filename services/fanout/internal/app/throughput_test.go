@@ -11,15 +11,18 @@ import (
 	"github.com/kchat/kchat/pkg/stacktest"
 )
 
-// TestFanout_throughput measures forwarding of a backlog: events published before fanout
-// starts, three gateways subscribed to every room, counted by the end offsets of
-// chat.deliveries. It logs events/s; it fails only if forwarding does not finish.
-func TestFanout_throughput(t *testing.T) {
-	if testing.Short() {
-		t.Skip("measurement; skipped with -short")
-	}
-	t.Parallel()
-	s := newStack(t)
+// BenchmarkFanout_backlog measures forwarding of a backlog: typing events published before
+// fanout starts, three gateways subscribed to every room, counted by the end offsets of
+// chat.deliveries. It needs the local stack and is not part of the race run:
+//
+//	go test -run '^$' -bench Fanout_backlog -benchtime 3x ./internal/app
+//
+// Each iteration starts a fanout in a new consumer group that forwards the whole backlog
+// again; ns/op is one iteration from start to the last delivery. Start-up and the group
+// join are not forwarding: events/s, deliveries/s and ns/event count from an iteration's
+// first delivery to its last.
+func BenchmarkFanout_backlog(b *testing.B) {
+	s := newStack(b)
 	const events, rooms = 20000, 50
 	gateways := []string{"gw-a", "gw-b", "gw-c"}
 	for r := range rooms {
@@ -29,35 +32,50 @@ func TestFanout_throughput(t *testing.T) {
 	}
 	msgs := make([]kafka.Message, 0, events)
 	for i := range events {
-		msgs = append(msgs, s.storedMsg(fmt.Sprintf("room-%d", i%rooms), int64(i/rooms+1)))
+		msgs = append(msgs, s.typingMsg(fmt.Sprintf("room-%d", i%rooms), int64(i/rooms+1)))
 	}
 	for batch := range sliceChunks(msgs, 5000) {
 		s.write(batch...)
 	}
 
-	want := int64(events * len(gateways))
-	begin := time.Now()
-	s.startFanout(stacktest.UniqueName("fanout-"))
-	ready := time.Now()
-	deadline := time.Now().Add(3 * time.Minute)
-	var first time.Time // the group join is not forwarding: measure from the first delivery
-	for {
-		n := s.endOffsets("chat.deliveries")
-		if n > 0 && first.IsZero() {
-			first = time.Now()
+	perRun := int64(events * len(gateways))
+	var forwarding time.Duration
+	iterations := 0
+	for b.Loop() {
+		b.StopTimer()
+		base := s.endOffsets("chat.deliveries")
+		b.StartTimer()
+		begin := time.Now()
+		f := s.startFanout(stacktest.UniqueName("fanout-"))
+		ready := time.Now()
+		deadline := time.Now().Add(3 * time.Minute)
+		var first time.Time
+		for {
+			n := s.endOffsets("chat.deliveries") - base
+			if n > 0 && first.IsZero() {
+				first = time.Now()
+			}
+			if n >= perRun {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("only %d of %d deliveries after 3 minutes", n, perRun)
+			}
+			time.Sleep(20 * time.Millisecond) // polling the end offsets, not waiting for an event
 		}
-		if n >= want {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d deliveries after 3 minutes", n, want)
-		}
-		time.Sleep(50 * time.Millisecond)
+		took := time.Since(first)
+		forwarding += took
+		iterations++
+		b.Logf("forwarded %d events as %d deliveries in %s (start to ready %s, ready to first delivery %s)",
+			events, perRun, took.Round(time.Millisecond), ready.Sub(begin).Round(time.Millisecond), first.Sub(ready).Round(time.Millisecond))
+		b.StopTimer()
+		f.stop(b)
+		b.StartTimer()
 	}
-	took := time.Since(first)
-	t.Logf("forwarded %d events as %d deliveries in %s (start to ready %s, ready to first delivery %s): %.0f events/s, %.0f deliveries/s",
-		events, want, took.Round(time.Millisecond), ready.Sub(begin).Round(time.Millisecond), first.Sub(ready).Round(time.Millisecond),
-		float64(events)/took.Seconds(), float64(want)/took.Seconds())
+	secs := forwarding.Seconds()
+	b.ReportMetric(float64(events*iterations)/secs, "events/s")
+	b.ReportMetric(float64(perRun)*float64(iterations)/secs, "deliveries/s")
+	b.ReportMetric(float64(forwarding.Nanoseconds())/float64(events*iterations), "ns/event")
 }
 
 func sliceChunks[T any](s []T, n int) func(func([]T) bool) {
