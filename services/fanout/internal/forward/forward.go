@@ -1,5 +1,7 @@
-// Package forward copies consumed events to chat.deliveries, once per gateway that has
-// subscribers for the event's room.
+// Package forward copies consumed events to chat.deliveries, once per gateway that wants
+// them: typing to the gateways subscribed to its room, notifications to every gateway with
+// a subscription. The timeline (message.stored) is not among them: gateways read
+// chat.stored themselves (docs/architecture.md).
 package forward
 
 import (
@@ -65,14 +67,14 @@ func New(cfg Config, w Writer, router Router) (*Forwarder, error) {
 	return &Forwarder{cfg: cfg, w: w, router: router}, nil
 }
 
-// Recipients returns the gateways an event goes to. Room events (message.stored, typing)
-// go to the gateways subscribed to the room, the event's subject. A notification is
-// addressed to a user, whose gateways fanout cannot know without presence: it goes to every
-// gateway with any subscription, and gateways drop it unless the user is connected there.
-// Other types are not forwarded (nil).
+// Recipients returns the gateways an event goes to. Typing goes to the gateways subscribed
+// to its room, the event's subject. A notification is addressed to a user, whose gateways
+// fanout cannot know without presence: it goes to every gateway with any subscription, and
+// gateways drop it unless the user is connected there. Other types are not forwarded (nil),
+// message.stored included: gateways read the timeline from chat.stored themselves.
 func (f *Forwarder) Recipients(e event.Envelope) []string {
 	switch e.Type {
-	case event.TypeMessageStored, event.TypeTyping:
+	case event.TypeTyping:
 		return f.router.Gateways(e.Subject)
 	case event.TypeNotificationCreated:
 		return f.router.AllGateways()
@@ -86,9 +88,10 @@ func (f *Forwarder) Recipients(e event.Envelope) []string {
 // durable. The value is the consumed record's bytes, unchanged and shared by all copies:
 // nothing is re-encoded per recipient.
 //
-// Order: a room's events arrive in one partition in order, and all copies for one gateway
-// share a key and so a partition; the writer keeps a call's messages in order per
-// partition, so each gateway sees each room's events in the order they were stored.
+// Order: a room's typing (a user's notifications) arrive in one partition in order, and
+// all copies for one gateway share a key and so a partition; the writer keeps a call's
+// messages in order per partition, so each gateway sees each room's (user's) events in the
+// order they were consumed.
 //
 // Messages must carry a decoded Event (the runner decodes before calling).
 func (f *Forwarder) HandleBatch(ctx context.Context, ms []*consumer.Message) (err error) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -51,19 +52,19 @@ func (r fakeRouter) AllGateways() []string {
 
 var router = fakeRouter{"r1": {"gw-a"}, "r2": {"gw-a", "gw-b"}}
 
-func stored(t testing.TB, room string, seq int64) *consumer.Message {
+// typing is a typing event in room from user, as fanout consumes it from chat.ephemeral.
+func typing(t testing.TB, room, user string) *consumer.Message {
 	t.Helper()
-	return msg(t, event.MessageStored{RoomID: room, Seq: seq, Kind: event.KindMessage, MessageID: "m", Sender: "u-1",
-		SenderName: "U", Text: "hi <&>", RoomKind: event.RoomKindRoom, SentAt: time.Now(), StoredAt: time.Now()})
+	return msg(t, "chat.ephemeral", event.Typing{RoomID: room, User: user, UserName: "U <&>", State: event.TypingStarted})
 }
 
-func msg(t testing.TB, p event.Payload) *consumer.Message {
+func msg(t testing.TB, topic string, p event.Payload) *consumer.Message {
 	t.Helper()
 	e, err := event.New("kchat/test", p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	km, err := producer.Message("chat.stored", e.Subject, e)
+	km, err := producer.Message(topic, e.Subject, e)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,23 +82,23 @@ func TestHandleBatch_routes(t *testing.T) {
 		events map[string]float64 // kchat_fanout_events_total by type
 	}{
 		{
-			name: "room events go to subscribed gateways only",
+			name: "typing goes to the gateways subscribed to its room only",
 			batch: func(t *testing.T) []*consumer.Message {
-				return []*consumer.Message{stored(t, "r1", 1), stored(t, "r2", 1), stored(t, "r3", 1)}
+				return []*consumer.Message{typing(t, "r1", "u-1"), typing(t, "r2", "u-1"), typing(t, "r3", "u-1")}
 			},
 			want: []delivered{{"gw-a", "0"}, {"gw-a", "1"}, {"gw-b", "1"}},
 		},
 		{
-			name: "typing follows the room",
+			name: "one room's typing keeps its order per gateway",
 			batch: func(t *testing.T) []*consumer.Message {
-				return []*consumer.Message{msg(t, event.Typing{RoomID: "r2", User: "u", UserName: "U", State: event.TypingStarted})}
+				return []*consumer.Message{typing(t, "r2", "u-1"), typing(t, "r2", "u-2"), typing(t, "r2", "u-3")}
 			},
-			want: []delivered{{"gw-a", "0"}, {"gw-b", "0"}},
+			want: []delivered{{"gw-a", "0"}, {"gw-b", "0"}, {"gw-a", "1"}, {"gw-b", "1"}, {"gw-a", "2"}, {"gw-b", "2"}},
 		},
 		{
 			name: "notifications go to every gateway with subscriptions",
 			batch: func(t *testing.T) []*consumer.Message {
-				return []*consumer.Message{msg(t, event.NotificationCreated{NotificationID: "n", User: "u-9", RoomID: "r9", Seq: 1,
+				return []*consumer.Message{msg(t, "chat.notifications", event.NotificationCreated{NotificationID: "n", User: "u-9", RoomID: "r9", Seq: 1,
 					Reason: event.ReasonMention, Sender: "u-1", CreatedAt: time.Now()})}
 			},
 			want: []delivered{{"gw-a", "0"}, {"gw-b", "0"}},
@@ -105,15 +106,25 @@ func TestHandleBatch_routes(t *testing.T) {
 		{
 			name: "other types are not forwarded",
 			batch: func(t *testing.T) []*consumer.Message {
-				return []*consumer.Message{msg(t, event.MembershipChanged{RoomID: "r1", User: "u", UserName: "U",
+				return []*consumer.Message{msg(t, "chat.submitted", event.MembershipChanged{RoomID: "r1", User: "u", UserName: "U",
 					Change: event.ChangeJoined, By: "u", ChangedAt: time.Now()})}
+			},
+			want: nil,
+		},
+		{
+			// Gateways read chat.stored themselves; a stray copy here would be a second path.
+			name: "the timeline is not forwarded, even to subscribed gateways",
+			batch: func(t *testing.T) []*consumer.Message {
+				return []*consumer.Message{msg(t, "chat.stored", event.MessageStored{RoomID: "r2", Seq: 1, Kind: event.KindMessage,
+					MessageID: "m", Sender: "u-1", SenderName: "U", Text: "hi <&>", RoomKind: event.RoomKindRoom,
+					SentAt: time.Now(), StoredAt: time.Now()})}
 			},
 			want: nil,
 		},
 		{
 			name: "nobody subscribed: no write at all",
 			batch: func(t *testing.T) []*consumer.Message {
-				return []*consumer.Message{stored(t, "r3", 1), stored(t, "r4", 1)}
+				return []*consumer.Message{typing(t, "r3", "u-1"), typing(t, "r4", "u-1")}
 			},
 			want: nil,
 		},
@@ -186,11 +197,11 @@ func TestHandleBatch_writeErrorIsReturned(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	metrics := NewMetrics(reg)
 	f, _ := New(Config{Topic: "d", Metrics: metrics}, &fakeWriter{err: boom}, router)
-	if err := f.HandleBatch(context.Background(), []*consumer.Message{stored(t, "r1", 1)}); !errors.Is(err, boom) {
+	if err := f.HandleBatch(context.Background(), []*consumer.Message{typing(t, "r1", "u-1")}); !errors.Is(err, boom) {
 		t.Fatalf("err = %v, want %v", err, boom)
 	}
 	// A failed batch is retried by the runner: counting it now would count it twice.
-	if n := testutil.ToFloat64(metrics.eventsIn.WithLabelValues(event.TypeMessageStored)); n != 0 {
+	if n := testutil.ToFloat64(metrics.eventsIn.WithLabelValues(event.TypeTyping)); n != 0 {
 		t.Fatalf("events counted on failure: %v", n)
 	}
 }
@@ -202,7 +213,7 @@ func (panicRouter) AllGateways() []string    { panic("bug") }
 
 func TestHandleBatch_panicBecomesError(t *testing.T) {
 	f, _ := New(Config{Topic: "d"}, &fakeWriter{}, panicRouter{})
-	err := f.HandleBatch(context.Background(), []*consumer.Message{stored(t, "r1", 1)})
+	err := f.HandleBatch(context.Background(), []*consumer.Message{typing(t, "r1", "u-1")})
 	if err == nil || !strings.Contains(err.Error(), "panic: bug") {
 		t.Fatalf("err = %v, want the panic as an error", err)
 	}
@@ -213,7 +224,7 @@ func TestHandleBatch_metrics(t *testing.T) {
 	metrics := NewMetrics(reg)
 	now := time.Now()
 	f, _ := New(Config{Topic: "d", Metrics: metrics, Now: func() time.Time { return now }}, &fakeWriter{}, router)
-	batch := []*consumer.Message{stored(t, "r1", 1), stored(t, "r2", 2), stored(t, "r3", 3)}
+	batch := []*consumer.Message{typing(t, "r1", "u-1"), typing(t, "r2", "u-1"), typing(t, "r3", "u-1")}
 	if err := f.HandleBatch(context.Background(), batch); err != nil {
 		t.Fatal(err)
 	}
@@ -222,9 +233,9 @@ func TestHandleBatch_metrics(t *testing.T) {
 		got  float64
 		want float64
 	}{
-		{"events", testutil.ToFloat64(metrics.eventsIn.WithLabelValues(event.TypeMessageStored)), 3},
-		{"deliveries", testutil.ToFloat64(metrics.deliveries.WithLabelValues(event.TypeMessageStored)), 3},
-		{"unrouted", testutil.ToFloat64(metrics.unrouted.WithLabelValues(event.TypeMessageStored)), 1},
+		{"events", testutil.ToFloat64(metrics.eventsIn.WithLabelValues(event.TypeTyping)), 3},
+		{"deliveries", testutil.ToFloat64(metrics.deliveries.WithLabelValues(event.TypeTyping)), 3},
+		{"unrouted", testutil.ToFloat64(metrics.unrouted.WithLabelValues(event.TypeTyping)), 1},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
@@ -238,7 +249,7 @@ func TestHandleBatch_metrics(t *testing.T) {
 func BenchmarkHandleBatch(b *testing.B) {
 	batch := make([]*consumer.Message, 100)
 	for i := range batch {
-		batch[i] = stored(b, []string{"r1", "r2", "r3"}[i%3], int64(i+1))
+		batch[i] = typing(b, []string{"r1", "r2", "r3"}[i%3], fmt.Sprintf("u-%d", i))
 	}
 	f, _ := New(Config{Topic: "d"}, discard{}, router)
 	for b.Loop() {
