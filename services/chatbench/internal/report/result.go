@@ -124,7 +124,8 @@ func (r *Result) Scenario(name string) *Scenario {
 // Add appends figures.
 func (r *Result) Add(fs ...harness.Figure) { r.Figures = append(r.Figures, fs...) }
 
-// Write stores the result as dir/<stamp>.json and dir/latest.json, returning the first path.
+// Write stores the result as dir/<stamp>.json, returning its path. There is no latest.json
+// copy: the README names the run's file, and a byte-identical copy only doubles the repo.
 func (r *Result) Write(dir, stamp string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
@@ -135,9 +136,6 @@ func (r *Result) Write(dir, stamp string) (string, error) {
 	}
 	path := filepath.Join(dir, stamp+".json")
 	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "latest.json"), append(b, '\n'), 0o644); err != nil {
 		return "", err
 	}
 	return path, nil
