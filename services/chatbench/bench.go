@@ -39,8 +39,10 @@ type Bench struct {
 
 	// Baselines that later scenarios compare with.
 	hop          map[float64]harness.Summary // best raw hop latency by rate
-	hopName      map[float64]string          // which producer gave it
-	directMax    float64                     // kafka-go direct ingest max rate
+	hopName      map[float64]string          // which client gave it
+	directMax    float64                     // best client's direct ingest max rate
+	directName   string                      // which client that was
+	stamp        string                      // names this run's result files
 	e2eByRate    map[float64]harness.Summary
 	ingestTwoMax float64
 }
@@ -76,7 +78,8 @@ func Run(ctx context.Context, cfg Config) (*report.Result, error) {
 	}
 	b := &Bench{
 		cfg: cfg, plan: cfg.Plan, log: cfg.Log, run: "b" + randHex(3), out: Output,
-		hop: map[float64]harness.Summary{}, e2eByRate: map[float64]harness.Summary{},
+		hop: map[float64]harness.Summary{}, hopName: map[float64]string{}, e2eByRate: map[float64]harness.Summary{},
+		stamp: stamp,
 	}
 	b.res = &report.Result{
 		Tool: "chatbench", Mode: cfg.Plan.Mode, StartedAt: start, Git: report.GitInfo(cfg.Root), Machine: report.MachineInfo(),
@@ -94,7 +97,9 @@ func Run(ctx context.Context, cfg Config) (*report.Result, error) {
 		return nil, fmt.Errorf("database %s: %w", redact(cfg.DatabaseURL), err)
 	}
 	b.db = pool
-	b.waitQuiet(ctx, cfg.WaitQuiet)
+	b.res.Config["quiet_load"] = b.quietLoad()
+	b.res.Config["waited_for_quiet_s"] = b.waitQuiet(ctx, cfg.WaitQuiet)
+	b.res.Config["loadavg_start"] = loadAvg()
 	b.pids = b.resolvePIDs()
 	b.res.Config["pids"] = b.pids
 	b.log.Info("chatbench starting", "mode", cfg.Plan.Mode, "run", b.run, "pids", b.pids)
@@ -108,10 +113,12 @@ func Run(ctx context.Context, cfg Config) (*report.Result, error) {
 		{"persistence", b.scenarioPersistence},
 		{"ingest", b.scenarioIngest},
 		{"e2e", b.scenarioE2E},
+		{"profile", b.scenarioProfile},
 		{"fanout", b.scenarioFanout},
 		{"connections", b.scenarioConnections},
 	}
-	platform := map[string]bool{"ingest": true, "e2e": true, "fanout": true, "connections": true}
+	platform := map[string]bool{"ingest": true, "e2e": true, "profile": true, "fanout": true, "connections": true}
+	first := true
 	for _, st := range steps {
 		if !cfg.wants(st.name) || ctx.Err() != nil {
 			continue
@@ -125,12 +132,18 @@ func Run(ctx context.Context, cfg Config) (*report.Result, error) {
 				continue
 			}
 		}
-		b.log.Info("scenario", "name", st.name)
 		if !b.waitBrokers(ctx, 2*time.Minute) {
 			sc.Warnings = append(sc.Warnings, "not every broker was up when the scenario started")
 		}
+		if !first {
+			sc.Data["waited_for_quiet_s"] = b.waitQuiet(ctx, cfg.WaitQuietEach)
+		}
+		first = false
+		b.log.Info("scenario", "name", st.name, "loadavg", loadAvg())
 		sc.Data["loadavg_before"] = loadAvg()
+		mon := b.monitor()
 		err := st.fn(ctx, sc)
+		sc.Data["during"] = mon.stop()
 		sc.Data["loadavg_after"] = loadAvg()
 		sc.Seconds = harness.Round(time.Since(t0).Seconds())
 		if err != nil {
@@ -266,17 +279,83 @@ func (b *Bench) sampler() *procstat.Sampler {
 	return procstat.NewSampler(b.pids, "postgres")
 }
 
-// waitQuiet waits up to max for the 1-minute load average to drop below twice the core
-// count (other people's builds and tests share this machine), and reports what it saw.
-func (b *Bench) waitQuiet(ctx context.Context, max time.Duration) {
-	limit := float64(2 * b.res.Machine.Cores)
+// quietLoad is the 1-minute load average below which the machine counts as quiet.
+func (b *Bench) quietLoad() float64 {
+	if b.cfg.QuietLoad > 0 {
+		return b.cfg.QuietLoad
+	}
+	return float64(b.res.Machine.Cores)
+}
+
+// waitQuiet waits up to max for the 1-minute load average to drop below quietLoad (other
+// people's builds and tests share this machine, and the previous scenario's load decays
+// over a minute or two), and returns how long it waited in seconds.
+func (b *Bench) waitQuiet(ctx context.Context, max time.Duration) float64 {
+	limit := b.quietLoad()
 	t0 := time.Now()
 	for loadAvg() >= limit && time.Since(t0) < max && ctx.Err() == nil {
-		b.log.Info("waiting for a quieter machine", "loadavg", loadAvg(), "below", limit)
-		sleepCtx(ctx, 10*time.Second)
+		b.log.Info("waiting for a quieter machine", "loadavg", loadAvg(), "below", limit, "waited", time.Since(t0).Round(time.Second))
+		sleepCtx(ctx, min(5*time.Second, max-time.Since(t0)))
 	}
-	b.res.Config["waited_for_quiet_s"] = harness.Round(time.Since(t0).Seconds())
-	b.res.Config["loadavg_start"] = loadAvg()
+	return harness.Round(time.Since(t0).Seconds())
+}
+
+// scenarioMonitor records, while a scenario runs, the CPU of every sampled process, of the
+// whole machine (and so of everything else on it) and the 1-minute load average.
+type scenarioMonitor struct {
+	smp  *procstat.Sampler
+	done chan struct{}
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	load []float64
+}
+
+func (b *Bench) monitor() *scenarioMonitor {
+	m := &scenarioMonitor{smp: procstat.NewSampler(b.resolvePIDs(), "postgres"), done: make(chan struct{})}
+	m.smp.Machine = true
+	m.smp.Start()
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		for {
+			m.mu.Lock()
+			m.load = append(m.load, loadAvg())
+			m.mu.Unlock()
+			select {
+			case <-m.done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return m
+}
+
+// stop ends the window: per-process CPU (cores on average and CPU seconds, "machine" is
+// every CPU of the machine, "other" what the sampled processes do not account for) and
+// the load average's minimum, mean and maximum over 2-second samples.
+func (m *scenarioMonitor) stop() map[string]any {
+	close(m.done)
+	m.wg.Wait()
+	u := m.smp.Stop()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	lo, hi, sum := 0.0, 0.0, 0.0
+	for i, v := range m.load {
+		if i == 0 || v < lo {
+			lo = v
+		}
+		hi = max(hi, v)
+		sum += v
+	}
+	mean := 0.0
+	if len(m.load) > 0 {
+		mean = sum / float64(len(m.load))
+	}
+	return map[string]any{"cpu_cores": roundMap(u.Cores), "cpu_seconds": roundMap(u.CPUSeconds), "wall_s": harness.Round(u.WallS),
+		"loadavg": map[string]float64{"min": lo, "mean": harness.Round(mean), "max": hi}}
 }
 
 func portOf(rawURL string) int {
@@ -402,4 +481,16 @@ func freePort() int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// waitFor polls cond every 20 ms until it holds (true) or max has passed (false).
+func waitFor(ctx context.Context, max time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(max)
+	for !cond() {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		sleepCtx(ctx, 20*time.Millisecond)
+	}
+	return true
 }

@@ -44,168 +44,27 @@ type e2eState struct {
 	traces   map[string]*trace // by message id
 }
 
-// Stage names, in the order a message passes them.
+// Stage names, in the order a message passes them. A stage the pipeline does not have
+// (no chat.deliveries records when the gateways read chat.stored themselves) measures
+// nothing and is not reported.
 var stageNames = []string{"client→gateway accept", "gateway→ack (Kafka acks=all)", "Kafka→persistence tx",
-	"commit→relay publish", "relay→fanout publish", "fanout→socket B"}
+	"commit→chat.stored record", "chat.stored→chat.deliveries record", "chat.deliveries record→socket B",
+	"chat.stored record→socket B (no chat.deliveries)"}
 
 // scenarioE2E: WebSocket send on gateway A → WebSocket receive on gateway B through
 // persistence, the outbox relay and fanout, at fixed rates, against the raw hop at the
 // same rates; per-stage times from the events' own timestamps and Kafka record times.
 func (b *Bench) scenarioE2E(ctx context.Context, sc *report.Scenario) error {
-	S, R := b.plan.Senders, b.plan.Rooms
-	senders, err := b.users(ctx, "bench-u", S)
-	if err != nil {
-		return err
-	}
-	receivers, err := b.users(ctx, "bench-r", R)
-	if err != nil {
-		return err
-	}
-	mkRooms := func(tag string) (func(int) string, error) {
-		room := func(k int) string { return fmt.Sprintf("bench-%s-%s-%02d", b.run, tag, k) }
-		members := map[string][]string{}
-		for j, u := range senders {
-			members[room(j%R)] = append(members[room(j%R)], u.id)
-		}
-		for k, u := range receivers {
-			members[room(k)] = append(members[room(k)], u.id)
-		}
-		return room, b.rooms(ctx, members)
-	}
 	a, bb := wsURL(b.cfg.Gateways[0]), wsURL(b.cfg.Gateways[1])
-	sp, err := dial(ctx, []string{a}, senders, 50)
+	w, err := b.newWSPath(ctx, a, b.plan.Senders, b.plan.Rooms)
 	if err != nil {
 		return err
 	}
-	defer sp.close()
-	sp.startWriters(4096)
-	var cur atomic.Pointer[e2eState]
-	sp.setHandler(func(_ int, data []byte, at time.Time) {
-		if st := cur.Load(); st != nil {
-			st.ack.onFrame(data, at)
-		}
-	})
-	text := strings.Repeat("x", b.plan.TextBytes)
-	stepID := 100
+	defer w.close()
+	S, R := b.plan.Senders, b.plan.Rooms
 	e2eStart := time.Now()
-
-	// series runs the rates with receivers on recvURL, in rooms tagged tag.
 	series := func(name, tag, recvURL string, rates []float64) (report.Series, map[float64]*e2eState, string, error) {
-		room, err := mkRooms(tag)
-		if err != nil {
-			return report.Series{}, nil, "", err
-		}
-		rp, err := dial(ctx, []string{recvURL}, receivers, 50)
-		if err != nil {
-			return report.Series{}, nil, "", err
-		}
-		defer rp.close()
-		rp.startWriters(16)
-		gwID := rp.conns[0].Welcome.GatewayID
-		var synced atomic.Int64
-		ready := make([]atomic.Bool, R)
-		warm := make([]atomic.Bool, R)
-		rp.setHandler(func(k int, data []byte, at time.Time) {
-			typ, _ := wsclient.StringField(data, "type")
-			switch string(typ) {
-			case "synced", "subscribed":
-				// Either means the room is followed (see fanRun); the warm-up proves delivery.
-				if !ready[k].Swap(true) {
-					synced.Add(1)
-				}
-			case "message":
-				st := cur.Load()
-				cid, err := wsclient.StringField(data, "client_msg_id")
-				if err != nil {
-					return
-				}
-				parts := strings.Split(string(cid), ".")
-				if len(parts) != 3 {
-					return
-				}
-				if parts[1] == "w" {
-					warm[k].Store(true)
-					return
-				}
-				sid, _ := strconv.Atoi(parts[1])
-				i, err := strconv.Atoi(parts[2])
-				if st == nil || sid != st.ack.id || err != nil || i < 0 || i >= st.ack.sched.Count {
-					return
-				}
-				var f msgFrame
-				if json.Unmarshal(data, &f) != nil {
-					return
-				}
-				intended := st.ack.sched.Intended(i)
-				st.rec.Record(intended, at)
-				st.received.Add(1)
-				st.mu.Lock()
-				st.traces[f.MessageID] = &trace{intended: intended, sentAt: f.SentAt, storedAt: f.StoredAt, received: at}
-				st.mu.Unlock()
-			}
-		})
-		for k := range receivers {
-			rp.send(k, fmt.Appendf(nil, `{"type":"subscribe","ref":"s","room":"%s"}`, room(k)))
-		}
-		if !waitFor(ctx, 30*time.Second, func() bool { return synced.Load() >= int64(R) }) {
-			return report.Series{}, nil, "", fmt.Errorf("%s: %d of %d receivers synced", name, synced.Load(), R)
-		}
-		// Warm-up until every room's receiver got a message through the whole pipeline
-		// (fanout must have learnt the new subscriptions first).
-		deadline := time.Now().Add(60 * time.Second)
-		for n := 0; ; n++ {
-			done := true
-			for k := range R {
-				if !warm[k].Load() {
-					done = false
-					sp.send(k, fmt.Appendf(nil, `{"type":"send","ref":"w","room":"%s","client_msg_id":"%s.w.%d-%d","text":"warm-up"}`, room(k), b.run, k, n))
-				}
-			}
-			if done {
-				break
-			}
-			if time.Now().After(deadline) || ctx.Err() != nil {
-				return report.Series{}, nil, "", fmt.Errorf("%s: warm-up messages did not reach every receiver within 60s", name)
-			}
-			waitFor(ctx, 3*time.Second, func() bool {
-				for k := range R {
-					if !warm[k].Load() {
-						return false
-					}
-				}
-				return true
-			})
-		}
-		out := report.Series{Name: name}
-		states := map[float64]*e2eState{}
-		var acked int64
-		for _, rate := range rates {
-			stepID++
-			count := int(rate * b.plan.E2EDur.Seconds())
-			sched := harness.NewSchedule(time.Now().Add(20*time.Millisecond), rate, count)
-			st := &e2eState{ack: newAckState(stepID, sched), rec: harness.NewRecorder(), traces: make(map[string]*trace, count)}
-			cur.Store(st)
-			sched.Run(ctx, func(i int, _ time.Time) {
-				c := i % S
-				sp.send(c, sendFrame(st.ack.id, i, room(c%R), fmt.Sprintf("%s.%d.%d", b.run, st.ack.id, i), text))
-			})
-			waitFor(ctx, 20*time.Second, func() bool { return st.received.Load() >= int64(count) })
-			step := harness.Step{Rate: rate, Throughput: harness.Round(st.rec.Throughput()), Latency: st.rec.Summary(),
-				Lost: int64(count) - st.received.Load()}
-			step.Latency.Errors = st.ack.failed.Load()
-			logStep(b.log, name, step)
-			out.Steps = append(out.Steps, step)
-			states[rate] = st
-			// Let the platform work off what this rate left behind before the next one, so
-			// that each rate is measured on its own.
-			acked += st.ack.acked.Load()
-			if d, ok := b.drain(ctx, fmt.Sprintf("bench-%s-%s-", b.run, tag), acked+int64(R)); !ok {
-				sc.Warnings = append(sc.Warnings, fmt.Sprintf("%s @ %v/s: the platform had not stored everything %s later", name, rate, d.Round(time.Second)))
-			}
-			sleepCtx(ctx, time.Second)
-		}
-		cur.Store(nil)
-		return out, states, gwID, nil
+		return b.e2eSeries(ctx, sc, w, name, tag, recvURL, rates, b.plan.E2EDur, nil)
 	}
 
 	// Scale-out first, on a platform without backlog: the same at one rate with sender
@@ -266,11 +125,14 @@ func (b *Bench) scenarioE2E(ctx context.Context, sc *report.Scenario) error {
 			if !t.storedTs.IsZero() {
 				recs[3].Record(t.storedAt, t.storedTs)
 			}
-			if !t.storedTs.IsZero() && !t.deliveredTs.IsZero() {
-				recs[4].Record(t.storedTs, t.deliveredTs)
-			}
-			if !t.deliveredTs.IsZero() {
+			switch {
+			case !t.deliveredTs.IsZero():
+				if !t.storedTs.IsZero() {
+					recs[4].Record(t.storedTs, t.deliveredTs)
+				}
 				recs[5].Record(t.deliveredTs, t.received)
+			case !t.storedTs.IsZero():
+				recs[6].Record(t.storedTs, t.received)
 			}
 		}
 		st.mu.Unlock()
@@ -278,6 +140,9 @@ func (b *Bench) scenarioE2E(ctx context.Context, sc *report.Scenario) error {
 		m := map[string]any{}
 		for i, name := range stageNames {
 			s := recs[i].Summary()
+			if s.Count == 0 {
+				continue
+			}
 			m[name] = map[string]float64{"p50_ms": s.P50Ms, "p99_ms": s.P99Ms, "count": float64(s.Count)}
 			if rate == b.plan.ScaleE2ERate || len(b.plan.E2ERates) == 1 {
 				f := harness.NewFigure("e2e stages", fmt.Sprintf("%s p99 @ %.0f/s", name, rate), "ms", s.P99Ms, "", nil)
@@ -293,10 +158,11 @@ func (b *Bench) scenarioE2E(ctx context.Context, sc *report.Scenario) error {
 	sc.Data["stages"] = stages
 	sc.Data["stage_notes"] = "client→gateway accept: intended send → submitted_at (gateway read, membership check, event minted); " +
 		"Kafka→persistence tx: submitted_at → stored_at (stored_at is set inside the batch tx, before its writes and commit); " +
-		"commit→relay publish: stored_at → chat.stored record timestamp (commit, NOTIFY, outbox read); " +
-		"relay→fanout publish: chat.stored → chat.deliveries record timestamps (relay ack, fanout consume); " +
-		"fanout→socket B: chat.deliveries record timestamp → frame read by the client (fanout ack, gateway consume, hub, socket). " +
-		"Kafka record timestamps have millisecond resolution."
+		"commit→chat.stored record: stored_at → chat.stored record timestamp (commit, then the publish of the stored event); " +
+		"chat.stored→chat.deliveries record: the two record timestamps (ack, fanout consume and publish); " +
+		"chat.deliveries record→socket B: gateway B's chat.deliveries record timestamp → frame read by the client (ack, gateway consume, hub, socket); " +
+		"chat.stored record→socket B: only for messages with no chat.deliveries record for gateway B (a gateway reading chat.stored itself). " +
+		"Stages with no measurement are left out. Kafka record timestamps have millisecond resolution."
 
 	sc.Series = append(sc.Series, one)
 	if len(one.Steps) == 1 {
@@ -311,7 +177,10 @@ func (b *Bench) scenarioE2E(ctx context.Context, sc *report.Scenario) error {
 }
 
 // kafkaTimes reads chat.stored and chat.deliveries from just before the e2e runs and
-// fills in the record timestamps of the traced messages.
+// fills in the record timestamps of the traced messages. Every message has a chat.stored
+// record; a chat.deliveries record for gateway gw exists only while fanout forwards
+// messages to the gateways, so once every stored record is found, the deliveries get a
+// few more seconds and are otherwise taken as absent.
 func (b *Bench) kafkaTimes(ctx context.Context, since time.Time, states map[float64]*e2eState, gw string) error {
 	byID := map[string]*trace{}
 	for _, st := range states {
@@ -331,17 +200,21 @@ func (b *Bench) kafkaTimes(ctx context.Context, since time.Time, states map[floa
 		return err
 	}
 	defer cl.Close()
-	need := 2 * len(byID)
-	found := 0
+	n := len(byID)
+	foundStored, foundDelivered := 0, 0
 	deadline := time.Now().Add(60 * time.Second)
+	var storedDone time.Time
 	idle := 0
-	for found < need && time.Now().Before(deadline) && idle < 4 && ctx.Err() == nil {
+	for time.Now().Before(deadline) && idle < 4 && ctx.Err() == nil {
+		if foundStored == n && (foundDelivered == n || time.Since(storedDone) > 5*time.Second) {
+			break
+		}
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		fs := cl.PollFetches(pctx)
 		cancel()
-		n := 0
+		got := 0
 		fs.EachRecord(func(r *kgo.Record) {
-			n++
+			got++
 			id, err := wsclient.StringField(r.Value, "message_id")
 			if err != nil {
 				return
@@ -354,23 +227,212 @@ func (b *Bench) kafkaTimes(ctx context.Context, since time.Time, states map[floa
 			case stored:
 				if t.storedTs.IsZero() {
 					t.storedTs = r.Timestamp
-					found++
+					if foundStored++; foundStored == n {
+						storedDone = time.Now()
+					}
 				}
 			case deliveries:
 				if string(r.Key) == gw && t.deliveredTs.IsZero() {
 					t.deliveredTs = r.Timestamp
-					found++
+					foundDelivered++
 				}
 			}
 		})
-		if n == 0 {
+		if got == 0 {
 			idle++
 		} else {
 			idle = 0
 		}
 	}
-	if found < need {
-		return fmt.Errorf("found Kafka times for %d of %d records", found, need)
+	if foundStored < n {
+		return fmt.Errorf("found chat.stored times for %d of %d messages (chat.deliveries: %d)", foundStored, n, foundDelivered)
+	}
+	if foundDelivered > 0 && foundDelivered < n {
+		return fmt.Errorf("found chat.deliveries times for %d of %d messages", foundDelivered, n)
 	}
 	return nil
+}
+
+// wsPath is the sending side of a WebSocket path through the platform: sender
+// connections on gateway A, and the receivers (one per room) that series put on a gateway.
+type wsPath struct {
+	senders, receivers []user
+	sp                 *pool
+	cur                atomic.Pointer[e2eState]
+	text               string
+	stepID             int
+}
+
+// newWSPath connects S senders to sendURL; every series adds R rooms and R receivers.
+func (b *Bench) newWSPath(ctx context.Context, sendURL string, S, R int) (*wsPath, error) {
+	senders, err := b.users(ctx, "bench-u", S)
+	if err != nil {
+		return nil, err
+	}
+	receivers, err := b.users(ctx, "bench-r", R)
+	if err != nil {
+		return nil, err
+	}
+	sp, err := dial(ctx, []string{sendURL}, senders, 50)
+	if err != nil {
+		return nil, err
+	}
+	sp.startWriters(4096)
+	w := &wsPath{senders: senders, receivers: receivers, sp: sp, text: strings.Repeat("x", b.plan.TextBytes), stepID: 100}
+	sp.setHandler(func(_ int, data []byte, at time.Time) {
+		if st := w.cur.Load(); st != nil {
+			st.ack.onFrame(data, at)
+		}
+	})
+	return w, nil
+}
+
+func (w *wsPath) close() { w.sp.close() }
+
+// pathRooms creates the rooms of a series tagged tag: sender j in room j%R, receiver k in
+// room k.
+func (b *Bench) pathRooms(ctx context.Context, w *wsPath, tag string) (func(int) string, error) {
+	R := len(w.receivers)
+	room := func(k int) string { return fmt.Sprintf("bench-%s-%s-%02d", b.run, tag, k) }
+	members := map[string][]string{}
+	for j, u := range w.senders {
+		members[room(j%R)] = append(members[room(j%R)], u.id)
+	}
+	for k, u := range w.receivers {
+		members[room(k)] = append(members[room(k)], u.id)
+	}
+	return room, b.rooms(ctx, members)
+}
+
+// e2eSeries runs the rates for dur each with w's senders and receivers on recvURL, in rooms
+// tagged tag, after a warm-up that proves delivery in every room; between rates it lets
+// the platform store what the rate left behind. measure, if set, is called just before a
+// rate's first send and its result once the last message arrived (or the wait ended). It
+// returns the series, the steps' states by rate and the receiving gateway's id.
+func (b *Bench) e2eSeries(ctx context.Context, sc *report.Scenario, w *wsPath, name, tag, recvURL string, rates []float64,
+	dur time.Duration, measure func() func()) (report.Series, map[float64]*e2eState, string, error) {
+	sp, cur, S, R, text := w.sp, &w.cur, len(w.senders), len(w.receivers), w.text
+	receivers := w.receivers
+	room, err := b.pathRooms(ctx, w, tag)
+	if err != nil {
+		return report.Series{}, nil, "", err
+	}
+	rp, err := dial(ctx, []string{recvURL}, receivers, 50)
+	if err != nil {
+		return report.Series{}, nil, "", err
+	}
+	defer rp.close()
+	rp.startWriters(16)
+	gwID := rp.conns[0].Welcome.GatewayID
+	var synced atomic.Int64
+	ready := make([]atomic.Bool, R)
+	warm := make([]atomic.Bool, R)
+	rp.setHandler(func(k int, data []byte, at time.Time) {
+		typ, _ := wsclient.StringField(data, "type")
+		switch string(typ) {
+		case "synced", "subscribed":
+			// Either means the room is followed (see fanRun); the warm-up proves delivery.
+			if !ready[k].Swap(true) {
+				synced.Add(1)
+			}
+		case "message":
+			st := cur.Load()
+			cid, err := wsclient.StringField(data, "client_msg_id")
+			if err != nil {
+				return
+			}
+			parts := strings.Split(string(cid), ".")
+			if len(parts) != 3 {
+				return
+			}
+			if parts[1] == "w" {
+				warm[k].Store(true)
+				return
+			}
+			sid, _ := strconv.Atoi(parts[1])
+			i, err := strconv.Atoi(parts[2])
+			if st == nil || sid != st.ack.id || err != nil || i < 0 || i >= st.ack.sched.Count {
+				return
+			}
+			var f msgFrame
+			if json.Unmarshal(data, &f) != nil {
+				return
+			}
+			intended := st.ack.sched.Intended(i)
+			st.rec.Record(intended, at)
+			st.received.Add(1)
+			st.mu.Lock()
+			st.traces[f.MessageID] = &trace{intended: intended, sentAt: f.SentAt, storedAt: f.StoredAt, received: at}
+			st.mu.Unlock()
+		}
+	})
+	for k := range receivers {
+		rp.send(k, fmt.Appendf(nil, `{"type":"subscribe","ref":"s","room":"%s"}`, room(k)))
+	}
+	if !waitFor(ctx, 30*time.Second, func() bool { return synced.Load() >= int64(R) }) {
+		return report.Series{}, nil, "", fmt.Errorf("%s: %d of %d receivers synced", name, synced.Load(), R)
+	}
+	// Warm-up until every room's receiver got a message through the whole pipeline
+	// (fanout must have learnt the new subscriptions first).
+	deadline := time.Now().Add(60 * time.Second)
+	for n := 0; ; n++ {
+		done := true
+		for k := range R {
+			if !warm[k].Load() {
+				done = false
+				sp.send(k, fmt.Appendf(nil, `{"type":"send","ref":"w","room":"%s","client_msg_id":"%s.w.%d-%d","text":"warm-up"}`, room(k), b.run, k, n))
+			}
+		}
+		if done {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return report.Series{}, nil, "", fmt.Errorf("%s: warm-up messages did not reach every receiver within 60s", name)
+		}
+		waitFor(ctx, 3*time.Second, func() bool {
+			for k := range R {
+				if !warm[k].Load() {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	out := report.Series{Name: name}
+	states := map[float64]*e2eState{}
+	var acked int64
+	for _, rate := range rates {
+		w.stepID++
+		count := int(rate * dur.Seconds())
+		sched := harness.NewSchedule(time.Now().Add(20*time.Millisecond), rate, count)
+		st := &e2eState{ack: newAckState(w.stepID, sched), rec: harness.NewRecorder(), traces: make(map[string]*trace, count)}
+		cur.Store(st)
+		var end func()
+		if measure != nil {
+			end = measure()
+		}
+		sched.Run(ctx, func(i int, _ time.Time) {
+			c := i % S
+			sp.send(c, sendFrame(st.ack.id, i, room(c%R), fmt.Sprintf("%s.%d.%d", b.run, st.ack.id, i), text))
+		})
+		waitFor(ctx, 20*time.Second, func() bool { return st.received.Load() >= int64(count) })
+		if end != nil {
+			end()
+		}
+		step := harness.Step{Rate: rate, Throughput: harness.Round(st.rec.Throughput()), Latency: st.rec.Summary(),
+			Lost: int64(count) - st.received.Load()}
+		step.Latency.Errors = st.ack.failed.Load()
+		logStep(b.log, name, step)
+		out.Steps = append(out.Steps, step)
+		states[rate] = st
+		// Let the platform work off what this rate left behind before the next one, so
+		// that each rate is measured on its own.
+		acked += st.ack.acked.Load()
+		if d, ok := b.drain(ctx, fmt.Sprintf("bench-%s-%s-", b.run, tag), acked+int64(R)); !ok {
+			sc.Warnings = append(sc.Warnings, fmt.Sprintf("%s @ %v/s: the platform had not stored everything %s later", name, rate, d.Round(time.Second)))
+		}
+		sleepCtx(ctx, time.Second)
+	}
+	cur.Store(nil)
+	return out, states, gwID, nil
 }

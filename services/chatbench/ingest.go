@@ -133,10 +133,10 @@ func (b *Bench) scenarioIngest(ctx context.Context, sc *report.Scenario) error {
 			}
 		}
 		// Warm-up: every connection sends once, outside the measurement.
-		b.rateSearch(ctx, "warm-up", []float64{float64(S)}, func(s harness.Schedule) harness.Step {
+		b.rateSearch(ctx, "warm-up", []float64{float64(S)}, b.plan.StepDur, func(s harness.Schedule) harness.Step {
 			return run(harness.NewSchedule(s.Start, float64(S)*2, S))
 		}, between)
-		se := b.rateSearch(ctx, name, b.plan.IngestRates, run, between)
+		se := b.rateSearch(ctx, name, b.plan.IngestRates, b.plan.StepDur, run, between)
 		cpu[name] = perRate
 		return se, nil
 	}
@@ -164,7 +164,7 @@ func (b *Bench) scenarioIngest(ctx context.Context, sc *report.Scenario) error {
 		direct = harness.F(b.directMax)
 	}
 	f := harness.NewFigure("ingest", fmt.Sprintf("acked msg/s, 2 gateways, p99 < %g ms", b.plan.P99Limit), "msg/s", twoMax,
-		"kafka-go direct", direct, harness.Target{Kind: harness.RatioAtLeast, Limit: 0.75})
+		b.directName, direct, harness.Target{Kind: harness.RatioAtLeast, Limit: 0.75})
 	f.Note = searchNote(two, b.plan.P99Limit)
 	g := harness.NewFigure("scale-out", "ingest, 2 gateways vs 1", "msg/s", twoMax, "1 gateway", harness.F(oneMax),
 		harness.Target{Kind: harness.RatioAtLeast, Limit: 1.7})

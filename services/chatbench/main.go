@@ -51,7 +51,9 @@ func main() {
 		batchSize = flag.Int("persistence-batch-size", 500, "also run the persistence scenario with this BATCH_SIZE (0: only the service's default)")
 		verbose   = flag.Bool("v", false, "debug logging")
 		replot    = flag.String("replot", "", "only redraw the plots and table of this result JSON (into its directory) and exit")
-		quiet     = flag.Duration("wait-quiet", 3*time.Minute, "first wait up to this long for the load average to fall below 2×cores (0: don't)")
+		quiet     = flag.Duration("wait-quiet", 3*time.Minute, "before the first scenario, wait up to this long for a quiet machine (0: don't)")
+		quietEach = flag.Duration("wait-quiet-each", 90*time.Second, "before each later scenario, wait up to this long for a quiet machine (0: don't)")
+		quietLoad = flag.Float64("quiet-load", 0, "a quiet machine has a 1-minute load average below this (default: the number of cores)")
 	)
 	flag.Parse()
 	level := slog.LevelInfo
@@ -67,11 +69,12 @@ func main() {
 	cfg := Config{
 		Root: root, Brokers: service.SplitList(*brokers), DatabaseURL: *dbURL, TopicPrefix: *prefix,
 		Gateways: service.SplitList(*gateways), Procs: parseProcs(*procs), BinDir: *bin, Out: *out,
-		Only: service.SplitList(*only), Log: log, ExtraBatchSize: *batchSize, WaitQuiet: *quiet,
+		Only: service.SplitList(*only), Log: log, ExtraBatchSize: *batchSize, WaitQuiet: *quiet, WaitQuietEach: *quietEach,
+		QuietLoad: *quietLoad,
 	}
 	if *smoke {
 		cfg.Plan = SmokePlan()
-		cfg.WaitQuiet = 0
+		cfg.WaitQuiet, cfg.WaitQuietEach = 0, 0
 		cfg.ExtraBatchSize = 0
 	} else {
 		cfg.Plan = FullPlan()
@@ -127,8 +130,11 @@ type Config struct {
 	Plan           Plan
 	Log            *slog.Logger
 	ExtraBatchSize int
-	// WaitQuiet bounds the wait for a quiet machine before starting.
-	WaitQuiet time.Duration
+	// WaitQuiet bounds the wait for a quiet machine before the first scenario,
+	// WaitQuietEach before each later one; QuietLoad is the 1-minute load average below
+	// which the machine counts as quiet (0: the number of cores).
+	WaitQuiet, WaitQuietEach time.Duration
+	QuietLoad                float64
 	// Stamp names the result files (default: the start time).
 	Stamp string
 }
@@ -140,10 +146,19 @@ type Plan struct {
 	IngestRates, DirectRates []float64
 	StepDur                  time.Duration
 	Senders, Rooms           int
-	// Fixed-rate e2e and raw hop runs.
+	// Direct ingest into Kafka (the baseline of the gateways' ingest): seconds per step.
+	DirectStepDur time.Duration
+	// Raw hop: rates, seconds per rate (after the topic's warm-up).
+	HopRates []float64
+	HopDur   time.Duration
+	// Fixed-rate e2e runs.
 	E2ERates     []float64
 	E2EDur       time.Duration
 	ScaleE2ERate float64
+	// Profile: the per-message cost at one rate through two gateways and on the raw hop.
+	ProfileRate                  float64
+	ProfileDur                   time.Duration
+	ProfileSenders, ProfileRooms int
 	// Persistence: events pre-filled.
 	PersistN, PersistRooms int
 	// Fanout.
@@ -165,8 +180,10 @@ func FullPlan() Plan {
 		Mode:        "full",
 		IngestRates: []float64{250, 500, 1000, 1500, 2000, 3000, 4000, 6000, 8000, 12000},
 		DirectRates: []float64{250, 500, 1000, 2000, 4000, 8000, 12000, 16000, 24000, 32000, 48000},
-		StepDur:     3 * time.Second, Senders: 200, Rooms: 50,
+		StepDur:     3 * time.Second, Senders: 200, Rooms: 50, DirectStepDur: 10 * time.Second,
+		HopRates: []float64{500, 2000, 5000}, HopDur: 10 * time.Second,
 		E2ERates: []float64{500, 2000, 5000}, E2EDur: 5 * time.Second, ScaleE2ERate: 2000,
+		ProfileRate: 1000, ProfileDur: 20 * time.Second, ProfileSenders: 20, ProfileRooms: 4,
 		PersistN: 50_000, PersistRooms: 100,
 		FanMembers: 1000, FanSenders: 8, FanRates: []float64{20, 100, 400}, FanDur: 5 * time.Second,
 		Conns: 10_000, Drain: 30 * time.Second, P99Limit: 50, TextBytes: 100,
@@ -178,15 +195,17 @@ func SmokePlan() Plan {
 	return Plan{
 		Mode:        "smoke",
 		IngestRates: []float64{50, 100}, DirectRates: []float64{100, 200},
-		StepDur: time.Second, Senders: 4, Rooms: 2,
+		StepDur: time.Second, Senders: 4, Rooms: 2, DirectStepDur: time.Second,
+		HopRates: []float64{50}, HopDur: 2 * time.Second,
 		E2ERates: []float64{50}, E2EDur: time.Second, ScaleE2ERate: 50,
+		ProfileRate: 100, ProfileDur: 2 * time.Second, ProfileSenders: 4, ProfileRooms: 2,
 		PersistN: 500, PersistRooms: 5,
 		FanMembers: 20, FanSenders: 2, FanRates: []float64{10}, FanDur: time.Second,
 		Conns: 100, Drain: 20 * time.Second, P99Limit: 1000, TextBytes: 100,
 	}
 }
 
-var allScenarios = []string{"hop", "ingest-direct", "persistence", "ingest", "e2e", "fanout", "connections"}
+var allScenarios = []string{"hop", "ingest-direct", "persistence", "ingest", "e2e", "profile", "fanout", "connections"}
 
 func (c Config) wants(name string) bool {
 	if len(c.Only) == 0 {

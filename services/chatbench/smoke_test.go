@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -70,6 +74,15 @@ func TestSmoke(t *testing.T) {
 	}
 	delete(procs, "gw-a")
 	delete(procs, "gw-b")
+	// The brokers and PostgreSQL are sampled too (and the brokers' request counters read).
+	for i, br := range env.Brokers {
+		if _, port, err := net.SplitHostPort(br); err == nil {
+			procs[fmt.Sprintf("kafka-%d", i+1)], _ = strconv.Atoi(port)
+		}
+	}
+	if u, err := url.Parse(db); err == nil {
+		procs["postgres"], _ = strconv.Atoi(u.Port())
+	}
 
 	out := t.TempDir()
 	var table bytes.Buffer
@@ -96,7 +109,7 @@ func TestSmoke(t *testing.T) {
 	for _, f := range res.Figures {
 		seen[f.Scenario] = true
 	}
-	for _, want := range []string{"hop", "ingest-direct", "persistence", "ingest", "scale-out", "e2e", "e2e stages", "fanout", "connections"} {
+	for _, want := range []string{"hop", "ingest-direct", "persistence", "ingest", "scale-out", "e2e", "e2e stages", "profile", "fanout", "connections"} {
 		if !seen[want] {
 			t.Errorf("no figure for %s", want)
 		}
@@ -107,6 +120,33 @@ func TestSmoke(t *testing.T) {
 	}
 	if back.Git.Commit == "" || back.Machine.Cores == 0 || len(back.Figures) != len(res.Figures) {
 		t.Errorf("result file: %+v", back)
+	}
+	// The profile kept a CPU profile of every Go service and of chatbench, and costs per
+	// message of the processes it sampled.
+	for _, svc := range []string{"gateway-a", "gateway-b", "persistence", "fanout", "chatbench"} {
+		if st, err := os.Stat(filepath.Join(out, "smoke", svc+".pprof")); err != nil || st.Size() == 0 {
+			t.Errorf("profile of %s: %v", svc, err)
+		}
+	}
+	for _, sc := range back.Scenarios {
+		if sc.Name != "profile" {
+			continue
+		}
+		platform, _ := sc.Data["platform"].(map[string]any)
+		cost, _ := platform["cpu_us_per_msg"].(map[string]any)
+		for _, p := range []string{"gateway-a", "gateway-b", "persistence", "fanout", "kafka-1", "postgres", "chatbench"} {
+			if v, ok := cost[p].(float64); !ok || v <= 0 {
+				t.Errorf("profile: no CPU per message for %s: %v", p, cost)
+			}
+		}
+		// Records appended to chat.submitted, from the brokers' counters: one per message,
+		// unless a broker restarted by another test reset the counter meanwhile.
+		key := "topic/MessagesInPerSec/" + prefix + "chat.submitted"
+		perMsg, _ := platform["kafka_per_msg"].(map[string]any)
+		reset, _ := platform["kafka_reset"].([]any)
+		if v, _ := perMsg[key].(float64); v < 0.9 && !slices.Contains(reset, any(key)) {
+			t.Errorf("profile: records appended to chat.submitted per message = %v, want about 1 (kafka error: %v)", v, platform["kafka_error"])
+		}
 	}
 	for _, f := range []string{"smoke-latency.png", "smoke-rate.png", "latest.md"} {
 		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {

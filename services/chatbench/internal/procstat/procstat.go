@@ -169,12 +169,51 @@ func listeningInodes(file string, port int) map[string]bool {
 	return out
 }
 
+// MachineCPU is the CPU time every CPU of the machine has spent busy since boot (user,
+// nice, system, irq, softirq and steal: everything but idle and iowait), from /proc/stat.
+func MachineCPU() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	return parseMachineCPU(b)
+}
+
+func parseMachineCPU(b []byte) (time.Duration, error) {
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, fmt.Errorf("procstat: malformed /proc/stat")
+	}
+	var busy int64
+	for i, v := range f[1:9] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("procstat: /proc/stat: %w", err)
+		}
+		busy += n
+	}
+	return time.Duration(busy) * time.Second / clockTicks, nil
+}
+
+// Machine and Other are the names under which a Sampler with Machine set reports the
+// whole machine's busy CPU and the part of it the sampled processes do not account for.
+const (
+	Machine = "machine"
+	Other   = "other"
+)
+
 // Sampler measures CPU used by a set of named processes over a window.
 type Sampler struct {
-	pids  map[string]int
-	tree  map[string]bool
-	start map[string]time.Duration
-	t0    time.Time
+	// Machine adds the whole machine's busy CPU and what the processes leave of it.
+	Machine bool
+	pids    map[string]int
+	tree    map[string]bool
+	start   map[string]time.Duration
+	t0      time.Time
 }
 
 // NewSampler tracks the given processes; names in trees count descendants too.
@@ -198,6 +237,11 @@ func (s *Sampler) read() map[string]time.Duration {
 			out[name] = TreeCPU(pid)
 		} else if c, err := CPU(pid); err == nil {
 			out[name] = c
+		}
+	}
+	if s.Machine {
+		if c, err := MachineCPU(); err == nil {
+			out[Machine] = c
 		}
 	}
 	return out
@@ -225,6 +269,17 @@ func (s *Sampler) Stop() Usage {
 			d = 0
 		}
 		u.CPUSeconds[name] = d
+	}
+	if m, ok := u.CPUSeconds[Machine]; ok {
+		other := m
+		for name, d := range u.CPUSeconds {
+			if name != Machine {
+				other -= d
+			}
+		}
+		u.CPUSeconds[Other] = max(other, 0)
+	}
+	for name, d := range u.CPUSeconds {
 		if wall > 0 {
 			u.Cores[name] = d / wall
 		}

@@ -55,3 +55,33 @@ func TestSelf(t *testing.T) {
 		t.Fatalf("%+v", u)
 	}
 }
+
+func TestParseMachineCPU(t *testing.T) {
+	stat := "cpu  100 20 30 4000 50 6 7 8 0 0\ncpu0 50 10 15 2000 25 3 3 4 0 0\n"
+	got, err := parseMachineCPU([]byte(stat))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 171 * time.Second / 100; got != want { // 100+20+30+6+7+8 ticks
+		t.Fatalf("busy %v, want %v", got, want)
+	}
+	if _, err := parseMachineCPU([]byte("intr 1 2 3")); err == nil {
+		t.Fatal("want error")
+	}
+}
+
+func TestSamplerMachine(t *testing.T) {
+	s := NewSampler(map[string]int{"self": os.Getpid()})
+	s.Machine = true
+	s.Start()
+	end := time.Now().Add(50 * time.Millisecond)
+	for time.Now().Before(end) {
+	}
+	u := s.Stop()
+	if u.CPUSeconds[Machine] < u.CPUSeconds["self"] || u.CPUSeconds[Machine] <= 0 {
+		t.Fatalf("machine %v, self %v", u.CPUSeconds[Machine], u.CPUSeconds["self"])
+	}
+	if _, ok := u.CPUSeconds[Other]; !ok {
+		t.Fatal("no other")
+	}
+}
