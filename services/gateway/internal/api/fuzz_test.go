@@ -21,6 +21,7 @@ import (
 
 	"github.com/kchat/kchat/pkg/event"
 	"github.com/kchat/kchat/pkg/notifications"
+	"github.com/kchat/kchat/pkg/outbox"
 	"github.com/kchat/kchat/services/gateway/internal/api"
 	"github.com/kchat/kchat/services/gateway/internal/auth"
 	"github.com/kchat/kchat/services/gateway/internal/chat"
@@ -163,11 +164,25 @@ func FuzzREST(f *testing.F) {
 					t.Fatalf("published a message persistence cannot store (NUL): %q", pl.Text)
 				}
 			case event.MembershipChanged:
-				if p.key != pl.RoomID || !protocol.ValidSlug(pl.RoomID) {
-					t.Fatalf("membership event for room %q key %q", pl.RoomID, p.key)
-				}
+				t.Fatalf("membership event for %s published, not written to the outbox with the membership", pl.RoomID)
 			default:
 				t.Fatalf("published %T", pl)
+			}
+		}
+		for _, row := range env.outbox {
+			e, err := event.Decode(row.Payload)
+			if err != nil {
+				t.Fatalf("outbox row that does not decode: %v", err)
+			}
+			pl, err := event.As[event.MembershipChanged](e)
+			if err != nil {
+				t.Fatalf("outbox row of type %s: %v", e.Type, err)
+			}
+			if row.Topic != "chat.submitted" || row.Key != pl.RoomID || !protocol.ValidSlug(pl.RoomID) {
+				t.Fatalf("membership event for room %q on %s key %q", pl.RoomID, row.Topic, row.Key)
+			}
+			if member := env.isMember(pl.RoomID, pl.User); member != (pl.Change == event.ChangeJoined) {
+				t.Fatalf("outbox holds %s %s of %s, but membership is %v", pl.User, pl.Change, pl.RoomID, member)
 			}
 		}
 	})
@@ -276,7 +291,8 @@ type fuzzEnv struct {
 	users     map[string]store.User // by name
 	sessions  map[string]fakeSession
 	rooms     map[string]*fakeRoom
-	published []published
+	published []published  // through the publisher
+	outbox    []outbox.Row // committed with a membership change
 }
 
 type fakeSession struct {
@@ -427,7 +443,9 @@ func (s *fakeStore) SessionUser(_ context.Context, hash []byte) (store.User, str
 	return ss.user, ss.kind, ss.exp, nil
 }
 
-func (s *fakeStore) CreateRoom(_ context.Context, id, name, kind, creator string) error {
+// CreateRoomAnnounced creates the room and records announce in the outbox, both or
+// neither, like the store's transaction.
+func (s *fakeStore) CreateRoomAnnounced(_ context.Context, id, name, kind, creator string, announce ...outbox.Row) error {
 	if err := pgText(id, name); err != nil {
 		return err
 	}
@@ -435,12 +453,27 @@ func (s *fakeStore) CreateRoom(_ context.Context, id, name, kind, creator string
 	env.mu.Lock()
 	defer env.mu.Unlock()
 	if !protocol.ValidSlug(id) || name == "" || len(name) > 100 || kind != "room" {
-		env.t.Fatalf("CreateRoom reached with id %q name %q kind %q", id, name, kind)
+		env.t.Fatalf("CreateRoomAnnounced reached with id %q name %q kind %q", id, name, kind)
 	}
 	if env.rooms[id] != nil {
 		return store.ErrRoomExists
 	}
+	if err := checkRows(announce); err != nil {
+		return err
+	}
 	env.rooms[id] = &fakeRoom{id: id, name: name, kind: kind, members: map[string]string{creator: "admin"}}
+	env.outbox = append(env.outbox, announce...)
+	return nil
+}
+
+// checkRows fails like outbox.Insert for a row the relay could not route; the store's
+// transaction then rolls back, so the caller changes nothing.
+func checkRows(rows []outbox.Row) error {
+	for _, r := range rows {
+		if r.Topic == "" || r.Key == "" {
+			return outbox.ErrEmpty
+		}
+	}
 	return nil
 }
 
@@ -519,32 +552,46 @@ func (s *fakeStore) MessageAt(_ context.Context, roomID string, seq int64) (stor
 	return store.Message{}, store.ErrNotFound
 }
 
-func (s *fakeStore) AddMember(_ context.Context, roomID, userID string) (bool, error) {
+// AddMemberAnnounced adds the member and records announce in the outbox only if the
+// membership changed, like the store's transaction: a repeated join writes nothing.
+func (s *fakeStore) AddMemberAnnounced(_ context.Context, roomID, userID string, announce ...outbox.Row) (bool, error) {
 	env := s.env()
 	env.mu.Lock()
 	defer env.mu.Unlock()
 	r := env.rooms[roomID]
 	if r == nil || r.kind == "dm" {
-		env.t.Fatalf("AddMember(%q): unknown room or a DM", roomID)
+		env.t.Fatalf("AddMemberAnnounced(%q): unknown room or a DM", roomID)
 	}
 	if r.members[userID] != "" {
 		return false, nil
 	}
+	if err := checkRows(announce); err != nil {
+		return false, err
+	}
 	r.members[userID] = "member"
+	env.outbox = append(env.outbox, announce...)
 	return true, nil
 }
 
-func (s *fakeStore) RemoveMember(_ context.Context, roomID, userID string) (bool, error) {
+// RemoveMemberAnnounced removes the member and records announce in the outbox only if
+// there was a membership to end.
+func (s *fakeStore) RemoveMemberAnnounced(_ context.Context, roomID, userID string, announce ...outbox.Row) (bool, error) {
 	env := s.env()
 	env.mu.Lock()
 	defer env.mu.Unlock()
 	r := env.rooms[roomID]
 	if r == nil || r.kind == "dm" {
-		env.t.Fatalf("RemoveMember(%q): unknown room or a DM", roomID)
+		env.t.Fatalf("RemoveMemberAnnounced(%q): unknown room or a DM", roomID)
 	}
-	had := r.members[userID] != ""
+	if r.members[userID] == "" {
+		return false, nil
+	}
+	if err := checkRows(announce); err != nil {
+		return false, err
+	}
 	delete(r.members, userID)
-	return had, nil
+	env.outbox = append(env.outbox, announce...)
+	return true, nil
 }
 
 func (s *fakeStore) Members(_ context.Context, roomID string) ([]store.Membership, error) {
