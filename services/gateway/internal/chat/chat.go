@@ -31,13 +31,18 @@ type Store interface {
 	UserByName(ctx context.Context, name string) (store.User, error)
 	CreateSession(ctx context.Context, userID string, hash []byte, kind string, expiresAt time.Time) error
 	SessionUser(ctx context.Context, hash []byte) (store.User, string, time.Time, error)
-	CreateRoom(ctx context.Context, id, name, kind, creator string) error
+	// CreateRoomAnnounced, AddMemberAnnounced and RemoveMemberAnnounced change a
+	// membership and write its membership.changed event (announce) to the outbox in one
+	// PostgreSQL transaction, the event only if the membership changed: a membership and
+	// its timeline entry commit together, and the outbox relay publishes the entry to
+	// chat.submitted. They are the only way Join, Leave and CreateRoom write.
+	CreateRoomAnnounced(ctx context.Context, id, name, kind, creator string, announce ...outbox.Row) error
 	EnsureDM(ctx context.Context, id, name, a, b string) (bool, error)
 	Room(ctx context.Context, roomID, userID string) (store.Room, error)
 	CheckSend(ctx context.Context, roomID, userID, clientMsgID string) (store.SendCheck, error)
 	MessageAt(ctx context.Context, roomID string, seq int64) (store.Message, error)
-	AddMember(ctx context.Context, roomID, userID string) (bool, error)
-	RemoveMember(ctx context.Context, roomID, userID string) (bool, error)
+	AddMemberAnnounced(ctx context.Context, roomID, userID string, announce ...outbox.Row) (bool, error)
+	RemoveMemberAnnounced(ctx context.Context, roomID, userID string, announce ...outbox.Row) (bool, error)
 	Members(ctx context.Context, roomID string) ([]store.Membership, error)
 	RoomsOf(ctx context.Context, userID string) ([]store.Room, error)
 	PublicRooms(ctx context.Context, limit int) ([]store.Room, error)
@@ -58,19 +63,6 @@ type NotificationStore interface {
 var _ NotificationStore = (*notifications.Store)(nil)
 
 var _ Store = (*store.Store)(nil)
-
-// OutboxStore is implemented by *store.Store: membership changes that write their
-// membership.changed event to the outbox in the same PostgreSQL transaction, so that a
-// membership and its timeline entry commit together (the outbox relay publishes the entry
-// to chat.submitted). A Store without it (the in-memory fakes of other packages' tests)
-// gets the event through the Publisher after its write, a dual write: see changeMembership.
-type OutboxStore interface {
-	CreateRoomAnnounced(ctx context.Context, id, name, kind, creator string, announce ...outbox.Row) error
-	AddMemberAnnounced(ctx context.Context, roomID, userID string, announce ...outbox.Row) (bool, error)
-	RemoveMemberAnnounced(ctx context.Context, roomID, userID string, announce ...outbox.Row) (bool, error)
-}
-
-var _ OutboxStore = (*store.Store)(nil)
 
 // Publisher writes events to a declared topic (the broker).
 type Publisher interface {
@@ -101,7 +93,6 @@ type Service struct {
 	cfg      Config
 	store    Store
 	pub      Publisher
-	outbox   OutboxStore // nil: st cannot write the outbox
 	log      *slog.Logger
 	accepted atomic.Int64
 }
@@ -133,9 +124,7 @@ func New(cfg Config, st Store, pub Publisher, log *slog.Logger) (*Service, error
 			cfg.Topic = tn.Topic
 		}
 	}
-	s := &Service{cfg: cfg, store: st, pub: pub, log: log}
-	s.outbox, _ = st.(OutboxStore)
-	return s, nil
+	return &Service{cfg: cfg, store: st, pub: pub, log: log}, nil
 }
 
 // Limits returns the validation limits in force.
@@ -327,16 +316,11 @@ func (s *Service) CreateRoom(ctx context.Context, u User, id, name string) (prot
 	if err != nil {
 		return protocol.RoomInfo{}, s.internal(ctx, "cannot build membership event", err)
 	}
-	if s.outbox != nil {
-		var row outbox.Row
-		if row, err = outbox.NewRow(s.cfg.Topic(topics.Submitted), id, e); err == nil {
-			err = s.outbox.CreateRoomAnnounced(ctx, id, name, event.RoomKindRoom, u.ID, row)
-		}
-	} else if err = s.store.CreateRoom(ctx, id, name, event.RoomKindRoom, u.ID); err == nil {
-		if perr := s.pub.Publish(ctx, topics.Submitted, id, e); perr != nil {
-			s.log.WarnContext(ctx, "cannot announce room creator", "room", id, "error", perr)
-		}
+	row, err := outbox.NewRow(s.cfg.Topic(topics.Submitted), id, e)
+	if err != nil {
+		return protocol.RoomInfo{}, s.internal(ctx, "cannot build outbox row", err)
 	}
+	err = s.store.CreateRoomAnnounced(ctx, id, name, event.RoomKindRoom, u.ID, row)
 	if errors.Is(err, store.ErrRoomExists) {
 		return protocol.RoomInfo{}, protocol.NewError(protocol.CodeConflict, "a room with this id exists")
 	}
@@ -358,34 +342,19 @@ func (s *Service) membershipEvent(u User, room, change string) (event.Envelope, 
 // publish the event (at least once; persistence's inbox makes a republished one a
 // no-op). It reports whether the membership changed; if it did not (someone else's call
 // got there first), no event is written either.
-//
-// With a Store that is no OutboxStore the event is published after the write, and a
-// failed publish is returned as unavailable with the membership already changed.
 func (s *Service) changeMembership(ctx context.Context, u User, room, change string) (bool, error) {
 	e, err := s.membershipEvent(u, room, change)
 	if err != nil {
 		return false, err
-	}
-	if s.outbox == nil {
-		var changed bool
-		if change == event.ChangeJoined {
-			changed, err = s.store.AddMember(ctx, room, u.ID)
-		} else {
-			changed, err = s.store.RemoveMember(ctx, room, u.ID)
-		}
-		if err != nil || !changed {
-			return changed, err
-		}
-		return true, s.pub.Publish(ctx, topics.Submitted, room, e)
 	}
 	row, err := outbox.NewRow(s.cfg.Topic(topics.Submitted), room, e)
 	if err != nil {
 		return false, err
 	}
 	if change == event.ChangeJoined {
-		return s.outbox.AddMemberAnnounced(ctx, room, u.ID, row)
+		return s.store.AddMemberAnnounced(ctx, room, u.ID, row)
 	}
-	return s.outbox.RemoveMemberAnnounced(ctx, room, u.ID, row)
+	return s.store.RemoveMemberAnnounced(ctx, room, u.ID, row)
 }
 
 // Join makes u a member of a public room and announces the join in the room's timeline:
