@@ -65,9 +65,11 @@ func sendJSON(i int) []byte {
 	return fmt.Appendf(nil, `{"type":"send","ref":"r%d","room":"lobby","client_msg_id":"c%04d","text":"hi"}`, i, i)
 }
 
-// A connection's sends do not wait for each other's Kafka acknowledgement: the read loop
-// takes the next frame at once, up to maxSendsInFlight, then waits for a slot. Every send
-// still gets its ack, and the sends reach chat in the order they were read.
+// A connection's sends do not wait for each other's Kafka acknowledgement: the worker
+// takes the next frame at once, up to maxSendsInFlight. Past it a send waits for a slot
+// for at most sendSlotWait after it arrived and is then refused with `unavailable` (Kafka
+// stalled: answered, not held). Every accepted send gets its ack, and the sends reach
+// chat in the order they were read.
 func TestSession_sends_are_pipelined_and_bounded(t *testing.T) {
 	c, s, out := heldSession(t, 4*maxSendsInFlight)
 
@@ -77,17 +79,28 @@ func TestSession_sends_are_pipelined_and_bounded(t *testing.T) {
 	if n := len(s.sendSlots); n != maxSendsInFlight {
 		t.Fatalf("%d sends in flight, want %d", n, maxSendsInFlight)
 	}
-	// One more must wait for a slot.
+	// One more is refused once it has waited sendSlotWait: no slot frees.
+	start := time.Now()
+	s.HandleFrame(context.Background(), sendJSON(maxSendsInFlight))
+	waited := time.Since(start)
+	if waited < sendSlotWait || waited > sendSlotWait+2*time.Second {
+		t.Fatalf("refused after %v, want about %v", waited, sendSlotWait)
+	}
+	refused := false
+	for _, f := range frames(out) {
+		if f["type"] == "error" && f["code"] == protocol.CodeUnavailable && f["client_msg_id"] == fmt.Sprintf("c%04d", maxSendsInFlight) {
+			refused = true
+		}
+	}
+	if !refused || c.count() != maxSendsInFlight {
+		t.Fatalf("send past the limit: refused %v, %d reached chat; frames %v", refused, c.count(), frames(out))
+	}
+	// A send that finds a slot freed while it waits goes on.
 	extra := make(chan struct{})
 	go func() {
-		s.HandleFrame(context.Background(), sendJSON(maxSendsInFlight))
+		s.HandleFrame(context.Background(), sendJSON(maxSendsInFlight+1))
 		close(extra)
 	}()
-	select {
-	case <-extra:
-		t.Fatal("a send past the in-flight limit did not wait")
-	case <-time.After(100 * time.Millisecond):
-	}
 	c.release(1)
 	select {
 	case <-extra:
@@ -108,9 +121,40 @@ func TestSession_sends_are_pipelined_and_bounded(t *testing.T) {
 		t.Fatalf("%d acks, want %d", acks, maxSendsInFlight+1)
 	}
 	for i, id := range c.order {
-		if id != fmt.Sprintf("c%04d", i) {
+		want := fmt.Sprintf("c%04d", i)
+		if i == maxSendsInFlight {
+			want = fmt.Sprintf("c%04d", i+1) // the refused one never reached chat
+		}
+		if id != want {
 			t.Fatalf("send %d reached chat as %s: order changed", i, id)
 		}
+	}
+}
+
+// A frame the worker cannot take (its queue full: Kafka or PostgreSQL stalled) is answered
+// at once with a retryable `unavailable` naming the message; ping is answered on the read
+// loop itself, and typing is dropped without a word.
+func TestSession_busy_worker_refuses_at_once(t *testing.T) {
+	c, s, out := heldSession(t, 64)
+	out.mu.Lock()
+	out.busy = true
+	out.mu.Unlock()
+	s.HandleFrame(context.Background(), sendJSON(1))
+	s.HandleFrame(context.Background(), []byte(`{"type":"ping","ref":"p"}`))
+	s.HandleFrame(context.Background(), []byte(`{"type":"typing","room":"lobby"}`))
+	fs := frames(out)
+	if len(fs) != 2 {
+		t.Fatalf("frames %v, want an error and a pong", fs)
+	}
+	if e := fs[0]; e["type"] != "error" || e["code"] != protocol.CodeUnavailable || e["ref"] != "r1" ||
+		e["client_msg_id"] != "c0001" || e["room"] != "lobby" || e["retryable"] != true {
+		t.Fatalf("refusal %v", e)
+	}
+	if p := fs[1]; p["type"] != "pong" || p["ref"] != "p" {
+		t.Fatalf("ping answered with %v", p)
+	}
+	if c.count() != 0 {
+		t.Fatalf("%d refused sends reached chat", c.count())
 	}
 }
 

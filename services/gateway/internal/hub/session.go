@@ -25,13 +25,17 @@ type Outbound interface {
 	Written() map[string]int64
 	Done() <-chan struct{}
 	CloseCode() protocol.CloseCode
+	// Go runs fn on the connection's worker, in call order, or refuses at once with
+	// transport.ErrBusy (worker's queue full) or transport.ErrQueueClosed.
+	Go(fn func(ctx context.Context)) error
 }
 
 var _ Outbound = (*transport.Conn)(nil)
 
 // Session is the chat state of one connection: who it is, which rooms it follows and how
-// far each has been delivered. Frames are handled one at a time on the connection's read
-// loop (so one client's sends are published in the order it sent them); deliveries arrive
+// far each has been delivered. Frames are read, limited and handed on by the connection's
+// read loop and handled one at a time, in order, on its worker (so one client's sends are
+// published in the order it sent them); deliveries arrive
 // from the hub's Kafka goroutine; fills run on the session's own goroutine. Any of them
 // may enqueue, none blocks on the network.
 type Session struct {
@@ -58,22 +62,26 @@ type Session struct {
 	notesOrder  []string            // the same, oldest first, to bound the set
 
 	// Limits. Only HandleFrame touches these, and it runs on the read loop one frame at a
-	// time, so they need no lock.
+	// time (the worker does not), so they need no lock.
 	msgBucket   *ratelimit.Bucket
 	frameBucket *ratelimit.Bucket
 	msgAbuse    *ratelimit.Abuse
 	frameAbuse  *ratelimit.Abuse
 
-	// sendSlots holds one token per send waiting for its Kafka acknowledgement. The read
-	// loop goes on to the next frame meanwhile, up to maxSendsInFlight, so that a
-	// connection is not held to one message per produce round trip; only the read loop
-	// takes a slot. (A channel of struct{} costs no buffer, so idle connections pay ~100 B.)
+	// sendSlots holds one token per send waiting for its Kafka acknowledgement. The worker
+	// goes on to the next frame meanwhile, up to maxSendsInFlight, so that a connection is
+	// not held to one message per produce round trip; only the worker takes a slot. (A
+	// channel of struct{} costs no buffer, so idle connections pay ~100 B.)
 	sendSlots chan struct{}
 }
 
-// maxSendsInFlight bounds a connection's unacknowledged sends; past it the read loop waits,
-// which pushes back on the client through TCP instead of buffering without end.
+// maxSendsInFlight bounds a connection's unacknowledged sends; past it a send waits for a
+// slot until sendSlotWait after it arrived and is then refused with `unavailable`, so a
+// Kafka stall is answered instead of buffered without end.
 const maxSendsInFlight = 64
+
+// sendSlotWait is how long after its arrival a send may wait for a slot.
+const sendSlotWait = time.Second
 
 // sendDrainTimeout bounds how long a closing connection waits for its sends' acks: longer
 // than a produce retried over a leader change is not worth holding the close for (the
@@ -536,13 +544,20 @@ func (s *Session) sleep(d time.Duration) {
 
 // ---- frames from the client ----
 
-// HandleFrame implements transport.Session.
+// HandleFrame implements transport.Session. It runs on the connection's read loop and
+// never blocks: it decodes the frame, applies the rate limits and answers ping itself, and
+// hands everything else to the connection's worker (Outbound.Go), which handles the frames
+// one at a time in arrival order (so one client's sends are published in the order it
+// sent them, and a subscribe is done before the unsubscribe that follows it). When the
+// worker is held up (Kafka or PostgreSQL stalled) and its queue is full, the frame is
+// refused at once with `unavailable` instead of waiting: the read loop keeps reading, and
+// so keeps answering the transport's pings.
 func (s *Session) HandleFrame(ctx context.Context, data []byte) {
 	now := s.hub.cfg.Now()
+	arrived := time.Now()
 	s.mu.Lock()
 	s.lastActive = now
 	s.stats.FramesIn++
-	u := s.user
 	s.mu.Unlock()
 
 	f, perr := protocol.Decode(data, s.hub.cfg.Limits)
@@ -559,9 +574,45 @@ func (s *Session) HandleFrame(ctx context.Context, data []byte) {
 	if s.limited(now, f, ref) {
 		return
 	}
+	if _, ok := f.(*protocol.Ping); ok {
+		s.reply(protocol.TypePong, protocol.Pong{Base: protocol.Base{Type: protocol.TypePong, Ref: ref}, ServerTime: now.UTC()})
+		return
+	}
+	err := s.out.Go(func(ctx context.Context) { s.handle(ctx, f, ref, arrived) })
+	if errors.Is(err, transport.ErrBusy) {
+		s.refuseBusy(f, ref)
+	}
+}
+
+// refuseBusy answers a frame the worker could not take with a retryable `unavailable`
+// (typing, a hint, is dropped silently). Nothing refused was accepted.
+func (s *Session) refuseBusy(f protocol.Frame, ref string) {
+	e := protocol.NewError(protocol.CodeUnavailable, "connection busy: earlier requests are still waiting for the database or Kafka; retry").Retry()
+	switch f := f.(type) {
+	case *protocol.Typing:
+		return
+	case *protocol.Send:
+		e.ClientMsgID, e.Room = f.ClientMsgID, f.Room
+	case *protocol.Edit:
+		e.ClientMsgID, e.Room = f.ClientMsgID, f.Room
+	case *protocol.Delete:
+		e.ClientMsgID, e.Room = f.ClientMsgID, f.Room
+	case *protocol.DM:
+		e.ClientMsgID = f.ClientMsgID
+	}
+	s.log.Debug("frame refused: worker busy", "frame", f.FrameType())
+	s.replyErr(ref, e)
+}
+
+// handle is one frame's work, on the connection's worker: it may wait for PostgreSQL and
+// for a send slot. arrived is when the read loop read it.
+func (s *Session) handle(ctx context.Context, f protocol.Frame, ref string, arrived time.Time) {
+	// Read here, not on the read loop: a hello queued just before this frame has
+	// authenticated the connection by now.
+	u := s.User()
 	if u == nil {
 		switch f.(type) {
-		case *protocol.Hello, *protocol.Auth, *protocol.Ping, *protocol.Quit:
+		case *protocol.Hello, *protocol.Auth, *protocol.Quit:
 		default:
 			s.replyErr(ref, protocol.NewError(protocol.CodeUnauthorized, "authenticate first (hello or auth)"))
 			return
@@ -572,8 +623,6 @@ func (s *Session) HandleFrame(ctx context.Context, data []byte) {
 		s.onHello(ctx, f)
 	case *protocol.Auth:
 		s.authenticate(ctx, f.Token, f.ReconnectToken, ref)
-	case *protocol.Ping:
-		s.reply(protocol.TypePong, protocol.Pong{Base: protocol.Base{Type: protocol.TypePong, Ref: ref}, ServerTime: now.UTC()})
 	case *protocol.Quit:
 		s.awaitSends(sendDrainTimeout)
 		s.mu.Lock()
@@ -581,13 +630,13 @@ func (s *Session) HandleFrame(ctx context.Context, data []byte) {
 		s.mu.Unlock()
 		s.out.Close(protocol.CloseNormal, protocol.ReasonBye, nil, true)
 	case *protocol.Send:
-		s.send(ctx, *u, ref, chat.SendRequest{Room: f.Room, ClientMsgID: f.ClientMsgID, Text: f.Text})
+		s.send(ctx, *u, ref, arrived, chat.SendRequest{Room: f.Room, ClientMsgID: f.ClientMsgID, Text: f.Text})
 	case *protocol.Edit:
-		s.send(ctx, *u, ref, chat.SendRequest{Room: f.Room, ClientMsgID: f.ClientMsgID, Text: f.Text, Kind: event.KindEdit, TargetSeq: f.TargetSeq})
+		s.send(ctx, *u, ref, arrived, chat.SendRequest{Room: f.Room, ClientMsgID: f.ClientMsgID, Text: f.Text, Kind: event.KindEdit, TargetSeq: f.TargetSeq})
 	case *protocol.Delete:
-		s.send(ctx, *u, ref, chat.SendRequest{Room: f.Room, ClientMsgID: f.ClientMsgID, Kind: event.KindDelete, TargetSeq: f.TargetSeq})
+		s.send(ctx, *u, ref, arrived, chat.SendRequest{Room: f.Room, ClientMsgID: f.ClientMsgID, Kind: event.KindDelete, TargetSeq: f.TargetSeq})
 	case *protocol.DM:
-		s.onDM(ctx, *u, f)
+		s.onDM(ctx, *u, f, arrived)
 	case *protocol.Subscribe:
 		s.subscribe(ctx, *u, f.Room, f.SinceSeq, ref)
 	case *protocol.Unsubscribe:
@@ -889,10 +938,13 @@ func (s *Session) sendPending(ctx context.Context, u chat.User) {
 	}
 }
 
-func (s *Session) send(ctx context.Context, u chat.User, ref string, req chat.SendRequest) {
-	select {
-	case s.sendSlots <- struct{}{}:
-	case <-ctx.Done():
+func (s *Session) send(ctx context.Context, u chat.User, ref string, arrived time.Time, req chat.SendRequest) {
+	if !s.takeSendSlot(ctx, arrived) {
+		if ctx.Err() == nil {
+			e := protocol.NewError(protocol.CodeUnavailable, "too many sends awaiting Kafka's acknowledgement; retry").Retry()
+			e.ClientMsgID, e.Room = req.ClientMsgID, req.Room
+			s.replyErr(ref, e)
+		}
 		return
 	}
 	s.hub.chat.SendAsync(ctx, u, req, func(ack protocol.Ack, err error) {
@@ -917,6 +969,27 @@ func (s *Session) send(ctx context.Context, u chat.User, ref string, req chat.Se
 	})
 }
 
+// takeSendSlot takes a send slot, waiting at most until sendSlotWait after the frame
+// arrived: while Kafka is slow a send is refused within about that time instead of
+// holding the worker, and the frames behind it, for as long as Kafka stalls.
+func (s *Session) takeSendSlot(ctx context.Context, arrived time.Time) bool {
+	select {
+	case s.sendSlots <- struct{}{}:
+		return true
+	default:
+	}
+	wait := time.NewTimer(time.Until(arrived.Add(sendSlotWait)))
+	defer wait.Stop()
+	select {
+	case s.sendSlots <- struct{}{}:
+		return true
+	case <-wait.C:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // awaitSends waits, at most d, until every send has its ack or error queued, so that a
 // client closing (quit) or a gateway draining learns the fate of what it sent.
 func (s *Session) awaitSends(d time.Duration) {
@@ -926,7 +999,7 @@ func (s *Session) awaitSends(d time.Duration) {
 	}
 }
 
-func (s *Session) onDM(ctx context.Context, u chat.User, f *protocol.DM) {
+func (s *Session) onDM(ctx context.Context, u chat.User, f *protocol.DM, arrived time.Time) {
 	r, other, err := s.hub.chat.OpenDM(ctx, u, f.To)
 	if err != nil {
 		s.replyErr(f.Ref, err)
@@ -936,7 +1009,7 @@ func (s *Session) onDM(ctx context.Context, u chat.User, f *protocol.DM) {
 	// membership watcher picks it up.
 	s.hub.UserJoined(u.ID, r.ID, r.LastSeq)
 	s.hub.UserJoined(other.ID, r.ID, r.LastSeq)
-	s.send(ctx, u, f.Ref, chat.SendRequest{Room: r.ID, ClientMsgID: f.ClientMsgID, Text: f.Text})
+	s.send(ctx, u, f.Ref, arrived, chat.SendRequest{Room: r.ID, ClientMsgID: f.ClientMsgID, Text: f.Text})
 }
 
 func (s *Session) onTyping(ctx context.Context, u chat.User, f *protocol.Typing) {

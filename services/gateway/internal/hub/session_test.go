@@ -24,6 +24,7 @@ type fakeOut struct {
 	code  protocol.CloseCode
 	final []byte
 	once  sync.Once
+	busy  bool // Go refuses with ErrBusy
 }
 
 func newFakeOut(limit int) *fakeOut {
@@ -47,6 +48,19 @@ func (f *fakeOut) Close(code protocol.CloseCode, _ string, final []byte, _ bool)
 		f.q.Close()
 		close(f.done)
 	})
+}
+
+// Go runs fn at once, on the caller's goroutine, unless busy is set: the tests handle
+// frames one after another, as the worker would.
+func (f *fakeOut) Go(fn func(context.Context)) error {
+	f.mu.Lock()
+	busy := f.busy
+	f.mu.Unlock()
+	if busy {
+		return transport.ErrBusy
+	}
+	fn(context.Background())
+	return nil
 }
 
 func (f *fakeOut) closed() (protocol.CloseCode, []byte) {

@@ -1,6 +1,7 @@
 // Package transport carries frames over WebSocket: the upgrade (origin check, read limit),
 // one reader loop per connection, a writer goroutine while the connection has frames to
-// write, and the writer's bounded queue. It does not parse frames; it hands bytes to a
+// write, and the writer's bounded queue, and a worker goroutine while the connection has
+// requests that may wait (Conn.Go) with its own bounded queue. It does not parse frames; it hands bytes to a
 // Session and writes the bytes it is given.
 package transport
 
@@ -26,10 +27,11 @@ const (
 // ControlReserve is how many Control frames may be queued beyond the capacity.
 const ControlReserve = 32
 
-// Errors returned by Queue.Push.
+// Errors returned by Queue.Push (and ErrQueueClosed, ErrBusy by Conn.Go).
 var (
 	ErrQueueFull   = errors.New("transport: send queue full")
 	ErrQueueClosed = errors.New("transport: connection closed")
+	ErrBusy        = errors.New("transport: connection busy: too many requests waiting")
 )
 
 // Item is one frame waiting to be written.

@@ -24,6 +24,7 @@ type Config struct {
 	IdleTimeout    time.Duration // no frame from the client for this long closes 4000 (default 5m)
 	PingInterval   time.Duration // WebSocket pings, which also detect dead peers (default 25s)
 	WriteTimeout   time.Duration // per frame; a client that cannot take a frame this long is dropped (default 10s)
+	WorkQueue      int           // requests waiting for the connection's worker; past it Go answers ErrBusy (default 32)
 	AllowedOrigins []string      // see OriginAllowed (default DefaultOrigins)
 }
 
@@ -43,13 +44,20 @@ func (c *Config) setDefaults() {
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
 	}
+	if c.WorkQueue <= 0 {
+		c.WorkQueue = 32
+	}
 	if len(c.AllowedOrigins) == 0 {
 		c.AllowedOrigins = DefaultOrigins
 	}
 }
 
 // Session is the chat side of one connection. HandleFrame is called from the connection's
-// read loop, one frame at a time, in arrival order; Closed is called once, last.
+// read loop, one frame at a time, in arrival order, and must not block: the read loop is
+// also what reads the client's pongs (and close frames), so a read loop waiting for Kafka
+// or PostgreSQL fails the connection's pings. Work that may wait goes to Conn.Go, which
+// runs it on the connection's worker in the order given. Closed is called once, last,
+// after the worker has finished.
 type Session interface {
 	HandleFrame(ctx context.Context, data []byte)
 	Closed()
@@ -87,8 +95,8 @@ func NewHandler(cfg Config, opener Opener, counter FrameCounter, log *slog.Logge
 func (h *Handler) Wait() { h.wg.Wait() }
 
 // ServeHTTP upgrades, opens the session and starts the connection's read loop. The read
-// loop is the only goroutine an idle connection has: the writer runs only while there is
-// something to write, and pings run from a timer.
+// loop is the only goroutine an idle connection has: the writer and the worker run only
+// while there is something to write or to handle, and pings run from a timer.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !OriginAllowed(r, h.cfg.AllowedOrigins) {
 		w.Header().Set("Content-Type", "application/json")
@@ -147,10 +155,21 @@ func (h *Handler) readLoop(c *Conn, sess Session) {
 		sess.HandleFrame(c.ctx, data)
 	}
 	c.Close(protocol.CloseNormal, "", nil, false)
+	// Requests read before the end are still handled (a send followed by a close is
+	// published, as when they were handled on the read loop), but a worker held by Kafka
+	// or PostgreSQL gets workDrainTimeout before its context is cancelled.
+	c.closeWork()
+	drain := time.AfterFunc(workDrainTimeout, c.cancel)
+	c.workers.Wait()
+	drain.Stop()
 	<-c.done
 	c.stopPings()
 	sess.Closed()
 }
+
+// workDrainTimeout bounds how long a closed connection's worker may take over the
+// requests it had queued before their context is cancelled.
+const workDrainTimeout = 5 * time.Second
 
 type closeRequest struct {
 	code   protocol.CloseCode
@@ -178,6 +197,12 @@ type Conn struct {
 	closeReq  atomic.Pointer[closeRequest]
 	writing   atomic.Bool   // a writer goroutine runs (and stays set once the socket is closed)
 	done      chan struct{} // the writer has finished and the socket is closed
+
+	workMu     sync.Mutex
+	work       []func(context.Context) // requests waiting for the worker, oldest first
+	working    bool                    // a worker goroutine runs
+	workClosed bool                    // the read loop ended: Go refuses
+	workers    sync.WaitGroup          // the worker, while one runs
 
 	mu        sync.Mutex
 	written   map[string]int64 // room -> highest seq handed to the socket
@@ -220,6 +245,62 @@ func (c *Conn) Written() map[string]int64 {
 		out[k] = v
 	}
 	return out
+}
+
+// Go queues fn to run on the connection's worker, after everything queued before it, and
+// returns at once. The worker is a goroutine that is started by the first request of an
+// idle connection and ends when none is left, so an idle connection has none. fn gets the
+// connection's context, which ends once the connection is gone and the worker has had
+// workDrainTimeout to finish what was queued. Go returns ErrBusy, without queueing, when WorkQueue requests are already
+// waiting (the worker is held up, say by a Kafka or PostgreSQL stall: the caller answers
+// the client at once instead of blocking the read loop), and ErrQueueClosed once the read
+// loop has ended. Safe for concurrent use.
+func (c *Conn) Go(fn func(ctx context.Context)) error {
+	c.workMu.Lock()
+	if c.workClosed {
+		c.workMu.Unlock()
+		return ErrQueueClosed
+	}
+	if len(c.work) >= c.cfg.WorkQueue {
+		c.workMu.Unlock()
+		return ErrBusy
+	}
+	c.work = append(c.work, fn)
+	start := !c.working
+	if start {
+		c.working = true
+		c.workers.Add(1)
+	}
+	c.workMu.Unlock()
+	if start {
+		go c.workLoop()
+	}
+	return nil
+}
+
+// workLoop runs queued requests one at a time until there are none, then ends.
+func (c *Conn) workLoop() {
+	defer c.workers.Done()
+	for {
+		c.workMu.Lock()
+		if len(c.work) == 0 {
+			c.work, c.working = nil, false
+			c.workMu.Unlock()
+			return
+		}
+		fn := c.work[0]
+		c.work[0] = nil
+		c.work = c.work[1:]
+		c.workMu.Unlock()
+		fn(c.ctx)
+	}
+}
+
+// closeWork makes Go refuse from now on; what is queued still runs.
+func (c *Conn) closeWork() {
+	c.workMu.Lock()
+	c.workClosed = true
+	c.workMu.Unlock()
 }
 
 // Close ends the connection with code and reason. With flush, frames already queued are
