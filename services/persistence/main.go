@@ -40,6 +40,7 @@ type config struct {
 	topicPrefix, group, logLevel    string
 	batchSize                       int
 	relayGrace                      time.Duration
+	cleaner                         outbox.CleanerConfig
 	migrate, healthcheck, direct    bool
 	crashAfterPublish, crashInBatch int64
 }
@@ -57,6 +58,12 @@ func main() {
 		"publish each committed batch's stored events at once; false leaves everything to the outbox relay")
 	flag.DurationVar(&c.relayGrace, "relay-grace", service.EnvDuration("RELAY_GRACE", 5*time.Second),
 		"how long the relay leaves directly published rows to their publisher before taking them over")
+	flag.DurationVar(&c.cleaner.OutboxRetention, "outbox-retention", service.EnvDuration("OUTBOX_RETENTION", outbox.DefaultOutboxRetention),
+		"published outbox rows older than this are deleted (at most the topics' retention, 168h)")
+	flag.DurationVar(&c.cleaner.InboxRetention, "inbox-retention", service.EnvDuration("INBOX_RETENTION", outbox.DefaultInboxRetention),
+		"processed_events entries (every consumer's inbox) older than this are deleted (at least the topics' retention, 168h)")
+	flag.DurationVar(&c.cleaner.Interval, "cleanup-interval", service.EnvDuration("CLEANUP_INTERVAL", time.Minute), "how often the retention cleanup runs")
+	flag.IntVar(&c.cleaner.BatchSize, "cleanup-batch", service.EnvInt("CLEANUP_BATCH", 1000), "most rows one cleanup DELETE removes (1 to 10000)")
 	flag.BoolVar(&c.migrate, "migrate", true, "apply database migrations before starting")
 	flag.BoolVar(&c.healthcheck, "healthcheck", false, "check /healthz of a running instance and exit")
 	flag.Int64Var(&c.crashAfterPublish, "fault-crash-after-publish", 0,
@@ -79,6 +86,9 @@ func main() {
 // run wires the service and blocks until ctx ends (a clean shutdown, nil) or a part fails.
 func run(ctx context.Context, c config) error {
 	logger := service.NewLogger(name, c.logLevel)
+	if err := c.cleaner.Validate(); err != nil {
+		return fmt.Errorf("-outbox-retention, -inbox-retention, -cleanup-interval or -cleanup-batch (or their environment variables): %w", err)
+	}
 	brokers := service.SplitList(c.brokers)
 	names := topics.Names{Prefix: c.topicPrefix}
 
@@ -153,6 +163,12 @@ func run(ctx context.Context, c config) error {
 		return err
 	}
 
+	c.cleaner.Logger = logger
+	cleaner, err := outbox.NewCleaner(pool, c.cleaner)
+	if err != nil {
+		return err
+	}
+
 	// Each part returns nil once ctx ends, after finishing (and committing) the work in
 	// hand; an error from one stops the others. The deferred closes run after all of
 	// them returned, so the producer outlives the dead-letter writes and the relay.
@@ -164,6 +180,7 @@ func run(ctx context.Context, c config) error {
 	defer stopDirect()
 	g.Go(func() error { defer stopDirect(); return runner.Run(gctx) })
 	g.Go(func() error { return relay.Run(gctx) })
+	g.Go(func() error { return cleaner.Run(gctx) })
 	if direct != nil {
 		g.Go(func() error { return direct.Run(dctx) })
 	}

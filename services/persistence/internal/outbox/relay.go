@@ -49,10 +49,6 @@ type Config struct {
 	LockRetry time.Duration
 	// ReconnectDelay is the pause after the relay's connection failed (default 1s).
 	ReconnectDelay time.Duration
-	// Retention is how long published rows are kept for inspection (default 1h), and
-	// CleanupInterval how often older ones are deleted (default 1m).
-	Retention       time.Duration
-	CleanupInterval time.Duration
 	// ShutdownTimeout bounds the round in progress once Run's context ends (default 30s):
 	// it is finished and marked rather than cut off, which would only cause republishing.
 	ShutdownTimeout time.Duration
@@ -79,12 +75,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReconnectDelay == 0 {
 		c.ReconnectDelay = time.Second
-	}
-	if c.Retention == 0 {
-		c.Retention = time.Hour
-	}
-	if c.CleanupInterval == 0 {
-		c.CleanupInterval = time.Minute
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 30 * time.Second
@@ -163,7 +153,8 @@ func (r *Relay) session(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
 		return fmt.Errorf("cannot listen: %w", err)
 	}
-	var lastCleanup time.Time
+	// Published rows are deleted by the Cleaner, on connections of its own: a large
+	// DELETE here would hold up relaying while it ran.
 	failures := 0
 	for {
 		err := r.drain(ctx, conn)
@@ -190,12 +181,6 @@ func (r *Relay) session(ctx context.Context) error {
 		}
 		if err := r.updateLag(ctx, conn); err != nil {
 			return err
-		}
-		if time.Since(lastCleanup) >= r.cfg.CleanupInterval {
-			if err := r.cleanup(ctx, conn); err != nil {
-				return err
-			}
-			lastCleanup = time.Now()
 		}
 		wctx, cancel := context.WithTimeout(ctx, r.cfg.PollInterval)
 		_, err = conn.WaitForNotification(wctx)
@@ -360,17 +345,4 @@ func headers(m map[string]string) []kafka.Header {
 		hs[i] = kafka.Header{Key: k, Value: []byte(m[k])}
 	}
 	return hs
-}
-
-// cleanup deletes rows published longer than Retention ago.
-func (r *Relay) cleanup(ctx context.Context, conn *pgx.Conn) error {
-	tag, err := conn.Exec(ctx, `DELETE FROM outbox WHERE published_at < now() - $1::float8 * interval '1 second'`,
-		r.cfg.Retention.Seconds())
-	if err != nil {
-		return fmt.Errorf("cannot delete old outbox rows: %w", err)
-	}
-	if n := tag.RowsAffected(); n > 0 {
-		r.log.Info("deleted published outbox rows", "rows", n, "retention", r.cfg.Retention.String())
-	}
-	return nil
 }
