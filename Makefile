@@ -11,8 +11,9 @@ export KCHAT_ROOT := $(CURDIR)
 $(BIN):
 	mkdir -p $(BIN)
 
-# Every program with a main package: the devstack and each service.
-CMDS := ./deploy/devstack $(patsubst %/main.go,./%,$(wildcard services/*/main.go))
+# Every program with a main package: the devstack, each service (services/), each tool
+# (tools/: chatctl, chatbench) and each client (clients/: chat).
+CMDS := ./deploy/devstack $(patsubst %/main.go,./%,$(wildcard services/*/main.go tools/*/main.go clients/*/main.go))
 
 build: | $(BIN)
 	$(GO) build -o $(BIN)/ $(CMDS)
@@ -78,10 +79,10 @@ bench: build
 	ulimit -n $$(ulimit -Hn); RATE_LIMITS=off $(DEVSTACK) up -services -gateways 2 && $(BIN)/chatbench $(BENCH_ARGS)
 
 ## bench-smoke: every chatbench scenario for a few seconds, end to end, against processes
-## the test starts itself (make test runs it too, as part of services/chatbench's tests).
+## the test starts itself (make test runs it too, as part of tools/chatbench's tests).
 ## The stack is reused if running, else started (and left running) by pkg/stacktest.
 bench-smoke:
-	cd services/chatbench && $(GO) test -count=1 -run 'TestSmoke' -v .
+	cd tools/chatbench && $(GO) test -count=1 -run 'TestSmoke' -v .
 
 ## chaos: the full fault suite (~15 minutes, 127.0.0.1 only): load on both gateways while
 ## Kafka brokers, the controller leader, persistence (the outbox relay's leader), fanout,
@@ -91,5 +92,5 @@ bench-smoke:
 ## Extra flags: make chaos CHAOS_ARGS="-chaos.faults kafka-broker-sigkill,gateway-sigkill".
 chaos: build
 	$(DEVSTACK) up
-	cd services/chaos && $(GO) test -count=1 -timeout 90m -run 'TestChaos$$' -v . -args -chaos.full -chaos.out $(CURDIR)/chaos/results $(CHAOS_ARGS) 2>&1 \
+	cd tools/chaos && $(GO) test -count=1 -timeout 90m -run 'TestChaos$$' -v . -args -chaos.full -chaos.out $(CURDIR)/chaos/results $(CHAOS_ARGS) 2>&1 \
 		| grep -v '^\s*{"time"'; exit $${PIPESTATUS[0]}

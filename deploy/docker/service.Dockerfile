@@ -1,8 +1,10 @@
 # syntax=docker/dockerfile:1.7
 #
-# One image recipe for every kchat Go binary (gateway, persistence, fanout,
-# notification, chatctl). Build from the repository root so go.work and every
-# module are in the context:
+# One image recipe for every kchat Go binary: the services (services/gateway,
+# persistence, fanout, notification) and the operator CLI (tools/chatctl).
+# SERVICE names the program; its folder is services/<SERVICE> or, for chatctl,
+# tools/<SERVICE>. Build from the repository root so go.work and every module
+# are in the context:
 #
 #   docker build -f deploy/docker/service.Dockerfile --build-arg SERVICE=gateway -t kchat/gateway:dev .
 #
@@ -18,13 +20,14 @@ WORKDIR /src
 # The workspace lists every module, so go needs all of them to resolve the
 # build, not only the one being built.
 COPY . .
-RUN test -d "services/${SERVICE}" || (echo "no such service: services/${SERVICE}" >&2; exit 1)
 # GOTOOLCHAIN=local: fail loudly instead of downloading another toolchain
 # inside the build when go.work asks for a newer Go than the image has.
 ENV CGO_ENABLED=0 GOOS=linux GOTOOLCHAIN=local GOFLAGS=-buildvcs=false
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
-    go build -trimpath -ldflags="-s -w" -o "/out/app/${SERVICE}" "./services/${SERVICE}"
+    dir="services/${SERVICE}"; [ -f "$dir/main.go" ] || dir="tools/${SERVICE}"; \
+    test -f "$dir/main.go" || { echo "no such program: services/${SERVICE} or tools/${SERVICE}" >&2; exit 1; }; \
+    go build -trimpath -ldflags="-s -w" -o "/out/app/${SERVICE}" "./$dir"
 # /app/service is a fixed entrypoint name, because ENTRYPOINT cannot expand
 # build args. chatctl reads deploy/topics.yaml relative to its working
 # directory; the other services ignore the file, which is a few hundred bytes.

@@ -1,0 +1,65 @@
+package render
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kchat/kchat/clients/chat/internal/wire"
+)
+
+func TestEntry(t *testing.T) {
+	at := time.Date(2026, 11, 25, 15, 4, 5, 0, time.UTC)
+	edited := at.Add(time.Minute)
+	r := Renderer{Loc: time.UTC, Label: func(room string) string {
+		if room == "dm:1:2" {
+			return "@bob"
+		}
+		return ""
+	}}
+	tests := []struct {
+		name string
+		in   wire.Frame
+		want string
+	}{
+		{"message", wire.Frame{Room: "general", Kind: "message", SenderName: "alice", Text: "hi", SentAt: at}, "[15:04:05] #general <alice> hi"},
+		{"markup is just text", wire.Frame{Room: "general", Kind: "message", SenderName: "alice", Text: "<script>x</script>", SentAt: at}, "[15:04:05] #general <alice> <script>x</script>"},
+		{"multi-line stays one line", wire.Frame{Room: "general", Kind: "message", SenderName: "a", Text: "one\ntwo", SentAt: at}, "[15:04:05] #general <a> one ⏎ two"},
+		{"escape sequences are defused", wire.Frame{Room: "general", Kind: "message", SenderName: "a\x1b[2J", Text: "\x1b]0;pwned\x07x", SentAt: at}, "[15:04:05] #general <a\uFFFD[2J> \uFFFD]0;pwned\uFFFDx"},
+		{"edited in history", wire.Frame{Room: "general", Kind: "message", SenderName: "a", Text: "fixed", SentAt: at, EditedAt: &edited}, "[15:04:05] #general <a> fixed (edited)"},
+		{"deleted in history", wire.Frame{Room: "general", Kind: "message", SenderName: "a", Text: "gone", SentAt: at, DeletedAt: &edited}, "[15:04:05] #general <a> (deleted)"},
+		{"live edit", wire.Frame{Room: "general", Kind: "edit", SenderName: "a", Text: "new", TargetSeq: 4, SentAt: at}, "[15:04:05] #general <a> new (edit of 4)"},
+		{"live delete", wire.Frame{Room: "general", Kind: "delete", SenderName: "a", TargetSeq: 4, SentAt: at}, "[15:04:05] #general * a deleted message 4"},
+		{"join", wire.Frame{Room: "general", Kind: "join", SenderName: "carol", SentAt: at}, "[15:04:05] #general * carol joined"},
+		{"leave", wire.Frame{Room: "general", Kind: "leave", SenderName: "carol", SentAt: at}, "[15:04:05] #general * carol left"},
+		{"dm by label", wire.Frame{Room: "dm:1:2", Kind: "message", SenderName: "alice", Text: "psst", SentAt: at}, "[15:04:05] @bob <alice> psst"},
+		{"dm without label", wire.Frame{Room: "dm:3:4", Kind: "message", SenderName: "alice", Text: "psst", SentAt: at}, "[15:04:05] @dm <alice> psst"},
+	}
+	for _, tt := range tests {
+		if got := r.Entry(tt.in); got != tt.want {
+			t.Errorf("%s:\n got %q\nwant %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestCleanBidi(t *testing.T) {
+	if got := Clean("a\u202Eb\u2066c"); got != "a\uFFFDb\uFFFDc" {
+		t.Fatalf("bidi controls kept: %q", got)
+	}
+}
+
+func TestLists(t *testing.T) {
+	idle := int64(125)
+	few := int64(5)
+	lines := Users([]wire.OnlineUser{{Username: "alice", Connections: 1, Here: 1, IdleSeconds: &few}, {Username: "bob", Connections: 2, Here: 1, IdleSeconds: &idle}, {Username: "carol", Connections: 1}})
+	want := []string{"--- 3 online ---", "  alice", "  bob (2 connections, idle 2m5s)", "  carol"}
+	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("users:\n%s", strings.Join(lines, "\n"))
+	}
+	r := Renderer{}
+	rooms := r.Rooms([]wire.RoomInfo{{ID: "general", LastSeq: 3}}, []wire.RoomInfo{{ID: "general"}, {ID: "random", LastSeq: 9}}, "general")
+	want = []string{"--- your rooms ---", "* #general (3 entries)", "--- public rooms ---", "  #random (9 entries)"}
+	if strings.Join(rooms, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("rooms:\n%s", strings.Join(rooms, "\n"))
+	}
+}
