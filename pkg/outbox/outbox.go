@@ -1,8 +1,10 @@
-// Package outbox builds and writes rows of the transactional outbox: the table that lets a
-// PostgreSQL change and the event announcing it commit together. The outbox relay (in
-// persistence) publishes every committed row to its topic with its key, payload and
-// headers, and marks it sent; a crash between the two republishes the row, so consumers
-// must be idempotent (they dedupe by event id or by room and seq).
+// Package outbox is the transactional outbox: the table that lets a PostgreSQL change and
+// the event announcing it commit together. NewRow and Insert write rows; the Relay (run
+// by persistence) publishes every committed row to its topic with its key, payload and
+// headers, and marks it sent; Direct lets a writer publish its own rows right after its
+// commit, the Relay taking over if it fails; the Cleaner deletes what retention allows.
+// A crash between publishing and marking republishes a row, so consumers must be
+// idempotent (they dedupe by event id or by room and seq).
 //
 // Write rows inside the transaction of the change they announce (Insert takes anything
 // with Exec, such as a pgx.Tx); a row written outside it is a dual write again.

@@ -21,7 +21,7 @@ import (
 	"github.com/kchat/kchat/pkg/topics"
 
 	"github.com/kchat/kchat/services/persistence/internal/fault"
-	"github.com/kchat/kchat/services/persistence/internal/outbox"
+	"github.com/kchat/kchat/pkg/outbox"
 	"github.com/kchat/kchat/services/persistence/internal/store"
 )
 

@@ -17,6 +17,8 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/kchat/kchat/pkg/event"
+	"github.com/kchat/kchat/pkg/outbox"
+	"github.com/kchat/kchat/pkg/producer"
 	"github.com/kchat/kchat/pkg/route"
 	"github.com/kchat/kchat/pkg/stacktest"
 	"github.com/kchat/kchat/pkg/topics"
@@ -28,7 +30,8 @@ import (
 
 // harness is one in-process gateway on the real stack, with its own database and topics.
 // Persistence and fanout do not run here: tests that need stored messages write them to
-// PostgreSQL themselves, the way persistence would.
+// PostgreSQL themselves, the way persistence would. The outbox relay does run, so that
+// what the gateway writes through the outbox (membership changes) reaches Kafka.
 type harness struct {
 	env    *stacktest.Env
 	base   string
@@ -73,8 +76,33 @@ func start(t *testing.T, mod func(*app.Config)) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.db.Close)
+	startRelay(t, env, h.db)
 	stacktest.WaitHTTP(t, h.base+"/readyz", time.Minute)
 	return h
+}
+
+// startRelay publishes the test database's outbox until the test ends.
+func startRelay(t *testing.T, env *stacktest.Env, db *pgxpool.Pool) {
+	t.Helper()
+	prod, err := producer.New(producer.Config{Brokers: env.Brokers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay, err := outbox.New(db, prod, outbox.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- relay.Run(ctx) }()
+	// Cleanups run last-in first-out: the relay stops before the pool closes.
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("outbox relay: %v", err)
+		}
+		_ = prod.Close()
+	})
 }
 
 func (h *harness) stop(t *testing.T) {

@@ -15,7 +15,7 @@ import (
 	"github.com/kchat/kchat/pkg/topics"
 
 	"github.com/kchat/kchat/services/persistence/internal/chattest"
-	"github.com/kchat/kchat/services/persistence/internal/outbox"
+	"github.com/kchat/kchat/pkg/outbox"
 )
 
 // Old published outbox rows and old inbox entries go, in batches of at most BatchSize;

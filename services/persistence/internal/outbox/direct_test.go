@@ -13,7 +13,7 @@ import (
 	"github.com/kchat/kchat/pkg/event"
 
 	"github.com/kchat/kchat/services/persistence/internal/chattest"
-	"github.com/kchat/kchat/services/persistence/internal/outbox"
+	"github.com/kchat/kchat/pkg/outbox"
 	"github.com/kchat/kchat/services/persistence/internal/store"
 )
 

@@ -20,7 +20,7 @@ import (
 	"github.com/kchat/kchat/pkg/topics"
 
 	"github.com/kchat/kchat/services/persistence/internal/chattest"
-	"github.com/kchat/kchat/services/persistence/internal/outbox"
+	"github.com/kchat/kchat/pkg/outbox"
 	"github.com/kchat/kchat/services/persistence/internal/store"
 )
 

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/segmentio/kafka-go"
 )
 
@@ -15,11 +14,6 @@ import (
 // the call order per partition; *producer.Producer satisfies it.
 type Enqueuer interface {
 	Enqueue(ctx context.Context, done func(error), msgs ...kafka.Message) error
-}
-
-// Execer runs a statement; *pgxpool.Pool satisfies it.
-type Execer interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
 // DirectConfig configures a Direct publisher. Zero values mean the defaults noted.

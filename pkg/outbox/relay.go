@@ -1,11 +1,3 @@
-// Package outbox relays committed outbox rows to Kafka. Every persistence instance runs a
-// Relay, but only the one holding a PostgreSQL session advisory lock publishes: a single
-// active relay keeps each room's events in order, and when its session ends (crash,
-// network loss) PostgreSQL releases the lock and a standby takes over within a second.
-//
-// Delivery is at-least-once: rows are marked published only after Kafka acknowledged
-// them, so a crash in between republishes them, byte for byte. Consumers deduplicate by
-// (room_id, seq) or event id.
 package outbox
 
 import (
@@ -84,7 +76,15 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Relay publishes outbox rows. Run it once per process.
+// Relay publishes committed outbox rows to Kafka. Every persistence instance runs one,
+// but only the one holding a PostgreSQL session advisory lock publishes: a single
+// active relay keeps each room's events in order, and when its session ends (crash,
+// network loss) PostgreSQL releases the lock and a standby takes over within a second.
+//
+// Delivery is at-least-once: rows are marked published only after Kafka acknowledged
+// them, so a crash in between republishes them, byte for byte. Consumers deduplicate by
+// (room_id, seq) or event id.
+// Run it once per process.
 type Relay struct {
 	pool   *pgxpool.Pool
 	pub    Publisher
