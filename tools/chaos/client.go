@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/kchat/kchat/pkg/protocol"
 )
 
 // User is one simulated person with one WebSocket at a time. It behaves like the
@@ -140,11 +142,11 @@ func (u *User) session(ctx context.Context, gw string) error {
 	u.epoch++
 	epoch := u.epoch
 	u.conn, u.gw, u.welcome = conn, gw, false
-	hello := map[string]any{"type": "hello", "ref": "hello", "rooms": u.copyCursorsLocked()}
+	hello := &protocol.Hello{Base: protocol.Base{Type: protocol.TypeHello, Ref: "hello"}, Rooms: u.copyCursorsLocked()}
 	if u.reconnect != "" {
-		hello["reconnect_token"] = u.reconnect
+		hello.ReconnectToken = u.reconnect
 	} else {
-		hello["token"] = u.Token
+		hello.Token = u.Token
 	}
 	for _, p := range u.pending {
 		p.written = false // whatever was in flight on the old connection is resent
@@ -177,20 +179,20 @@ func (u *User) session(ctx context.Context, gw string) error {
 			}
 			return err
 		}
-		var f frame
-		if json.Unmarshal(data, &f) != nil {
+		f, err := protocol.DecodeServer(data)
+		if err != nil {
 			continue
 		}
-		if f.Type == "welcome" && f.Ref == "hello" {
+		if w, ok := f.(*protocol.Welcome); ok && w.Ref == "hello" {
 			welcomed = true
 			u.mu.Lock()
-			u.reconnect, u.welcome = f.ReconnectToken, true
+			u.reconnect, u.welcome = w.ReconnectToken, true
 			u.mu.Unlock()
 			u.rec.Add(Op{Kind: OpConnect, User: u.Name, Conn: epoch, Gw: gw})
 			u.poke()
 			continue
 		}
-		u.handle(epoch, gw, &f)
+		u.handle(epoch, gw, f)
 	}
 }
 
@@ -202,29 +204,9 @@ func (u *User) copyCursorsLocked() map[string]int64 {
 	return out
 }
 
-// frame is the union of the server frames the client looks at.
-type frame struct {
-	Type           string `json:"type"`
-	Ref            string `json:"ref"`
-	Room           string `json:"room"`
-	Seq            int64  `json:"seq"`
-	Kind           string `json:"kind"`
-	MessageID      string `json:"message_id"`
-	Sender         string `json:"sender"`
-	ClientMsgID    string `json:"client_msg_id"`
-	Status         string `json:"status"`
-	Code           string `json:"code"`
-	Message        string `json:"message"`
-	Retryable      bool   `json:"retryable"`
-	ReconnectToken string `json:"reconnect_token"`
-	Recovered      *bool  `json:"recovered"`
-	Reason         string `json:"reason"`
-	NotificationID string `json:"notification_id"`
-}
-
-func (u *User) handle(epoch int, gw string, f *frame) {
-	switch f.Type {
-	case "message":
+func (u *User) handle(epoch int, gw string, f protocol.Frame) {
+	switch f := f.(type) {
+	case *protocol.Message:
 		u.mu.Lock()
 		cur, known := u.cursor[f.Room]
 		switch {
@@ -239,18 +221,18 @@ func (u *User) handle(epoch int, gw string, f *frame) {
 		u.mu.Unlock()
 		u.rec.Add(Op{Kind: OpDeliver, User: u.Name, Conn: epoch, Gw: gw, Room: f.Room, Seq: f.Seq, MsgID: f.MessageID,
 			Sender: f.Sender, CMID: f.ClientMsgID, Note: f.Kind})
-	case "ack":
+	case *protocol.Ack:
 		u.mu.Lock()
 		u.dropPendingLocked(f.Ref)
 		u.mu.Unlock()
 		u.rec.Add(Op{Kind: OpAck, User: u.Name, Conn: epoch, Gw: gw, Room: f.Room, CMID: f.ClientMsgID, MsgID: f.MessageID,
 			Status: f.Status, Seq: f.Seq})
-	case "error":
+	case *protocol.Error:
 		u.rec.Add(Op{Kind: OpError, User: u.Name, Conn: epoch, Gw: gw, Room: f.Room, CMID: f.ClientMsgID, Code: f.Code, Note: f.Message})
 		u.mu.Lock()
 		for _, p := range u.pending {
 			if p.cmid == f.Ref {
-				if f.Retryable || f.Code == "unavailable" || f.Code == "rate_limited" || f.Code == "internal" {
+				if f.Retryable || f.Code == protocol.CodeUnavailable || f.Code == protocol.CodeRateLimited || f.Code == protocol.CodeInternal {
 					p.written, p.notBefore = false, time.Now().Add(300*time.Millisecond)
 				} else {
 					u.dropPendingLocked(f.Ref) // a permanent refusal: never stored, never acked
@@ -259,11 +241,11 @@ func (u *User) handle(epoch int, gw string, f *frame) {
 			}
 		}
 		u.mu.Unlock()
-	case "subscribed":
-		if f.Recovered != nil && !*f.Recovered {
+	case *protocol.Subscribed:
+		if !f.Recovered {
 			u.rec.Add(Op{Kind: OpSubscribed, User: u.Name, Conn: epoch, Gw: gw, Room: f.Room, Note: f.Reason})
 		}
-	case "notification":
+	case *protocol.Notification:
 		u.rec.Add(Op{Kind: OpNotify, User: u.Name, Conn: epoch, Gw: gw, Room: f.Room, Seq: f.Seq, MsgID: f.NotificationID, Note: f.Reason})
 	}
 }
@@ -312,9 +294,9 @@ func (u *User) writer(ctx context.Context, conn *websocket.Conn, epoch int) {
 			p.written, p.writtenAt = true, now
 			p.attempts++
 			attempt := p.attempts
-			f := map[string]any{"type": "send", "room": p.room, "client_msg_id": p.cmid, "text": p.text, "ref": p.cmid}
+			var f protocol.Frame = &protocol.Send{Base: protocol.Base{Type: protocol.TypeSend, Ref: p.cmid}, Room: p.room, ClientMsgID: p.cmid, Text: p.text}
 			if p.to != "" {
-				f = map[string]any{"type": "dm", "to": p.to, "client_msg_id": p.cmid, "text": p.text, "ref": p.cmid}
+				f = &protocol.DM{Base: protocol.Base{Type: protocol.TypeDM, Ref: p.cmid}, To: p.to, ClientMsgID: p.cmid, Text: p.text}
 			}
 			u.mu.Unlock()
 			u.rec.Add(Op{Kind: OpWrite, User: u.Name, Conn: epoch, Room: p.room, To: p.to, CMID: p.cmid, Note: fmt.Sprint(attempt)})

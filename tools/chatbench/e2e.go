@@ -12,22 +12,12 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kchat/kchat/pkg/protocol"
 	"github.com/kchat/kchat/pkg/topics"
 	"github.com/kchat/kchat/tools/chatbench/internal/harness"
 	"github.com/kchat/kchat/tools/chatbench/internal/report"
 	"github.com/kchat/kchat/tools/chatbench/internal/wsclient"
 )
-
-// msgFrame is the part of a message frame the e2e scenario reads.
-type msgFrame struct {
-	Type        string    `json:"type"`
-	Room        string    `json:"room"`
-	Seq         int64     `json:"seq"`
-	MessageID   string    `json:"message_id"`
-	ClientMsgID string    `json:"client_msg_id"`
-	SentAt      time.Time `json:"sent_at"`
-	StoredAt    time.Time `json:"stored_at"`
-}
 
 // trace is what is known about one message's way through the platform.
 type trace struct {
@@ -330,12 +320,12 @@ func (b *Bench) e2eSeries(ctx context.Context, sc *report.Scenario, w *wsPath, n
 	rp.setHandler(func(k int, data []byte, at time.Time) {
 		typ, _ := wsclient.StringField(data, "type")
 		switch string(typ) {
-		case "synced", "subscribed":
+		case protocol.TypeSynced, protocol.TypeSubscribed:
 			// Either means the room is followed (see fanRun); the warm-up proves delivery.
 			if !ready[k].Swap(true) {
 				synced.Add(1)
 			}
-		case "message":
+		case protocol.TypeMessage:
 			st := cur.Load()
 			cid, err := wsclient.StringField(data, "client_msg_id")
 			if err != nil {
@@ -354,7 +344,7 @@ func (b *Bench) e2eSeries(ctx context.Context, sc *report.Scenario, w *wsPath, n
 			if st == nil || sid != st.ack.id || err != nil || i < 0 || i >= st.ack.sched.Count {
 				return
 			}
-			var f msgFrame
+			var f protocol.Message
 			if json.Unmarshal(data, &f) != nil {
 				return
 			}
@@ -367,7 +357,7 @@ func (b *Bench) e2eSeries(ctx context.Context, sc *report.Scenario, w *wsPath, n
 		}
 	})
 	for k := range receivers {
-		rp.send(k, fmt.Appendf(nil, `{"type":"subscribe","ref":"s","room":"%s"}`, room(k)))
+		rp.send(k, subscribeFrame(room(k)))
 	}
 	if !waitFor(ctx, 30*time.Second, func() bool { return synced.Load() >= int64(R) }) {
 		return report.Series{}, nil, "", fmt.Errorf("%s: %d of %d receivers synced", name, synced.Load(), R)
@@ -380,7 +370,7 @@ func (b *Bench) e2eSeries(ctx context.Context, sc *report.Scenario, w *wsPath, n
 		for k := range R {
 			if !warm[k].Load() {
 				done = false
-				sp.send(k, fmt.Appendf(nil, `{"type":"send","ref":"w","room":"%s","client_msg_id":"%s.w.%d-%d","text":"warm-up"}`, room(k), b.run, k, n))
+				sp.send(k, sendFrame("w", room(k), fmt.Sprintf("%s.w.%d-%d", b.run, k, n), "warm-up"))
 			}
 		}
 		if done {
@@ -413,7 +403,7 @@ func (b *Bench) e2eSeries(ctx context.Context, sc *report.Scenario, w *wsPath, n
 		}
 		sched.Run(ctx, func(i int, _ time.Time) {
 			c := i % S
-			sp.send(c, sendFrame(st.ack.id, i, room(c%R), fmt.Sprintf("%s.%d.%d", b.run, st.ack.id, i), text))
+			sp.send(c, sendFrame(stepRef(st.ack.id, i), room(c%R), fmt.Sprintf("%s.%d.%d", b.run, st.ack.id, i), text))
 		})
 		waitFor(ctx, 20*time.Second, func() bool { return st.received.Load() >= int64(count) })
 		if end != nil {

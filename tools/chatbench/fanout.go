@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kchat/kchat/pkg/protocol"
 	"github.com/kchat/kchat/tools/chatbench/internal/harness"
 	"github.com/kchat/kchat/tools/chatbench/internal/procstat"
 	"github.com/kchat/kchat/tools/chatbench/internal/report"
@@ -66,7 +67,7 @@ func (b *Bench) fanRun(ctx context.Context, name string, members, senders []user
 			return
 		}
 		switch string(typ) {
-		case "synced", "subscribed":
+		case protocol.TypeSynced, protocol.TypeSubscribed:
 			// The gateway's membership watcher may have subscribed the connection on its
 			// own before ours arrived (then ours only gets "subscribed"): either means
 			// the room is followed; the warm-up below proves delivery.
@@ -74,7 +75,7 @@ func (b *Bench) fanRun(ctx context.Context, name string, members, senders []user
 				synced.Add(1)
 			}
 			return
-		case "message":
+		case protocol.TypeMessage:
 		default:
 			return
 		}
@@ -106,7 +107,7 @@ func (b *Bench) fanRun(ctx context.Context, name string, members, senders []user
 	})
 	if subscribe {
 		for k := range M {
-			mp.send(k, fmt.Appendf(nil, `{"type":"subscribe","ref":"s","room":"%s"}`, room))
+			mp.send(k, subscribeFrame(room))
 		}
 		if !waitFor(ctx, 90*time.Second, func() bool { return synced.Load() >= int64(M) }) {
 			return nil, fmt.Errorf("%s: %d of %d members synced", name, synced.Load(), M)
@@ -126,7 +127,7 @@ func (b *Bench) fanRun(ctx context.Context, name string, members, senders []user
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return nil, fmt.Errorf("%s: warm-up reached %d of %d members within 60s", name, got, M)
 		}
-		sp.send(0, fmt.Appendf(nil, `{"type":"send","ref":"w","room":"%s","client_msg_id":"%sw.%d","text":"warm-up"}`, room, prefix, n))
+		sp.send(0, sendFrame("w", room, fmt.Sprintf("%sw.%d", prefix, n), "warm-up"))
 		waitFor(ctx, 3*time.Second, func() bool {
 			for k := range M {
 				if !warm[k].Load() {
@@ -158,7 +159,7 @@ func (b *Bench) fanRun(ctx context.Context, name string, members, senders []user
 		smp := cpuOf()
 		smp.Start()
 		st.sched.Run(ctx, func(i int, _ time.Time) {
-			sp.send(i, sendFrame(st.id, i, room, fmt.Sprintf("%s%d.%d", prefix, st.id, i), text))
+			sp.send(i, sendFrame(stepRef(st.id, i), room, fmt.Sprintf("%s%d.%d", prefix, st.id, i), text))
 		})
 		waitFor(ctx, 20*time.Second, func() bool { return total() >= expected })
 		usage := smp.Stop()

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kchat/kchat/pkg/protocol"
 	"github.com/kchat/kchat/tools/chatbench/internal/harness"
 	"github.com/kchat/kchat/tools/chatbench/internal/report"
 	"github.com/kchat/kchat/tools/chatbench/internal/wsclient"
@@ -49,10 +50,10 @@ func (st *ackState) onFrame(data []byte, at time.Time) {
 		return
 	}
 	switch string(typ) {
-	case "ack":
+	case protocol.TypeAck:
 		st.rec.Record(st.sched.Intended(i), at)
 		st.acked.Add(1)
-	case "error":
+	case protocol.TypeError:
 		st.rec.Error()
 		st.failed.Add(1)
 		code, _ := wsclient.StringField(data, "code")
@@ -62,8 +63,17 @@ func (st *ackState) onFrame(data []byte, at time.Time) {
 	}
 }
 
-func sendFrame(step, i int, room, clientID, text string) []byte {
-	return fmt.Appendf(nil, `{"type":"send","ref":"%d:%d","room":"%s","client_msg_id":"%s","text":"%s"}`, step, i, room, clientID, text)
+// sendFrame encodes a send frame (pkg/protocol's Send).
+func sendFrame(ref, room, clientID, text string) []byte {
+	return protocol.Encode(&protocol.Send{Base: protocol.Base{Type: protocol.TypeSend, Ref: ref}, Room: room, ClientMsgID: clientID, Text: text})
+}
+
+// stepRef is the ref of send i of a step: the ack's ref says which send it answers.
+func stepRef(step, i int) string { return strconv.Itoa(step) + ":" + strconv.Itoa(i) }
+
+// subscribeFrame encodes a live-only subscribe frame.
+func subscribeFrame(room string) []byte {
+	return protocol.Encode(&protocol.Subscribe{Base: protocol.Base{Type: protocol.TypeSubscribe, Ref: "s"}, Room: room})
 }
 
 // scenarioIngest finds the highest rate the gateways take in over WebSocket (acked after
@@ -112,7 +122,7 @@ func (b *Bench) scenarioIngest(ctx context.Context, sc *report.Scenario) error {
 			smp.Start()
 			sched.Run(ctx, func(i int, _ time.Time) {
 				c := i % S
-				p.send(c, sendFrame(st.id, i, room(c%R), fmt.Sprintf("%s.%d.%d", b.run, st.id, i), text))
+				p.send(c, sendFrame(stepRef(st.id, i), room(c%R), fmt.Sprintf("%s.%d.%d", b.run, st.id, i), text))
 			})
 			waitFor(ctx, 15*time.Second, func() bool { return st.acked.Load()+st.failed.Load() >= int64(sched.Count) })
 			u := smp.Stop()

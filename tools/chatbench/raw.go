@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/kchat/kchat/pkg/protocol"
 )
 
 // The raw server is the same-run baseline for fanout and connections: the least a Go
@@ -39,20 +41,6 @@ type rawServer struct {
 	conns   map[*rawConn]struct{}
 	seq     atomic.Int64
 	dropped atomic.Int64
-}
-
-type rawMessage struct {
-	Type        string    `json:"type"`
-	Room        string    `json:"room"`
-	Seq         int64     `json:"seq"`
-	Kind        string    `json:"kind"`
-	MessageID   string    `json:"message_id"`
-	Sender      string    `json:"sender"`
-	SenderName  string    `json:"sender_name"`
-	ClientMsgID string    `json:"client_msg_id"`
-	Text        string    `json:"text"`
-	SentAt      time.Time `json:"sent_at"`
-	StoredAt    time.Time `json:"stored_at"`
 }
 
 func serveRaw(addr string) error {
@@ -100,7 +88,7 @@ func (s *rawServer) handle(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}()
-	c.q <- []byte(`{"type":"welcome","gateway_id":"raw"}`)
+	c.q <- protocol.Encode(&protocol.Welcome{Base: protocol.Base{Type: protocol.TypeWelcome}, GatewayID: "raw"})
 	if !sender {
 		s.mu.Lock()
 		s.conns[c] = struct{}{}
@@ -124,18 +112,15 @@ func (s *rawServer) handle(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *rawServer) publish(from *rawConn, data []byte) {
-	var in struct {
-		Ref, Room, ClientMsgID, Text string
-	}
-	var raw map[string]string
-	if json.Unmarshal(data, &raw) != nil {
+	// Not protocol.Decode: the baseline does the least a server must (no validation).
+	var in protocol.Send
+	if json.Unmarshal(data, &in) != nil {
 		return
 	}
-	in.Ref, in.Room, in.ClientMsgID, in.Text = raw["ref"], raw["room"], raw["client_msg_id"], raw["text"]
 	now := time.Now().UTC()
 	seq := s.seq.Add(1)
-	frame, _ := json.Marshal(rawMessage{Type: "message", Room: in.Room, Seq: seq, Kind: "message", MessageID: fmt.Sprint(seq),
-		Sender: "raw", SenderName: "raw", ClientMsgID: in.ClientMsgID, Text: in.Text, SentAt: now, StoredAt: now})
+	frame := protocol.Encode(&protocol.Message{Base: protocol.Base{Type: protocol.TypeMessage}, Room: in.Room, Seq: seq, Kind: protocol.KindMessage,
+		MessageID: fmt.Sprint(seq), Sender: "raw", SenderName: "raw", ClientMsgID: in.ClientMsgID, Text: in.Text, SentAt: now, StoredAt: now})
 	s.mu.RLock()
 	for c := range s.conns {
 		select {
@@ -146,7 +131,7 @@ func (s *rawServer) publish(from *rawConn, data []byte) {
 	}
 	s.mu.RUnlock()
 	select {
-	case from.q <- fmt.Appendf(nil, `{"type":"ack","ref":"%s","client_msg_id":"%s"}`, in.Ref, in.ClientMsgID):
+	case from.q <- protocol.Encode(&protocol.Ack{Base: protocol.Base{Type: protocol.TypeAck, Ref: in.Ref}, ClientMsgID: in.ClientMsgID}):
 	default:
 	}
 }

@@ -19,7 +19,7 @@ import (
 	"github.com/kchat/kchat/clients/chat/internal/client"
 	"github.com/kchat/kchat/clients/chat/internal/command"
 	"github.com/kchat/kchat/clients/chat/internal/render"
-	"github.com/kchat/kchat/clients/chat/internal/wire"
+	"github.com/kchat/kchat/pkg/protocol"
 )
 
 // Options configure one run.
@@ -54,7 +54,7 @@ type App struct {
 	outMu sync.Mutex
 
 	mu        sync.Mutex
-	me        wire.User
+	me        protocol.User
 	session   string
 	current   string            // the room plain lines go to
 	labels    map[string]string // DM room -> "@other"
@@ -107,7 +107,7 @@ func (a *App) run(ctx context.Context) int {
 		return ExitFailure
 	}
 	a.mu.Lock()
-	a.session, a.me = s.Token, wire.User{ID: s.User.ID, Username: s.User.Username}
+	a.session, a.me = s.Token, protocol.User{ID: s.User.ID, Username: s.User.Username}
 	a.httpBase = client.HTTPBase(a.opts.URLs[0])
 	a.mu.Unlock()
 
@@ -203,13 +203,25 @@ func (a *App) loop(ctx context.Context) int {
 	}
 }
 
-// request sends a request frame, bounded so that a script never hangs on a gateway that
-// stays away.
-func (a *App) request(ctx context.Context, frame map[string]any) (wire.Frame, error) {
+// ask sends a request frame and returns its typed reply, bounded so that a script never
+// hangs on a gateway that stays away.
+func ask[T protocol.Frame](ctx context.Context, a *App, req client.Request) (T, error) {
 	rctx, cancel := context.WithTimeout(ctx, a.opts.ConnectTimeout+15*time.Second)
 	defer cancel()
-	return a.cl.Request(rctx, frame)
+	var zero T
+	f, err := a.cl.Request(rctx, req)
+	if err != nil {
+		return zero, err
+	}
+	t, ok := f.(T)
+	if !ok {
+		return zero, fmt.Errorf("unexpected %q reply to %q", f.FrameType(), req.FrameType())
+	}
+	return t, nil
 }
+
+// reqBase is the header of a request frame; Client.Request sets its ref.
+func reqBase(typ string) protocol.Base { return protocol.Base{Type: typ} }
 
 func (a *App) currentRoom() string {
 	a.mu.Lock()
@@ -252,7 +264,7 @@ func (a *App) execute(ctx context.Context, cmd command.Command) bool {
 			a.errf("no current room to leave")
 			return true
 		}
-		if _, err := a.request(ctx, map[string]any{"type": "leave", "room": room}); err != nil {
+		if _, err := ask[*protocol.Membership](ctx, a, &protocol.Leave{Base: reqBase(protocol.TypeLeave), Room: room}); err != nil {
 			return a.reportErr("/leave", err)
 		}
 		a.mu.Lock()
@@ -262,14 +274,14 @@ func (a *App) execute(ctx context.Context, cmd command.Command) bool {
 		a.mu.Unlock()
 		a.errf("left %s", a.render.RoomLabel(room))
 	case command.Rooms:
-		f, err := a.request(ctx, map[string]any{"type": "rooms"})
+		f, err := ask[*protocol.RoomList](ctx, a, &protocol.Rooms{Base: reqBase(protocol.TypeRooms)})
 		if err != nil {
 			return a.reportErr("/rooms", err)
 		}
 		a.learnLabels(f.Mine)
 		a.printLines(a.render.Rooms(f.Mine, f.Public, a.currentRoom()))
 	case command.Users:
-		f, err := a.request(ctx, map[string]any{"type": "users"})
+		f, err := ask[*protocol.UserList](ctx, a, &protocol.Users{Base: reqBase(protocol.TypeUsers)})
 		if err != nil {
 			return a.reportErr("/users", err)
 		}
@@ -280,26 +292,26 @@ func (a *App) execute(ctx context.Context, cmd command.Command) bool {
 			a.errf("no current room: /join ROOM first")
 			return true
 		}
-		f, err := a.request(ctx, map[string]any{"type": "history", "room": room, "limit": cmd.N})
+		f, err := ask[*protocol.HistoryPage](ctx, a, &protocol.History{Base: reqBase(protocol.TypeHistory), Room: room, Limit: cmd.N})
 		if err != nil {
 			return a.reportErr("/history", err)
 		}
 		ms := f.Messages
 		sort.Slice(ms, func(i, j int) bool { return ms[i].Seq < ms[j].Seq })
 		out := []string{fmt.Sprintf("--- history of %s: %d entries ---", a.render.RoomLabel(room), len(ms))}
-		for _, m := range ms {
-			out = append(out, a.render.Entry(m))
+		for i := range ms {
+			out = append(out, a.render.Entry(&ms[i]))
 		}
 		a.printLines(append(out, "--- end of history ---"))
 	case command.Token:
-		f, err := a.request(ctx, map[string]any{"type": "token"})
+		f, err := ask[*protocol.TokenReply](ctx, a, &protocol.Token{Base: reqBase(protocol.TypeToken)})
 		if err != nil {
 			return a.reportErr("/token", err)
 		}
 		a.println(fmt.Sprintf("reconnect token: %s (valid until %s)", f.ReconnectToken, f.ExpiresAt.In(a.loc()).Format("15:04:05")))
 		a.errf("another client can continue this session with -reconnect-token %s", f.ReconnectToken)
 	case command.Stats:
-		f, err := a.request(ctx, map[string]any{"type": "stats"})
+		f, err := ask[*protocol.StatsReply](ctx, a, &protocol.Stats{Base: reqBase(protocol.TypeStats)})
 		if err != nil {
 			return a.reportErr("/stats", err)
 		}
@@ -332,9 +344,9 @@ func (a *App) reportErr(what string, err error) bool {
 // join joins a room, creating it (over REST, which has the only create call) when it does
 // not exist yet, and makes it the current room.
 func (a *App) join(ctx context.Context, room string) bool {
-	_, err := a.request(ctx, map[string]any{"type": "join", "room": room})
+	_, err := ask[*protocol.Membership](ctx, a, &protocol.Join{Base: reqBase(protocol.TypeJoin), Room: room})
 	var se *client.ServerError
-	if errors.As(err, &se) && se.Code() == wire.CodeNotFound {
+	if errors.As(err, &se) && se.Code() == protocol.CodeNotFound {
 		a.mu.Lock()
 		base, tok := a.httpBase, a.session
 		a.mu.Unlock()
@@ -344,9 +356,9 @@ func (a *App) join(ctx context.Context, room string) bool {
 		case cerr == nil:
 			a.errf("created %s", "#"+room)
 			err = nil
-		case errors.As(cerr, &ae) && ae.Code == wire.CodeConflict:
+		case errors.As(cerr, &ae) && ae.Code == protocol.CodeConflict:
 			// Someone created it a moment ago: join theirs.
-			_, err = a.request(ctx, map[string]any{"type": "join", "room": room})
+			_, err = ask[*protocol.Membership](ctx, a, &protocol.Join{Base: reqBase(protocol.TypeJoin), Room: room})
 		case errors.As(cerr, &ae):
 			a.errf("/join: cannot create #%s: %s", room, ae.Error())
 			return true
@@ -365,7 +377,7 @@ func (a *App) join(ctx context.Context, room string) bool {
 	return true
 }
 
-func (a *App) learnLabels(rooms []wire.RoomInfo) {
+func (a *App) learnLabels(rooms []protocol.RoomInfo) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, r := range rooms {
@@ -383,31 +395,31 @@ func (a *App) learnLabels(rooms []wire.RoomInfo) {
 // handleEvents prints what the connection delivers until the client ends.
 func (a *App) handleEvents(ctx context.Context) {
 	for f := range a.cl.Events() {
-		switch f.Type {
-		case client.EventConnected:
+		switch f := f.(type) {
+		case *client.Connected:
 			a.mu.Lock()
-			a.httpBase = client.HTTPBase(f.Message)
-			if f.User != nil {
-				a.me = *f.User
+			a.httpBase = client.HTTPBase(f.URL)
+			if f.User.ID != "" {
+				a.me = f.User
 			}
 			a.mu.Unlock()
-			if f.Status == "resumed" {
-				a.errf("reconnected to %s (%s); resuming", f.GatewayID, f.Message)
+			if f.Resumed {
+				a.errf("reconnected to %s (%s); resuming", f.GatewayID, f.URL)
 			} else {
-				a.errf("connected to %s (%s) as %s", f.GatewayID, f.Message, a.me.Username)
+				a.errf("connected to %s (%s) as %s", f.GatewayID, f.URL, a.me.Username)
 			}
 			// DM labels ("@bob") come from the room list; ask for it off this goroutine,
 			// which must keep reading events for the reply to get through.
 			go func() {
-				if r, err := a.request(ctx, map[string]any{"type": "rooms"}); err == nil {
+				if r, err := ask[*protocol.RoomList](ctx, a, &protocol.Rooms{Base: reqBase(protocol.TypeRooms)}); err == nil {
 					a.learnLabels(r.Mine)
 				}
 			}()
-		case client.EventDisconnected:
-			a.errf("disconnected from %s: %s; reconnecting", f.GatewayID, f.Message)
-		case client.EventSendFailed:
-			a.errf("message not sent to %s: %s", a.render.RoomLabel(f.Room), f.Message)
-		case wire.TypeMessage:
+		case *client.Disconnected:
+			a.errf("disconnected from %s: %s; reconnecting", f.GatewayID, f.Why)
+		case *client.SendFailed:
+			a.errf("message not sent to %s: %s", a.render.RoomLabel(f.Err.Room), f.Err.Message)
+		case *protocol.Message:
 			if strings.HasPrefix(f.Room, "dm:") && f.Sender != "" {
 				a.mu.Lock()
 				if _, ok := a.labels[f.Room]; !ok && f.Sender != a.me.ID {
@@ -416,7 +428,7 @@ func (a *App) handleEvents(ctx context.Context) {
 				a.mu.Unlock()
 			}
 			a.println(a.render.Entry(f))
-		case wire.TypeAck:
+		case *protocol.Ack:
 			a.mu.Lock()
 			if to, ok := a.dmTargets[f.ClientMsgID]; ok {
 				a.labels[f.Room] = "@" + to
@@ -426,21 +438,21 @@ func (a *App) handleEvents(ctx context.Context) {
 			if a.opts.Verbose {
 				a.errf("ack %s %s in %s (%s)", f.ClientMsgID, f.MessageID, a.render.RoomLabel(f.Room), f.Status)
 			}
-		case wire.TypeSubscribed:
+		case *protocol.Subscribed:
 			if !f.Recovered {
 				a.errf("warning: %s could not be fully recovered (%s); some entries may be missing", a.render.RoomLabel(f.Room), f.Reason)
 			}
-		case wire.TypeUnsubscribed:
+		case *protocol.Unsubscribed:
 			a.mu.Lock()
 			if a.current == f.Room {
 				a.current = ""
 			}
 			a.mu.Unlock()
-		case wire.TypeNotification:
+		case *protocol.Notification:
 			a.println(a.render.Notification(f))
-		case wire.TypeError:
+		case *protocol.Error:
 			a.errf("gateway: %s (%s)", f.Message, f.Code)
-		case wire.TypeTyping:
+		case *protocol.TypingNotice:
 			if a.opts.Verbose {
 				a.errf("%s is typing in %s", render.Clean(f.UserName), a.render.RoomLabel(f.Room))
 			}

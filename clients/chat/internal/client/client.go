@@ -23,19 +23,45 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/kchat/kchat/clients/chat/internal/wire"
+	"github.com/kchat/kchat/pkg/protocol"
 )
 
-// Synthetic event types, sent on Events beside the server's frames.
+// Synthetic event types, sent on Events beside the server's frames (pkg/protocol's typed
+// frames: *protocol.Message, *protocol.Ack, ...).
 const (
-	// EventConnected: a connection is authenticated. GatewayID is the gateway's id,
-	// Message the URL, User the account, Status "resumed" after a reconnect.
-	EventConnected = "client.connected"
-	// EventDisconnected: the connection ended; Message says why. A reconnect follows.
-	EventDisconnected = "client.disconnected"
-	// EventSendFailed: a send was refused for good (Code, Message, Room, ClientMsgID).
-	EventSendFailed = "client.send_failed"
+	EventConnected    = "client.connected"    // *Connected
+	EventDisconnected = "client.disconnected" // *Disconnected
+	EventSendFailed   = "client.send_failed"  // *SendFailed
 )
+
+// Connected: a connection is authenticated. Resumed is set after a reconnect.
+type Connected struct {
+	protocol.Base
+	GatewayID string
+	URL       string
+	User      protocol.User
+	Resumed   bool
+}
+
+// Disconnected: the connection ended; Why says why. A reconnect follows.
+type Disconnected struct {
+	protocol.Base
+	GatewayID string
+	Why       string
+}
+
+// SendFailed: a send was refused for good; Err is the gateway's error frame (Code,
+// Message, Room, ClientMsgID).
+type SendFailed struct {
+	protocol.Base
+	Err *protocol.Error
+}
+
+// Request is a client frame that has a reply; Client.Request sets its ref.
+type Request interface {
+	protocol.Frame
+	SetRef(ref string)
+}
 
 // Config configures a Client. Zero durations take the defaults noted.
 type Config struct {
@@ -73,7 +99,7 @@ func (c *Config) setDefaults() {
 }
 
 // ServerError is an error frame answering a request.
-type ServerError struct{ Frame wire.Frame }
+type ServerError struct{ Frame *protocol.Error }
 
 func (e *ServerError) Error() string { return e.Frame.Message }
 
@@ -94,7 +120,7 @@ type link struct {
 }
 
 type outgoing struct {
-	frame   map[string]any
+	frame   protocol.Frame
 	cmid    string
 	room    string // "" for a DM until the ack names its room
 	retries int
@@ -104,7 +130,7 @@ type outgoing struct {
 // Client is a resumable connection. Create with New, then Start.
 type Client struct {
 	cfg    Config
-	events chan wire.Frame
+	events chan protocol.Frame
 	done   chan struct{}
 
 	mu         sync.Mutex
@@ -112,11 +138,11 @@ type Client struct {
 	readyCh    chan struct{} // closed when cur becomes non-nil
 	session    string
 	reconnect  string
-	user       wire.User
+	user       protocol.User
 	cursors    map[string]int64 // room -> last seq passed on to Events
 	subscribed map[string]bool  // rooms with a subscribed frame on the current connection
 	pending    []*outgoing      // unacknowledged sends, in the order they were made
-	waiters    map[string]chan wire.Frame
+	waiters    map[string]chan protocol.Frame
 	refs       int
 	msgIDs     int
 	idPrefix   string
@@ -134,9 +160,9 @@ type Client struct {
 func New(cfg Config) *Client {
 	cfg.setDefaults()
 	return &Client{
-		cfg: cfg, events: make(chan wire.Frame, 256), done: make(chan struct{}),
+		cfg: cfg, events: make(chan protocol.Frame, 256), done: make(chan struct{}),
 		readyCh: make(chan struct{}), cursors: map[string]int64{}, subscribed: map[string]bool{},
-		waiters: map[string]chan wire.Frame{},
+		waiters: map[string]chan protocol.Frame{},
 		// client_msg_ids must not repeat across runs of the client (the gateway would
 		// answer "duplicate"), so they start with a random per-process prefix.
 		idPrefix: strconv.FormatUint(rand.Uint64(), 36),
@@ -146,7 +172,7 @@ func New(cfg Config) *Client {
 // Events delivers server frames that are not replies to requests (messages, subscribed,
 // typing, notifications, acks, unsolicited errors) and the synthetic events above.
 // It is closed when the client ends; read it until then.
-func (c *Client) Events() <-chan wire.Frame { return c.events }
+func (c *Client) Events() <-chan protocol.Frame { return c.events }
 
 // Done is closed when the client has ended (Close, or a fatal error: see Err).
 func (c *Client) Done() <-chan struct{} { return c.done }
@@ -159,7 +185,7 @@ func (c *Client) Err() error {
 }
 
 // User is the account once connected.
-func (c *Client) User() wire.User {
+func (c *Client) User() protocol.User {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.user
@@ -190,7 +216,7 @@ func (c *Client) Start(ctx context.Context, sessionToken string) {
 
 func (c *Client) logf(format string, args ...any) { c.cfg.Logf(format, args...) }
 
-func (c *Client) emit(f wire.Frame) {
+func (c *Client) emit(f protocol.Frame) {
 	select {
 	case c.events <- f:
 	case <-c.done:
@@ -264,7 +290,7 @@ func (c *Client) run(ctx context.Context) {
 			stage = useReconnect
 			// Prefer another gateway: this one just went away, and any gateway can resume.
 			start = (idx + 1) % len(c.cfg.URLs)
-			c.emit(wire.Frame{Type: EventDisconnected, Message: end.why, GatewayID: end.gateway})
+			c.emit(&Disconnected{Base: protocol.Base{Type: EventDisconnected}, GatewayID: end.gateway, Why: end.why})
 			if !end.restart {
 				// A drop without a goodbye: wait a moment so a flapping gateway is not hammered.
 				if !sleepCtx(ctx, Backoff(0, c.cfg.BackoffMin, c.cfg.BackoffMax)) {
@@ -400,11 +426,11 @@ func (c *Client) serve(ctx context.Context, conn *websocket.Conn, url string, st
 	}()
 
 	c.mu.Lock()
-	hello := map[string]any{"type": "hello", "ref": "hello"}
+	hello := &protocol.Hello{Base: protocol.Base{Type: protocol.TypeHello, Ref: "hello"}}
 	if stage == useReconnect && c.reconnect != "" {
-		hello["reconnect_token"] = c.reconnect
+		hello.ReconnectToken = c.reconnect
 	} else {
-		hello["token"] = c.session
+		hello.Token = c.session
 	}
 	resumed := c.haveAll
 	if resumed {
@@ -412,7 +438,7 @@ func (c *Client) serve(ctx context.Context, conn *websocket.Conn, url string, st
 		for r, s := range c.cursors {
 			rooms[r] = s
 		}
-		hello["rooms"] = rooms // {} when following nothing: subscribe to nothing
+		hello.Rooms = rooms // {} when following nothing: subscribe to nothing (nil: to all)
 	}
 	c.mu.Unlock()
 	if err := c.write(ctx, conn, hello); err != nil {
@@ -420,7 +446,7 @@ func (c *Client) serve(ctx context.Context, conn *websocket.Conn, url string, st
 		return end
 	}
 	if !resumed {
-		if err := c.write(ctx, conn, map[string]any{"type": "ping", "ref": initRef}); err != nil {
+		if err := c.write(ctx, conn, &protocol.Ping{Base: protocol.Base{Type: protocol.TypePing, Ref: initRef}}); err != nil {
 			end.why = "cannot send ping: " + err.Error()
 			return end
 		}
@@ -429,16 +455,16 @@ func (c *Client) serve(ctx context.Context, conn *websocket.Conn, url string, st
 	for {
 		_, data, err := conn.Read(ctx)
 		if err != nil {
-			code := websocket.CloseStatus(err)
+			code := protocol.CloseCode(websocket.CloseStatus(err))
 			switch {
-			case code == wire.CloseUnauthorized:
+			case code == protocol.CloseUnauthorized:
 				end.authRefused = true
-			case code == wire.CloseServiceRestart:
+			case code == protocol.CloseServiceRestart:
 				end.restart = true
 				end.why = "the gateway is shutting down"
-			case code == wire.CloseSlow:
+			case code == protocol.CloseSlow:
 				end.why = "the connection fell too far behind"
-			case code == wire.CloseNormal:
+			case code == protocol.CloseNormal:
 				end.why = "the gateway closed the connection"
 			case code != -1:
 				end.why = fmt.Sprintf("closed with code %d", code)
@@ -447,7 +473,7 @@ func (c *Client) serve(ctx context.Context, conn *websocket.Conn, url string, st
 			}
 			return end
 		}
-		f, err := wire.Decode(data)
+		f, err := protocol.DecodeServer(data)
 		if err != nil {
 			c.logf("ignoring an undecodable frame: %v", err)
 			// A request waiting for this frame would wait forever: answer it with an error.
@@ -455,23 +481,19 @@ func (c *Client) serve(ctx context.Context, conn *websocket.Conn, url string, st
 				Ref string `json:"ref"`
 			}
 			if json.Unmarshal(data, &head) == nil && head.Ref != "" {
-				c.onError(ctx, wire.Frame{Type: wire.TypeError, Ref: head.Ref, Code: "undecodable", Message: "the reply could not be read: " + err.Error()})
+				c.onError(ctx, &protocol.Error{Base: protocol.Base{Type: protocol.TypeError, Ref: head.Ref}, Code: "undecodable", Message: "the reply could not be read: " + err.Error()})
 			}
 			continue
 		}
-		switch f.Type {
-		case wire.TypeWelcome:
+		switch f := f.(type) {
+		case *protocol.Welcome:
 			end.welcomed, end.gateway, lk.gateway = true, f.GatewayID, f.GatewayID
 			c.onWelcome(ctx, lk, f)
-			status := ""
-			if resumed {
-				status = "resumed"
-			}
-			c.emit(wire.Frame{Type: EventConnected, GatewayID: f.GatewayID, Message: url, User: f.User, Status: status})
-		case wire.TypeReconnect:
+			c.emit(&Connected{Base: protocol.Base{Type: EventConnected}, GatewayID: f.GatewayID, URL: url, User: f.User, Resumed: resumed})
+		case *protocol.Reconnect:
 			end.restart = true
-		case wire.TypeError:
-			if f.Code == wire.CodeInvalidToken && !end.welcomed {
+		case *protocol.Error:
+			if f.Code == protocol.CodeInvalidToken && !end.welcomed {
 				end.authRefused = true
 				continue
 			}
@@ -484,14 +506,14 @@ func (c *Client) serve(ctx context.Context, conn *websocket.Conn, url string, st
 
 // onWelcome records the fresh reconnect token, then resends every unacknowledged message
 // in its original order before anything new can be sent (both happen under mu).
-func (c *Client) onWelcome(ctx context.Context, lk *link, f wire.Frame) {
+func (c *Client) onWelcome(ctx context.Context, lk *link, f *protocol.Welcome) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if f.ReconnectToken != "" {
 		c.reconnect = f.ReconnectToken
 	}
-	if f.User != nil {
-		c.user = *f.User
+	if f.User.ID != "" {
+		c.user = f.User
 	}
 	for _, p := range c.pending {
 		if p.timer != nil {
@@ -513,7 +535,7 @@ func (c *Client) pinger(ctx context.Context, lk *link) {
 		case <-t.C:
 			// A ping frame, not a WebSocket ping: only frames count as activity for the
 			// gateway's idle timeout.
-			_ = c.write(ctx, lk.conn, map[string]any{"type": "ping"})
+			_ = c.write(ctx, lk.conn, &protocol.Ping{Base: protocol.Base{Type: protocol.TypePing}})
 		case <-lk.lost:
 			return
 		case <-ctx.Done():
@@ -522,7 +544,7 @@ func (c *Client) pinger(ctx context.Context, lk *link) {
 	}
 }
 
-func (c *Client) write(ctx context.Context, conn *websocket.Conn, frame map[string]any) error {
+func (c *Client) write(ctx context.Context, conn *websocket.Conn, frame protocol.Frame) error {
 	b, err := json.Marshal(frame)
 	if err != nil {
 		return err
@@ -532,29 +554,30 @@ func (c *Client) write(ctx context.Context, conn *websocket.Conn, frame map[stri
 	return conn.Write(wctx, websocket.MessageText, b)
 }
 
-func (c *Client) onFrame(f wire.Frame) {
+func (c *Client) onFrame(f protocol.Frame) {
 	c.mu.Lock()
-	if ch, ok := c.waiters[f.Ref]; ok && f.Ref != "" && f.Type != wire.TypeSubscribed {
-		delete(c.waiters, f.Ref)
+	ref := f.RefID()
+	if ch, ok := c.waiters[ref]; ok && ref != "" && f.FrameType() != protocol.TypeSubscribed {
+		delete(c.waiters, ref)
 		c.mu.Unlock()
 		ch <- f
 		return
 	}
-	switch f.Type {
-	case wire.TypePong:
-		if f.Ref == initRef {
+	switch f := f.(type) {
+	case *protocol.Pong:
+		if ref == initRef {
 			c.haveAll = true
 		}
 		c.mu.Unlock()
 		return
-	case wire.TypeMessage:
+	case *protocol.Message:
 		if f.Seq <= c.cursors[f.Room] {
 			// Already passed on (before a reconnect, or by an earlier subscription).
 			c.mu.Unlock()
 			return
 		}
 		c.cursors[f.Room] = f.Seq
-	case wire.TypeSubscribed:
+	case *protocol.Subscribed:
 		if !c.subscribed[f.Room] {
 			// The first subscribed frame of a room on this connection says where its
 			// stream starts: our cursor when resuming, the room's tail when new, or
@@ -562,10 +585,10 @@ func (c *Client) onFrame(f wire.Frame) {
 			c.subscribed[f.Room] = true
 			c.cursors[f.Room] = f.SinceSeq
 		}
-	case wire.TypeUnsubscribed:
+	case *protocol.Unsubscribed:
 		delete(c.cursors, f.Room)
 		delete(c.subscribed, f.Room)
-	case wire.TypeAck:
+	case *protocol.Ack:
 		c.removePendingLocked(f.ClientMsgID)
 	}
 	c.mu.Unlock()
@@ -587,7 +610,7 @@ func (c *Client) removePendingLocked(cmid string) *outgoing {
 
 // onError handles an error frame: a request's answer, a failed send (retried if the
 // gateway says it may be), or a notice for the caller.
-func (c *Client) onError(ctx context.Context, f wire.Frame) {
+func (c *Client) onError(ctx context.Context, f *protocol.Error) {
 	c.mu.Lock()
 	if ch, ok := c.waiters[f.Ref]; ok && f.Ref != "" {
 		delete(c.waiters, f.Ref)
@@ -610,8 +633,7 @@ func (c *Client) onError(ctx context.Context, f wire.Frame) {
 			}
 			c.removePendingLocked(p.cmid)
 			c.mu.Unlock()
-			f.Type = EventSendFailed
-			c.emit(f)
+			c.emit(&SendFailed{Base: protocol.Base{Type: EventSendFailed}, Err: f})
 			return
 		}
 	}
@@ -640,19 +662,19 @@ func (c *Client) newMsgIDLocked() string {
 // Send queues a message to room and returns its client_msg_id. It is written now if
 // connected, else on the next connection; its ack (or EventSendFailed) arrives on Events.
 func (c *Client) Send(ctx context.Context, room, text string) (string, error) {
-	return c.enqueue(ctx, func(id string) map[string]any {
-		return map[string]any{"type": "send", "room": room, "client_msg_id": id, "text": text, "ref": "s:" + id}
+	return c.enqueue(ctx, func(id string) protocol.Frame {
+		return &protocol.Send{Base: protocol.Base{Type: protocol.TypeSend, Ref: "s:" + id}, Room: room, ClientMsgID: id, Text: text}
 	}, room)
 }
 
 // SendDM queues a direct message to a username, like Send.
 func (c *Client) SendDM(ctx context.Context, to, text string) (string, error) {
-	return c.enqueue(ctx, func(id string) map[string]any {
-		return map[string]any{"type": "dm", "to": to, "client_msg_id": id, "text": text, "ref": "s:" + id}
+	return c.enqueue(ctx, func(id string) protocol.Frame {
+		return &protocol.DM{Base: protocol.Base{Type: protocol.TypeDM, Ref: "s:" + id}, To: to, ClientMsgID: id, Text: text}
 	}, "")
 }
 
-func (c *Client) enqueue(ctx context.Context, build func(id string) map[string]any, room string) (string, error) {
+func (c *Client) enqueue(ctx context.Context, build func(id string) protocol.Frame, room string) (string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
@@ -698,12 +720,14 @@ func (c *Client) WaitPending(ctx context.Context) int {
 // Request sends a frame that has a reply (join, leave, rooms, users, history, stats,
 // token) and waits for the reply. If the connection drops first, it is sent again on the
 // next one: every such request can safely be repeated. An error frame is a *ServerError.
-func (c *Client) Request(ctx context.Context, frame map[string]any) (wire.Frame, error) {
+// Request sets frame's ref (a new one per attempt); the reply is pkg/protocol's typed
+// frame for it (see protocol.DecodeServer).
+func (c *Client) Request(ctx context.Context, frame Request) (protocol.Frame, error) {
 	for {
 		c.mu.Lock()
 		if c.closing {
 			c.mu.Unlock()
-			return wire.Frame{}, ErrClosed
+			return nil, ErrClosed
 		}
 		lk, ready := c.cur, c.readyCh
 		c.mu.Unlock()
@@ -712,28 +736,24 @@ func (c *Client) Request(ctx context.Context, frame map[string]any) (wire.Frame,
 			case <-ready:
 				continue
 			case <-ctx.Done():
-				return wire.Frame{}, ctx.Err()
+				return nil, ctx.Err()
 			case <-c.done:
-				return wire.Frame{}, ErrClosed
+				return nil, ErrClosed
 			}
 		}
 		c.mu.Lock()
 		c.refs++
 		ref := "r" + strconv.Itoa(c.refs)
-		ch := make(chan wire.Frame, 1)
+		ch := make(chan protocol.Frame, 1)
 		c.waiters[ref] = ch
 		c.mu.Unlock()
-		out := make(map[string]any, len(frame)+1)
-		for k, v := range frame {
-			out[k] = v
-		}
-		out["ref"] = ref
-		err := c.write(ctx, lk.conn, out)
+		frame.SetRef(ref)
+		err := c.write(ctx, lk.conn, frame)
 		if err == nil {
 			select {
 			case f := <-ch:
-				if f.Type == wire.TypeError {
-					return f, &ServerError{Frame: f}
+				if e, ok := f.(*protocol.Error); ok {
+					return f, &ServerError{Frame: e}
 				}
 				return f, nil
 			case <-lk.lost:
@@ -747,16 +767,16 @@ func (c *Client) Request(ctx context.Context, frame map[string]any) (wire.Frame,
 		delete(c.waiters, ref)
 		c.mu.Unlock()
 		if ctx.Err() != nil {
-			return wire.Frame{}, ctx.Err()
+			return nil, ctx.Err()
 		}
 		if errors.Is(err, ErrClosed) {
-			return wire.Frame{}, err
+			return nil, err
 		}
 		// The connection went away: wait for the next one and ask again.
 		select {
 		case <-lk.lost:
 		case <-ctx.Done():
-			return wire.Frame{}, ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
 }
@@ -774,7 +794,7 @@ func (c *Client) Close() {
 	c.mu.Unlock()
 	if lk != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = c.write(ctx, lk.conn, map[string]any{"type": "quit"})
+		_ = c.write(ctx, lk.conn, &protocol.Quit{Base: protocol.Base{Type: protocol.TypeQuit}})
 		select {
 		case <-lk.lost:
 		case <-ctx.Done():

@@ -13,7 +13,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/kchat/kchat/clients/chat/internal/wire"
+	"github.com/kchat/kchat/pkg/protocol"
 )
 
 func TestBackoff(t *testing.T) {
@@ -141,8 +141,8 @@ func TestResume(t *testing.T) {
 	for len(seqs) < 4 {
 		select {
 		case f := <-cl.Events():
-			switch f.Type {
-			case wire.TypeMessage:
+			switch f := f.(type) {
+			case *protocol.Message:
 				seqs = append(seqs, f.Seq)
 				if f.Seq == 3 && !sentOnce {
 					sentOnce = true
@@ -150,8 +150,12 @@ func TestResume(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-			case EventConnected:
-				connects = append(connects, f.GatewayID+"/"+f.Status)
+			case *Connected:
+				status := ""
+				if f.Resumed {
+					status = "resumed"
+				}
+				connects = append(connects, f.GatewayID+"/"+status)
 			}
 		case <-ctx.Done():
 			t.Fatalf("timed out; got seqs %v", seqs)

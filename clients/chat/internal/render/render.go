@@ -10,7 +10,7 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/kchat/kchat/clients/chat/internal/wire"
+	"github.com/kchat/kchat/pkg/protocol"
 )
 
 // Clean makes user-supplied text safe for a terminal and keeps output one line per entry:
@@ -72,20 +72,20 @@ func (r Renderer) clock(t time.Time) string {
 }
 
 // Entry renders one timeline entry (a live message frame or a history entry).
-func (r Renderer) Entry(m wire.Frame) string {
+func (r Renderer) Entry(m *protocol.Message) string {
 	head := fmt.Sprintf("[%s] %s", r.clock(m.SentAt), r.RoomLabel(m.Room))
 	name := Clean(m.SenderName)
 	if name == "" {
 		name = "?"
 	}
 	switch m.Kind {
-	case wire.KindJoin:
+	case protocol.KindJoin:
 		return fmt.Sprintf("%s * %s joined", head, name)
-	case wire.KindLeave:
+	case protocol.KindLeave:
 		return fmt.Sprintf("%s * %s left", head, name)
-	case wire.KindDelete:
+	case protocol.KindDelete:
 		return fmt.Sprintf("%s * %s deleted message %d", head, name, m.TargetSeq)
-	case wire.KindEdit:
+	case protocol.KindEdit:
 		return fmt.Sprintf("%s <%s> %s (edit of %d)", head, name, Clean(m.Text), m.TargetSeq)
 	}
 	text := Clean(m.Text)
@@ -99,7 +99,7 @@ func (r Renderer) Entry(m wire.Frame) string {
 }
 
 // Users lists who is online, one per line after a header.
-func Users(us []wire.OnlineUser) []string {
+func Users(us []protocol.OnlineUser) []string {
 	out := []string{fmt.Sprintf("--- %d online ---", len(us))}
 	for _, u := range us {
 		var notes []string
@@ -121,7 +121,7 @@ func Users(us []wire.OnlineUser) []string {
 }
 
 // Rooms lists the user's rooms (current one marked) and public rooms not yet joined.
-func (r Renderer) Rooms(mine, public []wire.RoomInfo, current string) []string {
+func (r Renderer) Rooms(mine, public []protocol.RoomInfo, current string) []string {
 	out := []string{"--- your rooms ---"}
 	joined := map[string]bool{}
 	for _, x := range mine {
@@ -151,7 +151,7 @@ func (r Renderer) Rooms(mine, public []wire.RoomInfo, current string) []string {
 }
 
 // Stats shows the connection's and the gateway's counters.
-func (r Renderer) Stats(f wire.Frame, now time.Time) []string {
+func (r Renderer) Stats(f *protocol.StatsReply, now time.Time) []string {
 	out := []string{fmt.Sprintf("--- stats (%s) ---", f.GatewayID)}
 	if c := f.Conn; c != nil {
 		out = append(out,
@@ -161,12 +161,12 @@ func (r Renderer) Stats(f wire.Frame, now time.Time) []string {
 			fmt.Sprintf("  last active: %s ago", now.Sub(c.LastActive).Round(time.Second)))
 	}
 	out = append(out, fmt.Sprintf("  gateway: %d users on %d connections, %d messages in, %d out, up %s",
-		f.UserCount, f.Connections, f.MessagesIn, f.MessagesOut, (time.Duration(f.UptimeS)*time.Second).String()))
+		f.Users, f.Connections, f.MessagesIn, f.MessagesOut, (time.Duration(f.UptimeS)*time.Second).String()))
 	return out
 }
 
 // Notification is a one-line notice; it starts with "!" so it never matches an entry.
-func (r Renderer) Notification(f wire.Frame) string {
+func (r Renderer) Notification(f *protocol.Notification) string {
 	what := f.Reason
 	switch f.Reason {
 	case "dm":

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kchat/kchat/clients/chat/internal/wire"
+	"github.com/kchat/kchat/pkg/protocol"
 )
 
 func TestEntry(t *testing.T) {
@@ -19,24 +19,24 @@ func TestEntry(t *testing.T) {
 	}}
 	tests := []struct {
 		name string
-		in   wire.Frame
+		in   protocol.Message
 		want string
 	}{
-		{"message", wire.Frame{Room: "general", Kind: "message", SenderName: "alice", Text: "hi", SentAt: at}, "[15:04:05] #general <alice> hi"},
-		{"markup is just text", wire.Frame{Room: "general", Kind: "message", SenderName: "alice", Text: "<script>x</script>", SentAt: at}, "[15:04:05] #general <alice> <script>x</script>"},
-		{"multi-line stays one line", wire.Frame{Room: "general", Kind: "message", SenderName: "a", Text: "one\ntwo", SentAt: at}, "[15:04:05] #general <a> one ⏎ two"},
-		{"escape sequences are defused", wire.Frame{Room: "general", Kind: "message", SenderName: "a\x1b[2J", Text: "\x1b]0;pwned\x07x", SentAt: at}, "[15:04:05] #general <a\uFFFD[2J> \uFFFD]0;pwned\uFFFDx"},
-		{"edited in history", wire.Frame{Room: "general", Kind: "message", SenderName: "a", Text: "fixed", SentAt: at, EditedAt: &edited}, "[15:04:05] #general <a> fixed (edited)"},
-		{"deleted in history", wire.Frame{Room: "general", Kind: "message", SenderName: "a", Text: "gone", SentAt: at, DeletedAt: &edited}, "[15:04:05] #general <a> (deleted)"},
-		{"live edit", wire.Frame{Room: "general", Kind: "edit", SenderName: "a", Text: "new", TargetSeq: 4, SentAt: at}, "[15:04:05] #general <a> new (edit of 4)"},
-		{"live delete", wire.Frame{Room: "general", Kind: "delete", SenderName: "a", TargetSeq: 4, SentAt: at}, "[15:04:05] #general * a deleted message 4"},
-		{"join", wire.Frame{Room: "general", Kind: "join", SenderName: "carol", SentAt: at}, "[15:04:05] #general * carol joined"},
-		{"leave", wire.Frame{Room: "general", Kind: "leave", SenderName: "carol", SentAt: at}, "[15:04:05] #general * carol left"},
-		{"dm by label", wire.Frame{Room: "dm:1:2", Kind: "message", SenderName: "alice", Text: "psst", SentAt: at}, "[15:04:05] @bob <alice> psst"},
-		{"dm without label", wire.Frame{Room: "dm:3:4", Kind: "message", SenderName: "alice", Text: "psst", SentAt: at}, "[15:04:05] @dm <alice> psst"},
+		{"message", protocol.Message{Room: "general", Kind: "message", SenderName: "alice", Text: "hi", SentAt: at}, "[15:04:05] #general <alice> hi"},
+		{"markup is just text", protocol.Message{Room: "general", Kind: "message", SenderName: "alice", Text: "<script>x</script>", SentAt: at}, "[15:04:05] #general <alice> <script>x</script>"},
+		{"multi-line stays one line", protocol.Message{Room: "general", Kind: "message", SenderName: "a", Text: "one\ntwo", SentAt: at}, "[15:04:05] #general <a> one ⏎ two"},
+		{"escape sequences are defused", protocol.Message{Room: "general", Kind: "message", SenderName: "a\x1b[2J", Text: "\x1b]0;pwned\x07x", SentAt: at}, "[15:04:05] #general <a\uFFFD[2J> \uFFFD]0;pwned\uFFFDx"},
+		{"edited in history", protocol.Message{Room: "general", Kind: "message", SenderName: "a", Text: "fixed", SentAt: at, EditedAt: &edited}, "[15:04:05] #general <a> fixed (edited)"},
+		{"deleted in history", protocol.Message{Room: "general", Kind: "message", SenderName: "a", Text: "gone", SentAt: at, DeletedAt: &edited}, "[15:04:05] #general <a> (deleted)"},
+		{"live edit", protocol.Message{Room: "general", Kind: "edit", SenderName: "a", Text: "new", TargetSeq: 4, SentAt: at}, "[15:04:05] #general <a> new (edit of 4)"},
+		{"live delete", protocol.Message{Room: "general", Kind: "delete", SenderName: "a", TargetSeq: 4, SentAt: at}, "[15:04:05] #general * a deleted message 4"},
+		{"join", protocol.Message{Room: "general", Kind: "join", SenderName: "carol", SentAt: at}, "[15:04:05] #general * carol joined"},
+		{"leave", protocol.Message{Room: "general", Kind: "leave", SenderName: "carol", SentAt: at}, "[15:04:05] #general * carol left"},
+		{"dm by label", protocol.Message{Room: "dm:1:2", Kind: "message", SenderName: "alice", Text: "psst", SentAt: at}, "[15:04:05] @bob <alice> psst"},
+		{"dm without label", protocol.Message{Room: "dm:3:4", Kind: "message", SenderName: "alice", Text: "psst", SentAt: at}, "[15:04:05] @dm <alice> psst"},
 	}
 	for _, tt := range tests {
-		if got := r.Entry(tt.in); got != tt.want {
+		if got := r.Entry(&tt.in); got != tt.want {
 			t.Errorf("%s:\n got %q\nwant %q", tt.name, got, tt.want)
 		}
 	}
@@ -51,13 +51,13 @@ func TestCleanBidi(t *testing.T) {
 func TestLists(t *testing.T) {
 	idle := int64(125)
 	few := int64(5)
-	lines := Users([]wire.OnlineUser{{Username: "alice", Connections: 1, Here: 1, IdleSeconds: &few}, {Username: "bob", Connections: 2, Here: 1, IdleSeconds: &idle}, {Username: "carol", Connections: 1}})
+	lines := Users([]protocol.OnlineUser{{Username: "alice", Connections: 1, Here: 1, IdleSeconds: &few}, {Username: "bob", Connections: 2, Here: 1, IdleSeconds: &idle}, {Username: "carol", Connections: 1}})
 	want := []string{"--- 3 online ---", "  alice", "  bob (2 connections, idle 2m5s)", "  carol"}
 	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("users:\n%s", strings.Join(lines, "\n"))
 	}
 	r := Renderer{}
-	rooms := r.Rooms([]wire.RoomInfo{{ID: "general", LastSeq: 3}}, []wire.RoomInfo{{ID: "general"}, {ID: "random", LastSeq: 9}}, "general")
+	rooms := r.Rooms([]protocol.RoomInfo{{ID: "general", LastSeq: 3}}, []protocol.RoomInfo{{ID: "general"}, {ID: "random", LastSeq: 9}}, "general")
 	want = []string{"--- your rooms ---", "* #general (3 entries)", "--- public rooms ---", "  #random (9 entries)"}
 	if strings.Join(rooms, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("rooms:\n%s", strings.Join(rooms, "\n"))

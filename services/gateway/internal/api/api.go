@@ -17,11 +17,11 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/kchat/kchat/pkg/event"
+	"github.com/kchat/kchat/pkg/protocol"
 	"github.com/kchat/kchat/services/gateway/internal/auth"
 	"github.com/kchat/kchat/services/gateway/internal/chat"
 	"github.com/kchat/kchat/services/gateway/internal/hub"
 	"github.com/kchat/kchat/services/gateway/internal/metrics"
-	"github.com/kchat/kchat/services/gateway/internal/protocol"
 	"github.com/kchat/kchat/services/gateway/internal/ratelimit"
 	"github.com/kchat/kchat/services/gateway/internal/store"
 )

@@ -19,9 +19,9 @@ import (
 	"github.com/kchat/kchat/pkg/event"
 	"github.com/kchat/kchat/pkg/notifications"
 	"github.com/kchat/kchat/pkg/outbox"
+	"github.com/kchat/kchat/pkg/protocol"
 	"github.com/kchat/kchat/pkg/topics"
 	"github.com/kchat/kchat/services/gateway/internal/auth"
-	"github.com/kchat/kchat/services/gateway/internal/protocol"
 	"github.com/kchat/kchat/services/gateway/internal/store"
 )
 

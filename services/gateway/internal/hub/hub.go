@@ -26,11 +26,11 @@ import (
 
 	"github.com/kchat/kchat/pkg/event"
 	"github.com/kchat/kchat/pkg/presence"
+	"github.com/kchat/kchat/pkg/protocol"
 	"github.com/kchat/kchat/services/gateway/internal/auth"
 	"github.com/kchat/kchat/services/gateway/internal/broker"
 	"github.com/kchat/kchat/services/gateway/internal/chat"
 	"github.com/kchat/kchat/services/gateway/internal/metrics"
-	"github.com/kchat/kchat/services/gateway/internal/protocol"
 	"github.com/kchat/kchat/services/gateway/internal/ratelimit"
 	"github.com/kchat/kchat/services/gateway/internal/store"
 	"github.com/kchat/kchat/services/gateway/internal/transport"

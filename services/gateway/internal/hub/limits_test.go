@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kchat/kchat/pkg/protocol"
 	"github.com/kchat/kchat/services/gateway/internal/chat"
-	"github.com/kchat/kchat/services/gateway/internal/protocol"
 	"github.com/kchat/kchat/services/gateway/internal/ratelimit"
 	"github.com/kchat/kchat/services/gateway/internal/transport"
 )

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kchat/kchat/pkg/protocol"
 	"github.com/kchat/kchat/services/gateway/internal/chat"
-	"github.com/kchat/kchat/services/gateway/internal/protocol"
 )
 
 // heldChat keeps every send's completion until the test releases it, as a slow Kafka would.

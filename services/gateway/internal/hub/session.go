@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/kchat/kchat/pkg/event"
+	"github.com/kchat/kchat/pkg/protocol"
 	"github.com/kchat/kchat/services/gateway/internal/auth"
 	"github.com/kchat/kchat/services/gateway/internal/chat"
-	"github.com/kchat/kchat/services/gateway/internal/protocol"
 	"github.com/kchat/kchat/services/gateway/internal/ratelimit"
 	"github.com/kchat/kchat/services/gateway/internal/transport"
 )

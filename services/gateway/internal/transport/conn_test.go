@@ -13,7 +13,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/kchat/kchat/services/gateway/internal/protocol"
+	"github.com/kchat/kchat/pkg/protocol"
 )
 
 // testOpener hands each new connection to the test and echoes nothing.

@@ -14,7 +14,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/kchat/kchat/services/gateway/internal/protocol"
+	"github.com/kchat/kchat/pkg/protocol"
 )
 
 // Config configures the WebSocket endpoint. Zero values take the defaults noted.

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/kchat/kchat/pkg/protocol"
 )
 
 // Handler receives each frame and the time it was read, on the connection's read
@@ -25,22 +27,9 @@ type Handler func(data []byte, at time.Time)
 type Conn struct {
 	ws      *websocket.Conn
 	handler atomic.Pointer[Handler]
-	Welcome Welcome
+	Welcome *protocol.Welcome
 	done    chan struct{}
 	err     atomic.Pointer[error]
-}
-
-// Welcome is the part of the welcome frame the bench reads.
-type Welcome struct {
-	Type      string `json:"type"`
-	ConnID    string `json:"conn_id"`
-	GatewayID string `json:"gateway_id"`
-	User      struct {
-		ID       string `json:"id"`
-		Username string `json:"username"`
-	} `json:"user"`
-	Code    string `json:"code"`
-	Message string `json:"message"`
 }
 
 // HTTPClient is shared by every dial; it keeps no idle connections (each WebSocket is its
@@ -68,10 +57,13 @@ func Dial(ctx context.Context, wsURL, token string) (*Conn, error) {
 		_ = ws.CloseNow()
 		return nil, fmt.Errorf("waiting for welcome: %w", err)
 	}
-	if err := json.Unmarshal(data, &c.Welcome); err != nil || c.Welcome.Type != "welcome" {
+	f, err := protocol.DecodeServer(data)
+	w, ok := f.(*protocol.Welcome)
+	if err != nil || !ok {
 		_ = ws.CloseNow()
 		return nil, fmt.Errorf("expected welcome, got %.200s", data)
 	}
+	c.Welcome = w
 	go c.readLoop()
 	return c, nil
 }

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kchat/kchat/services/gateway/internal/protocol"
+	"github.com/kchat/kchat/pkg/protocol"
 )
 
 func TestDecode_errors(t *testing.T) {

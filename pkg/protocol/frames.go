@@ -1,15 +1,25 @@
-// Package protocol is the gateway's WebSocket wire format: the JSON frames both directions,
-// how client frames are decoded and validated, and the error and close codes. It knows
-// nothing about connections, rooms or Kafka; see docs/protocol.md for the prose version.
+// Package protocol is kchat's WebSocket wire format, shared by the gateway (the server)
+// and every Go client (the terminal client, chatbench, the fault suite): the JSON frames in
+// both directions, how client frames are decoded and validated (Decode), how server frames
+// are decoded by clients (DecodeServer), the limits, the error codes and the close codes.
+// It knows nothing about connections, rooms or Kafka and imports nothing of kchat but
+// pkg/event's timeline kinds; the prose version is docs/protocol.md, and a test keeps the
+// two agreeing.
 //
 // A frame is one WebSocket text message holding one flat JSON object whose "type" names it.
 // Client frames may carry "ref", an opaque string echoed in the reply and in any error, so
-// a client can match answers to requests.
+// a client can match answers to requests. Unknown fields are ignored by both sides, which
+// is what lets the protocol grow without breaking older clients.
+//
+// Frames are plain structs: a server builds one and calls Encode; a client builds one (for
+// example &Send{Base: Base{Type: TypeSend, Ref: "r1"}, ...}) and marshals it with Encode too.
 package protocol
 
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/kchat/kchat/pkg/event"
 )
 
 // Client frame types.
@@ -68,6 +78,10 @@ func (b Base) FrameType() string { return b.Type }
 // RefID returns the client's correlation id, if any.
 func (b Base) RefID() string { return b.Ref }
 
+// SetRef sets the correlation id: a client that retries a request on a new connection
+// gives it a fresh ref each time.
+func (b *Base) SetRef(ref string) { b.Ref = ref }
+
 // Frame is any decoded client frame.
 type Frame interface {
 	FrameType() string
@@ -77,13 +91,15 @@ type Frame interface {
 // ---- client → server ----
 
 // Hello authenticates (unless the connection already did, e.g. with ?token=) and
-// subscribes: to every room in Rooms from its since_seq, or, when Rooms is absent, to all
-// of the user's rooms from their current last_seq (live only).
+// subscribes: to every room in Rooms from its since_seq, or, when Rooms is nil (absent or
+// null on the wire), to all of the user's rooms from their current last_seq (live only).
+// A non-nil empty Rooms ({}) subscribes to nothing, so Rooms has no omitempty: a client
+// resuming with no rooms must not be subscribed to all of them.
 type Hello struct {
 	Base
 	Token          string           `json:"token,omitempty"`
 	ReconnectToken string           `json:"reconnect_token,omitempty"`
-	Rooms          map[string]int64 `json:"rooms,omitempty"`
+	Rooms          map[string]int64 `json:"rooms"`
 }
 
 // Auth only authenticates; it subscribes to nothing.
@@ -227,6 +243,16 @@ type Pong struct {
 	Base
 	ServerTime time.Time `json:"server_time"`
 }
+
+// Timeline entry kinds (Message.Kind): a message frame carries the stored event's kind
+// unchanged, so these are pkg/event's values.
+const (
+	KindMessage = event.KindMessage
+	KindEdit    = event.KindEdit
+	KindDelete  = event.KindDelete
+	KindJoin    = event.KindJoin
+	KindLeave   = event.KindLeave
+)
 
 // Ack statuses.
 const (

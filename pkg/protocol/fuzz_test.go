@@ -6,7 +6,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/kchat/kchat/services/gateway/internal/protocol"
+	"github.com/kchat/kchat/pkg/protocol"
 )
 
 // knownCodes are the error codes a decode failure may carry. Decode runs before any
@@ -85,9 +85,8 @@ func FuzzDecodeFrame(f *testing.F) {
 			t.Fatalf("re-encoded frame %s does not decode: %v (input %q)", raw, e2, b)
 		}
 		// Compared as JSON, so that an empty list and an absent one count as the same.
-		// Known and harmless: "rooms":{} (subscribe to nothing) re-encodes without rooms
-		// (subscribe to all) because of omitempty; servers never re-encode client frames
-		// and the Go clients build hello as a map.
+		// hello's rooms has no omitempty: {} (subscribe to nothing) stays {}, and an
+		// absent rooms (subscribe to all) re-encodes as null, which decodes as absent.
 		if again.FrameType() != fr.FrameType() {
 			t.Fatalf("round trip changed the type: %#v -> %#v", fr, again)
 		}
