@@ -20,14 +20,19 @@ var (
 	builtBin = map[string]string{}
 )
 
-// Build compiles a service of this repository (e.g. "./services/persistence") once per
+// Build compiles a program of this repository (e.g. "./services/persistence") once per
 // test binary and returns the executable's path. Tests run services as real processes so
-// that they can be killed with SIGKILL like a crash would.
-func (e *Env) Build(t testing.TB, pkg string) string {
+// that they can be killed with SIGKILL like a crash would. tags are build tags, e.g.
+// "faults" for persistence's fault-injection flags, which production builds lack.
+func (e *Env) Build(t testing.TB, pkg string, tags ...string) string {
 	t.Helper()
 	buildMu.Lock()
 	defer buildMu.Unlock()
-	if bin, ok := builtBin[pkg]; ok {
+	key := pkg
+	if len(tags) > 0 {
+		key += " -tags " + strings.Join(tags, ",")
+	}
+	if bin, ok := builtBin[key]; ok {
 		return bin
 	}
 	dir, err := os.MkdirTemp("", "kchat-bin-")
@@ -39,12 +44,15 @@ func (e *Env) Build(t testing.TB, pkg string) string {
 	if raceEnabled {
 		args = append(args, "-race")
 	}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
 	cmd := exec.Command("go", append(args, pkg)...)
 	cmd.Dir = e.Root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("stacktest: go build %s: %v\n%s", pkg, err, out)
 	}
-	builtBin[pkg] = bin
+	builtBin[key] = bin
 	return bin
 }
 

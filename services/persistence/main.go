@@ -20,7 +20,6 @@ import (
 	"github.com/kchat/kchat/pkg/service"
 	"github.com/kchat/kchat/pkg/topics"
 
-	"github.com/kchat/kchat/services/persistence/internal/fault"
 	"github.com/kchat/kchat/pkg/outbox"
 	"github.com/kchat/kchat/services/persistence/internal/store"
 )
@@ -66,10 +65,7 @@ func main() {
 	flag.IntVar(&c.cleaner.BatchSize, "cleanup-batch", service.EnvInt("CLEANUP_BATCH", 1000), "most rows one cleanup DELETE removes (1 to 10000)")
 	flag.BoolVar(&c.migrate, "migrate", true, "apply database migrations before starting")
 	flag.BoolVar(&c.healthcheck, "healthcheck", false, "check /healthz of a running instance and exit")
-	flag.Int64Var(&c.crashAfterPublish, "fault-crash-after-publish", 0,
-		"tests only: SIGKILL after the Nth acknowledged outbox publish, before marking the rows")
-	flag.Int64Var(&c.crashInBatch, "fault-crash-in-batch", 0,
-		"tests only: SIGKILL inside the Nth batch transaction, after its writes, before commit")
+	registerFaultFlags(&c) // only in test builds (-tags faults): see faults.go
 	flag.Parse()
 
 	if c.healthcheck {
@@ -122,7 +118,7 @@ func run(ctx context.Context, c config) error {
 		Logger:       logger,
 		Metrics:      store.NewMetrics(admin.Registry),
 		RelayGrace:   c.relayGrace,
-		BeforeCommit: fault.KillAt(c.crashInBatch, "crash-in-batch", logger),
+		BeforeCommit: faultHook(c.crashInBatch, "crash-in-batch", logger),
 	}
 	if c.direct {
 		if direct, err = outbox.NewDirect(pool, prod, outbox.DirectConfig{Logger: logger, Metrics: outboxMetrics}); err != nil {
@@ -157,7 +153,7 @@ func run(ctx context.Context, c config) error {
 	relay, err := outbox.New(pool, prod, outbox.Config{
 		Logger:       logger,
 		Metrics:      outboxMetrics,
-		AfterPublish: fault.KillAt(c.crashAfterPublish, "crash-after-publish", logger),
+		AfterPublish: faultHook(c.crashAfterPublish, "crash-after-publish", logger),
 	})
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -114,8 +115,24 @@ func (s *stack) start(t *testing.T, name string, args ...string) (*stacktest.Pro
 		"-http-addr", addr,
 		"-batch-size", "100",
 	}, args...)
-	p := s.env.Start(t, name, s.bin, nil, args...)
+	bin := s.bin
+	for _, a := range args {
+		if strings.HasPrefix(a, "-fault-") {
+			// The fault flags exist only in builds with the faults tag (faults.go).
+			bin = s.env.Build(t, "./services/persistence", "faults")
+		}
+	}
+	p := s.env.Start(t, name, bin, nil, args...)
 	return p, addr
+}
+
+// TestFaultFlagsOnlyInTestBuilds: a production build (no faults tag) has no fault flags.
+func TestFaultFlagsOnlyInTestBuilds(t *testing.T) {
+	env := stacktest.Get(t)
+	out, err := exec.Command(env.Build(t, "./services/persistence"), "-fault-crash-in-batch", "1").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "flag provided but not defined: -fault-crash-in-batch") {
+		t.Fatalf("production build accepted a fault flag (err %v):\n%s", err, out)
+	}
 }
 
 func waitExit(t *testing.T, p *stacktest.Process, timeout time.Duration) {
