@@ -40,7 +40,8 @@ const MaxUnread = 999
 
 // Store runs the gateway's queries on a pool. It is safe for concurrent use.
 type Store struct {
-	pool *pgxpool.Pool
+	pool   *pgxpool.Pool
+	checks sendChecks
 }
 
 // New wraps a pool.
@@ -185,6 +186,12 @@ func (s *Store) CreateRoom(ctx context.Context, id, name, kind, creator string) 
 	return s.CreateRoomAnnounced(ctx, id, name, kind, creator)
 }
 
+// SettleOutbox records the outcome of the gateway's own publish of outbox rows it wrote
+// with RelayAfter (outbox.Settle).
+func (s *Store) SettleOutbox(ctx context.Context, published bool, eventIDs ...string) error {
+	return outbox.Settle(ctx, s.pool, published, eventIDs...)
+}
+
 // CreateRoomAnnounced is CreateRoom that also writes announce (the creator's join event)
 // to the outbox in the same transaction: the room exists if and only if its announcement
 // will be published.
@@ -245,38 +252,6 @@ func (s *Store) Room(ctx context.Context, roomID, userID string) (Room, error) {
 		r.MinSeq = *minSeq
 	}
 	return r, nil
-}
-
-// CheckSend reads the room kind, the sender's membership and any earlier message with the
-// same client_msg_id, in one round trip: it runs on every send.
-func (s *Store) CheckSend(ctx context.Context, roomID, userID, clientMsgID string) (SendCheck, error) {
-	var c SendCheck
-	var member bool
-	var role *string
-	var dupSeq *int64
-	var dupID *string
-	err := s.pool.QueryRow(ctx, `SELECT r.kind, r.name, m.user_id IS NOT NULL, m.role, d.seq, d.event_id
-		FROM rooms r
-		LEFT JOIN room_members m ON m.room_id = r.id AND m.user_id = $2
-		LEFT JOIN messages d ON d.room_id = r.id AND d.sender = $2 AND d.client_msg_id = $3
-		WHERE r.id = $1`, roomID, userID, clientMsgID).Scan(&c.Kind, &c.Name, &member, &role, &dupSeq, &dupID)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return SendCheck{}, nil
-	}
-	if err != nil {
-		return SendCheck{}, fmt.Errorf("cannot check send: %w", err)
-	}
-	c.RoomFound, c.Member = true, member
-	if role != nil {
-		c.Role = *role
-	}
-	if dupSeq != nil {
-		c.DupSeq = *dupSeq
-	}
-	if dupID != nil {
-		c.DupID = *dupID
-	}
-	return c, nil
 }
 
 // MessageAt reads one timeline entry. ErrNotFound when there is none.

@@ -1,0 +1,122 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// maxChecksPerQuery bounds one batched send check.
+const maxChecksPerQuery = 256
+
+// checkTimeout bounds one batched query; the callers' contexts bound their own waits.
+const checkTimeout = 10 * time.Second
+
+// sendChecks batches the send checks of concurrent sends into one query. Every send is
+// checked (room, membership, an earlier message with the same client_msg_id); one query
+// per send cost as much PostgreSQL and gateway CPU as the rest of the send together. As
+// with the producer's lanes, the first check goes at once and the checks that arrive
+// while it runs go together as the next query, so a batch grows with load and an idle
+// gateway adds no wait.
+type sendChecks struct {
+	mu      sync.Mutex
+	pending []*pendingCheck
+	running bool
+}
+
+type pendingCheck struct {
+	room, user, clientMsgID string
+	res                     SendCheck
+	err                     error
+	done                    chan struct{}
+}
+
+// CheckSend reads the room kind, the sender's membership and any earlier message with the
+// same client_msg_id. A room that does not exist gives RoomFound false.
+func (s *Store) CheckSend(ctx context.Context, roomID, userID, clientMsgID string) (SendCheck, error) {
+	c := &pendingCheck{room: roomID, user: userID, clientMsgID: clientMsgID, done: make(chan struct{})}
+	s.checks.mu.Lock()
+	s.checks.pending = append(s.checks.pending, c)
+	if !s.checks.running {
+		s.checks.running = true
+		go s.runChecks()
+	}
+	s.checks.mu.Unlock()
+	select {
+	case <-c.done:
+		return c.res, c.err
+	case <-ctx.Done():
+		return SendCheck{}, fmt.Errorf("cannot check send: %w", ctx.Err())
+	}
+}
+
+// runChecks queries batches until none is pending.
+func (s *Store) runChecks() {
+	for {
+		s.checks.mu.Lock()
+		n := min(len(s.checks.pending), maxChecksPerQuery)
+		if n == 0 {
+			s.checks.running = false
+			s.checks.pending = nil
+			s.checks.mu.Unlock()
+			return
+		}
+		batch := s.checks.pending[:n:n]
+		s.checks.pending = s.checks.pending[n:]
+		s.checks.mu.Unlock()
+
+		err := s.checkBatch(batch)
+		for _, c := range batch {
+			if err != nil {
+				c.err = err
+			}
+			close(c.done)
+		}
+	}
+}
+
+func (s *Store) checkBatch(batch []*pendingCheck) error {
+	ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
+	defer cancel()
+	rooms, users, ids := make([]string, len(batch)), make([]string, len(batch)), make([]string, len(batch))
+	for i, c := range batch {
+		rooms[i], users[i], ids[i] = c.room, c.user, c.clientMsgID
+	}
+	rows, err := s.pool.Query(ctx, `SELECT q.i, r.kind, r.name, m.user_id IS NOT NULL, m.role, d.seq, d.event_id
+		FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS q(room, usr, cmid, i)
+		JOIN rooms r ON r.id = q.room
+		LEFT JOIN room_members m ON m.room_id = r.id AND m.user_id = q.usr
+		LEFT JOIN messages d ON d.room_id = r.id AND d.sender = q.usr AND d.client_msg_id = q.cmid`, rooms, users, ids)
+	if err != nil {
+		return fmt.Errorf("cannot check send: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var i int64
+		var c SendCheck
+		var role, dupID *string
+		var dupSeq *int64
+		if err := rows.Scan(&i, &c.Kind, &c.Name, &c.Member, &role, &dupSeq, &dupID); err != nil {
+			return fmt.Errorf("cannot check send: %w", err)
+		}
+		if i < 1 || int(i) > len(batch) {
+			return fmt.Errorf("cannot check send: row for check %d of %d", i, len(batch))
+		}
+		c.RoomFound = true
+		if role != nil {
+			c.Role = *role
+		}
+		if dupSeq != nil {
+			c.DupSeq = *dupSeq
+		}
+		if dupID != nil {
+			c.DupID = *dupID
+		}
+		batch[i-1].res = c
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("cannot check send: %w", err)
+	}
+	return nil
+}
