@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"path"
 	"slices"
 	"strings"
 	"syscall"
@@ -48,8 +49,8 @@ func startPlatform(t *testing.T) *platform {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.pool.Close)
-	for _, svc := range []string{"persistence", "fanout", "gateway", "notification", "chatctl"} {
-		p.bins[svc] = env.Build(t, "./services/"+svc)
+	for _, svc := range []string{"services/persistence", "services/fanout", "services/gateway", "services/notification", "tools/chatctl"} {
+		p.bins[path.Base(svc)] = env.Build(t, "./"+svc)
 	}
 	p.common = []string{"-brokers", strings.Join(env.Brokers, ","), "-topic-prefix", p.names("")}
 	var ready []string

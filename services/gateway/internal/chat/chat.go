@@ -36,6 +36,9 @@ type Store interface {
 	// PostgreSQL transaction, the event only if the membership changed: a membership and
 	// its timeline entry commit together, and the outbox relay publishes the entry to
 	// chat.submitted. They are the only way Join, Leave and CreateRoom write.
+	// SettleOutbox records how the gateway's own publish of such rows went (see
+	// outbox.Settle).
+	SettleOutbox(ctx context.Context, published bool, eventIDs ...string) error
 	CreateRoomAnnounced(ctx context.Context, id, name, kind, creator string, announce ...outbox.Row) error
 	EnsureDM(ctx context.Context, id, name, a, b string) (bool, error)
 	Room(ctx context.Context, roomID, userID string) (store.Room, error)
@@ -316,7 +319,7 @@ func (s *Service) CreateRoom(ctx context.Context, u User, id, name string) (prot
 	if err != nil {
 		return protocol.RoomInfo{}, s.internal(ctx, "cannot build membership event", err)
 	}
-	row, err := outbox.NewRow(s.cfg.Topic(topics.Submitted), id, e)
+	row, err := s.ownRow(id, e)
 	if err != nil {
 		return protocol.RoomInfo{}, s.internal(ctx, "cannot build outbox row", err)
 	}
@@ -327,6 +330,7 @@ func (s *Service) CreateRoom(ctx context.Context, u User, id, name string) (prot
 	if err != nil {
 		return protocol.RoomInfo{}, s.internal(ctx, "cannot create room", err)
 	}
+	s.publishOwn(ctx, id, e)
 	return protocol.RoomInfo{ID: id, Name: name, Kind: event.RoomKindRoom, Role: "admin"}, nil
 }
 
@@ -338,23 +342,58 @@ func (s *Service) membershipEvent(u User, room, change string) (event.Envelope, 
 
 // changeMembership adds (joined) or removes (left) u's membership of room together with
 // its membership.changed event, keyed by room for chat.submitted, in one transaction
-// through the outbox: once it returns nil both are committed and the outbox relay will
-// publish the event (at least once; persistence's inbox makes a republished one a
-// no-op). It reports whether the membership changed; if it did not (someone else's call
+// through the outbox: once it returns nil both are committed, and the event was published
+// (publishOwn) or the outbox relay will publish it (at least once; persistence's inbox
+// makes a republished one a no-op). It reports whether the membership changed; if it did not (someone else's call
 // got there first), no event is written either.
 func (s *Service) changeMembership(ctx context.Context, u User, room, change string) (bool, error) {
 	e, err := s.membershipEvent(u, room, change)
 	if err != nil {
 		return false, err
 	}
-	row, err := outbox.NewRow(s.cfg.Topic(topics.Submitted), room, e)
+	row, err := s.ownRow(room, e)
 	if err != nil {
 		return false, err
 	}
+	var changed bool
 	if change == event.ChangeJoined {
-		return s.store.AddMemberAnnounced(ctx, room, u.ID, row)
+		changed, err = s.store.AddMemberAnnounced(ctx, room, u.ID, row)
+	} else {
+		changed, err = s.store.RemoveMemberAnnounced(ctx, room, u.ID, row)
 	}
-	return s.store.RemoveMemberAnnounced(ctx, room, u.ID, row)
+	if err == nil && changed {
+		s.publishOwn(ctx, room, e)
+	}
+	return changed, err
+}
+
+// ownPublishTimeout bounds the gateway's own publish of a committed membership event; a
+// slower Kafka leaves the event to the outbox relay.
+const ownPublishTimeout = 5 * time.Second
+
+// ownRow is the outbox row of a membership event that the gateway publishes itself right
+// after the commit (publishOwn): the relay stays off it for a while meanwhile.
+func (s *Service) ownRow(room string, e event.Envelope) (outbox.Row, error) {
+	row, err := outbox.NewRow(s.cfg.Topic(topics.Submitted), room, e)
+	row.RelayAfter = s.cfg.Now().Add(2 * ownPublishTimeout)
+	return row, err
+}
+
+// publishOwn publishes a committed membership event and waits for Kafka, so that it is in
+// the room's partition before anything the caller does next (a first message after a
+// join or a room's creation is stored after the join entry, not before). If Kafka does
+// not acknowledge it in time, the row goes to the outbox relay at once; the membership
+// stands either way, and a second copy is dropped by persistence's inbox.
+func (s *Service) publishOwn(ctx context.Context, room string, e event.Envelope) {
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ownPublishTimeout)
+	defer cancel()
+	err := s.pub.Publish(pctx, topics.Submitted, room, e)
+	if err != nil {
+		s.log.WarnContext(ctx, "membership event not published; left to the outbox relay", "event_id", e.ID, "room", room, "error", err)
+	}
+	if serr := s.store.SettleOutbox(pctx, err == nil, e.ID); serr != nil {
+		s.log.WarnContext(ctx, "cannot settle outbox row; the relay republishes it later", "event_id", e.ID, "error", serr)
+	}
 }
 
 // Join makes u a member of a public room and announces the join in the room's timeline:

@@ -14,8 +14,8 @@ import (
 	"github.com/kchat/kchat/pkg/stacktest"
 	"github.com/kchat/kchat/pkg/topics"
 
-	"github.com/kchat/kchat/services/persistence/internal/chattest"
 	"github.com/kchat/kchat/pkg/outbox"
+	"github.com/kchat/kchat/services/persistence/internal/chattest"
 )
 
 // Old published outbox rows and old inbox entries go, in batches of at most BatchSize;

@@ -12,8 +12,8 @@ import (
 	"github.com/kchat/kchat/pkg/consumer"
 	"github.com/kchat/kchat/pkg/event"
 
-	"github.com/kchat/kchat/services/persistence/internal/chattest"
 	"github.com/kchat/kchat/pkg/outbox"
+	"github.com/kchat/kchat/services/persistence/internal/chattest"
 	"github.com/kchat/kchat/services/persistence/internal/store"
 )
 

@@ -19,8 +19,8 @@ import (
 	"github.com/kchat/kchat/pkg/stacktest"
 	"github.com/kchat/kchat/pkg/topics"
 
-	"github.com/kchat/kchat/services/persistence/internal/chattest"
 	"github.com/kchat/kchat/pkg/outbox"
+	"github.com/kchat/kchat/services/persistence/internal/chattest"
 	"github.com/kchat/kchat/services/persistence/internal/store"
 )
 
