@@ -1,0 +1,215 @@
+// Messages: validated sends, edits and deletes published to Kafka, typing signals, and
+// history pages read from PostgreSQL.
+
+package chat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/kchat/kchat/pkg/event"
+	"github.com/kchat/kchat/pkg/protocol"
+	"github.com/kchat/kchat/pkg/topics"
+	"github.com/kchat/kchat/services/gateway/internal/store"
+)
+
+// SendRequest is a validated send, edit or delete.
+type SendRequest struct {
+	Room        string
+	ClientMsgID string
+	Text        string
+	Kind        string // event.KindMessage (default), KindEdit or KindDelete
+	TargetSeq   int64
+}
+
+// Send publishes message.submitted keyed by room with acks=all and only then reports
+// accepted. A client_msg_id already stored by this sender in this room is answered as a
+// duplicate with the original seq and nothing is published; a retry whose first attempt is
+// still in flight is published again and dropped by persistence.
+func (s *Service) Send(ctx context.Context, u User, req SendRequest) (protocol.Ack, error) {
+	type result struct {
+		ack protocol.Ack
+		err error
+	}
+	out := make(chan result, 1)
+	s.SendAsync(ctx, u, req, func(ack protocol.Ack, err error) { out <- result{ack, err} })
+	select {
+	case r := <-out:
+		return r.ack, r.err
+	case <-ctx.Done():
+		return protocol.Ack{}, errUnavailable(ctx.Err())
+	}
+}
+
+// SendAsync is Send for a connection that keeps reading while its messages are written:
+// the checks run before it returns and the message is queued to Kafka in call order, so
+// one connection's messages to a room keep their order; done gets the ack (or error) once,
+// possibly from another goroutine, possibly before SendAsync returns.
+func (s *Service) SendAsync(ctx context.Context, u User, req SendRequest, done func(protocol.Ack, error)) {
+	if req.Kind == "" {
+		req.Kind = event.KindMessage
+	}
+	if req.Kind != event.KindDelete {
+		if e := protocol.ValidateText(req.ClientMsgID, req.Text, s.cfg.Limits); e != nil {
+			done(protocol.Ack{}, e)
+			return
+		}
+	}
+	chk, err := s.store.CheckSend(ctx, req.Room, u.ID, req.ClientMsgID)
+	if err != nil {
+		done(protocol.Ack{}, s.internal(ctx, "cannot check send", err))
+		return
+	}
+	if !chk.RoomFound {
+		done(protocol.Ack{}, protocol.NewError(protocol.CodeNotFound, "no such room"))
+		return
+	}
+	if !chk.Member {
+		done(protocol.Ack{}, notMember(req.Room))
+		return
+	}
+	ack := protocol.Ack{Base: protocol.Base{Type: protocol.TypeAck}, Room: req.Room, ClientMsgID: req.ClientMsgID}
+	if chk.DupSeq > 0 {
+		ack.Status, ack.Seq, ack.MessageID = protocol.AckDuplicate, chk.DupSeq, chk.DupID
+		done(ack, nil)
+		return
+	}
+	if req.Kind == event.KindEdit || req.Kind == event.KindDelete {
+		if err := s.checkTarget(ctx, u, chk, req); err != nil {
+			done(protocol.Ack{}, err)
+			return
+		}
+	}
+	e, err := event.New(s.source(), event.MessageSubmitted{
+		RoomID: req.Room, Sender: u.ID, SenderName: u.Username, ClientMsgID: req.ClientMsgID,
+		Text: req.Text, Kind: req.Kind, TargetSeq: req.TargetSeq, SubmittedAt: s.cfg.Now().UTC(),
+	})
+	if err != nil {
+		done(protocol.Ack{}, protocol.NewError(protocol.CodeBadRequest, err.Error()))
+		return
+	}
+	published := func(err error) {
+		if err != nil {
+			s.log.WarnContext(ctx, "publish failed", "event_id", e.ID, "room", req.Room, "error", err)
+			done(protocol.Ack{}, errUnavailable(err))
+			return
+		}
+		s.accepted.Add(1)
+		ack.Status, ack.MessageID = protocol.AckAccepted, e.ID
+		done(ack, nil)
+	}
+	if err := s.pub.PublishAsync(ctx, topics.Submitted, req.Room, e, published); err != nil {
+		published(err)
+	}
+}
+
+// checkTarget decides whether u may edit or delete the entry at req.TargetSeq: it must be a
+// message (not a join, an edit...), not deleted, and u its author or an admin of the
+// room. Persistence checks the same again when it stores the change, since the target
+// may change (be deleted) between this check and then.
+func (s *Service) checkTarget(ctx context.Context, u User, chk store.SendCheck, req SendRequest) error {
+	t, err := s.store.MessageAt(ctx, req.Room, req.TargetSeq)
+	if errors.Is(err, store.ErrNotFound) {
+		return protocol.NewError(protocol.CodeNotFound, "no message with that seq")
+	}
+	if err != nil {
+		return s.internal(ctx, "cannot read target", err)
+	}
+	switch {
+	case t.Kind != event.KindMessage:
+		return protocol.NewError(protocol.CodeBadRequest, "only messages can be edited or deleted, not "+t.Kind+" entries")
+	case t.Sender != u.ID && chk.Role != "admin":
+		return protocol.NewError(protocol.CodeForbidden, "only the author or a room admin may "+req.Kind+" this message")
+	case t.DeletedAt != nil && req.Kind == event.KindDelete:
+		return protocol.NewError(protocol.CodeConflict, "message is already deleted")
+	case t.DeletedAt != nil:
+		return protocol.NewError(protocol.CodeConflict, "a deleted message cannot be edited")
+	}
+	return nil
+}
+
+// PublishTyping publishes a typing signal to chat.ephemeral; it is never stored.
+func (s *Service) PublishTyping(ctx context.Context, u User, room string) error {
+	e, err := event.New(s.source(), event.Typing{RoomID: room, User: u.ID, UserName: u.Username, State: event.TypingStarted})
+	if err != nil {
+		return err
+	}
+	if err := s.pub.Publish(ctx, topics.Ephemeral, room, e); err != nil {
+		return errUnavailable(err)
+	}
+	return nil
+}
+
+// HistoryQuery selects a page: Before (exclusive, newest page below it) or After
+// (exclusive, oldest page above it); neither means the newest page.
+type HistoryQuery struct {
+	Before int64
+	After  int64
+	Limit  int
+}
+
+// History returns a page of the room's timeline, oldest first, with current text and
+// edit/delete marks, for members only.
+func (s *Service) History(ctx context.Context, u User, roomID string, q HistoryQuery) (protocol.HistoryPage, error) {
+	if _, err := s.Access(ctx, u, roomID); err != nil {
+		return protocol.HistoryPage{}, err
+	}
+	if q.Limit <= 0 {
+		q.Limit = protocol.DefaultHistoryLimit
+	}
+	if q.Limit > s.cfg.Limits.MaxHistory {
+		return protocol.HistoryPage{}, protocol.NewError(protocol.CodeBadRequest, fmt.Sprintf("limit must be at most %d", s.cfg.Limits.MaxHistory))
+	}
+	if q.Before > 0 && q.After > 0 {
+		return protocol.HistoryPage{}, protocol.NewError(protocol.CodeBadRequest, "give before or after, not both")
+	}
+	var ms []store.Message
+	var err error
+	if q.After > 0 {
+		ms, err = s.store.MessagesAfter(ctx, roomID, q.After, q.Limit+1)
+	} else {
+		before := q.Before
+		if before <= 0 {
+			before = 1<<63 - 1
+		}
+		ms, err = s.store.MessagesBefore(ctx, roomID, before, q.Limit+1)
+	}
+	if err != nil {
+		return protocol.HistoryPage{}, s.internal(ctx, "cannot read history", err)
+	}
+	page := protocol.HistoryPage{Base: protocol.Base{Type: protocol.TypeHistory}, Room: roomID, HasMore: len(ms) > q.Limit}
+	ms = ms[:min(len(ms), q.Limit)]
+	if q.After <= 0 {
+		slices.Reverse(ms)
+	}
+	page.Messages = make([]protocol.Message, len(ms))
+	for i, m := range ms {
+		page.Messages[i] = FrameOf(m)
+	}
+	return page, nil
+}
+
+// FrameOf renders a stored timeline row as a message frame. A deleted message keeps its
+// place and marks but not its text (persistence clears it too; this covers rows deleted
+// before it did).
+func FrameOf(m store.Message) protocol.Message {
+	if m.DeletedAt != nil {
+		m.Text = ""
+	}
+	return protocol.Message{
+		Base: protocol.Base{Type: protocol.TypeMessage}, Room: m.RoomID, Seq: m.Seq, Kind: m.Kind, MessageID: m.EventID,
+		Sender: m.Sender, SenderName: m.SenderName, ClientMsgID: m.ClientMsgID, Text: m.Text, TargetSeq: m.TargetSeq,
+		SentAt: m.SentAt, StoredAt: m.StoredAt, EditedAt: m.EditedAt, DeletedAt: m.DeletedAt,
+	}
+}
+
+// FrameOfStored renders a live message.stored event as a message frame.
+func FrameOfStored(m event.MessageStored) protocol.Message {
+	return protocol.Message{
+		Base: protocol.Base{Type: protocol.TypeMessage}, Room: m.RoomID, Seq: m.Seq, Kind: m.Kind, MessageID: m.MessageID,
+		Sender: m.Sender, SenderName: m.SenderName, ClientMsgID: m.ClientMsgID, Text: m.Text, TargetSeq: m.TargetSeq,
+		SentAt: m.SentAt, StoredAt: m.StoredAt,
+	}
+}
