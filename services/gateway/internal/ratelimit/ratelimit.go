@@ -1,5 +1,5 @@
-// Package ratelimit holds the gateway's limiters: a token bucket (per connection, per user,
-// per login account and address), a keyed set of buckets that forgets idle keys, and the
+// Package ratelimit holds the gateway's limiters: a token bucket on golang.org/x/time/rate
+// (per connection, per user, per login account and address), a keyed set of buckets that forgets idle keys, and the
 // abuse detector that tells a client sending far beyond its limit from one that merely
 // bursts. It does no I/O and takes the time as an argument, so tests need no sleeping.
 package ratelimit
@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Rate is a sustained rate (tokens per second) and a burst (the bucket size). The zero
@@ -78,24 +80,25 @@ func ParseRate(s string) (Rate, error) {
 	return r, nil
 }
 
-// Bucket is a token bucket. The zero value is unusable; use NewBucket. Not safe for
-// concurrent use on its own: Keyed and the session guard theirs with a mutex.
+// Bucket is a token bucket: a golang.org/x/time/rate Limiter driven by the caller's clock,
+// plus the debt and refund that the gateway's limits need. The zero value is unusable; use
+// NewBucket. Not safe for concurrent use on its own (the last reservation, kept for Refund,
+// is unguarded): Keyed and the session guard theirs.
 type Bucket struct {
-	rate   Rate
-	tokens float64
-	last   time.Time
+	rate Rate
+	lim  *rate.Limiter
+	// taken is the last token Allow took and when, so that Refund can give it back.
+	taken   *rate.Reservation
+	takenAt time.Time
 }
 
 // NewBucket returns a full bucket.
 func NewBucket(r Rate, now time.Time) *Bucket {
-	return &Bucket{rate: r, tokens: r.burst(), last: now}
-}
-
-func (b *Bucket) refill(now time.Time) {
-	if now.After(b.last) {
-		b.tokens = min(b.rate.burst(), b.tokens+now.Sub(b.last).Seconds()*b.rate.PerSecond)
-		b.last = now
+	b := &Bucket{rate: r}
+	if r.Enabled() {
+		b.lim = rate.NewLimiter(rate.Limit(r.PerSecond), int(r.burst()))
 	}
+	return b
 }
 
 // Allow takes one token if there is one. Otherwise it takes nothing and returns how long
@@ -104,53 +107,50 @@ func (b *Bucket) Allow(now time.Time) (bool, time.Duration) {
 	if !b.rate.Enabled() {
 		return true, 0
 	}
-	b.refill(now)
-	if b.tokens >= 1 {
-		b.tokens--
-		return true, 0
+	r := b.lim.ReserveN(now, 1)
+	if wait := r.DelayFrom(now); wait > 0 {
+		// A refused request takes nothing: the reservation is handed back at once.
+		r.CancelAt(now)
+		return false, wait
 	}
-	return false, b.wait(now)
+	b.taken, b.takenAt = r, now
+	return true, 0
 }
 
 // Check reports whether a token is available without taking it, and the wait if not.
 func (b *Bucket) Check(now time.Time) (bool, time.Duration) {
-	if !b.rate.Enabled() {
+	if !b.rate.Enabled() || b.lim.TokensAt(now) >= 1 {
 		return true, 0
 	}
-	b.refill(now)
-	if b.tokens >= 1 {
-		return true, 0
-	}
-	return false, b.wait(now)
+	// The limiter tells the wait only through a reservation; this one is handed back.
+	r := b.lim.ReserveN(now, 1)
+	wait := r.DelayFrom(now)
+	r.CancelAt(now)
+	return false, wait
 }
 
 // Take removes one token, going into debt if there is none (a failed login is charged
-// after the fact, when it is known to have failed).
+// after the fact, when it is known to have failed). The debt stops at one burst, so that
+// a key hammered for hours is not locked out for hours after it stops.
 func (b *Bucket) Take(now time.Time) {
-	if !b.rate.Enabled() {
+	if !b.rate.Enabled() || b.lim.TokensAt(now)-1 < -b.rate.burst() {
 		return
 	}
-	b.refill(now)
-	b.tokens = max(b.tokens-1, -b.rate.burst())
+	b.lim.ReserveN(now, 1)
 }
 
-// Refund gives back a token taken by Allow for work that was then refused for another
-// reason, so that a rejected request does not count twice.
+// Refund gives back the token the last Allow took, for work that was then refused for
+// another reason, so that a rejected request does not count twice.
 func (b *Bucket) Refund() {
-	if b.rate.Enabled() {
-		b.tokens = min(b.rate.burst(), b.tokens+1)
+	if b.taken != nil {
+		b.taken.CancelAt(b.takenAt)
+		b.taken = nil
 	}
-}
-
-func (b *Bucket) wait(time.Time) time.Duration {
-	need := 1 - b.tokens
-	return time.Duration(need / b.rate.PerSecond * float64(time.Second))
 }
 
 // full reports whether the bucket is back at its burst (an idle key can be forgotten).
 func (b *Bucket) full(now time.Time) bool {
-	b.refill(now)
-	return b.tokens >= b.rate.burst()
+	return !b.rate.Enabled() || b.lim.TokensAt(now) >= b.rate.burst()
 }
 
 // Keyed is a set of buckets of one rate, one per key (a user id, a username, an address).

@@ -138,3 +138,25 @@ func TestAbuse(t *testing.T) {
 		t.Fatal("nil detector flagged")
 	}
 }
+
+func TestBucket_refund_and_debt(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	b := ratelimit.NewBucket(ratelimit.Rate{PerSecond: 1, Burst: 2}, t0)
+	b.Allow(t0)
+	b.Allow(t0)
+	b.Refund()
+	b.Refund() // only the last token taken comes back
+	if ok, _ := b.Allow(t0); !ok {
+		t.Fatal("refunded token not available")
+	}
+	if ok, _ := b.Allow(t0); ok {
+		t.Fatal("second refund gave back a token")
+	}
+	for range 10 {
+		b.Take(t0)
+	}
+	// The debt stops at one burst: empty plus two owed is three seconds away.
+	if ok, wait := b.Check(t0); ok || wait > 3*time.Second {
+		t.Fatalf("debt not bounded: ok %v wait %v", ok, wait)
+	}
+}
