@@ -405,6 +405,26 @@ func (s *Session) sleep(d time.Duration) {
 	}
 }
 
+type followRequest struct{ cursor, lastSeq int64 }
+
+// settleFollows marks the session ready for automatic subscriptions (it has handled a
+// frame since authenticating, so a hello's own subscriptions are in place) and follows
+// the rooms deferred until then that it does not follow yet.
+func (s *Session) settleFollows() {
+	s.mu.Lock()
+	if s.followReady || s.user == nil {
+		s.mu.Unlock()
+		return
+	}
+	s.followReady = true
+	deferred := s.deferred
+	s.deferred = nil
+	s.mu.Unlock()
+	for room, f := range deferred {
+		s.follow(room, f.cursor, f.lastSeq, false)
+	}
+}
+
 // follow subscribes to a room the user is now a member of, already authorised (a join
 // or DM this gateway just handled, explicit; or one the timeline reports), from cursor,
 // unless the connection already follows it. Unless explicit, a room the client
@@ -413,6 +433,15 @@ func (s *Session) follow(room string, cursor, lastSeq int64, explicit bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing || s.user == nil || s.subs[room] != nil || (!explicit && s.dropped[room]) {
+		return
+	}
+	if !explicit && !s.followReady {
+		if s.deferred == nil {
+			s.deferred = map[string]followRequest{}
+		}
+		if _, ok := s.deferred[room]; !ok {
+			s.deferred[room] = followRequest{cursor: cursor, lastSeq: lastSeq}
+		}
 		return
 	}
 	s.pushControlLocked(protocol.TypeSubscribed, protocol.Subscribed{Base: protocol.Base{Type: protocol.TypeSubscribed},

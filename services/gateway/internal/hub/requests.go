@@ -96,6 +96,7 @@ func (s *Session) handle(ctx context.Context, f protocol.Frame, ref string, arri
 			return
 		}
 	}
+	defer s.settleFollows()
 	switch f := f.(type) {
 	case *protocol.Hello:
 		s.onHello(ctx, f)

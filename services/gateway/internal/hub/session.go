@@ -50,6 +50,13 @@ type Session struct {
 	user        *chat.User
 	subs        map[string]*sub
 	dropped     map[string]bool // rooms the client unsubscribed from: no auto-subscribe
+	// followReady is set once the session handled a frame after authenticating. Until
+	// then the client may still be about to say (hello) which rooms it follows from where,
+	// so rooms the timeline says it entered wait in deferred instead of being followed:
+	// an automatic subscription from a join entry would otherwise pre-empt the client's
+	// own, with an earlier since_seq, for the same room.
+	followReady bool
+	deferred    map[string]followRequest
 	closing     bool
 	filling     bool // the fill goroutine is running
 	catchingUp  bool

@@ -380,3 +380,60 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A join entry read before the connection said (hello) what it follows waits: the
+// client's own subscription with its since_seq wins, and rooms it did not name are
+// followed from the join entry once it has.
+func TestSession_timeline_follow_waits_for_the_clients_own_subscriptions(t *testing.T) {
+	t.Parallel()
+	tl := &fakeTimeline{last: map[string]int64{"r": 3, "q": 7}}
+	h := newTestHub(t, tl, Config{})
+	out := newFakeOut(64)
+	s := h.Attach(out)
+	u := chat.User{ID: "u1", Username: "alice"}
+	s.mu.Lock()
+	s.user = &u
+	s.mu.Unlock()
+	h.bind(s, u)
+
+	join := func(room string, seq int64) event.MessageStored {
+		return event.MessageStored{RoomID: room, Seq: seq, Kind: event.KindJoin, MessageID: "j", Sender: "u1", SenderName: "alice", RoomKind: event.RoomKindRoom}
+	}
+	h.Deliver(context.Background(), event.Envelope{}, join("r", 3))
+	h.Deliver(context.Background(), event.Envelope{}, join("q", 7))
+	s.mu.Lock()
+	early := len(s.subs)
+	s.mu.Unlock()
+	if early != 0 {
+		t.Fatalf("%d rooms followed before the client's hello was handled", early)
+	}
+
+	// The hello asks for r from the start; then the session settles.
+	zero := int64(0)
+	s.subscribe(context.Background(), u, "r", &zero, "hello")
+	s.settleFollows()
+	s.mu.Lock()
+	rBase, q := s.subs["r"].base, s.subs["q"]
+	s.mu.Unlock()
+	if rBase != 0 {
+		t.Fatalf("r followed from %d, want the client's since_seq 0", rBase)
+	}
+	if q == nil || q.base != 6 {
+		t.Fatalf("q: %+v, want followed from its join entry (cursor 6)", q)
+	}
+	got := map[string][]int64{}
+	deadline := time.Now().Add(2 * time.Second)
+	for (len(got["r"]) < 3 || len(got["q"]) < 1) && time.Now().Before(deadline) {
+		for _, it := range out.q.TakeAll() {
+			if it.Class == transport.Timeline {
+				got[it.Room] = append(got[it.Room], it.Seq)
+			}
+		}
+		select {
+		case <-out.q.Ready():
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	assertContiguous(t, got["r"], 1, 3)
+	assertContiguous(t, got["q"], 7, 7)
+}
