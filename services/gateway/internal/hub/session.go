@@ -46,10 +46,10 @@ type Session struct {
 	ctx  context.Context
 	stop context.CancelFunc
 
-	mu          sync.Mutex
-	user        *chat.User
-	subs        map[string]*sub
-	dropped     map[string]bool // rooms the client unsubscribed from: no auto-subscribe
+	mu      sync.Mutex
+	user    *chat.User
+	subs    map[string]*sub
+	dropped map[string]bool // rooms the client unsubscribed from: no auto-subscribe
 	// followReady is set once the session handled a frame after authenticating. Until
 	// then the client may still be about to say (hello) which rooms it follows from where,
 	// so rooms the timeline says it entered wait in deferred instead of being followed:
