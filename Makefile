@@ -89,7 +89,7 @@ bench-smoke:
 ## notification, PostgreSQL and a gateway are killed or paused, each in its own run, then
 ## mixed; a checker judges the history. Kills and restarts brokers and PostgreSQL of the
 ## local stack (started here if needed). Results: chaos/results/ (table: docs/reliability.md).
-## Extra flags: make chaos CHAOS_ARGS="-chaos.faults kafka-broker-sigkill,gateway-sigkill".
+## Extra flags: make chaos CHAOS_ARGS="-chaos.faults kafka-broker-sigkill,gateway-sigkill -chaos.rate 200".
 chaos: build
 	$(DEVSTACK) up
 	cd tools/chaos && $(GO) test -count=1 -timeout 90m -run 'TestChaos$$' -v . -args -chaos.full -chaos.out $(CURDIR)/chaos/results $(CHAOS_ARGS) 2>&1 \

@@ -17,6 +17,7 @@ var (
 	faults = flag.String("chaos.faults", "", "comma-separated fault kinds for the full suite (default: all)")
 	out    = flag.String("chaos.out", "", "directory for the results JSON and the histories (make chaos: chaos/results)")
 	level  = flag.String("chaos.log-level", "warn", "the services' -log-level")
+	rate   = flag.Float64("chaos.rate", 20, "sends per second of the full suite's load, all users together")
 	async  = flag.Bool("chaos.async-commit", false, "set synchronous_commit=off for the platform's database (shows what a PostgreSQL crash then loses)")
 )
 
@@ -76,7 +77,7 @@ func TestChaos(t *testing.T) {
 	if *faults != "" {
 		kinds = strings.Split(*faults, ",")
 	}
-	load := chaos.LoadConfig{Users: 8, Offline: 2, Rooms: 3, Rate: 20, DMShare: 0.34, MentionEvery: 5}
+	load := chaos.LoadConfig{Users: 8, Offline: 2, Rooms: 3, Rate: *rate, DMShare: 0.34, MentionEvery: 5}
 	timing := chaos.Timing{Hold: 8 * time.Second, Pause: 15 * time.Second}
 	var runnable []string
 	for _, kind := range kinds {
