@@ -16,6 +16,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
+
+	"github.com/kchat/kchat/pkg/backoff"
 )
 
 // Fetcher is the part of *kafka.Client a Follower needs.
@@ -144,7 +146,7 @@ func (f *Follower) partitionCaughtUp() {
 // bounds lists the partitions with their first and end (high-water) offsets, retrying
 // while the cluster is unreachable or the topic is not there yet.
 func (f *Follower) bounds(ctx context.Context) (starts, ends map[int]int64, err error) {
-	delay := 200 * time.Millisecond
+	b := backoff.New(200*time.Millisecond, 5*time.Second)
 	for attempt := 1; ; attempt++ {
 		starts, ends, err = f.listBounds(ctx)
 		if err == nil {
@@ -154,12 +156,9 @@ func (f *Follower) bounds(ctx context.Context) (starts, ends map[int]int64, err 
 			return nil, nil, fmt.Errorf("cannot list offsets of %s: %w", f.cfg.Topic, err)
 		}
 		f.cfg.Logger.Warn("cannot list offsets; retrying", "what", f.cfg.Name, "topic", f.cfg.Topic, "error", err)
-		select {
-		case <-ctx.Done():
-			return nil, nil, ctx.Err()
-		case <-time.After(delay):
+		if err := b.Wait(ctx); err != nil {
+			return nil, nil, err
 		}
-		delay = min(delay*2, 5*time.Second)
 	}
 }
 
@@ -217,7 +216,7 @@ func (f *Follower) firstOffset(ctx context.Context, partition int) (int64, error
 // offset at start: reaching it means the state holds everything written before Run started.
 func (f *Follower) follow(ctx context.Context, partition int, next, end int64, caughtUp bool) {
 	log := f.cfg.Logger.With("what", f.cfg.Name, "topic", f.cfg.Topic, "partition", partition)
-	delay := 100 * time.Millisecond
+	b := backoff.New(100*time.Millisecond, 5*time.Second)
 	for ctx.Err() == nil {
 		res, err := f.client.Fetch(ctx, &kafka.FetchRequest{
 			Topic: f.cfg.Topic, Partition: partition, Offset: next,
@@ -240,15 +239,12 @@ func (f *Follower) follow(ctx context.Context, partition int, next, end int64, c
 				return
 			}
 			log.Warn("fetch failed; retrying", "offset", next, "error", err)
-			select {
-			case <-ctx.Done():
+			if b.Wait(ctx) != nil {
 				return
-			case <-time.After(delay):
 			}
-			delay = min(delay*2, 5*time.Second)
 			continue
 		}
-		delay = 100 * time.Millisecond
+		b.Reset()
 		n, seen, last, err := f.applyAll(log, partition, res.Records, next)
 		switch {
 		case n > 0:
@@ -261,10 +257,8 @@ func (f *Follower) follow(ctx context.Context, partition int, next, end int64, c
 		}
 		if err != nil && ctx.Err() == nil {
 			log.Warn("reading records failed; refetching", "offset", next, "error", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(delay):
-			}
+			_ = b.Wait(ctx) // an error is ctx's, which ends the loop
+
 		}
 		if !caughtUp && next >= end {
 			caughtUp = true

@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/kchat/kchat/pkg/backoff"
 )
 
 // Decode parses the CloudEvents envelope into m.Event. Garbage, an unknown type or an
@@ -74,14 +76,14 @@ func (r Retry) Middleware(next Handler) Handler {
 		r.Logger = slog.New(slog.DiscardHandler)
 	}
 	return func(ctx context.Context, m *Message) error {
-		b := newBackoff(r.InitialInterval, r.MaxInterval)
+		b := backoff.New(r.InitialInterval, r.MaxInterval)
 		for {
 			m.Attempt++
 			err := next(ctx, m)
 			if err == nil || !r.ShouldRetry(err) || ctx.Err() != nil {
 				return err
 			}
-			d := b.next()
+			d := b.Next()
 			r.Logger.Warn("handler failed transiently, retrying", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset,
 				"event_id", m.Event.ID, "attempt", m.Attempt, "retry_in", d, "error", err)
 			if werr := wait(ctx, d); werr != nil {
@@ -133,13 +135,13 @@ func DeadLetter(w Writer, topic, consumerName string, logger *slog.Logger) Middl
 				kafka.Header{Key: HeaderDLQConsumer, Value: []byte(consumerName)},
 			)
 			dl := kafka.Message{Topic: topic, Key: m.Key, Value: m.Value, Headers: headers}
-			b := newBackoff(100*time.Millisecond, 10*time.Second)
+			b := backoff.New(100*time.Millisecond, 10*time.Second)
 			for {
 				werr := w.Write(ctx, dl)
 				if werr == nil {
 					break
 				}
-				d := b.next()
+				d := b.Next()
 				logger.Warn("dead-letter write failed, retrying", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset,
 					"event_id", m.Event.ID, "dlq", topic, "retry_in", d, "error", werr)
 				if serr := wait(ctx, d); serr != nil {

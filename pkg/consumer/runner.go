@@ -11,6 +11,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/kchat/kchat/pkg/backoff"
 	"github.com/kchat/kchat/pkg/event"
 )
 
@@ -332,7 +333,7 @@ func (r *Runner) fetch(ctx context.Context) ([]kafka.Message, error) {
 // is not the shutdown: giving up would skip messages, and order must hold. Nothing new is
 // handed over meanwhile: the fetcher holds at most one batch, fetched ahead.
 func (r *Runner) handle(ctx, work context.Context, batch []kafka.Message, ms []*Message) error {
-	b := newBackoff(200*time.Millisecond, 10*time.Second)
+	b := backoff.New(200*time.Millisecond, 10*time.Second)
 	for {
 		err := r.process(work, ms)
 		if err == nil {
@@ -341,7 +342,7 @@ func (r *Runner) handle(ctx, work context.Context, batch []kafka.Message, ms []*
 		if ctx.Err() != nil || work.Err() != nil {
 			return err
 		}
-		d := b.next()
+		d := b.Next()
 		r.cfg.Logger.Error("batch not handled; retrying", "consumer", r.cfg.Name, "error", err, "first_offset", batch[0].Offset, "retry_in", d)
 		if werr := wait(work, d); werr != nil {
 			return err
@@ -410,7 +411,7 @@ func (c *committer) close() {
 // ends (the shutdown timeout: what is left is redelivered).
 func (c *committer) run(ctx context.Context) {
 	defer close(c.done)
-	delay := 200 * time.Millisecond
+	b := backoff.New(200*time.Millisecond, 10*time.Second)
 	attempt := 0
 	for {
 		c.mu.Lock()
@@ -434,7 +435,8 @@ func (c *committer) run(ctx context.Context) {
 		}
 		err := c.reader.CommitMessages(ctx, ms...)
 		if err == nil {
-			attempt, delay = 0, 200*time.Millisecond
+			attempt = 0
+			b.Reset()
 			continue
 		}
 		if ctx.Err() != nil {
@@ -445,17 +447,15 @@ func (c *committer) run(ctx context.Context) {
 			// The handlers' effects are idempotent: uncommitted messages are only
 			// redelivered (typically after a rebalance took the partition away), never lost.
 			c.log.Warn("commit failed; messages will be redelivered", "error", err)
-			attempt, delay = 0, 200*time.Millisecond
+			attempt = 0
+			b.Reset()
 			continue
 		}
 		c.mu.Lock()
 		c.mergeLocked(ms)
 		c.mu.Unlock()
-		select {
-		case <-time.After(delay):
-		case <-ctx.Done():
+		if b.Wait(ctx) != nil {
 			return
 		}
-		delay = min(delay*2, 10*time.Second)
 	}
 }

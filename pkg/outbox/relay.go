@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/kchat/kchat/pkg/backoff"
 )
 
 // DefaultLockKey is the session advisory lock (one-key bigint form) that elects the
@@ -39,7 +41,8 @@ type Config struct {
 	PollInterval time.Duration
 	// LockRetry is how often a standby tries to take the lock (default 1s).
 	LockRetry time.Duration
-	// ReconnectDelay is the pause after the relay's connection failed (default 1s).
+	// ReconnectDelay is the pause after the relay's connection failed, and the first pause
+	// after publishing failed (those grow, with jitter, up to 30s) (default 1s).
 	ReconnectDelay time.Duration
 	// ShutdownTimeout bounds the round in progress once Run's context ends (default 30s):
 	// it is finished and marked rather than cut off, which would only cause republishing.
@@ -155,7 +158,7 @@ func (r *Relay) session(ctx context.Context) error {
 	}
 	// Published rows are deleted by the Cleaner, on connections of its own: a large
 	// DELETE here would hold up relaying while it ran.
-	failures := 0
+	b := backoff.New(r.cfg.ReconnectDelay, 30*time.Second)
 	for {
 		err := r.drain(ctx, conn)
 		var perr *publishError
@@ -163,19 +166,16 @@ func (r *Relay) session(ctx context.Context) error {
 		case errors.As(err, &perr):
 			// Kafka is unavailable: keep the lock (another instance could do no better)
 			// and try again with backoff; the rows stay pending meanwhile.
-			failures++
-			delay := min(r.cfg.ReconnectDelay*time.Duration(failures), 30*time.Second)
+			delay := b.Next()
 			r.log.Warn("publishing failed; retrying", "error", err, "delay", delay)
-			select {
-			case <-ctx.Done():
+			if backoff.Sleep(ctx, delay) != nil {
 				return nil
-			case <-time.After(delay):
 			}
 			continue
 		case err != nil:
 			return err
 		}
-		failures = 0
+		b.Reset()
 		if ctx.Err() != nil {
 			return nil
 		}

@@ -33,6 +33,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/kchat/kchat/pkg/backoff"
 	"github.com/kchat/kchat/pkg/event"
 )
 
@@ -370,7 +371,7 @@ func (p *Producer) release(batch []queued) {
 func (p *Producer) produce(key partitionKey, batch []queued) error {
 	now := time.Now()
 	deadline := batch[0].deadline
-	delay := 50 * time.Millisecond
+	b := backoff.New(50*time.Millisecond, maxRetryDelay)
 	var last error
 	for attempt := 1; ; attempt++ {
 		if p.abort.Err() != nil {
@@ -422,11 +423,7 @@ func (p *Producer) produce(key partitionKey, batch []queued) error {
 			p.cfg.Logger.Warn("produce failed, retrying", "topic", key.topic, "partition", key.partition,
 				"messages", len(batch), "attempt", attempt, "error", err)
 		}
-		select {
-		case <-time.After(min(delay, max(time.Until(deadline), 0))):
-		case <-p.abort.Done():
-		}
-		delay = min(delay*2, maxRetryDelay)
+		_ = backoff.Sleep(p.abort, min(b.Next(), time.Until(deadline))) // an abort is reported above
 	}
 }
 

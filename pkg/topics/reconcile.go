@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/kchat/kchat/pkg/backoff"
 )
 
 var (
@@ -245,20 +247,15 @@ func Apply(ctx context.Context, admin Admin, f File) (Plan, error) {
 // retryTemporary retries Kafka's retriable errors; under KRaft admin calls
 // routinely answer NotController (41) while leadership moves.
 func retryTemporary(ctx context.Context, fn func() error) error {
-	delay := 100 * time.Millisecond
+	b := backoff.New(100*time.Millisecond, 3200*time.Millisecond)
 	for attempt := 1; ; attempt++ {
 		err := fn()
 		var kerr kafka.Error
 		if err == nil || attempt == 10 || !errors.As(err, &kerr) || !kerr.Temporary() {
 			return err
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(delay):
-		}
-		if delay < 2*time.Second {
-			delay *= 2
+		if err := b.Wait(ctx); err != nil {
+			return err
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/kchat/kchat/pkg/backoff"
 	"github.com/kchat/kchat/pkg/protocol"
 )
 
@@ -105,7 +106,7 @@ func (u *User) Gateway() string {
 
 // Run keeps the user connected until ctx ends.
 func (u *User) Run(ctx context.Context) {
-	backoff := 100 * time.Millisecond
+	b := backoff.New(100*time.Millisecond, 2*time.Second)
 	next := 0
 	for ctx.Err() == nil {
 		gw := u.Gateways[next%len(u.Gateways)]
@@ -116,15 +117,12 @@ func (u *User) Run(ctx context.Context) {
 		if err != nil {
 			// Try the next gateway: the one we were on may be the one that died.
 			next++
-			select {
-			case <-ctx.Done():
+			if b.Wait(ctx) != nil {
 				return
-			case <-time.After(backoff):
 			}
-			backoff = min(backoff*2, 2*time.Second)
 			continue
 		}
-		backoff = 100 * time.Millisecond
+		b.Reset()
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kchat/kchat/clients/chat/internal/client"
+	"github.com/kchat/kchat/pkg/backoff"
 )
 
 // session is what POST /api/login and /api/resume return.
@@ -106,17 +107,15 @@ func (a *App) authenticate(ctx context.Context, useToken bool) (session, error) 
 			}
 			a.errf("cannot reach %v", last)
 		}
-		wait := client.Backoff(attempt, 250*time.Millisecond, 5*time.Second)
+		wait := backoff.Policy{Initial: 250 * time.Millisecond, Max: 5 * time.Second}.Delay(attempt)
 		left := time.Until(deadline)
 		if left <= 0 {
 			return session{}, fmt.Errorf("no gateway answered within %s (last: %v)", a.opts.ConnectTimeout, last)
 		}
 		wait = min(wait, left)
 		a.errf("retrying in %s", wait.Round(10*time.Millisecond))
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return session{}, ctx.Err()
+		if err := backoff.Sleep(ctx, wait); err != nil {
+			return session{}, err
 		}
 	}
 }

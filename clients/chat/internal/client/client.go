@@ -23,6 +23,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/kchat/kchat/pkg/backoff"
 	"github.com/kchat/kchat/pkg/protocol"
 )
 
@@ -293,14 +294,14 @@ func (c *Client) run(ctx context.Context) {
 			c.emit(&Disconnected{Base: protocol.Base{Type: EventDisconnected}, GatewayID: end.gateway, Why: end.why})
 			if !end.restart {
 				// A drop without a goodbye: wait a moment so a flapping gateway is not hammered.
-				if !sleepCtx(ctx, Backoff(0, c.cfg.BackoffMin, c.cfg.BackoffMax)) {
+				if backoff.Sleep(ctx, c.backoff().Delay(0)) != nil {
 					return
 				}
 			}
 		default:
 			// The connection ended before welcome: treat it like a failed dial.
 			start = (idx + 1) % len(c.cfg.URLs)
-			if !sleepCtx(ctx, Backoff(0, c.cfg.BackoffMin, c.cfg.BackoffMax)) {
+			if backoff.Sleep(ctx, c.backoff().Delay(0)) != nil {
 				return
 			}
 		}
@@ -313,30 +314,11 @@ func (c *Client) isClosing() bool {
 	return c.closing
 }
 
-// Backoff is the delay before retry number attempt (from 0): exponential from min, capped
-// at max, with "equal jitter" (uniform in [d/2, d]) so clients dropped together by one
-// gateway do not all come back at the same instant.
-func Backoff(attempt int, min, max time.Duration) time.Duration {
-	d := min
-	for i := 0; i < attempt && d < max; i++ {
-		d *= 2
-	}
-	if d > max {
-		d = max
-	}
-	half := d / 2
-	return half + time.Duration(rand.Int64N(int64(half)+1))
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+// backoff is the retry delay policy: exponential from BackoffMin, capped at BackoffMax,
+// with equal jitter (uniform in [d/2, d]) so clients dropped together by one gateway do
+// not all come back at the same instant.
+func (c *Client) backoff() backoff.Policy {
+	return backoff.Policy{Initial: c.cfg.BackoffMin, Max: c.cfg.BackoffMax}
 }
 
 // dial tries the URLs in turn from start, backing off after each full round, until one
@@ -367,7 +349,7 @@ func (c *Client) dial(ctx context.Context, start int) (*websocket.Conn, int, err
 				return nil, 0, fmt.Errorf("no gateway answered within %s (last: %v)", c.cfg.ConnectTimeout, last)
 			}
 		}
-		wait := Backoff(attempt, c.cfg.BackoffMin, c.cfg.BackoffMax)
+		wait := c.backoff().Delay(attempt)
 		if left := time.Until(deadline); wait > left {
 			if left <= 0 {
 				return nil, 0, fmt.Errorf("no gateway answered within %s (last: %v)", c.cfg.ConnectTimeout, last)
@@ -375,8 +357,8 @@ func (c *Client) dial(ctx context.Context, start int) (*websocket.Conn, int, err
 			wait = left
 		}
 		c.logf("retrying in %s", wait.Round(10*time.Millisecond))
-		if !sleepCtx(ctx, wait) {
-			return nil, 0, ctx.Err()
+		if err := backoff.Sleep(ctx, wait); err != nil {
+			return nil, 0, err
 		}
 	}
 }
@@ -625,7 +607,7 @@ func (c *Client) onError(ctx context.Context, f *protocol.Error) {
 			}
 			if f.Retryable && p.retries < c.cfg.SendRetries {
 				p.retries++
-				wait := Backoff(p.retries, c.cfg.BackoffMin, c.cfg.BackoffMax)
+				wait := c.backoff().Delay(p.retries)
 				c.logf("message %s not accepted yet (%s); retrying in %s", p.cmid, f.Message, wait.Round(10*time.Millisecond))
 				p.timer = time.AfterFunc(wait, func() { c.resend(ctx, p) })
 				c.mu.Unlock()

@@ -16,18 +16,6 @@ import (
 	"github.com/kchat/kchat/pkg/protocol"
 )
 
-func TestBackoff(t *testing.T) {
-	min, max := 100*time.Millisecond, time.Second
-	for attempt, want := range []time.Duration{100, 200, 400, 800, 1000, 1000} {
-		want *= time.Millisecond
-		for range 50 {
-			if d := Backoff(attempt, min, max); d < want/2 || d > want {
-				t.Fatalf("attempt %d: %s outside [%s, %s]", attempt, d, want/2, want)
-			}
-		}
-	}
-}
-
 func TestNormalizeURL(t *testing.T) {
 	tests := []struct{ in, want, base string }{
 		{"ws://127.0.0.1:8081/ws", "ws://127.0.0.1:8081/ws", "http://127.0.0.1:8081"},

@@ -13,6 +13,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/kchat/kchat/pkg/backoff"
 	"github.com/kchat/kchat/pkg/event"
 	"github.com/kchat/kchat/pkg/producer"
 	"github.com/kchat/kchat/pkg/route"
@@ -162,19 +163,16 @@ func (b *Broker) lastOffset(ctx context.Context, topic string, partition int) (i
 // retry runs f until it succeeds or ctx ends, backing off: at start-up Kafka may still be
 // electing leaders (and KRaft answers "not controller" for a moment).
 func retry(ctx context.Context, log *slog.Logger, what string, f func() error) error {
-	delay := 200 * time.Millisecond
+	b := backoff.New(200*time.Millisecond, 5*time.Second)
 	for {
 		err := f()
 		if err == nil {
 			return nil
 		}
 		log.Warn("kafka call failed, retrying", "what", what, "error", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(delay):
+		if err := b.Wait(ctx); err != nil {
+			return err
 		}
-		delay = min(delay*2, 5*time.Second)
 	}
 }
 
