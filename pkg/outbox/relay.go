@@ -291,7 +291,7 @@ func (r *Relay) round(ctx context.Context, conn *pgx.Conn) (int, error) {
 	msgs := make([]kafka.Message, len(rs))
 	for i, x := range rs {
 		ids[i] = x.id
-		msgs[i] = kafka.Message{Topic: x.topic, Key: []byte(x.key), Value: x.payload, Headers: headers(x.headers)}
+		msgs[i] = kafka.Message{Topic: x.topic, Key: []byte(x.key), Value: x.payload, Headers: sortedHeaders(x.headers)}
 	}
 
 	// One write for the whole batch: the producer splits it per partition and writes
@@ -330,19 +330,4 @@ func (r *Relay) updateLag(ctx context.Context, conn *pgx.Conn) error {
 		r.cfg.Metrics.setLag(time.Since(*oldest))
 	}
 	return nil
-}
-
-// headers turns the stored header object back into Kafka headers, sorted by key so
-// that a republished row carries exactly the same headers.
-func headers(m map[string]string) []kafka.Header {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	hs := make([]kafka.Header, len(keys))
-	for i, k := range keys {
-		hs[i] = kafka.Header{Key: k, Value: []byte(m[k])}
-	}
-	return hs
 }

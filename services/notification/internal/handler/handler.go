@@ -8,7 +8,6 @@ package handler
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +21,7 @@ import (
 	"github.com/kchat/kchat/pkg/event"
 	"github.com/kchat/kchat/pkg/notifications"
 	"github.com/kchat/kchat/pkg/notifications/rules"
+	"github.com/kchat/kchat/pkg/outbox"
 )
 
 const (
@@ -324,7 +324,7 @@ func (h *Handler) writeOutbox(ctx context.Context, tx pgx.Tx, ns []created, caus
 	if len(ns) == 0 {
 		return nil
 	}
-	keys, payloads, headers := make([]string, len(ns)), make([][]byte, len(ns)), make([]string, len(ns))
+	rows := make([]outbox.Row, len(ns))
 	for i, n := range ns {
 		e, err := event.New(h.cfg.Source, event.NotificationCreated{
 			NotificationID: n.ID, User: n.UserID, RoomID: n.RoomID, Seq: n.Seq, Reason: n.Reason,
@@ -333,28 +333,11 @@ func (h *Handler) writeOutbox(ctx context.Context, tx pgx.Tx, ns []created, caus
 		if err != nil {
 			return consumer.Permanent(fmt.Errorf("event %s: cannot build %s: %w", n.causeID, event.TypeNotificationCreated, err))
 		}
-		payload, err := event.Encode(e)
-		if err != nil {
-			return consumer.Permanent(fmt.Errorf("event %s: cannot encode %s: %w", n.causeID, event.TypeNotificationCreated, err))
+		if rows[i], err = outbox.NewRow(h.cfg.Topic, n.UserID, e); err != nil {
+			return consumer.Permanent(fmt.Errorf("event %s: %w", n.causeID, err))
 		}
-		hs := event.Headers(e)
-		m := make(map[string]string, len(hs))
-		for _, h := range hs {
-			m[h.Key] = string(h.Value)
-		}
-		hb, err := json.Marshal(m)
-		if err != nil {
-			return fmt.Errorf("cannot encode headers: %w", err)
-		}
-		keys[i], payloads[i], headers[i] = n.UserID, payload, string(hb)
 	}
-	// ORDER BY the ordinality keeps the rows (and so the relay's publishing) in the order
-	// the notifications were created.
-	if _, err := tx.Exec(ctx, `
-		INSERT INTO outbox (topic, key, payload, headers)
-		SELECT $1, k, p, h::jsonb FROM unnest($2::text[], $3::bytea[], $4::text[]) WITH ORDINALITY AS t(k, p, h, n)
-		ORDER BY n`, h.cfg.Topic, keys, payloads, headers); err != nil {
-		return fmt.Errorf("cannot write outbox: %w", err)
-	}
-	return nil
+	// Insert keeps the rows (and so the relay's publishing) in the order the
+	// notifications were created.
+	return outbox.Insert(ctx, tx, rows...)
 }

@@ -8,7 +8,6 @@ package store
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/kchat/kchat/pkg/consumer"
 	"github.com/kchat/kchat/pkg/event"
+	"github.com/kchat/kchat/pkg/outbox"
 )
 
 const (
@@ -255,7 +255,7 @@ func (s *Store) store(ctx context.Context, batchNo int64, items []item) (result,
 		return result{}, fmt.Errorf("cannot commit: %w", err)
 	}
 	if w != nil && s.cfg.Direct != nil && len(w.outbox) > 0 {
-		s.cfg.Direct.Publish(ctx, w.txid, w.kafkaMessages())
+		s.cfg.Direct.Publish(ctx, w.txid, w.msgs)
 	}
 	return res, nil
 }
@@ -443,9 +443,11 @@ func (s *Store) plan(st *dbState, items []item) (*writes, error) {
 	w := &writes{
 		topic:    s.cfg.Topic,
 		direct:   s.cfg.Direct != nil,
-		grace:    s.cfg.RelayGrace,
 		storedAt: time.Now().UTC().Truncate(time.Microsecond), // what timestamptz keeps
 		rooms:    st.rooms,
+	}
+	if w.direct {
+		w.relayAfter = time.Now().Add(s.cfg.RelayGrace)
 	}
 	for _, it := range items {
 		if err := s.planOne(w, it, st.existing, st.targets, st.admins); err != nil {
@@ -548,26 +550,22 @@ type messageRow struct {
 
 // writes collects a batch's rows so that they go to the database together.
 type writes struct {
-	topic    string
-	direct   bool          // rows are published by Direct after the commit
-	grace    time.Duration // how long the relay leaves them to it
-	txid     string        // the transaction's xid8, read by write
-	storedAt time.Time
-	rooms    map[string]*room
-	messages []messageRow
-	updates  []messageRow // edits and deletes, in batch order
-	outbox   []outboxRow
-	stored   []storedEntry
-	retried  int
+	topic  string
+	direct bool // rows are published by Direct after the commit
+	// relayAfter is the outbox rows' relay_after when direct: the relay leaves them to
+	// Direct until then.
+	relayAfter time.Time
+	txid       string // the transaction's xid8, read by write
+	storedAt   time.Time
+	rooms      map[string]*room
+	messages   []messageRow
+	updates    []messageRow // edits and deletes, in batch order
+	outbox     []outbox.Row
+	msgs       []kafka.Message // the outbox rows' records, for Direct (when direct)
+	stored     []storedEntry
+	retried    int
 	// alreadyDeleted counts deletes of messages deleted before (no entry stored).
 	alreadyDeleted int
-}
-
-type outboxRow struct {
-	key     string
-	payload []byte
-	headers []byte // JSON object, as the relay reads it back
-	kafkaHs []kafka.Header
 }
 
 func (w *writes) addOutbox(cfg Config, cause event.Envelope, r *room, row messageRow) error {
@@ -597,29 +595,29 @@ func (w *writes) addOutbox(cfg Config, cause event.Envelope, r *room, row messag
 	if err != nil {
 		return consumer.Permanent(fmt.Errorf("event %s: cannot build %s: %w", row.eventID, event.TypeMessageStored, err))
 	}
-	payload, err := event.Encode(e)
-	if err != nil {
-		return consumer.Permanent(fmt.Errorf("event %s: cannot encode %s: %w", row.eventID, event.TypeMessageStored, err))
-	}
-	hs := event.Headers(e)
-	m := make(map[string]string, len(hs)+1)
-	for _, h := range hs {
-		m[h.Key] = string(h.Value)
-	}
 	// Gateways read chat.stored whole and skip, by key and this header, what none of
 	// their connections needs without decoding it: the users whose room set this entry
 	// changes (who joined or left; a DM's members, whose gateways subscribe them).
+	var users []kafka.Header
 	switch {
 	case row.kind == event.KindJoin || row.kind == event.KindLeave:
-		m[event.HeaderUsers] = row.sender
+		users = []kafka.Header{{Key: event.HeaderUsers, Value: []byte(row.sender)}}
 	case r.kind == event.RoomKindDM:
-		m[event.HeaderUsers] = strings.Join(r.members, ",")
+		users = []kafka.Header{{Key: event.HeaderUsers, Value: []byte(strings.Join(r.members, ","))}}
 	}
-	headers, err := json.Marshal(m)
+	o, err := outbox.NewRow(w.topic, row.room, e, users...)
 	if err != nil {
-		return fmt.Errorf("cannot encode headers: %w", err)
+		return consumer.Permanent(fmt.Errorf("event %s: %w", row.eventID, err))
 	}
-	w.outbox = append(w.outbox, outboxRow{key: row.room, payload: payload, headers: headers, kafkaHs: sortedHeaders(m)})
+	if w.direct {
+		o.RelayAfter = w.relayAfter
+		m, err := o.Message()
+		if err != nil {
+			return consumer.Permanent(fmt.Errorf("event %s: %w", row.eventID, err))
+		}
+		w.msgs = append(w.msgs, m)
+	}
+	w.outbox = append(w.outbox, o)
 	return nil
 }
 
@@ -671,7 +669,6 @@ func (w *writes) write(ctx context.Context, tx pgx.Tx) error {
 var (
 	messageColumns = []string{"room_id", "seq", "event_id", "kind", "sender", "sender_name", "client_msg_id",
 		"text", "target_seq", "sent_at", "stored_at"}
-	outboxColumns = []string{"topic", "key", "payload", "headers", "relay_after"}
 )
 
 func (w *writes) copyRows(ctx context.Context, tx pgx.Tx) error {
@@ -696,47 +693,7 @@ func (w *writes) copyRows(ctx context.Context, tx pgx.Tx) error {
 	if err != nil {
 		return fmt.Errorf("cannot write messages: %w", err)
 	}
-	var relayAfter *time.Time
-	if w.direct {
-		t := time.Now().Add(w.grace)
-		relayAfter = &t
-	}
-	j := 0
-	_, err = tx.CopyFrom(ctx, pgx.Identifier{"outbox"}, outboxColumns, pgx.CopyFromFunc(func() ([]any, error) {
-		if j == len(w.outbox) {
-			return nil, nil
-		}
-		o := &w.outbox[j]
-		j++
-		return []any{w.topic, o.key, o.payload, json.RawMessage(o.headers), relayAfter}, nil
-	}))
-	if err != nil {
-		return fmt.Errorf("cannot write outbox: %w", err)
-	}
-	return nil
-}
-
-// kafkaMessages is the batch's outbox rows as Direct publishes them: the same key, value
-// and headers (sorted by key, as the relay sends them) that the relay would send.
-func (w *writes) kafkaMessages() []kafka.Message {
-	msgs := make([]kafka.Message, len(w.outbox))
-	for i, o := range w.outbox {
-		msgs[i] = kafka.Message{Topic: w.topic, Key: []byte(o.key), Value: o.payload, Headers: o.kafkaHs}
-	}
-	return msgs
-}
-
-func sortedHeaders(m map[string]string) []kafka.Header {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	hs := make([]kafka.Header, len(keys))
-	for i, k := range keys {
-		hs[i] = kafka.Header{Key: k, Value: []byte(m[k])}
-	}
-	return hs
+	return outbox.CopyFrom(ctx, tx, w.outbox...)
 }
 
 // classify wraps a write error. A data exception (class 22: a NUL byte in a text, a value
