@@ -459,3 +459,20 @@ func (c *committer) run(ctx context.Context) {
 		}
 	}
 }
+
+// NewBatchStandard is NewBatch with the middleware chain of kchat's consumer services,
+// outermost first: Logging, cfg.Metrics (if set), DeadLetter to dlqTopic through dlq,
+// Retry, Recover, Decode. Recover sits inside DeadLetter so that a panic is dead-lettered
+// like any other permanent failure; decode errors are permanent and skip Retry.
+func NewBatchStandard(cfg Config, bh BatchHandler, dlq Writer, dlqTopic string) (*Runner, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	retry := Retry{Logger: cfg.Logger}
+	mws := []Middleware{Logging(cfg.Logger)}
+	if cfg.Metrics != nil {
+		mws = append(mws, cfg.Metrics.Middleware(cfg.Name))
+	}
+	mws = append(mws, DeadLetter(dlq, dlqTopic, cfg.Name, cfg.Logger), retry.Middleware, Recover(), Decode())
+	return NewBatch(cfg, bh, retry, mws...)
+}

@@ -130,8 +130,7 @@ func run(ctx context.Context, c config) error {
 	if err != nil {
 		return err
 	}
-	retry := consumer.Retry{Logger: logger}
-	runner, err := consumer.NewBatch(consumer.Config{
+	runner, err := consumer.NewBatchStandard(consumer.Config{
 		Brokers:   brokers,
 		GroupID:   c.group,
 		Topics:    []string{names.Of(topics.Submitted)},
@@ -139,14 +138,7 @@ func run(ctx context.Context, c config) error {
 		BatchSize: c.batchSize,
 		Logger:    logger,
 		Metrics:   consumerMetrics,
-	}, st.HandleBatch, retry,
-		consumer.Logging(logger),
-		consumerMetrics.Middleware(name),
-		consumer.DeadLetter(prod, names.Of(topics.DLQ), name, logger),
-		retry.Middleware,
-		consumer.Recover(),
-		consumer.Decode(),
-	)
+	}, st.HandleBatch, prod, names.Of(topics.DLQ))
 	if err != nil {
 		return err
 	}

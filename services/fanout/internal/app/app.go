@@ -6,12 +6,7 @@ package app
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,18 +41,6 @@ type Config struct {
 	Logger     *slog.Logger
 	// Admin is where checks and metrics are registered (default: a new one).
 	Admin *service.Admin
-}
-
-// ParseStartOffset maps a flag value ("first", "last") to a kafka-go offset.
-func ParseStartOffset(s string) (int64, error) {
-	switch strings.ToLower(s) {
-	case "first", "earliest":
-		return kafka.FirstOffset, nil
-	case "last", "latest", "":
-		return kafka.LastOffset, nil
-	default:
-		return 0, fmt.Errorf("start offset must be first or last, not %q", s)
-	}
 }
 
 func (c *Config) setDefaults() error {
@@ -127,9 +110,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	retry := consumer.Retry{Logger: log}
-	metrics := consumer.NewMetrics(cfg.Admin.Registry)
-	runner, err := consumer.NewBatch(consumer.Config{
+	runner, err := consumer.NewBatchStandard(consumer.Config{
 		Brokers: cfg.Brokers,
 		GroupID: cfg.Group,
 		// Not chat.stored: gateways read the timeline themselves (docs/architecture.md).
@@ -138,17 +119,8 @@ func Run(ctx context.Context, cfg Config) error {
 		BatchSize:   cfg.BatchSize,
 		StartOffset: cfg.StartOffset,
 		Logger:      log,
-		Metrics:     metrics,
-	}, fwd.HandleBatch, retry,
-		// Outermost first. Recover sits inside DeadLetter so that a panic is dead-lettered
-		// like any other permanent failure; Decode errors are permanent and skip Retry.
-		consumer.Logging(log),
-		metrics.Middleware("fanout"),
-		consumer.DeadLetter(prod, names.Of(topics.DLQ), "fanout", log),
-		retry.Middleware,
-		consumer.Recover(),
-		consumer.Decode(),
-	)
+		Metrics:     consumer.NewMetrics(cfg.Admin.Registry),
+	}, fwd.HandleBatch, prod, names.Of(topics.DLQ))
 	if err != nil {
 		return err
 	}
@@ -156,57 +128,17 @@ func Run(ctx context.Context, cfg Config) error {
 	cfg.Admin.AddCheck("kafka", service.KafkaCheck(cfg.Brokers))
 	cfg.Admin.AddCheck("routing", follower.Ready)
 
-	// Bind before anything else, so that a taken port fails the start instead of a
-	// background goroutine.
-	var srv *http.Server
-	var ln net.Listener
-	if cfg.HTTPAddr != "" {
-		if ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-			return fmt.Errorf("fanout: admin endpoints: %w", err)
-		}
-		srv = &http.Server{Handler: cfg.Admin.Handler(), ReadHeaderTimeout: 5 * time.Second}
-		log.Info("admin endpoints listening", "addr", ln.Addr().String())
-	}
-
-	// The follower and the admin server outlive the consumer: they stop only after it has
-	// committed its last batch, so the table stays current and /metrics answers meanwhile.
-	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
-	defer func() {
-		stopBG()
-		if srv != nil {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-		}
-		wg.Wait()
-	}()
-	if srv != nil {
-		wg.Go(func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("admin endpoints failed", "error", err)
-			}
-		})
-	}
-	followerFailed := make(chan error, 1)
-	wg.Go(func() {
-		if err := follower.Run(bg); err != nil && bg.Err() == nil {
-			followerFailed <- err
-		}
-	})
-	wg.Go(func() { expirer.Run(bg, follower.CaughtUp()) })
-
-	start := time.Now()
-	select {
-	case <-follower.CaughtUp():
-		log.Info("routing table ready; starting to forward", "took", time.Since(start).String())
-	case err := <-followerFailed:
-		return fmt.Errorf("fanout: subscriptions follower: %w", err)
-	case <-ctx.Done():
-		log.Info("stopped before the routing table caught up")
-		return nil
-	}
-	return runner.Run(ctx)
+	// The follower (and the expirer) outlive the consumer, so the table stays current
+	// until it has committed its last batch.
+	return service.Runner{
+		Name: "fanout", HTTPAddr: cfg.HTTPAddr, Admin: cfg.Admin, Logger: log,
+		Parts: []service.Part{
+			{Name: "subscriptions follower", Run: follower.Run},
+			{Name: "expirer", Run: func(ctx context.Context) error { expirer.Run(ctx, follower.CaughtUp()); return nil }},
+		},
+		Ready: follower.CaughtUp(), ReadyWhat: "routing table",
+		Main: runner.Run,
+	}.Run(ctx)
 }
 
 func registerTableGauges(reg prometheus.Registerer, table *routing.Table) {

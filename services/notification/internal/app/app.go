@@ -9,10 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -47,18 +43,6 @@ type Config struct {
 	Logger         *slog.Logger
 	Admin          *service.Admin // where checks and metrics go (default: a new one)
 	Sender         sender.Sender  // outside channel (default: sender.Log)
-}
-
-// ParseStartOffset maps a flag value ("first", "last") to a kafka-go offset.
-func ParseStartOffset(s string) (int64, error) {
-	switch strings.ToLower(s) {
-	case "first", "earliest":
-		return kafka.FirstOffset, nil
-	case "last", "latest", "":
-		return kafka.LastOffset, nil
-	default:
-		return 0, fmt.Errorf("start offset must be first or last, not %q", s)
-	}
 }
 
 func (c *Config) setDefaults() error {
@@ -130,9 +114,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	retry := consumer.Retry{Logger: log}
-	metrics := consumer.NewMetrics(cfg.Admin.Registry)
-	runner, err := consumer.NewBatch(consumer.Config{
+	runner, err := consumer.NewBatchStandard(consumer.Config{
 		Brokers:     cfg.Brokers,
 		GroupID:     cfg.Group,
 		Topics:      []string{names.Of(topics.Stored)},
@@ -140,17 +122,8 @@ func Run(ctx context.Context, cfg Config) error {
 		BatchSize:   cfg.BatchSize,
 		StartOffset: cfg.StartOffset,
 		Logger:      log,
-		Metrics:     metrics,
-	}, h.HandleBatch, retry,
-		// Outermost first. Recover sits inside DeadLetter so that a panic is dead-lettered
-		// like any other failure; decode errors are permanent and skip Retry.
-		consumer.Logging(log),
-		metrics.Middleware(name),
-		consumer.DeadLetter(prod, names.Of(topics.DLQ), name, log),
-		retry.Middleware,
-		consumer.Recover(),
-		consumer.Decode(),
-	)
+		Metrics:     consumer.NewMetrics(cfg.Admin.Registry),
+	}, h.HandleBatch, prod, names.Of(topics.DLQ))
 	if err != nil {
 		return err
 	}
@@ -159,56 +132,16 @@ func Run(ctx context.Context, cfg Config) error {
 	cfg.Admin.AddCheck("postgres", service.PostgresCheck(pool))
 	cfg.Admin.AddCheck("presence", view.Check)
 
-	// Bind before starting anything, so that a taken port fails the start.
-	var srv *http.Server
-	var ln net.Listener
-	if cfg.HTTPAddr != "" {
-		if ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-			return fmt.Errorf("notification: admin endpoints: %w", err)
-		}
-		srv = &http.Server{Handler: cfg.Admin.Handler(), ReadHeaderTimeout: 5 * time.Second}
-		log.Info("admin endpoints listening", "addr", ln.Addr().String())
-	}
-
-	// The view, the dispatcher and the admin server outlive the consumer: they stop only
-	// after it committed its last batch, so that batch still sees presence, its
-	// notifications still reach the dispatcher (which then drains) and /metrics answers.
-	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
-	defer func() {
-		stopBG()
-		if srv != nil {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-		}
-		wg.Wait()
-	}()
-	if srv != nil {
-		wg.Go(func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("admin endpoints failed", "error", err)
-			}
-		})
-	}
-	wg.Go(func() { _ = dispatcher.Run(bg) })
-	viewFailed := make(chan error, 1)
-	wg.Go(func() {
-		if err := view.Run(bg); err != nil && bg.Err() == nil {
-			viewFailed <- err
-		}
-	})
-
-	start := time.Now()
-	select {
-	case <-view.CaughtUp():
-		log.Info("presence view ready; consuming", "took", time.Since(start).String(), "group", cfg.Group,
-			"topic_prefix", cfg.TopicPrefix)
-	case err := <-viewFailed:
-		return fmt.Errorf("notification: presence view: %w", err)
-	case <-ctx.Done():
-		log.Info("stopped before the presence view caught up")
-		return nil
-	}
-	return runner.Run(ctx)
+	// The view and the dispatcher outlive the consumer: they stop only after it committed
+	// its last batch, so that batch still sees presence and its notifications still reach
+	// the dispatcher (which then drains).
+	return service.Runner{
+		Name: name, HTTPAddr: cfg.HTTPAddr, Admin: cfg.Admin, Logger: log.With("group", cfg.Group, "topic_prefix", cfg.TopicPrefix),
+		Parts: []service.Part{
+			{Name: "dispatcher", Run: func(ctx context.Context) error { _ = dispatcher.Run(ctx); return nil }},
+			{Name: "presence view", Run: view.Run},
+		},
+		Ready: view.CaughtUp(), ReadyWhat: "presence view",
+		Main: runner.Run,
+	}.Run(ctx)
 }
