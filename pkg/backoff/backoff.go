@@ -9,6 +9,7 @@ package backoff
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"time"
 )
@@ -116,8 +117,23 @@ func (b *Backoff) Wait(ctx context.Context) error {
 // Sleep waits for d, or returns ctx's error as soon as ctx ends (at once if it has
 // already ended, even for d <= 0).
 func Sleep(ctx context.Context, d time.Duration) error {
+	return SleepOr(ctx, d, nil)
+}
+
+// ErrStopped is returned by SleepOr when its stop channel closed first.
+var ErrStopped = errors.New("backoff: stopped")
+
+// SleepOr is Sleep that also returns early, with ErrStopped, once stop closes: a shutdown
+// signal that must end waits without cancelling ctx (work in hand goes on). A nil stop
+// never closes.
+func SleepOr(ctx context.Context, d time.Duration, stop <-chan struct{}) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	select {
+	case <-stop:
+		return ErrStopped
+	default:
 	}
 	if d <= 0 {
 		return nil
@@ -129,5 +145,7 @@ func Sleep(ctx context.Context, d time.Duration) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-stop:
+		return ErrStopped
 	}
 }

@@ -153,3 +153,45 @@ func TestBackoff_Wait_deadline(t *testing.T) {
 		t.Fatalf("err = %v, want context.DeadlineExceeded", err)
 	}
 }
+
+func TestSleepOr(t *testing.T) {
+	closed := make(chan struct{})
+	close(closed)
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	tests := []struct {
+		name    string
+		ctx     context.Context
+		stop    <-chan struct{}
+		d       time.Duration
+		wantErr error
+	}{
+		{"nil stop sleeps", context.Background(), nil, 10 * ms, nil},
+		{"open stop sleeps", context.Background(), make(chan struct{}), 10 * ms, nil},
+		{"closed stop", context.Background(), closed, time.Hour, backoff.ErrStopped},
+		{"closed stop, zero wait", context.Background(), closed, 0, backoff.ErrStopped},
+		{"ended ctx wins", cancelled, closed, time.Hour, context.Canceled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := backoff.SleepOr(tt.ctx, tt.d, tt.stop); !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestSleepOr_stop_while_waiting(t *testing.T) {
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- backoff.SleepOr(context.Background(), time.Hour, stop) }()
+	close(stop)
+	select {
+	case err := <-done:
+		if !errors.Is(err, backoff.ErrStopped) {
+			t.Fatalf("err = %v, want ErrStopped", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("SleepOr did not return when stop closed")
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/kchat/kchat/pkg/backoff"
 )
 
 // errStopping is returned by wait when the runner is shutting down: a transient failure is
@@ -21,14 +23,8 @@ func withStopping(ctx context.Context, stopping <-chan struct{}) context.Context
 // wait sleeps for d, or returns early with ctx's error or errStopping.
 func wait(ctx context.Context, d time.Duration) error {
 	stopping, _ := ctx.Value(stoppingKey{}).(<-chan struct{})
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-stopping:
-		return errStopping
+	if err := backoff.SleepOr(ctx, d, stopping); !errors.Is(err, backoff.ErrStopped) {
+		return err
 	}
+	return errStopping
 }

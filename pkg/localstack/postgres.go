@@ -237,7 +237,7 @@ func syscallKill(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
 // the lock pkg/stacktest takes around Up, and it waits for the old process itself, not
 // for the pid file, which someone else's Up may already have rewritten.
 func (s *Stack) RestartPostgres(ctx context.Context, crash bool) error {
-	unlock, err := flock(filepath.Join(s.cfg.CacheDir, "stack.lock"))
+	unlock, err := Flock(filepath.Join(s.cfg.CacheDir, "stack.lock"))
 	if err != nil {
 		return err
 	}
@@ -301,8 +301,9 @@ func alive(pid int) bool {
 	return len(f) > 2 && f[2] != "Z"
 }
 
-// flock takes an exclusive lock on path, creating it if needed.
-func flock(path string) (func(), error) {
+// Flock takes an exclusive lock on path (flock(2)), creating it if needed, and returns
+// its release. It blocks while another process holds the lock.
+func Flock(path string) (func(), error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, err
 	}

@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -68,7 +67,7 @@ func start() (*Env, error) {
 		return nil, err
 	}
 	// Test binaries of several packages run at once; one of them starts the stack.
-	unlock, err := lockFile(filepath.Join(root, ".cache", "stack.lock"))
+	unlock, err := localstack.Flock(filepath.Join(root, ".cache", "stack.lock"))
 	if err != nil {
 		return nil, err
 	}
@@ -101,21 +100,6 @@ func RepoRoot() (string, error) {
 		}
 		dir = parent
 	}
-}
-
-func lockFile(path string) (func(), error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
 }
 
 // UniqueName returns prefix plus random hex, safe as a topic, group or database name.
@@ -235,7 +219,7 @@ func WaitTopicsReady(ctx context.Context, client *kafka.Client, names []string) 
 // The lock is held until the test ends.
 func (e *Env) ExclusiveFaults(t testing.TB) {
 	t.Helper()
-	unlock, err := lockFile(filepath.Join(e.Root, ".cache", "faults.lock"))
+	unlock, err := localstack.Flock(filepath.Join(e.Root, ".cache", "faults.lock"))
 	if err != nil {
 		t.Fatalf("stacktest: %v", err)
 	}
