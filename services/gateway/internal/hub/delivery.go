@@ -405,7 +405,10 @@ func (s *Session) sleep(d time.Duration) {
 	}
 }
 
-type followRequest struct{ cursor, lastSeq int64 }
+type followRequest struct {
+	cursor, lastSeq int64
+	explicit        bool
+}
 
 // settleFollows marks the session ready for automatic subscriptions (it has handled a
 // frame since authenticating, so a hello's own subscriptions are in place) and follows
@@ -421,7 +424,7 @@ func (s *Session) settleFollows() {
 	s.deferred = nil
 	s.mu.Unlock()
 	for room, f := range deferred {
-		s.follow(room, f.cursor, f.lastSeq, false)
+		s.follow(room, f.cursor, f.lastSeq, f.explicit)
 	}
 }
 
@@ -435,12 +438,14 @@ func (s *Session) follow(room string, cursor, lastSeq int64, explicit bool) {
 	if s.closing || s.user == nil || s.subs[room] != nil || (!explicit && s.dropped[room]) {
 		return
 	}
-	if !explicit && !s.followReady {
+	if !s.followReady {
+		// Explicit or not: even a join or DM handled here (UserJoined) reaches every
+		// connection of the user, and one still in its hello decides its own since_seq.
 		if s.deferred == nil {
 			s.deferred = map[string]followRequest{}
 		}
-		if _, ok := s.deferred[room]; !ok {
-			s.deferred[room] = followRequest{cursor: cursor, lastSeq: lastSeq}
+		if f, ok := s.deferred[room]; !ok || explicit && !f.explicit {
+			s.deferred[room] = followRequest{cursor: cursor, lastSeq: lastSeq, explicit: explicit}
 		}
 		return
 	}

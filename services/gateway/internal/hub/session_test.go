@@ -386,7 +386,7 @@ func waitFor(t *testing.T, cond func() bool) {
 // followed from the join entry once it has.
 func TestSession_timeline_follow_waits_for_the_clients_own_subscriptions(t *testing.T) {
 	t.Parallel()
-	tl := &fakeTimeline{last: map[string]int64{"r": 3, "q": 7}}
+	tl := &fakeTimeline{last: map[string]int64{"r": 3, "q": 7, "d": 5}}
 	h := newTestHub(t, tl, Config{})
 	out := newFakeOut(64)
 	s := h.Attach(out)
@@ -401,6 +401,7 @@ func TestSession_timeline_follow_waits_for_the_clients_own_subscriptions(t *test
 	}
 	h.Deliver(context.Background(), event.Envelope{}, join("r", 3))
 	h.Deliver(context.Background(), event.Envelope{}, join("q", 7))
+	h.UserJoined("u1", "d", 5) // a DM opened through this gateway by someone else
 	s.mu.Lock()
 	early := len(s.subs)
 	s.mu.Unlock()
@@ -411,19 +412,20 @@ func TestSession_timeline_follow_waits_for_the_clients_own_subscriptions(t *test
 	// The hello asks for r from the start; then the session settles.
 	zero := int64(0)
 	s.subscribe(context.Background(), u, "r", &zero, "hello")
+	s.subscribe(context.Background(), u, "d", &zero, "hello")
 	s.settleFollows()
 	s.mu.Lock()
-	rBase, q := s.subs["r"].base, s.subs["q"]
+	rBase, dBase, q := s.subs["r"].base, s.subs["d"].base, s.subs["q"]
 	s.mu.Unlock()
-	if rBase != 0 {
-		t.Fatalf("r followed from %d, want the client's since_seq 0", rBase)
+	if rBase != 0 || dBase != 0 {
+		t.Fatalf("r followed from %d, d from %d; want the client's since_seq 0 for both", rBase, dBase)
 	}
 	if q == nil || q.base != 6 {
 		t.Fatalf("q: %+v, want followed from its join entry (cursor 6)", q)
 	}
 	got := map[string][]int64{}
 	deadline := time.Now().Add(2 * time.Second)
-	for (len(got["r"]) < 3 || len(got["q"]) < 1) && time.Now().Before(deadline) {
+	for (len(got["r"]) < 3 || len(got["q"]) < 1 || len(got["d"]) < 5) && time.Now().Before(deadline) {
 		for _, it := range out.q.TakeAll() {
 			if it.Class == transport.Timeline {
 				got[it.Room] = append(got[it.Room], it.Seq)
@@ -436,4 +438,5 @@ func TestSession_timeline_follow_waits_for_the_clients_own_subscriptions(t *test
 	}
 	assertContiguous(t, got["r"], 1, 3)
 	assertContiguous(t, got["q"], 7, 7)
+	assertContiguous(t, got["d"], 1, 5)
 }
