@@ -179,7 +179,7 @@ func TestE2E(t *testing.T) {
 		ca.Send(map[string]any{"type": "dm", "to": "carol", "client_msg_id": "dm-1", "text": "secret", "ref": "dm"})
 		ack := ca.Expect("ack", "dm")
 		room := ack.Str("room")
-		// Alice's connection (gateway A) and Carol's (gateway B, via the membership watcher) both get it.
+		// Alice's connection (gateway A) and Carol's (gateway B, from the DM's entry on chat.stored) both get it.
 		for name, c := range map[string]*gwtest.Client{"alice": ca, "carol": cc} {
 			es := collect(t, c, room, 1, 20*time.Second)
 			if len(es) != 1 || es[0].text != "secret" || es[0].id != ack.Str("message_id") {

@@ -68,8 +68,8 @@ func (b *Bench) fanRun(ctx context.Context, name string, members, senders []user
 		}
 		switch string(typ) {
 		case protocol.TypeSynced, protocol.TypeSubscribed:
-			// The gateway's membership watcher may have subscribed the connection on its
-			// own before ours arrived (then ours only gets "subscribed"): either means
+			// The gateway may have subscribed the connection on its own (a join entry)
+			// before ours arrived (then ours only gets "subscribed"): either means
 			// the room is followed; the warm-up below proves delivery.
 			if !ready[k].Swap(true) {
 				synced.Add(1)

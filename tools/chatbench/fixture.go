@@ -45,9 +45,9 @@ func (b *Bench) users(ctx context.Context, prefix string, n int) ([]user, error)
 
 // rooms creates rooms with their members.
 func (b *Bench) rooms(ctx context.Context, members map[string][]string) error {
-	// joined_at is backdated: the gateways' membership watcher auto-subscribes online
-	// users to rooms they joined in the last seconds, which would make every sender a
-	// receiver too. Bench connections follow exactly the rooms they subscribe to.
+	// Rows written directly, with no join entries in the timeline: the gateways follow a
+	// room automatically only from a join entry, so bench connections follow exactly the
+	// rooms they subscribe to.
 	joined := time.Now().Add(-24 * time.Hour)
 	var rrows, mrows [][]any
 	for room, us := range members {

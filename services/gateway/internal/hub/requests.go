@@ -288,8 +288,8 @@ func (s *Session) onDM(ctx context.Context, u chat.User, f *protocol.DM, arrived
 		s.replyErr(f.Ref, err)
 		return
 	}
-	// Both people follow the DM from now on, on this gateway at once; on other gateways the
-	// membership watcher picks it up.
+	// Both people follow the DM from now on, on this gateway at once; on other gateways
+	// its first entry on chat.stored (which names the members) does it.
 	s.hub.UserJoined(u.ID, r.ID, r.LastSeq)
 	s.hub.UserJoined(other.ID, r.ID, r.LastSeq)
 	s.send(ctx, u, f.Ref, arrived, chat.SendRequest{Room: r.ID, ClientMsgID: f.ClientMsgID, Text: f.Text})
