@@ -9,7 +9,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/url"
 	"os"
@@ -185,33 +184,11 @@ func (e *Env) Topics(t testing.TB) func(name string) string {
 	return func(name string) string { return prefix + name }
 }
 
-// WaitTopicsReady waits until every partition of the topics has a leader: right after
-// creation, produce requests can fail with "unknown topic or partition".
+// WaitTopicsReady waits until every broker knows a leader for every partition of the
+// topics: right after creation, produce requests can fail with "unknown topic or
+// partition" (see topics.WaitKnown).
 func WaitTopicsReady(ctx context.Context, client *kafka.Client, names []string) error {
-	for {
-		md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
-		ready := err == nil && len(md.Topics) == len(names)
-		if ready {
-			for _, t := range md.Topics {
-				if t.Error != nil || len(t.Partitions) == 0 {
-					ready = false
-				}
-				for _, p := range t.Partitions {
-					if p.Leader.ID < 0 || p.Leader.Host == "" {
-						ready = false
-					}
-				}
-			}
-		}
-		if ready {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("topics not ready: %v (last error: %v)", ctx.Err(), err)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	return topics.WaitKnown(ctx, client, names)
 }
 
 // ExclusiveFaults serialises tests that take brokers down: two of them at once (say in

@@ -232,13 +232,29 @@ func create(ctx context.Context, admin Admin, spec Spec) error {
 	})
 }
 
-// Apply plans and executes in one go, returning what it changed.
+// Apply plans and executes in one go, returning what it changed. Topics it created or
+// grew are known to every broker when it returns (WaitKnown), so a client may use them
+// at once.
 func Apply(ctx context.Context, admin Admin, f File) (Plan, error) {
 	plan, err := MakePlan(ctx, admin, f)
 	if err != nil {
 		return nil, err
 	}
 	if err := Execute(ctx, admin, plan); err != nil {
+		return nil, err
+	}
+	grown := map[string]int{}
+	for _, c := range plan {
+		if c.Action == ActionCreate || c.Action == ActionAddPartitions {
+			grown[c.Topic] = 0
+		}
+	}
+	for _, t := range f.Topics {
+		if _, ok := grown[t.Name]; ok {
+			grown[t.Name] = t.Partitions
+		}
+	}
+	if err := waitKnown(ctx, admin, grown); err != nil {
 		return nil, err
 	}
 	return plan, nil

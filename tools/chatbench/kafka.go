@@ -51,64 +51,11 @@ func (b *Bench) applyTopics(ctx context.Context, f topics.File) (func(), error) 
 	if err := stacktest.WaitTopicsReady(wctx, client, f.Names()); err != nil {
 		return nil, err
 	}
-	// One broker knowing the leaders is not all of them knowing: a client whose metadata
-	// came from a broker that has not caught up gets "unknown topic or partition". Wait
-	// until every broker's own metadata has a leader for every partition. (The clients'
-	// warm-ups then prove it with records that round-trip.)
-	// (kafka-go's Client answers metadata from its transport's cache, so each broker is
-	// asked over a connection of its own.)
-	for _, addr := range b.cfg.Brokers {
-		if err := waitBrokerKnows(wctx, addr, f); err != nil {
-			return nil, err
-		}
-	}
 	return func() {
 		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_, _ = client.DeleteTopics(dctx, &kafka.DeleteTopicsRequest{Topics: f.Names()})
 	}, nil
-}
-
-// waitBrokerKnows waits until the broker at addr itself reports a leader for every
-// partition of the topics in f.
-func waitBrokerKnows(ctx context.Context, addr string, f topics.File) error {
-	var last error
-	for {
-		if last = brokerKnows(ctx, addr, f); last == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("broker %s: topics not ready: %w", addr, last)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-func brokerKnows(ctx context.Context, addr string, f topics.File) error {
-	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	conn, err := kafka.DialContext(dctx, "tcp", addr)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	for _, t := range f.Topics {
-		parts, err := conn.ReadPartitions(t.Name)
-		if err != nil {
-			return err
-		}
-		if len(parts) == 0 || (t.Partitions > 0 && len(parts) != t.Partitions) {
-			return fmt.Errorf("%s: %d partitions known", t.Name, len(parts))
-		}
-		for _, p := range parts {
-			if p.Leader.ID < 0 || p.Leader.Host == "" {
-				return fmt.Errorf("%s/%d: no leader", t.Name, p.ID)
-			}
-		}
-	}
-	return nil
 }
 
 // submittedMessages builds n distinct, valid message.submitted records keyed by room, as
