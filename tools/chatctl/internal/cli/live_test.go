@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -121,6 +122,41 @@ func TestLive_topics_health_and_lag(t *testing.T) {
 	}
 	if total != 2 {
 		t.Fatalf("total lag %d, want 2\n%s", total, out)
+	}
+}
+
+// A broker in the middle of dying accepts a connection and resets it. The
+// health check is run exactly then, so it must go on to the next bootstrap
+// broker instead of failing (make test once failed this way right after a
+// broker was killed).
+func TestLive_cluster_answers_past_a_resetting_broker(t *testing.T) {
+	senv := stacktest.Get(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.(*net.TCPConn).SetLinger(0) // close sends RST, as a killed process does
+			c.Close()
+		}
+	}()
+	vars := map[string]string{"KAFKA_BROKERS": ln.Addr().String() + "," + strings.Join(senv.Brokers, ",")}
+	// kafka-go alone shuffles the bootstrap list, so it meets the resetting
+	// broker first on one try in four: eight tries make that near certain.
+	for range 8 {
+		code, out, errs := runLive(t, vars, "cluster", "-json", "-topics", senv.Topics(t)(topics.Submitted))
+		var r struct {
+			Brokers []json.RawMessage `json:"brokers"`
+		}
+		if err := json.Unmarshal([]byte(out), &r); err != nil || len(r.Brokers) == 0 {
+			t.Fatalf("cluster -json with a resetting first broker: exit %d, %v\n%s%s", code, err, out, errs)
+		}
 	}
 }
 

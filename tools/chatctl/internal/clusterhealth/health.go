@@ -4,12 +4,16 @@ package clusterhealth
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol"
 	metadataAPI "github.com/segmentio/kafka-go/protocol/metadata"
 )
 
@@ -44,21 +48,48 @@ type PartitionMetadata struct {
 }
 
 // ReadMetadata asks the cluster for its metadata through the client's
-// transport (a raw Metadata request, so broker ids survive).
+// transport (a raw Metadata request, so broker ids survive). It asks the
+// bootstrap brokers one at a time until one answers: a health check is run
+// exactly when a broker may be dying, and a dying broker can accept a
+// connection and then reset it, which the transport does not retry.
 func ReadMetadata(ctx context.Context, client *kafka.Client, topics []string) (*Metadata, error) {
 	rt := client.Transport
 	if rt == nil {
 		rt = kafka.DefaultTransport
 	}
-	if client.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, client.Timeout)
-		defer cancel()
+	var errs []error
+	for _, addr := range bootstrapAddrs(client.Addr) {
+		attemptCtx, cancel := ctx, context.CancelFunc(func() {})
+		if client.Timeout > 0 {
+			attemptCtx, cancel = context.WithTimeout(ctx, client.Timeout)
+		}
+		m, err := rt.RoundTrip(attemptCtx, addr, &metadataAPI.Request{TopicNames: topics})
+		cancel()
+		if err == nil {
+			return parseMetadata(m)
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+		if ctx.Err() != nil {
+			break
+		}
 	}
-	m, err := rt.RoundTrip(ctx, client.Addr, &metadataAPI.Request{TopicNames: topics})
-	if err != nil {
-		return nil, err
+	return nil, errors.Join(errs...)
+}
+
+// bootstrapAddrs splits a multi-address (kafka.TCP with several hosts) into
+// one address per broker, keeping the order the operator gave.
+func bootstrapAddrs(addr net.Addr) []net.Addr {
+	hosts := strings.Split(addr.String(), ",")
+	out := make([]net.Addr, 0, len(hosts))
+	for _, h := range hosts {
+		if h = strings.TrimSpace(h); h != "" {
+			out = append(out, kafka.TCP(h))
+		}
 	}
+	return out
+}
+
+func parseMetadata(m protocol.Message) (*Metadata, error) {
 	res, ok := m.(*metadataAPI.Response)
 	if !ok {
 		return nil, fmt.Errorf("unexpected metadata answer %T", m)
