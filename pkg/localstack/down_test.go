@@ -22,7 +22,7 @@ func TestDown_stops_every_broker_cleanly_within_15s(t *testing.T) {
 	root := repoRoot(t)
 	st, err := New(Config{Root: root, StateDir: t.TempDir(), CacheDir: filepath.Join(root, ".cache"), KafkaHeapMB: 256,
 		KafkaPorts: []int{freePort(t), freePort(t), freePort(t)}, ControllerPorts: []int{freePort(t), freePort(t), freePort(t)},
-		PostgresPort: freePort(t)})
+		MetricsPorts: []int{freePort(t), freePort(t), freePort(t)}, PostgresPort: freePort(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,6 +72,9 @@ func (s *Stack) upKafka(ctx context.Context) error {
 	if err := s.fetchKafka(ctx); err != nil {
 		return err
 	}
+	if _, err := s.fetchJMXExporter(ctx); err != nil {
+		return err
+	}
 	clusterID, err := s.clusterID(ctx, java)
 	if err != nil {
 		return err
@@ -83,7 +86,7 @@ func (s *Stack) upKafka(ctx context.Context) error {
 		if err := s.prepareNode(ctx, java, id, clusterID); err != nil {
 			return err
 		}
-		if err := s.startNode(java, id); err != nil {
+		if err := s.startNode(ctx, java, id); err != nil {
 			return err
 		}
 	}
@@ -101,6 +104,29 @@ func (s *Stack) fetchKafka(ctx context.Context) error {
 		return err
 	}
 	return os.WriteFile(done, nil, 0o644)
+}
+
+// fetchJMXExporter resolves the Prometheus JMX exporter agent with Maven once, like the
+// Kafka jars, and returns the jar's path. It is not optional: the alert rules need the
+// brokers' metrics, so a failed download stops the stack with the same clear error as a
+// missing Kafka jar rather than starting brokers that cannot be watched.
+func (s *Stack) fetchJMXExporter(ctx context.Context) (string, error) {
+	dir := s.jmxExporterDir()
+	if _, err := os.Stat(filepath.Join(dir, ".complete")); err != nil {
+		if err := s.mavenCopy(ctx, "jmx-exporter-pom.xml", dir, "copy-dependencies", "-DexcludeTransitive=true"); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(filepath.Join(dir, ".complete"), nil, 0o644); err != nil {
+			return "", err
+		}
+	}
+	// The version is the pom's business; take whichever agent jar it resolved.
+	jars, _ := filepath.Glob(filepath.Join(dir, "jmx_prometheus_javaagent-*.jar"))
+	if len(jars) != 1 {
+		return "", fmt.Errorf("%w: want one jmx_prometheus_javaagent jar in %s, found %d; delete the folder to fetch it again",
+			ErrPrerequisite, dir, len(jars))
+	}
+	return jars[0], nil
 }
 
 func (s *Stack) mavenCopy(ctx context.Context, pom, outDir string, goal string, extra ...string) error {
@@ -145,6 +171,9 @@ func (s *Stack) prepareNode(ctx context.Context, java string, id int, clusterID 
 	if err := checkPortFree(s.controllerPort(id), s.kafkaName(id)+" controller"); err != nil {
 		return err
 	}
+	if err := checkPortFree(s.metricsPort(id), s.kafkaName(id)+" JMX exporter"); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(s.kafkaDataDir(id), 0o755); err != nil {
 		return err
 	}
@@ -169,11 +198,19 @@ func (s *Stack) prepareNode(ctx context.Context, java string, id int, clusterID 
 	return nil
 }
 
-func (s *Stack) startNode(java string, id int) error {
-	s.log.Info("starting", "process", s.kafkaName(id), "port", s.kafkaPort(id))
+// startNode starts one broker JVM with the JMX exporter agent serving its metrics on
+// 127.0.0.1 only (agent argument "host:port:config"). The agent's HTTP server starts
+// before Kafka's main class, so the metrics port answers a moment before the broker does.
+func (s *Stack) startNode(ctx context.Context, java string, id int) error {
+	agent, err := s.fetchJMXExporter(ctx)
+	if err != nil {
+		return err
+	}
+	s.log.Info("starting", "process", s.kafkaName(id), "port", s.kafkaPort(id), "metrics_port", s.metricsPort(id))
 	heap := fmt.Sprintf("%dm", s.cfg.KafkaHeapMB)
 	cmd := exec.Command(java,
 		"-Xms256m", "-Xmx"+heap, "-XX:+UseSerialGC", "-Xshare:auto",
+		fmt.Sprintf("-javaagent:%s=127.0.0.1:%d:%s", agent, s.metricsPort(id), s.jmxExporterConfig()),
 		"-Djava.awt.headless=true",
 		"-Dlog4j2.configurationFile="+s.log4jConfig(),
 		"-Dkafka.logs.dir="+s.logDir(),
@@ -208,7 +245,7 @@ func (s *Stack) StartBroker(ctx context.Context, id int) error {
 	if err != nil {
 		return err
 	}
-	if err := s.startNode(java, id); err != nil {
+	if err := s.startNode(ctx, java, id); err != nil {
 		return err
 	}
 	return s.WaitKafka(ctx, 2*time.Minute)

@@ -1,6 +1,8 @@
 // Package localstack runs the platform's backing services on 127.0.0.1 without Docker:
 // a three-node Apache Kafka cluster in KRaft mode (combined broker+controller JVMs with a
 // static quorum) from Maven Central jars, and a PostgreSQL server from relocatable binaries.
+// Each broker JVM carries the Prometheus JMX exporter java agent, so its metrics (replica
+// health, controller, traffic) can be scraped over HTTP like the services' /metrics.
 //
 // Every process it starts is recorded in a pid file under the state directory, so that
 // Down stops exactly those and a second Up leaves running ones alone.
@@ -38,6 +40,7 @@ type Config struct {
 	CacheDir        string
 	KafkaPorts      []int // default 9092, 9093, 9094
 	ControllerPorts []int // default 19092, 19093, 19094
+	MetricsPorts    []int // default 7071, 7072, 7073: the brokers' JMX exporters (/metrics)
 	PostgresPort    int   // default 5433
 	KafkaHeapMB     int   // default 512 per JVM: three of them share 2 cores
 	Logger          *slog.Logger
@@ -55,6 +58,9 @@ func (c *Config) setDefaults() {
 	}
 	if len(c.ControllerPorts) == 0 {
 		c.ControllerPorts = []int{19092, 19093, 19094}
+	}
+	if len(c.MetricsPorts) == 0 {
+		c.MetricsPorts = []int{7071, 7072, 7073}
 	}
 	if c.PostgresPort == 0 {
 		c.PostgresPort = 5433
@@ -86,6 +92,9 @@ type exit struct {
 type Info struct {
 	Brokers     []string
 	DatabaseURL string // the server's maintenance database; see DatabaseURLFor
+	// BrokerMetrics are the brokers' JMX exporter addresses (host:port, path /metrics),
+	// in broker order.
+	BrokerMetrics []string
 }
 
 // New validates the config; it starts nothing.
@@ -94,8 +103,8 @@ func New(cfg Config) (*Stack, error) {
 		return nil, errors.New("localstack: Config.Root is required")
 	}
 	cfg.setDefaults()
-	if len(cfg.KafkaPorts) != 3 || len(cfg.ControllerPorts) != 3 {
-		return nil, errors.New("localstack: exactly three Kafka and controller ports are needed")
+	if len(cfg.KafkaPorts) != 3 || len(cfg.ControllerPorts) != 3 || len(cfg.MetricsPorts) != 3 {
+		return nil, errors.New("localstack: exactly three Kafka, controller and metrics ports are needed")
 	}
 	return &Stack{cfg: cfg, log: cfg.Logger}, nil
 }
@@ -106,7 +115,11 @@ func (s *Stack) Info() Info {
 	for i, p := range s.cfg.KafkaPorts {
 		brokers[i] = fmt.Sprintf("127.0.0.1:%d", p)
 	}
-	return Info{Brokers: brokers, DatabaseURL: s.DatabaseURLFor("postgres")}
+	metrics := make([]string, len(s.cfg.MetricsPorts))
+	for i, p := range s.cfg.MetricsPorts {
+		metrics[i] = fmt.Sprintf("127.0.0.1:%d", p)
+	}
+	return Info{Brokers: brokers, DatabaseURL: s.DatabaseURLFor("postgres"), BrokerMetrics: metrics}
 }
 
 // DatabaseURLFor returns the URL of one database on the local server.
@@ -181,7 +194,9 @@ type ProcessStatus struct {
 	PID     int
 	Running bool
 	Port    int
-	LogFile string
+	// MetricsPort is a broker's JMX exporter port (0 for PostgreSQL).
+	MetricsPort int
+	LogFile     string
 }
 
 // Status lists the managed processes.
@@ -190,7 +205,8 @@ func (s *Stack) Status() []ProcessStatus {
 	for id := 1; id <= 3; id++ {
 		name := s.kafkaName(id)
 		pid, ok := s.running(name)
-		out = append(out, ProcessStatus{Name: name, PID: pid, Running: ok, Port: s.cfg.KafkaPorts[id-1], LogFile: s.logFile(name)})
+		out = append(out, ProcessStatus{Name: name, PID: pid, Running: ok, Port: s.cfg.KafkaPorts[id-1],
+			MetricsPort: s.cfg.MetricsPorts[id-1], LogFile: s.logFile(name)})
 	}
 	pid, ok := s.running("postgres")
 	out = append(out, ProcessStatus{Name: "postgres", PID: pid, Running: ok, Port: s.cfg.PostgresPort, LogFile: s.logFile("postgres")})
@@ -211,6 +227,11 @@ func (s *Stack) kafkaProps(id int) string   { return filepath.Join(s.kafkaDir(id
 func (s *Stack) kafkaDataDir(id int) string { return filepath.Join(s.kafkaDir(id), "data") }
 func (s *Stack) clusterIDFile() string      { return filepath.Join(s.cfg.StateDir, "cluster-id") }
 func (s *Stack) kafkaLibDir() string        { return filepath.Join(s.cfg.CacheDir, "kafka-lib") }
+func (s *Stack) jmxExporterDir() string     { return filepath.Join(s.cfg.CacheDir, "jmx-exporter") }
+func (s *Stack) metricsPort(id int) int     { return s.cfg.MetricsPorts[id-1] }
+func (s *Stack) jmxExporterConfig() string {
+	return filepath.Join(s.cfg.Root, "deploy", "prometheus", "jmx-exporter.yaml")
+}
 func (s *Stack) pomPath(name string) string {
 	return filepath.Join(s.cfg.Root, "deploy", "localstack", "maven", name)
 }
