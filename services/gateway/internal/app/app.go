@@ -242,6 +242,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	// Hijacked WebSockets are not tracked by Shutdown: it only stops the listener and
 	// waits for REST requests in flight.
 	go func() { _ = srv.Shutdown(sctx) }()
+	a.ws.Stop() // before the hub closes sessions, so none opens after it has
 	a.hub.Shutdown(sctx)
 	wsDone := make(chan struct{})
 	go func() { a.ws.Wait(); close(wsDone) }()

@@ -344,3 +344,66 @@ func TestAppendFrame_header(t *testing.T) {
 		}
 	}
 }
+
+// Upgrades racing a shutdown are either served and waited for, or refused (503 before the
+// upgrade, 1012 after it); none is added to the wait group while Wait runs, which the race
+// detector reports as a WaitGroup misuse.
+func TestHandler_stop_refuses_connections_that_race_shutdown(t *testing.T) {
+	o := &testOpener{conns: make(chan *Conn, 64), closed: make(chan *Conn, 64)}
+	h := NewHandler(Config{}, o, nil, nil)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"
+
+	var dialers sync.WaitGroup
+	refused := make(chan int, 64)
+	for range 32 {
+		dialers.Add(1)
+		go func() {
+			defer dialers.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			ws, resp, err := websocket.Dial(ctx, url, nil)
+			if err != nil {
+				if resp != nil {
+					refused <- resp.StatusCode
+				}
+				return
+			}
+			defer ws.CloseNow()
+			_, _, err = ws.Read(ctx)
+			if websocket.CloseStatus(err) == websocket.StatusCode(protocol.CloseServiceRestart) {
+				refused <- 1012
+			}
+		}()
+	}
+	// Close every session the opener hands over, as the hub does at shutdown.
+	stopClosing := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case c := <-o.conns:
+				c.Close(protocol.CloseServiceRestart, protocol.ReasonShutdown, nil, false)
+			case <-stopClosing:
+				return
+			}
+		}
+	}()
+	h.Stop()
+	h.Wait()
+	dialers.Wait()
+	close(stopClosing)
+	close(refused)
+	for code := range refused {
+		if code != http.StatusServiceUnavailable && code != 1012 {
+			t.Fatalf("refused with %d", code)
+		}
+	}
+	// After Stop, a new connection is refused before the upgrade.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, resp, err := websocket.Dial(ctx, url, nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("dial after Stop: %v, %+v", err, resp)
+	}
+}

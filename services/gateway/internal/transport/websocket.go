@@ -79,7 +79,12 @@ type Handler struct {
 	opener  Opener
 	counter FrameCounter
 	log     *slog.Logger
-	wg      sync.WaitGroup
+
+	// mu orders wg.Add against Stop: a WaitGroup may not be added to from zero while
+	// Wait runs, and an upgrade can still be in flight when shutdown begins.
+	mu       sync.Mutex
+	stopping bool
+	wg       sync.WaitGroup
 }
 
 // NewHandler returns the endpoint. counter and log may be nil.
@@ -91,8 +96,35 @@ func NewHandler(cfg Config, opener Opener, counter FrameCounter, log *slog.Logge
 	return &Handler{cfg: cfg, opener: opener, counter: counter, log: log}
 }
 
-// Wait blocks until every connection's goroutines have ended (after shutdown closed them).
+// Stop refuses every connection from now on: a request still arriving during shutdown
+// gets 503, and one whose upgrade was under way is closed with 1012 so the client goes to
+// another gateway; nobody opens a session that shutdown would no longer close.
+func (h *Handler) Stop() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.stopping = true
+}
+
+// Wait blocks until every connection's goroutines have ended (after shutdown closed
+// them). Call Stop first.
 func (h *Handler) Wait() { h.wg.Wait() }
+
+// track counts a new connection unless the handler is stopping.
+func (h *Handler) track() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopping {
+		return false
+	}
+	h.wg.Add(1)
+	return true
+}
+
+func (h *Handler) stopped() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.stopping
+}
 
 // ServeHTTP upgrades, opens the session and starts the connection's read loop. The read
 // loop is the only goroutine an idle connection has: the writer and the worker run only
@@ -102,6 +134,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusForbidden)
 		_, _ = w.Write(protocol.Encode(map[string]string{"code": protocol.CodeForbidden, "message": "origin not allowed"}))
+		return
+	}
+	if h.stopped() {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write(protocol.Encode(map[string]string{"code": protocol.CodeUnavailable, "message": "gateway is shutting down"}))
 		return
 	}
 	hw := &hijackWriter{ResponseWriter: w}
@@ -117,7 +155,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = ws.CloseNow()
 		return
 	}
-	h.wg.Add(1)
+	if !h.track() {
+		_ = ws.Close(websocket.StatusCode(protocol.CloseServiceRestart), protocol.ReasonShutdown)
+		return
+	}
 	ws.SetReadLimit(h.cfg.ReadLimit)
 	ctx, cancel := context.WithCancel(context.Background())
 	c := newConn(ctx, cancel, ws, hw.wire, h.cfg, h.counter, h.log)
