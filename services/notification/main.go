@@ -6,11 +6,14 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/kchat/kchat/pkg/presence"
 	"github.com/kchat/kchat/pkg/service"
 	"github.com/kchat/kchat/services/notification/internal/app"
+	"github.com/kchat/kchat/services/notification/internal/email"
 )
 
 func main() {
@@ -19,7 +22,31 @@ func main() {
 	expiry := flag.Duration("presence-expiry", service.EnvDuration("PRESENCE_EXPIRY", presence.DefaultExpiry), "a gateway without a heartbeat for this long is dead (PRESENCE_EXPIRY)")
 	batchSize := flag.Int("batch-size", service.EnvInt("BATCH_SIZE", 100), "most events handled in one transaction (BATCH_SIZE)")
 	migrate := flag.Bool("migrate", false, "apply database migrations before starting (persistence normally does)")
+	// E-mail digests: off unless an SMTP host is given (docs/notifications.md).
+	smtpHost := flag.String("smtp-host", service.Env("SMTP_HOST", ""), "SMTP server for e-mail digests; empty: no e-mail (SMTP_HOST)")
+	smtpPort := flag.Int("smtp-port", service.EnvInt("SMTP_PORT", 0), "SMTP port (SMTP_PORT; default 587, 465 with -smtp-tls implicit)")
+	smtpUser := flag.String("smtp-user", service.Env("SMTP_USER", ""), "SMTP user; empty: no authentication (SMTP_USER)")
+	smtpPassword := flag.String("smtp-password", service.Env("SMTP_PASSWORD", ""), "SMTP password; prefer the environment (SMTP_PASSWORD)")
+	smtpTLS := flag.String("smtp-tls", service.Env("SMTP_TLS", email.TLSMandatory), "mandatory (STARTTLS), opportunistic, implicit (SMTPS) or none (SMTP_TLS)")
+	emailFrom := flag.String("email-from", service.Env("EMAIL_FROM", ""), `sender of e-mail digests, e.g. "kchat <noreply@example.com>" (EMAIL_FROM)`)
+	emailBaseURL := flag.String("email-base-url", service.Env("EMAIL_BASE_URL", ""), "where users open the web page; links in e-mails start with it (EMAIL_BASE_URL)")
+	emailKey := flag.String("email-token-key", service.Env("EMAIL_TOKEN_KEY", ""), "key signing unsubscribe links, at least 32 bytes, the gateways' too; prefer the environment (EMAIL_TOKEN_KEY)")
+	emailTimeout := flag.Duration("email-send-timeout", service.EnvDuration("EMAIL_SEND_TIMEOUT", 30*time.Second), "longest SMTP conversation of one digest (EMAIL_SEND_TIMEOUT)")
 	service.Main(f, func(ctx context.Context, logger *slog.Logger) error {
+		var mail *email.Config
+		if *smtpHost != "" {
+			tls, err := email.ParseTLSPolicy(*smtpTLS)
+			if err != nil {
+				return fmt.Errorf("-smtp-tls: %w", err)
+			}
+			mail = &email.Config{
+				SMTP: email.SMTPConfig{Host: *smtpHost, Port: *smtpPort, Username: *smtpUser, Password: *smtpPassword, TLS: tls},
+				From: *emailFrom, BaseURL: *emailBaseURL, TokenKey: []byte(*emailKey), SendTimeout: *emailTimeout,
+			}
+			if err := mail.Validate(); err != nil {
+				return fmt.Errorf("e-mail settings: %w", err)
+			}
+		}
 		return app.Run(ctx, app.Config{
 			Brokers:        f.Brokers,
 			DatabaseURL:    *databaseURL,
@@ -31,6 +58,7 @@ func main() {
 			PresenceExpiry: *expiry,
 			Migrate:        *migrate,
 			Logger:         logger,
+			Email:          mail,
 		})
 	})
 }

@@ -16,10 +16,12 @@ import (
 
 	"github.com/kchat/kchat/pkg/consumer"
 	"github.com/kchat/kchat/pkg/migrations"
+	"github.com/kchat/kchat/pkg/notifications"
 	"github.com/kchat/kchat/pkg/presence"
 	"github.com/kchat/kchat/pkg/producer"
 	"github.com/kchat/kchat/pkg/service"
 	"github.com/kchat/kchat/pkg/topics"
+	"github.com/kchat/kchat/services/notification/internal/email"
 	"github.com/kchat/kchat/services/notification/internal/handler"
 	"github.com/kchat/kchat/services/notification/internal/sender"
 )
@@ -43,6 +45,8 @@ type Config struct {
 	Logger         *slog.Logger
 	Admin          *service.Admin // where checks and metrics go (default: a new one)
 	Sender         sender.Sender  // outside channel (default: sender.Log)
+	// Email turns e-mail digests on (nil: off). Its Logger and Metrics are filled in.
+	Email *email.Config
 }
 
 func (c *Config) setDefaults() error {
@@ -109,8 +113,25 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	dispatcher := sender.NewDispatcher(cfg.Sender, sender.DispatcherConfig{Logger: log,
 		Metrics: sender.NewMetrics(cfg.Admin.Registry)})
+	parts := []service.Part{
+		{Name: "dispatcher", Run: func(ctx context.Context) error { _ = dispatcher.Run(ctx); return nil }},
+		{Name: "presence view", Run: view.Run},
+	}
+	var dispatch handler.Dispatcher = dispatcher
+	if cfg.Email != nil {
+		ec := *cfg.Email
+		ec.Logger, ec.Metrics = log.With("component", "email"), email.NewMetrics(cfg.Admin.Registry)
+		worker, err := email.New(pool, ec)
+		if err != nil {
+			return err
+		}
+		// The worker reads committed notifications from PostgreSQL; the handler only
+		// wakes it, so a slow SMTP server never holds up the consumer.
+		dispatch = dispatchers{dispatcher, worker}
+		parts = append(parts, service.Part{Name: "email digests", Run: worker.Run})
+	}
 	h, err := handler.New(pool, view, handler.Config{Topic: names.Of(topics.Notifications), Logger: log,
-		Metrics: handler.NewMetrics(cfg.Admin.Registry), Dispatch: dispatcher})
+		Metrics: handler.NewMetrics(cfg.Admin.Registry), Dispatch: dispatch})
 	if err != nil {
 		return err
 	}
@@ -132,16 +153,24 @@ func Run(ctx context.Context, cfg Config) error {
 	cfg.Admin.AddCheck("postgres", service.PostgresCheck(pool))
 	cfg.Admin.AddCheck("presence", view.Check)
 
-	// The view and the dispatcher outlive the consumer: they stop only after it committed
-	// its last batch, so that batch still sees presence and its notifications still reach
-	// the dispatcher (which then drains).
+	// The view, the dispatcher and the e-mail worker outlive the consumer: they stop only
+	// after it committed its last batch, so that batch still sees presence and its
+	// notifications still reach the dispatcher (which then drains).
 	return service.Runner{
 		Name: name, HTTPAddr: cfg.HTTPAddr, Admin: cfg.Admin, Logger: log.With("group", cfg.Group, "topic_prefix", cfg.TopicPrefix),
-		Parts: []service.Part{
-			{Name: "dispatcher", Run: func(ctx context.Context) error { _ = dispatcher.Run(ctx); return nil }},
-			{Name: "presence view", Run: view.Run},
-		},
+		Parts: parts,
 		Ready: view.CaughtUp(), ReadyWhat: "presence view",
 		Main: runner.Run,
 	}.Run(ctx)
+}
+
+// dispatchers hands each committed notification to every outside channel; none blocks.
+type dispatchers []handler.Dispatcher
+
+func (ds dispatchers) Enqueue(n notifications.Notification) bool {
+	ok := true
+	for _, d := range ds {
+		ok = d.Enqueue(n) && ok
+	}
+	return ok
 }
