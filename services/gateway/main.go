@@ -44,6 +44,7 @@ func main() {
 	presenceInterval := flag.Duration("presence-interval", service.EnvDuration("PRESENCE_INTERVAL", 10*time.Second), "heartbeat interval on chat.presence (PRESENCE_INTERVAL)")
 	presenceExpiry := flag.Duration("presence-expiry", service.EnvDuration("PRESENCE_EXPIRY", presence.DefaultExpiry), "a gateway without a heartbeat for this long is dead and its users offline (PRESENCE_EXPIRY)")
 	pending := flag.Int("pending-notifications", service.EnvInt("PENDING_NOTIFICATIONS", 50), "most unread notifications sent at hello (PENDING_NOTIFICATIONS)")
+	emailKey := flag.String("email-token-key", service.Env("EMAIL_TOKEN_KEY", ""), "key verifying e-mail unsubscribe links, at least 32 bytes, the notification service's too; prefer the environment (EMAIL_TOKEN_KEY; empty: links answer 503)")
 	logLevel := flag.String("log-level", service.Env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
 	healthcheck := flag.Bool("healthcheck", false, "GET /healthz on -addr and exit 0 if healthy (for container healthchecks)")
 	flag.Parse()
@@ -79,6 +80,7 @@ func main() {
 		IdleTimeout: *idle, PingInterval: *ping, WriteTimeout: *writeTimeout, SessionTTL: *sessionTTL, ReconnectTTL: *reconnectTTL,
 		UserRate: rates["rate-user"], LoginAccountRate: rates["login-rate-account"], LoginAddrRate: rates["login-rate-addr"],
 		TrustProxyHeader: *trustProxy, PresenceInterval: *presenceInterval, PresenceExpiry: *presenceExpiry,
+		EmailTokenKey: []byte(*emailKey),
 	}
 	cfg.Hub.CatchUpTimeout = *catchUp
 	cfg.Hub.ConnRate, cfg.Hub.FrameRate = rates["rate-conn"], rates["rate-frames"]

@@ -70,6 +70,9 @@ type Config struct {
 	PresenceExpiry   time.Duration
 	// Password overrides the argon2id cost (tests use a cheap one).
 	Password auth.Params
+	// EmailTokenKey verifies the unsubscribe links of e-mail digests; the notification
+	// service signs them with the same key. Empty: the links answer 503.
+	EmailTokenKey []byte
 }
 
 // App is a running gateway.
@@ -131,6 +134,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		pool.Close()
 		return nil, err
 	}
+	emailSettings, err := chat.NewEmail(pool, cfg.EmailTokenKey, log)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
 	userLimiter := ratelimit.NewKeyed(cfg.UserRate)
 	loginAccount, loginAddr := ratelimit.NewKeyed(cfg.LoginAccountRate), ratelimit.NewKeyed(cfg.LoginAddrRate)
 	hcfg := cfg.Hub
@@ -169,7 +177,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		e.IPExtractor = echo.ExtractIPFromXFFHeader()
 	}
 	e.Use(api.SecurityHeaders)
-	api.New(svc, h, api.Config{UserLimiter: userLimiter, LoginAccount: loginAccount, LoginAddr: loginAddr, Metrics: m}).Register(e)
+	rest := api.New(svc, h, api.Config{UserLimiter: userLimiter, LoginAccount: loginAccount, LoginAddr: loginAddr, Metrics: m})
+	rest.Register(e)
+	rest.RegisterEmail(e, emailSettings)
 	e.GET("/ws", echo.WrapHandler(ws))
 	adminH := echo.WrapHandler(admin.Handler())
 	e.GET("/healthz", adminH)

@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/kchat/kchat/pkg/stacktest"
+	"github.com/kchat/kchat/services/gateway/internal/app"
 	"github.com/kchat/kchat/services/gateway/internal/gwtest"
 )
 
@@ -49,7 +50,8 @@ type authzFixture struct {
 
 func newAuthzFixture(t *testing.T) *authzFixture {
 	t.Helper()
-	h := start(t, nil)
+	// With an unsubscribe key, so that the e-mail link answers for its token, not 503.
+	h := start(t, func(c *app.Config) { c.EmailTokenKey = []byte(strings.Repeat("k", 32)) })
 	fx := &authzFixture{h: h, accs: map[actor]gwtest.Account{}}
 	for _, a := range []actor{member, nonMember, admin, peer} {
 		fx.accs[a] = gwtest.NewAccount(t, h.base, strings.ReplaceAll(string(a), "-", "_"))
@@ -173,6 +175,14 @@ func restCases() []restCase {
 		{method: "GET", path: "/api/notifications/unread", public: everyone(ok200)},
 		{method: "POST", path: "/api/notifications/read", body: func(*authzFixture, actor) any { return map[string]bool{"all": true} },
 			public: everyone(ok200)},
+		// E-mail settings are per user, like notifications. The unsubscribe link needs no
+		// session (its signed token authorizes it): without a token nobody gets anywhere.
+		{method: "GET", path: "/api/me/email", public: everyone(ok200)},
+		{method: "PUT", path: "/api/me/email", body: func(_ *authzFixture, a actor) any {
+			return map[string]any{"address": strings.ReplaceAll(string(a), "-", "") + "@example.com", "enabled": true}
+		}, public: everyone(ok200)},
+		{method: "GET", path: "/api/email/unsubscribe",
+			public: map[actor]expect{anon: badReq, wrongKind: badReq, member: badReq, nonMember: badReq}},
 		{method: "POST", path: "/api/dms/{username}", public: everyone(ok200)},
 		{method: "GET", path: "/api/users", public: everyone(ok200)},
 		{method: "GET", path: "/api/stats", public: everyone(ok200)},
