@@ -25,3 +25,10 @@ LABEL org.opencontainers.image.title="kafka-broker" \
       org.opencontainers.image.description="apache/kafka with the Cruise Control ${CRUISE_CONTROL_VERSION} metrics reporter"
 # /opt/kafka/libs is on the broker's classpath (kafka-run-class.sh adds libs/*).
 COPY --from=cc-dist --chown=appuser:appuser /opt/cruise-control/metrics-reporter/ /opt/kafka/libs/
+# The Prometheus JMX exporter agent the brokers load through KAFKA_OPTS (docker-compose.yml);
+# the same release the local stack fetches (deploy/localstack/maven/jmx-exporter-pom.xml).
+ARG JMX_EXPORTER_VERSION=1.0.1
+ADD --chown=appuser:appuser \
+    --checksum=sha256:7d61f737fd661610ccc14aea79764faa1ea94a340cbc8f0029b3d2edea3d80c1 \
+    https://repo1.maven.org/maven2/io/prometheus/jmx/jmx_prometheus_javaagent/${JMX_EXPORTER_VERSION}/jmx_prometheus_javaagent-${JMX_EXPORTER_VERSION}.jar \
+    /opt/jmx-exporter/jmx_prometheus_javaagent.jar
