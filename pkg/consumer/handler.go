@@ -32,6 +32,9 @@ type Message struct {
 	Payload event.Payload
 	// Attempt counts handler invocations for this message, starting at 1.
 	Attempt int
+	// DeadLettered is set by DeadLetter once the message is on the dead-letter topic, so
+	// that middleware outside it can tell a dead-lettered message from a handled one.
+	DeadLettered bool
 }
 
 func fromKafka(m kafka.Message) *Message {

@@ -150,6 +150,7 @@ func DeadLetter(w Writer, topic, consumerName string, logger *slog.Logger) Middl
 					return fmt.Errorf("cannot dead-letter (%v; %v) after: %v", werr, serr, err)
 				}
 			}
+			m.DeadLettered = true
 			logger.Error("message dead-lettered", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset,
 				"event_id", m.Event.ID, "attempts", m.Attempt, "error", err, "dlq", topic)
 			return nil
@@ -184,15 +185,38 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
+// Outcomes of kchat_consumer_messages_total. Middleware outside DeadLetter sees a
+// dead-lettered message as acknowledged; it is counted apart because the alert on dead
+// letters (deploy/prometheus/rules) reads it.
+const (
+	OutcomeOK           = "ok"
+	OutcomeError        = "error"
+	OutcomeDeadLettered = "dead_lettered"
+)
+
+// Expect creates consumerName's series for topics at zero. A counter series that first
+// appears at 1 has no increase in PromQL, so without this the first dead letter after a
+// start would raise no alert.
+func (mt *Metrics) Expect(consumerName string, topics ...string) {
+	for _, t := range topics {
+		for _, o := range []string{OutcomeOK, OutcomeError, OutcomeDeadLettered} {
+			mt.handled.WithLabelValues(consumerName, t, o)
+		}
+	}
+}
+
 // Middleware returns the metrics middleware for one consumer.
 func (mt *Metrics) Middleware(consumerName string) Middleware {
 	return func(next Handler) Handler {
 		return func(ctx context.Context, m *Message) error {
 			start := time.Now()
 			err := next(ctx, m)
-			outcome := "ok"
-			if err != nil {
-				outcome = "error"
+			outcome := OutcomeOK
+			switch {
+			case err != nil:
+				outcome = OutcomeError
+			case m.DeadLettered:
+				outcome = OutcomeDeadLettered
 			}
 			mt.handled.WithLabelValues(consumerName, m.Topic, outcome).Inc()
 			mt.duration.WithLabelValues(consumerName, m.Topic).Observe(time.Since(start).Seconds())

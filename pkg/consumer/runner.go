@@ -471,6 +471,7 @@ func NewBatchStandard(cfg Config, bh BatchHandler, dlq Writer, dlqTopic string) 
 	retry := Retry{Logger: cfg.Logger}
 	mws := []Middleware{Logging(cfg.Logger)}
 	if cfg.Metrics != nil {
+		cfg.Metrics.Expect(cfg.Name, cfg.Topics...)
 		mws = append(mws, cfg.Metrics.Middleware(cfg.Name))
 	}
 	mws = append(mws, DeadLetter(dlq, dlqTopic, cfg.Name, cfg.Logger), retry.Middleware, Recover(), Decode())
