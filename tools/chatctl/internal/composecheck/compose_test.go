@@ -382,6 +382,10 @@ var thirdPartyEnv = map[string][]string{
 	"postgres":       {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"},
 	"cruise-control": {"JAVA_OPTS"},
 	"prometheus":     {},
+	// Grafana's GF_<SECTION>_<KEY> overrides of grafana.ini ([auth.anonymous], [users],
+	// [dashboards], [analytics]).
+	"grafana": {"GF_AUTH_ANONYMOUS_ENABLED", "GF_AUTH_ANONYMOUS_ORG_ROLE", "GF_USERS_ALLOW_SIGN_UP",
+		"GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH", "GF_ANALYTICS_REPORTING_ENABLED", "GF_ANALYTICS_CHECK_FOR_UPDATES"},
 }
 
 func TestServiceEnvMatchesWhatProgramsRead(t *testing.T) {
