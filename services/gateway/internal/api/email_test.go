@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
 
+	"github.com/kchat/kchat/pkg/emailtoken"
 	"github.com/kchat/kchat/pkg/protocol"
 	"github.com/kchat/kchat/pkg/stacktest"
 	"github.com/kchat/kchat/services/gateway/internal/api"
@@ -130,8 +131,8 @@ func TestEmail_unsubscribe_link_turns_email_off(t *testing.T) {
 			t.Fatalf("PUT %s: %d %v", u, st, body)
 		}
 	}
-	link := srv.URL + "/api/email/unsubscribe?token=" + url.QueryEscape(chat.UnsubscribeToken([]byte(emailKey), "u-bob"))
-	forged := srv.URL + "/api/email/unsubscribe?token=" + url.QueryEscape(chat.UnsubscribeToken([]byte(strings.Repeat("k", 32)), "u-cat"))
+	link := srv.URL + "/api/email/unsubscribe?token=" + url.QueryEscape(emailtoken.Sign([]byte(emailKey), "u-bob"))
+	forged := srv.URL + "/api/email/unsubscribe?token=" + url.QueryEscape(emailtoken.Sign([]byte(strings.Repeat("k", 32)), "u-cat"))
 	for _, tc := range []struct {
 		name, url string
 		status    int

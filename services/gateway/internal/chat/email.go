@@ -5,9 +5,6 @@ package chat
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,12 +15,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/kchat/kchat/pkg/emailtoken"
 	"github.com/kchat/kchat/pkg/protocol"
 )
-
-// MinEmailTokenKeyLen is the shortest unsubscribe signing key accepted (HMAC-SHA256 is
-// as strong as its key up to 32 bytes).
-const MinEmailTokenKeyLen = 32
 
 // EmailDB is what the e-mail settings need from PostgreSQL; *pgxpool.Pool satisfies it.
 type EmailDB interface {
@@ -51,8 +45,8 @@ func NewEmail(db EmailDB, key []byte, log *slog.Logger) (*Email, error) {
 	if db == nil {
 		return nil, errors.New("chat: e-mail settings need a database")
 	}
-	if len(key) > 0 && len(key) < MinEmailTokenKeyLen {
-		return nil, fmt.Errorf("chat: the e-mail token key must be at least %d bytes, not %d", MinEmailTokenKeyLen, len(key))
+	if len(key) > 0 && len(key) < emailtoken.MinKeyLen {
+		return nil, fmt.Errorf("chat: the e-mail token key must be at least %d bytes, not %d", emailtoken.MinKeyLen, len(key))
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -102,7 +96,7 @@ func (e *Email) Unsubscribe(ctx context.Context, token string) error {
 	if token == "" {
 		return protocol.NewError(protocol.CodeBadRequest, "token is required")
 	}
-	userID, err := VerifyUnsubscribeToken(e.key, token)
+	userID, err := emailtoken.Verify(e.key, token)
 	if err != nil {
 		return protocol.NewError(protocol.CodeBadRequest, "invalid unsubscribe link")
 	}
@@ -145,47 +139,4 @@ func ValidateEmailAddress(s string) *protocol.Error {
 		return bad("address: the domain must be a name like example.com")
 	}
 	return nil
-}
-
-// The unsubscribe token, as the notification service signs it
-// (services/notification/internal/email/token.go; services do not import each other, so
-// each has a copy and both test the same fixed vector): "v1.<user id>.<mac>", unpadded
-// base64url, the MAC HMAC-SHA256 over tokenDomain + user id. No expiry: a link in an old
-// e-mail must still work.
-const (
-	tokenVersion = "v1"
-	tokenDomain  = "kchat-email-unsubscribe\x00v1\x00"
-)
-
-var errBadToken = errors.New("chat: invalid unsubscribe token")
-
-// UnsubscribeToken signs a token for userID (tests and tools; the notification service
-// signs the ones in e-mails).
-func UnsubscribeToken(key []byte, userID string) string {
-	enc := base64.RawURLEncoding
-	return tokenVersion + "." + enc.EncodeToString([]byte(userID)) + "." + enc.EncodeToString(tokenMAC(key, userID))
-}
-
-// VerifyUnsubscribeToken returns the user id a token was signed for.
-func VerifyUnsubscribeToken(key []byte, token string) (string, error) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 || parts[0] != tokenVersion {
-		return "", errBadToken
-	}
-	enc := base64.RawURLEncoding
-	user, err := enc.DecodeString(parts[1])
-	if err != nil || len(user) == 0 {
-		return "", errBadToken
-	}
-	mac, err := enc.DecodeString(parts[2])
-	if err != nil || !hmac.Equal(mac, tokenMAC(key, string(user))) {
-		return "", errBadToken
-	}
-	return string(user), nil
-}
-
-func tokenMAC(key []byte, userID string) []byte {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(tokenDomain + userID))
-	return m.Sum(nil)
 }

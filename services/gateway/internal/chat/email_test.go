@@ -7,33 +7,6 @@ import (
 	"github.com/kchat/kchat/services/gateway/internal/chat"
 )
 
-// The same vector as services/notification/internal/email/unit_test.go: that service
-// signs unsubscribe links, this one verifies them, each with its own copy of the code.
-const (
-	goldenKey   = "0123456789abcdef0123456789abcdef"
-	goldenUser  = "u-ann"
-	goldenToken = "v1.dS1hbm4.J27eL-itY1XL1_G-DVM7CeSvZNe9aRLPuzZJp9QXaTE"
-)
-
-func TestUnsubscribeToken_matches_the_notification_service(t *testing.T) {
-	if got := chat.UnsubscribeToken([]byte(goldenKey), goldenUser); got != goldenToken {
-		t.Fatalf("token %q, want %q", got, goldenToken)
-	}
-	user, err := chat.VerifyUnsubscribeToken([]byte(goldenKey), goldenToken)
-	if err != nil || user != goldenUser {
-		t.Fatalf("verify: %q, %v", user, err)
-	}
-	for _, bad := range []string{"", goldenToken + "x", strings.Replace(goldenToken, "v1.", "v2.", 1),
-		"v1.dS1ib2I." + strings.Split(goldenToken, ".")[2]} {
-		if u, err := chat.VerifyUnsubscribeToken([]byte(goldenKey), bad); err == nil {
-			t.Errorf("accepted %q as %q", bad, u)
-		}
-	}
-	if _, err := chat.VerifyUnsubscribeToken([]byte(strings.Repeat("x", 32)), goldenToken); err == nil {
-		t.Error("accepted a token signed with another key")
-	}
-}
-
 func TestValidateEmailAddress(t *testing.T) {
 	for _, tc := range []struct {
 		addr string

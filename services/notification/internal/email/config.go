@@ -23,6 +23,7 @@ import (
 	gomail "github.com/wneessen/go-mail"
 
 	"github.com/kchat/kchat/pkg/backoff"
+	"github.com/kchat/kchat/pkg/emailtoken"
 )
 
 // TLS policies of SMTPConfig.TLS.
@@ -53,7 +54,7 @@ type Config struct {
 	// unsubscribe links are built on it. Required, absolute http or https.
 	BaseURL string
 	// TokenKey signs unsubscribe links; the gateways verify them with the same key.
-	// Required, at least MinTokenKeyLen bytes.
+	// Required, at least emailtoken.MinKeyLen bytes.
 	TokenKey []byte
 
 	// SendTimeout bounds one digest's SMTP conversation (default 30s); shutdown waits for
@@ -105,8 +106,8 @@ func (c *Config) Validate() error {
 	if err := checkBaseURL(c.BaseURL); err != nil {
 		errs = append(errs, err)
 	}
-	if len(c.TokenKey) < MinTokenKeyLen {
-		errs = append(errs, fmt.Errorf("the unsubscribe token key must be at least %d bytes, not %d", MinTokenKeyLen, len(c.TokenKey)))
+	if len(c.TokenKey) < emailtoken.MinKeyLen {
+		errs = append(errs, fmt.Errorf("the unsubscribe token key must be at least %d bytes, not %d", emailtoken.MinKeyLen, len(c.TokenKey)))
 	}
 	return errors.Join(errs...)
 }

@@ -12,6 +12,7 @@ import (
 
 	gomail "github.com/wneessen/go-mail"
 
+	"github.com/kchat/kchat/pkg/emailtoken"
 	"github.com/kchat/kchat/pkg/event"
 )
 
@@ -58,7 +59,7 @@ func (l links) room(roomID string, seq int64) string {
 // unsubscribe is the gateway endpoint that turns e-mail off for userID.
 func (l links) unsubscribe(userID string) string {
 	u := l.base.JoinPath("api", "email", "unsubscribe")
-	u.RawQuery = url.Values{"token": {UnsubscribeToken(l.key, userID)}}.Encode()
+	u.RawQuery = url.Values{"token": {emailtoken.Sign(l.key, userID)}}.Encode()
 	return u.String()
 }
 
