@@ -72,6 +72,18 @@ async function waitForTexts(page, want, what) {
   assert.deepEqual(await texts(page), want, what);
 }
 
+// loadAllHistory scrolls back page by page until the start of the room is reached; each
+// click is followed by waiting for more entries, not for a fixed time.
+async function loadAllHistory(page) {
+  await page.locator('#message-list li[data-kind="message"]').first().waitFor({ timeout: WAIT });
+  while (await page.locator('#load-older').isVisible()) {
+    const before = await page.locator('#message-list li').count();
+    await page.locator('#load-older').click();
+    await page.waitForFunction((n) => document.querySelectorAll('#message-list li').length > n
+      || document.getElementById('load-older').hidden, before, { timeout: WAIT });
+  }
+}
+
 async function shot(page, name) {
   fs.mkdirSync(latest, { recursive: true });
   await page.screenshot({ path: path.join(latest, name) });
@@ -157,16 +169,20 @@ test('two people on two gateways: order, history, XSS, fail-over', { timeout: 24
   await a.locator('#room-list button', { hasText: '#' + roomID }).first().click();
   await waitForTexts(a, said, 'back in the first room');
 
+  // The link an e-mail digest carries opens the room it names, whatever was open before.
+  await b.goto(`${GW_B}/?gateways=${encodeURIComponent([GW_B, GW_A].join(','))}&page=4&room=${encodeURIComponent(roomID + '-x')}&seq=1`);
+  await b.locator('#room-title').filter({ hasText: '#' + roomID + '-x' }).waitFor({ timeout: WAIT });
+  await waitForTexts(b, ['psst, other room'], 'the linked room');
+  await b.locator('#room-list button', { hasText: '#' + roomID }).first().click();
+  await loadAllHistory(b);
+  await waitForTexts(b, said, 'ben back in the first room');
+
   // Reload: the session survives, the newest page of history is shown, and older pages
   // load by seq when scrolling back (pages of 4 here).
   await a.reload();
   await a.locator('#conn-status[data-state="online"]').waitFor({ timeout: WAIT });
   await a.locator('#room-title').filter({ hasText: '#' + roomID }).waitFor({ timeout: WAIT });
-  await a.locator('#message-list li[data-kind="message"]').first().waitFor({ timeout: WAIT });
-  for (let i = 0; i < 5 && await a.locator('#load-older').isVisible(); i++) {
-    await a.locator('#load-older').click();
-    await a.waitForTimeout(300);
-  }
+  await loadAllHistory(a);
   await waitForTexts(a, said, 'history after reload');
   assert.ok(await a.locator('#history-start').isVisible(), 'the start of the room is marked');
   await a.locator('#message-list li[data-kind="message"]', { hasText: 'how is gateway B, really?' }).locator('.mark', { hasText: '(edited)' }).waitFor({ timeout: WAIT });

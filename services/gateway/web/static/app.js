@@ -23,6 +23,9 @@
     }
     return list;
   })();
+  // ?room=ID (the links in e-mail digests) opens that room once the room list is known,
+  // if the user is in it; only on the first list, so it does not pull the user back later.
+  let linkedRoom = params.get('room');
   // ?page=N sets the history page size (tests use a small one to exercise scroll-back).
   const pageSize = Math.min(200, Math.max(1, parseInt(params.get('page') || '50', 10) || 50));
   const TYPING_EVERY = 2000; // the gateway forwards at most one typing signal per 2 s
@@ -501,7 +504,11 @@
     }
     for (const r of S.rooms.values()) if (!mine.has(r.id) && r.cursor === null) r.mine = false;
     S.publicRooms = (f.public || []).filter((p) => !mine.has(p.id));
-    if (!S.current) {
+    const linked = linkedRoom;
+    linkedRoom = null;
+    if (linked && mine.has(linked)) {
+      selectRoom(linked, false);
+    } else if (!S.current) {
       const saved = store.getItem('kchat.current');
       if (saved && mine.has(saved)) selectRoom(saved, false);
     }
