@@ -197,7 +197,8 @@ func TestCustomResourcesMatchCRDSchemas(t *testing.T) {
 				t.Errorf("%s: %s uses a deprecated API version", name, o.ID())
 			}
 			if err := s.Schema.Validate(o.Value); err != nil {
-				t.Errorf("%s: %s: %v", name, o.ID(), err)
+				// %#v: every failing keyword with its instance location, not only the first line.
+				t.Errorf("%s: %s: %#v", name, o.ID(), err)
 			}
 			seen[o.APIVersion+" "+o.Kind] = true
 		}
@@ -705,7 +706,11 @@ func TestProbesAndServicesReachTheProgram(t *testing.T) {
 				t.Fatal(err)
 			}
 			if g := d.Spec.Template.Spec.TerminationGracePeriodSeconds; g == nil || *g <= longestShutdownSeconds {
-				t.Errorf("%s: %s terminationGracePeriodSeconds %v, want > %d", name, o.Name, g, longestShutdownSeconds)
+				got := "unset (30)"
+				if g != nil {
+					got = strconv.FormatInt(*g, 10)
+				}
+				t.Errorf("%s: %s terminationGracePeriodSeconds %s, want > %d", name, o.Name, got, longestShutdownSeconds)
 			}
 			podLabels[o.Name] = d.Spec.Template.Labels
 			ports := map[int]bool{}
