@@ -111,6 +111,7 @@ func Run(ctx context.Context, cfg Config) (*report.Result, error) {
 		{"hop", b.scenarioHop},
 		{"ingest-direct", b.scenarioIngestDirect},
 		{"persistence", b.scenarioPersistence},
+		{"outbox-cleanup", b.scenarioOutboxCleanup},
 		{"ingest", b.scenarioIngest},
 		{"e2e", b.scenarioE2E},
 		{"profile", b.scenarioProfile},

@@ -49,6 +49,7 @@ func main() {
 			"processes whose CPU is sampled during each run, as name=listening-port")
 		bin       = flag.String("bin", "", "directory with the persistence binary (default <repo>/bin)")
 		batchSize = flag.Int("persistence-batch-size", 500, "also run the persistence scenario with this BATCH_SIZE (0: only the service's default)")
+		cleanRows = flag.Int("cleanup-rows", 0, "outbox-cleanup: old outbox rows and inbox entries each to clean (default: the plan's)")
 		verbose   = flag.Bool("v", false, "debug logging")
 		replot    = flag.String("replot", "", "only redraw the plots and table of this result JSON (into its directory) and exit")
 		quiet     = flag.Duration("wait-quiet", 3*time.Minute, "before the first scenario, wait up to this long for a quiet machine (0: don't)")
@@ -78,6 +79,9 @@ func main() {
 		cfg.ExtraBatchSize = 0
 	} else {
 		cfg.Plan = FullPlan()
+	}
+	if *cleanRows > 0 {
+		cfg.Plan.CleanupRows = *cleanRows
 	}
 	if *replot != "" {
 		if err := replotResult(*replot); err != nil {
@@ -161,6 +165,10 @@ type Plan struct {
 	ProfileSenders, ProfileRooms int
 	// Persistence: events pre-filled.
 	PersistN, PersistRooms int
+	// Outbox cleanup: backlog rows (outbox and inbox each), relayed rows/s, cleanup phase.
+	CleanupRows int
+	CleanupRate float64
+	CleanupDur  time.Duration
 	// Fanout.
 	FanMembers, FanSenders int
 	FanRates               []float64
@@ -184,7 +192,7 @@ func FullPlan() Plan {
 		HopRates: []float64{500, 2000, 5000}, HopDur: 10 * time.Second,
 		E2ERates: []float64{500, 2000, 5000}, E2EDur: 5 * time.Second, ScaleE2ERate: 2000,
 		ProfileRate: 1000, ProfileDur: 20 * time.Second, ProfileSenders: 20, ProfileRooms: 4,
-		PersistN: 50_000, PersistRooms: 100,
+		PersistN: 50_000, PersistRooms: 100, CleanupRows: 300_000, CleanupRate: 200, CleanupDur: 20 * time.Second,
 		FanMembers: 1000, FanSenders: 8, FanRates: []float64{20, 100, 400}, FanDur: 5 * time.Second,
 		Conns: 10_000, Drain: 30 * time.Second, P99Limit: 50, TextBytes: 100,
 	}
@@ -199,13 +207,13 @@ func SmokePlan() Plan {
 		HopRates: []float64{50}, HopDur: 2 * time.Second,
 		E2ERates: []float64{50}, E2EDur: time.Second, ScaleE2ERate: 50,
 		ProfileRate: 100, ProfileDur: 2 * time.Second, ProfileSenders: 4, ProfileRooms: 2,
-		PersistN: 500, PersistRooms: 5,
+		PersistN: 500, PersistRooms: 5, CleanupRows: 5000, CleanupRate: 100, CleanupDur: 2 * time.Second,
 		FanMembers: 20, FanSenders: 2, FanRates: []float64{10}, FanDur: time.Second,
 		Conns: 100, Drain: 20 * time.Second, P99Limit: 1000, TextBytes: 100,
 	}
 }
 
-var allScenarios = []string{"hop", "ingest-direct", "persistence", "ingest", "e2e", "profile", "fanout", "connections"}
+var allScenarios = []string{"hop", "ingest-direct", "persistence", "outbox-cleanup", "ingest", "e2e", "profile", "fanout", "connections"}
 
 func (c Config) wants(name string) bool {
 	if len(c.Only) == 0 {
