@@ -192,7 +192,7 @@ func FullPlan() Plan {
 		HopRates: []float64{500, 2000, 5000}, HopDur: 10 * time.Second,
 		E2ERates: []float64{500, 2000, 5000}, E2EDur: 5 * time.Second, ScaleE2ERate: 2000,
 		ProfileRate: 1000, ProfileDur: 20 * time.Second, ProfileSenders: 20, ProfileRooms: 4,
-		PersistN: 50_000, PersistRooms: 100, CleanupRows: 300_000, CleanupRate: 200, CleanupDur: 20 * time.Second,
+		PersistN: 50_000, PersistRooms: 100, CleanupRows: 800_000, CleanupRate: 200, CleanupDur: 20 * time.Second,
 		FanMembers: 1000, FanSenders: 8, FanRates: []float64{20, 100, 400}, FanDur: 5 * time.Second,
 		Conns: 10_000, Drain: 30 * time.Second, P99Limit: 50, TextBytes: 100,
 	}
