@@ -13,6 +13,7 @@ import (
 
 	"github.com/kchat/kchat/pkg/backoff"
 	"github.com/kchat/kchat/pkg/event"
+	"github.com/kchat/kchat/pkg/kafkasec"
 )
 
 // Config configures a Runner. Zero values mean the defaults given on each field.
@@ -35,6 +36,8 @@ type Config struct {
 	StartOffset int64
 	Logger      *slog.Logger
 	Metrics     *Metrics
+	// Security secures the connections (TLS, SASL); the zero value is PLAINTEXT.
+	Security kafkasec.Security
 }
 
 func (c *Config) setDefaults() error {
@@ -164,6 +167,7 @@ func newRunner(cfg Config, process func(context.Context, []*Message) error) (*Ru
 	}
 	reader := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:                cfg.Brokers,
+		Dialer:                 cfg.Security.ReaderDialer(),
 		GroupID:                cfg.GroupID,
 		GroupTopics:            cfg.Topics,
 		MinBytes:               1,

@@ -11,6 +11,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/kchat/kchat/pkg/compacted"
+	"github.com/kchat/kchat/pkg/kafkasec"
 )
 
 // ErrNotCaughtUp is View.Check's answer until the view has read the whole topic as it
@@ -31,7 +32,9 @@ type ViewConfig struct {
 	MaxWait time.Duration
 	Logger  *slog.Logger
 	Now     func() time.Time // default time.Now
-	Client  Fetcher          // default a *kafka.Client on Brokers
+	Client  Fetcher          // default a *kafka.Client on Brokers, secured by Security
+	// Security secures the default Client's connections; the zero value is PLAINTEXT.
+	Security kafkasec.Security
 }
 
 // View is the presence table of the whole cluster, read from chat.presence. Run follows
@@ -66,7 +69,8 @@ func NewView(cfg ViewConfig) (*View, error) {
 	}
 	if cfg.Client == nil {
 		// The timeout must outlast a fetch that waits MaxWait at the end of the log.
-		cfg.Client = &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: 10*time.Second + cfg.MaxWait}
+		cfg.Client = &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: 10*time.Second + cfg.MaxWait,
+			Transport: cfg.Security.RoundTripper()}
 	}
 	v := &View{cfg: cfg, state: NewState(cfg.Expiry)}
 	f, err := compacted.New(compacted.Config{Topic: cfg.Topic, Name: "presence", MaxWait: cfg.MaxWait, Logger: cfg.Logger}, cfg.Client, v.apply)

@@ -35,6 +35,7 @@ import (
 
 	"github.com/kchat/kchat/pkg/backoff"
 	"github.com/kchat/kchat/pkg/event"
+	"github.com/kchat/kchat/pkg/kafkasec"
 )
 
 // Config configures a Producer. Zero values mean the defaults documented on each field.
@@ -69,6 +70,8 @@ type Config struct {
 	// MetadataTTL is how long a topic's partition count is trusted (default 30s).
 	MetadataTTL time.Duration
 	Logger      *slog.Logger
+	// Security secures the connections (TLS, SASL); the zero value is PLAINTEXT.
+	Security kafkasec.Security
 
 	// roundTripper replaces the kafka-go Transport in tests (export_test.go).
 	roundTripper kafka.RoundTripper
@@ -170,7 +173,7 @@ func New(cfg Config) (*Producer, error) {
 		return nil, errors.New("producer: no brokers configured")
 	}
 	cfg.setDefaults()
-	var rt kafka.RoundTripper = &kafka.Transport{}
+	var rt kafka.RoundTripper = cfg.Security.Secure(&kafka.Transport{})
 	if cfg.roundTripper != nil {
 		rt = cfg.roundTripper
 	}

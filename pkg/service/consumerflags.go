@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/kchat/kchat/pkg/kafkasec"
 )
 
 // ConsumerFlags are the flags every Kafka consumer service has: where the cluster and its
@@ -24,6 +26,7 @@ type ConsumerFlags struct {
 	startOffset *string
 	logLevel    *string
 	healthcheck *bool
+	security    *kafkasec.Flags
 
 	// Set by Main once the flags are parsed.
 	Brokers     []string
@@ -31,11 +34,13 @@ type ConsumerFlags struct {
 	TopicPrefix string
 	Group       string
 	StartOffset int64 // kafka.FirstOffset or kafka.LastOffset
+	Security    kafkasec.Security
 }
 
 // NewConsumerFlags registers the common flags of service name on flag.CommandLine with
 // their environment defaults: KAFKA_BROKERS, HTTP_ADDR (default httpAddr), TOPIC_PREFIX,
-// groupEnv (default group: the service's name), START_OFFSET (default last), LOG_LEVEL.
+// groupEnv (default group: the service's name), START_OFFSET (default last), LOG_LEVEL,
+// and the Kafka security flags (KafkaSecurityFlags; none set: PLAINTEXT).
 func NewConsumerFlags(name, httpAddr, groupEnv string) *ConsumerFlags {
 	return &ConsumerFlags{
 		name:        name,
@@ -46,6 +51,7 @@ func NewConsumerFlags(name, httpAddr, groupEnv string) *ConsumerFlags {
 		startOffset: flag.String("start-offset", Env("START_OFFSET", "last"), "where a group without committed offsets starts: first or last (START_OFFSET)"),
 		logLevel:    flag.String("log-level", Env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)"),
 		healthcheck: flag.Bool("healthcheck", false, "probe -http-addr's /healthz and exit 0 if healthy (for container healthchecks)"),
+		security:    KafkaSecurityFlags(),
 	}
 }
 
@@ -64,6 +70,7 @@ func Main(f *ConsumerFlags, run func(ctx context.Context, logger *slog.Logger) e
 	}
 	f.Brokers, f.HTTPAddr, f.TopicPrefix, f.Group, f.StartOffset =
 		SplitList(*f.brokers), *f.httpAddr, *f.topicPrefix, *f.group, start
+	f.Security = MustKafkaSecurity(f.security)
 
 	ctx, stop := SignalContext()
 	err = run(ctx, logger)

@@ -57,7 +57,7 @@ func waitKnown(ctx context.Context, admin Admin, want map[string]int) error {
 	for _, b := range md.Brokers {
 		addr := net.JoinHostPort(b.Host, strconv.Itoa(b.Port))
 		for {
-			err := brokerKnows(ctx, addr, want)
+			err := brokerKnows(ctx, dialerFor(admin), addr, want)
 			if err == nil {
 				break
 			}
@@ -69,10 +69,22 @@ func waitKnown(ctx context.Context, admin Admin, want map[string]int) error {
 	return nil
 }
 
-func brokerKnows(ctx context.Context, addr string, want map[string]int) error {
+// dialerFor returns a dialer secured like admin's transport (TLS, SASL), so that the
+// per-broker connections of waitKnown reach a secured cluster the way the admin client
+// does; kafka-go's default dialer otherwise, as for a PLAINTEXT cluster.
+func dialerFor(admin Admin) *kafka.Dialer {
+	if c, ok := admin.(*kafka.Client); ok {
+		if t, ok := c.Transport.(*kafka.Transport); ok && (t.TLS != nil || t.SASL != nil) {
+			return &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: t.TLS, SASLMechanism: t.SASL}
+		}
+	}
+	return kafka.DefaultDialer
+}
+
+func brokerKnows(ctx context.Context, dialer *kafka.Dialer, addr string, want map[string]int) error {
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	conn, err := kafka.DialContext(dctx, "tcp", addr)
+	conn, err := dialer.DialContext(dctx, "tcp", addr)
 	if err != nil {
 		return err
 	}

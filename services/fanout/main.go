@@ -19,6 +19,7 @@ func main() {
 	service.Main(f, func(ctx context.Context, logger *slog.Logger) error {
 		return app.Run(ctx, app.Config{
 			Brokers:        f.Brokers,
+			Security:       f.Security,
 			HTTPAddr:       f.HTTPAddr,
 			TopicPrefix:    f.TopicPrefix,
 			Group:          f.Group,

@@ -47,6 +47,7 @@ func main() {
 	emailKey := flag.String("email-token-key", service.Env("EMAIL_TOKEN_KEY", ""), "key verifying e-mail unsubscribe links, at least 32 bytes, the notification service's too; prefer the environment (EMAIL_TOKEN_KEY; empty: links answer 503)")
 	logLevel := flag.String("log-level", service.Env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
 	healthcheck := flag.Bool("healthcheck", false, "GET /healthz on -addr and exit 0 if healthy (for container healthchecks)")
+	kafkaSec := service.KafkaSecurityFlags()
 	flag.Parse()
 
 	if *healthcheck {
@@ -75,7 +76,7 @@ func main() {
 	}
 
 	cfg := app.Config{
-		ID: *id, Addr: *addr, Brokers: service.SplitList(*brokers), DatabaseURL: *dbURL, TopicPrefix: *prefix,
+		ID: *id, Addr: *addr, Brokers: service.SplitList(*brokers), KafkaSecurity: service.MustKafkaSecurity(kafkaSec), DatabaseURL: *dbURL, TopicPrefix: *prefix,
 		AllowedOrigins: service.SplitList(*origins), MaxTextBytes: *maxText, ReadLimit: *readLimit, SendQueue: *sendQueue,
 		IdleTimeout: *idle, PingInterval: *ping, WriteTimeout: *writeTimeout, SessionTTL: *sessionTTL, ReconnectTTL: *reconnectTTL,
 		UserRate: rates["rate-user"], LoginAccountRate: rates["login-rate-account"], LoginAddrRate: rates["login-rate-addr"],

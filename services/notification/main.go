@@ -49,6 +49,7 @@ func main() {
 		}
 		return app.Run(ctx, app.Config{
 			Brokers:        f.Brokers,
+			Security:       f.Security,
 			DatabaseURL:    *databaseURL,
 			HTTPAddr:       f.HTTPAddr,
 			TopicPrefix:    f.TopicPrefix,

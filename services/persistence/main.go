@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kchat/kchat/pkg/consumer"
+	"github.com/kchat/kchat/pkg/kafkasec"
 	"github.com/kchat/kchat/pkg/migrations"
 	"github.com/kchat/kchat/pkg/producer"
 	"github.com/kchat/kchat/pkg/service"
@@ -42,6 +43,7 @@ type config struct {
 	cleaner                         outbox.CleanerConfig
 	migrate, healthcheck, direct    bool
 	crashAfterPublish, crashInBatch int64
+	kafkaSec                        *kafkasec.Flags
 }
 
 func main() {
@@ -66,6 +68,7 @@ func main() {
 	flag.BoolVar(&c.migrate, "migrate", true, "apply database migrations before starting")
 	flag.BoolVar(&c.healthcheck, "healthcheck", false, "check /healthz of a running instance and exit")
 	registerFaultFlags(&c) // only in test builds (-tags faults): see faults.go
+	c.kafkaSec = service.KafkaSecurityFlags()
 	flag.Parse()
 
 	if c.healthcheck {
@@ -87,6 +90,13 @@ func run(ctx context.Context, c config) error {
 	}
 	brokers := service.SplitList(c.brokers)
 	names := topics.Names{Prefix: c.topicPrefix}
+	var sec kafkasec.Security
+	if c.kafkaSec != nil {
+		sec = service.MustKafkaSecurity(c.kafkaSec)
+	}
+	if err := service.KafkaPreflight(ctx, brokers, sec, logger); err != nil {
+		return err
+	}
 
 	if c.migrate {
 		applied, err := migrations.Up(ctx, c.databaseURL)
@@ -100,14 +110,14 @@ func run(ctx context.Context, c config) error {
 		return fmt.Errorf("cannot open database: %w", err)
 	}
 	defer pool.Close()
-	prod, err := producer.New(producer.Config{Brokers: brokers, Logger: logger})
+	prod, err := producer.New(producer.Config{Brokers: brokers, Logger: logger, Security: sec})
 	if err != nil {
 		return err
 	}
 	defer prod.Close()
 
 	admin := service.NewAdmin()
-	admin.AddCheck("kafka", service.KafkaCheck(brokers))
+	admin.AddCheck("kafka", service.KafkaCheck(brokers, sec))
 	admin.AddCheck("postgres", service.PostgresCheck(pool))
 	consumerMetrics := consumer.NewMetrics(admin.Registry)
 
@@ -132,6 +142,7 @@ func run(ctx context.Context, c config) error {
 	}
 	runner, err := consumer.NewBatchStandard(consumer.Config{
 		Brokers:   brokers,
+		Security:  sec,
 		GroupID:   c.group,
 		Topics:    []string{names.Of(topics.Submitted)},
 		Name:      name,

@@ -13,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/kchat/kchat/pkg/consumer"
+	"github.com/kchat/kchat/pkg/kafkasec"
 	"github.com/kchat/kchat/pkg/producer"
 	"github.com/kchat/kchat/pkg/service"
 	"github.com/kchat/kchat/pkg/topics"
@@ -22,10 +23,11 @@ import (
 
 // Config is fanout's configuration. Zero values mean the defaults given on each field.
 type Config struct {
-	Brokers     []string // required
-	HTTPAddr    string   // admin endpoints; empty: not served
-	TopicPrefix string   // prepended to every topic name (tests use their own topics)
-	Group       string   // consumer group (default "fanout")
+	Brokers     []string          // required
+	Security    kafkasec.Security // Kafka TLS and SASL; zero: PLAINTEXT
+	HTTPAddr    string            // admin endpoints; empty: not served
+	TopicPrefix string            // prepended to every topic name (tests use their own topics)
+	Group       string            // consumer group (default "fanout")
 	// StartOffset is where a group with no committed offset starts: kafka.LastOffset
 	// (default) or kafka.FirstOffset. A brand-new fanout replaying a week of chat.stored
 	// into the gateways would only flood them: gateways fill gaps from PostgreSQL anyway.
@@ -74,8 +76,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	log := cfg.Logger
 	names := topics.Names{Prefix: cfg.TopicPrefix}
+	if err := service.KafkaPreflight(ctx, cfg.Brokers, cfg.Security, log); err != nil {
+		return err
+	}
 
-	prod, err := producer.New(producer.Config{Brokers: cfg.Brokers, BatchSize: cfg.BatchSize * 4, Logger: log})
+	prod, err := producer.New(producer.Config{Brokers: cfg.Brokers, BatchSize: cfg.BatchSize * 4, Logger: log, Security: cfg.Security})
 	if err != nil {
 		return err
 	}
@@ -87,7 +92,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	table := routing.NewTableWith(routing.TableConfig{Expiry: cfg.PresenceExpiry})
 	registerTableGauges(cfg.Admin.Registry, table)
-	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: 10 * time.Second}
+	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: 10 * time.Second, Transport: cfg.Security.RoundTripper()}
 	follower, err := routing.NewFollower(routing.FollowerConfig{Topic: names.Of(topics.Subscriptions),
 		PresenceTopic: names.Of(topics.Presence), Logger: log}, client, table)
 	if err != nil {
@@ -111,8 +116,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	runner, err := consumer.NewBatchStandard(consumer.Config{
-		Brokers: cfg.Brokers,
-		GroupID: cfg.Group,
+		Brokers:  cfg.Brokers,
+		Security: cfg.Security,
+		GroupID:  cfg.Group,
 		// Not chat.stored: gateways read the timeline themselves (docs/architecture.md).
 		Topics:      []string{names.Of(topics.Ephemeral), names.Of(topics.Notifications)},
 		Name:        "fanout",
@@ -125,7 +131,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
-	cfg.Admin.AddCheck("kafka", service.KafkaCheck(cfg.Brokers))
+	cfg.Admin.AddCheck("kafka", service.KafkaCheck(cfg.Brokers, cfg.Security))
 	cfg.Admin.AddCheck("routing", follower.Ready)
 
 	// The follower (and the expirer) outlive the consumer, so the table stays current

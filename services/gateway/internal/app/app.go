@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
 
+	"github.com/kchat/kchat/pkg/kafkasec"
 	"github.com/kchat/kchat/pkg/notifications"
 	"github.com/kchat/kchat/pkg/presence"
 	"github.com/kchat/kchat/pkg/producer"
@@ -39,6 +40,7 @@ type Config struct {
 	ID             string
 	Addr           string
 	Brokers        []string
+	KafkaSecurity  kafkasec.Security // zero: PLAINTEXT
 	DatabaseURL    string
 	TopicPrefix    string
 	AllowedOrigins []string
@@ -98,18 +100,21 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if cfg.ID == "" || strings.ContainsAny(cfg.ID, "@/") {
 		return nil, errors.New("gateway id is required and must not contain @ or / (they separate parts of Kafka keys)")
 	}
+	if err := service.KafkaPreflight(ctx, cfg.Brokers, cfg.KafkaSecurity, log); err != nil {
+		return nil, err
+	}
 	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open database: %w", err)
 	}
-	prod, err := producer.New(producer.Config{Brokers: cfg.Brokers, Logger: log})
+	prod, err := producer.New(producer.Config{Brokers: cfg.Brokers, Logger: log, Security: cfg.KafkaSecurity})
 	if err != nil {
 		pool.Close()
 		return nil, err
 	}
 	admin := service.NewAdmin()
 	m := metrics.New(admin.Registry)
-	br, err := broker.New(broker.Config{Brokers: cfg.Brokers, Names: topics.Names{Prefix: cfg.TopicPrefix}, GatewayID: cfg.ID}, prod, m, log)
+	br, err := broker.New(broker.Config{Brokers: cfg.Brokers, Security: cfg.KafkaSecurity, Names: topics.Names{Prefix: cfg.TopicPrefix}, GatewayID: cfg.ID}, prod, m, log)
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -121,7 +126,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		pool.Close()
 		return nil, err
 	}
-	view, err := presence.NewView(presence.ViewConfig{Brokers: cfg.Brokers, Topic: names.Of(topics.Presence), Expiry: cfg.PresenceExpiry, Logger: log})
+	view, err := presence.NewView(presence.ViewConfig{Brokers: cfg.Brokers, Security: cfg.KafkaSecurity, Topic: names.Of(topics.Presence), Expiry: cfg.PresenceExpiry, Logger: log})
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -154,7 +159,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	}, h, m, log)
 
 	admin.AddCheck("postgres", service.PostgresCheck(pool))
-	admin.AddCheck("kafka", service.KafkaCheck(cfg.Brokers))
+	admin.AddCheck("kafka", service.KafkaCheck(cfg.Brokers, cfg.KafkaSecurity))
 	admin.AddCheck("presence", view.Check)
 	admin.AddCheck("deliveries", func(context.Context) error {
 		for what, ready := range map[string]<-chan struct{}{"timeline": br.StoredReady(), "delivery": br.Ready()} {

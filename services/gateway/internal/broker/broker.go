@@ -15,6 +15,7 @@ import (
 
 	"github.com/kchat/kchat/pkg/backoff"
 	"github.com/kchat/kchat/pkg/event"
+	"github.com/kchat/kchat/pkg/kafkasec"
 	"github.com/kchat/kchat/pkg/producer"
 	"github.com/kchat/kchat/pkg/route"
 	"github.com/kchat/kchat/pkg/topics"
@@ -38,6 +39,7 @@ type Sink interface {
 // Config configures a Broker.
 type Config struct {
 	Brokers   []string
+	Security  kafkasec.Security // zero: PLAINTEXT
 	Names     topics.Names
 	GatewayID string
 }
@@ -64,7 +66,7 @@ func New(cfg Config, pub Publisher, m *metrics.Metrics, log *slog.Logger) (*Brok
 	}
 	return &Broker{
 		cfg: cfg, pub: pub, metrics: m, log: log, ready: make(chan struct{}), storedReady: make(chan struct{}),
-		client: &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: 10 * time.Second},
+		client: &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: 10 * time.Second, Transport: cfg.Security.RoundTripper()},
 	}, nil
 }
 
@@ -191,7 +193,7 @@ func (b *Broker) RunDeliveries(ctx context.Context, sink Sink) error {
 		return err
 	}
 	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: b.cfg.Brokers, Topic: topic, Partition: part,
+		Brokers: b.cfg.Brokers, Dialer: b.cfg.Security.ReaderDialer(), Topic: topic, Partition: part,
 		MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 250 * time.Millisecond,
 	})
 	defer r.Close()

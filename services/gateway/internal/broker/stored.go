@@ -50,7 +50,7 @@ func (b *Broker) RunStored(ctx context.Context, sink StoredSink) error {
 	defer wg.Wait()
 	start := func(part int, offset int64) {
 		r := kafka.NewReader(kafka.ReaderConfig{
-			Brokers: b.cfg.Brokers, Topic: topic, Partition: part,
+			Brokers: b.cfg.Brokers, Dialer: b.cfg.Security.ReaderDialer(), Topic: topic, Partition: part,
 			MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 250 * time.Millisecond,
 		})
 		if err := r.SetOffset(offset); err != nil {

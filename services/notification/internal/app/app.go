@@ -15,6 +15,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/kchat/kchat/pkg/consumer"
+	"github.com/kchat/kchat/pkg/kafkasec"
 	"github.com/kchat/kchat/pkg/migrations"
 	"github.com/kchat/kchat/pkg/notifications"
 	"github.com/kchat/kchat/pkg/presence"
@@ -30,11 +31,12 @@ const name = "notification"
 
 // Config is the service's configuration. Zero values mean the defaults given on each field.
 type Config struct {
-	Brokers     []string // required
-	DatabaseURL string   // required
-	HTTPAddr    string   // admin endpoints; empty: not served
-	TopicPrefix string   // prepended to every topic name (tests use their own topics)
-	Group       string   // consumer group (default "notification")
+	Brokers     []string          // required
+	Security    kafkasec.Security // Kafka TLS and SASL; zero: PLAINTEXT
+	DatabaseURL string            // required
+	HTTPAddr    string            // admin endpoints; empty: not served
+	TopicPrefix string            // prepended to every topic name (tests use their own topics)
+	Group       string            // consumer group (default "notification")
 	// StartOffset is where a group with no committed offset starts: kafka.LastOffset
 	// (default) or kafka.FirstOffset. A brand-new deployment replaying a week of chat.stored
 	// would notify everyone about old messages.
@@ -83,6 +85,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	log := cfg.Logger
 	names := topics.Names{Prefix: cfg.TopicPrefix}
+	if err := service.KafkaPreflight(ctx, cfg.Brokers, cfg.Security, log); err != nil {
+		return err
+	}
 
 	if cfg.Migrate {
 		applied, err := migrations.Up(ctx, cfg.DatabaseURL)
@@ -96,7 +101,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("cannot open database: %w", err)
 	}
 	defer pool.Close()
-	prod, err := producer.New(producer.Config{Brokers: cfg.Brokers, Logger: log})
+	prod, err := producer.New(producer.Config{Brokers: cfg.Brokers, Logger: log, Security: cfg.Security})
 	if err != nil {
 		return err
 	}
@@ -106,7 +111,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}()
 
-	view, err := presence.NewView(presence.ViewConfig{Brokers: cfg.Brokers, Topic: names.Of(topics.Presence),
+	view, err := presence.NewView(presence.ViewConfig{Brokers: cfg.Brokers, Security: cfg.Security, Topic: names.Of(topics.Presence),
 		Expiry: cfg.PresenceExpiry, Logger: log})
 	if err != nil {
 		return err
@@ -137,6 +142,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	runner, err := consumer.NewBatchStandard(consumer.Config{
 		Brokers:     cfg.Brokers,
+		Security:    cfg.Security,
 		GroupID:     cfg.Group,
 		Topics:      []string{names.Of(topics.Stored)},
 		Name:        name,
@@ -149,7 +155,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
-	cfg.Admin.AddCheck("kafka", service.KafkaCheck(cfg.Brokers))
+	cfg.Admin.AddCheck("kafka", service.KafkaCheck(cfg.Brokers, cfg.Security))
 	cfg.Admin.AddCheck("postgres", service.PostgresCheck(pool))
 	cfg.Admin.AddCheck("presence", view.Check)
 

@@ -132,6 +132,8 @@ func printUsage(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "environment: KAFKA_BROKERS, CRUISE_CONTROL_URL, TOPICS_FILE, TOPIC_PREFIX, DATABASE_URL, LOG_LEVEL")
+	fmt.Fprintln(w, "Kafka security (as the services): KAFKA_TLS, KAFKA_TLS_CA_FILE, KAFKA_TLS_CERT_FILE, KAFKA_TLS_KEY_FILE,")
+	fmt.Fprintln(w, "  KAFKA_TLS_SERVER_NAME, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD(_FILE)")
 	fmt.Fprintln(w, "run `chatctl <command> -h` for the flags of a command")
 }
 
@@ -204,13 +206,18 @@ func parseIDs(s string) ([]int, error) {
 	return ids, nil
 }
 
-// kafkaClient returns a client for the comma-separated bootstrap list.
-func kafkaClient(brokers string, timeout time.Duration) (*kafka.Client, error) {
+// kafkaClient returns a client for the comma-separated bootstrap list, secured as
+// the environment says (kafkaSecurity).
+func (a *app) kafkaClient(brokers string, timeout time.Duration) (*kafka.Client, error) {
 	addrs := splitList(brokers)
 	if len(addrs) == 0 {
 		return nil, usagef("no Kafka brokers given (-brokers or KAFKA_BROKERS)")
 	}
-	return &kafka.Client{Addr: kafka.TCP(addrs...), Timeout: timeout}, nil
+	sec, err := a.kafkaSecurity()
+	if err != nil {
+		return nil, err
+	}
+	return &kafka.Client{Addr: kafka.TCP(addrs...), Timeout: timeout, Transport: sec.RoundTripper()}, nil
 }
 
 // subcommand splits "group sub [flags]" and checks sub against the known ones.

@@ -33,7 +33,7 @@ func runCluster(ctx context.Context, a *app, args []string) error {
 	if err := parse(fs, rest); err != nil {
 		return err
 	}
-	conn, err := dialKafka(*brokers, *timeout)
+	conn, err := a.dialKafka(*brokers, *timeout)
 	if err != nil {
 		return err
 	}

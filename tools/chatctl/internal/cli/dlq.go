@@ -79,7 +79,7 @@ func runDLQ(ctx context.Context, a *app, args []string) error {
 	if sub == "replay" && *all == (*f.offset >= 0) {
 		return usagef("say what to replay: -offset n (one dead letter, see `chatctl dlq list`) or -all (every one matching the filters)")
 	}
-	conn, err := dialKafka(*f.brokers, *f.timeout)
+	conn, err := a.dialKafka(*f.brokers, *f.timeout)
 	if err != nil {
 		return err
 	}
@@ -118,8 +118,11 @@ func runDLQ(ctx context.Context, a *app, args []string) error {
 func (a *app) replay(ctx context.Context, brokers string, letters []dlq.Letter, dryRun bool) error {
 	var p *producer.Producer
 	if !dryRun {
-		var err error
-		p, err = producer.New(producer.Config{Brokers: splitList(brokers), Logger: a.logger})
+		sec, err := a.kafkaSecurity()
+		if err != nil {
+			return err
+		}
+		p, err = producer.New(producer.Config{Brokers: splitList(brokers), Logger: a.logger, Security: sec})
 		if err != nil {
 			return err
 		}

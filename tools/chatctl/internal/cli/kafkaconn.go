@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/kchat/kchat/pkg/kafkasec"
 )
 
 // kafkaConn is a Kafka client with a transport of its own. kafka-go's
@@ -20,20 +22,41 @@ type kafkaConn struct {
 	*kafka.Client
 	brokers   string
 	transport *kafka.Transport
+	sec       kafkasec.Security
 }
 
-// dialKafka prepares a client for the comma-separated bootstrap list. It does
-// not connect yet; the first request does.
-func dialKafka(brokers string, timeout time.Duration) (*kafkaConn, error) {
+// kafkaSecurity reads the Kafka security settings (KAFKA_TLS_CA_FILE,
+// KAFKA_SASL_MECHANISM, ... as the services read them) from the environment; none
+// set is PLAINTEXT. A malformed one is a usage error naming the variable.
+func (a *app) kafkaSecurity() (kafkasec.Security, error) {
+	cfg, err := kafkasec.FromEnv(a.env.Getenv)
+	if err != nil {
+		return kafkasec.Security{}, usagef("%v", err)
+	}
+	sec, err := cfg.Security()
+	if err != nil {
+		return kafkasec.Security{}, usagef("%v", err)
+	}
+	return sec, nil
+}
+
+// dialKafka prepares a client for the comma-separated bootstrap list, secured as
+// the environment says. It does not connect yet; the first request does.
+func (a *app) dialKafka(brokers string, timeout time.Duration) (*kafkaConn, error) {
 	addrs := splitList(brokers)
 	if len(addrs) == 0 {
 		return nil, usagef("no Kafka brokers given (-brokers or KAFKA_BROKERS)")
 	}
-	tr := &kafka.Transport{DialTimeout: timeout, IdleTimeout: 30 * time.Second, MetadataTTL: time.Second}
+	sec, err := a.kafkaSecurity()
+	if err != nil {
+		return nil, err
+	}
+	tr := sec.Secure(&kafka.Transport{DialTimeout: timeout, IdleTimeout: 30 * time.Second, MetadataTTL: time.Second})
 	return &kafkaConn{
 		Client:    &kafka.Client{Addr: kafka.TCP(addrs...), Timeout: timeout, Transport: tr},
 		brokers:   strings.Join(addrs, ","),
 		transport: tr,
+		sec:       sec,
 	}, nil
 }
 
@@ -52,7 +75,7 @@ func (k *kafkaConn) Close() { k.transport.CloseIdleConnections() }
 // at all, so an operator sees at once which address to fix.
 func (k *kafkaConn) wrap(err error) error {
 	if err == nil || !unreachable(err) {
-		return err
+		return k.sec.Explain(err)
 	}
 	return fmt.Errorf("cannot reach Kafka at %s (set -brokers or KAFKA_BROKERS): %w", k.brokers, err)
 }

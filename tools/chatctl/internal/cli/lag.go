@@ -20,7 +20,7 @@ func runLag(ctx context.Context, a *app, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	conn, err := dialKafka(*brokers, *timeout)
+	conn, err := a.dialKafka(*brokers, *timeout)
 	if err != nil {
 		return err
 	}

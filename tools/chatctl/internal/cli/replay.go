@@ -69,7 +69,7 @@ func runReplay(ctx context.Context, a *app, args []string) error {
 	if *reemit == topic || *reemit == topics.Stored {
 		return usagef("-reemit must name another topic: re-emitting into chat.stored would duplicate the room's timeline")
 	}
-	client, err := kafkaClient(*brokers, *timeout)
+	client, err := a.kafkaClient(*brokers, *timeout)
 	if err != nil {
 		return err
 	}
@@ -103,7 +103,11 @@ func runReplay(ctx context.Context, a *app, args []string) error {
 
 	var prod *producer.Producer
 	if *reemit != "" {
-		if prod, err = producer.New(producer.Config{Brokers: splitList(*brokers), Logger: a.logger}); err != nil {
+		sec, err := a.kafkaSecurity()
+		if err != nil {
+			return err
+		}
+		if prod, err = producer.New(producer.Config{Brokers: splitList(*brokers), Logger: a.logger, Security: sec}); err != nil {
 			return err
 		}
 		defer prod.Close()
@@ -207,7 +211,7 @@ func runRebuild(ctx context.Context, a *app, args []string) error {
 	if *dbURL == "" {
 		return usagef("no database: set DATABASE_URL or -database-url")
 	}
-	client, err := kafkaClient(*brokers, *timeout)
+	client, err := a.kafkaClient(*brokers, *timeout)
 	if err != nil {
 		return err
 	}

@@ -26,7 +26,7 @@ func runTopics(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	conn, err := dialKafka(*brokers, *timeout)
+	conn, err := a.dialKafka(*brokers, *timeout)
 	if err != nil {
 		return err
 	}
