@@ -219,7 +219,7 @@ func (b *Bench) scenarioOutboxCleanup(ctx context.Context, sc *report.Scenario) 
 
 	// Other tests on a shared stack restart brokers; a restart mid-run stalls and loses
 	// records for reasons that have nothing to do with the Cleaner.
-	brokersBefore := b.brokerPIDs()
+	brokersBefore, pgBefore := b.brokerPIDs(), b.resolvePIDs()["postgres"]
 	t0 := time.Now()
 	if err := seedRetentionBacklog(ctx, dbURL, topic, n); err != nil {
 		return err
@@ -352,7 +352,7 @@ func (b *Bench) scenarioOutboxCleanup(ctx context.Context, sc *report.Scenario) 
 		"insert commit p99 %.1f / %.1f ms; %d rows inserted while the Cleaner deleted, lost %d, errors %d",
 		during.Total.P50Ms, base.Total.P50Ms, during.Total.MaxMs, base.Total.MaxMs, stA1.Latency.P99Ms, stA2.Latency.P99Ms,
 		during.Insert.P99Ms, base.Insert.P99Ms, during.Total.Count,
-		stA1.Lost+stB.Lost+stA2.Lost, stA1.Latency.Errors+stB.Latency.Errors+stA2.Latency.Errors)
+		max(0, stA1.Lost)+max(0, stB.Lost)+max(0, stA2.Lost), stA1.Latency.Errors+stB.Latency.Errors+stA2.Latency.Errors)
 	// The relay's own share, from the insert's commit on: what the Cleaner could hold up
 	// through the relay's query (its DELETEs are running transactions, and the relay
 	// reads only rows older than every running one).
@@ -360,16 +360,18 @@ func (b *Bench) scenarioOutboxCleanup(ctx context.Context, sc *report.Scenario) 
 		"p99 without cleanup (same run)", harness.F(base.Relay.P99Ms))
 	fr.Note = fmt.Sprintf("p50 %.1f / %.1f ms, max %.0f / %.0f ms (during / without)",
 		during.Relay.P50Ms, base.Relay.P50Ms, during.Relay.MaxMs, base.Relay.MaxMs)
-	lost := stA1.Lost + stB.Lost + stA2.Lost
-	restarted := !slices.Equal(brokersBefore, b.brokerPIDs())
+	lost := max(0, stA1.Lost) + max(0, stB.Lost) + max(0, stA2.Lost)
+	errs := stA1.Latency.Errors + stB.Latency.Errors + stA2.Latency.Errors
+	restarted := !slices.Equal(brokersBefore, b.brokerPIDs()) || pgBefore != b.resolvePIDs()["postgres"]
 	var scenarioErr error
 	switch {
-	case restarted || lost > 0:
-		// A row never read back is the slowest of its phase; without it the phase's p99 is
-		// not known, and a restarted broker stalls relaying on its own.
-		why := fmt.Sprintf("%d rows not read back", lost)
+	case restarted || lost > 0 || errs > 0:
+		// A row never read back (or never inserted) is the slowest of its phase; without
+		// it the phase's p99 is not known, and a restarted broker or database stalls
+		// relaying on its own.
+		why := fmt.Sprintf("%d rows not read back, %d inserts failed", lost, errs)
 		if restarted {
-			why = "a broker restarted during the scenario; " + why
+			why = "a broker or PostgreSQL restarted during the scenario; " + why
 		}
 		f.NoData(why)
 		fr.NoData(why)
