@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/kchat/kchat/pkg/kafkasec"
 )
 
 // Kafka's own test harness uses these to start fast; durability settings stay production-like
@@ -30,11 +32,15 @@ var serverProperties = template.Must(template.New("props").Parse(`# Written by l
 process.roles=broker,controller
 node.id={{.ID}}
 controller.quorum.voters={{.Voters}}
+{{if .Secure -}}
+{{template "secure" .}}
+{{- else -}}
 listeners=PLAINTEXT://127.0.0.1:{{.Port}},CONTROLLER://127.0.0.1:{{.ControllerPort}}
 advertised.listeners=PLAINTEXT://127.0.0.1:{{.Port}}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+{{end -}}
 log.dirs={{.DataDir}}
 num.partitions=3
 default.replication.factor=3
@@ -54,7 +60,7 @@ log.segment.bytes=67108864
 delete.topic.enable=true
 broker.session.timeout.ms=3000
 broker.heartbeat.interval.ms=500
-`))
+` + secureProperties))
 
 func (s *Stack) voters() string {
 	parts := make([]string, 3)
@@ -70,6 +76,9 @@ func (s *Stack) upKafka(ctx context.Context) error {
 		return err
 	}
 	if err := s.fetchKafka(ctx); err != nil {
+		return err
+	}
+	if err := s.writeCertificates(); err != nil {
 		return err
 	}
 	if _, err := s.fetchJMXExporter(ctx); err != nil {
@@ -180,6 +189,7 @@ func (s *Stack) prepareNode(ctx context.Context, java string, id int, clusterID 
 	var buf bytes.Buffer
 	err := serverProperties.Execute(&buf, map[string]any{
 		"ID": id, "Voters": s.voters(), "Port": s.kafkaPort(id), "ControllerPort": s.controllerPort(id), "DataDir": s.kafkaDataDir(id),
+		"Secure": s.cfg.Secure != nil, "KeyStore": s.keyStoreFile(), "TrustStore": s.caFile(), "AdminJAAS": s.adminJAAS(),
 	})
 	if err != nil {
 		return err
@@ -190,8 +200,9 @@ func (s *Stack) prepareNode(ctx context.Context, java string, id int, clusterID 
 	if _, err := os.Stat(filepath.Join(s.kafkaDataDir(id), "meta.properties")); err == nil {
 		return nil
 	}
-	cmd := exec.CommandContext(ctx, java, "-cp", s.classpath(), "-Dlog4j2.configurationFile="+s.log4jConfig(),
-		"kafka.tools.StorageTool", "format", "-t", clusterID, "-c", s.kafkaProps(id), "-g")
+	args := []string{"-cp", s.classpath(), "-Dlog4j2.configurationFile=" + s.log4jConfig(),
+		"kafka.tools.StorageTool", "format", "-t", clusterID, "-c", s.kafkaProps(id), "-g"}
+	cmd := exec.CommandContext(ctx, java, append(args, s.scramFormatArgs()...)...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("cannot format storage of %s: %w\n%s", s.kafkaName(id), err, lastLines(string(out), 10))
 	}
@@ -262,7 +273,7 @@ type ClusterState struct {
 // under KRaft is a random broker, not the active controller).
 func (s *Stack) KafkaState(ctx context.Context) (ClusterState, error) {
 	st := ClusterState{QuorumLeader: -1}
-	client := &kafka.Client{Addr: kafka.TCP(s.Info().Brokers...), Timeout: 5 * time.Second}
+	client := &kafka.Client{Addr: kafka.TCP(s.Info().Brokers...), Timeout: 5 * time.Second, Transport: s.adminSecurity().RoundTripper()}
 	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{}})
 	if err != nil {
 		return st, err
@@ -319,7 +330,7 @@ func (s *Stack) WaitKafka(ctx context.Context, d time.Duration) error {
 		// JVM listens: ask each broker itself (found by the chaos suite, which otherwise
 		// killed the next broker while the last one was still starting).
 		for _, addr := range s.Info().Brokers {
-			if err := answers(ctx, addr); err != nil {
+			if err := answers(ctx, s.adminSecurity(), addr); err != nil {
 				return fmt.Errorf("broker %s does not answer: %w", addr, err)
 			}
 		}
@@ -329,10 +340,11 @@ func (s *Stack) WaitKafka(ctx context.Context, d time.Duration) error {
 
 // answers sends one request (ApiVersions) to the broker at addr on a connection of its
 // own: kafka-go's Client would answer a metadata request from its cache.
-func answers(ctx context.Context, addr string) error {
+func answers(ctx context.Context, sec kafkasec.Security, addr string) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	conn, err := (&kafka.Dialer{Timeout: 3 * time.Second}).DialContext(ctx, "tcp", addr)
+	d := &kafka.Dialer{Timeout: 3 * time.Second, TLS: sec.TLS, SASLMechanism: sec.SASL}
+	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return err
 	}

@@ -44,6 +44,9 @@ type Config struct {
 	PostgresPort    int   // default 5433
 	KafkaHeapMB     int   // default 512 per JVM: three of them share 2 cores
 	Logger          *slog.Logger
+	// Secure, if set, runs the brokers with a SASL_SSL listener instead of PLAINTEXT
+	// (see SecureConfig). The default stack (make dev, make test) does not use it.
+	Secure *SecureConfig
 }
 
 func (c *Config) setDefaults() {
@@ -95,6 +98,8 @@ type Info struct {
 	// BrokerMetrics are the brokers' JMX exporter addresses (host:port, path /metrics),
 	// in broker order.
 	BrokerMetrics []string
+	// CAFile is the PEM CA that signed the brokers' certificates (secured mode only).
+	CAFile string
 }
 
 // New validates the config; it starts nothing.
@@ -103,6 +108,11 @@ func New(cfg Config) (*Stack, error) {
 		return nil, errors.New("localstack: Config.Root is required")
 	}
 	cfg.setDefaults()
+	if cfg.Secure != nil {
+		if err := cfg.Secure.validate(); err != nil {
+			return nil, err
+		}
+	}
 	if len(cfg.KafkaPorts) != 3 || len(cfg.ControllerPorts) != 3 || len(cfg.MetricsPorts) != 3 {
 		return nil, errors.New("localstack: exactly three Kafka, controller and metrics ports are needed")
 	}
@@ -119,7 +129,11 @@ func (s *Stack) Info() Info {
 	for i, p := range s.cfg.MetricsPorts {
 		metrics[i] = fmt.Sprintf("127.0.0.1:%d", p)
 	}
-	return Info{Brokers: brokers, DatabaseURL: s.DatabaseURLFor("postgres"), BrokerMetrics: metrics}
+	info := Info{Brokers: brokers, DatabaseURL: s.DatabaseURLFor("postgres"), BrokerMetrics: metrics}
+	if s.cfg.Secure != nil {
+		info.CAFile = s.caFile()
+	}
+	return info
 }
 
 // DatabaseURLFor returns the URL of one database on the local server.

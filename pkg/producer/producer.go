@@ -493,6 +493,31 @@ func (p *Producer) refresh(topic string) {
 	info.partitions, info.fetched = parts, time.Now()
 }
 
+// whyUnknown asks a broker directly about a topic the cached cluster metadata does not
+// list, on a secured cluster only. Brokers leave topics a principal may not describe out
+// of the all-topics metadata that kafka-go's transport caches, so a topic its ACLs deny
+// looks merely unknown; asked by name, the broker says TOPIC_AUTHORIZATION_FAILED, which
+// is what the caller needs to read. Any other outcome leaves err as it was.
+func (p *Producer) whyUnknown(ctx context.Context, topic string, err error) error {
+	if !errors.Is(err, kafka.UnknownTopicOrPartition) || !p.cfg.Security.Enabled() {
+		return err
+	}
+	for _, addr := range p.cfg.Brokers {
+		conn, derr := p.cfg.Security.Dialer(p.cfg.WriteTimeout).DialContext(ctx, "tcp", addr)
+		if derr != nil {
+			continue
+		}
+		_ = conn.SetDeadline(time.Now().Add(p.cfg.WriteTimeout))
+		_, rerr := conn.ReadPartitions(topic)
+		conn.Close()
+		if errors.Is(rerr, kafka.TopicAuthorizationFailed) {
+			return fmt.Errorf("user %q may not use topic %s (check its ACLs): %w", p.cfg.Security.User(), topic, rerr)
+		}
+		return err
+	}
+	return err
+}
+
 func (p *Producer) fetchPartitions(ctx context.Context, topic string) ([]int, error) {
 	md, err := p.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
@@ -502,7 +527,7 @@ func (p *Producer) fetchPartitions(ctx context.Context, topic string) ([]int, er
 		return nil, fmt.Errorf("metadata of %s: no such topic", topic)
 	}
 	if md.Topics[0].Error != nil {
-		return nil, fmt.Errorf("metadata of %s: %w", topic, md.Topics[0].Error)
+		return nil, fmt.Errorf("metadata of %s: %w", topic, p.whyUnknown(ctx, topic, md.Topics[0].Error))
 	}
 	n := len(md.Topics[0].Partitions)
 	if n == 0 {

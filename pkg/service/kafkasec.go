@@ -29,6 +29,9 @@ func KafkaPreflight(ctx context.Context, brokers []string, sec kafkasec.Security
 	if !sec.Enabled() {
 		return nil
 	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	err := sec.VerifyAny(ctx, brokers, 10*time.Second)
 	switch {
 	case err == nil:

@@ -1,0 +1,253 @@
+package localstack
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/kchat/kchat/pkg/kafkasec"
+)
+
+// SecureConfig is the optional secured mode: every broker serves clients and each other
+// on one SASL_SSL listener (TLS with a certificate generated at start, SCRAM-SHA-512
+// logins), and KRaft's StandardAuthorizer refuses whatever no ACL allows. Only tests
+// use it so far; the default stack stays PLAINTEXT.
+//
+// The controller listener stays PLAINTEXT on 127.0.0.1, so its connections (broker
+// registrations, Raft) have the principal User:ANONYMOUS, which is therefore a super
+// user next to admin. Clients cannot reach it: the controller port is not advertised and
+// answers controller requests only. A cluster on more than one machine must secure that
+// listener too (docs/operations.md, "Kafka security").
+type SecureConfig struct {
+	// Users maps SCRAM-SHA-512 principals (User:<name>) to passwords. The credentials
+	// are written into the metadata log when the storage is formatted, so they exist
+	// before the first broker accepts a login. "admin" is required: the inter-broker
+	// principal and the only super user a client can log in as.
+	Users map[string]string
+}
+
+// AdminUser is the secured mode's super user, also used between brokers.
+const AdminUser = "admin"
+
+func (c *SecureConfig) validate() error {
+	if c.Users[AdminUser] == "" {
+		return errors.New("localstack: Secure.Users needs a password for " + AdminUser)
+	}
+	for name, pw := range c.Users {
+		// The format tool parses name=...,password=... between brackets.
+		if name == "" || pw == "" || strings.ContainsAny(name+pw, `,[]="\`) {
+			return fmt.Errorf("localstack: SCRAM user %q: name and password must be non-empty, without , [ ] = \" or \\", name)
+		}
+	}
+	return nil
+}
+
+// secureProperties replaces the PLAINTEXT listener lines of serverProperties in secured
+// mode. PEM files are read by the brokers directly (ssl.keystore.type=PEM with a
+// location: an unencrypted PKCS#8 key followed by the certificate chain).
+const secureProperties = `{{define "secure" -}}
+listeners=SASL_SSL://127.0.0.1:{{.Port}},CONTROLLER://127.0.0.1:{{.ControllerPort}}
+advertised.listeners=SASL_SSL://127.0.0.1:{{.Port}}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=SASL_SSL
+listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={{.AdminJAAS}}
+ssl.keystore.type=PEM
+ssl.keystore.location={{.KeyStore}}
+ssl.truststore.type=PEM
+ssl.truststore.location={{.TrustStore}}
+ssl.client.auth=none
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:admin;User:ANONYMOUS
+{{end}}`
+
+func (s *Stack) tlsDir() string       { return filepath.Join(s.cfg.StateDir, "tls") }
+func (s *Stack) caFile() string       { return filepath.Join(s.tlsDir(), "ca.pem") }
+func (s *Stack) keyStoreFile() string { return filepath.Join(s.tlsDir(), "broker.pem") }
+
+func (s *Stack) adminJAAS() string {
+	if s.cfg.Secure == nil {
+		return ""
+	}
+	return fmt.Sprintf(`org.apache.kafka.common.security.scram.ScramLoginModule required username="%s" password="%s";`,
+		AdminUser, s.cfg.Secure.Users[AdminUser])
+}
+
+// scramFormatArgs are the format tool's --add-scram arguments, one per user.
+func (s *Stack) scramFormatArgs() []string {
+	if s.cfg.Secure == nil {
+		return nil
+	}
+	names := make([]string, 0, len(s.cfg.Secure.Users))
+	for n := range s.cfg.Secure.Users {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var args []string
+	for _, n := range names {
+		args = append(args, "--add-scram", fmt.Sprintf("SCRAM-SHA-512=[name=%s,password=%s]", n, s.cfg.Secure.Users[n]))
+	}
+	return args
+}
+
+// Security returns what a client logging in as user needs: TLS verified against the
+// stack's CA and SCRAM-SHA-512. On a PLAINTEXT stack it is the zero Security.
+func (s *Stack) Security(user string) (kafkasec.Security, error) {
+	if s.cfg.Secure == nil {
+		return kafkasec.Security{}, nil
+	}
+	return kafkasec.Config{TLSCAFile: s.caFile(), SASLMechanism: kafkasec.ScramSHA512,
+		SASLUsername: user, SASLPassword: s.cfg.Secure.Users[user]}.Security()
+}
+
+// adminSecurity is Security(AdminUser), for the stack's own checks; the zero Security
+// on a PLAINTEXT stack (or before the CA exists, when every check fails anyway).
+func (s *Stack) adminSecurity() kafkasec.Security {
+	sec, _ := s.Security(AdminUser)
+	return sec
+}
+
+// AdminClient returns a client logged in as the super user (PLAINTEXT on a default stack).
+func (s *Stack) AdminClient(timeout time.Duration) *kafka.Client {
+	return &kafka.Client{Addr: kafka.TCP(s.Info().Brokers...), Timeout: timeout, Transport: s.adminSecurity().RoundTripper()}
+}
+
+// writeCertificates creates, in secured mode and once per state directory, a CA and a
+// broker certificate for 127.0.0.1 and localhost signed by it, as PEM files the brokers
+// read directly. They are generated here rather than by keytool or openssl so that
+// nothing beyond the JDK the brokers already need is required.
+func (s *Stack) writeCertificates() error {
+	if s.cfg.Secure == nil {
+		return nil
+	}
+	if _, err := os.Stat(s.keyStoreFile()); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(s.tlsDir(), 0o700); err != nil {
+		return err
+	}
+	now := time.Now()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kchat localstack CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(1, 0, 0),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	brokerKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	brokerTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "kchat localstack broker"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(1, 0, 0),
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	brokerDER, err := x509.CreateCertificate(rand.Reader, brokerTmpl, caTmpl, &brokerKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(brokerKey)
+	if err != nil {
+		return err
+	}
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	var store []byte
+	store = append(store, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8})...)
+	store = append(store, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: brokerDER})...)
+	store = append(store, caPEM...)
+	if err := os.WriteFile(s.caFile(), caPEM, 0o644); err != nil {
+		return err
+	}
+	// Written last: its presence means both files are complete.
+	return os.WriteFile(s.keyStoreFile(), store, 0o600)
+}
+
+// ACL is one allow rule: Principal may do each of Operations on the named resource.
+type ACL struct {
+	Principal    string // user name, without "User:"
+	ResourceType kafka.ResourceType
+	Name         string // literal topic or group name
+	Operations   []kafka.ACLOperationType
+}
+
+// CreateACLs creates acls as the super user, then waits until every broker applies
+// them: ACLs are metadata records that each broker picks up on its own, and a client
+// asking a broker that has not yet would be refused (or not even shown the topic).
+func (s *Stack) CreateACLs(ctx context.Context, acls []ACL) error {
+	var entries []kafka.ACLEntry
+	for _, a := range acls {
+		for _, op := range a.Operations {
+			entries = append(entries, kafka.ACLEntry{
+				ResourceType: a.ResourceType, ResourceName: a.Name, ResourcePatternType: kafka.PatternTypeLiteral,
+				Principal: "User:" + a.Principal, Host: "*", Operation: op, PermissionType: kafka.ACLPermissionTypeAllow,
+			})
+		}
+	}
+	client := s.AdminClient(10 * time.Second)
+	err := waitFor(ctx, time.Minute, "ACLs created", func() error {
+		res, err := client.CreateACLs(ctx, &kafka.CreateACLsRequest{ACLs: entries})
+		if err != nil {
+			return err
+		}
+		return errors.Join(res.Errors...)
+	})
+	if err != nil {
+		return err
+	}
+	// Each principal asks each broker about each topic it was granted, by name.
+	seen := map[[2]string]bool{}
+	for _, a := range acls {
+		key := [2]string{a.Principal, a.Name}
+		if a.ResourceType != kafka.ResourceTypeTopic || seen[key] || s.cfg.Secure == nil || s.cfg.Secure.Users[a.Principal] == "" {
+			continue
+		}
+		seen[key] = true
+		sec, err := s.Security(a.Principal)
+		if err != nil {
+			return err
+		}
+		for _, addr := range s.Info().Brokers {
+			err := waitFor(ctx, time.Minute, fmt.Sprintf("broker %s to let %s see %s", addr, a.Principal, a.Name), func() error {
+				conn, err := sec.Dialer(5*time.Second).DialContext(ctx, "tcp", addr)
+				if err != nil {
+					return err
+				}
+				defer conn.Close()
+				_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+				_, err = conn.ReadPartitions(a.Name)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
