@@ -83,13 +83,16 @@ func compatWalk(path string, oldNode, curNode any, problems *[]string) {
 		compatWalk(path+"/items", valueOr(old["items"]), ci, problems)
 	}
 	// A new allOf entry is compared with the empty schema, so any
-	// requirement it introduces is reported.
+	// requirement it introduces is reported, unless its condition can only
+	// hold for documents the baseline refused (see newValueOnly).
 	oldAll, _ := old["allOf"].([]any)
 	curAll, _ := cur["allOf"].([]any)
 	for i, sub := range curAll {
 		var prev any = map[string]any{}
 		if i < len(oldAll) {
 			prev = oldAll[i]
+		} else if newValueOnly(old, sub) {
+			continue
 		}
 		compatWalk(fmt.Sprintf("%s/allOf/%d", path, i), prev, sub, problems)
 	}
@@ -98,6 +101,49 @@ func compatWalk(path string, oldNode, curNode any, problems *[]string) {
 			compatWalk(path+"/"+kw, valueOr(old[kw]), sub, problems)
 		}
 	}
+}
+
+// newValueOnly reports whether the conditional subschema sub ("if" ...
+// "then") applies only to documents whose property, required by the "if",
+// holds a const or enum value that the baseline's enum for that property
+// does not list. No document valid under the baseline matches such an "if",
+// so whatever its "then" requires (a new kind's own fields) cannot break an
+// old document. Anything less certain is compared as usual.
+func newValueOnly(old map[string]any, sub any) bool {
+	s := asSchemaObject(sub)
+	if s == nil {
+		return false
+	}
+	cond := asSchemaObject(s["if"])
+	if cond == nil || s["else"] != nil {
+		return false
+	}
+	condProps, _ := cond["properties"].(map[string]any)
+	oldProps, _ := old["properties"].(map[string]any)
+	for _, name := range stringList(cond["required"]) {
+		p := asSchemaObject(condProps[name])
+		op := asSchemaObject(oldProps[name])
+		if p == nil || op == nil {
+			continue
+		}
+		oldEnum, ok := op["enum"].([]any)
+		if !ok {
+			continue
+		}
+		values, ok := p["enum"].([]any)
+		if c, has := p["const"]; has {
+			values, ok = []any{c}, true
+		}
+		if !ok || len(values) == 0 {
+			continue
+		}
+		if !slices.ContainsFunc(values, func(v any) bool {
+			return slices.ContainsFunc(oldEnum, func(o any) bool { return reflect.DeepEqual(o, v) })
+		}) {
+			return true
+		}
+	}
+	return false
 }
 
 // asSchemaObject maps boolean schemas onto objects; nil means "false".
@@ -250,6 +296,22 @@ func TestCompatCheckerCatchesBreakingChanges(t *testing.T) {
 		{"new conditional rule", stored, func(d map[string]any) {
 			d["allOf"] = append(d["allOf"].([]any), map[string]any{
 				"if":   map[string]any{"properties": map[string]any{"kind": map[string]any{"const": "join"}}},
+				"then": map[string]any{"required": []any{"client_msg_id"}},
+			})
+		}, `#/allOf/3/then: "client_msg_id" became required`},
+		{"conditional rule for a new enum value", stored, func(d map[string]any) {
+			p := prop(d, "kind")
+			p["enum"] = append(p["enum"].([]any), "pin")
+			d["allOf"] = append(d["allOf"].([]any), map[string]any{
+				"if":   map[string]any{"properties": map[string]any{"kind": map[string]any{"const": "pin"}}, "required": []any{"kind"}},
+				"then": map[string]any{"required": []any{"client_msg_id"}},
+			})
+		}, ""},
+		{"conditional rule for a new and an old enum value", stored, func(d map[string]any) {
+			p := prop(d, "kind")
+			p["enum"] = append(p["enum"].([]any), "pin")
+			d["allOf"] = append(d["allOf"].([]any), map[string]any{
+				"if":   map[string]any{"properties": map[string]any{"kind": map[string]any{"enum": []any{"pin", "join"}}}, "required": []any{"kind"}},
 				"then": map[string]any{"required": []any{"client_msg_id"}},
 			})
 		}, `#/allOf/3/then: "client_msg_id" became required`},

@@ -26,6 +26,9 @@ const (
 	KindDelete  = "delete"
 	KindJoin    = "join"
 	KindLeave   = "leave"
+	// KindReaction toggles an emoji on a message: like an edit it is a timeline entry of
+	// its own naming its target, so it is ordered with the messages it refers to.
+	KindReaction = "reaction"
 
 	ChangeJoined = "joined"
 	ChangeLeft   = "left"
@@ -47,13 +50,17 @@ const (
 // MessageSubmitted is a user's request to post, edit or delete a message, as
 // accepted by a gateway and not yet sequenced by persistence.
 type MessageSubmitted struct {
-	RoomID      string    `json:"room_id"`
-	Sender      string    `json:"sender"`
-	SenderName  string    `json:"sender_name"`
-	ClientMsgID string    `json:"client_msg_id"` // lets persistence drop client retries
-	Text        string    `json:"text"`          // length is limited by the gateway, not here
-	Kind        string    `json:"kind"`          // KindMessage, KindEdit or KindDelete
-	TargetSeq   int64     `json:"target_seq,omitempty"`
+	RoomID      string `json:"room_id"`
+	Sender      string `json:"sender"`
+	SenderName  string `json:"sender_name"`
+	ClientMsgID string `json:"client_msg_id"` // lets persistence drop client retries
+	Text        string `json:"text"`          // length is limited by the gateway, not here
+	Kind        string `json:"kind"`          // KindMessage, KindEdit, KindDelete or KindReaction
+	TargetSeq   int64  `json:"target_seq,omitempty"`
+	// Emoji and On are set for KindReaction only: On true adds the sender's Emoji to the
+	// target message, false (absent) removes it.
+	Emoji       string    `json:"emoji,omitempty"`
+	On          bool      `json:"on,omitempty"`
 	SubmittedAt time.Time `json:"submitted_at"`
 }
 
@@ -66,9 +73,10 @@ func (m MessageSubmitted) Validate() error {
 		required("sender", m.Sender),
 		required("sender_name", m.SenderName),
 		required("client_msg_id", m.ClientMsgID),
-		oneOf("kind", m.Kind, KindMessage, KindEdit, KindDelete),
+		oneOf("kind", m.Kind, KindMessage, KindEdit, KindDelete, KindReaction),
 		textFor(m.Kind, m.Text),
 		targetFor(m.Kind, m.TargetSeq),
+		emojiFor(m.Kind, m.Emoji),
 		requiredTime("submitted_at", m.SubmittedAt),
 	)
 }
@@ -103,13 +111,15 @@ func (m MembershipChanged) Validate() error {
 type MessageStored struct {
 	RoomID      string    `json:"room_id"`
 	Seq         int64     `json:"seq"`
-	Kind        string    `json:"kind"`       // KindMessage, KindJoin, KindLeave, KindEdit or KindDelete
+	Kind        string    `json:"kind"`       // KindMessage, KindJoin, KindLeave, KindEdit, KindDelete or KindReaction
 	MessageID   string    `json:"message_id"` // id of the submitted event, for end-to-end tracing
 	Sender      string    `json:"sender"`
 	SenderName  string    `json:"sender_name"`
 	ClientMsgID string    `json:"client_msg_id,omitempty"`
 	Text        string    `json:"text,omitempty"`
 	TargetSeq   int64     `json:"target_seq,omitempty"`
+	Emoji       string    `json:"emoji,omitempty"`   // KindReaction: the emoji toggled
+	On          bool      `json:"on,omitempty"`      // KindReaction: added (true) or removed
 	RoomKind    string    `json:"room_kind"`         // RoomKindRoom or RoomKindDM
 	Members     []string  `json:"members,omitempty"` // set for DMs so fan-out needs no lookup
 	SentAt      time.Time `json:"sent_at"`
@@ -123,12 +133,13 @@ func (m MessageStored) Validate() error {
 	return firstErr(
 		required("room_id", m.RoomID),
 		atLeast("seq", m.Seq, 1),
-		oneOf("kind", m.Kind, KindMessage, KindJoin, KindLeave, KindEdit, KindDelete),
+		oneOf("kind", m.Kind, KindMessage, KindJoin, KindLeave, KindEdit, KindDelete, KindReaction),
 		required("message_id", m.MessageID),
 		required("sender", m.Sender),
 		required("sender_name", m.SenderName),
 		textFor(m.Kind, m.Text),
 		targetFor(m.Kind, m.TargetSeq),
+		emojiFor(m.Kind, m.Emoji),
 		oneOf("room_kind", m.RoomKind, RoomKindRoom, RoomKindDM),
 		membersFor(m.RoomKind, m.Members),
 		requiredTime("sent_at", m.SentAt),
@@ -306,14 +317,23 @@ func textFor(kind, text string) error {
 	return nil
 }
 
-// targetFor requires the sequence number of the message an edit or delete
-// applies to.
+// targetFor requires the sequence number of the message an edit, delete or
+// reaction applies to.
 func targetFor(kind string, target int64) error {
-	if kind != KindEdit && kind != KindDelete {
+	if kind != KindEdit && kind != KindDelete && kind != KindReaction {
 		return nil
 	}
 	if target < 1 {
 		return fieldErr("target_seq", "is required for kind "+kind+" and must be positive")
+	}
+	return nil
+}
+
+// emojiFor requires the emoji of a reaction. Which strings are acceptable emoji is
+// the gateway's rule (protocol.ValidateEmoji); events only carry them.
+func emojiFor(kind, emoji string) error {
+	if kind == KindReaction && emoji == "" {
+		return fieldErr("emoji", "is required for kind "+kind)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -203,6 +204,8 @@ func newFrame(typ string) (Frame, bool) {
 		return &Edit{}, true
 	case TypeDelete:
 		return &Delete{}, true
+	case TypeReact:
+		return &React{}, true
 	case TypeDM:
 		return &DM{}, true
 	case TypeSubscribe:
@@ -261,6 +264,8 @@ func validate(f Frame, lim Limits) *Error {
 		return firstErr(room(f.Room), clientMsgID(f.ClientMsgID, lim), target(f.TargetSeq), text(f.Text, lim))
 	case *Delete:
 		return firstErr(room(f.Room), clientMsgID(f.ClientMsgID, lim), target(f.TargetSeq))
+	case *React:
+		return ValidateReact(f.Room, f.ClientMsgID, f.TargetSeq, f.Emoji, f.On, lim)
 	case *DM:
 		if f.To == "" {
 			return NewError(CodeBadRequest, "to is required")
@@ -411,6 +416,48 @@ func text(t string, lim Limits) *Error {
 func target(seq int64) *Error {
 	if seq < 1 {
 		return NewError(CodeBadRequest, "target_seq is required and must be positive")
+	}
+	return nil
+}
+
+// MaxEmojiBytes bounds a reaction's emoji: room for flags, keycaps, skin tones and the
+// usual joined sequences, far too little for a message smuggled in as a reaction.
+const MaxEmojiBytes = 32
+
+// ValidateEmoji checks a reaction's emoji: 1 to MaxEmojiBytes bytes of valid UTF-8 with no
+// whitespace, control or format-only characters other than the zero-width joiner and
+// variation selectors that emoji sequences are built with. It does not try to decide what
+// is an emoji (Unicode adds new ones every year); it keeps out what would render as
+// nothing, break a layout or hide text. Invalid input is refused, never altered.
+func ValidateEmoji(e string) *Error {
+	if e == "" {
+		return NewError(CodeBadRequest, "emoji is required")
+	}
+	if len(e) > MaxEmojiBytes {
+		return NewError(CodeBadRequest, fmt.Sprintf("emoji is longer than %d bytes", MaxEmojiBytes))
+	}
+	if !utf8.ValidString(e) {
+		return NewError(CodeBadRequest, "emoji must be valid UTF-8")
+	}
+	for _, r := range e {
+		switch {
+		case r == 0x200D || (r >= 0xFE00 && r <= 0xFE0F) || (r >= 0xE0020 && r <= 0xE007F):
+			// zero-width joiner, variation selectors, tag characters (subdivision flags)
+		case unicode.IsSpace(r) || unicode.IsControl(r) || unicode.Is(unicode.Cf, r):
+			return NewError(CodeBadRequest, "emoji must not contain whitespace, control or invisible characters")
+		}
+	}
+	return nil
+}
+
+// ValidateReact checks a reaction toggle (WebSocket `react`, REST POST .../reactions).
+func ValidateReact(r, clientID string, targetSeq int64, emoji string, on *bool, lim Limits) *Error {
+	lim = lim.WithDefaults()
+	if e := firstErr(room(r), clientMsgID(clientID, lim), target(targetSeq), ValidateEmoji(emoji)); e != nil {
+		return e
+	}
+	if on == nil {
+		return NewError(CodeBadRequest, "on is required (true adds the reaction, false removes it)")
 	}
 	return nil
 }

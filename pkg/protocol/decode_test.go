@@ -35,6 +35,11 @@ func TestDecode_errors(t *testing.T) {
 		{"send text wrong type", `{"type":"send","room":"a","client_msg_id":"c","text":7}`, protocol.CodeBadRequest, ""},
 		{"edit no target", `{"type":"edit","room":"a","client_msg_id":"c","text":"x"}`, protocol.CodeBadRequest, ""},
 		{"delete negative target", `{"type":"delete","room":"a","client_msg_id":"c","target_seq":-1}`, protocol.CodeBadRequest, ""},
+		{"react no on", `{"type":"react","room":"a","client_msg_id":"c","target_seq":1,"emoji":"👍"}`, protocol.CodeBadRequest, ""},
+		{"react on not bool", `{"type":"react","room":"a","client_msg_id":"c","target_seq":1,"emoji":"👍","on":"yes"}`, protocol.CodeBadRequest, ""},
+		{"react no target", `{"type":"react","room":"a","client_msg_id":"c","emoji":"👍","on":true}`, protocol.CodeBadRequest, ""},
+		{"react no emoji", `{"type":"react","room":"a","client_msg_id":"c","target_seq":1,"on":true}`, protocol.CodeBadRequest, ""},
+		{"react no client id", `{"type":"react","room":"a","target_seq":1,"emoji":"👍","on":true}`, protocol.CodeBadRequest, ""},
 		{"dm no to", `{"type":"dm","client_msg_id":"c","text":"x"}`, protocol.CodeBadRequest, ""},
 		{"dm bad to", `{"type":"dm","to":"a!","client_msg_id":"c","text":"x"}`, protocol.CodeBadRequest, ""},
 		{"subscribe negative since", `{"type":"subscribe","room":"a","since_seq":-2}`, protocol.CodeBadRequest, ""},
@@ -62,6 +67,24 @@ func TestDecode_errors(t *testing.T) {
 	}
 }
 
+// TestValidateEmoji: emoji are refused, never trimmed or cleaned, when they hold anything
+// that renders as nothing or could hide text; real emoji sequences pass.
+func TestValidateEmoji(t *testing.T) {
+	t.Parallel()
+	good := []string{"👍", "❤️", "🇫🇷", "👍🏽", "👩‍💻", "1️⃣", "🏴\U000E0067\U000E0062\U000E0065\U000E006E\U000E0067\U000E007F", "+1", "ok"}
+	for _, e := range good {
+		if err := protocol.ValidateEmoji(e); err != nil {
+			t.Errorf("ValidateEmoji(%q) = %v, want ok", e, err)
+		}
+	}
+	bad := []string{"", " ", "👍 ", "a\tb", "a\nb", "\x00", "\u200b", "\u202e👍", "\xff", strings.Repeat("👍", 9)}
+	for _, e := range bad {
+		if err := protocol.ValidateEmoji(e); err == nil || err.Code != protocol.CodeBadRequest {
+			t.Errorf("ValidateEmoji(%q) = %v, want bad_request", e, err)
+		}
+	}
+}
+
 func TestDecode_valid(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -71,6 +94,10 @@ func TestDecode_valid(t *testing.T) {
 		{`{"type":"send","ref":"1","room":"general","client_msg_id":"c1","text":"héllo <b>"}`, func(f protocol.Frame) bool {
 			s, ok := f.(*protocol.Send)
 			return ok && s.Room == "general" && s.Text == "héllo <b>" && s.Ref == "1"
+		}},
+		{`{"type":"react","room":"general","client_msg_id":"r1","target_seq":4,"emoji":"🎉","on":false}`, func(f protocol.Frame) bool {
+			r, ok := f.(*protocol.React)
+			return ok && r.TargetSeq == 4 && r.Emoji == "🎉" && r.On != nil && !*r.On
 		}},
 		{`{"type":"subscribe","room":"dm:a:b","since_seq":0}`, func(f protocol.Frame) bool {
 			s, ok := f.(*protocol.Subscribe)

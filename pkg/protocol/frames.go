@@ -31,6 +31,7 @@ const (
 	TypeSend        = "send"
 	TypeEdit        = "edit"
 	TypeDelete      = "delete"
+	TypeReact       = "react"
 	TypeDM          = "dm"
 	TypeSubscribe   = "subscribe"
 	TypeUnsubscribe = "unsubscribe"
@@ -135,6 +136,17 @@ type Delete struct {
 	Room        string `json:"room"`
 	ClientMsgID string `json:"client_msg_id"`
 	TargetSeq   int64  `json:"target_seq"`
+}
+
+// React toggles the sender's Emoji on the message at TargetSeq: On true adds it, false
+// removes it. On is a pointer so that a missing "on" is refused instead of read as false.
+type React struct {
+	Base
+	Room        string `json:"room"`
+	ClientMsgID string `json:"client_msg_id"`
+	TargetSeq   int64  `json:"target_seq"`
+	Emoji       string `json:"emoji"`
+	On          *bool  `json:"on"`
 }
 
 // DM sends a direct message to a user by username, creating the DM room on first use.
@@ -252,6 +264,8 @@ const (
 	KindDelete  = event.KindDelete
 	KindJoin    = event.KindJoin
 	KindLeave   = event.KindLeave
+	// KindReaction entries carry Emoji and On and name the message in TargetSeq.
+	KindReaction = event.KindReaction
 )
 
 // Ack statuses.
@@ -310,6 +324,24 @@ type Message struct {
 	StoredAt    time.Time  `json:"stored_at"`
 	EditedAt    *time.Time `json:"edited_at,omitempty"`
 	DeletedAt   *time.Time `json:"deleted_at,omitempty"`
+	// Emoji and On are set on entries of kind reaction (On is false when it was removed,
+	// so it is a pointer: present on every reaction entry, absent on other kinds).
+	Emoji string `json:"emoji,omitempty"`
+	On    *bool  `json:"on,omitempty"`
+	// Reactions are the message's current reactions, in history pages only (live entries
+	// carry the toggles themselves): one per emoji, first reacted first.
+	Reactions []ReactionCount `json:"reactions,omitempty"`
+}
+
+// MaxReactionNames bounds ReactionCount.Users: past it a client shows the count only.
+const MaxReactionNames = 10
+
+// ReactionCount aggregates one emoji's reactions on a message for the asking user.
+type ReactionCount struct {
+	Emoji string   `json:"emoji"`
+	Count int      `json:"count"`
+	Me    bool     `json:"me"`              // the asking user is among them
+	Users []string `json:"users,omitempty"` // usernames, first reacted first; set when Count <= MaxReactionNames
 }
 
 // Subscribed confirms a subscription. Recovered is false when since_seq could not be

@@ -87,6 +87,12 @@ func (r Renderer) Entry(m *protocol.Message) string {
 		return fmt.Sprintf("%s * %s deleted message %d", head, name, m.TargetSeq)
 	case protocol.KindEdit:
 		return fmt.Sprintf("%s <%s> %s (edit of %d)", head, name, Clean(m.Text), m.TargetSeq)
+	case protocol.KindReaction:
+		verb := "reacted"
+		if m.On == nil || !*m.On {
+			verb = "removed"
+		}
+		return fmt.Sprintf("%s * %s %s %s on message %d", head, name, verb, Clean(m.Emoji), m.TargetSeq)
 	}
 	text := Clean(m.Text)
 	switch {

@@ -111,6 +111,7 @@ func (a *API) Register(e *echo.Echo) {
 	authed.POST("/rooms/:id/messages", a.send)
 	authed.PATCH("/rooms/:id/messages/:seq", a.edit)
 	authed.DELETE("/rooms/:id/messages/:seq", a.remove)
+	authed.POST("/rooms/:id/messages/:seq/reactions", a.react)
 	authed.POST("/rooms/:id/read", a.markRead)
 	authed.POST("/dms/:username", a.openDM)
 	authed.GET("/users", a.users)

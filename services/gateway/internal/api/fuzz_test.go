@@ -219,6 +219,7 @@ var routes = []route{
 	{"GET", "/api/stats", true},
 	{"PATCH", "/api/rooms/{id}/messages/{seq}", true},
 	{"DELETE", "/api/rooms/{id}/messages/{seq}", true},
+	{"POST", "/api/rooms/{id}/messages/{seq}/reactions", true},
 	{"POST", "/api/rooms/{id}/read", true},
 	{"GET", "/api/notifications", true},
 	{"GET", "/api/notifications/unread", true},
@@ -688,6 +689,12 @@ func (s *fakeStore) MessagesBefore(_ context.Context, roomID string, before int6
 		ms[i], ms[j] = ms[j], ms[i]
 	}
 	return ms[:min(len(ms), limit)], nil
+}
+
+// Reactions: nothing here stores reaction entries (persistence does not run), so there
+// are none; the real query is covered by the stack tests.
+func (s *fakeStore) Reactions(context.Context, string, string, []int64, int) ([]store.Reaction, error) {
+	return nil, nil
 }
 
 func (s *fakeStore) MarkRead(_ context.Context, userID, roomID string, seq int64) (int64, int64, error) {

@@ -256,6 +256,29 @@ func (a *API) remove(c echo.Context) error {
 	return a.submit(c, chat.SendRequest{Room: c.Param("id"), ClientMsgID: clientMsgID(id), Kind: event.KindDelete, TargetSeq: seq})
 }
 
+// react toggles the caller's emoji on a message. on is required: a missing one is refused
+// rather than read as "remove".
+func (a *API) react(c echo.Context) error {
+	seq, err := targetSeq(c)
+	if err != nil {
+		return fail(c, err)
+	}
+	var req struct {
+		ClientMsgID string `json:"client_msg_id"`
+		Emoji       string `json:"emoji"`
+		On          *bool  `json:"on"`
+	}
+	if err := decode(c, &req); err != nil {
+		return fail(c, err)
+	}
+	id := clientMsgID(req.ClientMsgID)
+	if e := protocol.ValidateReact(c.Param("id"), id, seq, req.Emoji, req.On, protocol.Limits{}); e != nil {
+		return fail(c, e)
+	}
+	return a.submit(c, chat.SendRequest{Room: c.Param("id"), ClientMsgID: id, Kind: event.KindReaction, TargetSeq: seq,
+		Emoji: req.Emoji, On: *req.On})
+}
+
 // submit rate-limits and publishes a send, edit or delete and answers like POST messages.
 func (a *API) submit(c echo.Context, req chat.SendRequest) error {
 	if err := a.allowUser(c); err != nil {

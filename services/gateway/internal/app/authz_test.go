@@ -166,6 +166,12 @@ func restCases() []restCase {
 		{method: "DELETE", path: "/api/rooms/{id}/messages/{seq}",
 			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok202, nonMember: denied, admin: ok202, peer: denied},
 			dm:     map[actor]expect{member: ok202, peer: denied, nonMember: hidden, admin: hidden}},
+		// Any member may react to entry 1; outsiders as for posting.
+		{method: "POST", path: "/api/rooms/{id}/messages/{seq}/reactions", body: func(_ *authzFixture, a actor) any {
+			return map[string]any{"emoji": "👍", "on": true, "client_msg_id": fmt.Sprintf("authz-r-%s-%d", a, time.Now().UnixNano())}
+		},
+			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok202, nonMember: denied, admin: ok202, peer: denied},
+			dm:     map[actor]expect{member: ok202, peer: ok202, nonMember: hidden, admin: hidden}},
 		{method: "POST", path: "/api/rooms/{id}/read", body: func(*authzFixture, actor) any { return map[string]int64{"seq": 1} },
 			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
 			dm:     map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
@@ -321,6 +327,7 @@ func wsCases() []wsCase {
 			map[actor]wsExpect{member: g, peer: g, nonMember: wsHidden, admin: wsHidden}
 	}
 	sendPub, sendDM := grantMembers("ack")
+	reactPub, reactDM := grantMembers("ack")
 	subPub, subDM := grantMembers("subscribed")
 	histPub, histDM := grantMembers("history")
 	typPub, typDM := grantMembers("")
@@ -355,6 +362,9 @@ func wsCases() []wsCase {
 		{typ: "delete", frame: func(_ *authzFixture, room string, a actor) map[string]any {
 			return map[string]any{"type": "delete", "room": room, "client_msg_id": id(a), "target_seq": 1}
 		}, public: delPub, dm: delDM},
+		{typ: "react", frame: func(_ *authzFixture, room string, a actor) map[string]any {
+			return map[string]any{"type": "react", "room": room, "client_msg_id": id(a), "target_seq": 1, "emoji": "👍", "on": true}
+		}, public: reactPub, dm: reactDM},
 		{typ: "dm", frame: func(fx *authzFixture, _ string, a actor) map[string]any {
 			return map[string]any{"type": "dm", "to": fx.other(a).Name, "client_msg_id": id(a), "text": "psst"}
 		}, public: wsEveryone("ack")},

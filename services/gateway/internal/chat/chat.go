@@ -45,6 +45,7 @@ type Store interface {
 	PublicRooms(ctx context.Context, limit int) ([]store.Room, error)
 	MessagesAfter(ctx context.Context, roomID string, after int64, limit int) ([]store.Message, error)
 	MessagesBefore(ctx context.Context, roomID string, before int64, limit int) ([]store.Message, error)
+	Reactions(ctx context.Context, roomID, userID string, seqs []int64, maxNames int) ([]store.Reaction, error)
 	MarkRead(ctx context.Context, userID, roomID string, seq int64) (int64, int64, error)
 }
 

@@ -15,13 +15,15 @@ import (
 	"github.com/kchat/kchat/services/gateway/internal/store"
 )
 
-// SendRequest is a validated send, edit or delete.
+// SendRequest is a validated send, edit, delete or reaction toggle.
 type SendRequest struct {
 	Room        string
 	ClientMsgID string
 	Text        string
-	Kind        string // event.KindMessage (default), KindEdit or KindDelete
+	Kind        string // event.KindMessage (default), KindEdit, KindDelete or KindReaction
 	TargetSeq   int64
+	Emoji       string // KindReaction
+	On          bool   // KindReaction: add (true) or remove the sender's Emoji
 }
 
 // Send publishes message.submitted keyed by room with acks=all and only then reports
@@ -51,7 +53,16 @@ func (s *Service) SendAsync(ctx context.Context, u User, req SendRequest, done f
 	if req.Kind == "" {
 		req.Kind = event.KindMessage
 	}
-	if req.Kind != event.KindDelete {
+	switch req.Kind {
+	case event.KindDelete:
+	case event.KindReaction:
+		// REST bodies come here without Decode; frames were checked already (cheaply).
+		on := req.On
+		if e := protocol.ValidateReact(req.Room, req.ClientMsgID, req.TargetSeq, req.Emoji, &on, s.cfg.Limits); e != nil {
+			done(protocol.Ack{}, e)
+			return
+		}
+	default:
 		if e := protocol.ValidateText(req.ClientMsgID, req.Text, s.cfg.Limits); e != nil {
 			done(protocol.Ack{}, e)
 			return
@@ -76,7 +87,7 @@ func (s *Service) SendAsync(ctx context.Context, u User, req SendRequest, done f
 		done(ack, nil)
 		return
 	}
-	if req.Kind == event.KindEdit || req.Kind == event.KindDelete {
+	if req.Kind == event.KindEdit || req.Kind == event.KindDelete || req.Kind == event.KindReaction {
 		if err := s.checkTarget(ctx, u, chk, req); err != nil {
 			done(protocol.Ack{}, err)
 			return
@@ -84,7 +95,7 @@ func (s *Service) SendAsync(ctx context.Context, u User, req SendRequest, done f
 	}
 	e, err := event.New(s.source(), event.MessageSubmitted{
 		RoomID: req.Room, Sender: u.ID, SenderName: u.Username, ClientMsgID: req.ClientMsgID,
-		Text: req.Text, Kind: req.Kind, TargetSeq: req.TargetSeq, SubmittedAt: s.cfg.Now().UTC(),
+		Text: req.Text, Kind: req.Kind, TargetSeq: req.TargetSeq, Emoji: req.Emoji, On: req.On, SubmittedAt: s.cfg.Now().UTC(),
 	})
 	if err != nil {
 		done(protocol.Ack{}, protocol.NewError(protocol.CodeBadRequest, err.Error()))
@@ -105,10 +116,11 @@ func (s *Service) SendAsync(ctx context.Context, u User, req SendRequest, done f
 	}
 }
 
-// checkTarget decides whether u may edit or delete the entry at req.TargetSeq: it must be a
-// message (not a join, an edit...), not deleted, and u its author or an admin of the
-// room. Persistence checks the same again when it stores the change, since the target
-// may change (be deleted) between this check and then.
+// checkTarget decides whether u may edit, delete or react to the entry at req.TargetSeq:
+// it must be a message (not a join, an edit...), not deleted, and for an edit or delete u
+// must be its author or an admin of the room (any member may react). Persistence checks
+// the same again when it stores the change, since the target may change (be deleted)
+// between this check and then.
 func (s *Service) checkTarget(ctx context.Context, u User, chk store.SendCheck, req SendRequest) error {
 	t, err := s.store.MessageAt(ctx, req.Room, req.TargetSeq)
 	if errors.Is(err, store.ErrNotFound) {
@@ -116,6 +128,15 @@ func (s *Service) checkTarget(ctx context.Context, u User, chk store.SendCheck, 
 	}
 	if err != nil {
 		return s.internal(ctx, "cannot read target", err)
+	}
+	if req.Kind == event.KindReaction {
+		switch {
+		case t.Kind != event.KindMessage:
+			return protocol.NewError(protocol.CodeBadRequest, "only messages can be reacted to, not "+t.Kind+" entries")
+		case t.DeletedAt != nil:
+			return protocol.NewError(protocol.CodeConflict, "a deleted message cannot be reacted to")
+		}
+		return nil
 	}
 	switch {
 	case t.Kind != event.KindMessage:
@@ -188,7 +209,33 @@ func (s *Service) History(ctx context.Context, u User, roomID string, q HistoryQ
 	for i, m := range ms {
 		page.Messages[i] = FrameOf(m)
 	}
+	if err := s.addReactions(ctx, u, roomID, page.Messages); err != nil {
+		return protocol.HistoryPage{}, err
+	}
 	return page, nil
+}
+
+// addReactions fills in the current reactions of a page's messages with one query for
+// the page. A deleted message has none (its delete removed them).
+func (s *Service) addReactions(ctx context.Context, u User, roomID string, page []protocol.Message) error {
+	at := make(map[int64]*protocol.Message, len(page))
+	var seqs []int64
+	for i := range page {
+		if m := &page[i]; m.Kind == event.KindMessage && m.DeletedAt == nil {
+			at[m.Seq] = m
+			seqs = append(seqs, m.Seq)
+		}
+	}
+	rs, err := s.store.Reactions(ctx, roomID, u.ID, seqs, protocol.MaxReactionNames)
+	if err != nil {
+		return s.internal(ctx, "cannot read reactions", err)
+	}
+	for _, r := range rs {
+		if m := at[r.TargetSeq]; m != nil {
+			m.Reactions = append(m.Reactions, protocol.ReactionCount{Emoji: r.Emoji, Count: r.Count, Me: r.Me, Users: r.Users})
+		}
+	}
+	return nil
 }
 
 // FrameOf renders a stored timeline row as a message frame. A deleted message keeps its
@@ -201,15 +248,20 @@ func FrameOf(m store.Message) protocol.Message {
 	return protocol.Message{
 		Base: protocol.Base{Type: protocol.TypeMessage}, Room: m.RoomID, Seq: m.Seq, Kind: m.Kind, MessageID: m.EventID,
 		Sender: m.Sender, SenderName: m.SenderName, ClientMsgID: m.ClientMsgID, Text: m.Text, TargetSeq: m.TargetSeq,
-		SentAt: m.SentAt, StoredAt: m.StoredAt, EditedAt: m.EditedAt, DeletedAt: m.DeletedAt,
+		SentAt: m.SentAt, StoredAt: m.StoredAt, EditedAt: m.EditedAt, DeletedAt: m.DeletedAt, Emoji: m.Emoji, On: m.On,
 	}
 }
 
 // FrameOfStored renders a live message.stored event as a message frame.
 func FrameOfStored(m event.MessageStored) protocol.Message {
-	return protocol.Message{
+	f := protocol.Message{
 		Base: protocol.Base{Type: protocol.TypeMessage}, Room: m.RoomID, Seq: m.Seq, Kind: m.Kind, MessageID: m.MessageID,
 		Sender: m.Sender, SenderName: m.SenderName, ClientMsgID: m.ClientMsgID, Text: m.Text, TargetSeq: m.TargetSeq,
-		SentAt: m.SentAt, StoredAt: m.StoredAt,
+		SentAt: m.SentAt, StoredAt: m.StoredAt, Emoji: m.Emoji,
 	}
+	if m.Kind == event.KindReaction {
+		on := m.On
+		f.On = &on
+	}
+	return f
 }

@@ -13,7 +13,7 @@ import (
 // limits (per connection and per user) count.
 func isMessageFrame(f protocol.Frame) bool {
 	switch f.(type) {
-	case *protocol.Send, *protocol.Edit, *protocol.Delete, *protocol.DM:
+	case *protocol.Send, *protocol.Edit, *protocol.Delete, *protocol.React, *protocol.DM:
 		return true
 	}
 	return false

@@ -75,6 +75,8 @@ func (s *Session) refuseBusy(f protocol.Frame, ref string) {
 		e.ClientMsgID, e.Room = f.ClientMsgID, f.Room
 	case *protocol.Delete:
 		e.ClientMsgID, e.Room = f.ClientMsgID, f.Room
+	case *protocol.React:
+		e.ClientMsgID, e.Room = f.ClientMsgID, f.Room
 	case *protocol.DM:
 		e.ClientMsgID = f.ClientMsgID
 	}
@@ -114,6 +116,9 @@ func (s *Session) handle(ctx context.Context, f protocol.Frame, ref string, arri
 		s.send(ctx, *u, ref, arrived, chat.SendRequest{Room: f.Room, ClientMsgID: f.ClientMsgID, Text: f.Text, Kind: event.KindEdit, TargetSeq: f.TargetSeq})
 	case *protocol.Delete:
 		s.send(ctx, *u, ref, arrived, chat.SendRequest{Room: f.Room, ClientMsgID: f.ClientMsgID, Kind: event.KindDelete, TargetSeq: f.TargetSeq})
+	case *protocol.React:
+		s.send(ctx, *u, ref, arrived, chat.SendRequest{Room: f.Room, ClientMsgID: f.ClientMsgID, Kind: event.KindReaction,
+			TargetSeq: f.TargetSeq, Emoji: f.Emoji, On: *f.On})
 	case *protocol.DM:
 		s.onDM(ctx, *u, f, arrived)
 	case *protocol.Subscribe:

@@ -69,6 +69,8 @@ type Message struct {
 	StoredAt    time.Time
 	EditedAt    *time.Time
 	DeletedAt   *time.Time
+	Emoji       string // reaction entries
+	On          *bool  // reaction entries: added (true) or removed
 }
 
 // Room is a room with the asking user's relation to it.
@@ -478,13 +480,14 @@ func (s *Store) MembershipsSince(ctx context.Context, userIDs []string, since ti
 }
 
 const selectMessages = `SELECT room_id, seq, event_id, kind, sender, sender_name, coalesce(client_msg_id, ''),
-	coalesce(text, ''), coalesce(target_seq, 0), sent_at, stored_at, edited_at, deleted_at FROM messages`
+	coalesce(text, ''), coalesce(target_seq, 0), sent_at, stored_at, edited_at, deleted_at, coalesce(emoji, ''), reaction_on
+	FROM messages`
 
 func scanMessages(rows pgx.Rows) ([]Message, error) {
 	ms, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Message, error) {
 		var m Message
 		err := r.Scan(&m.RoomID, &m.Seq, &m.EventID, &m.Kind, &m.Sender, &m.SenderName, &m.ClientMsgID,
-			&m.Text, &m.TargetSeq, &m.SentAt, &m.StoredAt, &m.EditedAt, &m.DeletedAt)
+			&m.Text, &m.TargetSeq, &m.SentAt, &m.StoredAt, &m.EditedAt, &m.DeletedAt, &m.Emoji, &m.On)
 		return m, err
 	})
 	if err != nil {
@@ -510,4 +513,40 @@ func (s *Store) MessagesBefore(ctx context.Context, roomID string, before int64,
 		return nil, fmt.Errorf("cannot read messages: %w", err)
 	}
 	return scanMessages(rows)
+}
+
+// Reaction is one emoji's current reactions on one message.
+type Reaction struct {
+	TargetSeq int64
+	Emoji     string
+	Count     int
+	Me        bool     // userID is among them
+	Users     []string // usernames, first reacted first, at most maxNames
+}
+
+// Reactions returns the current reactions on the messages seqs of roomID, for a history
+// page: one query for the whole page, grouped per message and emoji, ordered by message
+// and then by when each emoji was first added. Usernames are returned only for emoji
+// with at most maxNames reactions (a client shows the count alone past that).
+func (s *Store) Reactions(ctx context.Context, roomID, userID string, seqs []int64, maxNames int) ([]Reaction, error) {
+	if len(seqs) == 0 {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT target_seq, emoji, count(*), bool_or(user_id = $3),
+			CASE WHEN count(*) <= $4 THEN array_agg(user_name ORDER BY seq) END
+		FROM reactions WHERE room_id = $1 AND target_seq = ANY($2::bigint[])
+		GROUP BY target_seq, emoji
+		ORDER BY target_seq, min(seq)`, roomID, seqs, userID, maxNames)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read reactions: %w", err)
+	}
+	rs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Reaction, error) {
+		var x Reaction
+		err := r.Scan(&x.TargetSeq, &x.Emoji, &x.Count, &x.Me, &x.Users)
+		return x, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot read reactions: %w", err)
+	}
+	return rs, nil
 }

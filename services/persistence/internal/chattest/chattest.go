@@ -80,6 +80,19 @@ func Submitted(t testing.TB, room, sender, clientMsgID, kind, text string, targe
 	return e
 }
 
+// Reaction builds a message.submitted event toggling sender's emoji on the message at target.
+func Reaction(t testing.TB, room, sender, clientMsgID string, target int64, emoji string, on bool) event.Envelope {
+	t.Helper()
+	e, err := event.New("kchat/gateway/test", event.MessageSubmitted{
+		RoomID: room, Sender: sender, SenderName: "Name of " + sender, ClientMsgID: clientMsgID,
+		Kind: event.KindReaction, TargetSeq: target, Emoji: emoji, On: on, SubmittedAt: time.Now().UTC(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
 // Message is Submitted for a plain message.
 func Message(t testing.TB, room, sender, clientMsgID, text string) event.Envelope {
 	t.Helper()

@@ -30,11 +30,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"kind"}),
 		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kchat_persistence_duplicates_total",
-			Help: "Events stored no entry for: reason redelivered (event id seen before), client_retry (client_msg_id seen before) or already_deleted (a delete of a deleted message).",
+			Help: "Events stored no entry for: reason redelivered (event id seen before), client_retry (client_msg_id seen before) already_deleted (a delete of a deleted message, or a reaction to one) or reaction_unchanged (a reaction toggled to the state it was in).",
 		}, []string{"reason"}),
 	}
 	// Pre-create the label values so that dashboards see zeros rather than gaps.
-	for _, r := range []string{"redelivered", "client_retry", "already_deleted"} {
+	for _, r := range []string{"redelivered", "client_retry", "already_deleted", "reaction_unchanged"} {
 		m.duplicates.WithLabelValues(r)
 	}
 	if reg != nil {
@@ -55,4 +55,5 @@ func (m *Metrics) observe(size int, res result, took time.Duration) {
 	m.duplicates.WithLabelValues("redelivered").Add(float64(res.redelivered))
 	m.duplicates.WithLabelValues("client_retry").Add(float64(res.retried))
 	m.duplicates.WithLabelValues("already_deleted").Add(float64(res.alreadyDeleted))
+	m.duplicates.WithLabelValues("reaction_unchanged").Add(float64(res.unchanged))
 }

@@ -143,7 +143,15 @@ type seqKey struct {
 	seq  int64
 }
 
-// target is what an edit or delete needs to know about the entry it applies to.
+// reactionKey names one user's reaction with one emoji on one message.
+type reactionKey struct {
+	room      string
+	targetSeq int64
+	user      string
+	emoji     string
+}
+
+// target is what an edit, delete or reaction needs to know about the entry it applies to.
 type target struct {
 	kind    string
 	sender  string
@@ -206,6 +214,7 @@ type result struct {
 	redelivered    int
 	retried        int
 	alreadyDeleted int
+	unchanged      int // reaction toggles that changed nothing
 }
 
 type storedEntry struct {
@@ -246,7 +255,7 @@ func (s *Store) store(ctx context.Context, batchNo int64, items []item) (result,
 		if err := w.write(ctx, tx); err != nil {
 			return res, err
 		}
-		res.stored, res.retried, res.alreadyDeleted = w.stored, w.retried, w.alreadyDeleted
+		res.stored, res.retried, res.alreadyDeleted, res.unchanged = w.stored, w.retried, w.alreadyDeleted, w.unchanged
 	}
 	if s.cfg.BeforeCommit != nil {
 		s.cfg.BeforeCommit(batchNo)
@@ -330,10 +339,11 @@ func freshItems(items []item, inserted []string) []item {
 // dbState is what a batch's events depend on, as the database held it once the batch's
 // room locks were taken.
 type dbState struct {
-	rooms    map[string]*room
-	existing map[msgKey]bool
-	targets  map[seqKey]*target
-	admins   map[memberKey]bool
+	rooms     map[string]*room
+	existing  map[msgKey]bool
+	targets   map[seqKey]*target
+	admins    map[memberKey]bool
+	reactions map[reactionKey]bool // the batch's reactions that are on
 }
 
 // queueReads reads what the batch's events depend on (rooms, earlier client_msg_ids,
@@ -344,6 +354,7 @@ func queueReads(b *pgx.Batch, items []item) *dbState {
 	var keyRooms, keySenders, keyIDs []string
 	var tgtRooms, tgtSenders []string
 	var tgtSeqs []int64
+	var rk []reactionKey
 	seenRoom := map[string]bool{}
 	for _, it := range items {
 		if !seenRoom[it.room] {
@@ -359,10 +370,14 @@ func queueReads(b *pgx.Batch, items []item) *dbState {
 				tgtSeqs = append(tgtSeqs, it.sub.TargetSeq)
 				tgtSenders = append(tgtSenders, it.sub.Sender)
 			}
+			if it.sub.Kind == event.KindReaction {
+				rk = append(rk, reactionKey{it.room, it.sub.TargetSeq, it.sub.Sender, it.sub.Emoji})
+			}
 		}
 	}
 
-	st := &dbState{rooms: map[string]*room{}, existing: map[msgKey]bool{}, targets: map[seqKey]*target{}, admins: map[memberKey]bool{}}
+	st := &dbState{rooms: map[string]*room{}, existing: map[msgKey]bool{}, targets: map[seqKey]*target{}, admins: map[memberKey]bool{},
+		reactions: map[reactionKey]bool{}}
 	rooms, existing, targets, admins := st.rooms, st.existing, st.targets, st.admins
 	// FOR NO KEY UPDATE is the lock the final UPDATE takes anyway; it makes last_seq
 	// read here the value that UPDATE will overwrite.
@@ -435,6 +450,29 @@ func queueReads(b *pgx.Batch, items []item) *dbState {
 				return err
 			})
 	}
+	if len(rk) > 0 {
+		// Whether each toggled reaction is on now: a toggle to the state it is in stores
+		// nothing.
+		rRooms, rSeqs, rUsers, rEmoji := make([]string, len(rk)), make([]int64, len(rk)), make([]string, len(rk)), make([]string, len(rk))
+		for i, k := range rk {
+			rRooms[i], rSeqs[i], rUsers[i], rEmoji[i] = k.room, k.targetSeq, k.user, k.emoji
+		}
+		reactions := st.reactions
+		b.Queue(`
+			SELECT r.room_id, r.target_seq, r.user_id, r.emoji
+			FROM reactions r
+			JOIN unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) AS k(room_id, target_seq, user_id, emoji)
+			  ON r.room_id = k.room_id AND r.target_seq = k.target_seq AND r.user_id = k.user_id AND r.emoji = k.emoji`,
+			rRooms, rSeqs, rUsers, rEmoji).
+			Query(func(rows pgx.Rows) error {
+				var k reactionKey
+				_, err := pgx.ForEachRow(rows, []any{&k.room, &k.targetSeq, &k.user, &k.emoji}, func() error {
+					reactions[k] = true
+					return nil
+				})
+				return err
+			})
+	}
 	return st
 }
 
@@ -450,7 +488,7 @@ func (s *Store) plan(st *dbState, items []item) (*writes, error) {
 		w.relayAfter = time.Now().Add(s.cfg.RelayGrace)
 	}
 	for _, it := range items {
-		if err := s.planOne(w, it, st.existing, st.targets, st.admins); err != nil {
+		if err := s.planOne(w, it, st); err != nil {
 			return nil, err
 		}
 	}
@@ -460,7 +498,8 @@ func (s *Store) plan(st *dbState, items []item) (*writes, error) {
 // planOne applies one fresh event to the in-memory state of the batch. existing and
 // targets start as what the database held and grow with the batch's own rows, so an
 // event sees every earlier event of the same batch.
-func (s *Store) planOne(w *writes, it item, existing map[msgKey]bool, targets map[seqKey]*target, admins map[memberKey]bool) error {
+func (s *Store) planOne(w *writes, it item, st *dbState) error {
+	existing, targets, admins := st.existing, st.targets, st.admins
 	r, ok := w.rooms[it.room]
 	if !ok {
 		return consumer.Permanent(fmt.Errorf("event %s: room %q: %w", it.env.ID, it.room, ErrUnknownRoom))
@@ -473,6 +512,12 @@ func (s *Store) planOne(w *writes, it item, existing map[msgKey]bool, targets ma
 		if existing[k] {
 			w.retried++
 			return nil
+		}
+		if sub.Kind == event.KindReaction {
+			skip, err := s.checkReaction(w, it, st)
+			if err != nil || skip {
+				return err
+			}
 		}
 		if sub.Kind == event.KindEdit || sub.Kind == event.KindDelete {
 			err := checkTarget(targets[seqKey{it.room, sub.TargetSeq}], sub, admins[memberKey{it.room, sub.Sender}])
@@ -492,8 +537,12 @@ func (s *Store) planOne(w *writes, it item, existing map[msgKey]bool, targets ma
 		row.kind, row.sender, row.senderName = sub.Kind, sub.Sender, sub.SenderName
 		row.clientMsgID, row.text, row.targetSeq = &sub.ClientMsgID, sub.Text, sub.TargetSeq
 		row.sentAt = sub.SubmittedAt
-		if sub.Kind == event.KindDelete {
-			row.text = "" // a delete carries no content
+		if sub.Kind == event.KindDelete || sub.Kind == event.KindReaction {
+			row.text = "" // a delete carries no content; a reaction's is its emoji
+		}
+		if sub.Kind == event.KindReaction {
+			row.emoji, row.on = sub.Emoji, sub.On
+			st.reactions[reactionKey{it.room, sub.TargetSeq, sub.Sender, sub.Emoji}] = sub.On
 		}
 	case it.mem != nil:
 		row.kind = event.KindJoin
@@ -516,9 +565,41 @@ func (s *Store) planOne(w *writes, it item, existing map[msgKey]bool, targets ma
 		t := targets[seqKey{row.room, row.targetSeq}]
 		t.deleted = t.deleted || row.kind == event.KindDelete
 		w.updates = append(w.updates, row)
+	case event.KindReaction:
+		w.updates = append(w.updates, row)
 	}
 	w.stored = append(w.stored, storedEntry{eventID: row.eventID, room: row.room, kind: row.kind, seq: row.seq})
 	return nil
+}
+
+// checkReaction decides whether a reaction toggle is stored. Its target must be a message
+// (an unknown seq or a join is a permanent error, like an edit's); a deleted target or a
+// toggle to the state the reaction is already in is skipped (skip true, no entry): the
+// gateway checked the target when it accepted the toggle, so these are races with a
+// delete or with the user's other device, and what the toggle asked for is already true
+// or moot.
+func (s *Store) checkReaction(w *writes, it item, st *dbState) (skip bool, err error) {
+	sub := it.sub
+	t := st.targets[seqKey{it.room, sub.TargetSeq}]
+	switch {
+	case t == nil:
+		err = ErrTargetNotFound
+	case t.kind != event.KindMessage:
+		err = ErrTargetNotMessage
+	}
+	if err != nil {
+		return false, consumer.Permanent(fmt.Errorf("event %s: reaction to %s/%d: %w", it.env.ID, it.room, sub.TargetSeq, err))
+	}
+	if t.deleted {
+		w.alreadyDeleted++
+		s.cfg.Logger.Info("reaction to a deleted message skipped", "event_id", it.env.ID, "room_id", it.room, "target_seq", sub.TargetSeq)
+		return true, nil
+	}
+	if st.reactions[reactionKey{it.room, sub.TargetSeq, sub.Sender, sub.Emoji}] == sub.On {
+		w.unchanged++
+		return true, nil
+	}
+	return false, nil
 }
 
 func checkTarget(t *target, sub *event.MessageSubmitted, admin bool) error {
@@ -546,6 +627,8 @@ type messageRow struct {
 	text        string
 	targetSeq   int64
 	sentAt      time.Time
+	emoji       string // reaction entries
+	on          bool   // reaction entries
 }
 
 // writes collects a batch's rows so that they go to the database together.
@@ -559,13 +642,15 @@ type writes struct {
 	storedAt   time.Time
 	rooms      map[string]*room
 	messages   []messageRow
-	updates    []messageRow // edits and deletes, in batch order
+	updates    []messageRow // edits, deletes and reaction toggles, in batch order
 	outbox     []outbox.Row
 	msgs       []kafka.Message // the outbox rows' records, for Direct (when direct)
 	stored     []storedEntry
 	retried    int
-	// alreadyDeleted counts deletes of messages deleted before (no entry stored).
+	// alreadyDeleted counts deletes of (and reactions to) messages deleted before (no
+	// entry stored).
 	alreadyDeleted int
+	unchanged      int // reaction toggles to the state the reaction was in (no entry)
 }
 
 func (w *writes) addOutbox(cfg Config, cause event.Envelope, r *room, row messageRow) error {
@@ -578,6 +663,8 @@ func (w *writes) addOutbox(cfg Config, cause event.Envelope, r *room, row messag
 		SenderName: row.senderName,
 		Text:       row.text,
 		TargetSeq:  row.targetSeq,
+		Emoji:      row.emoji,
+		On:         row.on,
 		RoomKind:   r.kind,
 		SentAt:     row.sentAt,
 		StoredAt:   w.storedAt,
@@ -636,10 +723,17 @@ func (w *writes) write(ctx context.Context, tx pgx.Tx) error {
 	}
 	b := &pgx.Batch{}
 	for _, u := range w.updates {
-		if u.kind == event.KindEdit {
+		switch {
+		case u.kind == event.KindReaction && u.on:
+			b.Queue(`INSERT INTO reactions (room_id, target_seq, user_id, emoji, user_name, seq) VALUES ($1, $2, $3, $4, $5, $6)`,
+				u.room, u.targetSeq, u.sender, u.emoji, u.senderName, u.seq)
+		case u.kind == event.KindReaction:
+			b.Queue(`DELETE FROM reactions WHERE room_id = $1 AND target_seq = $2 AND user_id = $3 AND emoji = $4`,
+				u.room, u.targetSeq, u.sender, u.emoji)
+		case u.kind == event.KindEdit:
 			b.Queue(`UPDATE messages SET text = $3, edited_at = $4 WHERE room_id = $1 AND seq = $2`,
 				u.room, u.targetSeq, u.text, u.sentAt)
-		} else {
+		default:
 			// A deleted message keeps its place in the timeline but loses its text, and so do
 			// the edits that carried later versions of it. (The log keeps what it was sent;
 			// retention removes it from there.)
@@ -647,6 +741,8 @@ func (w *writes) write(ctx context.Context, tx pgx.Tx) error {
 				u.room, u.targetSeq, u.sentAt)
 			b.Queue(`UPDATE messages SET text = NULL WHERE room_id = $1 AND kind = 'edit' AND target_seq = $2`,
 				u.room, u.targetSeq)
+			// Its reactions go with it; the reaction entries stay in the timeline.
+			b.Queue(`DELETE FROM reactions WHERE room_id = $1 AND target_seq = $2`, u.room, u.targetSeq)
 		}
 	}
 	var ids []string
@@ -668,7 +764,7 @@ func (w *writes) write(ctx context.Context, tx pgx.Tx) error {
 
 var (
 	messageColumns = []string{"room_id", "seq", "event_id", "kind", "sender", "sender_name", "client_msg_id",
-		"text", "target_seq", "sent_at", "stored_at"}
+		"text", "target_seq", "sent_at", "stored_at", "emoji", "reaction_on"}
 )
 
 func (w *writes) copyRows(ctx context.Context, tx pgx.Tx) error {
@@ -687,8 +783,13 @@ func (w *writes) copyRows(ctx context.Context, tx pgx.Tx) error {
 		if m.targetSeq > 0 {
 			targetSeq = &m.targetSeq
 		}
+		var emoji *string
+		var on *bool
+		if m.kind == event.KindReaction {
+			emoji, on = &m.emoji, &m.on
+		}
 		return []any{m.room, m.seq, m.eventID, m.kind, m.sender, m.senderName, m.clientMsgID,
-			text, targetSeq, m.sentAt, w.storedAt}, nil
+			text, targetSeq, m.sentAt, w.storedAt, emoji, on}, nil
 	}))
 	if err != nil {
 		return fmt.Errorf("cannot write messages: %w", err)

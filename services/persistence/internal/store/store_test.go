@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/kchat/kchat/pkg/consumer"
@@ -253,11 +254,123 @@ func TestHandleBatch(t *testing.T) {
 	}
 }
 
+// TestHandleBatch_reactions: toggles are timeline entries; the reactions table follows
+// them in the same transaction; toggles that change nothing, and reactions to deleted
+// messages, store nothing; reactions to missing or non-message entries are permanent
+// errors, like edits.
+func TestHandleBatch_reactions(t *testing.T) {
+	msg := func(t *testing.T, room, sender, cmid string) event.Envelope {
+		return chattest.Message(t, room, sender, cmid, "text "+cmid)
+	}
+	react := chattest.Reaction
+	tests := []struct {
+		name          string
+		steps         func(t *testing.T) []step
+		want          []string
+		wantReactions []string // "room/target user emoji", in seq order
+	}{
+		{
+			name: "on, twice on, another user, off",
+			steps: func(t *testing.T) []step {
+				return []step{
+					{batch: []event.Envelope{msg(t, "room-a", "u-alice", "1"), react(t, "room-a", "u-bob", "r1", 1, "👍", true)}},
+					// Another device of bob's adds the same: already on, nothing stored.
+					{batch: []event.Envelope{react(t, "room-a", "u-bob", "r2", 1, "👍", true), react(t, "room-a", "u-carol", "r3", 1, "👍", true),
+						react(t, "room-a", "u-alice", "r4", 1, "🎉", true)}},
+					{batch: []event.Envelope{react(t, "room-a", "u-carol", "r5", 1, "👍", false),
+						// Removing what is not there is a no-op too.
+						react(t, "room-a", "u-carol", "r6", 1, "🎉", false)}},
+				}
+			},
+			want: []string{"room-a/1 message u-alice text 1", "room-a/2 reaction u-bob +👍 ->1", "room-a/3 reaction u-carol +👍 ->1",
+				"room-a/4 reaction u-alice +🎉 ->1", "room-a/5 reaction u-carol -👍 ->1"},
+			wantReactions: []string{"room-a/1 u-bob 👍", "room-a/1 u-alice 🎉"},
+		},
+		{
+			name: "a retried toggle with the same client_msg_id is one toggle",
+			steps: func(t *testing.T) []step {
+				return []step{
+					{batch: []event.Envelope{msg(t, "room-a", "u-alice", "1"), react(t, "room-a", "u-bob", "r1", 1, "👍", true),
+						react(t, "room-a", "u-bob", "r2", 1, "👍", false)}},
+					// A retry of r1 after r2 removed it must not add it back.
+					{batch: []event.Envelope{react(t, "room-a", "u-bob", "r1", 1, "👍", true)}},
+				}
+			},
+			want:          []string{"room-a/1 message u-alice text 1", "room-a/2 reaction u-bob +👍 ->1", "room-a/3 reaction u-bob -👍 ->1"},
+			wantReactions: nil,
+		},
+		{
+			name: "a delete removes the reactions; later toggles on it store nothing",
+			steps: func(t *testing.T) []step {
+				return []step{
+					{batch: []event.Envelope{msg(t, "room-a", "u-alice", "1"), msg(t, "room-a", "u-alice", "2"),
+						react(t, "room-a", "u-bob", "r1", 1, "👍", true), react(t, "room-a", "u-bob", "r2", 2, "👍", true)}},
+					{batch: []event.Envelope{chattest.Submitted(t, "room-a", "u-alice", "d", event.KindDelete, "", 1),
+						react(t, "room-a", "u-carol", "r3", 1, "👍", true)}},
+				}
+			},
+			want: []string{"room-a/1 message u-alice deleted", "room-a/2 message u-alice text 2", "room-a/3 reaction u-bob +👍 ->1",
+				"room-a/4 reaction u-bob +👍 ->2", "room-a/5 delete u-alice ->1"},
+			wantReactions: []string{"room-a/2 u-bob 👍"},
+		},
+		{
+			name: "reactions to missing or non-message entries are refused",
+			steps: func(t *testing.T) []step {
+				return []step{
+					{batch: []event.Envelope{chattest.Membership(t, "room-a", "u-bob", event.ChangeJoined)}},
+					{batch: []event.Envelope{react(t, "room-a", "u-bob", "r1", 1, "👍", true)}, wantErr: store.ErrTargetNotMessage},
+					{batch: []event.Envelope{react(t, "room-a", "u-bob", "r2", 9, "👍", true)}, wantErr: store.ErrTargetNotFound},
+				}
+			},
+			want: []string{"room-a/1 join u-bob"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			st, pool := newStore(t)
+			ctx := context.Background()
+			sent := map[string]event.Envelope{}
+			for i, s := range tc.steps(t) {
+				err := st.HandleBatch(ctx, chattest.Consumed(t, s.batch...))
+				switch {
+				case s.wantErr == nil && err != nil:
+					t.Fatalf("step %d: %v", i, err)
+				case s.wantErr != nil && (!errors.Is(err, s.wantErr) || !errors.Is(err, consumer.ErrPermanent)):
+					t.Fatalf("step %d: error %v, want permanent %v", i, err, s.wantErr)
+				}
+				if err == nil {
+					for _, e := range s.batch {
+						sent[e.ID] = e
+					}
+				}
+			}
+			if got := timeline(t, pool); !slices.Equal(got, tc.want) {
+				t.Errorf("timeline:\n got %q\nwant %q", got, tc.want)
+			}
+			rows, err := pool.Query(ctx, `SELECT room_id || '/' || target_seq || ' ' || user_id || ' ' || emoji FROM reactions ORDER BY seq`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tc.wantReactions) {
+				t.Errorf("reactions:\n got %q\nwant %q", got, tc.wantReactions)
+			}
+			checkOutbox(t, pool, sent)
+			checkLastSeq(t, pool)
+		})
+	}
+}
+
 func timeline(t *testing.T, pool *pgxpool.Pool) []string {
 	t.Helper()
 	rows, err := pool.Query(context.Background(), `
 		SELECT room_id, seq, kind, sender, coalesce(text, ''), coalesce(target_seq, 0),
-		       edited_at IS NOT NULL, deleted_at IS NOT NULL
+		       edited_at IS NOT NULL, deleted_at IS NOT NULL,
+		       CASE reaction_on WHEN true THEN '+' WHEN false THEN '-' ELSE '' END || coalesce(emoji, '')
 		FROM messages ORDER BY room_id, seq`)
 	if err != nil {
 		t.Fatal(err)
@@ -268,10 +381,11 @@ func timeline(t *testing.T, pool *pgxpool.Pool) []string {
 		var room, kind, sender, text string
 		var seq, target int64
 		var edited, deleted bool
-		if err := rows.Scan(&room, &seq, &kind, &sender, &text, &target, &edited, &deleted); err != nil {
+		var reaction string
+		if err := rows.Scan(&room, &seq, &kind, &sender, &text, &target, &edited, &deleted, &reaction); err != nil {
 			t.Fatal(err)
 		}
-		s := strings.Join(strings.Fields(fmt.Sprintf("%s/%d %s %s %s", room, seq, kind, sender, text)), " ")
+		s := strings.Join(strings.Fields(fmt.Sprintf("%s/%d %s %s %s %s", room, seq, kind, sender, text, reaction)), " ")
 		if target > 0 {
 			s += fmt.Sprintf(" ->%d", target)
 		}
@@ -296,18 +410,20 @@ func checkOutbox(t *testing.T, pool *pgxpool.Pool, sent map[string]event.Envelop
 	t.Helper()
 	ctx := context.Background()
 	type entry struct {
-		room, kind, sender, text string
-		seq, target              int64
+		room, kind, sender, text, emoji string
+		seq, target                     int64
+		on                              bool
 	}
 	entries := map[string]entry{}
-	rows, err := pool.Query(ctx, `SELECT event_id, room_id, seq, kind, sender, coalesce(text, ''), coalesce(target_seq, 0) FROM messages`)
+	rows, err := pool.Query(ctx, `SELECT event_id, room_id, seq, kind, sender, coalesce(text, ''), coalesce(target_seq, 0),
+		coalesce(emoji, ''), coalesce(reaction_on, false) FROM messages`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for rows.Next() {
 		var id string
 		var e entry
-		if err := rows.Scan(&id, &e.room, &e.seq, &e.kind, &e.sender, &e.text, &e.target); err != nil {
+		if err := rows.Scan(&id, &e.room, &e.seq, &e.kind, &e.sender, &e.text, &e.target, &e.emoji, &e.on); err != nil {
 			t.Fatal(err)
 		}
 		entries[id] = e
@@ -341,7 +457,7 @@ func checkOutbox(t *testing.T, pool *pgxpool.Pool, sent map[string]event.Envelop
 			t.Errorf("outbox event %s for message %s has no timeline entry", e.ID, p.MessageID)
 			continue
 		}
-		got := entry{room: p.RoomID, kind: p.Kind, sender: p.Sender, text: p.Text, seq: p.Seq, target: p.TargetSeq}
+		got := entry{room: p.RoomID, kind: p.Kind, sender: p.Sender, text: p.Text, seq: p.Seq, target: p.TargetSeq, emoji: p.Emoji, on: p.On}
 		if want.kind == event.KindMessage || (want.kind == event.KindEdit && want.text == "") {
 			// The row's text may have been edited since, or cleared by a delete of the
 			// message (the log keeps what was sent).
