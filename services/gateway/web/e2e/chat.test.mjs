@@ -140,6 +140,15 @@ test('two people on two gateways: order, history, XSS, fail-over', { timeout: 24
     await waitForTexts(p, said, 'after the edit');
   }
 
+  // Reactions: ben adds 👍 from the picker, ann clicks the chip; both panes count two, each
+  // marked as the viewer's own (the count after a reload, from history, is checked below).
+  const greeting = (p) => p.locator('#message-list li[data-kind="message"]', { hasText: 'hello from ann' });
+  await greeting(b).getByRole('button', { name: 'Add a reaction' }).click();
+  await greeting(b).locator('.picker').getByRole('button', { name: '👍' }).click();
+  for (const p of [a, b]) await greeting(p).locator('.chip', { hasText: '👍 1' }).waitFor({ timeout: WAIT });
+  await greeting(a).locator('.chip', { hasText: '👍 1' }).click();
+  for (const p of [a, b]) await greeting(p).locator('.chip.mine', { hasText: '👍 2' }).waitFor({ timeout: WAIT });
+
   // Typing: ben types without sending; ann sees it (the gateway forwards one signal per 2 s).
   await b.waitForTimeout(2100);
   await b.getByLabel('Message', { exact: true }).pressSequentially('typ');
@@ -186,6 +195,7 @@ test('two people on two gateways: order, history, XSS, fail-over', { timeout: 24
   await waitForTexts(a, said, 'history after reload');
   assert.ok(await a.locator('#history-start').isVisible(), 'the start of the room is marked');
   await a.locator('#message-list li[data-kind="message"]', { hasText: 'how is gateway B, really?' }).locator('.mark', { hasText: '(edited)' }).waitFor({ timeout: WAIT });
+  await greeting(a).locator('.chip.mine', { hasText: '👍 2' }).waitFor({ timeout: WAIT });
   // Who is online, across gateways (refreshed every 15 s).
   for (const name of [ann, ben]) await b.locator('#online-list', { hasText: name }).waitFor({ timeout: WAIT });
   await shot(a, 'chat.png');

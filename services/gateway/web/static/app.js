@@ -704,8 +704,19 @@
   }
 
   // addEntry records a timeline entry (live or from history) and shows it if its room is
-  // open. Edits and deletes change their target instead of adding a line.
+  // open. Edits, deletes and reactions change their target instead of adding a line.
   function addEntry(r, m, live) {
+    if (m.kind === 'reaction') {
+      // History pages carry each message's current reactions already, so only toggles
+      // delivered live (in seq order) are applied to them.
+      const t = live && r.msgs.get(m.target_seq);
+      if (t) {
+        applyReaction(t, m);
+        const el = S.current === r.id && document.querySelector(`#message-list li[data-seq="${m.target_seq}"]`);
+        if (el) el.replaceWith(entryElement(r, t));
+      }
+      return;
+    }
     if (m.kind === 'edit' || m.kind === 'delete') {
       const t = r.msgs.get(m.target_seq);
       if (t) {
@@ -740,6 +751,76 @@
       if (!own && m.kind === 'message') $('announcer').textContent = `${m.sender_name}: ${m.text}`;
       if (stick || own) scrollToBottom();
     }
+  }
+
+  // applyReaction applies a live toggle to a message's reactions. Names are handled as a
+  // set, so a toggle the history page already counted (it was read after the toggle was
+  // stored) changes nothing; past the names history gives, counts are adjusted instead.
+  function applyReaction(t, m) {
+    t.reactions = t.reactions || [];
+    let x = t.reactions.find((x) => x.emoji === m.emoji);
+    if (!x) {
+      if (!m.on) return;
+      x = { emoji: m.emoji, count: 0, me: false, users: [] };
+      t.reactions.push(x);
+    }
+    const mine = m.sender === S.session.user.id;
+    if (x.users) {
+      const had = x.users.includes(m.sender_name);
+      if (m.on && !had) x.users.push(m.sender_name);
+      if (!m.on && had) x.users = x.users.filter((n) => n !== m.sender_name);
+      x.count = x.users.length;
+    } else {
+      x.count = Math.max(0, x.count + (m.on ? 1 : -1));
+    }
+    if (mine) x.me = !!m.on;
+    if (x.count === 0) t.reactions = t.reactions.filter((y) => y !== x);
+  }
+
+  const quickEmoji = ['👍', '❤️', '😂', '🎉', '😮', '👀'];
+
+  function react(r, m, emoji, on) {
+    send({ type: 'react', room: r.id, client_msg_id: newID(), target_seq: m.seq, emoji, on });
+  }
+
+  // reactionsElement: a chip per emoji (click toggles mine) and a "+" opening a picker.
+  function reactionsElement(r, m) {
+    const box = document.createElement('div');
+    box.className = 'reactions';
+    for (const x of m.reactions || []) {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'chip' + (x.me ? ' mine' : '');
+      b.textContent = `${x.emoji} ${x.count}`;
+      b.title = x.users && x.users.length ? x.users.join(', ') : `${x.count} reactions`;
+      b.setAttribute('aria-pressed', x.me ? 'true' : 'false');
+      b.onclick = () => react(r, m, x.emoji, !x.me);
+      box.append(b);
+    }
+    const add = document.createElement('button');
+    add.type = 'button';
+    add.className = 'chip add';
+    add.textContent = '+';
+    add.title = 'Add a reaction';
+    add.setAttribute('aria-label', 'Add a reaction');
+    const picker = document.createElement('span');
+    picker.className = 'picker';
+    picker.hidden = true;
+    for (const e of quickEmoji) {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'chip';
+      b.textContent = e;
+      b.onclick = () => {
+        picker.hidden = true;
+        const x = (m.reactions || []).find((y) => y.emoji === e);
+        react(r, m, e, !(x && x.me));
+      };
+      picker.append(b);
+    }
+    add.onclick = () => { picker.hidden = !picker.hidden; };
+    box.append(add, picker);
+    return box;
   }
 
   function insertBySeq(el, seq) {
@@ -829,6 +910,7 @@
       text.textContent = m.text; // never innerHTML: user text is shown, not interpreted
     }
     li.append(head, text);
+    if (!m.deleted_at) li.append(reactionsElement(r, m));
     return li;
   }
 
