@@ -53,10 +53,17 @@ type CleanerConfig struct {
 	// batch is its own short transaction, so it holds few locks briefly and writes little
 	// WAL at once.
 	BatchSize int
-	// BatchPause is the pause between two batches of a run (default 10ms), which leaves
-	// the disk and CPU to the store and the relay during a large backlog.
+	// BatchPause is the shortest pause between two batches of a run (default 10ms), which
+	// leaves the disk and CPU to the store and the relay during a large backlog.
 	BatchPause time.Duration
-	Logger     *slog.Logger
+	// BatchTarget is how long one DELETE should take (default 5ms). The relay publishes
+	// only rows older than every running transaction, and a DELETE is one: each row
+	// committed while a DELETE runs waits for it. So batches shrink (down to 50 rows) while
+	// they take longer than this and grow back (up to BatchSize) while they take less than
+	// half, and the pause after a batch is at least four times its duration: the Cleaner
+	// holds the relay back at most a fifth of the time, a few milliseconds at once.
+	BatchTarget time.Duration
+	Logger      *slog.Logger
 }
 
 func (c *CleanerConfig) setDefaults() {
@@ -74,6 +81,9 @@ func (c *CleanerConfig) setDefaults() {
 	}
 	if c.BatchPause == 0 {
 		c.BatchPause = 10 * time.Millisecond
+	}
+	if c.BatchTarget == 0 {
+		c.BatchTarget = 5 * time.Millisecond
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -98,6 +108,9 @@ func (c CleanerConfig) Validate() error {
 	}
 	if c.BatchPause < 0 {
 		errs = append(errs, fmt.Errorf("cleanup batch pause %v: want 0 or more", c.BatchPause))
+	}
+	if c.BatchTarget < 0 {
+		errs = append(errs, fmt.Errorf("cleanup batch target %v: want more than 0", c.BatchTarget))
 	}
 	return errors.Join(errs...)
 }
@@ -169,6 +182,22 @@ const (
 		SELECT ctid FROM processed_events WHERE processed_at < now() - $1::float8 * interval '1 second' LIMIT $2))`
 )
 
+// minCleanBatch keeps a slow database from shrinking batches to nothing: below it the
+// statement's own overhead dominates.
+const minCleanBatch = 50
+
+// pace returns the next batch size and the pause before it, from the size and duration of
+// the batch just run (see BatchTarget).
+func (c *Cleaner) pace(size int, took time.Duration) (int, time.Duration) {
+	switch {
+	case took > c.cfg.BatchTarget:
+		size = max(minCleanBatch, size/2)
+	case took < c.cfg.BatchTarget/2:
+		size = min(c.cfg.BatchSize, size*2)
+	}
+	return size, max(c.cfg.BatchPause, 4*took)
+}
+
 // CleanOnce deletes, batch by batch, everything past retention now: the outbox first,
 // then the inbox.
 func (c *Cleaner) CleanOnce(ctx context.Context) (CleanResult, error) {
@@ -182,22 +211,27 @@ func (c *Cleaner) CleanOnce(ctx context.Context) (CleanResult, error) {
 		{deleteOutbox, c.cfg.OutboxRetention, &res.Outbox, "published outbox rows"},
 		{deleteInbox, c.cfg.InboxRetention, &res.Inbox, "inbox entries"},
 	} {
+		size := c.cfg.BatchSize
 		for {
-			tag, err := c.db.Exec(ctx, t.sql, t.retention.Seconds(), c.cfg.BatchSize)
+			start := time.Now()
+			tag, err := c.db.Exec(ctx, t.sql, t.retention.Seconds(), size)
 			if err != nil {
 				return res, fmt.Errorf("cannot delete old %s: %w", t.what, err)
 			}
+			took := time.Since(start)
 			n := tag.RowsAffected()
 			res.Batches++
 			*t.n += n
 			res.LargestBatch = max(res.LargestBatch, n)
-			if n < int64(c.cfg.BatchSize) {
+			if n < int64(size) {
 				break
 			}
+			var pause time.Duration
+			size, pause = c.pace(size, took)
 			select {
 			case <-ctx.Done():
 				return res, ctx.Err()
-			case <-time.After(c.cfg.BatchPause):
+			case <-time.After(pause):
 			}
 		}
 	}

@@ -187,6 +187,7 @@ func TestCleanerConfig_validation(t *testing.T) {
 		{"negative outbox retention", outbox.CleanerConfig{OutboxRetention: -time.Second}, false},
 		{"batch too large", outbox.CleanerConfig{BatchSize: 100000}, false},
 		{"negative interval", outbox.CleanerConfig{Interval: -time.Second}, false},
+		{"negative batch target", outbox.CleanerConfig{BatchTarget: -time.Millisecond}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := outbox.NewCleaner(nopExecer{}, tc.cfg)
