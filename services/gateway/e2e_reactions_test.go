@@ -61,6 +61,10 @@ func TestE2E_reactions(t *testing.T) {
 	cb := hello(t, s.wsB, bob, map[string]int64{"fun": 0}, nil)
 	sendAll(t, ca, "fun", "m", 2, "hello ") // seq 3 and 4, after the two joins
 	const target, other = 3, 4
+	// An ack means published, not stored: the gateway checks a reaction's target in the
+	// database, so wait until both messages have come back from persistence.
+	headA := timelineUntil(t, ca, "fun", "m-1")
+	headB := timelineUntil(t, cb, "fun", "m-1")
 
 	// react sends a toggle and returns its answer (nil if none came).
 	react := func(c *gwtest.Client, id string, seq int64, emoji string, on bool) gwtest.Frame {
@@ -119,8 +123,8 @@ func TestE2E_reactions(t *testing.T) {
 	// A last message marks the end: everything accepted before it was published before it
 	// to the same partition, so it is stored before it.
 	sendAll(t, ca, "fun", "end", 1, "the end ")
-	ea := timelineUntil(t, ca, "fun", "end-0")
-	eb := timelineUntil(t, cb, "fun", "end-0")
+	ea := append(headA, timelineUntil(t, ca, "fun", "end-0")...)
+	eb := append(headB, timelineUntil(t, cb, "fun", "end-0")...)
 	if !slices.Equal(ea, eb) {
 		t.Fatalf("gateways disagree:\nA %v\nB %v", ea, eb)
 	}
