@@ -326,7 +326,18 @@ func LocalStackProperties(root string) (map[string]string, error) {
 				if !ok || sel.Sel.Name != "Parse" || len(call.Args) != 1 {
 					return true
 				}
-				lit, ok := call.Args[0].(*ast.BasicLit)
+				// The template may be the properties literal plus more templates appended
+				// to it (the secured listener's, pkg/localstack/secure.go); the broker
+				// settings are the leftmost literal.
+				arg := call.Args[0]
+				for {
+					sum, ok := arg.(*ast.BinaryExpr)
+					if !ok || sum.Op != token.ADD {
+						break
+					}
+					arg = sum.X
+				}
+				lit, ok := arg.(*ast.BasicLit)
 				if !ok || lit.Kind != token.STRING {
 					return true
 				}
