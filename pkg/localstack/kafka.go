@@ -328,30 +328,38 @@ func (s *Stack) WaitKafka(ctx context.Context, d time.Duration) error {
 		// A broker killed moments ago is still registered until the controller fences it
 		// (broker.session.timeout.ms, 9 s), and a restarted one is "running" before its
 		// JVM listens: ask each broker itself (found by the chaos suite, which otherwise
-		// killed the next broker while the last one was still starting).
+		// killed the next broker while the last one was still starting). Each must also
+		// list all three itself: one whose metadata lags refuses a replication factor of
+		// 3 ("2 brokers") to whoever asks it first.
 		for _, addr := range s.Info().Brokers {
-			if err := answers(ctx, s.adminSecurity(), addr); err != nil {
-				return fmt.Errorf("broker %s does not answer: %w", addr, err)
+			if err := knowsAll(ctx, s.adminSecurity(), addr, 3); err != nil {
+				return fmt.Errorf("broker %s: %w", addr, err)
 			}
 		}
 		return nil
 	})
 }
 
-// answers sends one request (ApiVersions) to the broker at addr on a connection of its
-// own: kafka-go's Client would answer a metadata request from its cache.
-func answers(ctx context.Context, sec kafkasec.Security, addr string) error {
+// knowsAll asks the broker at addr, on a connection of its own (kafka-go's Client would
+// answer from its cache), which brokers it knows, and wants n.
+func knowsAll(ctx context.Context, sec kafkasec.Security, addr string, n int) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	d := &kafka.Dialer{Timeout: 3 * time.Second, TLS: sec.TLS, SASLMechanism: sec.SASL}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return err
+		return fmt.Errorf("does not answer: %w", err)
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
-	_, err = conn.ApiVersions()
-	return err
+	brokers, err := conn.Brokers()
+	if err != nil {
+		return fmt.Errorf("does not answer: %w", err)
+	}
+	if len(brokers) != n {
+		return fmt.Errorf("knows %d of %d brokers", len(brokers), n)
+	}
+	return nil
 }
 
 func lastLines(s string, n int) string {
