@@ -52,6 +52,29 @@ func (s *stack) partitions(name string) int {
 	return len(md.Topics[0].Partitions)
 }
 
+// ends returns the end offset of every partition of a topic: what was written so far
+// lies below it.
+func (s *stack) ends(name string) map[int]int64 {
+	s.t.Helper()
+	var reqs []kafka.OffsetRequest
+	for p := range s.partitions(name) {
+		reqs = append(reqs, kafka.LastOffsetOf(p))
+	}
+	res, err := s.client.ListOffsets(context.Background(), &kafka.ListOffsetsRequest{
+		Topics: map[string][]kafka.OffsetRequest{s.topic(name): reqs}})
+	if err != nil {
+		s.t.Fatalf("end offsets of %s: %v", name, err)
+	}
+	out := map[int]int64{}
+	for _, po := range res.Topics[s.topic(name)] {
+		if po.Error != nil {
+			s.t.Fatalf("end offset of %s/%d: %v", name, po.Partition, po.Error)
+		}
+		out[po.Partition] = po.LastOffset
+	}
+	return out
+}
+
 func (s *stack) write(msgs ...kafka.Message) {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
