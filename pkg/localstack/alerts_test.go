@@ -34,9 +34,7 @@ func TestAlerts_under_replicated_fires_and_resolves(t *testing.T) {
 	prometheusBin := needBinary(t, "prometheus")
 	root := repoRoot(t)
 	began := time.Now()
-	st, err := New(Config{Root: root, StateDir: t.TempDir(), CacheDir: filepath.Join(root, ".cache"), KafkaHeapMB: 256,
-		KafkaPorts: []int{freePort(t), freePort(t), freePort(t)}, ControllerPorts: []int{freePort(t), freePort(t), freePort(t)},
-		MetricsPorts: []int{freePort(t), freePort(t), freePort(t)}, PostgresPort: freePort(t)})
+	st, err := New(throwawayConfig(t, root))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,9 +20,7 @@ func TestDown_stops_every_broker_cleanly_within_15s(t *testing.T) {
 		t.Skip("starts three Kafka JVMs")
 	}
 	root := repoRoot(t)
-	st, err := New(Config{Root: root, StateDir: t.TempDir(), CacheDir: filepath.Join(root, ".cache"), KafkaHeapMB: 256,
-		KafkaPorts: []int{freePort(t), freePort(t), freePort(t)}, ControllerPorts: []int{freePort(t), freePort(t), freePort(t)},
-		MetricsPorts: []int{freePort(t), freePort(t), freePort(t)}, PostgresPort: freePort(t)})
+	st, err := New(throwawayConfig(t, root))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,4 +77,13 @@ func repoRoot(t *testing.T) string {
 		}
 		dir = parent
 	}
+}
+
+// throwawayConfig is a stack of the test's own: every port free, state in a temporary
+// directory, the repository's download cache, small heaps. It never touches the shared
+// stack that other tests (and make dev) use.
+func throwawayConfig(t *testing.T, root string) Config {
+	return Config{Root: root, StateDir: t.TempDir(), CacheDir: filepath.Join(root, ".cache"), KafkaHeapMB: 256,
+		KafkaPorts: []int{freePort(t), freePort(t), freePort(t)}, ControllerPorts: []int{freePort(t), freePort(t), freePort(t)},
+		MetricsPorts: []int{freePort(t), freePort(t), freePort(t)}, PostgresPort: freePort(t)}
 }

@@ -33,10 +33,9 @@ func TestSecuredCluster(t *testing.T) {
 		users[u] = randomPassword(t)
 	}
 	root := repoRoot(t)
-	st, err := New(Config{Root: root, StateDir: t.TempDir(), CacheDir: filepath.Join(root, ".cache"), KafkaHeapMB: 256,
-		KafkaPorts: []int{freePort(t), freePort(t), freePort(t)}, ControllerPorts: []int{freePort(t), freePort(t), freePort(t)},
-		MetricsPorts: []int{freePort(t), freePort(t), freePort(t)}, PostgresPort: freePort(t),
-		Secure: &SecureConfig{Users: users}})
+	cfg := throwawayConfig(t, root)
+	cfg.Secure = &SecureConfig{Users: users}
+	st, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
