@@ -82,6 +82,7 @@ func (m *manager) up(ctx context.Context, args []string) error {
 	fmt.Printf("stack is up in %s\n", time.Since(began).Round(100*time.Millisecond))
 	fmt.Printf("KAFKA_BROKERS=%s\n", strings.Join(info.Brokers, ","))
 	fmt.Printf("DATABASE_URL=%s\n", dbURL)
+	fmt.Printf("PostgreSQL also speaks TLS: sslmode=verify-full&sslrootcert=%s\n", info.PostgresCAFile)
 	if *withServices {
 		for i := 1; i <= *gateways; i++ {
 			fmt.Printf("open http://127.0.0.1:%d/  (gateway gw-%d)\n", 8080+i, i)

@@ -100,6 +100,9 @@ type Info struct {
 	BrokerMetrics []string
 	// CAFile is the PEM CA that signed the brokers' certificates (secured mode only).
 	CAFile string
+	// PostgresCAFile is the PEM CA that signed PostgreSQL's certificate, for
+	// sslmode=verify-full&sslrootcert=… with host localhost or 127.0.0.1.
+	PostgresCAFile string
 }
 
 // New validates the config; it starts nothing.
@@ -129,7 +132,7 @@ func (s *Stack) Info() Info {
 	for i, p := range s.cfg.MetricsPorts {
 		metrics[i] = fmt.Sprintf("127.0.0.1:%d", p)
 	}
-	info := Info{Brokers: brokers, DatabaseURL: s.DatabaseURLFor("postgres"), BrokerMetrics: metrics}
+	info := Info{Brokers: brokers, DatabaseURL: s.DatabaseURLFor("postgres"), BrokerMetrics: metrics, PostgresCAFile: s.postgresCAFile()}
 	if s.cfg.Secure != nil {
 		info.CAFile = s.caFile()
 	}

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/kchat/kchat/pkg/devcert"
 	"github.com/ulikunitz/xz"
 )
 
@@ -48,6 +50,9 @@ func (s *Stack) upPostgres(ctx context.Context) error {
 		if err := s.initdb(ctx, bin); err != nil {
 			return err
 		}
+		if err := s.writePostgresCertificates(); err != nil {
+			return err
+		}
 		s.log.Info("starting", "process", "postgres", "port", s.cfg.PostgresPort, "bin", bin)
 		cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", s.pgData(),
 			"-p", strconv.Itoa(s.cfg.PostgresPort),
@@ -61,6 +66,9 @@ func (s *Stack) upPostgres(ctx context.Context) error {
 			// and handed out seqs twice (docs/reliability.md, finding 3).
 			"-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=on",
 			"-c", "shared_buffers=128MB",
+			// TLS on, not required: the stack's own URLs say sslmode=disable, and
+			// sslmode=verify-full against PostgresCAFile works as it would in production.
+			"-c", "ssl=on", "-c", "ssl_cert_file=server.crt", "-c", "ssl_key_file=server.key",
 			"-c", "cluster_name="+s.cfg.StateDir)
 		if err := s.asPostgresUser(cmd); err != nil {
 			return err
@@ -79,6 +87,38 @@ func (s *Stack) upPostgres(ctx context.Context) error {
 		}
 		return conn.Close(ctx)
 	})
+}
+
+// writePostgresCertificates gives the server, once per data directory, a certificate
+// for localhost and 127.0.0.1 signed by a CA of its own, kept beside it so that clients'
+// sslrootcert stays valid across restarts.
+func (s *Stack) writePostgresCertificates() error {
+	if _, err := os.Stat(filepath.Join(s.pgData(), "server.key")); err == nil {
+		return nil
+	}
+	ca, err := devcert.NewCA("kchat localstack PostgreSQL CA")
+	if err != nil {
+		return err
+	}
+	leaf, err := ca.Issue("kchat localstack PostgreSQL", []string{"localhost", "127.0.0.1"}, time.Now().AddDate(1, 0, 0))
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(s.postgresCAFile()), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(s.postgresCAFile(), ca.PEM(), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(s.pgData(), "server.crt"), leaf.CertPEM, 0o644); err != nil {
+		return err
+	}
+	// PostgreSQL refuses a key others can read; written last, its presence means done.
+	return os.WriteFile(filepath.Join(s.pgData(), "server.key"), leaf.KeyPEM, 0o600)
+}
+
+func (s *Stack) postgresCAFile() string {
+	return filepath.Join(s.cfg.StateDir, "postgres-tls", "ca.pem")
 }
 
 // postgresBinaries returns a bin directory: zonky's relocatable build fetched from Maven

@@ -2,16 +2,8 @@ package localstack
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -20,6 +12,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/kchat/kchat/pkg/devcert"
 	"github.com/kchat/kchat/pkg/kafkasec"
 )
 
@@ -132,8 +125,7 @@ func (s *Stack) AdminClient(timeout time.Duration) *kafka.Client {
 
 // writeCertificates creates, in secured mode and once per state directory, a CA and a
 // broker certificate for 127.0.0.1 and localhost signed by it, as PEM files the brokers
-// read directly. They are generated here rather than by keytool or openssl so that
-// nothing beyond the JDK the brokers already need is required.
+// read directly.
 func (s *Stack) writeCertificates() error {
 	if s.cfg.Secure == nil {
 		return nil
@@ -144,43 +136,18 @@ func (s *Stack) writeCertificates() error {
 	if err := os.MkdirAll(s.tlsDir(), 0o700); err != nil {
 		return err
 	}
-	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := devcert.NewCA("kchat localstack CA")
 	if err != nil {
 		return err
 	}
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kchat localstack CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(1, 0, 0),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	broker, err := ca.Issue("kchat localstack broker", []string{"localhost", "127.0.0.1"}, time.Now().AddDate(1, 0, 0))
 	if err != nil {
 		return err
 	}
-	brokerKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	brokerTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "kchat localstack broker"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(1, 0, 0),
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	brokerDER, err := x509.CreateCertificate(rand.Reader, brokerTmpl, caTmpl, &brokerKey.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	pkcs8, err := x509.MarshalPKCS8PrivateKey(brokerKey)
-	if err != nil {
-		return err
-	}
-	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	caPEM := ca.PEM()
 	var store []byte
-	store = append(store, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8})...)
-	store = append(store, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: brokerDER})...)
+	store = append(store, broker.KeyPEM...)
+	store = append(store, broker.CertPEM...)
 	store = append(store, caPEM...)
 	if err := os.WriteFile(s.caFile(), caPEM, 0o644); err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -160,10 +161,16 @@ func FreePort(t testing.TB) int {
 // WaitHTTP polls url until it answers 200 or the timeout passes.
 func WaitHTTP(t testing.TB, url string, timeout time.Duration) {
 	t.Helper()
+	WaitHTTPWith(t, httpClient, url, timeout)
+}
+
+// WaitHTTPWith is WaitHTTP through client (e.g. one that trusts a test CA).
+func WaitHTTPWith(t testing.TB, client *http.Client, url string, timeout time.Duration) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	for {
-		if err := getOK(ctx, url); err == nil {
+		if err := getOK(ctx, client, url); err == nil {
 			return
 		}
 		select {
@@ -174,12 +181,12 @@ func WaitHTTP(t testing.TB, url string, timeout time.Duration) {
 	}
 }
 
-func getOK(ctx context.Context, url string) error {
+func getOK(ctx context.Context, client *http.Client, url string) error {
 	req, err := httpNewRequest(ctx, url)
 	if err != nil {
 		return err
 	}
-	res, err := httpClient.Do(req)
+	res, err := client.Do(req)
 	if err != nil {
 		return err
 	}

@@ -45,6 +45,9 @@ func main() {
 	presenceExpiry := flag.Duration("presence-expiry", service.EnvDuration("PRESENCE_EXPIRY", presence.DefaultExpiry), "a gateway without a heartbeat for this long is dead and its users offline (PRESENCE_EXPIRY)")
 	pending := flag.Int("pending-notifications", service.EnvInt("PENDING_NOTIFICATIONS", 50), "most unread notifications sent at hello (PENDING_NOTIFICATIONS)")
 	emailKey := flag.String("email-token-key", service.Env("EMAIL_TOKEN_KEY", ""), "key verifying e-mail unsubscribe links, at least 32 bytes, the notification service's too; prefer the environment (EMAIL_TOKEN_KEY; empty: links answer 503)")
+	tlsCert := flag.String("tls-cert-file", service.Env("TLS_CERT_FILE", ""), "PEM certificate (chain) to serve HTTPS and WSS with; re-read when it changes (TLS_CERT_FILE; empty: plain HTTP)")
+	tlsKey := flag.String("tls-key-file", service.Env("TLS_KEY_FILE", ""), "PEM private key of -tls-cert-file (TLS_KEY_FILE)")
+	hsts := flag.Duration("hsts-max-age", service.EnvDuration("HSTS_MAX_AGE", 365*24*time.Hour), "Strict-Transport-Security max-age on answers that came over TLS, here or at a trusted proxy (HSTS_MAX_AGE; 0: no HSTS)")
 	logLevel := flag.String("log-level", service.Env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
 	healthcheck := flag.Bool("healthcheck", false, "GET /healthz on -addr and exit 0 if healthy (for container healthchecks)")
 	kafkaSec := service.KafkaSecurityFlags()
@@ -81,7 +84,7 @@ func main() {
 		IdleTimeout: *idle, PingInterval: *ping, WriteTimeout: *writeTimeout, SessionTTL: *sessionTTL, ReconnectTTL: *reconnectTTL,
 		UserRate: rates["rate-user"], LoginAccountRate: rates["login-rate-account"], LoginAddrRate: rates["login-rate-addr"],
 		TrustProxyHeader: *trustProxy, PresenceInterval: *presenceInterval, PresenceExpiry: *presenceExpiry,
-		EmailTokenKey: []byte(*emailKey),
+		EmailTokenKey: []byte(*emailKey), TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, HSTSMaxAge: *hsts,
 	}
 	cfg.Hub.CatchUpTimeout = *catchUp
 	cfg.Hub.ConnRate, cfg.Hub.FrameRate = rates["rate-conn"], rates["rate-frames"]

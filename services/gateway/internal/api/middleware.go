@@ -4,6 +4,7 @@
 package api
 
 import (
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,8 +21,8 @@ const userKey = "kchat.user"
 // SecurityHeaders sets the headers every response should carry. The CSP here is the
 // strict default for API answers; the web page sets its own (scripts, styles and
 // WebSocket connections from its origin), which replaces this one on the page's files.
-// API answers hold tokens and private messages, so they are never cached. HSTS is left to
-// the TLS-terminating proxy in front, since the gateway speaks plain HTTP.
+// API answers hold tokens and private messages, so they are never cached. HSTS is HSTS's
+// own middleware, as it depends on how the request arrived.
 func SecurityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		h := c.Response().Header()
@@ -35,6 +36,25 @@ func SecurityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 			h.Set("Cache-Control", "no-store")
 		}
 		return next(c)
+	}
+}
+
+// HSTS tells browsers to use only HTTPS for this host for maxAge. It is sent on answers
+// that came over TLS: to the gateway itself, or, when trustProxy is set, to a
+// TLS-terminating proxy in front that says so in X-Forwarded-Proto (browsers ignore the
+// header on plain HTTP, so a forged X-Forwarded-Proto gains nothing). Zero: never sent.
+func HSTS(maxAge time.Duration, trustProxy bool) echo.MiddlewareFunc {
+	value := "max-age=" + strconv.FormatInt(int64(maxAge/time.Second), 10)
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		if maxAge <= 0 {
+			return next
+		}
+		return func(c echo.Context) error {
+			if c.IsTLS() || (trustProxy && strings.EqualFold(c.Request().Header.Get(echo.HeaderXForwardedProto), "https")) {
+				c.Response().Header().Set("Strict-Transport-Security", value)
+			}
+			return next(c)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,7 @@ import (
 	"github.com/kchat/kchat/services/gateway/internal/auth"
 	"github.com/kchat/kchat/services/gateway/internal/broker"
 	"github.com/kchat/kchat/services/gateway/internal/chat"
+	"github.com/kchat/kchat/services/gateway/internal/edgetls"
 	"github.com/kchat/kchat/services/gateway/internal/hub"
 	"github.com/kchat/kchat/services/gateway/internal/metrics"
 	"github.com/kchat/kchat/services/gateway/internal/ratelimit"
@@ -75,6 +77,13 @@ type Config struct {
 	// EmailTokenKey verifies the unsubscribe links of e-mail digests; the notification
 	// service signs them with the same key. Empty: the links answer 503.
 	EmailTokenKey []byte
+	// TLSCertFile and TLSKeyFile, both set, make the gateway serve HTTPS and WSS itself;
+	// the files are re-read when they change. Empty: plain HTTP (behind a proxy that
+	// terminates TLS).
+	TLSCertFile, TLSKeyFile string
+	// HSTSMaxAge is the Strict-Transport-Security max-age sent on answers that came over
+	// TLS (here, or at a proxy trusted through TrustProxyHeader). Zero: no HSTS.
+	HSTSMaxAge time.Duration
 }
 
 // App is a running gateway.
@@ -91,6 +100,7 @@ type App struct {
 	online   *presence.View
 	ws       *transport.Handler
 	echo     *echo.Echo
+	tls      *tls.Config // nil: plain HTTP
 	admin    *service.Admin
 	shutdown time.Duration
 }
@@ -99,6 +109,14 @@ type App struct {
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if cfg.ID == "" || strings.ContainsAny(cfg.ID, "@/") {
 		return nil, errors.New("gateway id is required and must not contain @ or / (they separate parts of Kafka keys)")
+	}
+	var serverTLS *tls.Config
+	if cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" {
+		cert, err := edgetls.Load(cfg.TLSCertFile, cfg.TLSKeyFile, 30*time.Second, log)
+		if err != nil {
+			return nil, err
+		}
+		serverTLS = cert.ServerConfig()
 	}
 	if err := service.KafkaPreflight(ctx, cfg.Brokers, cfg.KafkaSecurity, log); err != nil {
 		return nil, err
@@ -181,7 +199,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if cfg.TrustProxyHeader {
 		e.IPExtractor = echo.ExtractIPFromXFFHeader()
 	}
-	e.Use(api.SecurityHeaders)
+	e.Use(api.SecurityHeaders, api.HSTS(cfg.HSTSMaxAge, cfg.TrustProxyHeader))
 	rest := api.New(svc, h, api.Config{UserLimiter: userLimiter, LoginAccount: loginAccount, LoginAddr: loginAddr, Metrics: m})
 	rest.Register(e)
 	rest.RegisterEmail(e, emailSettings)
@@ -200,7 +218,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	}
 
 	return &App{cfg: cfg, limiters: []*ratelimit.Keyed{userLimiter, loginAccount, loginAddr}, log: log, pool: pool, prod: prod, broker: br, hub: h, store: st, presence: announcer, online: view,
-		ws: ws, echo: e, admin: admin, shutdown: 10 * time.Second}, nil
+		ws: ws, echo: e, tls: serverTLS, admin: admin, shutdown: 10 * time.Second}, nil
 }
 
 // Handler is the whole HTTP surface (for tests).
@@ -241,10 +259,13 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 
 	go a.sweepSessions(readers)
 
+	if a.tls != nil {
+		ln = tls.NewListener(ln, a.tls)
+	}
 	srv := &http.Server{Handler: a.echo, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	a.log.Info("gateway listening", "addr", ln.Addr().String(), "gateway_id", a.cfg.ID)
+	a.log.Info("gateway listening", "addr", ln.Addr().String(), "gateway_id", a.cfg.ID, "tls", a.tls != nil)
 
 	var err error
 	select {

@@ -68,7 +68,12 @@ func start(t *testing.T, mod func(*app.Config)) *harness {
 		t.Fatal(err)
 	}
 	sctx, cancel := context.WithCancel(ctx)
-	h := &harness{env: env, base: "http://" + ln.Addr().String(), ws: "ws://" + ln.Addr().String() + "/ws", topic: topic, id: id, cancel: cancel, done: make(chan error, 1)}
+	scheme := "http"
+	if cfg.TLSCertFile != "" {
+		scheme = "https"
+	}
+	h := &harness{env: env, base: scheme + "://" + ln.Addr().String(), ws: strings.Replace(scheme, "http", "ws", 1) + "://" + ln.Addr().String() + "/ws",
+		topic: topic, id: id, cancel: cancel, done: make(chan error, 1)}
 	go func() { h.done <- a.Serve(sctx, ln) }()
 	t.Cleanup(func() { h.stop(t) })
 	h.db, err = pgxpool.New(ctx, dbURL)
@@ -77,7 +82,9 @@ func start(t *testing.T, mod func(*app.Config)) *harness {
 	}
 	t.Cleanup(h.db.Close)
 	startRelay(t, env, h.db)
-	stacktest.WaitHTTP(t, h.base+"/readyz", time.Minute)
+	if scheme == "http" { // over TLS the test's own client, which trusts its CA, waits
+		stacktest.WaitHTTP(t, h.base+"/readyz", time.Minute)
+	}
 	return h
 }
 
