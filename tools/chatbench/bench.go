@@ -112,6 +112,7 @@ func Run(ctx context.Context, cfg Config) (*report.Result, error) {
 		{"ingest-direct", b.scenarioIngestDirect},
 		{"persistence", b.scenarioPersistence},
 		{"outbox-cleanup", b.scenarioOutboxCleanup},
+		{"search", b.scenarioSearch},
 		{"ingest", b.scenarioIngest},
 		{"e2e", b.scenarioE2E},
 		{"profile", b.scenarioProfile},

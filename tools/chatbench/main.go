@@ -47,14 +47,15 @@ func main() {
 		gateways = flag.String("gateways", "http://127.0.0.1:8081,http://127.0.0.1:8082", "gateway base URLs: A first, then B")
 		procs    = flag.String("procs", "persistence=8090,fanout=8091,notification=8092,kafka-1=9092,kafka-2=9093,kafka-3=9094,postgres=5433",
 			"processes whose CPU is sampled during each run, as name=listening-port")
-		bin       = flag.String("bin", "", "directory with the persistence binary (default <repo>/bin)")
-		batchSize = flag.Int("persistence-batch-size", 500, "also run the persistence scenario with this BATCH_SIZE (0: only the service's default)")
-		cleanRows = flag.Int("cleanup-rows", 0, "outbox-cleanup: old outbox rows and inbox entries each to clean (default: the plan's)")
-		verbose   = flag.Bool("v", false, "debug logging")
-		replot    = flag.String("replot", "", "only redraw the plots and table of this result JSON (into its directory) and exit")
-		quiet     = flag.Duration("wait-quiet", 3*time.Minute, "before the first scenario, wait up to this long for a quiet machine (0: don't)")
-		quietEach = flag.Duration("wait-quiet-each", 90*time.Second, "before each later scenario, wait up to this long for a quiet machine (0: don't)")
-		quietLoad = flag.Float64("quiet-load", 0, "a quiet machine has a 1-minute load average below this (default: the number of cores)")
+		bin        = flag.String("bin", "", "directory with the persistence binary (default <repo>/bin)")
+		batchSize  = flag.Int("persistence-batch-size", 500, "also run the persistence scenario with this BATCH_SIZE (0: only the service's default)")
+		cleanRows  = flag.Int("cleanup-rows", 0, "outbox-cleanup: old outbox rows and inbox entries each to clean (default: the plan's)")
+		searchMsgs = flag.Int("search-messages", 0, "search: stored messages to search (default: the plan's)")
+		verbose    = flag.Bool("v", false, "debug logging")
+		replot     = flag.String("replot", "", "only redraw the plots and table of this result JSON (into its directory) and exit")
+		quiet      = flag.Duration("wait-quiet", 3*time.Minute, "before the first scenario, wait up to this long for a quiet machine (0: don't)")
+		quietEach  = flag.Duration("wait-quiet-each", 90*time.Second, "before each later scenario, wait up to this long for a quiet machine (0: don't)")
+		quietLoad  = flag.Float64("quiet-load", 0, "a quiet machine has a 1-minute load average below this (default: the number of cores)")
 	)
 	flag.Parse()
 	level := slog.LevelInfo
@@ -82,6 +83,9 @@ func main() {
 	}
 	if *cleanRows > 0 {
 		cfg.Plan.CleanupRows = *cleanRows
+	}
+	if *searchMsgs > 0 {
+		cfg.Plan.SearchMessages = *searchMsgs
 	}
 	if *replot != "" {
 		if err := replotResult(*replot); err != nil {
@@ -169,6 +173,8 @@ type Plan struct {
 	CleanupRows int
 	CleanupRate float64
 	CleanupDur  time.Duration
+	// Search: stored messages, queries measured per query kind.
+	SearchMessages, SearchQueries int
 	// Fanout.
 	FanMembers, FanSenders int
 	FanRates               []float64
@@ -193,6 +199,7 @@ func FullPlan() Plan {
 		E2ERates: []float64{500, 2000, 5000}, E2EDur: 5 * time.Second, ScaleE2ERate: 2000,
 		ProfileRate: 1000, ProfileDur: 20 * time.Second, ProfileSenders: 20, ProfileRooms: 4,
 		PersistN: 50_000, PersistRooms: 100, CleanupRows: 800_000, CleanupRate: 200, CleanupDur: 20 * time.Second,
+		SearchMessages: 1_000_000, SearchQueries: 200,
 		FanMembers: 1000, FanSenders: 8, FanRates: []float64{20, 100, 400}, FanDur: 5 * time.Second,
 		Conns: 10_000, Drain: 30 * time.Second, P99Limit: 50, TextBytes: 100,
 	}
@@ -208,12 +215,13 @@ func SmokePlan() Plan {
 		E2ERates: []float64{50}, E2EDur: time.Second, ScaleE2ERate: 50,
 		ProfileRate: 100, ProfileDur: 2 * time.Second, ProfileSenders: 4, ProfileRooms: 2,
 		PersistN: 500, PersistRooms: 5, CleanupRows: 5000, CleanupRate: 100, CleanupDur: 2 * time.Second,
+		SearchMessages: 20_000, SearchQueries: 20,
 		FanMembers: 20, FanSenders: 2, FanRates: []float64{10}, FanDur: time.Second,
 		Conns: 100, Drain: 20 * time.Second, P99Limit: 1000, TextBytes: 100,
 	}
 }
 
-var allScenarios = []string{"hop", "ingest-direct", "persistence", "outbox-cleanup", "ingest", "e2e", "profile", "fanout", "connections"}
+var allScenarios = []string{"hop", "ingest-direct", "persistence", "outbox-cleanup", "search", "ingest", "e2e", "profile", "fanout", "connections"}
 
 func (c Config) wants(name string) bool {
 	if len(c.Only) == 0 {

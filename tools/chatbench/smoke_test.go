@@ -109,7 +109,7 @@ func TestSmoke(t *testing.T) {
 	for _, f := range res.Figures {
 		seen[f.Scenario] = true
 	}
-	for _, want := range []string{"hop", "ingest-direct", "persistence", "outbox-cleanup", "ingest", "scale-out", "e2e", "e2e stages", "profile", "fanout", "connections"} {
+	for _, want := range []string{"hop", "ingest-direct", "persistence", "outbox-cleanup", "search", "ingest", "scale-out", "e2e", "e2e stages", "profile", "fanout", "connections"} {
 		if !seen[want] {
 			t.Errorf("no figure for %s", want)
 		}
