@@ -5,6 +5,7 @@ package api
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -67,6 +68,9 @@ type Config struct {
 	LoginAddr    *ratelimit.Keyed
 	Metrics      *metrics.Metrics
 	Now          func() time.Time
+	// Search serves GET /api/search (nil: it answers 503); Logger records its failures.
+	Search Searcher
+	Logger *slog.Logger
 }
 
 // API holds the handlers.
@@ -116,6 +120,7 @@ func (a *API) Register(e *echo.Echo) {
 	authed.POST("/dms/:username", a.openDM)
 	authed.GET("/users", a.users)
 	authed.GET("/stats", a.stats)
+	authed.GET("/search", a.search)
 	authed.GET("/notifications", a.notifications)
 	authed.GET("/notifications/unread", a.unreadNotifications)
 	authed.POST("/notifications/read", a.readNotifications)

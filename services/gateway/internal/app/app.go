@@ -22,6 +22,7 @@ import (
 	"github.com/kchat/kchat/pkg/presence"
 	"github.com/kchat/kchat/pkg/producer"
 	"github.com/kchat/kchat/pkg/protocol"
+	"github.com/kchat/kchat/pkg/search"
 	"github.com/kchat/kchat/pkg/service"
 	"github.com/kchat/kchat/pkg/topics"
 	"github.com/kchat/kchat/services/gateway/internal/api"
@@ -200,7 +201,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		e.IPExtractor = echo.ExtractIPFromXFFHeader()
 	}
 	e.Use(api.SecurityHeaders, api.HSTS(cfg.HSTSMaxAge, cfg.TrustProxyHeader))
-	rest := api.New(svc, h, api.Config{UserLimiter: userLimiter, LoginAccount: loginAccount, LoginAddr: loginAddr, Metrics: m})
+	rest := api.New(svc, h, api.Config{UserLimiter: userLimiter, LoginAccount: loginAccount, LoginAddr: loginAddr, Metrics: m,
+		Search: search.New(pool), Logger: log})
 	rest.Register(e)
 	rest.RegisterEmail(e, emailSettings)
 	e.GET("/ws", echo.WrapHandler(ws))
