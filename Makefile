@@ -21,15 +21,19 @@ build: | $(BIN)
 $(DEVSTACK): build
 
 GATEWAYS ?= 1
+# SECURE=1: brokers on SASL_SSL with a SCRAM user per service and ACLs (docs/operations.md,
+# "Kafka security"). A stack keeps the mode it was created in; devstack refuses the other.
+SECURE ?=
+SECURE_FLAG := $(if $(filter 1 true yes,$(SECURE)),-secure)
 
 ## dev: start Kafka (3 KRaft nodes), PostgreSQL and every service; prints the URL to open.
-## `make dev GATEWAYS=2` adds a second gateway on :8082.
+## `make dev GATEWAYS=2` adds a second gateway on :8082; `make dev SECURE=1` secures Kafka.
 dev: build
-	$(DEVSTACK) up -services -gateways $(GATEWAYS)
+	$(DEVSTACK) up -services -gateways $(GATEWAYS) $(SECURE_FLAG)
 
 ## up: only the backing stack (Kafka + PostgreSQL), topics and migrations.
 up: build
-	$(DEVSTACK) up
+	$(DEVSTACK) up $(SECURE_FLAG)
 
 down: build
 	$(DEVSTACK) down

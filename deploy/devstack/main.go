@@ -1,5 +1,6 @@
-// Command devstack runs the local platform without Docker: `up`, `down`, `status`, `logs`,
-// `kill-broker N`, `start-broker N`. See README.md, "Local stack".
+// Command devstack runs the local platform without Docker: `up [-services] [-gateways N]
+// [-secure]`, `down`, `status`, `logs`, `kill-broker N`, `start-broker N`, `reset-kafka`.
+// See README.md, "Local stack", and docs/operations.md, "Kafka security" for -secure.
 package main
 
 import (
@@ -26,7 +27,7 @@ func main() {
 	}
 }
 
-var errUsage = errors.New("usage: devstack [-root DIR] up|down|status|logs [NAME]|kill-broker N|start-broker N")
+var errUsage = errors.New("usage: devstack [-root DIR] up [-services] [-gateways N] [-secure]|down|status|logs [NAME]|kill-broker N|start-broker N|reset-kafka")
 
 func run(ctx context.Context, args []string, logger *slog.Logger) error {
 	fs := flag.NewFlagSet("devstack", flag.ContinueOnError)
@@ -51,6 +52,9 @@ func run(ctx context.Context, args []string, logger *slog.Logger) error {
 		return m.status(ctx)
 	case "logs":
 		return m.logs(rest)
+	case "reset-kafka":
+		// The way between a PLAINTEXT and a secured stack: a cluster is formatted for one.
+		return m.stack.ResetKafka()
 	case "kill-broker", "start-broker":
 		if len(rest) != 1 {
 			return errUsage

@@ -12,8 +12,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/kchat/kchat/pkg/localstack"
 	"github.com/kchat/kchat/pkg/migrations"
 	"github.com/kchat/kchat/pkg/topics"
@@ -23,9 +21,10 @@ import (
 const appDatabase = "kchat"
 
 type manager struct {
-	root  string
-	stack *localstack.Stack
-	log   *slog.Logger
+	root   string
+	stack  *localstack.Stack
+	secure bool // the stack runs SASL_SSL with a SCRAM user per service and ACLs
+	log    *slog.Logger
 }
 
 func newManager(root string, logger *slog.Logger) (*manager, error) {
@@ -36,21 +35,47 @@ func newManager(root string, logger *slog.Logger) (*manager, error) {
 	if _, err := os.Stat(filepath.Join(abs, "deploy", "topics.yaml")); err != nil {
 		return nil, fmt.Errorf("%s does not look like the repository root (no deploy/topics.yaml); run from the root or pass -root", abs)
 	}
-	st, err := localstack.New(localstack.Config{Root: abs, Logger: logger})
+	// Commands other than up talk to the stack in the mode it was created in.
+	secured, err := localstack.SecuredState(localstack.Config{Root: abs})
 	if err != nil {
 		return nil, err
 	}
-	return &manager{root: abs, stack: st, log: logger}, nil
+	m := &manager{root: abs, log: logger}
+	if err := m.open(secured); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// open (re)makes the Stack in the given mode; for a secured one the SCRAM passwords are
+// generated into the state directory on first use (localstack.SecureConfig).
+func (m *manager) open(secure bool) error {
+	cfg := localstack.Config{Root: m.root, Logger: m.log}
+	if secure {
+		cfg.Secure = &localstack.SecureConfig{}
+	}
+	st, err := localstack.New(cfg)
+	if err != nil {
+		return err
+	}
+	m.stack, m.secure = st, secure
+	return nil
 }
 
 func (m *manager) up(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	withServices := fs.Bool("services", false, "also start persistence, fanout, notification and the gateways (built into bin/)")
 	gateways := fs.Int("gateways", 1, "number of gateway instances (ports 8081, 8082, ...)")
+	secure := fs.Bool("secure", false, "brokers on SASL_SSL with a SCRAM-SHA-512 user per service and the ACL matrix; "+
+		"fixed when the stack is first created (make dev SECURE=1)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
 	began := time.Now()
+	// Up refuses the mode the stack was not created in (localstack.ErrSecurityMismatch).
+	if err := m.open(*secure); err != nil {
+		return err
+	}
 	if err := m.stack.Up(ctx); err != nil {
 		return err
 	}
@@ -59,12 +84,12 @@ func (m *manager) up(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	client := &kafka.Client{Addr: kafka.TCP(info.Brokers...), Timeout: 30 * time.Second}
-	plan, err := topics.Apply(ctx, client, f)
+	// As the super user; on a secured stack also the ACLs every service needs.
+	plan, err := m.stack.Provision(ctx, f)
 	if err != nil {
 		return err
 	}
-	m.log.Info("topics applied", "changes", len(plan))
+	m.log.Info("topics applied", "changes", len(plan), "acls", m.secure)
 	dbURL, err := m.ensureDatabase(ctx)
 	if err != nil {
 		return err
@@ -83,6 +108,17 @@ func (m *manager) up(ctx context.Context, args []string) error {
 	fmt.Printf("KAFKA_BROKERS=%s\n", strings.Join(info.Brokers, ","))
 	fmt.Printf("DATABASE_URL=%s\n", dbURL)
 	fmt.Printf("PostgreSQL also speaks TLS: sslmode=verify-full&sslrootcert=%s\n", info.PostgresCAFile)
+	if m.secure {
+		env, err := m.stack.ClientEnv(localstack.AdminUser)
+		if err != nil {
+			return err
+		}
+		fmt.Println("Kafka is secured (SASL_SSL, SCRAM-SHA-512, ACLs); chatctl and chatbench need, as the super user:")
+		for _, e := range env {
+			fmt.Printf("  export %s\n", e)
+		}
+		fmt.Printf("each service logs in as its own user (password files in %s)\n", filepath.Dir(m.stack.PasswordFile(localstack.AdminUser)))
+	}
 	if *withServices {
 		for i := 1; i <= *gateways; i++ {
 			fmt.Printf("open http://127.0.0.1:%d/  (gateway gw-%d)\n", 8080+i, i)
@@ -126,8 +162,12 @@ func (m *manager) status(ctx context.Context) error {
 	tw.Flush()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	mode := "PLAINTEXT"
+	if m.secure {
+		mode = "SASL_SSL (secured)"
+	}
 	if st, err := m.stack.KafkaState(ctx); err == nil {
-		fmt.Printf("kafka: brokers registered %v, controller leader %d\n", st.Brokers, st.QuorumLeader)
+		fmt.Printf("kafka: %s, brokers registered %v, controller leader %d\n", mode, st.Brokers, st.QuorumLeader)
 	} else {
 		fmt.Printf("kafka: unreachable (%v)\n", err)
 	}

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/kchat/kchat/pkg/localstack"
 )
 
 // platformService is one long-running program of ours that `up -services` starts.
@@ -16,20 +18,21 @@ type platformService struct {
 	name   string // process name: log file and pid file
 	binary string // under bin/
 	addr   string // HTTP_ADDR: health, metrics (and for gateways the API and the page)
+	user   string // its Kafka principal on a secured stack
 	env    []string
 }
 
 func (m *manager) services(gateways int) []platformService {
 	svcs := []platformService{
-		{name: "persistence", binary: "persistence", addr: "127.0.0.1:8090"},
-		{name: "fanout", binary: "fanout", addr: "127.0.0.1:8091"},
-		{name: "notification", binary: "notification", addr: "127.0.0.1:8092"},
+		{name: "persistence", binary: "persistence", addr: "127.0.0.1:8090", user: localstack.PersistenceUser},
+		{name: "fanout", binary: "fanout", addr: "127.0.0.1:8091", user: localstack.FanoutUser},
+		{name: "notification", binary: "notification", addr: "127.0.0.1:8092", user: localstack.NotificationUser},
 	}
 	for i := 1; i <= gateways; i++ {
 		svcs = append(svcs, platformService{
 			name: fmt.Sprintf("gateway-%d", i), binary: "gateway",
-			addr: fmt.Sprintf("127.0.0.1:%d", 8080+i),
-			env:  []string{fmt.Sprintf("GATEWAY_ID=gw-%d", i)},
+			addr: fmt.Sprintf("127.0.0.1:%d", 8080+i), user: localstack.GatewayUser,
+			env: []string{fmt.Sprintf("GATEWAY_ID=gw-%d", i)},
 		})
 	}
 	return svcs
@@ -44,8 +47,15 @@ func (m *manager) startServices(ctx context.Context, gateways int, dbURL string)
 			m.log.Warn("not built, skipping", "service", svc.name, "binary", bin)
 			continue
 		}
+		// On a secured stack each service logs in as its own principal (nothing on a
+		// PLAINTEXT one).
+		security, err := m.stack.ClientEnv(svc.user)
+		if err != nil {
+			return err
+		}
 		cmd := exec.Command(bin)
-		cmd.Env = append(os.Environ(),
+		cmd.Env = append(withoutKafkaSecurity(os.Environ()), security...)
+		cmd.Env = append(cmd.Env,
 			"KAFKA_BROKERS="+strings.Join(info.Brokers, ","),
 			"DATABASE_URL="+dbURL,
 			"HTTP_ADDR="+svc.addr,
@@ -64,6 +74,19 @@ func (m *manager) startServices(ctx context.Context, gateways int, dbURL string)
 		}
 	}
 	return nil
+}
+
+// withoutKafkaSecurity drops the kafkasec variables from env: the stack decides how its
+// services reach its brokers, and a KAFKA_SASL_PASSWORD left in the shell next to the
+// stack's KAFKA_SASL_PASSWORD_FILE would stop every service.
+func withoutKafkaSecurity(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "KAFKA_TLS") && !strings.HasPrefix(kv, "KAFKA_SASL_") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 func (m *manager) stopServices(ctx context.Context) error {

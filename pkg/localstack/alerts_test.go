@@ -44,7 +44,7 @@ func TestAlerts_under_replicated_fires_and_resolves(t *testing.T) {
 	if err := os.MkdirAll(st.logDir(), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.upKafka(ctx); err != nil {
+	if err := st.UpKafka(ctx); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("cluster up after %s", time.Since(began).Round(100*time.Millisecond))

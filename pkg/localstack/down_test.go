@@ -30,7 +30,7 @@ func TestDown_stops_every_broker_cleanly_within_15s(t *testing.T) {
 	if err := os.MkdirAll(st.logDir(), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.upKafka(ctx); err != nil {
+	if err := st.UpKafka(ctx); err != nil {
 		t.Fatal(err)
 	}
 

@@ -70,7 +70,16 @@ func (s *Stack) voters() string {
 	return strings.Join(parts, ",")
 }
 
-func (s *Stack) upKafka(ctx context.Context) error {
+// UpKafka starts the Kafka nodes that are not running yet (not PostgreSQL) and waits
+// until the cluster is usable; Up is both. Tests that need a cluster of their own, e.g. a
+// secured one, start only this.
+func (s *Stack) UpKafka(ctx context.Context) error {
+	if err := s.checkSecurityMode(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(s.logDir(), 0o755); err != nil {
+		return err
+	}
 	java, err := needTool("java", "install a JDK 17+ (e.g. apt-get install openjdk-17-jdk-headless), or set KAFKA_BROKERS to use an existing cluster")
 	if err != nil {
 		return err

@@ -45,7 +45,9 @@ type Config struct {
 	KafkaHeapMB     int   // default 512 per JVM: three of them share 2 cores
 	Logger          *slog.Logger
 	// Secure, if set, runs the brokers with a SASL_SSL listener instead of PLAINTEXT
-	// (see SecureConfig). The default stack (make dev, make test) does not use it.
+	// (see SecureConfig). The default stack (make dev, make test) does not use it; a state
+	// directory stays in the mode its Kafka storage was formatted in (Up refuses the
+	// other with ErrSecurityMismatch).
 	Secure *SecureConfig
 }
 
@@ -81,6 +83,10 @@ type Stack struct {
 	cfg Config
 	log *slog.Logger
 
+	// generated: the SCRAM passwords were generated into the state directory
+	// (SecureConfig.Users nil) and can be handed to clients as files (PasswordFile).
+	generated bool
+
 	mu    sync.Mutex
 	exits map[string]*exit // processes this Stack value started, by name
 }
@@ -111,15 +117,32 @@ func New(cfg Config) (*Stack, error) {
 		return nil, errors.New("localstack: Config.Root is required")
 	}
 	cfg.setDefaults()
+	if len(cfg.KafkaPorts) != 3 || len(cfg.ControllerPorts) != 3 || len(cfg.MetricsPorts) != 3 {
+		return nil, errors.New("localstack: exactly three Kafka, controller and metrics ports are needed")
+	}
+	generated := false
 	if cfg.Secure != nil {
+		if cfg.Secure.Users == nil {
+			mode, err := formattedMode(cfg.StateDir)
+			if err != nil {
+				return nil, err
+			}
+			if mode == modePlaintext {
+				// Refused here, before password files appear in a PLAINTEXT stack's state.
+				return nil, (&Stack{cfg: cfg}).checkSecurityMode()
+			}
+			users, err := loadOrCreatePasswords(passwordDir(cfg.StateDir), append([]string{AdminUser}, ServiceUsers...), mode == modeSecured)
+			if err != nil {
+				return nil, err
+			}
+			cfg.Secure = &SecureConfig{Users: users}
+			generated = true
+		}
 		if err := cfg.Secure.validate(); err != nil {
 			return nil, err
 		}
 	}
-	if len(cfg.KafkaPorts) != 3 || len(cfg.ControllerPorts) != 3 || len(cfg.MetricsPorts) != 3 {
-		return nil, errors.New("localstack: exactly three Kafka, controller and metrics ports are needed")
-	}
-	return &Stack{cfg: cfg, log: cfg.Logger}, nil
+	return &Stack{cfg: cfg, log: cfg.Logger, generated: generated}, nil
 }
 
 // Info returns the connection details of this stack (whether or not it runs).
@@ -146,16 +169,18 @@ func (s *Stack) DatabaseURLFor(db string) string {
 
 // Up starts whatever is not running yet and waits until the cluster is usable.
 func (s *Stack) Up(ctx context.Context) error {
+	// Before anything starts: a stack that cannot come up in the mode asked for should not
+	// start half of itself.
+	if err := s.checkSecurityMode(); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(s.logDir(), 0o755); err != nil {
 		return err
 	}
 	if err := s.upPostgres(ctx); err != nil {
 		return err
 	}
-	if err := s.upKafka(ctx); err != nil {
-		return err
-	}
-	return nil
+	return s.UpKafka(ctx)
 }
 
 // Down stops every process this stack started, politely first.

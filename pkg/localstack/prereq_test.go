@@ -16,7 +16,7 @@ func TestUp_reports_missing_tools_and_busy_ports_clearly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = st.upKafka(context.Background())
+		err = st.UpKafka(context.Background())
 		if !errors.Is(err, ErrPrerequisite) || !strings.Contains(err.Error(), "java not found") || !strings.Contains(err.Error(), "KAFKA_BROKERS") {
 			t.Fatalf("got %v, want a prerequisite error naming java and the way out", err)
 		}

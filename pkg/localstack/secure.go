@@ -14,12 +14,14 @@ import (
 
 	"github.com/kchat/kchat/pkg/devcert"
 	"github.com/kchat/kchat/pkg/kafkasec"
+	"github.com/kchat/kchat/pkg/topics"
 )
 
 // SecureConfig is the optional secured mode: every broker serves clients and each other
 // on one SASL_SSL listener (TLS with a certificate generated at start, SCRAM-SHA-512
-// logins), and KRaft's StandardAuthorizer refuses whatever no ACL allows. Only tests
-// use it so far; the default stack stays PLAINTEXT.
+// logins), and KRaft's StandardAuthorizer refuses whatever no ACL allows. `devstack up
+// -secure` (make dev SECURE=1) and the tests that start a cluster of their own use it; the
+// default stack stays PLAINTEXT.
 //
 // The controller listener stays PLAINTEXT on 127.0.0.1, so its connections (broker
 // registrations, Raft) have the principal User:ANONYMOUS, which is therefore a super
@@ -31,8 +33,26 @@ type SecureConfig struct {
 	// are written into the metadata log when the storage is formatted, so they exist
 	// before the first broker accepts a login. "admin" is required: the inter-broker
 	// principal and the only super user a client can log in as.
+	//
+	// Nil means generated: admin and each of ServiceUsers get a random password on first
+	// use, kept in StateDir/scram/<user> (one 0600 file each, the form
+	// KAFKA_SASL_PASSWORD_FILE reads), and later runs read them back, since the
+	// credentials live in the formatted storage and a new password would be refused.
 	Users map[string]string
 }
+
+// ServiceUsers are the services' principals, one per service (ServiceACLs).
+var ServiceUsers = []string{GatewayUser, PersistenceUser, FanoutUser, NotificationUser}
+
+// Security modes as recorded in the state directory (see checkSecurityMode).
+const (
+	modePlaintext = "PLAINTEXT"
+	modeSecured   = "SASL_SSL"
+)
+
+// ErrSecurityMismatch means the stack's Kafka storage was formatted for the other
+// security mode than the one asked for.
+var ErrSecurityMismatch = errors.New("security mode mismatch")
 
 // AdminUser is the secured mode's super user, also used between brokers.
 const AdminUser = "admin"
@@ -73,6 +93,7 @@ super.users=User:admin;User:ANONYMOUS
 {{end}}`
 
 func (s *Stack) tlsDir() string       { return filepath.Join(s.cfg.StateDir, "tls") }
+func (s *Stack) modeFile() string     { return filepath.Join(s.cfg.StateDir, "kafka-security") }
 func (s *Stack) caFile() string       { return filepath.Join(s.tlsDir(), "ca.pem") }
 func (s *Stack) keyStoreFile() string { return filepath.Join(s.tlsDir(), "broker.pem") }
 
@@ -109,6 +130,42 @@ func (s *Stack) Security(user string) (kafkasec.Security, error) {
 	}
 	return kafkasec.Config{TLSCAFile: s.caFile(), SASLMechanism: kafkasec.ScramSHA512,
 		SASLUsername: user, SASLPassword: s.cfg.Secure.Users[user]}.Security()
+}
+
+// ClientEnv is the environment a kchat program (a service, chatctl, chatbench) needs to
+// log in as user: the kafkasec variables with the CA file and the password file
+// (generated passwords only, see PasswordFile). Nil on a PLAINTEXT stack.
+func (s *Stack) ClientEnv(user string) ([]string, error) {
+	if s.cfg.Secure == nil {
+		return nil, nil
+	}
+	pw := s.PasswordFile(user)
+	if pw == "" || s.cfg.Secure.Users[user] == "" {
+		return nil, fmt.Errorf("localstack: no generated password for %q", user)
+	}
+	return []string{
+		kafkasec.EnvTLSCAFile + "=" + s.caFile(),
+		kafkasec.EnvSASLMechanism + "=" + kafkasec.ScramSHA512,
+		kafkasec.EnvSASLUsername + "=" + user,
+		kafkasec.EnvSASLPasswordFile + "=" + pw,
+	}, nil
+}
+
+// Provision creates or updates the topics of f as the super user and, on a secured stack,
+// the ACL matrix (ServiceACLs, unprefixed names), waiting until every broker applies it.
+// Both are idempotent: every devstack up runs them.
+func (s *Stack) Provision(ctx context.Context, f topics.File) (topics.Plan, error) {
+	plan, err := topics.Apply(ctx, s.AdminClient(30*time.Second), f)
+	if err != nil {
+		return nil, fmt.Errorf("create topics: %w", err)
+	}
+	if s.cfg.Secure == nil {
+		return plan, nil
+	}
+	if err := s.CreateACLs(ctx, ServiceACLs(topics.Names{})); err != nil {
+		return nil, fmt.Errorf("create ACLs: %w", err)
+	}
+	return plan, nil
 }
 
 // adminSecurity is Security(AdminUser), for the stack's own checks; the zero Security

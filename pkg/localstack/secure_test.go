@@ -46,7 +46,7 @@ func TestSecuredCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	began := time.Now()
-	if err := st.upKafka(ctx); err != nil {
+	if err := st.UpKafka(ctx); err != nil {
 		for id := 1; id <= 3; id++ {
 			b, _ := os.ReadFile(st.logFile(st.kafkaName(id)))
 			t.Logf("%s log, last lines:\n%s", st.kafkaName(id), lastLines(string(b), 25))
