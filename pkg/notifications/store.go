@@ -40,6 +40,9 @@ type Notification struct {
 	Preview   string
 	CreatedAt time.Time
 	ReadAt    *time.Time // nil while unread
+	// Quiet: created during the recipient's do-not-disturb hours; in the app only, no
+	// outside channel (e-mail, push) sends it (pkg/notifications/prefs).
+	Quiet bool
 }
 
 // Querier is what the store needs from PostgreSQL. *pgxpool.Pool, *pgx.Conn and pgx.Tx
@@ -60,7 +63,7 @@ type Store struct {
 // NewStore returns a Store on db (normally a *pgxpool.Pool).
 func NewStore(db Querier) *Store { return &Store{db: db} }
 
-const columns = `id, user_id, room_id, seq, reason, sender, preview, created_at, read_at`
+const columns = `id, user_id, room_id, seq, reason, sender, preview, created_at, read_at, quiet`
 
 // List returns userID's notifications newest first, at most limit of them (DefaultListLimit
 // when limit <= 0, never more than MaxListLimit). With beforeID set it returns those older
@@ -189,16 +192,17 @@ func Insert(ctx context.Context, q Querier, ns []Notification) ([]Notification, 
 	seqs := make([]int64, n)
 	reasons, senders, previews := make([]string, n), make([]string, n), make([]string, n)
 	created := make([]time.Time, n)
+	quiet := make([]bool, n)
 	for i, x := range ns {
 		ids[i], users[i], rooms[i], seqs[i] = x.ID, x.UserID, x.RoomID, x.Seq
-		reasons[i], senders[i], previews[i], created[i] = x.Reason, x.Sender, x.Preview, x.CreatedAt
+		reasons[i], senders[i], previews[i], created[i], quiet[i] = x.Reason, x.Sender, x.Preview, x.CreatedAt, x.Quiet
 	}
 	rows, err := q.Query(ctx, `
-		INSERT INTO notifications (id, user_id, room_id, seq, reason, sender, preview, created_at)
+		INSERT INTO notifications (id, user_id, room_id, seq, reason, sender, preview, created_at, quiet)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],
-		                     $7::text[], $8::timestamptz[])
+		                     $7::text[], $8::timestamptz[], $9::boolean[])
 		ON CONFLICT DO NOTHING
-		RETURNING id`, ids, users, rooms, seqs, reasons, senders, previews, created)
+		RETURNING id`, ids, users, rooms, seqs, reasons, senders, previews, created, quiet)
 	if err != nil {
 		return nil, fmt.Errorf("cannot insert notifications: %w", err)
 	}
@@ -223,7 +227,7 @@ func Insert(ctx context.Context, q Querier, ns []Notification) ([]Notification, 
 func collect(rows pgx.Rows) ([]Notification, error) {
 	ns, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Notification, error) {
 		var n Notification
-		err := r.Scan(&n.ID, &n.UserID, &n.RoomID, &n.Seq, &n.Reason, &n.Sender, &n.Preview, &n.CreatedAt, &n.ReadAt)
+		err := r.Scan(&n.ID, &n.UserID, &n.RoomID, &n.Seq, &n.Reason, &n.Sender, &n.Preview, &n.CreatedAt, &n.ReadAt, &n.Quiet)
 		return n, err
 	})
 	if err != nil {

@@ -17,7 +17,10 @@
 //     on a fresh deployment and may lag. Only events in its inbox (processed_events) are
 //     compared; the others are counted as unhandled.
 //
-// notify_all and usernames are read as they are now (neither has a history).
+// notify_all, usernames and notification preferences are read as they are now (none has
+// a history); preferences are applied by prefs.Recipients, the live service's function,
+// at each message's stored time, so a mute or do-not-disturb window is judged as it was
+// then, and only a preference changed since shows up as a difference.
 package rebuild
 
 import (
@@ -31,6 +34,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/kchat/kchat/pkg/event"
+	"github.com/kchat/kchat/pkg/notifications/prefs"
 	"github.com/kchat/kchat/pkg/notifications/rules"
 )
 
@@ -54,6 +58,7 @@ type Row struct {
 	Reason     string
 	Sender     string
 	Preview    string
+	Quiet      bool // created during do-not-disturb hours: in the app only
 }
 
 func (r Row) key() string { return fmt.Sprintf("%s|%s|%d|%s", r.User, r.Room, r.Seq, r.Reason) }
@@ -148,11 +153,12 @@ func Run(ctx context.Context, db DB, entries []Entry, cfg Config) (Result, error
 			for id, name := range members {
 				r.Members = append(r.Members, rules.Member{ID: id, Username: name})
 			}
-			for _, rc := range rules.Recipients(m, r) {
+			for _, rc := range prefs.Recipients(m, r, in.prefs, m.StoredAt) {
 				if in.skipped[skipKey{room, m.Seq, rc.User}] {
 					continue
 				}
-				rows = append(rows, Row{User: rc.User, Room: room, Seq: m.Seq, Reason: rc.Reason, Sender: m.Sender, Preview: rules.Preview(m.Text)})
+				rows = append(rows, Row{User: rc.User, Room: room, Seq: m.Seq, Reason: rc.Reason, Sender: m.Sender,
+					Preview: rules.Preview(m.Text), Quiet: rc.Quiet})
 			}
 		}
 	}
@@ -161,10 +167,10 @@ func Run(ctx context.Context, db DB, entries []Entry, cfg Config) (Result, error
 	if _, err := tx.Exec(ctx, `TRUNCATE notifications_rebuild`); err != nil {
 		return res, fmt.Errorf("cannot empty notifications_rebuild: %w", err)
 	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"notifications_rebuild"}, []string{"user_id", "room_id", "seq", "reason", "sender", "preview"},
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"notifications_rebuild"}, []string{"user_id", "room_id", "seq", "reason", "sender", "preview", "quiet"},
 		pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
 			r := rows[i]
-			return []any{r.User, r.Room, r.Seq, r.Reason, r.Sender, r.Preview}, nil
+			return []any{r.User, r.Room, r.Seq, r.Reason, r.Sender, r.Preview, r.Quiet}, nil
 		})); err != nil {
 		return res, fmt.Errorf("cannot write notifications_rebuild: %w", err)
 	}
@@ -211,6 +217,7 @@ type inputs struct {
 	members map[string]map[string]string
 	skipped map[skipKey]bool
 	handled map[string]bool
+	prefs   prefs.Set
 }
 
 type querier interface {
@@ -267,6 +274,25 @@ func load(ctx context.Context, q querier, byRoom map[string][]Entry, consumer st
 	}); err != nil {
 		return in, fmt.Errorf("cannot read skip decisions: %w", err)
 	}
+	// Everyone who could be a recipient: today's members, the members of the past found
+	// by undoing joins and leaves (their senders), and the DMs' members.
+	users := map[string]bool{}
+	for _, ms := range in.members {
+		for u := range ms {
+			users[u] = true
+		}
+	}
+	for _, es := range byRoom {
+		for _, e := range es {
+			users[e.Msg.Sender] = true
+			for _, u := range e.Msg.Members {
+				users[u] = true
+			}
+		}
+	}
+	if in.prefs, err = prefs.Load(ctx, q, slices.Sorted(maps.Keys(users)), rooms); err != nil {
+		return in, err
+	}
 	rows, err = q.Query(ctx, `SELECT event_id FROM processed_events WHERE consumer = $1 AND event_id = ANY($2::text[])`, consumer, ids)
 	if err != nil {
 		return in, fmt.Errorf("cannot read the live service's inbox: %w", err)
@@ -290,18 +316,18 @@ func compare(ctx context.Context, q querier, rooms []string, seqs []int64, res *
 		}
 		return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Row, error) {
 			var x Row
-			err := r.Scan(&x.User, &x.Room, &x.Seq, &x.Reason, &x.Sender, &x.Preview)
+			err := r.Scan(&x.User, &x.Room, &x.Seq, &x.Reason, &x.Sender, &x.Preview, &x.Quiet)
 			return x, err
 		})
 	}
 	live, err := scan(`
-		SELECT n.user_id, n.room_id, n.seq, n.reason, n.sender, n.preview
+		SELECT n.user_id, n.room_id, n.seq, n.reason, n.sender, n.preview, n.quiet
 		FROM notifications n JOIN unnest($1::text[], $2::bigint[]) AS h(room_id, seq) USING (room_id, seq)
 		ORDER BY 1, 2, 3, 4`, rooms, seqs)
 	if err != nil {
 		return fmt.Errorf("cannot read live notifications: %w", err)
 	}
-	rebuilt, err := scan(`SELECT user_id, room_id, seq, reason, sender, preview FROM notifications_rebuild ORDER BY 1, 2, 3, 4`)
+	rebuilt, err := scan(`SELECT user_id, room_id, seq, reason, sender, preview, quiet FROM notifications_rebuild ORDER BY 1, 2, 3, 4`)
 	if err != nil {
 		return fmt.Errorf("cannot read notifications_rebuild: %w", err)
 	}

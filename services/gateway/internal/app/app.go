@@ -163,6 +163,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		pool.Close()
 		return nil, err
 	}
+	notifPrefs, err := chat.NewPrefs(pool, svc, emailSettings, log)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
 	userLimiter := ratelimit.NewKeyed(cfg.UserRate)
 	loginAccount, loginAddr := ratelimit.NewKeyed(cfg.LoginAccountRate), ratelimit.NewKeyed(cfg.LoginAddrRate)
 	hcfg := cfg.Hub
@@ -205,6 +210,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		Search: search.New(pool), Logger: log})
 	rest.Register(e)
 	rest.RegisterEmail(e, emailSettings)
+	rest.RegisterPrefs(e, notifPrefs)
 	e.GET("/ws", echo.WrapHandler(ws))
 	adminH := echo.WrapHandler(admin.Handler())
 	e.GET("/healthz", adminH)

@@ -189,6 +189,20 @@ func restCases() []restCase {
 		}, public: everyone(ok200)},
 		{method: "GET", path: "/api/email/unsubscribe",
 			public: map[actor]expect{anon: badReq, wrongKind: badReq, member: badReq, nonMember: badReq}},
+		// Notification preferences: the defaults are per user; a room's setting needs
+		// membership, as reading the room does.
+		{method: "GET", path: "/api/me/notification-preferences", public: everyone(ok200)},
+		{method: "PUT", path: "/api/me/notification-preferences", body: func(*authzFixture, actor) any {
+			return map[string]any{"level": "mentions"}
+		}, public: everyone(ok200)},
+		{method: "PUT", path: "/api/rooms/{id}/notification-preferences", body: func(*authzFixture, actor) any {
+			return map[string]any{"level": "none"}
+		},
+			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
+			dm:     map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
+		{method: "DELETE", path: "/api/rooms/{id}/notification-preferences",
+			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
+			dm:     map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
 		{method: "POST", path: "/api/dms/{username}", public: everyone(ok200)},
 		{method: "GET", path: "/api/users", public: everyone(ok200)},
 		{method: "GET", path: "/api/stats", public: everyone(ok200)},

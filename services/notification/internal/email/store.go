@@ -32,10 +32,11 @@ type due struct {
 	wait   time.Duration
 }
 
-// pendingSQL selects a user's notifications that a digest may cover: unread, created
-// since e-mail was switched on, and covered by no digest yet.
+// pendingSQL selects a user's notifications that a digest may cover: unread, not quiet
+// (created during do-not-disturb hours: in the app only), created since e-mail was
+// switched on, and covered by no digest yet.
 const pendingSQL = `
-	n.read_at IS NULL AND n.created_at >= s.enabled_at
+	n.read_at IS NULL AND NOT n.quiet AND n.created_at >= s.enabled_at
 	AND NOT EXISTS (SELECT 1 FROM email_digest_items i WHERE i.notification_id = n.id)`
 
 // dueUsers returns up to limit users with e-mail on, notifications to mail and no digest

@@ -175,6 +175,9 @@ func TestWorker_one_digest_per_window_only_for_users_with_email_on(t *testing.T)
 	f.emailOn("u-ann")
 	old := f.notify("u-ann", "r-loud", 1, "room", "u-bob", "ann's is older than her settings")
 	f.exec(`UPDATE notifications SET created_at = now() - interval '1 hour' WHERE id = $1`, old)
+	// Created during bob's do-not-disturb hours: in the app only, never mailed.
+	quiet := f.notify("u-bob", "r-general", 4, "mention", "u-ann", "bob's quiet one")
+	f.exec(`UPDATE notifications SET quiet = true WHERE id = $1`, quiet)
 
 	previews := []string{"hi bob, it's ann", "hey @bob look", "lunch at noon?"}
 	f.notify("u-bob", "dm-ab", 1, "dm", "u-ann", previews[0])

@@ -20,6 +20,7 @@ import (
 	"github.com/kchat/kchat/pkg/consumer"
 	"github.com/kchat/kchat/pkg/event"
 	"github.com/kchat/kchat/pkg/notifications"
+	"github.com/kchat/kchat/pkg/notifications/prefs"
 	"github.com/kchat/kchat/pkg/notifications/rules"
 	"github.com/kchat/kchat/pkg/outbox"
 )
@@ -180,7 +181,11 @@ func (h *Handler) handle(ctx context.Context, items []stored) (result, error) {
 		if err != nil {
 			return res, err
 		}
-		planned, skips, causes, err := h.plan(fresh, rooms, &res)
+		set, err := loadPrefs(ctx, tx, fresh, rooms)
+		if err != nil {
+			return res, err
+		}
+		planned, skips, causes, err := h.plan(fresh, rooms, set, &res)
 		if err != nil {
 			return res, err
 		}
@@ -277,13 +282,30 @@ func loadRooms(ctx context.Context, tx pgx.Tx, items []stored) (map[string]rules
 	return rooms, nil
 }
 
-// plan works out the notifications of the fresh events: the rules' recipients minus
+// loadPrefs reads the preferences of every member of the batch's rooms (and of the DMs'
+// members named in the events) for those rooms, in the batch's transaction.
+func loadPrefs(ctx context.Context, tx pgx.Tx, items []stored, rooms map[string]rules.Room) (prefs.Set, error) {
+	var users, roomIDs []string
+	for id, r := range rooms {
+		roomIDs = append(roomIDs, id)
+		for _, m := range r.Members {
+			users = append(users, m.ID)
+		}
+	}
+	for _, it := range items {
+		users = append(users, it.msg.Members...)
+	}
+	return prefs.Load(ctx, tx, slices.Compact(slices.Sorted(slices.Values(users))), roomIDs)
+}
+
+// plan works out the notifications of the fresh events: the rules' recipients filtered
+// by their preferences (prefs.Recipients, the function the rebuild calls too), minus
 // those online right now, who are returned as skips. Presence is read when the event is
 // handled; a consumer that lags therefore judges by who is online now, not when the
 // message was sent (see README). The skips are stored because presence is not in the
 // log: `chatctl rebuild notifications` replays the log through the same rules and needs
 // these decisions to arrive at the same rows.
-func (h *Handler) plan(items []stored, rooms map[string]rules.Room, res *result) ([]notifications.Notification, []notifications.Skip, map[string]event.Envelope, error) {
+func (h *Handler) plan(items []stored, rooms map[string]rules.Room, set prefs.Set, res *result) ([]notifications.Notification, []notifications.Skip, map[string]event.Envelope, error) {
 	// What timestamptz keeps, so the envelope and the row say the same time.
 	now := h.cfg.Now().UTC().Truncate(time.Microsecond)
 	var out []notifications.Notification
@@ -297,7 +319,9 @@ func (h *Handler) plan(items []stored, rooms map[string]rules.Room, res *result)
 			h.cfg.Logger.Warn("message of an unknown room; nobody to notify", "event_id", it.env.ID, "room_id", it.msg.RoomID)
 			continue
 		}
-		for _, r := range rules.Recipients(it.msg, room) {
+		// The preferences' filter comes before presence: a recipient they exclude is
+		// not notified whether online or not, so no skip is recorded for them.
+		for _, r := range prefs.Recipients(it.msg, room, set, now) {
 			if h.presence.Online(r.User) {
 				res.suppressedOnline++
 				skips = append(skips, notifications.Skip{UserID: r.User, RoomID: it.msg.RoomID, Seq: it.msg.Seq, Reason: r.Reason})
@@ -308,7 +332,7 @@ func (h *Handler) plan(items []stored, rooms map[string]rules.Room, res *result)
 				return nil, nil, nil, fmt.Errorf("cannot mint notification id: %w", err)
 			}
 			n := notifications.Notification{ID: id.String(), UserID: r.User, RoomID: it.msg.RoomID, Seq: it.msg.Seq,
-				Reason: r.Reason, Sender: it.msg.Sender, Preview: rules.Preview(it.msg.Text), CreatedAt: now}
+				Reason: r.Reason, Sender: it.msg.Sender, Preview: rules.Preview(it.msg.Text), CreatedAt: now, Quiet: r.Quiet}
 			out = append(out, n)
 			causes[n.ID] = it.env
 		}

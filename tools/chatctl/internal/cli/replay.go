@@ -296,17 +296,17 @@ func writeRebuild(w io.Writer, res rebuild.Result, undecodable int, readTook, to
 		return
 	}
 	t := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(t, "DIFFERENCE\tUSER\tROOM\tSEQ\tREASON\tSENDER\tPREVIEW")
+	fmt.Fprintln(t, "DIFFERENCE\tUSER\tROOM\tSEQ\tREASON\tQUIET\tSENDER\tPREVIEW")
 	for _, d := range []struct {
 		what string
 		rows []rebuild.Row
 	}{{"missing in live", res.Missing}, {"extra in live", res.Extra}, {"changed (rebuilt values)", res.Changed}} {
 		for i, r := range d.rows {
 			if i == show {
-				fmt.Fprintf(t, "%s\t... %d more\t\t\t\t\t\n", d.what, len(d.rows)-show)
+				fmt.Fprintf(t, "%s\t... %d more\t\t\t\t\t\t\n", d.what, len(d.rows)-show)
 				break
 			}
-			fmt.Fprintf(t, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", d.what, r.User, r.Room, r.Seq, r.Reason, r.Sender, r.Preview)
+			fmt.Fprintf(t, "%s\t%s\t%s\t%d\t%s\t%v\t%s\t%s\n", d.what, r.User, r.Room, r.Seq, r.Reason, r.Quiet, r.Sender, r.Preview)
 		}
 	}
 	_ = t.Flush()
