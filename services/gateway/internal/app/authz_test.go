@@ -111,6 +111,7 @@ var (
 // the DM (operations without a room id have no dm column).
 type restCase struct {
 	method, path string
+	query        string // appended to the URL
 	body         func(fx *authzFixture, a actor) any
 	public, dm   map[actor]expect
 }
@@ -206,6 +207,10 @@ func restCases() []restCase {
 		{method: "POST", path: "/api/dms/{username}", public: everyone(ok200)},
 		{method: "GET", path: "/api/users", public: everyone(ok200)},
 		{method: "GET", path: "/api/stats", public: everyone(ok200)},
+		// Search runs over the caller's own rooms only: everyone may search, and checkGrant
+		// fails any hit from a room the caller is not a member of (every fresh room and the
+		// DM say "m1"). TestSearch_REST_authorization covers leaving and room filters.
+		{method: "GET", path: "/api/search", query: "?q=m1&limit=50", public: everyone(ok200)},
 	}
 }
 
@@ -248,7 +253,7 @@ func TestAuthz_REST_matrix(t *testing.T) {
 					default:
 						token = fx.accs[a].Token
 					}
-					st, f := gwtest.Do(t, rc.method, fx.h.base+path, token, body)
+					st, f := gwtest.Do(t, rc.method, fx.h.base+path+rc.query, token, body)
 					if st != want.status || code(f) != want.code {
 						t.Fatalf("%s %s as %s: got %d %v, want %d %q", rc.method, path, a, st, f, want.status, want.code)
 					}
@@ -293,6 +298,26 @@ func checkGrant(t *testing.T, fx *authzFixture, rc restCase, path, room string, 
 		}
 		if want := a == member || a == peer; dmVisible != want {
 			t.Fatalf("%s sees the DM in its rooms: %v, want %v", a, dmVisible, want)
+		}
+	case rc.method == "GET" && rc.path == "/api/search":
+		for _, h := range f["hits"].([]any) {
+			r := h.(map[string]any)["room"].(string)
+			var isMember bool
+			if err := fx.h.db.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM room_members WHERE room_id = $1 AND user_id = $2)`,
+				r, fx.accs[a].ID).Scan(&isMember); err != nil {
+				t.Fatal(err)
+			}
+			if !isMember {
+				t.Fatalf("search as %s returned a hit of %s, which %s is not a member of", a, r, a)
+			}
+		}
+		// The DM's two people find the peer's "m2" there (the only message the peer sends
+		// anywhere); nobody else does.
+		st, g := gwtest.Do(t, "GET", fx.h.base+"/api/search?q=m2&sender="+fx.accs[peer].Name, fx.accs[a].Token, nil)
+		hits, _ := g["hits"].([]any)
+		found := len(hits) == 1 && hits[0].(map[string]any)["room"] == fx.dm
+		if want := a == member || a == peer; st != 200 || found != want || !want && len(hits) != 0 {
+			t.Fatalf("search as %s for the DM's message: %d %v, want found %v", a, st, g, want)
 		}
 	case rc.method == "GET" && strings.HasSuffix(rc.path, "/messages"):
 		for _, m := range f["messages"].([]any) {
