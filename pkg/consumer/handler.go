@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kchat/kchat/pkg/event"
 )
@@ -35,6 +36,20 @@ type Message struct {
 	// DeadLettered is set by DeadLetter once the message is on the dead-letter topic, so
 	// that middleware outside it can tell a dead-lettered message from a handled one.
 	DeadLettered bool
+	// Trace is the consumer span the runner started for this message (a child of its
+	// traceparent header) when tracing is on (pkg/tracing); invalid when it is off. A
+	// batch handler continues a message's trace with Context.
+	Trace trace.SpanContext
+}
+
+// Context returns ctx positioned at the message's consumer span, so that spans started
+// from it and events built with tracing.TraceParent of it continue the message's trace.
+// With tracing off it returns ctx itself.
+func (m *Message) Context(ctx context.Context) context.Context {
+	if !m.Trace.IsValid() {
+		return ctx
+	}
+	return trace.ContextWithSpanContext(ctx, m.Trace)
 }
 
 func fromKafka(m kafka.Message) *Message {

@@ -151,7 +151,7 @@ func DeadLetter(w Writer, topic, consumerName string, logger *slog.Logger) Middl
 				}
 			}
 			m.DeadLettered = true
-			logger.Error("message dead-lettered", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset,
+			logger.ErrorContext(m.Context(ctx), "message dead-lettered", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset,
 				"event_id", m.Event.ID, "attempts", m.Attempt, "error", err, "dlq", topic)
 			return nil
 		}
@@ -231,10 +231,10 @@ func Logging(logger *slog.Logger) Middleware {
 		return func(ctx context.Context, m *Message) error {
 			err := next(ctx, m)
 			if err != nil {
-				logger.Warn("handler failed", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset,
+				logger.WarnContext(m.Context(ctx), "handler failed", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset,
 					"event_id", m.Event.ID, "event_type", m.Event.Type, "error", err)
 			} else if logger.Enabled(ctx, slog.LevelDebug) {
-				logger.Debug("handled", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset,
+				logger.DebugContext(m.Context(ctx), "handled", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset,
 					"event_id", m.Event.ID, "event_type", m.Event.Type)
 			}
 			return err

@@ -81,7 +81,8 @@ type Runner struct {
 // New runs h on each message, through mws (first listed is outermost).
 func New(cfg Config, h Handler, mws ...Middleware) (*Runner, error) {
 	chain := Chain(h, mws...)
-	return newRunner(cfg, func(ctx context.Context, ms []*Message) error {
+	return newRunner(cfg, func(ctx context.Context, ms []*Message) (err error) {
+		defer startSpans(ctx, cfg.Name, ms)(&err)
 		for _, m := range ms {
 			if err := chain(ctx, m); err != nil {
 				return err
@@ -103,7 +104,8 @@ func NewBatch(cfg Config, bh BatchHandler, retry Retry, mws ...Middleware) (*Run
 		return nil, err
 	}
 	single := Chain(func(ctx context.Context, m *Message) error { return bh(ctx, []*Message{m}) }, mws...)
-	r, err := newRunner(cfg, func(ctx context.Context, ms []*Message) error {
+	r, err := newRunner(cfg, func(ctx context.Context, ms []*Message) (err error) {
+		defer startSpans(ctx, cfg.Name, ms)(&err)
 		good := make([]*Message, 0, len(ms))
 		for _, m := range ms {
 			if err := decodeInto(m); err != nil {
@@ -118,7 +120,7 @@ func NewBatch(cfg Config, bh BatchHandler, retry Retry, mws ...Middleware) (*Run
 			return nil
 		}
 		whole := retry.Middleware(func(ctx context.Context, _ *Message) error { return bh(ctx, good) })
-		err := whole(ctx, &Message{Topic: good[0].Topic})
+		err = whole(ctx, &Message{Topic: good[0].Topic})
 		if err == nil || ctx.Err() != nil {
 			return err
 		}

@@ -70,9 +70,11 @@ func (d *Direct) Publish(ctx context.Context, txid string, msgs []kafka.Message)
 		return
 	}
 	start := time.Now()
+	spans := startPublishSpans(ctx, "direct", msgs)
 	d.inflight.Add(1)
 	err := d.pub.Enqueue(ctx, func(err error) {
 		defer d.inflight.Done()
+		spans.end(err)
 		if err != nil {
 			d.log.Warn("direct publish failed; handing the rows to the relay", "txid", txid, "rows", len(msgs), "error", err)
 			d.push(&d.failed, txid)
@@ -83,6 +85,7 @@ func (d *Direct) Publish(ctx context.Context, txid string, msgs []kafka.Message)
 	}, msgs...)
 	if err != nil {
 		d.inflight.Done()
+		spans.end(err)
 		d.log.Warn("direct publish refused; handing the rows to the relay", "txid", txid, "rows", len(msgs), "error", err)
 		d.push(&d.failed, txid)
 	}

@@ -297,7 +297,10 @@ func (r *Relay) round(ctx context.Context, conn *pgx.Conn) (int, error) {
 	// One write for the whole batch: the producer splits it per partition and writes
 	// each partition's messages in order, so each room keeps its order.
 	start := time.Now()
-	if err := r.pub.Write(ctx, msgs...); err != nil {
+	spans := startPublishSpans(ctx, "relay", msgs)
+	err = r.pub.Write(ctx, msgs...)
+	spans.end(err)
+	if err != nil {
 		return 0, &publishError{rows: len(msgs), err: err}
 	}
 	r.cfg.Metrics.published(len(msgs), time.Since(start))

@@ -72,9 +72,11 @@ func Main(f *ConsumerFlags, run func(ctx context.Context, logger *slog.Logger) e
 		SplitList(*f.brokers), *f.httpAddr, *f.topicPrefix, *f.group, start
 	f.Security = MustKafkaSecurity(f.security)
 
+	flushTraces := StartTracing(f.name, "", logger)
 	ctx, stop := SignalContext()
 	err = run(ctx, logger)
 	stop()
+	flushTraces()
 	if err != nil {
 		logger.Error(f.name+" failed", "error", err)
 		os.Exit(1)

@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kchat/kchat/pkg/tracing"
 )
 
 // DefaultBrokers is the local stack's cluster.
@@ -38,13 +40,14 @@ func SplitList(s string) []string {
 }
 
 // NewLogger returns a JSON logger at level ("debug", "info", "warn", "error") tagged with
-// the service name. Any other level stops the program, like a malformed flag.
+// the service name. Any other level stops the program, like a malformed flag. Records
+// logged with a context that holds a span carry its trace_id and span_id (pkg/tracing).
 func NewLogger(serviceName, level string) *slog.Logger {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		exit(fmt.Errorf("log level %q (-log-level, LOG_LEVEL): want debug, info, warn or error", level))
 	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l})).With("service", serviceName)
+	return slog.New(tracing.LogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))).With("service", serviceName)
 }
 
 // SignalContext is cancelled on SIGINT or SIGTERM.

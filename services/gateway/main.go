@@ -61,6 +61,7 @@ func main() {
 		*id = "gw-" + host + "-" + port
 	}
 	log := service.NewLogger("gateway", *logLevel).With("gateway_id", *id)
+	flushTraces := service.StartTracing("gateway", *id, log)
 	ctx, stop := service.SignalContext()
 	defer stop()
 
@@ -100,7 +101,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "gateway:", err)
 		os.Exit(1)
 	}
-	if err := a.Serve(ctx, ln); err != nil {
+	err = a.Serve(ctx, ln)
+	flushTraces()
+	if err != nil {
 		log.Error("gateway stopped", "error", err)
 		os.Exit(1)
 	}

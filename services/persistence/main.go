@@ -85,6 +85,7 @@ func main() {
 // run wires the service and blocks until ctx ends (a clean shutdown, nil) or a part fails.
 func run(ctx context.Context, c config) error {
 	logger := service.NewLogger(name, c.logLevel)
+	defer service.StartTracing(name, "", logger)() // flushes spans once everything stopped
 	if err := c.cleaner.Validate(); err != nil {
 		return fmt.Errorf("-outbox-retention, -inbox-retention, -cleanup-interval or -cleanup-batch (or their environment variables): %w", err)
 	}

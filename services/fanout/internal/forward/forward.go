@@ -16,6 +16,7 @@ import (
 
 	"github.com/kchat/kchat/pkg/consumer"
 	"github.com/kchat/kchat/pkg/event"
+	"github.com/kchat/kchat/pkg/tracing"
 )
 
 // HeaderGateway names the gateway a delivery is addressed to. The record key says the same;
@@ -135,9 +136,15 @@ func (f *Forwarder) HandleBatch(ctx context.Context, ms []*consumer.Message) (er
 }
 
 // delivery builds one gateway's copy: original value and headers plus the gateway header.
+// When tracing is on, its traceparent header names fanout's consumer span instead (the
+// value, forwarded as it is, keeps its producer's): the gateway's delivery continues the
+// trace from this hop.
 func (f *Forwarder) delivery(m *consumer.Message, gatewayID string) kafka.Message {
 	headers := make([]kafka.Header, len(m.Headers), len(m.Headers)+1)
 	copy(headers, m.Headers)
 	headers = append(headers, kafka.Header{Key: HeaderGateway, Value: []byte(gatewayID)})
+	if m.Trace.IsValid() {
+		headers = tracing.Inject(m.Context(context.Background()), headers)
+	}
 	return kafka.Message{Topic: f.cfg.Topic, Key: []byte(gatewayID), Value: m.Value, Headers: headers}
 }

@@ -284,7 +284,9 @@ func (a *API) submit(c echo.Context, req chat.SendRequest) error {
 	if err := a.allowUser(c); err != nil {
 		return fail(c, err)
 	}
-	ack, err := a.chat.Send(c.Request().Context(), user(c), req)
+	ctx, endSpan := chat.TraceSend(c.Request().Context(), "rest", user(c), req)
+	ack, err := a.chat.Send(ctx, user(c), req)
+	endSpan(ack, err)
 	if err != nil {
 		return fail(c, err)
 	}

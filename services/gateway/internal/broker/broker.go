@@ -76,6 +76,7 @@ func (b *Broker) Topic(declared string) string { return b.cfg.Names.Of(declared)
 // Publish writes events to a declared topic under key and returns once Kafka acknowledged
 // them with acks=all.
 func (b *Broker) Publish(ctx context.Context, declared, key string, events ...event.Envelope) error {
+	events = withTraces(ctx, events)
 	start := time.Now()
 	err := b.pub.Publish(ctx, b.Topic(declared), key, events...)
 	b.metrics.Publish(declared, time.Since(start).Seconds())
@@ -85,6 +86,7 @@ func (b *Broker) Publish(ctx context.Context, declared, key string, events ...ev
 // PublishAsync queues e for the declared topic and returns; done reports the
 // acknowledgement (see producer.PublishAsync).
 func (b *Broker) PublishAsync(ctx context.Context, declared, key string, e event.Envelope, done func(error)) error {
+	e = withTrace(ctx, e)
 	start := time.Now()
 	return b.pub.PublishAsync(ctx, b.Topic(declared), key, func(err error) {
 		b.metrics.Publish(declared, time.Since(start).Seconds())
@@ -253,6 +255,10 @@ func (b *Broker) read(ctx context.Context, r *kafka.Reader, what string, keep fu
 				b.metrics.DeliveryLag.Observe(time.Since(ms.StoredAt).Seconds())
 			}
 		}
-		sink.Deliver(ctx, e, p)
+		dctx, sp := startDeliverSpan(ctx, m, e, p)
+		sink.Deliver(dctx, e, p)
+		if sp != nil {
+			sp.End()
+		}
 	}
 }

@@ -27,6 +27,7 @@ type timelineEntry struct {
 	room, kind, sender string
 	seq                int64
 	data               []byte
+	trace              *transport.Trace // set when tracing is on and the entry was read live
 }
 
 func entryOf(m protocol.Message) timelineEntry {
@@ -36,7 +37,7 @@ func entryOf(m protocol.Message) timelineEntry {
 // pushTimelineLocked queues entry e for its room's subscription, which must be at
 // e.seq-1. It reports false if the queue overflowed (the session is now catching up).
 func (s *Session) pushTimelineLocked(sb *sub, e timelineEntry) bool {
-	err := s.out.Queue().Push(transport.Item{Data: e.data, Type: protocol.TypeMessage, Class: transport.Timeline, Room: e.room, Seq: e.seq})
+	err := s.out.Queue().Push(transport.Item{Data: e.data, Type: protocol.TypeMessage, Class: transport.Timeline, Room: e.room, Seq: e.seq, Trace: e.trace})
 	switch {
 	case err == nil:
 		sb.cursor = e.seq

@@ -235,8 +235,10 @@ func (s *Session) send(ctx context.Context, u chat.User, ref string, arrived tim
 		}
 		return
 	}
+	ctx, endSpan := chat.TraceSend(ctx, "websocket", u, req)
 	s.hub.chat.SendAsync(ctx, u, req, func(ack protocol.Ack, err error) {
 		defer func() { <-s.sendSlots }()
+		endSpan(ack, err)
 		if err != nil {
 			var pe *protocol.Error
 			if errors.As(err, &pe) {

@@ -12,11 +12,12 @@ import (
 	"github.com/kchat/kchat/pkg/event"
 	"github.com/kchat/kchat/pkg/protocol"
 	"github.com/kchat/kchat/services/gateway/internal/chat"
+	"github.com/kchat/kchat/services/gateway/internal/transport"
 )
 
 // Deliver implements broker.Sink: events from this gateway's deliveries partition and
 // from chat.presence. Called from the reader goroutines; it never blocks on a client.
-func (h *Hub) Deliver(_ context.Context, e event.Envelope, p event.Payload) {
+func (h *Hub) Deliver(ctx context.Context, e event.Envelope, p event.Payload) {
 	switch p := p.(type) {
 	case event.MessageStored:
 		h.followMembership(p)
@@ -26,6 +27,7 @@ func (h *Hub) Deliver(_ context.Context, e event.Envelope, p event.Payload) {
 		}
 		// Encoded once here, not per connection: every subscriber gets the same bytes.
 		entry := entryOf(chat.FrameOfStored(p))
+		entry.trace = transport.TraceOf(ctx, e, p)
 		for _, s := range subs {
 			s.deliverStored(entry)
 		}

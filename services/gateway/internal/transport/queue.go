@@ -41,6 +41,9 @@ type Item struct {
 	Class Class
 	Room  string // Timeline only
 	Seq   int64  // Timeline only
+	// Trace, if set, records the frame's socket write as a span of the trace of the
+	// event it carries (set only when tracing is on; shared by every connection's copy).
+	Trace *Trace
 }
 
 // Queue is a bounded FIFO of frames. Push never blocks: a full queue is reported to the

@@ -492,9 +492,12 @@ func (c *Conn) writeItems(items []Item, deadline time.Time) error {
 		if time.Until(d) <= 0 {
 			return context.DeadlineExceeded
 		}
+		wstart := time.Now()
 		if err := c.wire.writeFrames(buf, d); err != nil {
+			c.traceWrites(items[start:end], wstart, err)
 			return err
 		}
+		c.traceWrites(items[start:end], wstart, nil)
 		c.wrote(items[start:end])
 		start = end
 	}

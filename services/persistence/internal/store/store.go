@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kchat/kchat/pkg/consumer"
 	"github.com/kchat/kchat/pkg/event"
@@ -123,6 +124,10 @@ type item struct {
 	sub  *event.MessageSubmitted  // set for message.submitted
 	mem  *event.MembershipChanged // set for membership.changed
 	room string
+	// trace is the event's consumer span; traceParent, set when tracing is on, names
+	// the span of its transaction, which the stored event continues (see tracing.go).
+	trace       trace.SpanContext
+	traceParent string
 }
 
 type room struct {
@@ -194,7 +199,7 @@ func decode(ms []*consumer.Message) ([]item, error) {
 				return nil, consumer.Permanent(fmt.Errorf("event %s: %w", m.Event.ID, err))
 			}
 		}
-		it := item{env: m.Event}
+		it := item{env: m.Event, trace: m.Trace}
 		switch p := p.(type) {
 		case event.MessageSubmitted:
 			it.sub, it.room = &p, p.RoomID
@@ -222,8 +227,9 @@ type storedEntry struct {
 	seq                 int64
 }
 
-func (s *Store) store(ctx context.Context, batchNo int64, items []item) (result, error) {
-	var res result
+func (s *Store) store(ctx context.Context, batchNo int64, items []item) (res result, err error) {
+	spans := startTxSpans(ctx, items)
+	defer func() { spans.end(res, err) }()
 	tx, err := s.db.BeginTx(ctx, pgx.TxOptions{})
 	if err != nil {
 		return res, fmt.Errorf("cannot begin: %w", err)
@@ -554,7 +560,7 @@ func (s *Store) planOne(w *writes, it item, st *dbState) error {
 
 	r.lastSeq++
 	row.seq = r.lastSeq
-	if err := w.addOutbox(s.cfg, it.env, r, row); err != nil {
+	if err := w.addOutbox(s.cfg, it.env, it.traceParent, r, row); err != nil {
 		return err
 	}
 	w.messages = append(w.messages, row)
@@ -653,7 +659,9 @@ type writes struct {
 	unchanged      int // reaction toggles to the state the reaction was in (no entry)
 }
 
-func (w *writes) addOutbox(cfg Config, cause event.Envelope, r *room, row messageRow) error {
+// addOutbox writes the message.stored of row, caused by cause; traceParent, if set,
+// replaces the trace position cause had (the transaction's span continues it).
+func (w *writes) addOutbox(cfg Config, cause event.Envelope, traceParent string, r *room, row messageRow) error {
 	p := event.MessageStored{
 		RoomID:     row.room,
 		Seq:        row.seq,
@@ -678,7 +686,11 @@ func (w *writes) addOutbox(cfg Config, cause event.Envelope, r *room, row messag
 		}
 		p.Members = r.members
 	}
-	e, err := event.New(cfg.Source, p, event.WithCausation(cause))
+	var continueTrace event.Option // nil options are skipped
+	if traceParent != "" {
+		continueTrace = event.WithTraceParent(traceParent)
+	}
+	e, err := event.New(cfg.Source, p, event.WithCausation(cause), continueTrace)
 	if err != nil {
 		return consumer.Permanent(fmt.Errorf("event %s: cannot build %s: %w", row.eventID, event.TypeMessageStored, err))
 	}
