@@ -25,11 +25,16 @@ GATEWAYS ?= 1
 # "Kafka security"). A stack keeps the mode it was created in; devstack refuses the other.
 SECURE ?=
 SECURE_FLAG := $(if $(filter 1 true yes,$(SECURE)),-secure)
+# TRACING=1: also start Jaeger and export every service's spans to it (docs/operations.md,
+# "Tracing"); the first run builds Jaeger from the module proxy (minutes).
+TRACING ?=
+TRACING_FLAG := $(if $(filter 1 true yes,$(TRACING)),-tracing)
 
 ## dev: start Kafka (3 KRaft nodes), PostgreSQL and every service; prints the URL to open.
-## `make dev GATEWAYS=2` adds a second gateway on :8082; `make dev SECURE=1` secures Kafka.
+## `make dev GATEWAYS=2` adds a second gateway on :8082; `make dev SECURE=1` secures Kafka;
+## `make dev TRACING=1` adds Jaeger and traces every message (http://127.0.0.1:16686).
 dev: build
-	$(DEVSTACK) up -services -gateways $(GATEWAYS) $(SECURE_FLAG)
+	$(DEVSTACK) up -services -gateways $(GATEWAYS) $(SECURE_FLAG) $(TRACING_FLAG)
 
 ## up: only the backing stack (Kafka + PostgreSQL), topics and migrations.
 up: build

@@ -27,7 +27,7 @@ func main() {
 	}
 }
 
-var errUsage = errors.New("usage: devstack [-root DIR] up [-services] [-gateways N] [-secure]|down|status|logs [NAME]|kill-broker N|start-broker N|reset-kafka")
+var errUsage = errors.New("usage: devstack [-root DIR] up [-services] [-gateways N] [-secure] [-tracing]|down|status|logs [NAME]|kill-broker N|start-broker N|reset-kafka")
 
 func run(ctx context.Context, args []string, logger *slog.Logger) error {
 	fs := flag.NewFlagSet("devstack", flag.ContinueOnError)

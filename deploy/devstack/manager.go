@@ -25,6 +25,8 @@ type manager struct {
 	stack  *localstack.Stack
 	secure bool // the stack runs SASL_SSL with a SCRAM user per service and ACLs
 	log    *slog.Logger
+	// otelEnv points the services at a local Jaeger (up -tracing); empty: no tracing.
+	otelEnv []string
 }
 
 func newManager(root string, logger *slog.Logger) (*manager, error) {
@@ -68,6 +70,7 @@ func (m *manager) up(ctx context.Context, args []string) error {
 	gateways := fs.Int("gateways", 1, "number of gateway instances (ports 8081, 8082, ...)")
 	secure := fs.Bool("secure", false, "brokers on SASL_SSL with a SCRAM-SHA-512 user per service and the ACL matrix; "+
 		"fixed when the stack is first created (make dev SECURE=1)")
+	tracing := fs.Bool("tracing", false, "also start Jaeger (OTLP :4318, UI/API :16686) and export the services' traces to it (make dev TRACING=1)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -99,6 +102,11 @@ func (m *manager) up(ctx context.Context, args []string) error {
 		return err
 	}
 	m.log.Info("migrations applied", "versions", applied)
+	if *tracing {
+		if m.otelEnv, err = m.startJaeger(ctx); err != nil {
+			return err
+		}
+	}
 	if *withServices {
 		if err := m.startServices(ctx, *gateways, dbURL); err != nil {
 			return err
@@ -124,6 +132,9 @@ func (m *manager) up(ctx context.Context, args []string) error {
 			fmt.Printf("open http://127.0.0.1:%d/  (gateway gw-%d)\n", 8080+i, i)
 		}
 		fmt.Printf("logs: %s\n", filepath.Dir(m.stack.LogFile("x")))
+	}
+	if *tracing {
+		fmt.Printf("traces: http://127.0.0.1:%d/api/traces?service=gateway (find one message: docs/operations.md#tracing)\n", localstack.DefaultJaegerPorts.Query)
 	}
 	return nil
 }
@@ -158,6 +169,9 @@ func (m *manager) status(ctx context.Context) error {
 			state = "running"
 		}
 		fmt.Fprintf(tw, "%s\t-\t%s\t%s\t%s\n", svc.name, state, svc.addr, m.stack.LogFile(svc.name))
+	}
+	if m.stack.ServiceRunning(jaegerName) {
+		fmt.Fprintf(tw, "%s\t-\trunning\t127.0.0.1:%d\t%s\n", jaegerName, localstack.DefaultJaegerPorts.Query, m.stack.LogFile(jaegerName))
 	}
 	tw.Flush()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)

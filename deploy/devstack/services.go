@@ -61,6 +61,7 @@ func (m *manager) startServices(ctx context.Context, gateways int, dbURL string)
 			"HTTP_ADDR="+svc.addr,
 		)
 		cmd.Env = append(cmd.Env, svc.env...)
+		cmd.Env = append(cmd.Env, m.otelEnv...)
 		if err := m.stack.StartService(svc.name, cmd); err != nil {
 			return err
 		}
@@ -91,7 +92,8 @@ func withoutKafkaSecurity(env []string) []string {
 
 func (m *manager) stopServices(ctx context.Context) error {
 	// Gateways first, so that clients are told to reconnect while consumers still run.
-	names := []string{"gateway-2", "gateway-1", "notification", "fanout", "persistence"}
+	// Jaeger last, so that it receives the spans the services flush as they stop.
+	names := []string{"gateway-2", "gateway-1", "notification", "fanout", "persistence", jaegerName}
 	for _, n := range names {
 		if err := m.stack.StopService(ctx, n, 30*time.Second); err != nil {
 			return err
