@@ -9,6 +9,11 @@ import (
 	"strings"
 )
 
+// IndexedText is the SQL of the text the index holds for the text column col: what the
+// generated column messages.search is made of (00008_search.sql says why '<' and '>' are
+// spaces). It has as many bytes as col, at the same places.
+func IndexedText(col string) string { return "translate(" + col + ", '<>', '  ')" }
+
 // MaxRanked bounds the matches a query ranks: the newest MaxRanked matching messages (in
 // the user's rooms, after the filters) are ranked, and the pages are drawn from those.
 // A query with fewer matches is ranked whole; one with more (a word in half of all
@@ -71,7 +76,7 @@ func buildQuery(q Query, rooms []string, c *cursor, start, stop string) (string,
 	LIMIT ` + limit + `
 )
 SELECT h.room_id, ro.name, ro.kind, h.seq, m.sender, m.sender_name, h.sent_at, m.edited_at, h.rank,
-	ts_headline('` + TextConfig + `', m.text, ` + tsq + `, ` + opts + `),
+	m.text, ts_headline('` + TextConfig + `', ` + IndexedText("m.text") + `, ` + tsq + `, ` + opts + `),
 	(SELECT count(*) FROM cand) >= ` + strconv.Itoa(MaxRanked) + `
 FROM hits h
 JOIN messages m ON m.room_id = h.room_id AND m.seq = h.seq

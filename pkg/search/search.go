@@ -207,18 +207,18 @@ func (s *Searcher) search(ctx context.Context, q Query, rooms []string, after *c
 		return Page{}, fmt.Errorf("cannot search: %w", err)
 	}
 	var (
-		h       Hit
-		marked  string
-		page    Page
-		hasMore bool
+		h            Hit
+		text, marked string
+		page         Page
+		hasMore      bool
 	)
 	_, err = pgx.ForEachRow(rows, []any{&h.Room, &h.RoomName, &h.RoomKind, &h.Seq, &h.Sender, &h.SenderName,
-		&h.SentAt, &h.EditedAt, &h.Rank, &marked, &page.Capped}, func() error {
+		&h.SentAt, &h.EditedAt, &h.Rank, &text, &marked, &page.Capped}, func() error {
 		if len(page.Hits) == q.Limit {
 			hasMore = true // the one row past the page: there is a next page
 			return nil
 		}
-		h.Snippet = snippet(marked, start, stop)
+		h.Snippet = snippet(text, marked, start, stop)
 		page.Hits = append(page.Hits, h)
 		h = Hit{}
 		return nil

@@ -284,7 +284,7 @@ func TestSearch_invalid(t *testing.T) {
 }
 
 // TestSearch_snippet: the snippet is the stored text itself, markup-like parts and all,
-// cut around the first match; only matches are marked.
+// cut around the first match; only matches are marked. Words inside markup are found.
 func TestSearch_snippet(t *testing.T) {
 	db := newDB(t)
 	s := search.New(db)
@@ -300,6 +300,19 @@ func TestSearch_snippet(t *testing.T) {
 	p, err := s.Search(context.Background(), search.Query{UserID: "u-ann", Text: "needle"})
 	if err != nil || len(p.Hits) != 2 {
 		t.Fatalf("%v %+v", err, p)
+	}
+	p2, err := s.Search(context.Background(), search.Query{UserID: "u-ann", Text: "vector int alert"})
+	if err != nil || len(p2.Hits) != 1 || p2.Hits[0].Seq != 10 {
+		t.Fatalf("words inside markup: %v %+v", err, p2)
+	}
+	var marked []string
+	for _, seg := range p2.Hits[0].Snippet {
+		if seg.Match {
+			marked = append(marked, seg.Text)
+		}
+	}
+	if !slices.Equal(marked, []string{"alert", "vector", "int"}) {
+		t.Fatalf("words inside markup marked %q", marked)
 	}
 	for _, h := range p.Hits {
 		var all strings.Builder

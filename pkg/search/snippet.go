@@ -13,13 +13,15 @@ const (
 	snippetRunes = 200
 )
 
-// snippet splits marked (a message's whole text with each match between start and stop,
-// from ts_headline with HighlightAll) into segments and keeps a window of about
-// snippetRunes around the first match, cut at spaces where there are any near the
-// edges. ts_headline is asked for the whole text rather than its own fragments because
-// its fragments drop whatever the parser takes for markup ("vector<int>" would lose
-// "<int>"); with HighlightAll the text comes back as it was stored.
-func snippet(marked, start, stop string) []Segment {
+// snippet returns text in segments, its matches marked, cut to a window of about
+// snippetRunes around the first match (at spaces where there are any near the edges).
+// marked is ts_headline's output for the indexed form of text (IndexedText) with
+// HighlightAll: the whole text, each match between start and stop. ts_headline is asked
+// for the whole text rather than its own fragments because fragments drop whatever the
+// parser takes for markup. The marks are carried over to text by byte offset, which the
+// indexed form keeps; should marked not be that form with marks added, text comes back
+// unmarked rather than altered.
+func snippet(text, marked, start, stop string) []Segment {
 	var segs []Segment
 	rest := marked
 	for rest != "" {
@@ -31,15 +33,31 @@ func snippet(marked, start, stop string) []Segment {
 		segs = appendSeg(segs, rest[:i], false)
 		rest = rest[i+len(start):]
 		j := strings.Index(rest, stop)
-		if j < 0 { // cannot happen with ts_headline's output; keep the text rather than lose it
+		if j < 0 {
 			segs = appendSeg(segs, rest, true)
 			break
 		}
 		segs = appendSeg(segs, rest[:j], true)
 		rest = rest[j+len(stop):]
 	}
+	var b strings.Builder
+	for _, s := range segs {
+		b.WriteString(s.Text)
+	}
+	if b.String() != indexedText(text) {
+		return window([]Segment{{Text: text}})
+	}
+	off := 0
+	for i := range segs {
+		n := len(segs[i].Text)
+		segs[i].Text = text[off : off+n]
+		off += n
+	}
 	return window(segs)
 }
+
+// indexedText is IndexedText in Go.
+func indexedText(s string) string { return strings.NewReplacer("<", " ", ">", " ").Replace(s) }
 
 // appendSeg appends a segment, merging it into the previous one of the same kind
 // (adjacent matches of a phrase come back as separate marks).

@@ -19,13 +19,19 @@
 -- expression (it must be, for the expression to be immutable) and pkg/search uses the same
 -- one for its queries and snippets.
 --
+-- '<' and '>' are read as spaces: PostgreSQL's parser takes anything that looks like an
+-- HTML or XML tag for one and indexes none of its words, so "<img src=x onerror=...>" or
+-- "vector<int>" would keep their words out of the index. translate() keeps every other
+-- character at its place (one for one), which pkg/search relies on to mark matches in the
+-- stored text.
+--
 -- Adding a STORED column rewrites the messages table under an ACCESS EXCLUSIVE lock: on a
 -- large installation run this migration in a maintenance window (docs/search.md).
 
 -- +goose Up
 ALTER TABLE messages ADD COLUMN search tsvector GENERATED ALWAYS AS (
     CASE WHEN kind = 'message' AND deleted_at IS NULL AND text IS NOT NULL
-         THEN to_tsvector('simple'::regconfig, text) END
+         THEN to_tsvector('simple'::regconfig, translate(text, '<>', '  ')) END
 ) STORED;
 
 -- Partial: the rows without words (most timeline entries that are not messages) are not
