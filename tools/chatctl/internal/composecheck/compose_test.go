@@ -342,16 +342,22 @@ func TestClientsBootstrapFromEveryBroker(t *testing.T) {
 // service.EnvDuration and os.Getenv calls) and, for chatctl, from
 // tools/chatctl/internal/cli. Change it together with main.go: compose setting a name the
 // program never reads is a silent no-op, and a typo in compose looks exactly
-// like that.
+// like that. Every service also reads the OTEL_* variables pkg/tracing reads (otelEnv).
 var programEnv = map[string][]string{
-	"gateway": {"HTTP_ADDR", "GATEWAY_ID", "KAFKA_BROKERS", "DATABASE_URL", "TOPIC_PREFIX", "ALLOWED_ORIGINS",
+	"gateway": append([]string{"HTTP_ADDR", "GATEWAY_ID", "KAFKA_BROKERS", "DATABASE_URL", "TOPIC_PREFIX", "ALLOWED_ORIGINS",
 		"MAX_TEXT_BYTES", "READ_LIMIT", "SEND_QUEUE", "IDLE_TIMEOUT", "PING_INTERVAL", "WRITE_TIMEOUT",
-		"SESSION_TTL", "RECONNECT_TTL", "CATCHUP_TIMEOUT", "LOG_LEVEL"},
-	"persistence":  {"KAFKA_BROKERS", "DATABASE_URL", "HTTP_ADDR", "TOPIC_PREFIX", "CONSUMER_GROUP", "BATCH_SIZE", "LOG_LEVEL"},
-	"notification": {"KAFKA_BROKERS", "DATABASE_URL", "HTTP_ADDR", "TOPIC_PREFIX", "CONSUMER_GROUP", "START_OFFSET", "PRESENCE_EXPIRY", "BATCH_SIZE", "LOG_LEVEL"},
-	"fanout":       {"KAFKA_BROKERS", "HTTP_ADDR", "TOPIC_PREFIX", "FANOUT_GROUP", "START_OFFSET", "LOG_LEVEL"},
+		"SESSION_TTL", "RECONNECT_TTL", "CATCHUP_TIMEOUT", "LOG_LEVEL"}, otelEnv...),
+	"persistence":  append([]string{"KAFKA_BROKERS", "DATABASE_URL", "HTTP_ADDR", "TOPIC_PREFIX", "CONSUMER_GROUP", "BATCH_SIZE", "LOG_LEVEL"}, otelEnv...),
+	"notification": append([]string{"KAFKA_BROKERS", "DATABASE_URL", "HTTP_ADDR", "TOPIC_PREFIX", "CONSUMER_GROUP", "START_OFFSET", "PRESENCE_EXPIRY", "BATCH_SIZE", "LOG_LEVEL"}, otelEnv...),
+	"fanout":       append([]string{"KAFKA_BROKERS", "HTTP_ADDR", "TOPIC_PREFIX", "FANOUT_GROUP", "START_OFFSET", "LOG_LEVEL"}, otelEnv...),
 	"chatctl":      {"KAFKA_BROKERS", "CRUISE_CONTROL_URL", "TOPICS_FILE", "DATABASE_URL", "TOPIC_PREFIX", "LOG_LEVEL"},
 }
+
+// otelEnv is the tracing configuration every service reads through pkg/tracing (and the
+// OpenTelemetry SDK): the standard OTEL_* names.
+var otelEnv = []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL",
+	"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_TRACES_SAMPLER",
+	"OTEL_TRACES_SAMPLER_ARG", "OTEL_TRACES_EXPORTER", "OTEL_SDK_DISABLED", "OTEL_BSP_SCHEDULE_DELAY"}
 
 // programRequired is what compose must set for a program to work in the
 // stack: the built-in defaults point at the non-Docker local stack
@@ -382,6 +388,7 @@ var thirdPartyEnv = map[string][]string{
 	"postgres":       {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"},
 	"cruise-control": {"JAVA_OPTS"},
 	"prometheus":     {},
+	"jaeger":         {}, // all-in-one's defaults: OTLP on 4317/4318, memory storage
 	// Grafana's GF_<SECTION>_<KEY> overrides of grafana.ini ([auth.anonymous], [users],
 	// [dashboards], [analytics]).
 	"grafana": {"GF_AUTH_ANONYMOUS_ENABLED", "GF_AUTH_ANONYMOUS_ORG_ROLE", "GF_USERS_ALLOW_SIGN_UP",
