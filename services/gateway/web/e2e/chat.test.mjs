@@ -178,6 +178,23 @@ test('two people on two gateways: order, history, XSS, fail-over', { timeout: 24
   await a.locator('#room-list button', { hasText: '#' + roomID }).first().click();
   await waitForTexts(a, said, 'back in the first room');
 
+  // Search: an edited message is found by its new words; markup in a message comes back
+  // as text (the match marked, nothing run); a hit opens the room it is in.
+  const search = async (p, q, n) => {
+    await p.getByLabel('Search messages in your rooms').fill(q);
+    await p.locator('#search-form').getByRole('button', { name: 'Search' }).click();
+    await p.locator('#search-status', { hasText: n === 0 ? 'No messages found' : `${n} message` }).waitFor({ timeout: WAIT });
+    return p.$$eval('#search-list .snippet', (els) => els.map((e) => e.textContent));
+  };
+  assert.deepEqual(await search(a, 'really', 1), ['how is gateway B, really?'], 'search for the edited words');
+  assert.deepEqual(await search(a, 'onerror', 1), [xss[0]], 'search for words in markup');
+  assert.equal(await a.locator('#search-list mark').first().textContent(), 'onerror');
+  assert.equal(await a.locator('#search-list img, #search-list script').count(), 0, 'a snippet became elements');
+  assert.equal(await a.evaluate(() => window.__xss), undefined, 'a snippet ran');
+  assert.deepEqual(await search(b, 'psst', 2), ['psst, other room', 'psst, just you'], 'ranked, then newest first');
+  await b.locator('#search-list button', { hasText: 'psst, just you' }).click();
+  await b.locator('#room-title', { hasText: '@' + ann }).waitFor({ timeout: WAIT });
+
   // The link an e-mail digest carries opens the room it names, whatever was open before.
   await b.goto(`${GW_B}/?gateways=${encodeURIComponent([GW_B, GW_A].join(','))}&page=4&room=${encodeURIComponent(roomID + '-x')}&seq=1`);
   await b.locator('#room-title').filter({ hasText: '#' + roomID + '-x' }).waitFor({ timeout: WAIT });

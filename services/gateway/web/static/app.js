@@ -976,6 +976,78 @@
 
   // ---- wiring --------------------------------------------------------------------------
 
+  // ---- search --------------------------------------------------------------------------
+
+  // Results of GET /api/search. A hit's snippet is a list of pieces of the stored text:
+  // each goes on the page with textContent (matches inside <mark>), so nothing a message
+  // says is ever read as markup.
+  const SR = { q: '', room: '', cursor: '' };
+
+  async function runSearch(more) {
+    const status = $('search-status');
+    if (!more) {
+      SR.q = $('search-q').value.trim();
+      SR.room = $('search-here').checked && S.current ? S.current : '';
+      SR.cursor = '';
+      $('search-list').replaceChildren();
+    }
+    $('search-more').hidden = true;
+    if (!SR.q) { status.textContent = 'Type the words to search for.'; return; }
+    const p = new URLSearchParams({ q: SR.q });
+    if (SR.room) p.set('room', SR.room);
+    if (SR.cursor) p.set('cursor', SR.cursor);
+    status.textContent = 'Searching…';
+    let page;
+    try {
+      page = await api('GET', '/api/search?' + p.toString(), null, S.session.token);
+    } catch (e) {
+      status.textContent = 'Search failed: ' + e.message;
+      return;
+    }
+    for (const h of page.hits || []) $('search-list').append(hitElement(h));
+    const n = $('search-list').children.length;
+    status.textContent = n === 0 ? 'No messages found.'
+      : `${n} message${n === 1 ? '' : 's'} found${page.capped ? ' (ranked among the newest 5000 matches)' : ''}.`;
+    SR.cursor = page.next_cursor || '';
+    $('search-more').hidden = !SR.cursor;
+  }
+
+  function hitElement(h) {
+    const li = document.createElement('li');
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'hit';
+    const head = document.createElement('span');
+    head.className = 'muted';
+    head.textContent = `${label(room(h.room))} · ${h.sender_name} · ${fmtTime(h.sent_at)}`;
+    const text = document.createElement('span');
+    text.className = 'snippet';
+    for (const seg of h.snippet || []) {
+      if (seg.match) {
+        const m = document.createElement('mark');
+        m.textContent = seg.text;
+        text.append(m);
+      } else {
+        text.append(document.createTextNode(seg.text));
+      }
+    }
+    b.append(head, text);
+    b.onclick = () => openHit(h);
+    li.append(b);
+    return li;
+  }
+
+  // openHit opens the hit's room; if the message is on the page (it is recent enough to
+  // be in the loaded history), it is scrolled into view and marked.
+  function openHit(h) {
+    selectRoom(h.room);
+    const el = document.querySelector(`#message-list li[data-seq="${Number(h.seq)}"]`);
+    if (el) {
+      el.scrollIntoView({ block: 'center' });
+      el.classList.add('found');
+    }
+  }
+
   function init() {
     $('login-form').addEventListener('submit', onLogin);
     $('logout').addEventListener('click', () => logout(''));
@@ -983,6 +1055,8 @@
       ev.preventDefault();
       if (await joinRoom($('join-room').value)) $('join-room').value = '';
     });
+    $('search-form').addEventListener('submit', (ev) => { ev.preventDefault(); runSearch(false); });
+    $('search-more').addEventListener('click', () => runSearch(true));
     $('dm-form').addEventListener('submit', (ev) => {
       ev.preventDefault();
       const to = $('dm-to').value.trim().replace(/^@/, '');
