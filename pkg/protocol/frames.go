@@ -398,11 +398,23 @@ type RoomInfo struct {
 	ID          string   `json:"id"`
 	Name        string   `json:"name"`
 	Kind        string   `json:"kind"`
+	Private     bool     `json:"private,omitempty"` // invisible to non-members, entered by invitation
 	LastSeq     int64    `json:"last_seq"`
 	Role        string   `json:"role,omitempty"`
 	Members     []string `json:"members,omitempty"` // usernames, for DMs
 	LastReadSeq *int64   `json:"last_read_seq,omitempty"`
 	Unread      *int64   `json:"unread,omitempty"` // messages by others after last_read_seq, at most MaxUnread
+}
+
+// Invite is a pending invitation to a private room, as its invitee lists it (REST GET
+// /api/me/invites) or as the admin who made it gets it back.
+type Invite struct {
+	Room      string    `json:"room"`
+	RoomName  string    `json:"room_name,omitempty"`
+	Username  string    `json:"username,omitempty"`   // the invitee (in the admin's answer)
+	InvitedBy string    `json:"invited_by,omitempty"` // the inviting admin's username
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
 // MaxUnread caps an unread count: counting stops there, so a room read long ago costs a

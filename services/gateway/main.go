@@ -48,6 +48,7 @@ func main() {
 	tlsCert := flag.String("tls-cert-file", service.Env("TLS_CERT_FILE", ""), "PEM certificate (chain) to serve HTTPS and WSS with; re-read when it changes (TLS_CERT_FILE; empty: plain HTTP)")
 	tlsKey := flag.String("tls-key-file", service.Env("TLS_KEY_FILE", ""), "PEM private key of -tls-cert-file (TLS_KEY_FILE)")
 	hsts := flag.Duration("hsts-max-age", service.EnvDuration("HSTS_MAX_AGE", 365*24*time.Hour), "Strict-Transport-Security max-age on answers that came over TLS, here or at a trusted proxy (HSTS_MAX_AGE; 0: no HSTS)")
+	inviteTTL := flag.Duration("invite-ttl", service.EnvDuration("INVITE_TTL", 7*24*time.Hour), "how long an invitation to a private room can be accepted (INVITE_TTL)")
 	logLevel := flag.String("log-level", service.Env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
 	healthcheck := flag.Bool("healthcheck", false, "GET /healthz on -addr and exit 0 if healthy (for container healthchecks)")
 	kafkaSec := service.KafkaSecurityFlags()
@@ -55,6 +56,10 @@ func main() {
 
 	if *healthcheck {
 		service.Healthcheck(*addr)
+	}
+	if *inviteTTL <= 0 {
+		fmt.Fprintf(os.Stderr, "gateway: -invite-ttl must be positive, not %s\n", *inviteTTL)
+		os.Exit(2)
 	}
 	if *id == "" {
 		_, port, _ := net.SplitHostPort(*addr)
@@ -86,6 +91,7 @@ func main() {
 		UserRate: rates["rate-user"], LoginAccountRate: rates["login-rate-account"], LoginAddrRate: rates["login-rate-addr"],
 		TrustProxyHeader: *trustProxy, PresenceInterval: *presenceInterval, PresenceExpiry: *presenceExpiry,
 		EmailTokenKey: []byte(*emailKey), TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, HSTSMaxAge: *hsts,
+		InviteTTL: *inviteTTL,
 	}
 	cfg.Hub.CatchUpTimeout = *catchUp
 	cfg.Hub.ConnRate, cfg.Hub.FrameRate = rates["rate-conn"], rates["rate-frames"]

@@ -24,7 +24,7 @@ type Chat interface {
 	Login(ctx context.Context, username, password string) (chat.Session, error)
 	Resume(ctx context.Context, reconnectToken string) (chat.Session, error)
 	Authenticate(ctx context.Context, token, kind string) (chat.User, error)
-	CreateRoom(ctx context.Context, u chat.User, id, name string) (protocol.RoomInfo, error)
+	CreateRoom(ctx context.Context, u chat.User, id, name string, private bool) (protocol.RoomInfo, error)
 	Rooms(ctx context.Context, u chat.User) (protocol.RoomList, error)
 	Join(ctx context.Context, u chat.User, roomID string) (store.Room, error)
 	Leave(ctx context.Context, u chat.User, roomID string) error
@@ -36,6 +36,13 @@ type Chat interface {
 	Notifications(ctx context.Context, u chat.User, before string, limit int) (protocol.NotificationList, error)
 	MarkNotificationsRead(ctx context.Context, u chat.User, ids []string, all bool) (protocol.NotificationsRead, error)
 	UnreadNotifications(ctx context.Context, u chat.User) (int, error)
+	// Private rooms' invitations (invites.go).
+	Invite(ctx context.Context, u chat.User, roomID, username string) (protocol.Invite, error)
+	Invites(ctx context.Context, u chat.User) ([]protocol.Invite, error)
+	AcceptInvite(ctx context.Context, u chat.User, roomID string) (store.Room, error)
+	DeclineInvite(ctx context.Context, u chat.User, roomID string) error
+	RevokeInvite(ctx context.Context, u chat.User, roomID, username string) (bool, error)
+	AddMember(ctx context.Context, u chat.User, roomID, username string) (store.Room, chat.User, error)
 }
 
 var _ Chat = (*chat.Service)(nil)
@@ -111,6 +118,12 @@ func (a *API) Register(e *echo.Echo) {
 	authed.POST("/rooms/:id/join", a.join)
 	authed.POST("/rooms/:id/leave", a.leave)
 	authed.GET("/rooms/:id/members", a.members)
+	authed.POST("/rooms/:id/members", a.addMember)
+	authed.POST("/rooms/:id/invites", a.invite)
+	authed.DELETE("/rooms/:id/invites/:username", a.revokeInvite)
+	authed.GET("/me/invites", a.invites)
+	authed.POST("/me/invites/:id/accept", a.acceptInvite)
+	authed.POST("/me/invites/:id/decline", a.declineInvite)
 	authed.GET("/rooms/:id/messages", a.history)
 	authed.POST("/rooms/:id/messages", a.send)
 	authed.PATCH("/rooms/:id/messages/:seq", a.edit)

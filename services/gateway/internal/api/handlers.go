@@ -123,14 +123,15 @@ func (a *API) rooms(c echo.Context) error {
 
 func (a *API) createRoom(c echo.Context) error {
 	var req struct {
-		ID   string `json:"id"`
-		Name string `json:"name"`
+		ID      string `json:"id"`
+		Name    string `json:"name"`
+		Private bool   `json:"private"`
 	}
 	if err := decode(c, &req); err != nil {
 		return fail(c, err)
 	}
 	u := user(c)
-	r, err := a.chat.CreateRoom(c.Request().Context(), u, req.ID, req.Name)
+	r, err := a.chat.CreateRoom(c.Request().Context(), u, req.ID, req.Name, req.Private)
 	if err != nil {
 		return fail(c, err)
 	}

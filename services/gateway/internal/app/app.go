@@ -85,6 +85,12 @@ type Config struct {
 	// HSTSMaxAge is the Strict-Transport-Security max-age sent on answers that came over
 	// TLS (here, or at a proxy trusted through TrustProxyHeader). Zero: no HSTS.
 	HSTSMaxAge time.Duration
+	// InviteTTL is how long an invitation to a private room can be accepted (default 7
+	// days).
+	InviteTTL time.Duration
+	// Now is the request logic's clock (default time.Now); tests move it to expire
+	// invitations.
+	Now func() time.Time
 }
 
 // App is a running gateway.
@@ -153,7 +159,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	st := store.New(pool)
 	limits := protocol.Limits{MaxTextBytes: cfg.MaxTextBytes}.WithDefaults()
 	svc, err := chat.New(chat.Config{GatewayID: cfg.ID, Limits: limits, SessionTTL: cfg.SessionTTL, ReconnectTTL: cfg.ReconnectTTL,
-		Password: cfg.Password, Notifications: notifications.NewStore(pool)}, st, br, log)
+		Password: cfg.Password, Notifications: notifications.NewStore(pool), InviteTTL: cfg.InviteTTL, Now: cfg.Now}, st, br, log)
 	if err != nil {
 		pool.Close()
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"regexp"
@@ -23,8 +24,10 @@ import (
 // The authorization matrix: for every REST operation of api/openapi.yaml and every client
 // frame type of docs/protocol.md, what each kind of caller may do, asserting the denials
 // as well as the grants. Rooms are public rooms (anyone may join, only members read and
-// write) and DMs (exactly their two people, nobody can join). Each case gets a fresh room
-// so that cases cannot influence each other; the DM is shared and never changed.
+// write), private rooms (invisible to everyone outside them: the answer of a room that
+// does not exist; entered by accepting an invitation) and DMs (exactly their two people,
+// nobody can join). Each case gets a fresh room so that cases cannot influence each
+// other; the DM is shared and never changed.
 //
 // Both documents are read at run time: an operation or frame type added to them without
 // a row here fails TestAuthz_covers_every_route_and_frame.
@@ -38,14 +41,17 @@ const (
 	nonMember actor = "non-member"   // registered, not in the room, not in the DM
 	admin     actor = "room-admin"   // created the room; an outsider to the DM
 	peer      actor = "dm-peer"      // the DM's other person; not in the room
+	invited   actor = "invited"      // invited to the private room, not accepted (yet)
+	exMember  actor = "ex-member"    // was a member of the room and left it
 )
 
 type authzFixture struct {
-	h     *harness
-	accs  map[actor]gwtest.Account
-	dm    string
-	rooms atomic.Int64
-	users atomic.Int64
+	h       *harness
+	accs    map[actor]gwtest.Account
+	dm      string
+	private string // a private room of the admin's with the member in it and the invited actor invited
+	rooms   atomic.Int64
+	users   atomic.Int64
 }
 
 func newAuthzFixture(t *testing.T) *authzFixture {
@@ -53,7 +59,7 @@ func newAuthzFixture(t *testing.T) *authzFixture {
 	// With an unsubscribe key, so that the e-mail link answers for its token, not 503.
 	h := start(t, func(c *app.Config) { c.EmailTokenKey = []byte(strings.Repeat("k", 32)) })
 	fx := &authzFixture{h: h, accs: map[actor]gwtest.Account{}}
-	for _, a := range []actor{member, nonMember, admin, peer} {
+	for _, a := range []actor{member, nonMember, admin, peer, invited, exMember} {
 		fx.accs[a] = gwtest.NewAccount(t, h.base, strings.ReplaceAll(string(a), "-", "_"))
 	}
 	st, f := gwtest.Do(t, "POST", h.base+"/api/dms/"+fx.accs[peer].Name, fx.accs[member].Token, nil)
@@ -61,22 +67,38 @@ func newAuthzFixture(t *testing.T) *authzFixture {
 		t.Fatalf("open dm: %d %v", st, f)
 	}
 	fx.dm = f["room"].(map[string]any)["id"].(string)
+	fx.private = fx.freshRoom(t, true)
 	// seq 1 by the member, seq 2 by the peer: edit/delete targets.
 	h.store(t, fx.dm, 1, 1, fx.accs[member])
 	h.store(t, fx.dm, 2, 2, fx.accs[peer])
 	return fx
 }
 
-// freshRoom creates a public room of the admin that the member joined, with entry 1
-// written by the member and entry 2 by the admin.
-func (fx *authzFixture) freshRoom(t *testing.T) string {
+// freshRoom creates a room of the admin (private or public) with entry 1 written by
+// the member and entry 2 by the admin. The member and the ex-member joined it (a private
+// room: accepted an invitation), the ex-member left again; a private room also has the
+// invited actor's pending invitation.
+func (fx *authzFixture) freshRoom(t *testing.T, private bool) string {
 	t.Helper()
 	room := fmt.Sprintf("authz-%d", fx.rooms.Add(1))
-	if st, f := gwtest.Do(t, "POST", fx.h.base+"/api/rooms", fx.accs[admin].Token, map[string]string{"id": room}); st != 201 {
-		t.Fatalf("create %s: %d %v", room, st, f)
+	do := func(what string, a actor, method, path string, body any, want int) {
+		t.Helper()
+		if st, f := gwtest.Do(t, method, fx.h.base+path, fx.accs[a].Token, body); st != want {
+			t.Fatalf("%s %s: %d %v", what, room, st, f)
+		}
 	}
-	if st, f := gwtest.Do(t, "POST", fx.h.base+"/api/rooms/"+room+"/join", fx.accs[member].Token, nil); st != 200 {
-		t.Fatalf("join %s: %d %v", room, st, f)
+	do("create", admin, "POST", "/api/rooms", map[string]any{"id": room, "private": private}, 201)
+	for _, a := range []actor{member, exMember} {
+		if private {
+			do("invite", admin, "POST", "/api/rooms/"+room+"/invites", map[string]string{"username": fx.accs[a].Name}, 201)
+			do("accept", a, "POST", "/api/me/invites/"+room+"/accept", nil, 200)
+		} else {
+			do("join", a, "POST", "/api/rooms/"+room+"/join", nil, 200)
+		}
+	}
+	do("leave", exMember, "POST", "/api/rooms/"+room+"/leave", nil, 200)
+	if private {
+		do("invite", admin, "POST", "/api/rooms/"+room+"/invites", map[string]string{"username": fx.accs[invited].Name}, 201)
 	}
 	fx.h.store(t, room, 1, 1, fx.accs[member])
 	fx.h.store(t, room, 2, 2, fx.accs[admin])
@@ -103,17 +125,28 @@ var (
 	noAuth   = expect{401, "unauthorized"}
 	badToken = expect{401, "invalid_token"}
 	denied   = expect{403, "forbidden"}
-	hidden   = expect{404, "not_found"} // outsiders of a DM: as if it did not exist
+	hidden   = expect{404, "not_found"} // outsiders of a DM or private room: as if it did not exist
 	badReq   = expect{400, "bad_request"}
+	conflict = expect{409, "conflict"}
 )
 
-// restCase is one operation; public holds the answers on a fresh public room, dm those on
-// the DM (operations without a room id have no dm column).
+// restCase is one operation; public holds the answers on a fresh public room, private
+// those on a fresh private room, dm those on the DM (operations without a room id have no
+// private or dm column). In the public column, an actor without an answer of its own
+// answers as the non-member does (the ex-member has left; nobody is invited to a public
+// room).
 type restCase struct {
-	method, path string
-	query        string // appended to the URL
-	body         func(fx *authzFixture, a actor) any
-	public, dm   map[actor]expect
+	method, path        string
+	query               string // appended to the URL
+	body                func(fx *authzFixture, a actor) any
+	public, private, dm map[actor]expect
+}
+
+// privateAnswers are the answers on a private room: members' (member and admin) as
+// given, everyone else's the answer of a room that does not exist.
+func privateAnswers(memberGets, adminGets expect) map[actor]expect {
+	return map[actor]expect{anon: noAuth, wrongKind: badToken, member: memberGets, admin: adminGets,
+		invited: hidden, nonMember: hidden, exMember: hidden}
 }
 
 // everyone gives the same answer to every authenticated actor, and the usual 401s.
@@ -141,41 +174,87 @@ func restCases() []restCase {
 			return map[string]string{"id": fmt.Sprintf("made-%d", fx.rooms.Add(1))}
 		}, public: everyone(ok201)},
 		{method: "POST", path: "/api/rooms/{id}/join",
-			// Public rooms: anyone may join. DMs: nobody may; its people are members already.
+			// Public rooms: anyone may join. Private rooms: only through an invitation (a
+			// join accepts it). DMs: nobody may; its people are members already.
 			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: ok200, admin: ok200},
-			dm:     map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
+			private: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, admin: ok200, invited: ok200,
+				nonMember: hidden, exMember: hidden},
+			dm: map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
 		{method: "POST", path: "/api/rooms/{id}/leave",
-			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
-			dm:     map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
+			private: privateAnswers(ok200, ok200),
+			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
 		{method: "GET", path: "/api/rooms/{id}/members",
-			// A public room's member list is public (openapi: "DM members only to the two").
+			// A public room's member list is public (openapi: "DM and private room members
+			// only to their members").
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: ok200, admin: ok200},
+			private: privateAnswers(ok200, ok200),
+			dm:      map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
+		// An admin adds someone (the peer) to a private room directly; other rooms take no
+		// additions.
+		{method: "POST", path: "/api/rooms/{id}/members", body: func(fx *authzFixture, _ actor) any {
+			return map[string]string{"username": fx.accs[peer].Name}
+		},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: badReq, nonMember: badReq, admin: badReq},
+			private: privateAnswers(denied, ok200),
+			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
+		// Invitations: by a private room's admin (the peer is invited; someone who is
+		// invited already, the invited actor, is a conflict: see TestPrivateRooms_invite_lifecycle).
+		{method: "POST", path: "/api/rooms/{id}/invites", body: func(fx *authzFixture, _ actor) any {
+			return map[string]string{"username": fx.accs[peer].Name}
+		},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: badReq, nonMember: badReq, admin: badReq},
+			private: privateAnswers(denied, ok201),
+			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
+		// Revoking the invited actor's invitation.
+		{method: "DELETE", path: "/api/rooms/{id}/invites/{username}",
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: badReq, nonMember: badReq, admin: badReq},
+			private: privateAnswers(denied, ok200),
+			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
+		// Everyone lists their own invitations; declining is idempotent and says nothing
+		// about the room; accepting needs a usable invitation (a member's retry succeeds).
+		{method: "GET", path: "/api/me/invites", public: everyone(ok200)},
+		{method: "POST", path: "/api/me/invites/{id}/accept",
+			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: hidden, admin: ok200},
+			private: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, admin: ok200, invited: ok200,
+				nonMember: hidden, exMember: hidden},
+			dm: map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
+		{method: "POST", path: "/api/me/invites/{id}/decline",
 			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: ok200, admin: ok200},
-			dm:     map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
+			private: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, admin: ok200, invited: ok200,
+				nonMember: ok200, exMember: ok200},
+			dm: map[actor]expect{member: ok200, peer: ok200, nonMember: ok200, admin: ok200}},
 		{method: "GET", path: "/api/rooms/{id}/messages",
-			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
-			dm:     map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
+			private: privateAnswers(ok200, ok200),
+			dm:      map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
 		{method: "POST", path: "/api/rooms/{id}/messages", body: msg,
-			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok202, nonMember: denied, admin: ok202},
-			dm:     map[actor]expect{member: ok202, peer: ok202, nonMember: hidden, admin: hidden}},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok202, nonMember: denied, admin: ok202},
+			private: privateAnswers(ok202, ok202),
+			dm:      map[actor]expect{member: ok202, peer: ok202, nonMember: hidden, admin: hidden}},
 		// Edits and deletes of entry 1, written by the member: its author and the room's
 		// admin may; a DM has no admin.
 		{method: "PATCH", path: "/api/rooms/{id}/messages/{seq}", body: func(fx *authzFixture, a actor) any {
 			return map[string]string{"text": "changed by " + string(a)}
 		},
-			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok202, nonMember: denied, admin: ok202, peer: denied},
-			dm:     map[actor]expect{member: ok202, peer: denied, nonMember: hidden, admin: hidden}},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok202, nonMember: denied, admin: ok202, peer: denied},
+			private: privateAnswers(ok202, ok202),
+			dm:      map[actor]expect{member: ok202, peer: denied, nonMember: hidden, admin: hidden}},
 		{method: "DELETE", path: "/api/rooms/{id}/messages/{seq}",
-			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok202, nonMember: denied, admin: ok202, peer: denied},
-			dm:     map[actor]expect{member: ok202, peer: denied, nonMember: hidden, admin: hidden}},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok202, nonMember: denied, admin: ok202, peer: denied},
+			private: privateAnswers(ok202, ok202),
+			dm:      map[actor]expect{member: ok202, peer: denied, nonMember: hidden, admin: hidden}},
 		// Any member may react to entry 1; outsiders as for posting.
 		{method: "POST", path: "/api/rooms/{id}/messages/{seq}/reactions", body: func(_ *authzFixture, a actor) any {
 			return map[string]any{"emoji": "👍", "on": true, "client_msg_id": fmt.Sprintf("authz-r-%s-%d", a, time.Now().UnixNano())}
 		},
-			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok202, nonMember: denied, admin: ok202, peer: denied},
-			dm:     map[actor]expect{member: ok202, peer: ok202, nonMember: hidden, admin: hidden}},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok202, nonMember: denied, admin: ok202, peer: denied},
+			private: privateAnswers(ok202, ok202),
+			dm:      map[actor]expect{member: ok202, peer: ok202, nonMember: hidden, admin: hidden}},
 		{method: "POST", path: "/api/rooms/{id}/read", body: func(*authzFixture, actor) any { return map[string]int64{"seq": 1} },
-			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
-			dm:     map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
+			private: privateAnswers(ok200, ok200),
+			dm:      map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
 		// Notifications are per user: every caller sees and marks only their own (see
 		// TestAuthz_notifications_are_private).
 		{method: "GET", path: "/api/notifications", public: everyone(ok200)},
@@ -199,11 +278,13 @@ func restCases() []restCase {
 		{method: "PUT", path: "/api/rooms/{id}/notification-preferences", body: func(*authzFixture, actor) any {
 			return map[string]any{"level": "none"}
 		},
-			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
-			dm:     map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
+			private: privateAnswers(ok200, ok200),
+			dm:      map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
 		{method: "DELETE", path: "/api/rooms/{id}/notification-preferences",
-			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
-			dm:     map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
+			private: privateAnswers(ok200, ok200),
+			dm:      map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
 		{method: "POST", path: "/api/dms/{username}", public: everyone(ok200)},
 		{method: "GET", path: "/api/users", public: everyone(ok200)},
 		{method: "GET", path: "/api/stats", public: everyone(ok200)},
@@ -224,7 +305,7 @@ func TestAuthz_REST_matrix(t *testing.T) {
 		for _, col := range []struct {
 			name string
 			want map[actor]expect
-		}{{"room", rc.public}, {"dm", rc.dm}} {
+		}{{"room", withExMember(rc.public)}, {"private", rc.private}, {"dm", rc.dm}} {
 			actors := make([]actor, 0, len(col.want))
 			for a := range col.want {
 				actors = append(actors, a)
@@ -235,10 +316,13 @@ func TestAuthz_REST_matrix(t *testing.T) {
 				t.Run(fmt.Sprintf("%s %s/%s/%s", rc.method, rc.path, col.name, a), func(t *testing.T) {
 					t.Parallel() // every case has a room of its own; the DM is only read
 					room := fx.dm
-					if col.name == "room" && strings.Contains(rc.path, "{id}") {
-						room = fx.freshRoom(t)
+					if col.name != "dm" && strings.Contains(rc.path, "{id}") {
+						room = fx.freshRoom(t, col.name == "private")
 					}
 					path := strings.Replace(rc.path, "{id}", room, 1)
+					if strings.Contains(path, "/invites/{username}") {
+						path = strings.Replace(path, "{username}", fx.accs[invited].Name, 1)
+					}
 					path = strings.Replace(path, "{username}", fx.other(a).Name, 1)
 					path = strings.Replace(path, "{seq}", "1", 1)
 					var body any
@@ -275,6 +359,18 @@ func TestAuthz_REST_matrix(t *testing.T) {
 	}
 }
 
+// withExMember completes a public room's answers: the ex-member answers as the
+// non-member does, unless given an answer of its own.
+func withExMember[E any](m map[actor]E) map[actor]E {
+	e, ok := m[nonMember]
+	if _, has := m[exMember]; has || !ok {
+		return m
+	}
+	out := maps.Clone(m)
+	out[exMember] = e
+	return out
+}
+
 // checkGrant looks inside granted answers for data the actor must not see: other
 // people's DMs in room lists, or a DM among the public rooms.
 func checkGrant(t *testing.T, fx *authzFixture, rc restCase, path, room string, a actor, st int, f gwtest.Frame) {
@@ -284,20 +380,27 @@ func checkGrant(t *testing.T, fx *authzFixture, rc restCase, path, room string, 
 	}
 	switch {
 	case rc.method == "GET" && rc.path == "/api/rooms":
-		dmVisible := false
+		dmVisible, privateVisible := false, false
 		for _, list := range []string{"mine", "public"} {
 			rs, _ := f[list].([]any)
 			for _, r := range rs {
-				if r.(map[string]any)["id"] == fx.dm {
-					if list == "public" {
-						t.Fatalf("the DM is listed among public rooms for %s", a)
-					}
+				switch id := r.(map[string]any)["id"]; {
+				case id == fx.dm && list == "public":
+					t.Fatalf("the DM is listed among public rooms for %s", a)
+				case id == fx.private && list == "public":
+					t.Fatalf("the private room is listed among public rooms for %s", a)
+				case id == fx.dm:
 					dmVisible = true
+				case id == fx.private:
+					privateVisible = true
 				}
 			}
 		}
 		if want := a == member || a == peer; dmVisible != want {
 			t.Fatalf("%s sees the DM in its rooms: %v, want %v", a, dmVisible, want)
+		}
+		if want := a == member || a == admin; privateVisible != want {
+			t.Fatalf("%s sees the private room in its rooms: %v, want %v", a, privateVisible, want)
 		}
 	case rc.method == "GET" && rc.path == "/api/search":
 		for _, h := range f["hits"].([]any) {
@@ -341,10 +444,17 @@ var (
 	wsBadReq = wsExpect{"error", "bad_request"}
 )
 
+// wsCase is one frame type, with columns as for restCase.
 type wsCase struct {
-	typ        string
-	frame      func(fx *authzFixture, room string, a actor) map[string]any
-	public, dm map[actor]wsExpect
+	typ                 string
+	frame               func(fx *authzFixture, room string, a actor) map[string]any
+	public, private, dm map[actor]wsExpect
+}
+
+// wsPrivate: the answers on a private room, members' as given, everyone else's as for a
+// room that does not exist.
+func wsPrivate(memberGets, adminGets wsExpect) map[actor]wsExpect {
+	return map[actor]wsExpect{anon: wsNoAuth, member: memberGets, admin: adminGets, invited: wsHidden, nonMember: wsHidden, exMember: wsHidden}
 }
 
 // wsEveryone: the same answer for every authenticated actor, unauthorized before auth.
@@ -360,24 +470,26 @@ func wsCases() []wsCase {
 			return map[string]any{"type": typ, "room": room}
 		}
 	}
-	grantMembers := func(reply string) (map[actor]wsExpect, map[actor]wsExpect) {
+	grantMembers := func(reply string) (map[actor]wsExpect, map[actor]wsExpect, map[actor]wsExpect) {
 		g := wsExpect{reply, ""}
 		return map[actor]wsExpect{anon: wsNoAuth, member: g, admin: g, nonMember: wsDenied},
+			wsPrivate(g, g),
 			map[actor]wsExpect{member: g, peer: g, nonMember: wsHidden, admin: wsHidden}
 	}
-	sendPub, sendDM := grantMembers("ack")
-	reactPub, reactDM := grantMembers("ack")
-	subPub, subDM := grantMembers("subscribed")
-	histPub, histDM := grantMembers("history")
-	typPub, typDM := grantMembers("")
+	sendPub, sendPriv, sendDM := grantMembers("ack")
+	reactPub, reactPriv, reactDM := grantMembers("ack")
+	subPub, subPriv, subDM := grantMembers("subscribed")
+	histPub, histPriv, histDM := grantMembers("history")
+	typPub, typPriv, typDM := grantMembers("")
 	// Edits and deletes of entry 1 (the member's): its author and the room's admin may;
 	// other members and non-members may not. A DM has no admin: only the author.
-	authorOrAdmin := func() (map[actor]wsExpect, map[actor]wsExpect) {
+	authorOrAdmin := func() (map[actor]wsExpect, map[actor]wsExpect, map[actor]wsExpect) {
 		return map[actor]wsExpect{anon: wsNoAuth, member: {"ack", ""}, admin: {"ack", ""}, nonMember: wsDenied, peer: wsDenied},
+			wsPrivate(wsExpect{"ack", ""}, wsExpect{"ack", ""}),
 			map[actor]wsExpect{member: {"ack", ""}, peer: wsDenied, nonMember: wsHidden, admin: wsHidden}
 	}
-	editPub, editDM := authorOrAdmin()
-	delPub, delDM := authorOrAdmin()
+	editPub, editPriv, editDM := authorOrAdmin()
+	delPub, delPriv, delDM := authorOrAdmin()
 	return []wsCase{
 		{typ: "hello", frame: func(fx *authzFixture, room string, a actor) map[string]any {
 			f := map[string]any{"type": "hello", "rooms": map[string]int64{room: 0}}
@@ -386,6 +498,8 @@ func wsCases() []wsCase {
 			}
 			return f
 		}, public: map[actor]wsExpect{anon: {"subscribed", ""}, member: {"subscribed", ""}, admin: {"subscribed", ""}, nonMember: wsDenied},
+			private: map[actor]wsExpect{anon: {"subscribed", ""}, member: {"subscribed", ""}, admin: {"subscribed", ""},
+				invited: wsHidden, nonMember: wsHidden, exMember: wsHidden},
 			dm: map[actor]wsExpect{member: {"subscribed", ""}, peer: {"subscribed", ""}, nonMember: wsHidden, admin: wsHidden}},
 		// A connection cannot change whose it is: auth with someone else's token fails.
 		{typ: "auth", frame: func(fx *authzFixture, _ string, _ actor) map[string]any {
@@ -394,39 +508,46 @@ func wsCases() []wsCase {
 		{typ: "ping", frame: roomFrame("ping"), public: map[actor]wsExpect{anon: {"pong", ""}, member: {"pong", ""}, nonMember: {"pong", ""}}},
 		{typ: "send", frame: func(_ *authzFixture, room string, a actor) map[string]any {
 			return map[string]any{"type": "send", "room": room, "client_msg_id": id(a), "text": "hi"}
-		}, public: sendPub, dm: sendDM},
+		}, public: sendPub, private: sendPriv, dm: sendDM},
 		{typ: "edit", frame: func(_ *authzFixture, room string, a actor) map[string]any {
 			return map[string]any{"type": "edit", "room": room, "client_msg_id": id(a), "target_seq": 1, "text": "changed"}
-		}, public: editPub, dm: editDM},
+		}, public: editPub, private: editPriv, dm: editDM},
 		{typ: "delete", frame: func(_ *authzFixture, room string, a actor) map[string]any {
 			return map[string]any{"type": "delete", "room": room, "client_msg_id": id(a), "target_seq": 1}
-		}, public: delPub, dm: delDM},
+		}, public: delPub, private: delPriv, dm: delDM},
 		{typ: "react", frame: func(_ *authzFixture, room string, a actor) map[string]any {
 			return map[string]any{"type": "react", "room": room, "client_msg_id": id(a), "target_seq": 1, "emoji": "👍", "on": true}
-		}, public: reactPub, dm: reactDM},
+		}, public: reactPub, private: reactPriv, dm: reactDM},
 		{typ: "dm", frame: func(fx *authzFixture, _ string, a actor) map[string]any {
 			return map[string]any{"type": "dm", "to": fx.other(a).Name, "client_msg_id": id(a), "text": "psst"}
 		}, public: wsEveryone("ack")},
 		{typ: "subscribe", frame: func(_ *authzFixture, room string, _ actor) map[string]any {
 			return map[string]any{"type": "subscribe", "room": room, "since_seq": 0}
-		}, public: subPub, dm: subDM},
+		}, public: subPub, private: subPriv, dm: subDM},
 		// Unsubscribing a room the connection does not follow is not_found for anyone,
 		// so it reveals nothing about rooms.
 		{typ: "unsubscribe", frame: roomFrame("unsubscribe"),
-			public: map[actor]wsExpect{anon: wsNoAuth, member: {"error", "not_found"}, nonMember: {"error", "not_found"}},
-			dm:     map[actor]wsExpect{member: {"error", "not_found"}, nonMember: {"error", "not_found"}}},
-		{typ: "history", frame: roomFrame("history"), public: histPub, dm: histDM},
-		{typ: "typing", frame: roomFrame("typing"), public: typPub, dm: typDM},
+			public:  map[actor]wsExpect{anon: wsNoAuth, member: {"error", "not_found"}, nonMember: {"error", "not_found"}},
+			private: map[actor]wsExpect{member: {"error", "not_found"}, invited: {"error", "not_found"}, nonMember: {"error", "not_found"}},
+			dm:      map[actor]wsExpect{member: {"error", "not_found"}, nonMember: {"error", "not_found"}}},
+		{typ: "history", frame: roomFrame("history"), public: histPub, private: histPriv, dm: histDM},
+		{typ: "typing", frame: roomFrame("typing"), public: typPub, private: typPriv, dm: typDM},
+		// A join of a private room accepts the joiner's invitation; without one, the room
+		// does not exist.
 		{typ: "join", frame: roomFrame("join"),
 			public: map[actor]wsExpect{anon: wsNoAuth, member: {"joined", ""}, nonMember: {"joined", ""}, admin: {"joined", ""}},
-			dm:     map[actor]wsExpect{member: {"joined", ""}, peer: {"joined", ""}, nonMember: wsHidden, admin: wsHidden}},
+			private: map[actor]wsExpect{anon: wsNoAuth, member: {"joined", ""}, admin: {"joined", ""}, invited: {"joined", ""},
+				nonMember: wsHidden, exMember: wsHidden},
+			dm: map[actor]wsExpect{member: {"joined", ""}, peer: {"joined", ""}, nonMember: wsHidden, admin: wsHidden}},
 		{typ: "leave", frame: roomFrame("leave"),
-			public: map[actor]wsExpect{anon: wsNoAuth, member: {"left", ""}, nonMember: wsDenied, admin: {"left", ""}},
-			dm:     map[actor]wsExpect{member: wsBadReq, peer: wsBadReq, nonMember: wsHidden, admin: wsHidden}},
+			public:  map[actor]wsExpect{anon: wsNoAuth, member: {"left", ""}, nonMember: wsDenied, admin: {"left", ""}},
+			private: wsPrivate(wsExpect{"left", ""}, wsExpect{"left", ""}),
+			dm:      map[actor]wsExpect{member: wsBadReq, peer: wsBadReq, nonMember: wsHidden, admin: wsHidden}},
 		{typ: "read", frame: func(_ *authzFixture, room string, _ actor) map[string]any {
 			return map[string]any{"type": "read", "room": room, "seq": 1}
 		}, public: map[actor]wsExpect{anon: wsNoAuth, member: {"read", ""}, admin: {"read", ""}, nonMember: wsDenied},
-			dm: map[actor]wsExpect{member: {"read", ""}, peer: {"read", ""}, nonMember: wsHidden, admin: wsHidden}},
+			private: wsPrivate(wsExpect{"read", ""}, wsExpect{"read", ""}),
+			dm:      map[actor]wsExpect{member: {"read", ""}, peer: {"read", ""}, nonMember: wsHidden, admin: wsHidden}},
 		{typ: "notifications", frame: roomFrame("notifications"), public: wsEveryone("notifications")},
 		{typ: "read_notifications", frame: func(*authzFixture, string, actor) map[string]any {
 			return map[string]any{"type": "read_notifications", "all": true}
@@ -445,7 +566,7 @@ func TestAuthz_WebSocket_matrix(t *testing.T) {
 		for _, col := range []struct {
 			name string
 			want map[actor]wsExpect
-		}{{"room", wc.public}, {"dm", wc.dm}} {
+		}{{"room", withExMember(wc.public)}, {"private", wc.private}, {"dm", wc.dm}} {
 			actors := make([]actor, 0, len(col.want))
 			for a := range col.want {
 				actors = append(actors, a)
@@ -456,8 +577,8 @@ func TestAuthz_WebSocket_matrix(t *testing.T) {
 				t.Run(fmt.Sprintf("%s/%s/%s", wc.typ, col.name, a), func(t *testing.T) {
 					t.Parallel()
 					room := fx.dm
-					if col.name == "room" {
-						room = fx.freshRoom(t)
+					if col.name != "dm" {
+						room = fx.freshRoom(t, col.name == "private")
 					}
 					var c *gwtest.Client
 					if a == anon {

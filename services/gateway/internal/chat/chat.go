@@ -49,6 +49,20 @@ type Store interface {
 	MarkRead(ctx context.Context, userID, roomID string, seq int64) (int64, int64, error)
 }
 
+// InviteStore is the part of *store.Store that private rooms and invitations use
+// (store/invites.go). It is separate from Store so that a Store without private rooms
+// (a test's fake) need not implement it: New takes it from the Store when it has it.
+type InviteStore interface {
+	CreatePrivateRoomAnnounced(ctx context.Context, id, name, creator string, announce ...outbox.Row) error
+	CreateInvite(ctx context.Context, roomID, userID, by string, now, expiresAt time.Time) error
+	PendingInvites(ctx context.Context, userID string, now time.Time) ([]store.Invite, error)
+	AcceptInviteAnnounced(ctx context.Context, roomID, userID string, now time.Time, announce ...outbox.Row) (bool, error)
+	DeletePendingInvite(ctx context.Context, roomID, userID string) (bool, error)
+	AddMemberByAdmin(ctx context.Context, roomID, userID, by string, now time.Time, announce ...outbox.Row) (bool, error)
+}
+
+var _ InviteStore = (*store.Store)(nil)
+
 // NotificationStore is the part of *notifications.Store the chat logic uses.
 type NotificationStore interface {
 	List(ctx context.Context, userID, beforeID string, limit int) ([]notifications.Notification, error)
@@ -79,7 +93,12 @@ type Config struct {
 	// Notifications reads and marks users' notifications; nil answers every notification
 	// call with unavailable (tests that do not need them).
 	Notifications NotificationStore
-	Now           func() time.Time
+	// Invites keeps private rooms' invitations; default: the Store, if it is one. Nil
+	// answers private room creation and every invitation call with unavailable.
+	Invites InviteStore
+	// InviteTTL is how long an invitation can be accepted (default 7 days).
+	InviteTTL time.Duration
+	Now       func() time.Time
 	// Topic maps a declared topic name to the real one, for outbox rows (which name the
 	// real topic). Default: the Publisher's Topic method if it has one (the broker does),
 	// else the declared name.
@@ -112,6 +131,12 @@ func New(cfg Config, st Store, pub Publisher, log *slog.Logger) (*Service, error
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Invites == nil {
+		cfg.Invites, _ = st.(InviteStore)
+	}
+	if cfg.InviteTTL <= 0 {
+		cfg.InviteTTL = 7 * 24 * time.Hour
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

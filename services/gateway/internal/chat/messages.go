@@ -74,11 +74,11 @@ func (s *Service) SendAsync(ctx context.Context, u User, req SendRequest, done f
 		return
 	}
 	if !chk.RoomFound {
-		done(protocol.Ack{}, protocol.NewError(protocol.CodeNotFound, "no such room"))
+		done(protocol.Ack{}, errNoRoom())
 		return
 	}
 	if !chk.Member {
-		done(protocol.Ack{}, notMember(req.Room))
+		done(protocol.Ack{}, notMember(req.Room, chk.Private))
 		return
 	}
 	ack := protocol.Ack{Base: protocol.Base{Type: protocol.TypeAck}, Room: req.Room, ClientMsgID: req.ClientMsgID}

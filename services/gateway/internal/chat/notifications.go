@@ -20,9 +20,9 @@ func (s *Service) MarkRead(ctx context.Context, u User, roomID string, seq int64
 	marker, unread, err := s.store.MarkRead(ctx, u.ID, roomID, seq)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return protocol.ReadMarker{}, protocol.NewError(protocol.CodeNotFound, "no such room")
+		return protocol.ReadMarker{}, errNoRoom()
 	case errors.Is(err, store.ErrNotMember):
-		return protocol.ReadMarker{}, notMember(roomID)
+		return protocol.ReadMarker{}, notMember(roomID, false)
 	case errors.Is(err, store.ErrPastEnd):
 		msg := fmt.Sprintf("seq %d is past the room's last seq", seq)
 		if pe, ok := errors.AsType[*store.PastEndError](err); ok {

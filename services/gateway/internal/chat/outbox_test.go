@@ -65,7 +65,7 @@ func TestMembership_outbox_kafkaDown(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if _, err := svc.CreateRoom(ctx, alice, "r1", "Room 1"); err != nil {
+	if _, err := svc.CreateRoom(ctx, alice, "r1", "Room 1", false); err != nil {
 		t.Fatalf("CreateRoom with Kafka down: %v", err)
 	}
 	if _, err := svc.Join(ctx, bob, "r1"); err != nil {

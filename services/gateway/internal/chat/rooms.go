@@ -18,34 +18,41 @@ import (
 	"github.com/kchat/kchat/services/gateway/internal/store"
 )
 
-// Access returns the room if u may read it: not_found for an unknown room, forbidden for
-// a non-member.
+// Access returns the room if u may read it: not_found for an unknown room (and for a
+// private room u is not in), forbidden for a non-member of a public room.
 func (s *Service) Access(ctx context.Context, u User, roomID string) (store.Room, error) {
 	r, err := s.store.Room(ctx, roomID, u.ID)
 	if errors.Is(err, store.ErrNotFound) {
-		return store.Room{}, protocol.NewError(protocol.CodeNotFound, "no such room")
+		return store.Room{}, errNoRoom()
 	}
 	if err != nil {
 		return store.Room{}, s.internal(ctx, "cannot read room", err)
 	}
 	if !r.Member() {
-		return store.Room{}, notMember(roomID)
+		return store.Room{}, notMember(roomID, r.Private)
 	}
 	return r, nil
 }
 
-// notMember answers someone outside a room. Outside a DM the answer is the same as for a
-// room that does not exist: a 403 would tell anyone who knows two user ids whether those
-// two people talk. DM ids are the only room ids with a ':' (created rooms are slugs).
-func notMember(roomID string) *protocol.Error {
-	if strings.HasPrefix(roomID, "dm:") {
-		return protocol.NewError(protocol.CodeNotFound, "no such room")
+// errNoRoom is the answer for a room that does not exist, and for every room that must
+// look as if it did not: a DM or private room to someone outside it. Every such answer
+// is this one, byte for byte, so that none tells them apart.
+func errNoRoom() *protocol.Error { return protocol.NewError(protocol.CodeNotFound, "no such room") }
+
+// notMember answers someone outside a room. Outside a DM or a private room the answer is
+// the same as for a room that does not exist: a 403 would tell anyone who knows two user
+// ids whether those two people talk, or that a private room of that name exists. DM ids
+// are the only room ids with a ':' (created rooms are slugs).
+func notMember(roomID string, private bool) *protocol.Error {
+	if private || strings.HasPrefix(roomID, "dm:") {
+		return errNoRoom()
 	}
 	return protocol.NewError(protocol.CodeForbidden, "not a member of this room")
 }
 
-// CreateRoom creates a public room with u as admin and announces u's join.
-func (s *Service) CreateRoom(ctx context.Context, u User, id, name string) (protocol.RoomInfo, error) {
+// CreateRoom creates a room with u as admin and announces u's join. A private room is
+// invisible to non-members and is entered by invitation only (invites.go).
+func (s *Service) CreateRoom(ctx context.Context, u User, id, name string, private bool) (protocol.RoomInfo, error) {
 	if !protocol.ValidSlug(id) {
 		return protocol.RoomInfo{}, protocol.NewError(protocol.CodeBadRequest, "id must be 2-64 characters of a-z, 0-9, _ and -, starting with a letter or digit")
 	}
@@ -68,7 +75,15 @@ func (s *Service) CreateRoom(ctx context.Context, u User, id, name string) (prot
 	if err != nil {
 		return protocol.RoomInfo{}, s.internal(ctx, "cannot build outbox row", err)
 	}
-	err = s.store.CreateRoomAnnounced(ctx, id, name, event.RoomKindRoom, u.ID, row)
+	if private {
+		is, ierr := s.invites()
+		if ierr != nil {
+			return protocol.RoomInfo{}, ierr
+		}
+		err = is.CreatePrivateRoomAnnounced(ctx, id, name, u.ID, row)
+	} else {
+		err = s.store.CreateRoomAnnounced(ctx, id, name, event.RoomKindRoom, u.ID, row)
+	}
 	if errors.Is(err, store.ErrRoomExists) {
 		return protocol.RoomInfo{}, protocol.NewError(protocol.CodeConflict, "a room with this id exists")
 	}
@@ -76,7 +91,7 @@ func (s *Service) CreateRoom(ctx context.Context, u User, id, name string) (prot
 		return protocol.RoomInfo{}, s.internal(ctx, "cannot create room", err)
 	}
 	s.publishOwn(ctx, id, e)
-	return protocol.RoomInfo{ID: id, Name: name, Kind: event.RoomKindRoom, Role: "admin"}, nil
+	return protocol.RoomInfo{ID: id, Name: name, Kind: event.RoomKindRoom, Role: "admin", Private: private}, nil
 }
 
 func (s *Service) membershipEvent(u User, room, change string) (event.Envelope, error) {
@@ -142,6 +157,8 @@ func (s *Service) publishOwn(ctx context.Context, room string, e event.Envelope)
 }
 
 // Join makes u a member of a public room and announces the join in the room's timeline:
+// (a private room is joined by accepting its invitation: Join does that when u has one,
+// and answers as for a room that does not exist when u has none)
 // the membership row and its membership.changed event commit in one transaction (the
 // outbox), and Join returns nil only after that commit, so a caller may subscribe u's
 // connections on its result. Joining a room u is already in returns it and writes nothing.
@@ -150,15 +167,22 @@ func (s *Service) publishOwn(ctx context.Context, room string, e event.Envelope)
 func (s *Service) Join(ctx context.Context, u User, roomID string) (store.Room, error) {
 	r, err := s.store.Room(ctx, roomID, u.ID)
 	if errors.Is(err, store.ErrNotFound) {
-		return store.Room{}, protocol.NewError(protocol.CodeNotFound, "no such room")
+		return store.Room{}, errNoRoom()
 	}
 	if err != nil {
 		return store.Room{}, s.internal(ctx, "cannot read room", err)
 	}
 	if r.Kind == event.RoomKindDM && !r.Member() {
-		return store.Room{}, notMember(roomID)
+		return store.Room{}, notMember(roomID, r.Private)
 	}
 	if r.Member() {
+		return r, nil
+	}
+	if r.Private {
+		if err := s.accept(ctx, u, r); err != nil {
+			return store.Room{}, err
+		}
+		r.Role = "member"
 		return r, nil
 	}
 	if _, err := s.changeMembership(ctx, u, roomID, event.ChangeJoined); err != nil {
@@ -195,17 +219,17 @@ type Member struct {
 	JoinedAt time.Time `json:"joined_at"`
 }
 
-// Members lists a room's members; DM member lists are for the two members only.
+// Members lists a room's members; DM and private room member lists are for their members only.
 func (s *Service) Members(ctx context.Context, u User, roomID string) ([]Member, error) {
 	r, err := s.store.Room(ctx, roomID, u.ID)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, protocol.NewError(protocol.CodeNotFound, "no such room")
+		return nil, errNoRoom()
 	}
 	if err != nil {
 		return nil, s.internal(ctx, "cannot read room", err)
 	}
-	if r.Kind == event.RoomKindDM && !r.Member() {
-		return nil, notMember(roomID)
+	if (r.Kind == event.RoomKindDM || r.Private) && !r.Member() {
+		return nil, notMember(roomID, r.Private)
 	}
 	ms, err := s.store.Members(ctx, roomID)
 	if err != nil {
@@ -227,7 +251,7 @@ func (s *Service) RoomsOf(ctx context.Context, u User) ([]store.Room, error) {
 	return rs, nil
 }
 
-// Rooms lists u's rooms and the public rooms.
+// Rooms lists u's rooms (private ones included) and the public rooms (never private ones).
 func (s *Service) Rooms(ctx context.Context, u User) (protocol.RoomList, error) {
 	mine, err := s.RoomsOf(ctx, u)
 	if err != nil {
@@ -241,7 +265,7 @@ func (s *Service) Rooms(ctx context.Context, u User) (protocol.RoomList, error) 
 	for _, r := range mine {
 		marker, unread := r.LastReadSeq, r.Unread
 		list.Mine = append(list.Mine, protocol.RoomInfo{ID: r.ID, Name: r.Name, Kind: r.Kind, LastSeq: r.LastSeq, Role: r.Role,
-			Members: r.Members, LastReadSeq: &marker, Unread: &unread})
+			Private: r.Private, Members: r.Members, LastReadSeq: &marker, Unread: &unread})
 	}
 	for _, r := range pub {
 		list.Public = append(list.Public, protocol.RoomInfo{ID: r.ID, Name: r.Name, Kind: r.Kind, LastSeq: r.LastSeq})

@@ -78,6 +78,7 @@ type Room struct {
 	ID      string
 	Name    string
 	Kind    string
+	Private bool // invisible to non-members, entered by invitation (see invites.go)
 	LastSeq int64
 	MinSeq  int64  // lowest stored seq; 0 when the timeline is empty
 	Role    string // "" when the user is not a member
@@ -93,6 +94,7 @@ func (r Room) Member() bool { return r.Role != "" }
 // SendCheck is everything a send needs to know in one round trip.
 type SendCheck struct {
 	Kind      string
+	Private   bool
 	Member    bool
 	Role      string // the sender's role when Member
 	DupSeq    int64  // > 0 when (room, sender, client_msg_id) is already stored
@@ -198,8 +200,12 @@ func (s *Store) SettleOutbox(ctx context.Context, published bool, eventIDs ...st
 // to the outbox in the same transaction: the room exists if and only if its announcement
 // will be published.
 func (s *Store) CreateRoomAnnounced(ctx context.Context, id, name, kind, creator string, announce ...outbox.Row) error {
+	return s.createRoom(ctx, id, name, kind, creator, false, announce)
+}
+
+func (s *Store) createRoom(ctx context.Context, id, name, kind, creator string, private bool, announce []outbox.Row) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO rooms (id, name, kind, created_by) VALUES ($1, $2, $3, $4)`, id, name, kind, creator)
+		_, err := tx.Exec(ctx, `INSERT INTO rooms (id, name, kind, created_by, private) VALUES ($1, $2, $3, $4, $5)`, id, name, kind, creator, private)
 		if isUnique(err) {
 			return ErrRoomExists
 		}
@@ -237,10 +243,10 @@ func (s *Store) Room(ctx context.Context, roomID, userID string) (Room, error) {
 	var r Room
 	var role *string
 	var minSeq *int64
-	err := s.pool.QueryRow(ctx, `SELECT r.id, r.name, r.kind, r.last_seq, m.role,
+	err := s.pool.QueryRow(ctx, `SELECT r.id, r.name, r.kind, r.private, r.last_seq, m.role,
 			(SELECT min(seq) FROM messages WHERE room_id = r.id)
 		FROM rooms r LEFT JOIN room_members m ON m.room_id = r.id AND m.user_id = $2
-		WHERE r.id = $1`, roomID, userID).Scan(&r.ID, &r.Name, &r.Kind, &r.LastSeq, &role, &minSeq)
+		WHERE r.id = $1`, roomID, userID).Scan(&r.ID, &r.Name, &r.Kind, &r.Private, &r.LastSeq, &role, &minSeq)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Room{}, ErrNotFound
 	}
@@ -286,23 +292,30 @@ func (s *Store) AddMember(ctx context.Context, roomID, userID string) (bool, err
 func (s *Store) AddMemberAnnounced(ctx context.Context, roomID, userID string, announce ...outbox.Row) (bool, error) {
 	added := false
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `INSERT INTO room_members (room_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, roomID, userID)
-		if err != nil {
-			return fmt.Errorf("cannot add member: %w", err)
-		}
-		if added = tag.RowsAffected() == 1; !added {
-			return nil
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO room_reads (user_id, room_id, last_read_seq)
-			SELECT $2, id, last_seq FROM rooms WHERE id = $1
-			ON CONFLICT (user_id, room_id) DO UPDATE SET last_read_seq = greatest(room_reads.last_read_seq, EXCLUDED.last_read_seq)`,
-			roomID, userID)
-		if err != nil {
-			return fmt.Errorf("cannot start read marker: %w", err)
-		}
-		return outbox.Insert(ctx, tx, announce...)
+		var err error
+		added, err = addMember(ctx, tx, roomID, userID, announce)
+		return err
 	})
 	return added, err
+}
+
+// addMember is AddMemberAnnounced inside the caller's transaction.
+func addMember(ctx context.Context, tx pgx.Tx, roomID, userID string, announce []outbox.Row) (bool, error) {
+	tag, err := tx.Exec(ctx, `INSERT INTO room_members (room_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, roomID, userID)
+	if err != nil {
+		return false, fmt.Errorf("cannot add member: %w", err)
+	}
+	if tag.RowsAffected() != 1 {
+		return false, nil
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO room_reads (user_id, room_id, last_read_seq)
+		SELECT $2, id, last_seq FROM rooms WHERE id = $1
+		ON CONFLICT (user_id, room_id) DO UPDATE SET last_read_seq = greatest(room_reads.last_read_seq, EXCLUDED.last_read_seq)`,
+		roomID, userID)
+	if err != nil {
+		return false, fmt.Errorf("cannot start read marker: %w", err)
+	}
+	return true, outbox.Insert(ctx, tx, announce...)
 }
 
 // unreadCount is the SQL of an unread count for the user $1: the messages of room after
@@ -317,7 +330,8 @@ func unreadCount(room, marker string) string {
 
 // MarkRead moves userID's read marker of roomID forward to seq (never back) and returns
 // the marker after the update and the room's unread count from there. ErrNotFound: no
-// such room; ErrNotMember: userID is not a member; ErrPastEnd: seq > the room's last_seq.
+// such room, or a private room userID is not a member of (it must not learn that it
+// exists); ErrNotMember: userID is not a member; ErrPastEnd: seq > the room's last_seq.
 func (s *Store) MarkRead(ctx context.Context, userID, roomID string, seq int64) (int64, int64, error) {
 	var found, member bool
 	var lastSeq int64
@@ -326,7 +340,7 @@ func (s *Store) MarkRead(ctx context.Context, userID, roomID string, seq int64) 
 		WITH r AS (
 			SELECT ro.id, ro.last_seq, m.user_id IS NOT NULL AS member
 			FROM rooms ro LEFT JOIN room_members m ON m.room_id = ro.id AND m.user_id = $1
-			WHERE ro.id = $2
+			WHERE ro.id = $2 AND (NOT ro.private OR m.user_id IS NOT NULL)
 		), rr AS (
 			INSERT INTO room_reads (user_id, room_id, last_read_seq)
 			SELECT $1, r.id, $3 FROM r WHERE r.member AND $3 <= r.last_seq
@@ -392,7 +406,7 @@ func (s *Store) Members(ctx context.Context, roomID string) ([]Membership, error
 // kept as a counter: then it is right on every gateway and device by construction, and a
 // read on one is seen by all on their next fetch.
 func (s *Store) RoomsOf(ctx context.Context, userID string) ([]Room, error) {
-	rows, err := s.pool.Query(ctx, `SELECT r.id, r.name, r.kind, r.last_seq, m.role,
+	rows, err := s.pool.Query(ctx, `SELECT r.id, r.name, r.kind, r.private, r.last_seq, m.role,
 			CASE WHEN r.kind = 'dm' THEN ARRAY(SELECT u.username FROM room_members x JOIN users u ON u.id = x.user_id
 				WHERE x.room_id = r.id ORDER BY u.username) END,
 			coalesce(rr.last_read_seq, 0), `+unreadCount("r.id", "coalesce(rr.last_read_seq, 0)")+`
@@ -404,14 +418,14 @@ func (s *Store) RoomsOf(ctx context.Context, userID string) ([]Room, error) {
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Room, error) {
 		var r Room
-		err := row.Scan(&r.ID, &r.Name, &r.Kind, &r.LastSeq, &r.Role, &r.Members, &r.LastReadSeq, &r.Unread)
+		err := row.Scan(&r.ID, &r.Name, &r.Kind, &r.Private, &r.LastSeq, &r.Role, &r.Members, &r.LastReadSeq, &r.Unread)
 		return r, err
 	})
 }
 
-// PublicRooms lists rooms anyone may join (not DMs), by id.
+// PublicRooms lists rooms anyone may join (not DMs, not private rooms), by id.
 func (s *Store) PublicRooms(ctx context.Context, limit int) ([]Room, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, name, kind, last_seq FROM rooms WHERE kind = 'room' ORDER BY id LIMIT $1`, limit)
+	rows, err := s.pool.Query(ctx, `SELECT id, name, kind, last_seq FROM rooms WHERE kind = 'room' AND NOT private ORDER BY id LIMIT $1`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("cannot list rooms: %w", err)
 	}

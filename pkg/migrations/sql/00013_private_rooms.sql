@@ -1,0 +1,26 @@
+-- Private rooms and invitations. A private room is invisible to non-members and is
+-- entered only through an invitation the invitee accepts (or an admin adding someone,
+-- recorded as an accepted invitation). An invitation row is kept once accepted: it is
+-- what persistence checks a private room's join entry against when it stores it.
+
+-- +goose Up
+ALTER TABLE rooms ADD COLUMN private boolean NOT NULL DEFAULT false;
+
+-- One invitation per (room, user). A pending one (accepted_at NULL) is usable until
+-- expires_at; inviting again after it expired, or after the user left, replaces the row.
+-- Declining or revoking deletes it.
+CREATE TABLE room_invites (
+    room_id     text NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+    user_id     text NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    invited_by  text NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    created_at  timestamptz NOT NULL,
+    expires_at  timestamptz NOT NULL,
+    accepted_at timestamptz,
+    PRIMARY KEY (room_id, user_id)
+);
+-- A user's pending invitations (GET /api/me/invites).
+CREATE INDEX room_invites_pending ON room_invites (user_id) WHERE accepted_at IS NULL;
+
+-- +goose Down
+DROP TABLE room_invites;
+ALTER TABLE rooms DROP COLUMN private;
