@@ -182,3 +182,18 @@ func Setup(ctx context.Context, service, instance string, logger *slog.Logger) (
 		return nil
 	}, nil
 }
+
+// Use makes tp kchat's tracer provider and turns tracing on until the returned function
+// restores the previous state: for tests (an SDK provider with an in-memory exporter) and
+// for programs that configure the SDK themselves. Not safe to call while spans are being
+// started on other goroutines.
+func Use(tp trace.TracerProvider) (restore func()) {
+	prevTracer, prevEnabled := tracer.Load(), enabled.Load()
+	t := tp.Tracer(ScopeName)
+	tracer.Store(&t)
+	enabled.Store(true)
+	return func() {
+		tracer.Store(prevTracer)
+		enabled.Store(prevEnabled)
+	}
+}
