@@ -211,7 +211,7 @@ func (c *chatProc) lines() []string {
 const clock = `^\[\d\d:\d\d:\d\d\] `
 
 // TestScriptedSession drives two clients through stdin as a person or a script would:
-// register, join, talk, /users, /history, /msg, /token, /stats, /quit; and a third one as a
+// register, join, talk, /users, /history, /search, /msg, /token, /stats, /quit; and a third one as a
 // pure pipe that ends with end of input.
 func TestScriptedSession(t *testing.T) {
 	start := time.Now()
@@ -247,6 +247,13 @@ func TestScriptedSession(t *testing.T) {
 		alice.expectOut(clock+`#general `+re, wait)
 	}
 	alice.expectOut(`^--- end of history ---$`, wait)
+
+	// Search: what history showed as stored is found; the match is marked, markup stays text.
+	alice.say("/search alert", "/search")
+	alice.expectOut(`^--- search alert: 1 hits ---$`, wait)
+	alice.expectOut(`^  \d{4}-\d\d-\d\d \d\d:\d\d #general/\d+ <alice> <script>«alert»\(1\)</script>$`, wait)
+	alice.expectOut(`^--- end of search ---$`, wait)
+	alice.expectErr("/search TEXT", wait)
 
 	alice.say("/msg bob psst, only for you")
 	bob.expectOut(clock+`@alice <alice> psst, only for you$`, wait)

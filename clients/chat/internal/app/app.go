@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"sort"
 	"strings"
 	"sync"
@@ -303,6 +304,19 @@ func (a *App) execute(ctx context.Context, cmd command.Command) bool {
 			out = append(out, a.render.Entry(&ms[i]))
 		}
 		a.printLines(append(out, "--- end of history ---"))
+	case command.Search:
+		a.mu.Lock()
+		base, tok := a.httpBase, a.session
+		a.mu.Unlock()
+		var page struct {
+			Hits       []render.SearchHit `json:"hits"`
+			NextCursor string             `json:"next_cursor"`
+		}
+		if err := a.rest.get(ctx, base+"/api/search?q="+url.QueryEscape(cmd.Text), tok, &page); err != nil {
+			a.errf("/search: %v", err)
+			return true
+		}
+		a.printLines(a.render.SearchHits(cmd.Text, page.Hits, page.NextCursor != ""))
 	case command.Token:
 		f, err := ask[*protocol.TokenReply](ctx, a, &protocol.Token{Base: reqBase(protocol.TypeToken)})
 		if err != nil {

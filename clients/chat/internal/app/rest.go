@@ -57,6 +57,19 @@ func (r *rest) post(ctx context.Context, url, token string, body, out any) error
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	return r.do(req, token, out)
+}
+
+// get is post for a GET of url (query included).
+func (r *rest) get(ctx context.Context, url, token string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	return r.do(req, token, out)
+}
+
+func (r *rest) do(req *http.Request, token string, out any) error {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}

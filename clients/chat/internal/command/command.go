@@ -27,6 +27,7 @@ const (
 	Stats        // /stats
 	Quit         // /quit
 	Help         // /help
+	Search       // /search TEXT
 )
 
 // DefaultHistory is /history without N; MaxHistory is the gateway's page limit.
@@ -40,7 +41,7 @@ type Command struct {
 	Kind Kind
 	Room string // Join, Leave (empty: the current room)
 	User string // Msg
-	Text string // Say, Msg
+	Text string // Say, Msg, Search
 	N    int    // History
 }
 
@@ -58,6 +59,7 @@ const Usage = `/join ROOM        join (or create) a room and make it current
 /users            who is online
 /history [N]      the last N entries of the current room (default 20, at most 200)
 /msg USER TEXT    a direct message
+/search TEXT      find messages in your rooms: words, "a phrase", or, -word (matches in «»)
 /token            a fresh reconnect token (start another client with -reconnect-token)
 /stats            this connection's and the gateway's counters
 /quit             leave after unacknowledged messages are sent
@@ -118,6 +120,11 @@ func Parse(line string) (Command, error) {
 			return Command{}, usage("/msg USER TEXT")
 		}
 		return Command{Kind: Msg, User: strings.TrimPrefix(user, "@"), Text: text}, nil
+	case "search", "find":
+		if rest == "" {
+			return Command{}, usage("/search TEXT")
+		}
+		return Command{Kind: Search, Text: rest}, nil
 	case "token":
 		return Command{Kind: Token}, nil
 	case "stats":

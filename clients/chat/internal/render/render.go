@@ -186,3 +186,43 @@ func (r Renderer) Notification(f *protocol.Notification) string {
 	}
 	return line
 }
+
+// SearchHit is one hit of GET /api/search, as far as the client shows it.
+type SearchHit struct {
+	Room       string    `json:"room"`
+	Seq        int64     `json:"seq"`
+	SenderName string    `json:"sender_name"`
+	SentAt     time.Time `json:"sent_at"`
+	Snippet    []struct {
+		Text  string `json:"text"`
+		Match bool   `json:"match"`
+	} `json:"snippet"`
+}
+
+// SearchHits lists hits after a header, best first, one line each:
+// "  2006-01-02 15:04 #room/seq <sender> snippet" with the matched words in «».
+func (r Renderer) SearchHits(q string, hits []SearchHit, more bool) []string {
+	out := []string{fmt.Sprintf("--- search %s: %d hits ---", Clean(q), len(hits))}
+	loc := r.Loc
+	if loc == nil {
+		loc = time.Local
+	}
+	for _, h := range hits {
+		var b strings.Builder
+		for _, s := range h.Snippet {
+			if s.Match {
+				b.WriteString("«" + Clean(s.Text) + "»")
+			} else {
+				b.WriteString(Clean(s.Text))
+			}
+		}
+		out = append(out, fmt.Sprintf("  %s %s/%d <%s> %s", h.SentAt.In(loc).Format("2006-01-02 15:04"), r.RoomLabel(h.Room), h.Seq,
+			Clean(h.SenderName), b.String()))
+	}
+	if more {
+		out = append(out, "--- more hits: add words to narrow the search ---")
+	} else {
+		out = append(out, "--- end of search ---")
+	}
+	return out
+}

@@ -1,6 +1,8 @@
 package render
 
 import (
+	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -61,5 +63,25 @@ func TestLists(t *testing.T) {
 	want = []string{"--- your rooms ---", "* #general (3 entries)", "--- public rooms ---", "  #random (9 entries)"}
 	if strings.Join(rooms, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("rooms:\n%s", strings.Join(rooms, "\n"))
+	}
+}
+
+func TestSearchHits(t *testing.T) {
+	r := Renderer{Loc: time.UTC, Label: func(room string) string {
+		if room == "dm:1:2" {
+			return "@bob"
+		}
+		return ""
+	}}
+	var h SearchHit
+	if err := json.Unmarshal([]byte(`{"room":"dm:1:2","seq":7,"sender_name":"bob","sent_at":"2026-01-02T03:04:05Z",
+		"snippet":[{"text":"say \u001b[2J "},{"text":"deploy","match":true},{"text":" now\nplease"}]}`), &h); err != nil {
+		t.Fatal(err)
+	}
+	got := r.SearchHits("deploy", []SearchHit{h}, true)
+	want := []string{"--- search deploy: 1 hits ---", "  2026-01-02 03:04 @bob/7 <bob> say \uFFFD[2J «deploy» now ⏎ please",
+		"--- more hits: add words to narrow the search ---"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %q\nwant %q", got, want)
 	}
 }
