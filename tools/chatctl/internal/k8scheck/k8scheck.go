@@ -221,17 +221,30 @@ var envFuncs = map[string]bool{
 	"Getenv": true, "LookupEnv": true,
 }
 
+// kafkaSecCalls are kafkasec's functions that read its variables, kafkasec.RegisterFlags(fs)
+// and kafkasec.FromEnv(getenv); service.KafkaSecurityFlags() calls the first (see
+// isKafkaSecCall). The names are kafkasec's Env* constants (KafkaSecEnv).
+var kafkaSecCalls = map[string]bool{"RegisterFlags": true, "FromEnv": true}
+
+// PgxEnv are the libpq variables pgx itself reads (pgconn.ParseConfig's defaults, which
+// the URL overrides) that the manifests use: CloudNativePG's generated uri carries no
+// sslmode, so verify-full and its CA come from these. Every program that reads
+// DATABASE_URL hands it to pgx unchanged, so it reads these too.
+var PgxEnv = []string{"PGSSLMODE", "PGSSLROOTCERT"}
+
 // ReadProgram finds the environment variables the Go program in dir (with its
-// subpackages, tests excluded) reads: string-literal first arguments of the envFuncs,
-// and for service.NewConsumerFlags(name, httpAddr, groupEnv) the names that function
-// itself reads (from pkg/service/consumerflags.go under root) plus groupEnv. A name
-// built at run time would be missed; kchat's programs have none.
+// subpackages, tests excluded) reads: string-literal first arguments of the envFuncs;
+// for service.NewConsumerFlags(name, httpAddr, groupEnv) the names that function itself
+// reads (from pkg/service/consumerflags.go under root) plus groupEnv; kafkasec's
+// variables (KafkaSecEnv) when the program or NewConsumerFlags makes one of the
+// kafkaSecCalls; and PgxEnv when it reads DATABASE_URL. A name built at run time would be
+// missed; kchat's programs have none.
 //
 // composecheck keeps the same knowledge as a hand-written table in its test file (not
 // importable); reading the source instead keeps this check from going stale.
 func ReadProgram(root, dir string) (Program, error) {
 	p := Program{Env: map[string]bool{}, Defaults: map[string]string{}}
-	consumerFlags := false
+	consumerFlags, kafkaSec := false, false
 	err := walkGo(dir, func(f *ast.File) {
 		ast.Inspect(f, func(n ast.Node) bool {
 			call, ok := n.(*ast.CallExpr)
@@ -249,6 +262,8 @@ func ReadProgram(root, dir string) (Program, error) {
 						}
 					}
 				}
+			case isKafkaSecCall(call):
+				kafkaSec = true
 			case name == "NewConsumerFlags" && len(call.Args) == 3:
 				consumerFlags = true
 				if addr, ok := stringLit(call.Args[1]); ok {
@@ -279,7 +294,14 @@ func ReadProgram(root, dir string) (Program, error) {
 			}
 			found = true
 			ast.Inspect(fd, func(n ast.Node) bool {
-				if call, ok := n.(*ast.CallExpr); ok && envFuncs[calleeName(call)] && len(call.Args) >= 1 {
+				call, ok := n.(*ast.CallExpr)
+				if !ok {
+					return true
+				}
+				if isKafkaSecCall(call) {
+					kafkaSec = true
+				}
+				if envFuncs[calleeName(call)] && len(call.Args) >= 1 {
 					if k, ok := stringLit(call.Args[0]); ok {
 						p.Env[k] = true
 					}
@@ -291,7 +313,70 @@ func ReadProgram(root, dir string) (Program, error) {
 			return p, errors.New("pkg/service/consumerflags.go has no NewConsumerFlags")
 		}
 	}
+	if kafkaSec {
+		names, err := KafkaSecEnv(root)
+		if err != nil {
+			return p, err
+		}
+		for _, k := range names {
+			p.Env[k] = true
+		}
+	}
+	if p.Env["DATABASE_URL"] {
+		for _, k := range PgxEnv {
+			p.Env[k] = true
+		}
+	}
 	return p, nil
+}
+
+// isKafkaSecCall reports a call of service.KafkaSecurityFlags, or of RegisterFlags or
+// FromEnv qualified by kafkasec.
+func isKafkaSecCall(call *ast.CallExpr) bool {
+	switch fn := call.Fun.(type) {
+	case *ast.Ident:
+		return fn.Name == "KafkaSecurityFlags"
+	case *ast.SelectorExpr:
+		if fn.Sel.Name == "KafkaSecurityFlags" {
+			return true
+		}
+		x, ok := fn.X.(*ast.Ident)
+		return ok && x.Name == "kafkasec" && kafkaSecCalls[fn.Sel.Name]
+	}
+	return false
+}
+
+// KafkaSecEnv returns the variables pkg/kafkasec reads: the values of its exported
+// string constants named Env* (pkg/kafkasec/kafkasec.go under root), read from the
+// source so that a renamed or added variable is seen here at once.
+func KafkaSecEnv(root string) ([]string, error) {
+	file := filepath.Join(root, "pkg", "kafkasec", "kafkasec.go")
+	f, err := parser.ParseFile(token.NewFileSet(), file, nil, 0)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, d := range f.Decls {
+		gd, ok := d.(*ast.GenDecl)
+		if !ok || gd.Tok != token.CONST {
+			continue
+		}
+		for _, spec := range gd.Specs {
+			vs := spec.(*ast.ValueSpec)
+			for i, id := range vs.Names {
+				if !strings.HasPrefix(id.Name, "Env") || i >= len(vs.Values) {
+					continue
+				}
+				if v, ok := stringLit(vs.Values[i]); ok {
+					names = append(names, v)
+				}
+			}
+		}
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("%s declares no Env* constants", file)
+	}
+	return names, nil
 }
 
 func walkGo(dir string, visit func(*ast.File)) error {

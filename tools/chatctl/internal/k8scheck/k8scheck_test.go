@@ -577,20 +577,25 @@ func TestReadProgramFindsServiceEnv(t *testing.T) {
 	root, _ := setup(t)
 	p := readPrograms(t, root)
 	for prog, want := range map[string][]string{
-		"gateway":      {"HTTP_ADDR", "GATEWAY_ID", "KAFKA_BROKERS", "DATABASE_URL", "RATE_CONN"},
-		"persistence":  {"KAFKA_BROKERS", "DATABASE_URL", "HTTP_ADDR", "CONSUMER_GROUP", "OUTBOX_RETENTION"},
+		"gateway":      {"HTTP_ADDR", "GATEWAY_ID", "KAFKA_BROKERS", "DATABASE_URL", "RATE_CONN", "PGSSLMODE"},
+		"persistence":  {"KAFKA_BROKERS", "DATABASE_URL", "HTTP_ADDR", "CONSUMER_GROUP", "OUTBOX_RETENTION", "PGSSLROOTCERT"},
 		"fanout":       {"KAFKA_BROKERS", "HTTP_ADDR", "FANOUT_GROUP", "START_OFFSET", "PRESENCE_EXPIRY"},
-		"notification": {"KAFKA_BROKERS", "DATABASE_URL", "HTTP_ADDR", "CONSUMER_GROUP", "SMTP_HOST"},
-		"chatctl":      {"DATABASE_URL", "LOG_LEVEL", "TOPIC_PREFIX"},
+		"notification": {"KAFKA_BROKERS", "DATABASE_URL", "HTTP_ADDR", "CONSUMER_GROUP", "SMTP_HOST", "PGSSLMODE"},
+		"chatctl":      {"DATABASE_URL", "LOG_LEVEL", "TOPIC_PREFIX", "PGSSLMODE"},
 	} {
+		// Every Kafka client reads kafkasec's variables: the gateway and persistence
+		// through service.KafkaSecurityFlags, fanout and notification through
+		// service.NewConsumerFlags, chatctl through kafkasec.FromEnv.
+		want = append(want, "KAFKA_TLS_CA_FILE", "KAFKA_TLS", "KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME",
+			"KAFKA_SASL_PASSWORD", "KAFKA_SASL_PASSWORD_FILE")
 		for _, k := range want {
 			if !p[prog].Env[k] {
 				t.Errorf("%s: %s not found in its source (found %v)", prog, k, k8scheck.SortedKeys(p[prog].Env))
 			}
 		}
 	}
-	if p["fanout"].Env["DATABASE_URL"] {
-		t.Error("fanout reads DATABASE_URL?")
+	if p["fanout"].Env["DATABASE_URL"] || p["fanout"].Env["PGSSLMODE"] {
+		t.Error("fanout reads DATABASE_URL or PGSSLMODE?")
 	}
 	if p["fanout"].Defaults["HTTP_ADDR"] != ":8091" || p["gateway"].Defaults["HTTP_ADDR"] != ":8081" {
 		t.Errorf("HTTP_ADDR defaults fanout %q gateway %q", p["fanout"].Defaults["HTTP_ADDR"], p["gateway"].Defaults["HTTP_ADDR"])
