@@ -12,8 +12,10 @@ import (
 
 	"github.com/kchat/kchat/pkg/presence"
 	"github.com/kchat/kchat/pkg/service"
+	"github.com/kchat/kchat/pkg/webpush"
 	"github.com/kchat/kchat/services/notification/internal/app"
 	"github.com/kchat/kchat/services/notification/internal/email"
+	"github.com/kchat/kchat/services/notification/internal/push"
 )
 
 func main() {
@@ -32,7 +34,19 @@ func main() {
 	emailBaseURL := flag.String("email-base-url", service.Env("EMAIL_BASE_URL", ""), "where users open the web page; links in e-mails start with it (EMAIL_BASE_URL)")
 	emailKey := flag.String("email-token-key", service.Env("EMAIL_TOKEN_KEY", ""), "key signing unsubscribe links, at least 32 bytes, the gateways' too; prefer the environment (EMAIL_TOKEN_KEY)")
 	emailTimeout := flag.Duration("email-send-timeout", service.EnvDuration("EMAIL_SEND_TIMEOUT", 30*time.Second), "longest SMTP conversation of one digest (EMAIL_SEND_TIMEOUT)")
+	// Web Push: off unless the VAPID keys are given (docs/notifications.md).
+	vapidPublic := flag.String("vapid-public-key", service.Env("VAPID_PUBLIC_KEY", ""), "VAPID public key, base64url (VAPID_PUBLIC_KEY; all three VAPID settings or none; none: no push)")
+	vapidPrivate := flag.String("vapid-private-key", service.Env("VAPID_PRIVATE_KEY", ""), "VAPID private key, base64url; prefer the environment (VAPID_PRIVATE_KEY)")
+	vapidSubject := flag.String("vapid-subject", service.Env("VAPID_SUBJECT", ""), "contact for push services: mailto:<address> or an https URL (VAPID_SUBJECT)")
+	pushTTL := flag.Duration("push-ttl", service.EnvDuration("PUSH_TTL", 24*time.Hour), "how long push services keep a push for an offline device (PUSH_TTL)")
 	service.Main(f, func(ctx context.Context, logger *slog.Logger) error {
+		var pushCfg *push.Config
+		if keys := (webpush.Keys{Public: *vapidPublic, Private: *vapidPrivate, Subject: *vapidSubject}); !keys.Zero() {
+			pushCfg = &push.Config{Keys: keys, TTL: *pushTTL}
+			if err := pushCfg.Validate(); err != nil {
+				return fmt.Errorf("web push settings: %w", err)
+			}
+		}
 		var mail *email.Config
 		if *smtpHost != "" {
 			tls, err := email.ParseTLSPolicy(*smtpTLS)
@@ -60,6 +74,7 @@ func main() {
 			Migrate:        *migrate,
 			Logger:         logger,
 			Email:          mail,
+			Push:           pushCfg,
 		})
 	})
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/kchat/kchat/pkg/topics"
 	"github.com/kchat/kchat/services/notification/internal/email"
 	"github.com/kchat/kchat/services/notification/internal/handler"
+	"github.com/kchat/kchat/services/notification/internal/push"
 	"github.com/kchat/kchat/services/notification/internal/sender"
 )
 
@@ -49,6 +50,8 @@ type Config struct {
 	Sender         sender.Sender  // outside channel (default: sender.Log)
 	// Email turns e-mail digests on (nil: off). Its Logger and Metrics are filled in.
 	Email *email.Config
+	// Push turns Web Push on (nil: off). Its Logger and Metrics are filled in.
+	Push *push.Config
 }
 
 func (c *Config) setDefaults() error {
@@ -132,8 +135,19 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		// The worker reads committed notifications from PostgreSQL; the handler only
 		// wakes it, so a slow SMTP server never holds up the consumer.
-		dispatch = dispatchers{dispatcher, worker}
+		dispatch = append(dispatchers{dispatch}, worker)
 		parts = append(parts, service.Part{Name: "email digests", Run: worker.Run})
+	}
+	if cfg.Push != nil {
+		pc := *cfg.Push
+		pc.Logger, pc.Metrics = log.With("component", "push"), push.NewMetrics(cfg.Admin.Registry)
+		worker, err := push.New(pool, pc)
+		if err != nil {
+			return err
+		}
+		// Like the e-mail worker: reads committed rows, only woken by the handler.
+		dispatch = append(dispatchers{dispatch}, worker)
+		parts = append(parts, service.Part{Name: "web push", Run: worker.Run})
 	}
 	h, err := handler.New(pool, view, handler.Config{Topic: names.Of(topics.Notifications), Logger: log,
 		Metrics: handler.NewMetrics(cfg.Admin.Registry), Dispatch: dispatch})
