@@ -101,8 +101,8 @@ func TestE2E_one_trace_per_message(t *testing.T) {
 		{"read-a", "gateway", "gw-a", "process " + stored, "tx", true},
 		{"write-a", "gateway", "gw-a", "gateway socket write", "read-a", true},
 		{"notify", "notification", "", "process " + stored, "tx", true},
-		{"relay", "persistence", "", "publish " + notifs, "tx", false},
-		{"fanout", "fanout", "", "process " + notifs, "tx", false},
+		{"relay", "persistence", "", "publish " + notifs, "notify", false},
+		{"fanout", "fanout", "", "process " + notifs, "notify", false},
 		{"delivery", "gateway", "", "process " + deliveries, "fanout", false},
 	}
 

@@ -23,6 +23,7 @@ import (
 	"github.com/kchat/kchat/pkg/notifications/prefs"
 	"github.com/kchat/kchat/pkg/notifications/rules"
 	"github.com/kchat/kchat/pkg/outbox"
+	"github.com/kchat/kchat/pkg/tracing"
 )
 
 const (
@@ -143,7 +144,13 @@ func (h *Handler) decode(ms []*consumer.Message) ([]stored, error) {
 		if msg.Kind != event.KindMessage {
 			continue
 		}
-		items = append(items, stored{env: m.Event, msg: msg})
+		env := m.Event
+		// The notifications it causes (event.WithCausation) continue the message's trace
+		// from this consumer's span rather than from persistence's (tracing on only).
+		if tp := tracing.FormatTraceParent(m.Trace); tp != "" {
+			env.TraceParent = tp
+		}
+		items = append(items, stored{env: env, msg: msg})
 	}
 	return items, nil
 }
