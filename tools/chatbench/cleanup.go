@@ -244,7 +244,7 @@ func (b *Bench) scenarioOutboxCleanup(ctx context.Context, sc *report.Scenario) 
 		return err
 	}
 	defer svc.Close()
-	prod, err := producer.New(producer.Config{Brokers: b.cfg.Brokers})
+	prod, err := producer.New(producer.Config{Brokers: b.cfg.Brokers, Security: b.cfg.KafkaSecurity})
 	if err != nil {
 		return err
 	}

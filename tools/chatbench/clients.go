@@ -61,7 +61,8 @@ func (b *Bench) newClient(name, topic string) (*kafkaClient, error) {
 // reports each batch's outcome to the records' own callbacks (carried in WriterData).
 func (b *Bench) writerClient(topic string) *kafkaClient {
 	w := &kafka.Writer{
-		Addr: kafka.TCP(b.cfg.Brokers...), Topic: topic, Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll,
+		Addr: kafka.TCP(b.cfg.Brokers...), Transport: b.cfg.KafkaSecurity.RoundTripper(),
+		Topic: topic, Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll,
 		Async: true, BatchTimeout: 2 * time.Millisecond, BatchSize: 500, Compression: kafka.Lz4,
 		MaxAttempts: 10, WriteBackoffMin: 50 * time.Millisecond, WriteBackoffMax: time.Second, WriteTimeout: 10 * time.Second,
 		Completion: func(msgs []kafka.Message, err error) {
@@ -91,7 +92,7 @@ func (b *Bench) writerClient(topic string) *kafkaClient {
 // producerClient is the platform's producer (pkg/producer), queueing with Enqueue as the
 // gateway does (one produce request in flight per partition, batching meanwhile).
 func (b *Bench) producerClient(topic string) (*kafkaClient, error) {
-	p, err := producer.New(producer.Config{Brokers: b.cfg.Brokers})
+	p, err := producer.New(producer.Config{Brokers: b.cfg.Brokers, Security: b.cfg.KafkaSecurity})
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +116,11 @@ func (b *Bench) producerClient(topic string) (*kafkaClient, error) {
 // lz4, Murmur2 key partitioner) and, for the hop, consuming with a client of its own.
 func (b *Bench) franzClient(topic string) (*kafkaClient, error) {
 	var hooks franzCounter
-	fc, err := kgo.NewClient(append(franzOpts(b.cfg.Brokers, topic), kgo.WithHooks(&hooks))...)
+	opts, err := b.franzSecured(append(franzOpts(b.cfg.Brokers, topic), kgo.WithHooks(&hooks))...)
+	if err != nil {
+		return nil, err
+	}
+	fc, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -129,8 +134,12 @@ func (b *Bench) franzClient(topic string) (*kafkaClient, error) {
 			fc.Produce(ctx, r, func(_ *kgo.Record, err error) { done(err) })
 		},
 		consume: func(ctx context.Context, fn func([]byte, time.Time)) (func(), error) {
-			cc, err := kgo.NewClient(kgo.SeedBrokers(b.cfg.Brokers...), kgo.ConsumeTopics(topic),
+			opts, err := b.franzSecured(kgo.SeedBrokers(b.cfg.Brokers...), kgo.ConsumeTopics(topic),
 				kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(50*time.Millisecond), kgo.WithHooks(&hooks))
+			if err != nil {
+				return nil, err
+			}
+			cc, err := kgo.NewClient(opts...)
 			if err != nil {
 				return nil, err
 			}
@@ -217,7 +226,7 @@ func (s *readerStats) fetches() int64 {
 // wait tens of seconds for its assignment, which is not part of a hop), MinBytes 1 and
 // MaxWait 50 ms.
 func (b *Bench) kafkaGoConsume(ctx context.Context, topic string, fn func([]byte, time.Time), rs *readerStats) (func(), error) {
-	conn, err := kafka.DialContext(ctx, "tcp", b.cfg.Brokers[0])
+	conn, err := b.cfg.KafkaSecurity.Dialer(10*time.Second).DialContext(ctx, "tcp", b.cfg.Brokers[0])
 	if err != nil {
 		return nil, err
 	}
@@ -233,7 +242,7 @@ func (b *Bench) kafkaGoConsume(ctx context.Context, topic string, fn func([]byte
 	var readers []*kafka.Reader
 	for _, part := range parts {
 		r := kafka.NewReader(kafka.ReaderConfig{
-			Brokers: b.cfg.Brokers, Topic: topic, Partition: part.ID,
+			Brokers: b.cfg.Brokers, Dialer: b.cfg.KafkaSecurity.ReaderDialer(), Topic: topic, Partition: part.ID,
 			MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 50 * time.Millisecond, StartOffset: kafka.FirstOffset,
 			QueueCapacity: 1000, ReadBackoffMin: 10 * time.Millisecond, ReadBackoffMax: 250 * time.Millisecond,
 		})

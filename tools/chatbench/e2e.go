@@ -184,8 +184,12 @@ func (b *Bench) kafkaTimes(ctx context.Context, since time.Time, states map[floa
 		return nil
 	}
 	stored, deliveries := b.cfg.TopicPrefix+topics.Stored, b.cfg.TopicPrefix+topics.Deliveries
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.cfg.Brokers...), kgo.ConsumeTopics(stored, deliveries),
+	opts, err := b.franzSecured(kgo.SeedBrokers(b.cfg.Brokers...), kgo.ConsumeTopics(stored, deliveries),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AfterMilli(since.Add(-time.Second).UnixMilli())), kgo.FetchMaxWait(500*time.Millisecond))
+	if err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return err
 	}

@@ -18,7 +18,7 @@ import (
 )
 
 func (b *Bench) kafkaClient() *kafka.Client {
-	return &kafka.Client{Addr: kafka.TCP(b.cfg.Brokers...), Timeout: 30 * time.Second}
+	return &kafka.Client{Addr: kafka.TCP(b.cfg.Brokers...), Timeout: 30 * time.Second, Transport: b.cfg.KafkaSecurity.RoundTripper()}
 }
 
 // createLike creates topic name with the spec (partitions, replication, configs) that

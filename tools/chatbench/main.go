@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kchat/kchat/pkg/kafkasec"
 	"github.com/kchat/kchat/pkg/service"
 	"github.com/kchat/kchat/pkg/stacktest"
 	"github.com/kchat/kchat/tools/chatbench/internal/report"
@@ -57,7 +58,21 @@ func main() {
 		quietEach  = flag.Duration("wait-quiet-each", 90*time.Second, "before each later scenario, wait up to this long for a quiet machine (0: don't)")
 		quietLoad  = flag.Float64("quiet-load", 0, "a quiet machine has a 1-minute load average below this (default: the number of cores)")
 	)
+	kafkaSec := service.KafkaSecurityFlags()
 	flag.Parse()
+	// A malformed or inconsistent security setting stops the run here, naming the variable.
+	secCfg, err := kafkaSec.Config()
+	var sec kafkasec.Security
+	if err == nil {
+		sec, err = secCfg.Security()
+	}
+	if err == nil {
+		_, err = franzSecurity(secCfg)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chatbench:", err)
+		os.Exit(2)
+	}
 	level := slog.LevelInfo
 	if *verbose {
 		level = slog.LevelDebug
@@ -72,7 +87,7 @@ func main() {
 		Root: root, Brokers: service.SplitList(*brokers), DatabaseURL: *dbURL, TopicPrefix: *prefix,
 		Gateways: service.SplitList(*gateways), Procs: parseProcs(*procs), BinDir: *bin, Out: *out,
 		Only: service.SplitList(*only), Log: log, ExtraBatchSize: *batchSize, WaitQuiet: *quiet, WaitQuietEach: *quietEach,
-		QuietLoad: *quietLoad,
+		QuietLoad: *quietLoad, KafkaSecurity: sec, KafkaSecurityConfig: secCfg,
 	}
 	if *smoke {
 		cfg.Plan = SmokePlan()
@@ -123,10 +138,16 @@ func parseProcs(s string) map[string]int {
 
 // Config is what a run measures and where.
 type Config struct {
-	Root        string
-	Brokers     []string
-	DatabaseURL string
-	TopicPrefix string
+	Root    string
+	Brokers []string
+	// KafkaSecurity secures chatbench's kafka-go clients (TLS, SASL; the zero value is
+	// PLAINTEXT), KafkaSecurityConfig the same settings for its franz-go clients. From the
+	// kafkasec flags and variables (KAFKA_TLS_CA_FILE, KAFKA_SASL_*), as every kchat
+	// program; the persistence it starts inherits the variables, not the flags.
+	KafkaSecurity       kafkasec.Security
+	KafkaSecurityConfig kafkasec.Config
+	DatabaseURL         string
+	TopicPrefix         string
 	// Gateways are base URLs (http://host:port): A, then B.
 	Gateways []string
 	// Procs are processes sampled for CPU, by name and listening port; the gateways are

@@ -78,7 +78,7 @@ func (b *Bench) scenarioPersistence(ctx context.Context, sc *report.Scenario) er
 
 	// Pre-fill chat.submitted with n valid events and keep the rows they become.
 	topic := prefix + topics.Submitted
-	p, err := producer.New(producer.Config{Brokers: b.cfg.Brokers, BatchSize: 1000})
+	p, err := producer.New(producer.Config{Brokers: b.cfg.Brokers, BatchSize: 1000, Security: b.cfg.KafkaSecurity})
 	if err != nil {
 		return err
 	}
