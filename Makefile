@@ -85,7 +85,7 @@ fmt:
 ## Extra flags: make bench BENCH_ARGS="-only e2e,hop".
 .PHONY: bench-smoke
 bench: build
-	ulimit -n $$(ulimit -Hn); RATE_LIMITS=off $(DEVSTACK) up -services -gateways 2 && $(BIN)/chatbench $(BENCH_ARGS)
+	ulimit -n $$(ulimit -Hn); RATE_LIMITS=off $(DEVSTACK) up -services -gateways 2 $(SECURE_FLAG) && $(BIN)/chatbench $(BENCH_ARGS)
 
 ## bench-smoke: every chatbench scenario for a few seconds, end to end, against processes
 ## the test starts itself (make test runs it too, as part of tools/chatbench's tests).
