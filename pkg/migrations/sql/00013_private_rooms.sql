@@ -1,7 +1,8 @@
 -- Private rooms and invitations. A private room is invisible to non-members and is
--- entered only through an invitation the invitee accepts (or an admin adding someone,
--- recorded as an accepted invitation). An invitation row is kept once accepted: it is
--- what persistence checks a private room's join entry against when it stores it.
+-- entered only through an invitation the invitee accepts (or an admin adding someone, or
+-- creating the room, both recorded as an accepted invitation). An accepted invitation is
+-- what persistence checks a private room's join entry against when it stores it; it
+-- deletes the invitation in the same transaction, so one acceptance is one join.
 
 -- +goose Up
 ALTER TABLE rooms ADD COLUMN private boolean NOT NULL DEFAULT false;

@@ -85,7 +85,8 @@ func (s *Store) PendingInvites(ctx context.Context, userID string, now time.Time
 
 // AcceptInviteAnnounced accepts userID's invitation to roomID at now: it marks the
 // invitation accepted, adds the member and writes announce (the join event) to the
-// outbox, all in one transaction. It reports false, and writes nothing, when userID is a
+// outbox, all in one transaction. (Persistence deletes the accepted invitation when it
+// stores the join entry.) It reports false, and writes nothing, when userID is a
 // member already (a retried accept). ErrNotFound when there is no invitation usable at
 // now: none, expired, revoked, declined, or accepted by someone who has left since.
 func (s *Store) AcceptInviteAnnounced(ctx context.Context, roomID, userID string, now time.Time, announce ...outbox.Row) (bool, error) {

@@ -215,6 +215,14 @@ func (s *Store) createRoom(ctx context.Context, id, name, kind, creator string, 
 		if _, err := tx.Exec(ctx, `INSERT INTO room_members (room_id, user_id, role) VALUES ($1, $2, 'admin')`, id, creator); err != nil {
 			return fmt.Errorf("cannot insert member: %w", err)
 		}
+		if private {
+			// The creator's join entry, like every join of a private room, must match an
+			// accepted invitation when persistence stores it.
+			if _, err := tx.Exec(ctx, `INSERT INTO room_invites (room_id, user_id, invited_by, created_at, expires_at, accepted_at)
+				VALUES ($1, $2, $2, now(), now(), now())`, id, creator); err != nil {
+				return fmt.Errorf("cannot record the creator's invitation: %w", err)
+			}
+		}
 		return outbox.Insert(ctx, tx, announce...)
 	})
 }

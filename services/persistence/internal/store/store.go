@@ -135,6 +135,7 @@ type room struct {
 	readSeq int64 // last_seq as read; rooms whose lastSeq moved past it are updated
 	lastSeq int64
 	kind    string
+	private bool // entered by invitation only (private.go)
 	members []string
 }
 
@@ -350,6 +351,7 @@ type dbState struct {
 	targets   map[seqKey]*target
 	admins    map[memberKey]bool
 	reactions map[reactionKey]bool // the batch's reactions that are on
+	private   map[memberKey]privateAccess
 }
 
 // queueReads reads what the batch's events depend on (rooms, earlier client_msg_ids,
@@ -383,12 +385,12 @@ func queueReads(b *pgx.Batch, items []item) *dbState {
 	}
 
 	st := &dbState{rooms: map[string]*room{}, existing: map[msgKey]bool{}, targets: map[seqKey]*target{}, admins: map[memberKey]bool{},
-		reactions: map[reactionKey]bool{}}
+		reactions: map[reactionKey]bool{}, private: map[memberKey]privateAccess{}}
 	rooms, existing, targets, admins := st.rooms, st.existing, st.targets, st.admins
 	// FOR NO KEY UPDATE is the lock the final UPDATE takes anyway; it makes last_seq
 	// read here the value that UPDATE will overwrite.
 	b.Queue(`
-		SELECT r.id, r.last_seq, r.kind,
+		SELECT r.id, r.last_seq, r.kind, r.private,
 		       CASE WHEN r.kind = 'dm' THEN
 		           ARRAY(SELECT m.user_id FROM room_members m WHERE m.room_id = r.id ORDER BY m.user_id)
 		       END
@@ -396,7 +398,7 @@ func queueReads(b *pgx.Batch, items []item) *dbState {
 		FOR NO KEY UPDATE OF r`, roomIDs).
 		Query(func(rows pgx.Rows) error {
 			var r room
-			_, err := pgx.ForEachRow(rows, []any{&r.id, &r.readSeq, &r.kind, &r.members}, func() error {
+			_, err := pgx.ForEachRow(rows, []any{&r.id, &r.readSeq, &r.kind, &r.private, &r.members}, func() error {
 				rr := r
 				rr.lastSeq = rr.readSeq
 				rr.members = slices.Clone(r.members) // the scan may reuse the slice
@@ -479,6 +481,7 @@ func queueReads(b *pgx.Batch, items []item) *dbState {
 				return err
 			})
 	}
+	queuePrivateReads(b, items, st)
 	return st
 }
 
@@ -509,6 +512,9 @@ func (s *Store) planOne(w *writes, it item, st *dbState) error {
 	r, ok := w.rooms[it.room]
 	if !ok {
 		return consumer.Permanent(fmt.Errorf("event %s: room %q: %w", it.env.ID, it.room, ErrUnknownRoom))
+	}
+	if err := checkPrivate(w, it, r, st); err != nil {
+		return err
 	}
 	row := messageRow{room: it.room, eventID: it.env.ID}
 	switch {
@@ -657,6 +663,9 @@ type writes struct {
 	// entry stored).
 	alreadyDeleted int
 	unchanged      int // reaction toggles to the state the reaction was in (no entry)
+	// joined are the private rooms' joins stored, whose accepted invitations the batch
+	// deletes (private.go).
+	joined []memberKey
 }
 
 // addOutbox writes the message.stored of row, caused by cause; traceParent, if set,
@@ -757,6 +766,7 @@ func (w *writes) write(ctx context.Context, tx pgx.Tx) error {
 			b.Queue(`DELETE FROM reactions WHERE room_id = $1 AND target_seq = $2`, u.room, u.targetSeq)
 		}
 	}
+	queueInvitesUsed(b, w.joined)
 	var ids []string
 	var last []int64
 	for _, r := range sortedRooms(w.rooms) {
