@@ -1,5 +1,6 @@
 // Command devstack runs the local platform without Docker: `up [-services] [-gateways N]
-// [-secure]`, `down`, `status`, `logs`, `kill-broker N`, `start-broker N`, `reset-kafka`.
+// [-secure] [-tracing]`, `down`, `status`, `logs`, `kill-broker N`, `start-broker N`, `reset-kafka`,
+// `install-jaeger` (builds the trace backend into .cache/bin if missing; make test runs it).
 // See README.md, "Local stack", and docs/operations.md, "Kafka security" for -secure.
 package main
 
@@ -11,7 +12,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
+
+	"github.com/kchat/kchat/pkg/localstack"
 )
 
 func main() {
@@ -27,7 +31,7 @@ func main() {
 	}
 }
 
-var errUsage = errors.New("usage: devstack [-root DIR] up [-services] [-gateways N] [-secure] [-tracing]|down|status|logs [NAME]|kill-broker N|start-broker N|reset-kafka")
+var errUsage = errors.New("usage: devstack [-root DIR] up [-services] [-gateways N] [-secure] [-tracing]|down|status|logs [NAME]|kill-broker N|start-broker N|reset-kafka|install-jaeger")
 
 func run(ctx context.Context, args []string, logger *slog.Logger) error {
 	fs := flag.NewFlagSet("devstack", flag.ContinueOnError)
@@ -52,6 +56,14 @@ func run(ctx context.Context, args []string, logger *slog.Logger) error {
 		return m.status(ctx)
 	case "logs":
 		return m.logs(rest)
+	case "install-jaeger":
+		// make test runs it first, so that the tracing test does not spend its package's
+		// timeout building Jaeger on a fresh machine.
+		bin, err := localstack.InstallJaeger(ctx, m.root, filepath.Join(m.root, ".cache"), logger)
+		if err == nil {
+			fmt.Println(bin)
+		}
+		return err
 	case "reset-kafka":
 		// The way between a PLAINTEXT and a secured stack: a cluster is formatted for one.
 		return m.stack.ResetKafka()
