@@ -2,6 +2,7 @@ package event
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -62,6 +63,25 @@ type MessageSubmitted struct {
 	Emoji       string    `json:"emoji,omitempty"`
 	On          bool      `json:"on,omitempty"`
 	SubmittedAt time.Time `json:"submitted_at"`
+	// Attachments are upload ids (POST /api/rooms/{id}/uploads) the message carries, kind
+	// message only, at most MaxAttachments; persistence links them to the message in the
+	// transaction that stores it, after checking they are the sender's uploads to this
+	// room and not attached yet.
+	Attachments []string `json:"attachments,omitempty"`
+}
+
+// MaxAttachments bounds the attachments of one message.
+const MaxAttachments = 10
+
+// Attachment describes a file a stored message carries, as persistence linked it.
+type Attachment struct {
+	ID          string `json:"id"`
+	Filename    string `json:"filename"`
+	ContentType string `json:"content_type"` // sniffed from the content by the gateway
+	Size        int64  `json:"size"`
+	Width       int    `json:"width,omitempty"`     // images only
+	Height      int    `json:"height,omitempty"`    // images only
+	Thumbnail   bool   `json:"thumbnail,omitempty"` // a thumbnail can be downloaded
 }
 
 func (MessageSubmitted) EventType() string      { return TypeMessageSubmitted }
@@ -77,6 +97,7 @@ func (m MessageSubmitted) Validate() error {
 		textFor(m.Kind, m.Text),
 		targetFor(m.Kind, m.TargetSeq),
 		emojiFor(m.Kind, m.Emoji),
+		attachmentsFor(m.Kind, m.Attachments),
 		requiredTime("submitted_at", m.SubmittedAt),
 	)
 }
@@ -124,6 +145,8 @@ type MessageStored struct {
 	Members     []string  `json:"members,omitempty"` // set for DMs so fan-out needs no lookup
 	SentAt      time.Time `json:"sent_at"`
 	StoredAt    time.Time `json:"stored_at"`
+	// Attachments are the files a message carries (kind message only).
+	Attachments []Attachment `json:"attachments,omitempty"`
 }
 
 func (MessageStored) EventType() string      { return TypeMessageStored }
@@ -334,6 +357,25 @@ func targetFor(kind string, target int64) error {
 func emojiFor(kind, emoji string) error {
 	if kind == KindReaction && emoji == "" {
 		return fieldErr("emoji", "is required for kind "+kind)
+	}
+	return nil
+}
+
+// attachmentsFor allows up to MaxAttachments distinct, non-empty upload ids on a message.
+func attachmentsFor(kind string, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if kind != KindMessage {
+		return fieldErr("attachments", "is allowed for kind message only")
+	}
+	if len(ids) > MaxAttachments {
+		return fieldErr("attachments", "must not hold more than "+strconv.Itoa(MaxAttachments)+" ids")
+	}
+	for i, id := range ids {
+		if id == "" || slices.Contains(ids[:i], id) {
+			return fieldErr("attachments", "must hold distinct, non-empty ids")
+		}
 	}
 	return nil
 }

@@ -75,6 +75,7 @@ func TestInvalidTestdata(t *testing.T) {
 		"missing-data":           {err: ErrInvalid, field: "data"},
 		"edit-without-target":    {err: ErrInvalid, field: "data.target_seq"},
 		"reaction-without-emoji": {err: ErrInvalid, field: "data.emoji"},
+		"attachments-duplicated": {err: ErrInvalid, field: "data.attachments"},
 		"bad-enum":               {err: ErrInvalid, field: "data.status"},
 		"dm-without-members":     {err: ErrInvalid, field: "data.members"},
 	}
