@@ -44,6 +44,7 @@ func main() {
 	presenceInterval := flag.Duration("presence-interval", service.EnvDuration("PRESENCE_INTERVAL", 10*time.Second), "heartbeat interval on chat.presence (PRESENCE_INTERVAL)")
 	presenceExpiry := flag.Duration("presence-expiry", service.EnvDuration("PRESENCE_EXPIRY", presence.DefaultExpiry), "a gateway without a heartbeat for this long is dead and its users offline (PRESENCE_EXPIRY)")
 	pending := flag.Int("pending-notifications", service.EnvInt("PENDING_NOTIFICATIONS", 50), "most unread notifications sent at hello (PENDING_NOTIFICATIONS)")
+	vapidKey := flag.String("vapid-public-key", service.Env("VAPID_PUBLIC_KEY", ""), "Web Push VAPID public key, base64url, the notification service's (VAPID_PUBLIC_KEY; empty: push off)")
 	emailKey := flag.String("email-token-key", service.Env("EMAIL_TOKEN_KEY", ""), "key verifying e-mail unsubscribe links, at least 32 bytes, the notification service's too; prefer the environment (EMAIL_TOKEN_KEY; empty: links answer 503)")
 	tlsCert := flag.String("tls-cert-file", service.Env("TLS_CERT_FILE", ""), "PEM certificate (chain) to serve HTTPS and WSS with; re-read when it changes (TLS_CERT_FILE; empty: plain HTTP)")
 	tlsKey := flag.String("tls-key-file", service.Env("TLS_KEY_FILE", ""), "PEM private key of -tls-cert-file (TLS_KEY_FILE)")
@@ -90,7 +91,7 @@ func main() {
 		IdleTimeout: *idle, PingInterval: *ping, WriteTimeout: *writeTimeout, SessionTTL: *sessionTTL, ReconnectTTL: *reconnectTTL,
 		UserRate: rates["rate-user"], LoginAccountRate: rates["login-rate-account"], LoginAddrRate: rates["login-rate-addr"],
 		TrustProxyHeader: *trustProxy, PresenceInterval: *presenceInterval, PresenceExpiry: *presenceExpiry,
-		EmailTokenKey: []byte(*emailKey), TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, HSTSMaxAge: *hsts,
+		EmailTokenKey: []byte(*emailKey), VAPIDPublicKey: *vapidKey, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, HSTSMaxAge: *hsts,
 		InviteTTL: *inviteTTL,
 	}
 	cfg.Hub.CatchUpTimeout = *catchUp

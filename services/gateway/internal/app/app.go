@@ -78,6 +78,10 @@ type Config struct {
 	// EmailTokenKey verifies the unsubscribe links of e-mail digests; the notification
 	// service signs them with the same key. Empty: the links answer 503.
 	EmailTokenKey []byte
+	// VAPIDPublicKey is the Web Push application server key (base64url) browsers
+	// subscribe with; the notification service signs with its private half. Empty: push
+	// is off and its endpoints answer 503. A malformed key fails New.
+	VAPIDPublicKey string
 	// TLSCertFile and TLSKeyFile, both set, make the gateway serve HTTPS and WSS itself;
 	// the files are re-read when they change. Empty: plain HTTP (behind a proxy that
 	// terminates TLS).
@@ -174,6 +178,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		pool.Close()
 		return nil, err
 	}
+	pushSubs, err := chat.NewPush(pool, cfg.VAPIDPublicKey, log)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
 	userLimiter := ratelimit.NewKeyed(cfg.UserRate)
 	loginAccount, loginAddr := ratelimit.NewKeyed(cfg.LoginAccountRate), ratelimit.NewKeyed(cfg.LoginAddrRate)
 	hcfg := cfg.Hub
@@ -217,6 +226,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	rest.Register(e)
 	rest.RegisterEmail(e, emailSettings)
 	rest.RegisterPrefs(e, notifPrefs)
+	rest.RegisterPush(e, pushSubs)
 	e.GET("/ws", echo.WrapHandler(ws))
 	adminH := echo.WrapHandler(admin.Handler())
 	e.GET("/healthz", adminH)

@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/kchat/kchat/pkg/stacktest"
+	"github.com/kchat/kchat/pkg/webpush"
 	"github.com/kchat/kchat/services/gateway/internal/app"
 	"github.com/kchat/kchat/services/gateway/internal/gwtest"
 )
@@ -56,8 +57,16 @@ type authzFixture struct {
 
 func newAuthzFixture(t *testing.T) *authzFixture {
 	t.Helper()
-	// With an unsubscribe key, so that the e-mail link answers for its token, not 503.
-	h := start(t, func(c *app.Config) { c.EmailTokenKey = []byte(strings.Repeat("k", 32)) })
+	// With an unsubscribe key, so that the e-mail link answers for its token, not 503;
+	// with a VAPID key, so that the push routes answer rather than 503.
+	vapid, err := webpush.GenerateKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := start(t, func(c *app.Config) {
+		c.EmailTokenKey = []byte(strings.Repeat("k", 32))
+		c.VAPIDPublicKey = vapid.Public
+	})
 	fx := &authzFixture{h: h, accs: map[actor]gwtest.Account{}}
 	for _, a := range []actor{member, nonMember, admin, peer, invited, exMember} {
 		fx.accs[a] = gwtest.NewAccount(t, h.base, strings.ReplaceAll(string(a), "-", "_"))
@@ -285,6 +294,18 @@ func restCases() []restCase {
 			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
 			private: privateAnswers(ok200, ok200),
 			dm:      map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
+		// Push: the VAPID public key is public; subscriptions are per user (the same
+		// endpoint again replaces, so a fresh one per call).
+		{method: "GET", path: "/api/push/vapid-public-key",
+			public: map[actor]expect{anon: ok200, wrongKind: ok200, member: ok200, nonMember: ok200}},
+		{method: "POST", path: "/api/me/push-subscriptions", body: func(fx *authzFixture, a actor) any {
+			k, _ := webpush.GenerateKeys()
+			return map[string]any{"endpoint": fmt.Sprintf("https://push.example.com/authz/%s-%d", a, fx.users.Add(1)),
+				"keys": map[string]string{"p256dh": k.Public, "auth": "AAAAAAAAAAAAAAAAAAAAAA"}}
+		}, public: everyone(ok200)},
+		{method: "DELETE", path: "/api/me/push-subscriptions", body: func(*authzFixture, actor) any {
+			return map[string]string{"endpoint": "https://push.example.com/authz/none"}
+		}, public: everyone(ok200)},
 		{method: "POST", path: "/api/dms/{username}", public: everyone(ok200)},
 		{method: "GET", path: "/api/users", public: everyone(ok200)},
 		{method: "GET", path: "/api/stats", public: everyone(ok200)},

@@ -76,6 +76,7 @@ func commands() []command {
 		{"dlq", "list|replay: dead letters in chat.dlq, and producing them again to their original topic", runDLQ},
 		{"replay", "print (or re-emit) one room's stored events from an offset or a time", runReplay},
 		{"rebuild", "notifications: rebuild the notifications read model from chat.stored and compare it with the live table", runRebuild},
+		{"vapid-keys", "print a new Web Push VAPID key pair (VAPID_PUBLIC_KEY, VAPID_PRIVATE_KEY, VAPID_SUBJECT)", runVapidKeys},
 	}
 }
 
