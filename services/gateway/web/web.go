@@ -22,6 +22,9 @@ var files = map[string]string{
 	"/index.html": "index.html",
 	"/app.js":     "app.js",
 	"/style.css":  "style.css",
+	"/prefs.js":   "prefs.js",
+	// The service worker of Web Push; served from the root so that its scope is the page.
+	"/sw.js": "sw.js",
 }
 
 // csp allows nothing but the page's own files. connect-src also lists http(s) and ws(s)
