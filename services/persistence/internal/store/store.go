@@ -352,6 +352,8 @@ type dbState struct {
 	admins    map[memberKey]bool
 	reactions map[reactionKey]bool // the batch's reactions that are on
 	private   map[memberKey]privateAccess
+	// attachments are the uploads the batch's messages name, by id (attachments.go).
+	attachments map[string]*attachmentRow
 }
 
 // queueReads reads what the batch's events depend on (rooms, earlier client_msg_ids,
@@ -385,7 +387,7 @@ func queueReads(b *pgx.Batch, items []item) *dbState {
 	}
 
 	st := &dbState{rooms: map[string]*room{}, existing: map[msgKey]bool{}, targets: map[seqKey]*target{}, admins: map[memberKey]bool{},
-		reactions: map[reactionKey]bool{}, private: map[memberKey]privateAccess{}}
+		reactions: map[reactionKey]bool{}, private: map[memberKey]privateAccess{}, attachments: map[string]*attachmentRow{}}
 	rooms, existing, targets, admins := st.rooms, st.existing, st.targets, st.admins
 	// FOR NO KEY UPDATE is the lock the final UPDATE takes anyway; it makes last_seq
 	// read here the value that UPDATE will overwrite.
@@ -482,6 +484,7 @@ func queueReads(b *pgx.Batch, items []item) *dbState {
 			})
 	}
 	queuePrivateReads(b, items, st)
+	queueAttachmentReads(b, items, st)
 	return st
 }
 
@@ -545,6 +548,11 @@ func (s *Store) planOne(w *writes, it item, st *dbState) error {
 				return consumer.Permanent(fmt.Errorf("event %s: %s of %s/%d: %w", it.env.ID, sub.Kind, it.room, sub.TargetSeq, err))
 			}
 		}
+		atts, err := checkAttachments(it, st)
+		if err != nil {
+			return err
+		}
+		row.attachments = atts
 		existing[k] = true
 		row.kind, row.sender, row.senderName = sub.Kind, sub.Sender, sub.SenderName
 		row.clientMsgID, row.text, row.targetSeq = &sub.ClientMsgID, sub.Text, sub.TargetSeq
@@ -641,6 +649,7 @@ type messageRow struct {
 	sentAt      time.Time
 	emoji       string // reaction entries
 	on          bool   // reaction entries
+	attachments []event.Attachment
 }
 
 // writes collects a batch's rows so that they go to the database together.
@@ -672,19 +681,20 @@ type writes struct {
 // replaces the trace position cause had (the transaction's span continues it).
 func (w *writes) addOutbox(cfg Config, cause event.Envelope, traceParent string, r *room, row messageRow) error {
 	p := event.MessageStored{
-		RoomID:     row.room,
-		Seq:        row.seq,
-		Kind:       row.kind,
-		MessageID:  row.eventID,
-		Sender:     row.sender,
-		SenderName: row.senderName,
-		Text:       row.text,
-		TargetSeq:  row.targetSeq,
-		Emoji:      row.emoji,
-		On:         row.on,
-		RoomKind:   r.kind,
-		SentAt:     row.sentAt,
-		StoredAt:   w.storedAt,
+		RoomID:      row.room,
+		Seq:         row.seq,
+		Kind:        row.kind,
+		MessageID:   row.eventID,
+		Sender:      row.sender,
+		SenderName:  row.senderName,
+		Text:        row.text,
+		TargetSeq:   row.targetSeq,
+		Emoji:       row.emoji,
+		On:          row.on,
+		RoomKind:    r.kind,
+		SentAt:      row.sentAt,
+		StoredAt:    w.storedAt,
+		Attachments: row.attachments,
 	}
 	if row.clientMsgID != nil {
 		p.ClientMsgID = *row.clientMsgID
@@ -767,6 +777,7 @@ func (w *writes) write(ctx context.Context, tx pgx.Tx) error {
 		}
 	}
 	queueInvitesUsed(b, w.joined)
+	queueAttachmentWrites(b, w)
 	var ids []string
 	var last []int64
 	for _, r := range sortedRooms(w.rooms) {
