@@ -66,7 +66,7 @@ type Settings struct {
 // exported, and the sampler. A malformed or unsupported value is an error naming the
 // variable: the program should stop rather than run without the traces it was asked for.
 func FromEnv() (Settings, error) {
-	if v := os.Getenv("OTEL_SDK_DISABLED"); v != "" {
+	if v := os.Getenv(EnvSDKDisabled); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
 			return Settings{}, fmt.Errorf("OTEL_SDK_DISABLED=%q: want true or false", v)
@@ -75,14 +75,14 @@ func FromEnv() (Settings, error) {
 			return Settings{}, nil
 		}
 	}
-	switch v := os.Getenv("OTEL_TRACES_EXPORTER"); v {
+	switch v := os.Getenv(EnvTracesExporter); v {
 	case "", "otlp":
 	case "none":
 		return Settings{}, nil
 	default:
 		return Settings{}, fmt.Errorf("OTEL_TRACES_EXPORTER=%q: only otlp (or none) is supported", v)
 	}
-	for _, name := range []string{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"} {
+	for _, name := range []string{EnvTracesProtocol, EnvProtocol} {
 		if v := os.Getenv(name); v != "" {
 			if v != "http/protobuf" {
 				return Settings{}, fmt.Errorf("%s=%q: only http/protobuf is built in (OTLP over HTTP, port 4318)", name, v)
@@ -90,14 +90,14 @@ func FromEnv() (Settings, error) {
 			break
 		}
 	}
-	if err := checkSampler(os.Getenv("OTEL_TRACES_SAMPLER"), os.Getenv("OTEL_TRACES_SAMPLER_ARG")); err != nil {
+	if err := checkSampler(os.Getenv(EnvSampler), os.Getenv(EnvSamplerArg)); err != nil {
 		return Settings{}, err
 	}
-	s := Settings{Endpoint: os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), Traces: true}
-	name := "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+	s := Settings{Endpoint: os.Getenv(EnvTracesEndpoint), Traces: true}
+	name := EnvTracesEndpoint
 	if s.Endpoint == "" {
-		s = Settings{Endpoint: os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")}
-		name = "OTEL_EXPORTER_OTLP_ENDPOINT"
+		s = Settings{Endpoint: os.Getenv(EnvEndpoint)}
+		name = EnvEndpoint
 	}
 	if s.Endpoint == "" {
 		return Settings{}, nil

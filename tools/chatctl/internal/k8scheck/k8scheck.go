@@ -237,14 +237,15 @@ var PgxEnv = []string{"PGSSLMODE", "PGSSLROOTCERT"}
 // for service.NewConsumerFlags(name, httpAddr, groupEnv) the names that function itself
 // reads (from pkg/service/consumerflags.go under root) plus groupEnv; kafkasec's
 // variables (KafkaSecEnv) when the program or NewConsumerFlags makes one of the
-// kafkaSecCalls; and PgxEnv when it reads DATABASE_URL. A name built at run time would be
+// kafkaSecCalls; tracing's (TracingEnv) when it calls StartTracing, itself or through
+// service.Main; and PgxEnv when it reads DATABASE_URL. A name built at run time would be
 // missed; kchat's programs have none.
 //
 // composecheck keeps the same knowledge as a hand-written table in its test file (not
 // importable); reading the source instead keeps this check from going stale.
 func ReadProgram(root, dir string) (Program, error) {
 	p := Program{Env: map[string]bool{}, Defaults: map[string]string{}}
-	consumerFlags, kafkaSec := false, false
+	consumerFlags, kafkaSec, tracing, serviceMain := false, false, false, false
 	err := walkGo(dir, func(f *ast.File) {
 		ast.Inspect(f, func(n ast.Node) bool {
 			call, ok := n.(*ast.CallExpr)
@@ -264,6 +265,10 @@ func ReadProgram(root, dir string) (Program, error) {
 				}
 			case isKafkaSecCall(call):
 				kafkaSec = true
+			case name == "StartTracing":
+				tracing = true
+			case isServiceMain(call):
+				serviceMain = true
 			case name == "NewConsumerFlags" && len(call.Args) == 3:
 				consumerFlags = true
 				if addr, ok := stringLit(call.Args[1]); ok {
@@ -313,6 +318,21 @@ func ReadProgram(root, dir string) (Program, error) {
 			return p, errors.New("pkg/service/consumerflags.go has no NewConsumerFlags")
 		}
 	}
+	if serviceMain && !tracing {
+		// service.Main's own calls: does it start tracing (pkg/service/consumerflags.go)?
+		if tracing, err = funcCalls(filepath.Join(root, "pkg", "service", "consumerflags.go"), "Main", "StartTracing"); err != nil {
+			return p, err
+		}
+	}
+	if tracing {
+		names, err := TracingEnv(root)
+		if err != nil {
+			return p, err
+		}
+		for _, k := range names {
+			p.Env[k] = true
+		}
+	}
 	if kafkaSec {
 		names, err := KafkaSecEnv(root)
 		if err != nil {
@@ -346,11 +366,54 @@ func isKafkaSecCall(call *ast.CallExpr) bool {
 	return false
 }
 
+// isServiceMain reports a call of service.Main, which runs a consumer service.
+func isServiceMain(call *ast.CallExpr) bool {
+	fn, ok := call.Fun.(*ast.SelectorExpr)
+	if !ok || fn.Sel.Name != "Main" {
+		return false
+	}
+	x, ok := fn.X.(*ast.Ident)
+	return ok && x.Name == "service"
+}
+
+// funcCalls reports whether the function fn declared in file calls callee.
+func funcCalls(file, fn, callee string) (bool, error) {
+	f, err := parser.ParseFile(token.NewFileSet(), file, nil, 0)
+	if err != nil {
+		return false, err
+	}
+	for _, d := range f.Decls {
+		fd, ok := d.(*ast.FuncDecl)
+		if !ok || fd.Name.Name != fn {
+			continue
+		}
+		found := false
+		ast.Inspect(fd, func(n ast.Node) bool {
+			if call, ok := n.(*ast.CallExpr); ok && calleeName(call) == callee {
+				found = true
+			}
+			return !found
+		})
+		return found, nil
+	}
+	return false, fmt.Errorf("%s has no func %s", file, fn)
+}
+
 // KafkaSecEnv returns the variables pkg/kafkasec reads: the values of its exported
 // string constants named Env* (pkg/kafkasec/kafkasec.go under root), read from the
 // source so that a renamed or added variable is seen here at once.
 func KafkaSecEnv(root string) ([]string, error) {
-	file := filepath.Join(root, "pkg", "kafkasec", "kafkasec.go")
+	return envConstants(filepath.Join(root, "pkg", "kafkasec", "kafkasec.go"))
+}
+
+// TracingEnv returns the OTEL_* variables pkg/tracing (and the OpenTelemetry SDK under
+// it) reads: its Env* constants (pkg/tracing/env.go under root).
+func TracingEnv(root string) ([]string, error) {
+	return envConstants(filepath.Join(root, "pkg", "tracing", "env.go"))
+}
+
+// envConstants returns the values of the string constants named Env* declared in file.
+func envConstants(file string) ([]string, error) {
 	f, err := parser.ParseFile(token.NewFileSet(), file, nil, 0)
 	if err != nil {
 		return nil, err

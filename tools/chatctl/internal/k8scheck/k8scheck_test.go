@@ -588,6 +588,11 @@ func TestReadProgramFindsServiceEnv(t *testing.T) {
 		// service.NewConsumerFlags, chatctl through kafkasec.FromEnv.
 		want = append(want, "KAFKA_TLS_CA_FILE", "KAFKA_TLS", "KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME",
 			"KAFKA_SASL_PASSWORD", "KAFKA_SASL_PASSWORD_FILE")
+		// Every service reads pkg/tracing's OTEL_* variables: the gateway and persistence
+		// through service.StartTracing, fanout and notification through service.Main.
+		if prog != "chatctl" {
+			want = append(want, "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME", "OTEL_TRACES_SAMPLER")
+		}
 		for _, k := range want {
 			if !p[prog].Env[k] {
 				t.Errorf("%s: %s not found in its source (found %v)", prog, k, k8scheck.SortedKeys(p[prog].Env))
@@ -596,6 +601,9 @@ func TestReadProgramFindsServiceEnv(t *testing.T) {
 	}
 	if p["fanout"].Env["DATABASE_URL"] || p["fanout"].Env["PGSSLMODE"] {
 		t.Error("fanout reads DATABASE_URL or PGSSLMODE?")
+	}
+	if p["chatctl"].Env["OTEL_EXPORTER_OTLP_ENDPOINT"] {
+		t.Error("chatctl does not trace, yet reads OTEL_EXPORTER_OTLP_ENDPOINT?")
 	}
 	if p["fanout"].Defaults["HTTP_ADDR"] != ":8091" || p["gateway"].Defaults["HTTP_ADDR"] != ":8081" {
 		t.Errorf("HTTP_ADDR defaults fanout %q gateway %q", p["fanout"].Defaults["HTTP_ADDR"], p["gateway"].Defaults["HTTP_ADDR"])
