@@ -178,6 +178,30 @@ test('two people on two gateways: order, history, XSS, fail-over', { timeout: 24
   await a.locator('#room-list button', { hasText: '#' + roomID }).first().click();
   await waitForTexts(a, said, 'back in the first room');
 
+  // A private room: ann creates it with the box checked and invites ben, who finds the
+  // invitation after a reload and accepts it; then both talk in it.
+  const secret = roomID + '-p';
+  await a.locator('#join-private').check();
+  await join(a, secret);
+  await a.locator('#join-private').uncheck();
+  await a.locator('#room-list button', { hasText: '#' + secret + ' 🔒' }).waitFor({ timeout: WAIT });
+  await a.getByLabel('Invite to this private room (username)').fill(ben);
+  await a.locator('#invite-form').getByRole('button', { name: 'Invite' }).click();
+  await a.locator('#banner-text', { hasText: 'Invited ' + ben }).waitFor({ timeout: WAIT });
+  await b.reload();
+  await b.locator('#conn-status[data-state="online"]').waitFor({ timeout: WAIT });
+  await b.locator('#invite-list li', { hasText: '#' + secret + ' from ' + ann }).getByRole('button', { name: 'Accept' }).click();
+  await b.locator('#room-title').filter({ hasText: '#' + secret }).waitFor({ timeout: WAIT });
+  await say(b, 'inside the private room');
+  await waitForTexts(a, ['inside the private room'], 'private room on A');
+  await waitForTexts(b, ['inside the private room'], 'private room on B');
+  await shot(a, 'private.png');
+  await a.locator('#room-list button', { hasText: '#' + roomID }).first().click();
+  await waitForTexts(a, said, 'ann back in the first room');
+  await b.locator('#room-list button', { hasText: '#' + roomID }).first().click();
+  await loadAllHistory(b); // the reload left only the newest page loaded
+  await waitForTexts(b, said, 'ben back in the first room after the private one');
+
   // Search: an edited message is found by its new words; markup in a message comes back
   // as text (the match marked, nothing run); a hit opens the room it is in.
   const search = async (p, q, n) => {

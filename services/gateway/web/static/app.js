@@ -128,9 +128,9 @@
 
   // api calls the page's own gateway first, then the others (which only works where they
   // allow this origin; WebSocket has no such restriction).
-  async function api(method, path, body, token) {
+  async function api(method, path, body, token, bases = gateways) {
     let lastErr = null;
-    for (const base of gateways) {
+    for (const base of bases) {
       let res;
       try {
         res = await fetch(base + path, {
@@ -215,6 +215,7 @@
       ws.close(1000);
     }
     clearTimeout(S.timer);
+    clearTimeout(S.invitesTimer);
     clearInterval(S.countdown);
     S.session = null;
     S.connected = false;
@@ -492,7 +493,8 @@
     const mine = new Set();
     for (const info of f.mine || []) {
       const r = room(info.id);
-      Object.assign(r, { name: info.name || info.id, kind: info.kind, members: info.members || [], mine: true });
+      Object.assign(r, { name: info.name || info.id, kind: info.kind, members: info.members || [], mine: true,
+        private: !!info.private, role: info.role || '' });
       r.lastSeq = Math.max(r.lastSeq, info.last_seq);
       mine.add(info.id);
       const read = readMark(info.id);
@@ -513,6 +515,60 @@
       if (saved && mine.has(saved)) selectRoom(saved, false);
     }
     renderRooms();
+    updateInviteForm();
+    refreshInvites();
+  }
+
+  // ---- private rooms: my pending invitations, and inviting to a room I administer ------
+
+  async function refreshInvites() {
+    clearTimeout(S.invitesTimer);
+    S.invitesTimer = setTimeout(refreshInvites, 30000);
+    let f;
+    // From the page's own gateway only: the others are other origins, which the gateways
+    // do not open to pages (no CORS), and the list can wait for the next refresh.
+    try { f = await api('GET', '/api/me/invites', null, S.session.token, gateways.slice(0, 1)); } catch (e) { return; }
+    const list = $('invite-list');
+    list.replaceChildren();
+    for (const inv of f.invites || []) {
+      const li = document.createElement('li');
+      li.className = 'invite';
+      const name = document.createElement('span');
+      name.textContent = '🔒 #' + inv.room + ' from ' + inv.invited_by;
+      const accept = document.createElement('button');
+      accept.type = 'button';
+      accept.textContent = 'Accept';
+      accept.onclick = () => answerInvite(inv.room, 'accept');
+      const decline = document.createElement('button');
+      decline.type = 'button';
+      decline.className = 'secondary';
+      decline.textContent = 'Decline';
+      decline.onclick = () => answerInvite(inv.room, 'decline');
+      li.append(name, accept, decline);
+      list.append(li);
+    }
+    $('invites-h').hidden = !list.children.length;
+  }
+
+  async function answerInvite(id, answer) {
+    try {
+      await api('POST', '/api/me/invites/' + encodeURIComponent(id) + '/' + answer, null, S.session.token);
+      if (answer === 'accept') {
+        // Over this connection too, so that it follows the room at once (the accept may
+        // have been served by another gateway); joining a room one is in is harmless.
+        await request({ type: 'join', room: id });
+        room(id).mine = true;
+        selectRoom(id);
+      }
+    } catch (e) {
+      banner('Cannot ' + answer + ' the invitation to #' + id + ': ' + e.message);
+    }
+    refreshRooms();
+  }
+
+  function updateInviteForm() {
+    const r = S.current ? room(S.current) : null;
+    $('invite-form').hidden = !(r && r.private && r.role === 'admin');
   }
 
   async function refreshUsers() {
@@ -559,7 +615,7 @@
       b.type = 'button';
       b.dataset.room = r.id;
       const name = document.createElement('span');
-      name.textContent = label(r);
+      name.textContent = label(r) + (r.private ? ' 🔒' : '');
       b.append(name);
       if (r.unread > 0) {
         const badge = document.createElement('span');
@@ -611,7 +667,7 @@
     } catch (e) {
       if (e.code !== 'not_found') { banner('Cannot join #' + id + ': ' + e.message); return false; }
       try {
-        await api('POST', '/api/rooms', { id }, S.session.token);
+        await api('POST', '/api/rooms', { id, private: $('join-private').checked }, S.session.token);
       } catch (e2) {
         if (e2.code !== 'conflict') { banner('Cannot create #' + id + ': ' + e2.message); return false; }
       }
@@ -651,6 +707,7 @@
     $('nav-toggle').setAttribute('aria-expanded', 'false');
     updateComposer();
     renderRooms();
+    updateInviteForm();
     if (focus && r) $('composer-text').focus();
   }
 
@@ -1054,6 +1111,18 @@
     $('join-form').addEventListener('submit', async (ev) => {
       ev.preventDefault();
       if (await joinRoom($('join-room').value)) $('join-room').value = '';
+    });
+    $('invite-form').addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const who = $('invite-user').value.trim().replace(/^@/, '');
+      if (!who || !S.current) return;
+      try {
+        await api('POST', '/api/rooms/' + encodeURIComponent(S.current) + '/invites', { username: who }, S.session.token);
+        $('invite-user').value = '';
+        banner('Invited ' + who + ' to ' + label(room(S.current)), 'ok');
+      } catch (e) {
+        banner('Cannot invite ' + who + ': ' + e.message);
+      }
     });
     $('search-form').addEventListener('submit', (ev) => { ev.preventDefault(); runSearch(false); });
     $('search-more').addEventListener('click', () => runSearch(true));
