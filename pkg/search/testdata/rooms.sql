@@ -1,5 +1,5 @@
 -- Who is where, for search_test.go. ann is in general, her DM with bob and the private
--- room "plans"; she left "old" (her room_members row is gone, as POST .../leave leaves
+-- room "plans" (with cat); she left "old" (her room_members row is gone, as POST .../leave leaves
 -- it); bob and cat have a DM of their own; "random" has only bob.
 INSERT INTO users (id, username, password_hash) VALUES
     ('u-ann', 'ann', 'x'), ('u-bob', 'bob', 'x'), ('u-cat', 'cat', 'x');
@@ -23,3 +23,4 @@ INSERT INTO messages (room_id, seq, event_id, kind, sender, sender_name, text, s
     ('dm:u-ann:u-bob', 1, 'e-d1', 'message', 'u-bob', 'bob', 'zebra between ann and bob', '2026-01-05T10:00:00Z'),
     ('dm:u-bob:u-cat', 1, 'e-d2', 'message', 'u-bob', 'bob', 'zebra between bob and cat', '2026-01-06T10:00:00Z');
 UPDATE rooms SET last_seq = 1;
+UPDATE rooms SET private = true WHERE id = 'plans';

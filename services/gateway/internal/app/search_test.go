@@ -48,8 +48,9 @@ func hitRooms(f gwtest.Frame) []string {
 }
 
 // TestSearch_REST_authorization: GET /api/search never returns a message of a room the
-// caller is not a member of now: a public room not joined, a room left (over REST, as a
-// user leaves), other users' DMs. Every room says the word, so any extra room is a leak.
+// caller is not a member of now: a public room not joined, a private room invited to but
+// not entered, a room left (over REST, as a user leaves), other users' DMs. Every room says
+// the word, so any extra room is a leak.
 func TestSearch_REST_authorization(t *testing.T) {
 	h := start(t, nil)
 	alice := gwtest.NewAccount(t, h.base, "alice")
@@ -66,6 +67,19 @@ func TestSearch_REST_authorization(t *testing.T) {
 		return f["room"].(map[string]any)["id"].(string)
 	}
 	dmAB, dmBC := dm(alice, "bob"), dm(bob, "carol")
+	// A private room of carol's: bob accepts an invitation, alice's stays pending.
+	if st, f := gwtest.Do(t, "POST", h.base+"/api/rooms", carol.Token, map[string]any{"id": "hush", "private": true}); st != 201 {
+		t.Fatalf("create private room: %d %v", st, f)
+	}
+	for _, who := range []string{"bob", "alice"} {
+		if st, f := gwtest.Do(t, "POST", h.base+"/api/rooms/hush/invites", carol.Token, map[string]string{"username": who}); st != 201 {
+			t.Fatalf("invite %s: %d %v", who, st, f)
+		}
+	}
+	if st, f := gwtest.Do(t, "POST", h.base+"/api/me/invites/hush/accept", bob.Token, nil); st != 200 {
+		t.Fatalf("accept: %d %v", st, f)
+	}
+	h.say(t, "hush", carol, "the walrus in private")
 	h.say(t, "general", alice, "the walrus in general")
 	h.say(t, "carols", carol, "the walrus in carol's room")
 	h.say(t, dmAB, bob, "the walrus between alice and bob")
@@ -79,11 +93,12 @@ func TestSearch_REST_authorization(t *testing.T) {
 		want []string
 	}{
 		{"alice: her room and her DM", alice, "", sortedRooms("general", dmAB)},
-		{"bob: joined room and both DMs", bob, "", sortedRooms("general", dmAB, dmBC)},
-		{"carol: her room and her DM", carol, "", sortedRooms("carols", dmBC)},
+		{"bob: joined room, accepted private room, both DMs", bob, "", sortedRooms("general", "hush", dmAB, dmBC)},
+		{"carol: her rooms and her DM", carol, "", sortedRooms("carols", "hush", dmBC)},
 		{"alice filters on a room she is not in", alice, "carols", []string{}},
 		{"alice filters on bob and carol's DM", alice, dmBC, []string{}},
 		{"carol filters on general", carol, "general", []string{}},
+		{"alice, invited but not accepted, filters on the private room", alice, "hush", []string{}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -105,7 +120,7 @@ func TestSearch_REST_authorization(t *testing.T) {
 	if st, f := gwtest.Do(t, "POST", h.base+"/api/rooms/general/leave", bob.Token, nil); st != 200 {
 		t.Fatalf("leave: %d %v", st, f)
 	}
-	if _, f := searchREST(t, h.base, bob, map[string]string{"q": "walrus"}); !slices.Equal(hitRooms(f), sortedRooms(dmAB, dmBC)) {
+	if _, f := searchREST(t, h.base, bob, map[string]string{"q": "walrus"}); !slices.Equal(hitRooms(f), sortedRooms("hush", dmAB, dmBC)) {
 		t.Fatalf("after leaving general bob finds walrus in %v", hitRooms(f))
 	}
 	if _, f := searchREST(t, h.base, bob, map[string]string{"q": "walrus", "room": "general"}); len(hitRooms(f)) != 0 {
