@@ -317,6 +317,8 @@ func (a *App) execute(ctx context.Context, cmd command.Command) bool {
 			return true
 		}
 		a.printLines(a.render.SearchHits(cmd.Text, page.Hits, page.NextCursor != ""))
+	case command.Notify, command.Mute:
+		a.setPrefs(ctx, cmd)
 	case command.Token:
 		f, err := ask[*protocol.TokenReply](ctx, a, &protocol.Token{Base: reqBase(protocol.TypeToken)})
 		if err != nil {

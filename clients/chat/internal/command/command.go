@@ -28,7 +28,12 @@ const (
 	Quit         // /quit
 	Help         // /help
 	Search       // /search TEXT
+	Notify       // /notify all|mentions|none|default [ROOM]
+	Mute         // /mute MINUTES [ROOM]
 )
+
+// MaxMuteMinutes is the longest /mute (366 days, the gateway's limit; longer is /notify none).
+const MaxMuteMinutes = 366 * 24 * 60
 
 // DefaultHistory is /history without N; MaxHistory is the gateway's page limit.
 const (
@@ -41,8 +46,8 @@ type Command struct {
 	Kind Kind
 	Room string // Join, Leave (empty: the current room)
 	User string // Msg
-	Text string // Say, Msg, Search
-	N    int    // History
+	Text string // Say, Msg, Search; Notify: the level ("default": the user's default, rooms only)
+	N    int    // History; Mute: minutes (0 unmutes)
 }
 
 // ErrUsage is wrapped by every parse error, whose message says what was expected.
@@ -60,6 +65,8 @@ const Usage = `/join ROOM        join (or create) a room and make it current
 /history [N]      the last N entries of the current room (default 20, at most 200)
 /msg USER TEXT    a direct message
 /search TEXT      find messages in your rooms: words, "a phrase", or, -word (matches in «»)
+/notify LEVEL [ROOM]  notifications: all, mentions (and DMs) or none; with ROOM (or "default") for that room only
+/mute MINUTES [ROOM]  no notifications from the current room (or ROOM) for MINUTES; 0 unmutes
 /token            a fresh reconnect token (start another client with -reconnect-token)
 /stats            this connection's and the gateway's counters
 /quit             leave after unacknowledged messages are sent
@@ -125,6 +132,34 @@ func Parse(line string) (Command, error) {
 			return Command{}, usage("/search TEXT")
 		}
 		return Command{Kind: Search, Text: rest}, nil
+	case "notify":
+		if len(args) < 1 || len(args) > 2 {
+			return Command{}, usage("/notify all|mentions|none [ROOM], or /notify default ROOM")
+		}
+		c := Command{Kind: Notify, Text: strings.ToLower(args[0])}
+		if len(args) == 2 {
+			c.Room = roomArg(args[1])
+		}
+		switch {
+		case c.Text == "default" && c.Room == "":
+			return Command{}, usage("/notify default ROOM (your default level applies to ROOM again)")
+		case c.Text != "all" && c.Text != "mentions" && c.Text != "none" && c.Text != "default":
+			return Command{}, usage("/notify all|mentions|none [ROOM], not %q", args[0])
+		}
+		return c, nil
+	case "mute":
+		if len(args) < 1 || len(args) > 2 {
+			return Command{}, usage("/mute MINUTES [ROOM]")
+		}
+		n, err := strconv.Atoi(args[0])
+		if err != nil || n < 0 || n > MaxMuteMinutes {
+			return Command{}, usage("/mute MINUTES [ROOM] with MINUTES from 0 (unmute) to %d", MaxMuteMinutes)
+		}
+		c := Command{Kind: Mute, N: n}
+		if len(args) == 2 {
+			c.Room = roomArg(args[1])
+		}
+		return c, nil
 	case "token":
 		return Command{Kind: Token}, nil
 	case "stats":
