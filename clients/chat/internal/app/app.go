@@ -175,7 +175,7 @@ func (a *App) loop(ctx context.Context) int {
 		}
 	}()
 	if a.opts.Room != "" {
-		if !a.join(ctx, a.opts.Room) {
+		if !a.join(ctx, a.opts.Room, false) {
 			return ExitFailure
 		}
 	}
@@ -255,7 +255,9 @@ func (a *App) execute(ctx context.Context, cmd command.Command) bool {
 		a.dmTargets[id] = to
 		a.mu.Unlock()
 	case command.Join:
-		a.join(ctx, cmd.Room)
+		a.join(ctx, cmd.Room, cmd.Private)
+	case command.Invite, command.Invites, command.Accept, command.Decline:
+		return a.invitation(ctx, cmd)
 	case command.Leave:
 		room := cmd.Room
 		if room == "" {
@@ -357,18 +359,21 @@ func (a *App) reportErr(what string, err error) bool {
 	return true
 }
 
-// join joins a room, creating it (over REST, which has the only create call) when it does
-// not exist yet, and makes it the current room.
-func (a *App) join(ctx context.Context, room string) bool {
+// join joins a room, creating it (over REST, which has the only create call; private if
+// asked) when it does not exist yet, and makes it the current room.
+func (a *App) join(ctx context.Context, room string, private bool) bool {
 	_, err := ask[*protocol.Membership](ctx, a, &protocol.Join{Base: reqBase(protocol.TypeJoin), Room: room})
 	var se *client.ServerError
 	if errors.As(err, &se) && se.Code() == protocol.CodeNotFound {
 		a.mu.Lock()
 		base, tok := a.httpBase, a.session
 		a.mu.Unlock()
-		cerr := a.rest.post(ctx, base+"/api/rooms", tok, map[string]string{"id": room}, nil)
+		cerr := a.rest.post(ctx, base+"/api/rooms", tok, map[string]any{"id": room, "private": private}, nil)
 		var ae *apiError
 		switch {
+		case cerr == nil && private:
+			a.errf("created %s, private: /invite USER to let someone in", "#"+room)
+			err = nil
 		case cerr == nil:
 			a.errf("created %s", "#"+room)
 			err = nil

@@ -30,6 +30,10 @@ const (
 	Search       // /search TEXT
 	Notify       // /notify all|mentions|none|default [ROOM]
 	Mute         // /mute MINUTES [ROOM]
+	Invite       // /invite USER (to the current room)
+	Invites      // /invites
+	Accept       // /accept ROOM
+	Decline      // /decline ROOM
 )
 
 // MaxMuteMinutes is the longest /mute (366 days, the gateway's limit; longer is /notify none).
@@ -44,10 +48,13 @@ const (
 // Command is one parsed line.
 type Command struct {
 	Kind Kind
-	Room string // Join, Leave (empty: the current room)
-	User string // Msg
+	Room string // Join, Leave (empty: the current room), Accept, Decline
+	User string // Msg, Invite
 	Text string // Say, Msg, Search; Notify: the level ("default": the user's default, rooms only)
 	N    int    // History; Mute: minutes (0 unmutes)
+	// Private is /join ROOM private: create the room private (invitation only) if it
+	// does not exist.
+	Private bool
 }
 
 // ErrUsage is wrapped by every parse error, whose message says what was expected.
@@ -59,6 +66,11 @@ func usage(format string, args ...any) error {
 
 // Usage is the help text, one command per line.
 const Usage = `/join ROOM        join (or create) a room and make it current
+/join ROOM private  the same, creating it private (invitation only)
+/invite USER      invite USER to the current private room (its admins only)
+/invites          your pending invitations
+/accept ROOM      accept an invitation and make the room current
+/decline ROOM     decline an invitation
 /leave [ROOM]     leave the current room (or ROOM)
 /rooms            your rooms and the public ones
 /users            who is online
@@ -90,10 +102,29 @@ func Parse(line string) (Command, error) {
 	args := strings.Fields(rest)
 	switch strings.ToLower(name) {
 	case "join":
+		if len(args) == 2 && strings.EqualFold(args[1], "private") {
+			return Command{Kind: Join, Room: roomArg(args[0]), Private: true}, nil
+		}
 		if len(args) != 1 {
-			return Command{}, usage("/join ROOM")
+			return Command{}, usage("/join ROOM [private]")
 		}
 		return Command{Kind: Join, Room: roomArg(args[0])}, nil
+	case "invite":
+		if len(args) != 1 {
+			return Command{}, usage("/invite USER")
+		}
+		return Command{Kind: Invite, User: strings.TrimPrefix(args[0], "@")}, nil
+	case "invites":
+		return Command{Kind: Invites}, nil
+	case "accept", "decline":
+		if len(args) != 1 {
+			return Command{}, usage("/%s ROOM", strings.ToLower(name))
+		}
+		k := Accept
+		if strings.EqualFold(name, "decline") {
+			k = Decline
+		}
+		return Command{Kind: k, Room: roomArg(args[0])}, nil
 	case "leave", "part":
 		if len(args) > 1 {
 			return Command{}, usage("/leave [ROOM]")
