@@ -8,7 +8,8 @@ const (
 	CodeBadJSON            = "bad_json"            // the frame is not a JSON object
 	CodeUnknownType        = "unknown_type"        // the frame's type is not one we know
 	CodeBadRequest         = "bad_request"         // a field is missing or malformed
-	CodeTooLarge           = "too_large"           // text over -max-text-bytes
+	CodeTooLarge           = "too_large"           // text over -max-text-bytes, a file over the upload limit
+	CodeUnsupportedType    = "unsupported_type"    // an upload whose sniffed type is not allowed
 	CodeForbidden          = "forbidden"           // not a member of the room
 	CodeNotFound           = "not_found"           // unknown room or user
 	CodeUnauthorized       = "unauthorized"        // the connection has not authenticated yet

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/kchat/kchat/pkg/event"
 )
 
 // Limits bound what a client frame may carry. Zero fields take the defaults below.
@@ -259,7 +262,7 @@ func validate(f Frame, lim Limits) *Error {
 			return NewError(CodeBadRequest, "exactly one of token and reconnect_token is required")
 		}
 	case *Send:
-		return firstErr(room(f.Room), clientMsgID(f.ClientMsgID, lim), text(f.Text, lim))
+		return firstErr(room(f.Room), clientMsgID(f.ClientMsgID, lim), text(f.Text, lim), ValidateAttachmentIDs(f.Attachments))
 	case *Edit:
 		return firstErr(room(f.Room), clientMsgID(f.ClientMsgID, lim), target(f.TargetSeq), text(f.Text, lim))
 	case *Delete:
@@ -466,4 +469,27 @@ func ValidateReact(r, clientID string, targetSeq int64, emoji string, on *bool, 
 func ValidateText(clientID, t string, lim Limits) *Error {
 	lim = lim.WithDefaults()
 	return firstErr(clientMsgID(clientID, lim), text(t, lim))
+}
+
+// uploadID is the shape of the ids the gateway gives uploads (UUIDs, lower-case).
+var uploadID = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// ValidUploadID reports whether s can be an upload id.
+func ValidUploadID(s string) bool { return uploadID.MatchString(s) }
+
+// ValidateAttachmentIDs checks a send's attachments: at most event.MaxAttachments
+// distinct upload ids.
+func ValidateAttachmentIDs(ids []string) *Error {
+	if len(ids) > event.MaxAttachments {
+		return NewError(CodeBadRequest, fmt.Sprintf("attachments: at most %d per message", event.MaxAttachments))
+	}
+	for i, id := range ids {
+		if !ValidUploadID(id) {
+			return NewError(CodeBadRequest, fmt.Sprintf("attachments: %q is not an upload id", id))
+		}
+		if slices.Contains(ids[:i], id) {
+			return NewError(CodeBadRequest, fmt.Sprintf("attachments: %s is given twice", id))
+		}
+	}
+	return nil
 }

@@ -113,12 +113,14 @@ type Auth struct {
 // Ping asks for a pong; it also counts as activity for the idle timeout.
 type Ping struct{ Base }
 
-// Send posts a message to a room.
+// Send posts a message to a room. Attachments are upload ids (POST
+// /api/rooms/{id}/uploads) of the sender's to this room, at most event.MaxAttachments.
 type Send struct {
 	Base
-	Room        string `json:"room"`
-	ClientMsgID string `json:"client_msg_id"`
-	Text        string `json:"text"`
+	Room        string   `json:"room"`
+	ClientMsgID string   `json:"client_msg_id"`
+	Text        string   `json:"text"`
+	Attachments []string `json:"attachments,omitempty"`
 }
 
 // Edit replaces the text of one of the sender's own messages.
@@ -331,6 +333,9 @@ type Message struct {
 	// Reactions are the message's current reactions, in history pages only (live entries
 	// carry the toggles themselves): one per emoji, first reacted first.
 	Reactions []ReactionCount `json:"reactions,omitempty"`
+	// Attachments are the files a message carries (absent once it is deleted); each is
+	// downloaded from GET /api/attachments/{id} (and /thumbnail when Thumbnail is set).
+	Attachments []event.Attachment `json:"attachments,omitempty"`
 }
 
 // MaxReactionNames bounds ReactionCount.Users: past it a client shows the count only.

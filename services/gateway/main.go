@@ -12,6 +12,7 @@ import (
 	"github.com/kchat/kchat/pkg/presence"
 	"github.com/kchat/kchat/pkg/service"
 	"github.com/kchat/kchat/services/gateway/internal/app"
+	"github.com/kchat/kchat/services/gateway/internal/attach"
 	"github.com/kchat/kchat/services/gateway/internal/ratelimit"
 )
 
@@ -53,6 +54,7 @@ func main() {
 	logLevel := flag.String("log-level", service.Env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
 	healthcheck := flag.Bool("healthcheck", false, "GET /healthz on -addr and exit 0 if healthy (for container healthchecks)")
 	kafkaSec := service.KafkaSecurityFlags()
+	attachFlags := attach.RegisterFlags()
 	flag.Parse()
 
 	if *healthcheck {
@@ -98,6 +100,12 @@ func main() {
 	cfg.Hub.ConnRate, cfg.Hub.FrameRate = rates["rate-conn"], rates["rate-frames"]
 	cfg.Hub.AbuseFactor, cfg.Hub.AbuseWindow = *abuseFactor, *abuseWindow
 	cfg.Hub.PendingNotifications = *pending
+	blobs, attachCfg, err := attachFlags.Build(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gateway: attachments:", err)
+		os.Exit(2)
+	}
+	cfg.Blobs, cfg.Attachments = blobs, attachCfg
 	a, err := app.New(ctx, cfg, log)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gateway:", err)

@@ -23,6 +23,7 @@ CREATE TABLE attachments (
     thumb_key    text,
     created_at   timestamptz NOT NULL DEFAULT now(),
     message_seq  bigint,
+    position     integer,  -- its place among the message's attachments, from 1
     attached_at  timestamptz,
     deleted_at   timestamptz
 );

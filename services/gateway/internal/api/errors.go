@@ -29,6 +29,8 @@ func Status(code string) int {
 		return http.StatusBadRequest
 	case protocol.CodeTooLarge:
 		return http.StatusRequestEntityTooLarge
+	case protocol.CodeUnsupportedType:
+		return http.StatusUnsupportedMediaType
 	case protocol.CodeUnauthorized, protocol.CodeInvalidToken, protocol.CodeInvalidCredentials:
 		return http.StatusUnauthorized
 	case protocol.CodeForbidden:

@@ -202,13 +202,14 @@ func (a *API) history(c echo.Context) error {
 
 func (a *API) send(c echo.Context) error {
 	var req struct {
-		ClientMsgID string `json:"client_msg_id"`
-		Text        string `json:"text"`
+		ClientMsgID string   `json:"client_msg_id"`
+		Text        string   `json:"text"`
+		Attachments []string `json:"attachments"`
 	}
 	if err := decode(c, &req); err != nil {
 		return fail(c, err)
 	}
-	return a.submit(c, chat.SendRequest{Room: c.Param("id"), ClientMsgID: req.ClientMsgID, Text: req.Text})
+	return a.submit(c, chat.SendRequest{Room: c.Param("id"), ClientMsgID: req.ClientMsgID, Text: req.Text, Attachments: req.Attachments})
 }
 
 // targetSeq reads the :seq path parameter of an edit or delete.

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
 
+	"github.com/kchat/kchat/pkg/blobstore"
 	"github.com/kchat/kchat/pkg/kafkasec"
 	"github.com/kchat/kchat/pkg/notifications"
 	"github.com/kchat/kchat/pkg/presence"
@@ -26,6 +27,7 @@ import (
 	"github.com/kchat/kchat/pkg/service"
 	"github.com/kchat/kchat/pkg/topics"
 	"github.com/kchat/kchat/services/gateway/internal/api"
+	"github.com/kchat/kchat/services/gateway/internal/attach"
 	"github.com/kchat/kchat/services/gateway/internal/auth"
 	"github.com/kchat/kchat/services/gateway/internal/broker"
 	"github.com/kchat/kchat/services/gateway/internal/chat"
@@ -95,6 +97,11 @@ type Config struct {
 	// Now is the request logic's clock (default time.Now); tests move it to expire
 	// invitations.
 	Now func() time.Time
+	// Blobs keeps attachments' files (pkg/blobstore: a directory or an S3 bucket); nil
+	// turns attachments off (their endpoints answer 503). Attachments tunes them (size
+	// limit, allowed types, grace periods); its zero Now takes Now.
+	Blobs       blobstore.Store
+	Attachments attach.Config
 }
 
 // App is a running gateway.
@@ -106,6 +113,7 @@ type App struct {
 	prod     *producer.Producer
 	broker   *broker.Broker
 	hub      *hub.Hub
+	attach   *attach.Service // nil: attachments off
 	store    *store.Store
 	presence *presence.Announcer
 	online   *presence.View
@@ -183,6 +191,18 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		pool.Close()
 		return nil, err
 	}
+	var files *attach.Service
+	if cfg.Blobs != nil {
+		acfg := cfg.Attachments
+		if acfg.Now == nil {
+			acfg.Now = cfg.Now
+		}
+		if files, err = attach.New(acfg, pool, cfg.Blobs, svc, log); err != nil {
+			pool.Close()
+			return nil, err
+		}
+		svc.UseAttachments(files)
+	}
 	userLimiter := ratelimit.NewKeyed(cfg.UserRate)
 	loginAccount, loginAddr := ratelimit.NewKeyed(cfg.LoginAccountRate), ratelimit.NewKeyed(cfg.LoginAddrRate)
 	hcfg := cfg.Hub
@@ -227,6 +247,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	rest.RegisterEmail(e, emailSettings)
 	rest.RegisterPrefs(e, notifPrefs)
 	rest.RegisterPush(e, pushSubs)
+	if files != nil {
+		rest.RegisterAttachments(e, files)
+	} else {
+		rest.RegisterAttachments(e, nil)
+	}
 	e.GET("/ws", echo.WrapHandler(ws))
 	adminH := echo.WrapHandler(admin.Handler())
 	e.GET("/healthz", adminH)
@@ -241,7 +266,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		e.HEAD(p, page)
 	}
 
-	return &App{cfg: cfg, limiters: []*ratelimit.Keyed{userLimiter, loginAccount, loginAddr}, log: log, pool: pool, prod: prod, broker: br, hub: h, store: st, presence: announcer, online: view,
+	return &App{cfg: cfg, limiters: []*ratelimit.Keyed{userLimiter, loginAccount, loginAddr}, log: log, pool: pool, prod: prod, broker: br, hub: h, attach: files, store: st, presence: announcer, online: view,
 		ws: ws, echo: e, tls: serverTLS, admin: admin, shutdown: 10 * time.Second}, nil
 }
 
@@ -282,6 +307,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}()
 
 	go a.sweepSessions(readers)
+	if a.attach != nil {
+		go a.attach.Run(readers)
+	}
 
 	if a.tls != nil {
 		ln = tls.NewListener(ln, a.tls)

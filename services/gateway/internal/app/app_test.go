@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/kchat/kchat/pkg/blobstore"
 	"github.com/kchat/kchat/pkg/event"
 	"github.com/kchat/kchat/pkg/outbox"
 	"github.com/kchat/kchat/pkg/producer"
@@ -54,6 +56,13 @@ func start(t *testing.T, mod func(*app.Config)) *harness {
 		MaxTextBytes: 100, ReadLimit: 4096, SendQueue: 64, IdleTimeout: time.Minute, PingInterval: 5 * time.Second,
 		Password: auth.Params{Memory: 64, Time: 1, Threads: 1},
 	}
+	// Every gateway under test keeps attachments in a directory of its test (tests of the
+	// S3 store, and of two gateways sharing one store, replace it).
+	blobs, err := blobstore.NewFS(filepath.Join(t.TempDir(), "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Blobs = blobs
 	if mod != nil {
 		mod(&cfg)
 	}

@@ -112,6 +112,8 @@ type Service struct {
 	pub      Publisher
 	log      *slog.Logger
 	accepted atomic.Int64
+	// attachments is set once by UseAttachments before serving (nil: none).
+	attachments Attachments
 }
 
 // New returns a Service.

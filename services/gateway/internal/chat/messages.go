@@ -24,6 +24,8 @@ type SendRequest struct {
 	TargetSeq   int64
 	Emoji       string // KindReaction
 	On          bool   // KindReaction: add (true) or remove the sender's Emoji
+	// Attachments are upload ids the message carries (KindMessage only).
+	Attachments []string
 }
 
 // Send publishes message.submitted keyed by room with acks=all and only then reports
@@ -68,6 +70,16 @@ func (s *Service) SendAsync(ctx context.Context, u User, req SendRequest, done f
 			return
 		}
 	}
+	if len(req.Attachments) > 0 {
+		e := protocol.ValidateAttachmentIDs(req.Attachments)
+		if e == nil && req.Kind != event.KindMessage {
+			e = protocol.NewError(protocol.CodeBadRequest, "attachments: only a new message can carry them")
+		}
+		if e != nil {
+			done(protocol.Ack{}, e)
+			return
+		}
+	}
 	chk, err := s.store.CheckSend(ctx, req.Room, u.ID, req.ClientMsgID)
 	if err != nil {
 		done(protocol.Ack{}, s.internal(ctx, "cannot check send", err))
@@ -93,9 +105,18 @@ func (s *Service) SendAsync(ctx context.Context, u User, req SendRequest, done f
 			return
 		}
 	}
+	if len(req.Attachments) > 0 {
+		// Refused here, before publishing, so that a bad id is the sender's clear error
+		// rather than a message persistence dead-letters (it checks again, under a lock).
+		if err := s.checkAttachable(ctx, u, req); err != nil {
+			done(protocol.Ack{}, err)
+			return
+		}
+	}
 	e, err := event.New(s.source(), event.MessageSubmitted{
 		RoomID: req.Room, Sender: u.ID, SenderName: u.Username, ClientMsgID: req.ClientMsgID,
 		Text: req.Text, Kind: req.Kind, TargetSeq: req.TargetSeq, Emoji: req.Emoji, On: req.On, SubmittedAt: s.cfg.Now().UTC(),
+		Attachments: req.Attachments,
 	})
 	if err != nil {
 		done(protocol.Ack{}, protocol.NewError(protocol.CodeBadRequest, err.Error()))
@@ -212,6 +233,9 @@ func (s *Service) History(ctx context.Context, u User, roomID string, q HistoryQ
 	if err := s.addReactions(ctx, u, roomID, page.Messages); err != nil {
 		return protocol.HistoryPage{}, err
 	}
+	if err := s.addAttachments(ctx, roomID, page.Messages); err != nil {
+		return protocol.HistoryPage{}, err
+	}
 	return page, nil
 }
 
@@ -257,7 +281,7 @@ func FrameOfStored(m event.MessageStored) protocol.Message {
 	f := protocol.Message{
 		Base: protocol.Base{Type: protocol.TypeMessage}, Room: m.RoomID, Seq: m.Seq, Kind: m.Kind, MessageID: m.MessageID,
 		Sender: m.Sender, SenderName: m.SenderName, ClientMsgID: m.ClientMsgID, Text: m.Text, TargetSeq: m.TargetSeq,
-		SentAt: m.SentAt, StoredAt: m.StoredAt, Emoji: m.Emoji,
+		SentAt: m.SentAt, StoredAt: m.StoredAt, Emoji: m.Emoji, Attachments: m.Attachments,
 	}
 	if m.Kind == event.KindReaction {
 		on := m.On

@@ -111,7 +111,7 @@ func (s *Session) handle(ctx context.Context, f protocol.Frame, ref string, arri
 		s.mu.Unlock()
 		s.out.Close(protocol.CloseNormal, protocol.ReasonBye, nil, true)
 	case *protocol.Send:
-		s.send(ctx, *u, ref, arrived, chat.SendRequest{Room: f.Room, ClientMsgID: f.ClientMsgID, Text: f.Text})
+		s.send(ctx, *u, ref, arrived, chat.SendRequest{Room: f.Room, ClientMsgID: f.ClientMsgID, Text: f.Text, Attachments: f.Attachments})
 	case *protocol.Edit:
 		s.send(ctx, *u, ref, arrived, chat.SendRequest{Room: f.Room, ClientMsgID: f.ClientMsgID, Text: f.Text, Kind: event.KindEdit, TargetSeq: f.TargetSeq})
 	case *protocol.Delete:

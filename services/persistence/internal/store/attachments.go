@@ -93,7 +93,7 @@ func queueAttachmentWrites(b *pgx.Batch, w *writes) {
 		for i, a := range m.attachments {
 			ids[i] = a.ID
 		}
-		b.Queue(`UPDATE attachments SET message_seq = $2, attached_at = $3 WHERE id = ANY($1::text[])`, ids, m.seq, w.storedAt)
+		b.Queue(`UPDATE attachments SET message_seq = $2, attached_at = $3, position = array_position($1::text[], id) WHERE id = ANY($1::text[])`, ids, m.seq, w.storedAt)
 	}
 	for _, u := range w.updates {
 		if u.kind == event.KindDelete {
