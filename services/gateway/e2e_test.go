@@ -26,6 +26,8 @@ type stack struct {
 	wsB    string
 	prefix string
 	fanout *stacktest.Process
+	// files is the attachments' directory both gateways share (their blob store).
+	files string
 }
 
 func startStack(t *testing.T) *stack {
@@ -48,7 +50,7 @@ func startStack(t *testing.T) *stack {
 	}
 	env.Start(t, "persistence", bins["persistence"], nil, append(common, "-database-url", db, "-http-addr", addr())...)
 	fanout := env.Start(t, "fanout", bins["fanout"], nil, append(common, "-http-addr", addr(), "-start-offset", "first", "-group", stacktest.UniqueName("fanout-"))...)
-	s := &stack{env: env, prefix: prefix, fanout: fanout}
+	s := &stack{env: env, prefix: prefix, fanout: fanout, files: t.TempDir()}
 	for _, gw := range []struct {
 		id  string
 		dst *string
@@ -60,7 +62,7 @@ func startStack(t *testing.T) *stack {
 		// rate limits would only get in the way (e2e_features_test.go tests them).
 		env.Start(t, gw.id, bins["gateway"], nil, append(common, "-id", gw.id, "-addr", a, "-database-url", db,
 			"-send-queue", "16", "-write-timeout", "30s", "-catchup-timeout", "60s", "-max-text-bytes", "15000", "-log-level", "info",
-			"-rate-limits=false")...)
+			"-rate-limits=false", "-attachment-dir", s.files)...)
 	}
 	s.wsA, s.wsB = strings.Replace(s.a, "http", "ws", 1)+"/ws", strings.Replace(s.b, "http", "ws", 1)+"/ws"
 	for _, u := range ready {

@@ -4,11 +4,18 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/kchat/kchat/pkg/blobstore"
 	"github.com/kchat/kchat/pkg/service"
 )
+
+// DefaultDir is the fs store's directory when none is configured: one per machine, so
+// that the gateways of make dev share it. Production sets ATTACHMENT_DIR to lasting
+// storage that every gateway mounts (or uses s3).
+var DefaultDir = filepath.Join(os.TempDir(), "kchat-attachments")
 
 // Flags are the attachment settings of the command line and environment.
 type Flags struct {
@@ -24,7 +31,7 @@ type Flags struct {
 func RegisterFlags() *Flags {
 	return &Flags{
 		backend:      flag.String("attachment-store", service.Env("ATTACHMENT_STORE", "fs"), "where attachments' files are kept: fs, s3 or off (ATTACHMENT_STORE)"),
-		dir:          flag.String("attachment-dir", service.Env("ATTACHMENT_DIR", ".cache/attachments"), "directory of the fs store; every gateway of a deployment must share it (ATTACHMENT_DIR)"),
+		dir:          flag.String("attachment-dir", service.Env("ATTACHMENT_DIR", DefaultDir), "directory of the fs store; every gateway of a deployment must share it (ATTACHMENT_DIR)"),
 		s3Endpoint:   flag.String("attachment-s3-endpoint", service.Env("ATTACHMENT_S3_ENDPOINT", ""), "S3-compatible endpoint URL, http(s)://host[:port] (ATTACHMENT_S3_ENDPOINT)"),
 		s3Bucket:     flag.String("attachment-s3-bucket", service.Env("ATTACHMENT_S3_BUCKET", ""), "S3 bucket (ATTACHMENT_S3_BUCKET)"),
 		s3Region:     flag.String("attachment-s3-region", service.Env("ATTACHMENT_S3_REGION", "us-east-1"), "S3 region (ATTACHMENT_S3_REGION)"),
@@ -53,7 +60,9 @@ func (f *Flags) Build(ctx context.Context) (blobstore.Store, Config, error) {
 			return nil, cfg, fmt.Errorf("-%s must be positive, not %s", name, d)
 		}
 	}
-	if err := cfg.Validate(); err != nil {
+	checked := cfg
+	checked.setDefaults()
+	if err := checked.Validate(); err != nil {
 		return nil, cfg, err
 	}
 	switch *f.backend {
