@@ -260,6 +260,16 @@ func restCases() []restCase {
 			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok202, nonMember: denied, admin: ok202, peer: denied},
 			private: privateAnswers(ok202, ok202),
 			dm:      map[actor]expect{member: ok202, peer: ok202, nonMember: hidden, admin: hidden}},
+		// Uploads: outsiders are answered before the body is read; members get past the room
+		// check to the body's (a JSON body is not multipart: 400). Downloads are per file:
+		// the path's id here is no upload, so everyone gets the same 404; who may download
+		// what is TestAttachments_download_authorization's matrix.
+		{method: "POST", path: "/api/rooms/{id}/uploads", body: msg,
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: badReq, nonMember: denied, admin: badReq},
+			private: privateAnswers(badReq, badReq),
+			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
+		{method: "GET", path: "/api/attachments/{attachment_id}", public: everyone(hidden)},
+		{method: "GET", path: "/api/attachments/{attachment_id}/thumbnail", public: everyone(hidden)},
 		{method: "POST", path: "/api/rooms/{id}/read", body: func(*authzFixture, actor) any { return map[string]int64{"seq": 1} },
 			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
 			private: privateAnswers(ok200, ok200),
