@@ -22,6 +22,7 @@ import (
 
 	"github.com/kchat/kchat/pkg/blobstore"
 	"github.com/kchat/kchat/pkg/event"
+	"github.com/kchat/kchat/pkg/stacktest"
 	"github.com/kchat/kchat/services/gateway/internal/app"
 	"github.com/kchat/kchat/services/gateway/internal/attach"
 	"github.com/kchat/kchat/services/gateway/internal/gwtest"
@@ -549,5 +550,63 @@ func TestAttachments_send_checks(t *testing.T) {
 	}
 	if len(msgs) != 1 || !bytes.Contains(msgs[0].Data, []byte(`"attachments":["`+mine+`"]`)) {
 		t.Fatalf("messages published: %v", msgs)
+	}
+}
+
+// TestAttachments_S3_store: the same gateway on S3-compatible storage (a real versitygw):
+// an upload writes the file and thumbnail objects, members download them, a refused upload
+// writes none, and the sweeper removes an orphan's objects.
+func TestAttachments_S3_store(t *testing.T) {
+	srv := stacktest.Get(t).StartS3(t)
+	s3, err := blobstore.NewS3(context.Background(), blobstore.S3Config{Endpoint: srv.Endpoint, Bucket: "kchat-files",
+		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, PathStyle: true, CreateBucket: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &clock{}
+	h := start(t, func(c *app.Config) {
+		c.Blobs, c.Now = s3, clk.now
+		c.Attachments = attach.Config{MaxBytes: 64 << 10, OrphanGrace: time.Hour, SweepInterval: 50 * time.Millisecond}
+	})
+	objects := func() []string {
+		t.Helper()
+		k, err := s3.Keys(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	alice := gwtest.NewAccount(t, h.base, "alice")
+	if st, f := gwtest.Do(t, "POST", h.base+"/api/rooms", alice.Token, map[string]string{"id": "files"}); st != 201 {
+		t.Fatalf("create: %d %v", st, f)
+	}
+	if st, f := upload(t, h.base, alice.Token, "files", "../x.png", pngOf(t, 8, 8)); st != 400 || len(objects()) != 0 {
+		t.Fatalf("refused upload: %d %v, objects %q", st, f, objects())
+	}
+	img := pngOf(t, 100, 50)
+	st, up := upload(t, h.base, alice.Token, "files", "a.png", img)
+	if st != 201 {
+		t.Fatalf("upload: %d %v", st, up)
+	}
+	id := up.Str("id")
+	if got := strings.Join(objects(), ","); got != "files/"+id+",thumbs/"+id {
+		t.Fatalf("objects %q", got)
+	}
+	if st, _, body := get(t, h.base+"/api/attachments/"+id, alice.Token); st != 200 || !bytes.Equal(body, img) {
+		t.Fatalf("download: %d, %d bytes", st, len(body))
+	}
+	if st, hd, _ := get(t, h.base+"/api/attachments/"+id+"/thumbnail", alice.Token); st != 200 || hd.Get("Content-Type") != "image/png" {
+		t.Fatalf("thumbnail: %d %v", st, hd)
+	}
+	clk.advance(2 * time.Hour)
+	deadline := time.Now().Add(20 * time.Second)
+	for len(objects()) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("orphan's objects not swept: %q", objects())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st, _, _ := get(t, h.base+"/api/attachments/"+id, alice.Token); st != 404 {
+		t.Fatalf("swept upload: %d", st)
 	}
 }
