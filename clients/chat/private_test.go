@@ -8,7 +8,8 @@ import (
 // TestPrivateRoomSession: a private room from the terminal. Alice creates it with
 // /join ROOM private; bob cannot join it without an invitation (the answer of a room that
 // does not exist); alice invites him, he lists and accepts the invitation and they talk;
-// carol declines hers and then has nothing left to accept.
+// carol declines hers and then has nothing left to accept. Then alice kicks bob, bans
+// carol and lifts the ban.
 func TestPrivateRoomSession(t *testing.T) {
 	p := startPlatform(t, "gw-a")
 	const wait = 30 * time.Second
@@ -45,6 +46,18 @@ func TestPrivateRoomSession(t *testing.T) {
 	carol.expectErr("declined #vault", wait)
 	carol.expectOut(`^  \(none\)$`, wait)
 	carol.expectErr("/accept: no such invitation", wait)
+
+	// Moderation: alice kicks bob (both see who did it), bans carol and lifts it again.
+	alice.say("/kick bob")
+	alice.expectErr("kicked bob from #vault", wait)
+	alice.expectOut(clock+`#vault \* bob left \(kicked by alice\)$`, wait)
+	bob.expectErr("you were kicked from #vault", wait)
+	bob.say("/kick alice") // vault is no longer his current room
+	bob.expectErr("no current room", wait)
+	alice.say("/ban carol", "/unban carol", "/unban carol")
+	alice.expectErr("banned carol from #vault", wait)
+	alice.expectErr("lifted carol's ban from #vault", wait)
+	alice.expectErr("carol was not banned from #vault", wait)
 
 	for _, c := range []*chatProc{alice, bob, carol} {
 		c.say("/quit")

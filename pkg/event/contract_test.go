@@ -166,7 +166,7 @@ func TestValidateAndSchemaAgree(t *testing.T) {
 		{"submitted bad kind", TypeMessageSubmitted, func(m map[string]any) { m["kind"] = "join" }, "data.kind"},
 		{"submitted empty room", TypeMessageSubmitted, func(m map[string]any) { m["room_id"] = "" }, "data.room_id"},
 		{"submitted bad time", TypeMessageSubmitted, func(m map[string]any) { m["submitted_at"] = "noon" }, "data.submitted_at"},
-		{"membership bad change", TypeMembershipChanged, func(m map[string]any) { m["change"] = "kicked" }, "data.change"},
+		{"membership bad change", TypeMembershipChanged, func(m map[string]any) { m["change"] = "promoted" }, "data.change"},
 		{"stored seq zero", TypeMessageStored, func(m map[string]any) { m["seq"] = 0 }, "data.seq"},
 		{"stored seq fraction", TypeMessageStored, func(m map[string]any) { m["seq"] = 1.5 }, "data.seq"},
 		{"stored dm without members", TypeMessageStored, func(m map[string]any) { delete(m, "members") }, "data.members"},

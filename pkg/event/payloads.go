@@ -33,6 +33,10 @@ const (
 
 	ChangeJoined = "joined"
 	ChangeLeft   = "left"
+	// ChangeKicked and ChangeBanned are a room admin (By) removing User; a ban also keeps
+	// them out until lifted. Persistence stores both as leave entries.
+	ChangeKicked = "kicked"
+	ChangeBanned = "banned"
 
 	RoomKindRoom = "room"
 	RoomKindDM   = "dm"
@@ -105,11 +109,13 @@ func (m MessageSubmitted) Validate() error {
 // MembershipChanged is a user joining or leaving a room, as accepted by a
 // gateway; persistence turns it into a join or leave timeline entry.
 type MembershipChanged struct {
-	RoomID    string    `json:"room_id"`
-	User      string    `json:"user"`
-	UserName  string    `json:"user_name"`
-	Change    string    `json:"change"` // ChangeJoined or ChangeLeft
-	By        string    `json:"by"`     // who made the change; equals User for self-service
+	RoomID   string `json:"room_id"`
+	User     string `json:"user"`
+	UserName string `json:"user_name"`
+	Change   string `json:"change"` // ChangeJoined, ChangeLeft, ChangeKicked or ChangeBanned
+	By       string `json:"by"`     // who made the change; equals User for self-service
+	// ByName is By's username when By is not User (an admin's add, kick or ban).
+	ByName    string    `json:"by_name,omitempty"`
 	ChangedAt time.Time `json:"changed_at"`
 }
 
@@ -121,7 +127,7 @@ func (m MembershipChanged) Validate() error {
 		required("room_id", m.RoomID),
 		required("user", m.User),
 		required("user_name", m.UserName),
-		oneOf("change", m.Change, ChangeJoined, ChangeLeft),
+		oneOf("change", m.Change, ChangeJoined, ChangeLeft, ChangeKicked, ChangeBanned),
 		required("by", m.By),
 		requiredTime("changed_at", m.ChangedAt),
 	)

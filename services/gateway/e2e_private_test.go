@@ -14,7 +14,8 @@ import (
 // persistence, fanout). Accepting an invitation is a join entry with its own seq, stored
 // by persistence (which checks the accepted invitation again) and delivered on both
 // gateways; an invitee accepting on the other gateway than their open connection gets
-// the room followed there; an outsider connected all along receives nothing of it.
+// the room followed there; an outsider connected all along receives nothing of it. A
+// kick through one gateway stops the kicked user's connection on the other.
 func TestE2E_private_rooms(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the whole platform")
@@ -59,15 +60,20 @@ func TestE2E_private_rooms(t *testing.T) {
 		kind, name string
 	}
 	want := []line{{1, "join", "alice"}, {2, "join", "bob"}, {3, "join", "carol"}, {4, "message", "bob"}}
+	// read returns what c receives of the room up to the last entry of want, from seq
+	// from on: a connection that follows the room from a join may also get the entries
+	// before it that were not stored yet when the join read the room's last seq.
 	read := func(c *gwtest.Client, who string, from int64) []line {
 		t.Helper()
 		var got []line
-		for len(got) < len(want)-int(from)+1 {
+		for len(got) == 0 || got[len(got)-1].seq < want[len(want)-1].seq {
 			f, ok := c.Next(func(f gwtest.Frame) bool { return f.Type() == "message" && f.Str("room") == "vault" }, 60*time.Second)
 			if !ok {
 				t.Fatalf("%s: timeline so far %v (buffered %v)", who, got, c.Buffered())
 			}
-			got = append(got, line{f.Int("seq"), f.Str("kind"), f.Str("sender_name")})
+			if f.Int("seq") >= from {
+				got = append(got, line{f.Int("seq"), f.Str("kind"), f.Str("sender_name")})
+			}
 		}
 		return got
 	}
@@ -92,6 +98,37 @@ func TestE2E_private_rooms(t *testing.T) {
 			t.Fatalf("dave's history: %d %v", st, f)
 		}
 	}
+	// alice (through gateway A) kicks bob, whose connection is on gateway B: the leave
+	// entry, naming alice, reaches B and bob's connection stops following the room there;
+	// what alice says next reaches carol and not bob, and bob's history access has ended.
+	if st, f := gwtest.Do(t, "POST", s.a+"/api/rooms/vault/kick", alice.Token, map[string]string{"username": "bob"}); st != 200 || f["kicked"] != true {
+		t.Fatalf("kick: %d %v", st, f)
+	}
+	if f, ok := cb.Next(func(f gwtest.Frame) bool { return f.Type() == "message" && f.Str("room") == "vault" }, 60*time.Second); !ok ||
+		f.Str("kind") != "leave" || f.Str("sender_name") != "bob" || f.Str("text") != "kicked by alice" {
+		t.Fatalf("bob on B after the kick: %v %v", f, cb.Buffered())
+	}
+	if _, ok := cb.Next(func(f gwtest.Frame) bool { return f.Type() == "unsubscribed" && f.Str("room") == "vault" }, 10*time.Second); !ok {
+		t.Fatalf("bob's connection on B still follows the room: %v", cb.Buffered())
+	}
+	ca.Send(map[string]any{"type": "send", "room": "vault", "client_msg_id": "a-after", "text": "bob is gone", "ref": "a-after"})
+	ca.Expect("ack", "a-after")
+	if f, ok := cc.Next(func(f gwtest.Frame) bool { return f.Type() == "message" && f.Str("client_msg_id") == "a-after" }, 60*time.Second); !ok || f.Int("seq") != 6 {
+		t.Fatalf("carol after the kick: %v %v", f, cc.Buffered())
+	}
+	cb.Send(map[string]any{"type": "ping", "ref": "after-kick"})
+	cb.Expect("pong", "after-kick")
+	for _, g := range cb.Buffered() {
+		if g.Type() == "message" && g.Str("room") == "vault" && g.Int("seq") > 5 {
+			t.Fatalf("bob received %v after the kick", g)
+		}
+	}
+	for _, base := range []string{s.a, s.b} {
+		if st, f := gwtest.Do(t, "GET", base+"/api/rooms/vault/messages", bob.Token, nil); st != 404 {
+			t.Fatalf("kicked bob's history: %d %v", st, f)
+		}
+	}
+
 	// dave's connection, open throughout, got nothing of the room: a ping answered now
 	// comes after anything delivered before it.
 	cd.Send(map[string]any{"type": "ping", "ref": "end"})

@@ -3,6 +3,8 @@
 -- creating the room, both recorded as an accepted invitation). An accepted invitation is
 -- what persistence checks a private room's join entry against when it stores it; it
 -- deletes the invitation in the same transaction, so one acceptance is one join.
+-- Room admins may kick members and ban users (public and private rooms alike): a ban keeps
+-- the user out (no join, no invitation) until it is lifted.
 
 -- +goose Up
 ALTER TABLE rooms ADD COLUMN private boolean NOT NULL DEFAULT false;
@@ -22,6 +24,16 @@ CREATE TABLE room_invites (
 -- A user's pending invitations (GET /api/me/invites).
 CREATE INDEX room_invites_pending ON room_invites (user_id) WHERE accepted_at IS NULL;
 
+-- One row per banned user of a room, until an admin lifts the ban.
+CREATE TABLE room_bans (
+    room_id   text NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+    user_id   text NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    banned_by text NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    banned_at timestamptz NOT NULL,
+    PRIMARY KEY (room_id, user_id)
+);
+
 -- +goose Down
+DROP TABLE room_bans;
 DROP TABLE room_invites;
 ALTER TABLE rooms DROP COLUMN private;

@@ -258,6 +258,8 @@ func (a *App) execute(ctx context.Context, cmd command.Command) bool {
 		a.join(ctx, cmd.Room, cmd.Private)
 	case command.Invite, command.Invites, command.Accept, command.Decline:
 		return a.invitation(ctx, cmd)
+	case command.Kick, command.Ban, command.Unban:
+		return a.moderate(ctx, cmd)
 	case command.Leave:
 		room := cmd.Room
 		if room == "" {
@@ -469,6 +471,9 @@ func (a *App) handleEvents(ctx context.Context) {
 				a.current = ""
 			}
 			a.mu.Unlock()
+			if f.Reason == "kicked" || f.Reason == "banned" {
+				a.errf("you were %s from %s", f.Reason, a.render.RoomLabel(f.Room))
+			}
 		case *protocol.Notification:
 			a.println(a.render.Notification(f))
 		case *protocol.Error:

@@ -34,6 +34,9 @@ const (
 	Invites      // /invites
 	Accept       // /accept ROOM
 	Decline      // /decline ROOM
+	Kick         // /kick USER (from the current room)
+	Ban          // /ban USER (from the current room)
+	Unban        // /unban USER (of the current room)
 )
 
 // MaxMuteMinutes is the longest /mute (366 days, the gateway's limit; longer is /notify none).
@@ -49,7 +52,7 @@ const (
 type Command struct {
 	Kind Kind
 	Room string // Join, Leave (empty: the current room), Accept, Decline
-	User string // Msg, Invite
+	User string // Msg, Invite, Kick, Ban, Unban
 	Text string // Say, Msg, Search; Notify: the level ("default": the user's default, rooms only)
 	N    int    // History; Mute: minutes (0 unmutes)
 	// Private is /join ROOM private: create the room private (invitation only) if it
@@ -71,6 +74,9 @@ const Usage = `/join ROOM        join (or create) a room and make it current
 /invites          your pending invitations
 /accept ROOM      accept an invitation and make the room current
 /decline ROOM     decline an invitation
+/kick USER        remove USER from the current room (its admins only)
+/ban USER         remove USER from the current room and keep them out (its admins only)
+/unban USER       lift USER's ban from the current room
 /leave [ROOM]     leave the current room (or ROOM)
 /rooms            your rooms and the public ones
 /users            who is online
@@ -116,6 +122,13 @@ func Parse(line string) (Command, error) {
 		return Command{Kind: Invite, User: strings.TrimPrefix(args[0], "@")}, nil
 	case "invites":
 		return Command{Kind: Invites}, nil
+	case "kick", "ban", "unban":
+		lower := strings.ToLower(name)
+		if len(args) != 1 {
+			return Command{}, usage("/%s USER", lower)
+		}
+		k := map[string]Kind{"kick": Kick, "ban": Ban, "unban": Unban}[lower]
+		return Command{Kind: k, User: strings.TrimPrefix(args[0], "@")}, nil
 	case "accept", "decline":
 		if len(args) != 1 {
 			return Command{}, usage("/%s ROOM", strings.ToLower(name))

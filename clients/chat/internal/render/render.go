@@ -82,6 +82,9 @@ func (r Renderer) Entry(m *protocol.Message) string {
 	case protocol.KindJoin:
 		return fmt.Sprintf("%s * %s joined", head, name)
 	case protocol.KindLeave:
+		if m.Text != "" { // a removal by an admin: "kicked by alice"
+			return fmt.Sprintf("%s * %s left (%s)", head, name, Clean(m.Text))
+		}
 		return fmt.Sprintf("%s * %s left", head, name)
 	case protocol.KindDelete:
 		return fmt.Sprintf("%s * %s deleted message %d", head, name, m.TargetSeq)

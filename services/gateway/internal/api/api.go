@@ -43,6 +43,10 @@ type Chat interface {
 	DeclineInvite(ctx context.Context, u chat.User, roomID string) error
 	RevokeInvite(ctx context.Context, u chat.User, roomID, username string) (bool, error)
 	AddMember(ctx context.Context, u chat.User, roomID, username string) (store.Room, chat.User, error)
+	// Moderation by room admins (moderation.go).
+	Kick(ctx context.Context, u chat.User, roomID, username string) (chat.User, bool, error)
+	Ban(ctx context.Context, u chat.User, roomID, username string) (chat.User, bool, error)
+	Unban(ctx context.Context, u chat.User, roomID, username string) (bool, error)
 }
 
 var _ Chat = (*chat.Service)(nil)
@@ -124,6 +128,9 @@ func (a *API) Register(e *echo.Echo) {
 	authed.GET("/me/invites", a.invites)
 	authed.POST("/me/invites/:id/accept", a.acceptInvite)
 	authed.POST("/me/invites/:id/decline", a.declineInvite)
+	authed.POST("/rooms/:id/kick", a.kick)
+	authed.POST("/rooms/:id/bans", a.ban)
+	authed.DELETE("/rooms/:id/bans/:username", a.unban)
 	authed.GET("/rooms/:id/messages", a.history)
 	authed.POST("/rooms/:id/messages", a.send)
 	authed.PATCH("/rooms/:id/messages/:seq", a.edit)

@@ -233,6 +233,24 @@ func restCases() []restCase {
 			private: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, admin: ok200, invited: ok200,
 				nonMember: ok200, exMember: ok200},
 			dm: map[actor]expect{member: ok200, peer: ok200, nonMember: ok200, admin: ok200}},
+		// Moderation: a room's admins kick and ban (the member); a DM has no admins. Lifting
+		// a ban (of the DM peer or the member, who is not banned) is the admins' too.
+		{method: "POST", path: "/api/rooms/{id}/kick", body: func(fx *authzFixture, _ actor) any {
+			return map[string]string{"username": fx.accs[member].Name}
+		},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: denied, nonMember: denied, admin: ok200, peer: denied},
+			private: privateAnswers(denied, ok200),
+			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
+		{method: "POST", path: "/api/rooms/{id}/bans", body: func(fx *authzFixture, _ actor) any {
+			return map[string]string{"username": fx.accs[member].Name}
+		},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: denied, nonMember: denied, admin: ok200, peer: denied},
+			private: privateAnswers(denied, ok200),
+			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
+		{method: "DELETE", path: "/api/rooms/{id}/bans/{username}",
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: denied, nonMember: denied, admin: ok200},
+			private: privateAnswers(denied, ok200),
+			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
 		{method: "GET", path: "/api/rooms/{id}/messages",
 			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
 			private: privateAnswers(ok200, ok200),

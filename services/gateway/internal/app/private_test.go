@@ -231,6 +231,9 @@ func TestPrivateRooms_hidden_like_missing(t *testing.T) {
 		{"DELETE", "/api/rooms/{id}/invites/alice", nil},
 		{"POST", "/api/me/invites/{id}/accept", nil},
 		{"POST", "/api/me/invites/{id}/decline", nil},
+		{"POST", "/api/rooms/{id}/kick", map[string]string{"username": "alice"}},
+		{"POST", "/api/rooms/{id}/bans", map[string]string{"username": "alice"}},
+		{"DELETE", "/api/rooms/{id}/bans/alice", nil},
 		{"PUT", "/api/rooms/{id}/notification-preferences", map[string]string{"level": "none"}},
 		{"DELETE", "/api/rooms/{id}/notification-preferences", nil},
 	} {

@@ -91,6 +91,8 @@ func (s *Service) Invite(ctx context.Context, u User, roomID, username string) (
 		return protocol.Invite{}, protocol.NewError(protocol.CodeConflict, username+" is a member already")
 	case errors.Is(err, store.ErrAlreadyInvited):
 		return protocol.Invite{}, protocol.NewError(protocol.CodeConflict, username+" is invited already")
+	case errors.Is(err, store.ErrBanned):
+		return protocol.Invite{}, protocol.NewError(protocol.CodeConflict, username+" is banned from this room; lift the ban first")
 	case err != nil:
 		return protocol.Invite{}, s.internal(ctx, "cannot invite", err)
 	}
@@ -152,7 +154,7 @@ func (s *Service) accept(ctx context.Context, u User, r store.Room) error {
 		return err
 	}
 	now := s.cfg.Now().UTC()
-	_, err = s.announce(ctx, u, u, r.ID, func(row outbox.Row) (bool, error) {
+	_, err = s.announce(ctx, u, u, r.ID, event.ChangeJoined, func(row outbox.Row) (bool, error) {
 		return is.AcceptInviteAnnounced(ctx, r.ID, u.ID, now, row)
 	})
 	if errors.Is(err, store.ErrNotFound) {
@@ -218,21 +220,28 @@ func (s *Service) AddMember(ctx context.Context, u User, roomID, username string
 		return store.Room{}, User{}, err
 	}
 	now := s.cfg.Now().UTC()
-	if _, err := s.announce(ctx, to, u, roomID, func(row outbox.Row) (bool, error) {
+	_, err = s.announce(ctx, to, u, roomID, event.ChangeJoined, func(row outbox.Row) (bool, error) {
 		return is.AddMemberByAdmin(ctx, roomID, to.ID, u.ID, now, row)
-	}); err != nil {
+	})
+	if errors.Is(err, store.ErrBanned) {
+		return store.Room{}, User{}, protocol.NewError(protocol.CodeConflict, username+" is banned from this room; lift the ban first")
+	}
+	if err != nil {
 		return store.Room{}, User{}, s.internal(ctx, "cannot add member", err)
 	}
 	return r, to, nil
 }
 
-// announce writes who's join of room (made by by) with write, which must commit the
-// membership change and the outbox row together and report whether anything changed;
-// then it publishes the event itself (publishOwn), as changeMembership does.
-func (s *Service) announce(ctx context.Context, who, by User, room string, write func(outbox.Row) (bool, error)) (bool, error) {
-	e, err := event.New(s.source(), event.MembershipChanged{
-		RoomID: room, User: who.ID, UserName: who.Username, Change: event.ChangeJoined, By: by.ID, ChangedAt: s.cfg.Now().UTC(),
-	})
+// announce writes the membership change of who in room (made by by) with write, which
+// must commit the membership change and the outbox row together and report whether
+// anything changed; then it publishes the event itself (publishOwn), as changeMembership
+// does.
+func (s *Service) announce(ctx context.Context, who, by User, room, change string, write func(outbox.Row) (bool, error)) (bool, error) {
+	m := event.MembershipChanged{RoomID: room, User: who.ID, UserName: who.Username, Change: change, By: by.ID, ChangedAt: s.cfg.Now().UTC()}
+	if by.ID != who.ID {
+		m.ByName = by.Username
+	}
+	e, err := event.New(s.source(), m)
 	if err != nil {
 		return false, err
 	}

@@ -185,7 +185,14 @@ func (s *Service) Join(ctx context.Context, u User, roomID string) (store.Room, 
 		r.Role = "member"
 		return r, nil
 	}
-	if _, err := s.changeMembership(ctx, u, roomID, event.ChangeJoined); err != nil {
+	if r.Banned {
+		return store.Room{}, errBanned()
+	}
+	_, err = s.changeMembership(ctx, u, roomID, event.ChangeJoined)
+	if errors.Is(err, store.ErrBanned) {
+		return store.Room{}, errBanned()
+	}
+	if err != nil {
 		return store.Room{}, s.internal(ctx, "cannot add member", err)
 	}
 	r.Role = "member"

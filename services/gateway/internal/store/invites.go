@@ -37,7 +37,8 @@ func (s *Store) CreatePrivateRoomAnnounced(ctx context.Context, id, name, creato
 }
 
 // CreateInvite records a pending invitation of userID to roomID by by, usable until
-// expiresAt. ErrAlreadyMember when userID is a member; ErrAlreadyInvited when a pending
+// expiresAt. ErrAlreadyMember when userID is a member; ErrBanned when banned from the
+// room; ErrAlreadyInvited when a pending
 // invitation is still usable at now. An expired invitation, or one accepted by someone
 // who has left since, is replaced.
 func (s *Store) CreateInvite(ctx context.Context, roomID, userID, by string, now, expiresAt time.Time) error {
@@ -49,6 +50,9 @@ func (s *Store) CreateInvite(ctx context.Context, roomID, userID, by string, now
 		}
 		if member {
 			return ErrAlreadyMember
+		}
+		if err := checkNotBanned(ctx, tx, roomID, userID); err != nil {
+			return err
 		}
 		tag, err := tx.Exec(ctx, `INSERT INTO room_invites (room_id, user_id, invited_by, created_at, expires_at)
 			VALUES ($1, $2, $3, $4, $5)
@@ -142,6 +146,9 @@ func (s *Store) AddMemberByAdmin(ctx context.Context, roomID, userID, by string,
 		}
 		if member {
 			return nil
+		}
+		if err := checkNotBanned(ctx, tx, roomID, userID); err != nil {
+			return err
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO room_invites (room_id, user_id, invited_by, created_at, expires_at, accepted_at)
 			VALUES ($1, $2, $3, $4, $4, $4)

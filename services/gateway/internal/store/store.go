@@ -82,6 +82,7 @@ type Room struct {
 	LastSeq int64
 	MinSeq  int64  // lowest stored seq; 0 when the timeline is empty
 	Role    string // "" when the user is not a member
+	Banned  bool   // the user is banned from the room (moderation.go)
 	Members []string
 	// LastReadSeq and Unread are the asking user's read marker and unread count (RoomsOf).
 	LastReadSeq int64
@@ -252,9 +253,10 @@ func (s *Store) Room(ctx context.Context, roomID, userID string) (Room, error) {
 	var role *string
 	var minSeq *int64
 	err := s.pool.QueryRow(ctx, `SELECT r.id, r.name, r.kind, r.private, r.last_seq, m.role,
-			(SELECT min(seq) FROM messages WHERE room_id = r.id)
+			(SELECT min(seq) FROM messages WHERE room_id = r.id),
+			EXISTS (SELECT 1 FROM room_bans b WHERE b.room_id = r.id AND b.user_id = $2)
 		FROM rooms r LEFT JOIN room_members m ON m.room_id = r.id AND m.user_id = $2
-		WHERE r.id = $1`, roomID, userID).Scan(&r.ID, &r.Name, &r.Kind, &r.Private, &r.LastSeq, &role, &minSeq)
+		WHERE r.id = $1`, roomID, userID).Scan(&r.ID, &r.Name, &r.Kind, &r.Private, &r.LastSeq, &role, &minSeq, &r.Banned)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Room{}, ErrNotFound
 	}
@@ -307,8 +309,12 @@ func (s *Store) AddMemberAnnounced(ctx context.Context, roomID, userID string, a
 	return added, err
 }
 
-// addMember is AddMemberAnnounced inside the caller's transaction.
+// addMember is AddMemberAnnounced inside the caller's transaction. ErrBanned when userID
+// is banned from the room.
 func addMember(ctx context.Context, tx pgx.Tx, roomID, userID string, announce []outbox.Row) (bool, error) {
+	if err := checkNotBanned(ctx, tx, roomID, userID); err != nil {
+		return false, err
+	}
 	tag, err := tx.Exec(ctx, `INSERT INTO room_members (room_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, roomID, userID)
 	if err != nil {
 		return false, fmt.Errorf("cannot add member: %w", err)

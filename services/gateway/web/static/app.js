@@ -410,7 +410,8 @@
     if (!r) return;
     S.subscribedHere.delete(f.room);
     r.cursor = null;
-    if (f.reason === 'left') {
+    if (f.reason === 'kicked' || f.reason === 'banned') banner(`You were ${f.reason} from ${label(r)}.`);
+    if (f.reason === 'left' || f.reason === 'kicked' || f.reason === 'banned') {
       S.rooms.delete(f.room);
       if (S.current === f.room) selectRoom(null);
       renderRooms();
@@ -918,7 +919,7 @@
       t.textContent = fmtTime(m.sent_at) + ' ';
       const text = document.createElement('span');
       text.className = 'text';
-      text.textContent = `${m.sender_name} ${m.kind === 'join' ? 'joined' : 'left'}`;
+      text.textContent = `${m.sender_name} ${m.kind === 'join' ? 'joined' : 'left'}` + (m.text ? ` (${m.text})` : '');
       li.append(t, text);
       return li;
     }

@@ -24,10 +24,14 @@ var (
 	ErrNotInvited = errors.New("store: join of a private room without an accepted invitation")
 )
 
-// privateAccess is what one user may do in one private room as the batch starts.
-type privateAccess struct {
-	member  bool // has a room_members row
-	invited bool // has an accepted invitation not used by a stored join yet
+// access is what the batch needs to know of one user in one room as it starts: for
+// private rooms, membership and invitation (here); for joins and removals, bans and the
+// admin role (moderation.go).
+type access struct {
+	member  bool // has a room_members row (private rooms)
+	invited bool // has an accepted invitation not used by a stored join yet (private rooms)
+	banned  bool // is banned from the room (joins)
+	admin   bool // is an admin of the room (who kicks or bans)
 }
 
 // queuePrivateReads reads, for every (room, user) of the batch whose room is private,
@@ -62,9 +66,11 @@ func queuePrivateReads(b *pgx.Batch, items []item, st *dbState) {
 		JOIN rooms r ON r.id = k.room_id AND r.private`, rooms, users).
 		Query(func(rows pgx.Rows) error {
 			var k memberKey
-			var a privateAccess
-			_, err := pgx.ForEachRow(rows, []any{&k.room, &k.user, &a.member, &a.invited}, func() error {
-				st.private[k] = a
+			var member, invited bool
+			_, err := pgx.ForEachRow(rows, []any{&k.room, &k.user, &member, &invited}, func() error {
+				a := st.access[k]
+				a.member, a.invited = member, invited
+				st.access[k] = a
 				return nil
 			})
 			return err
@@ -79,12 +85,12 @@ func checkPrivate(w *writes, it item, r *room, st *dbState) error {
 	}
 	switch {
 	case it.sub != nil:
-		if !st.private[memberKey{it.room, it.sub.Sender}].member {
+		if !st.access[memberKey{it.room, it.sub.Sender}].member {
 			return consumer.Permanent(fmt.Errorf("event %s: %s by %s in %s: %w", it.env.ID, it.sub.Kind, it.sub.Sender, it.room, ErrNotMember))
 		}
 	case it.mem != nil && it.mem.Change == event.ChangeJoined:
 		k := memberKey{it.room, it.mem.User}
-		if !st.private[k].invited {
+		if !st.access[k].invited {
 			return consumer.Permanent(fmt.Errorf("event %s: join of %s to %s: %w", it.env.ID, it.mem.User, it.room, ErrNotInvited))
 		}
 		w.joined = append(w.joined, k)

@@ -351,7 +351,7 @@ type dbState struct {
 	targets   map[seqKey]*target
 	admins    map[memberKey]bool
 	reactions map[reactionKey]bool // the batch's reactions that are on
-	private   map[memberKey]privateAccess
+	access    map[memberKey]access // private rooms' rules, bans and admins (private.go, moderation.go)
 	// attachments are the uploads the batch's messages name, by id (attachments.go).
 	attachments map[string]*attachmentRow
 }
@@ -387,7 +387,7 @@ func queueReads(b *pgx.Batch, items []item) *dbState {
 	}
 
 	st := &dbState{rooms: map[string]*room{}, existing: map[msgKey]bool{}, targets: map[seqKey]*target{}, admins: map[memberKey]bool{},
-		reactions: map[reactionKey]bool{}, private: map[memberKey]privateAccess{}, attachments: map[string]*attachmentRow{}}
+		reactions: map[reactionKey]bool{}, access: map[memberKey]access{}, attachments: map[string]*attachmentRow{}}
 	rooms, existing, targets, admins := st.rooms, st.existing, st.targets, st.admins
 	// FOR NO KEY UPDATE is the lock the final UPDATE takes anyway; it makes last_seq
 	// read here the value that UPDATE will overwrite.
@@ -484,6 +484,7 @@ func queueReads(b *pgx.Batch, items []item) *dbState {
 			})
 	}
 	queuePrivateReads(b, items, st)
+	queueModerationReads(b, items, st)
 	queueAttachmentReads(b, items, st)
 	return st
 }
@@ -517,6 +518,9 @@ func (s *Store) planOne(w *writes, it item, st *dbState) error {
 		return consumer.Permanent(fmt.Errorf("event %s: room %q: %w", it.env.ID, it.room, ErrUnknownRoom))
 	}
 	if err := checkPrivate(w, it, r, st); err != nil {
+		return err
+	}
+	if err := checkModeration(it, st); err != nil {
 		return err
 	}
 	row := messageRow{room: it.room, eventID: it.env.ID}
@@ -566,8 +570,8 @@ func (s *Store) planOne(w *writes, it item, st *dbState) error {
 		}
 	case it.mem != nil:
 		row.kind = event.KindJoin
-		if it.mem.Change == event.ChangeLeft {
-			row.kind = event.KindLeave
+		if it.mem.Change != event.ChangeJoined {
+			row.kind, row.text = event.KindLeave, removalText(it.mem)
 		}
 		row.sender, row.senderName, row.sentAt = it.mem.User, it.mem.UserName, it.mem.ChangedAt
 	}

@@ -1,0 +1,98 @@
+// Moderation, checked again as it is stored: a kick or ban entry must be made by an admin
+// of the room (as of this transaction), and a banned user's join is refused, whatever the
+// gateway checked. Kicks and bans are stored as leave entries whose text says who made
+// them. A refused event is a permanent error: dead-lettered alone.
+
+package store
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/kchat/kchat/pkg/consumer"
+	"github.com/kchat/kchat/pkg/event"
+)
+
+// Errors of refused moderation.
+var (
+	ErrNotModerator = errors.New("store: kick or ban by someone who is not an admin of the room")
+	ErrBanned       = errors.New("store: join of a user banned from the room")
+)
+
+// queueModerationReads reads, for each join's user and each kick's or ban's author,
+// whether they are banned from the room and whether they are its admin. Messages add
+// nothing here: only membership events, which are rare, cost a query.
+func queueModerationReads(b *pgx.Batch, items []item, st *dbState) {
+	var rooms, users []string
+	seen := map[memberKey]bool{}
+	for _, it := range items {
+		if it.mem == nil {
+			continue
+		}
+		var k memberKey
+		switch it.mem.Change {
+		case event.ChangeJoined:
+			k = memberKey{it.room, it.mem.User}
+		case event.ChangeKicked, event.ChangeBanned:
+			k = memberKey{it.room, it.mem.By}
+		default:
+			continue
+		}
+		if !seen[k] {
+			seen[k] = true
+			rooms, users = append(rooms, k.room), append(users, k.user)
+		}
+	}
+	if len(rooms) == 0 {
+		return
+	}
+	b.Queue(`
+		SELECT k.room_id, k.user_id,
+		       EXISTS (SELECT 1 FROM room_bans x WHERE x.room_id = k.room_id AND x.user_id = k.user_id),
+		       EXISTS (SELECT 1 FROM room_members m WHERE m.room_id = k.room_id AND m.user_id = k.user_id AND m.role = 'admin')
+		FROM unnest($1::text[], $2::text[]) AS k(room_id, user_id)`, rooms, users).
+		Query(func(rows pgx.Rows) error {
+			var k memberKey
+			var banned, admin bool
+			_, err := pgx.ForEachRow(rows, []any{&k.room, &k.user, &banned, &admin}, func() error {
+				a := st.access[k]
+				a.banned, a.admin = banned, admin
+				st.access[k] = a
+				return nil
+			})
+			return err
+		})
+}
+
+// checkModeration refuses a banned user's join and a kick or ban not made by an admin.
+func checkModeration(it item, st *dbState) error {
+	if it.mem == nil {
+		return nil
+	}
+	switch it.mem.Change {
+	case event.ChangeJoined:
+		if st.access[memberKey{it.room, it.mem.User}].banned {
+			return consumer.Permanent(fmt.Errorf("event %s: join of %s to %s: %w", it.env.ID, it.mem.User, it.room, ErrBanned))
+		}
+	case event.ChangeKicked, event.ChangeBanned:
+		if !st.access[memberKey{it.room, it.mem.By}].admin {
+			return consumer.Permanent(fmt.Errorf("event %s: %s of %s in %s by %s: %w", it.env.ID, it.mem.Change, it.mem.User, it.room, it.mem.By, ErrNotModerator))
+		}
+	}
+	return nil
+}
+
+// removalText is the text of a leave entry: empty for a leave, "kicked by NAME" or
+// "banned by NAME" for a removal by an admin.
+func removalText(m *event.MembershipChanged) string {
+	if m.Change != event.ChangeKicked && m.Change != event.ChangeBanned {
+		return ""
+	}
+	by := m.ByName
+	if by == "" {
+		by = m.By
+	}
+	return m.Change + " by " + by
+}
