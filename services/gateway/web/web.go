@@ -23,13 +23,14 @@ var files = map[string]string{
 	"/app.js":     "app.js",
 	"/style.css":  "style.css",
 	"/prefs.js":   "prefs.js",
+	"/attach.js":  "attach.js",
 	// The service worker of Web Push; served from the root so that its scope is the page.
 	"/sw.js": "sw.js",
 }
 
 // csp allows nothing but the page's own files. connect-src also lists http(s) and ws(s)
 // because the page may fail over to another gateway (?gateways=), whose origin differs.
-const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; " +
 	"connect-src 'self' http: https: ws: wss:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
 // Handler serves the page. Mount it at "/" (GET and HEAD).

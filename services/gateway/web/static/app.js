@@ -968,6 +968,7 @@
       text.textContent = m.text; // never innerHTML: user text is shown, not interpreted
     }
     li.append(head, text);
+    if (!m.deleted_at && m.attachments && window.kchatAttach) li.append(window.kchatAttach.element(m.attachments));
     if (!m.deleted_at) li.append(reactionsElement(r, m));
     return li;
   }
@@ -1016,6 +1017,8 @@
       return;
     }
     const frame = { type: 'send', room: S.current, client_msg_id: id, text, ref: 's' + id };
+    const files = window.kchatAttach ? window.kchatAttach.take(S.current) : []; // attach.js
+    if (files.length) frame.attachments = files;
     const el = pendingElement(text);
     el.dataset.clientMsgId = id;
     S.pending.set(id, { room: S.current, frame, el, state: 'pending', tries: 0 });
