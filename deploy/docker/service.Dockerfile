@@ -33,12 +33,16 @@ RUN --mount=type=cache,target=/go/pkg/mod \
 # directory; the other services ignore the file, which is a few hundred bytes.
 RUN ln -s "${SERVICE}" /out/app/service \
  && mkdir -p /out/app/deploy \
- && cp deploy/topics.yaml /out/app/deploy/topics.yaml
+ && cp deploy/topics.yaml /out/app/deploy/topics.yaml \
+ && mkdir -p /out/data/attachments
 
 # distroless static: no libc needed for a CGO-free binary, no shell to exploit,
 # and the :nonroot tag runs as uid 65532.
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/app/ /app/
+# The gateway's attachments directory, owned by nonroot, so that a named volume mounted
+# there starts with that owner (Docker copies it into an empty volume).
+COPY --from=build --chown=65532:65532 /out/data/ /var/lib/kchat/
 WORKDIR /app
 USER nonroot:nonroot
 ENTRYPOINT ["/app/service"]
