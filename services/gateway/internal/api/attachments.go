@@ -48,7 +48,7 @@ func (a *API) RegisterAttachments(e *echo.Echo, svc Attachments) {
 		authed.GET("/attachments/:aid/thumbnail", off)
 		return
 	}
-	authed.POST("/rooms/:id/uploads", func(c echo.Context) error { return upload(c, svc) })
+	authed.POST("/rooms/:id/uploads", func(c echo.Context) error { return a.upload(c, svc) })
 	authed.GET("/attachments/:aid", func(c echo.Context) error { return download(c, svc, false) })
 	authed.GET("/attachments/:aid/thumbnail", func(c echo.Context) error { return download(c, svc, true) })
 }
@@ -56,10 +56,14 @@ func (a *API) RegisterAttachments(e *echo.Echo, svc Attachments) {
 // upload reads the one file of a multipart/form-data body (field "file") whole, within
 // the size limit, and then the rest of the body: a body that ends early (a client that
 // disconnects) or holds more than the file is refused before anything is stored.
-func upload(c echo.Context, svc Attachments) error {
+func (a *API) upload(c echo.Context, svc Attachments) error {
 	req := c.Request()
 	// Outsiders are answered before the body is read.
 	if err := svc.CheckRoom(req.Context(), user(c), c.Param("id")); err != nil {
+		return fail(c, err)
+	}
+	// Uploads draw from the user's send bucket (-rate-user), shared with sends.
+	if err := a.allowUser(c); err != nil {
 		return fail(c, err)
 	}
 	bad := func(msg string) error { return fail(c, protocol.NewError(protocol.CodeBadRequest, msg)) }

@@ -26,6 +26,7 @@ import (
 	"github.com/kchat/kchat/services/gateway/internal/app"
 	"github.com/kchat/kchat/services/gateway/internal/attach"
 	"github.com/kchat/kchat/services/gateway/internal/gwtest"
+	"github.com/kchat/kchat/services/gateway/internal/ratelimit"
 )
 
 // pngOf renders a w x h image as PNG.
@@ -608,5 +609,23 @@ func TestAttachments_S3_store(t *testing.T) {
 	}
 	if st, _, _ := get(t, h.base+"/api/attachments/"+id, alice.Token); st != 404 {
 		t.Fatalf("swept upload: %d", st)
+	}
+}
+
+// TestAttachments_upload_rate_limited: uploads draw from the user's send bucket.
+func TestAttachments_upload_rate_limited(t *testing.T) {
+	h, blobs := withBlobs(t, func(c *app.Config) { c.UserRate = ratelimit.Rate{PerSecond: 0.01, Burst: 1} })
+	alice := gwtest.NewAccount(t, h.base, "alice")
+	if st, f := gwtest.Do(t, "POST", h.base+"/api/rooms", alice.Token, map[string]string{"id": "files"}); st != 201 {
+		t.Fatalf("create: %d %v", st, f)
+	}
+	if st, f := upload(t, h.base, alice.Token, "files", "a.txt", []byte("one")); st != 201 {
+		t.Fatalf("first upload: %d %v", st, f)
+	}
+	if st, f := upload(t, h.base, alice.Token, "files", "b.txt", []byte("two")); st != 429 || f.Str("code") != "rate_limited" {
+		t.Fatalf("second upload: %d %v, want 429", st, f)
+	}
+	if rows, files := h.storedAttachments(t, blobs); rows != 1 || len(files) != 1 {
+		t.Fatalf("%d rows, files %q, want the first upload only", rows, files)
 	}
 }
