@@ -104,6 +104,12 @@ func (r Renderer) Entry(m *protocol.Message) string {
 	case m.EditedAt != nil:
 		text += " (edited)"
 	}
+	if m.DeletedAt == nil {
+		// Files are named, not fetched: GET /api/attachments/{id} downloads one.
+		for _, a := range m.Attachments {
+			text += fmt.Sprintf(" [file: %s, %s, %d bytes, id %s]", Clean(a.Filename), Clean(a.ContentType), a.Size, Clean(a.ID))
+		}
+	}
 	return fmt.Sprintf("%s <%s> %s", head, name, text)
 }
 

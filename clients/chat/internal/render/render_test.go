@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kchat/kchat/pkg/event"
 	"github.com/kchat/kchat/pkg/protocol"
 )
 
@@ -32,6 +33,9 @@ func TestEntry(t *testing.T) {
 		{"deleted in history", protocol.Message{Room: "general", Kind: "message", SenderName: "a", Text: "gone", SentAt: at, DeletedAt: &edited}, "[15:04:05] #general <a> (deleted)"},
 		{"live edit", protocol.Message{Room: "general", Kind: "edit", SenderName: "a", Text: "new", TargetSeq: 4, SentAt: at}, "[15:04:05] #general <a> new (edit of 4)"},
 		{"live delete", protocol.Message{Room: "general", Kind: "delete", SenderName: "a", TargetSeq: 4, SentAt: at}, "[15:04:05] #general * a deleted message 4"},
+		{"attachments are named", protocol.Message{Room: "general", Kind: "message", SenderName: "a", Text: "see", SentAt: at,
+			Attachments: []event.Attachment{{ID: "u1", Filename: "cat\x1b[2J.png", ContentType: "image/png", Size: 48213, Width: 640, Height: 480, Thumbnail: true}}},
+			"[15:04:05] #general <a> see [file: cat\uFFFD[2J.png, image/png, 48213 bytes, id u1]"},
 		{"join", protocol.Message{Room: "general", Kind: "join", SenderName: "carol", SentAt: at}, "[15:04:05] #general * carol joined"},
 		{"leave", protocol.Message{Room: "general", Kind: "leave", SenderName: "carol", SentAt: at}, "[15:04:05] #general * carol left"},
 		{"dm by label", protocol.Message{Room: "dm:1:2", Kind: "message", SenderName: "alice", Text: "psst", SentAt: at}, "[15:04:05] @bob <alice> psst"},
