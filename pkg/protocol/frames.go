@@ -250,6 +250,9 @@ type Welcome struct {
 	ReconnectUntil time.Time `json:"reconnect_expires_at"`
 	ServerTime     time.Time `json:"server_time"`
 	Limits         Limits    `json:"limits"`
+	// Invites are the user's pending invitations to private rooms, oldest first (also
+	// GET /api/me/invites); absent when there are none.
+	Invites []Invite `json:"invites,omitempty"`
 }
 
 // Pong answers ping.

@@ -93,6 +93,15 @@ func TestPrivateRooms_invite_lifecycle(t *testing.T) {
 			}},
 		{name: "invite bob again", as: "alice", method: "POST", path: "/api/rooms/secret/invites", body: invite("bob"), status: 409, code: "conflict"},
 		pending("bob", "secret"),
+		{name: "bob's welcome lists it", as: "bob", method: "GET", path: "/api/me", status: 200, check: func(t *testing.T, _ gwtest.Frame) {
+			c := gwtest.Dial(t, h.ws, nil)
+			c.Send(map[string]any{"type": "auth", "token": accs["bob"].Token, "ref": "w"})
+			w := c.Expect("welcome", "w")
+			invs, _ := w["invites"].([]any)
+			if len(invs) != 1 || invs[0].(map[string]any)["room"] != "secret" || invs[0].(map[string]any)["invited_by"] != "alice" {
+				t.Fatalf("welcome %v", w)
+			}
+		}},
 		{name: "invited bob cannot read yet", as: "bob", method: "GET", path: "/api/rooms/secret/messages", status: 404, code: "not_found"},
 		{name: "bob accepts", as: "bob", method: "POST", path: "/api/me/invites/secret/accept", status: 200},
 		{name: "bob's connection follows the room", as: "bob", method: "GET", path: "/api/me", status: 200, check: func(t *testing.T, _ gwtest.Frame) {

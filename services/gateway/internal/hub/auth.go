@@ -69,7 +69,28 @@ func (s *Session) welcome(ctx context.Context, u chat.User, ref string) {
 		Base: protocol.Base{Type: protocol.TypeWelcome, Ref: ref},
 		User: protocol.User{ID: u.ID, Username: u.Username}, ConnID: s.id, GatewayID: s.hub.cfg.GatewayID,
 		ReconnectToken: t.Value, ReconnectUntil: t.ExpiresAt, ServerTime: s.hub.cfg.Now().UTC(), Limits: s.hub.cfg.Limits,
+		Invites: s.pendingInvites(ctx, u),
 	})
+}
+
+// inviteLister is implemented by a Chat that keeps private rooms' invitations
+// (*chat.Service does).
+type inviteLister interface {
+	Invites(ctx context.Context, u chat.User) ([]protocol.Invite, error)
+}
+
+// pendingInvites lists u's pending invitations for the welcome. Best effort: a failure
+// (logged by the chat logic) leaves them out, and GET /api/me/invites has them too.
+func (s *Session) pendingInvites(ctx context.Context, u chat.User) []protocol.Invite {
+	il, ok := s.hub.chat.(inviteLister)
+	if !ok {
+		return nil
+	}
+	list, err := il.Invites(ctx, u)
+	if err != nil {
+		return nil
+	}
+	return list
 }
 
 func (s *Session) onHello(ctx context.Context, f *protocol.Hello) {

@@ -384,6 +384,7 @@
     clearInterval(S.pingTimer);
     S.pingTimer = setInterval(() => send({ type: 'ping' }), PING_EVERY);
     updateComposer();
+    renderInvites(f.invites || []);
     refreshRooms();
     refreshUsers();
   }
@@ -529,9 +530,14 @@
     // From the page's own gateway only: the others are other origins, which the gateways
     // do not open to pages (no CORS), and the list can wait for the next refresh.
     try { f = await api('GET', '/api/me/invites', null, S.session.token, gateways.slice(0, 1)); } catch (e) { return; }
+    renderInvites(f.invites || []);
+  }
+
+  // renderInvites shows pending invitations (from GET /api/me/invites or the welcome).
+  function renderInvites(invites) {
     const list = $('invite-list');
     list.replaceChildren();
-    for (const inv of f.invites || []) {
+    for (const inv of invites) {
       const li = document.createElement('li');
       li.className = 'invite';
       const name = document.createElement('span');
