@@ -376,23 +376,24 @@ func TestAttachments_sweeper(t *testing.T) {
 	clk := &clock{}
 	h, blobs := withBlobs(t, func(c *app.Config) {
 		c.Now = clk.now
-		c.Attachments = attach.Config{MaxBytes: 64 << 10, OrphanGrace: time.Hour, DeletedGrace: 2 * time.Hour, SweepInterval: 50 * time.Millisecond}
+		c.Attachments = attach.Config{MaxBytes: 64 << 10, OrphanGrace: time.Hour, DeletedGrace: 2 * time.Hour,
+			SweepInterval: 50 * time.Millisecond, GoneInterval: 50 * time.Millisecond}
 	})
 	alice := gwtest.NewAccount(t, h.base, "alice")
 	if st, f := gwtest.Do(t, "POST", h.base+"/api/rooms", alice.Token, map[string]string{"id": "files"}); st != 201 {
 		t.Fatalf("create: %d %v", st, f)
 	}
 	ids := map[string]string{}
-	for _, name := range []string{"orphan", "kept", "deleted"} {
+	for _, name := range []string{"orphan", "kept", "deleted", "retained"} {
 		st, f := upload(t, h.base, alice.Token, "files", name+".png", pngOf(t, 20, 20))
 		if st != 201 {
 			t.Fatalf("upload %s: %d %v", name, st, f)
 		}
 		ids[name] = f.Str("id")
 	}
-	h.store(t, "files", 2, 3, alice)
+	h.store(t, "files", 2, 4, alice)
 	ctx := context.Background()
-	for seq, name := range map[int64]string{2: "kept", 3: "deleted"} {
+	for seq, name := range map[int64]string{2: "kept", 3: "deleted", 4: "retained"} {
 		if _, err := h.db.Exec(ctx, `UPDATE attachments SET message_seq = $2, position = 1 WHERE id = $1`, ids[name], seq); err != nil {
 			t.Fatal(err)
 		}
@@ -449,6 +450,12 @@ func TestAttachments_sweeper(t *testing.T) {
 		}
 	}
 	sentinel()
+	waitLeft(sortedNames(ids, "orphan", "kept", "deleted", "retained"), 8)
+	// Retention deletes message 4: its file goes at the next look for gone messages,
+	// whatever the clock says.
+	if _, err := h.db.Exec(ctx, `DELETE FROM messages WHERE room_id = 'files' AND seq = 4`); err != nil {
+		t.Fatal(err)
+	}
 	waitLeft(sortedNames(ids, "orphan", "kept", "deleted"), 6)
 	clk.advance(90 * time.Minute) // past the orphan grace, not the deleted one
 	sentinel()

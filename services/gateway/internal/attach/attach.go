@@ -43,7 +43,10 @@ type Config struct {
 	OrphanGrace   time.Duration
 	DeletedGrace  time.Duration
 	SweepInterval time.Duration
-	Now           func() time.Time
+	// GoneInterval is how often a sweep also looks for files whose message is gone
+	// (deleted by retention), which reads every attached row (default 1h).
+	GoneInterval time.Duration
+	Now          func() time.Time
 }
 
 func (c *Config) setDefaults() {
@@ -68,6 +71,9 @@ func (c *Config) setDefaults() {
 	if c.SweepInterval == 0 {
 		c.SweepInterval = time.Minute
 	}
+	if c.GoneInterval == 0 {
+		c.GoneInterval = time.Hour
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -80,7 +86,7 @@ func (c Config) Validate() error {
 		return errors.New("attach: the size limit must be positive")
 	case c.ThumbnailSize < 16 || c.ThumbnailSize > 2048:
 		return errors.New("attach: the thumbnail size must be between 16 and 2048 pixels")
-	case c.OrphanGrace < 0 || c.DeletedGrace < 0 || c.SweepInterval < 0:
+	case c.OrphanGrace < 0 || c.DeletedGrace < 0 || c.SweepInterval < 0 || c.GoneInterval < 0:
 		return errors.New("attach: grace periods and the sweep interval must not be negative")
 	}
 	for _, t := range c.AllowedTypes {

@@ -18,8 +18,13 @@ const sweepBatch = 100
 func (s *Service) Run(ctx context.Context) {
 	t := time.NewTicker(s.cfg.SweepInterval)
 	defer t.Stop()
+	var lastGone time.Time
 	for {
-		if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+		gone := time.Since(lastGone) >= s.cfg.GoneInterval
+		if gone {
+			lastGone = time.Now()
+		}
+		if _, err := s.Sweep(ctx, gone); err != nil && ctx.Err() == nil {
 			s.log.WarnContext(ctx, "attachment sweep failed; next one retries", "error", err)
 		}
 		select {
@@ -31,13 +36,15 @@ func (s *Service) Run(ctx context.Context) {
 }
 
 // Sweep deletes, batch by batch, the files and rows of uploads never attached within
-// OrphanGrace, of messages deleted more than DeletedGrace ago, and of attachments whose
-// message is gone (retention). A row is deleted only after its blobs are: a failure
-// leaves the row, and the next sweep tries again. It returns how many it deleted.
-func (s *Service) Sweep(ctx context.Context) (int, error) {
+// OrphanGrace and of messages deleted more than DeletedGrace ago; with gone, also of
+// attachments whose message is gone (retention deleted it), a question that reads every
+// attached row and is therefore asked only every GoneInterval. A row is deleted only
+// after its blobs are: a failure leaves the row, and the next sweep tries again. It
+// returns how many it deleted.
+func (s *Service) Sweep(ctx context.Context, gone bool) (int, error) {
 	total := 0
 	for {
-		n, err := s.sweepOnce(ctx)
+		n, err := s.sweepOnce(ctx, gone)
 		total += n
 		if err != nil || n < sweepBatch {
 			return total, err
@@ -45,14 +52,16 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 	}
 }
 
-func (s *Service) sweepOnce(ctx context.Context) (n int, err error) {
-	now := s.cfg.Now().UTC()
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	rows, err := tx.Query(ctx, `
+// Due rows: the first two conditions use the partial indexes of migration 00011.
+const (
+	dueQuery = `
+		SELECT a.id, a.blob_key, a.thumb_key
+		FROM attachments a
+		WHERE (a.message_seq IS NULL AND a.created_at < $1)
+		   OR (a.deleted_at < $2)
+		LIMIT $3
+		FOR UPDATE OF a SKIP LOCKED`
+	dueOrGoneQuery = `
 		SELECT a.id, a.blob_key, a.thumb_key
 		FROM attachments a
 		WHERE (a.message_seq IS NULL AND a.created_at < $1)
@@ -60,7 +69,21 @@ func (s *Service) sweepOnce(ctx context.Context) (n int, err error) {
 		   OR (a.message_seq IS NOT NULL AND NOT EXISTS
 		          (SELECT 1 FROM messages m WHERE m.room_id = a.room_id AND m.seq = a.message_seq))
 		LIMIT $3
-		FOR UPDATE OF a SKIP LOCKED`, now.Add(-s.cfg.OrphanGrace), now.Add(-s.cfg.DeletedGrace), sweepBatch)
+		FOR UPDATE OF a SKIP LOCKED`
+)
+
+func (s *Service) sweepOnce(ctx context.Context, gone bool) (n int, err error) {
+	now := s.cfg.Now().UTC()
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	q := dueQuery
+	if gone {
+		q = dueOrGoneQuery
+	}
+	rows, err := tx.Query(ctx, q, now.Add(-s.cfg.OrphanGrace), now.Add(-s.cfg.DeletedGrace), sweepBatch)
 	if err != nil {
 		return 0, err
 	}
