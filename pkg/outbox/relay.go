@@ -159,6 +159,10 @@ func (r *Relay) session(ctx context.Context) error {
 	// Published rows are deleted by the Cleaner, on connections of its own: a large
 	// DELETE here would hold up relaying while it ran.
 	b := backoff.New(r.cfg.ReconnectDelay, 30*time.Second)
+	// Rows held back behind a running transaction get no notification when it ends (it
+	// may be anyone's, in any database: transaction ids are cluster-wide), so they are
+	// looked at again soon, sooner than PollInterval, until they are through.
+	held := backoff.New(5*time.Millisecond, r.cfg.PollInterval)
 	for {
 		err := r.drain(ctx, conn)
 		var perr *publishError
@@ -182,7 +186,16 @@ func (r *Relay) session(ctx context.Context) error {
 		if err := r.updateLag(ctx, conn); err != nil {
 			return err
 		}
-		wctx, cancel := context.WithTimeout(ctx, r.cfg.PollInterval)
+		wait := r.cfg.PollInterval
+		switch waiting, err := r.heldBack(ctx, conn); {
+		case err != nil:
+			return err
+		case waiting:
+			wait = min(wait, held.Next())
+		default:
+			held.Reset()
+		}
+		wctx, cancel := context.WithTimeout(ctx, wait)
 		_, err = conn.WaitForNotification(wctx)
 		cancel()
 		if err != nil && ctx.Err() == nil && !pgconn.Timeout(err) {
@@ -316,6 +329,18 @@ func (r *Relay) round(ctx context.Context, conn *pgx.Conn) (int, error) {
 		}
 	}
 	return len(rs), nil
+}
+
+// heldBack reports whether rows the relay may publish are still pending after a drain:
+// they belong to transactions newer than one that was running when it read.
+func (r *Relay) heldBack(ctx context.Context, conn *pgx.Conn) (bool, error) {
+	var pending bool
+	err := conn.QueryRow(ctx, `
+		SELECT EXISTS (SELECT 1 FROM outbox WHERE published_at IS NULL AND (relay_after IS NULL OR relay_after <= now()))`).Scan(&pending)
+	if err != nil {
+		return false, fmt.Errorf("cannot read the outbox: %w", err)
+	}
+	return pending, nil
 }
 
 // updateLag reports the age of the oldest pending row, including rows that are held back
