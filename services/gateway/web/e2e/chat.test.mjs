@@ -196,6 +196,12 @@ test('two people on two gateways: order, history, XSS, fail-over', { timeout: 24
   await waitForTexts(a, ['inside the private room'], 'private room on A');
   await waitForTexts(b, ['inside the private room'], 'private room on B');
   await shot(a, 'private.png');
+  // ann kicks ben: ben's page says so and the room leaves his list; ann sees who did it.
+  await a.getByLabel('Remove from this room (username)').fill(ben);
+  await a.locator('#remove-form').getByRole('button', { name: 'Kick' }).click();
+  await b.locator('#banner-text', { hasText: 'You were kicked' }).waitFor({ timeout: WAIT });
+  await b.locator('#room-list button', { hasText: '#' + secret }).waitFor({ state: 'detached', timeout: WAIT });
+  await a.locator('#message-list li', { hasText: `${ben} left (kicked by ${ann})` }).waitFor({ timeout: WAIT });
   await a.locator('#room-list button', { hasText: '#' + roomID }).first().click();
   await waitForTexts(a, said, 'ann back in the first room');
   await b.locator('#room-list button', { hasText: '#' + roomID }).first().click();

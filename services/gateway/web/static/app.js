@@ -425,6 +425,8 @@
     r.cursor = m.seq;
     r.lastSeq = Math.max(r.lastSeq, m.seq);
     addEntry(r, m, true);
+    // Removed by an admin through another gateway: the leave entry says who did it.
+    if (m.kind === 'leave' && m.text && m.sender === S.session.user.id) banner(`You were ${m.text} (${label(r)}).`);
   }
 
   function onAck(f) {
@@ -576,6 +578,7 @@
   function updateInviteForm() {
     const r = S.current ? room(S.current) : null;
     $('invite-form').hidden = !(r && r.private && r.role === 'admin');
+    $('remove-form').hidden = !(r && r.kind !== 'dm' && r.role === 'admin');
   }
 
   async function refreshUsers() {
@@ -1121,6 +1124,21 @@
     $('join-form').addEventListener('submit', async (ev) => {
       ev.preventDefault();
       if (await joinRoom($('join-room').value)) $('join-room').value = '';
+    });
+    $('remove-form').addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const ban = ev.submitter && ev.submitter.value === 'ban';
+      const who = $('remove-user').value.trim().replace(/^@/, '');
+      if (!who || !S.current) return;
+      const path = '/api/rooms/' + encodeURIComponent(S.current) + (ban ? '/bans' : '/kick');
+      try {
+        const res = await api('POST', path, { username: who }, S.session.token);
+        $('remove-user').value = '';
+        const done = ban ? 'Banned ' + who : res.kicked ? 'Kicked ' + who : who + ' is not in the room';
+        banner(done + ' (' + label(room(S.current)) + ')', 'ok');
+      } catch (e) {
+        banner('Cannot ' + (ban ? 'ban ' : 'kick ') + who + ': ' + e.message);
+      }
     });
     $('invite-form').addEventListener('submit', async (ev) => {
       ev.preventDefault();
