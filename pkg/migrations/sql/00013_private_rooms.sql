@@ -33,7 +33,13 @@ CREATE TABLE room_bans (
     PRIMARY KEY (room_id, user_id)
 );
 
+-- Each user's join and leave entries per room, newest last: persistence reads whether a
+-- private room's timeline still has the sender in it (their last such entry is a join)
+-- as it stores their message. Partial: only the few membership rows are indexed.
+CREATE INDEX messages_membership ON messages (room_id, sender, seq) WHERE kind IN ('join', 'leave');
+
 -- +goose Down
+DROP INDEX messages_membership;
 DROP TABLE room_bans;
 DROP TABLE room_invites;
 ALTER TABLE rooms DROP COLUMN private;

@@ -1,10 +1,14 @@
 // Private rooms, checked again as their entries are stored: the gateway refuses
 // non-members, but an event in chat.submitted is only as trustworthy as whoever wrote
-// it. A message, edit, delete or reaction in a private room must come from a member (as
-// of this transaction, under the room's lock); a join must match an accepted invitation
-// (an invitee's accept, an admin's add or the room's creation), which the join uses up:
-// the batch deletes it, so one acceptance stores one join. A refused event is a permanent
-// error: the runner dead-letters it and the partition goes on.
+// it. A message, edit, delete or reaction in a private room must come from a member: one
+// now (room_members, under the room's lock), or one as of its place in the timeline
+// (their last join or leave entry, stored or earlier in the batch, is a join). So a
+// message sent just before its sender left or was kicked, which the partition holds
+// before the leave, is still stored, and nothing published after the leave is. A join
+// must match an accepted invitation (an invitee's accept, an admin's add or the room's
+// creation), which the join uses up: the batch deletes it, so one acceptance stores one
+// join. A refused event is a permanent error: the runner dead-letters it and the
+// partition goes on.
 
 package store
 
@@ -29,6 +33,7 @@ var (
 // admin role (moderation.go).
 type access struct {
 	member  bool // has a room_members row (private rooms)
+	joined  bool // the timeline's last join or leave entry of theirs is a join (private rooms)
 	invited bool // has an accepted invitation not used by a stored join yet (private rooms)
 	banned  bool // is banned from the room (joins)
 	admin   bool // is an admin of the room (who kicks or bans)
@@ -61,15 +66,18 @@ func queuePrivateReads(b *pgx.Batch, items []item, st *dbState) {
 	b.Queue(`
 		SELECT k.room_id, k.user_id,
 		       EXISTS (SELECT 1 FROM room_members m WHERE m.room_id = k.room_id AND m.user_id = k.user_id),
+		       coalesce((SELECT x.kind = 'join' FROM messages x
+		                 WHERE x.room_id = k.room_id AND x.sender = k.user_id AND x.kind IN ('join', 'leave')
+		                 ORDER BY x.seq DESC LIMIT 1), false),
 		       EXISTS (SELECT 1 FROM room_invites i WHERE i.room_id = k.room_id AND i.user_id = k.user_id AND i.accepted_at IS NOT NULL)
 		FROM unnest($1::text[], $2::text[]) AS k(room_id, user_id)
 		JOIN rooms r ON r.id = k.room_id AND r.private`, rooms, users).
 		Query(func(rows pgx.Rows) error {
 			var k memberKey
-			var member, invited bool
-			_, err := pgx.ForEachRow(rows, []any{&k.room, &k.user, &member, &invited}, func() error {
+			var member, joined, invited bool
+			_, err := pgx.ForEachRow(rows, []any{&k.room, &k.user, &member, &joined, &invited}, func() error {
 				a := st.access[k]
-				a.member, a.invited = member, invited
+				a.member, a.joined, a.invited = member, joined, invited
 				st.access[k] = a
 				return nil
 			})
@@ -79,21 +87,30 @@ func queuePrivateReads(b *pgx.Batch, items []item, st *dbState) {
 
 // checkPrivate refuses an event of a private room that its author may not write there;
 // a join it accepts is recorded in w.joined, whose invitation the batch then deletes.
+// Joins and leaves it lets through update what later events of the batch see.
 func checkPrivate(w *writes, it item, r *room, st *dbState) error {
 	if !r.private {
 		return nil
 	}
 	switch {
 	case it.sub != nil:
-		if !st.access[memberKey{it.room, it.sub.Sender}].member {
+		if a := st.access[memberKey{it.room, it.sub.Sender}]; !a.member && !a.joined {
 			return consumer.Permanent(fmt.Errorf("event %s: %s by %s in %s: %w", it.env.ID, it.sub.Kind, it.sub.Sender, it.room, ErrNotMember))
 		}
 	case it.mem != nil && it.mem.Change == event.ChangeJoined:
 		k := memberKey{it.room, it.mem.User}
-		if !st.access[k].invited {
+		a := st.access[k]
+		if !a.invited {
 			return consumer.Permanent(fmt.Errorf("event %s: join of %s to %s: %w", it.env.ID, it.mem.User, it.room, ErrNotInvited))
 		}
+		a.joined = true
+		st.access[k] = a
 		w.joined = append(w.joined, k)
+	case it.mem != nil: // a leave, kick or ban
+		k := memberKey{it.room, it.mem.User}
+		a := st.access[k]
+		a.joined = false
+		st.access[k] = a
 	}
 	return nil
 }

@@ -33,6 +33,7 @@ func TestHandleBatch_private_rooms(t *testing.T) {
 		steps       func(t *testing.T) []step
 		want        []string
 		wantInvites []string // "user accepted?" left in room_invites of room-p
+		before      []string // SQL run after the first step (the gateway's own writes)
 	}{
 		{
 			name: "a member's message, edit, reaction and delete are stored",
@@ -82,6 +83,23 @@ func TestHandleBatch_private_rooms(t *testing.T) {
 			wantInvites: []string{"u-bob true", "u-carol false"},
 		},
 		{
+			name: "a message the partition holds before its sender's leave is stored; one after it is refused",
+			steps: func(t *testing.T) []step {
+				return []step{
+					{batch: []event.Envelope{join(t, "room-p", "u-bob")}},
+					// bob leaves: the gateway deletes his membership before the leave event
+					// is stored, and his last message is still ahead of it in the partition.
+					{batch: []event.Envelope{msg(t, "room-p", "u-bob", "before"), leave(t, "room-p", "u-bob"), msg(t, "room-p", "u-bob", "after")},
+						wantErr: store.ErrNotMember},
+					{batch: []event.Envelope{msg(t, "room-p", "u-bob", "before"), leave(t, "room-p", "u-bob")}},
+					{batch: []event.Envelope{msg(t, "room-p", "u-bob", "later")}, wantErr: store.ErrNotMember},
+				}
+			},
+			before:      []string{`DELETE FROM room_members WHERE room_id = 'room-p' AND user_id = 'u-bob'`},
+			want:        []string{"room-p/1 join u-bob", "room-p/2 message u-bob text before", "room-p/3 leave u-bob"},
+			wantInvites: []string{"u-carol false"},
+		},
+		{
 			name: "leaves are not checked",
 			steps: func(t *testing.T) []step {
 				return []step{{batch: []event.Envelope{leave(t, "room-p", "u-alice")}}}
@@ -120,6 +138,13 @@ func TestHandleBatch_private_rooms(t *testing.T) {
 			}
 			sent := map[string]event.Envelope{}
 			for i, s := range tc.steps(t) {
+				if i == 1 {
+					for _, q := range tc.before {
+						if _, err := pool.Exec(ctx, q); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
 				err := st.HandleBatch(ctx, chattest.Consumed(t, s.batch...))
 				switch {
 				case s.wantErr == nil && err != nil:
