@@ -13,8 +13,10 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -29,33 +31,31 @@ var (
 )
 
 // access is what the batch needs to know of one user in one room as it starts: for
-// private rooms, membership and invitation (here); for joins and removals, bans and the
-// admin role (moderation.go).
+// private rooms, their timeline membership and invitation (here); for joins and removals,
+// bans and the admin role (moderation.go).
 type access struct {
-	member  bool // has a room_members row (private rooms)
 	joined  bool // the timeline's last join or leave entry of theirs is a join (private rooms)
 	invited bool // has an accepted invitation not used by a stored join yet (private rooms)
 	banned  bool // is banned from the room (joins)
 	admin   bool // is an admin of the room (who kicks or bans)
 }
 
-// queuePrivateReads reads, for every (room, user) of the batch whose room is private,
-// the user's membership and accepted invitation. Rooms that are not private return no
-// rows, so public rooms and DMs cost one index probe per event and nothing else.
+// Who is a member of a private room now comes with the room (room.members, read like a
+// DM's), so a batch of messages costs nothing more. Only joins, which are rare, queue a
+// query for their invitations; and a message whose sender is not a member now costs a
+// second round trip (readTimelineMembers), which only the leave race and forged events
+// take.
+
+// queuePrivateReads reads, for every join of the batch to a private room, whether the
+// joiner has an accepted invitation. Rooms that are not private return no rows.
 func queuePrivateReads(b *pgx.Batch, items []item, st *dbState) {
 	var rooms, users []string
 	seen := map[memberKey]bool{}
 	for _, it := range items {
-		var k memberKey
-		switch {
-		case it.sub != nil:
-			k = memberKey{it.room, it.sub.Sender}
-		case it.mem != nil && it.mem.Change == event.ChangeJoined:
-			k = memberKey{it.room, it.mem.User}
-		default:
+		if it.mem == nil || it.mem.Change != event.ChangeJoined {
 			continue
 		}
-		if !seen[k] {
+		if k := (memberKey{it.room, it.mem.User}); !seen[k] {
 			seen[k] = true
 			rooms, users = append(rooms, k.room), append(users, k.user)
 		}
@@ -65,25 +65,68 @@ func queuePrivateReads(b *pgx.Batch, items []item, st *dbState) {
 	}
 	b.Queue(`
 		SELECT k.room_id, k.user_id,
-		       EXISTS (SELECT 1 FROM room_members m WHERE m.room_id = k.room_id AND m.user_id = k.user_id),
-		       coalesce((SELECT x.kind = 'join' FROM messages x
-		                 WHERE x.room_id = k.room_id AND x.sender = k.user_id AND x.kind IN ('join', 'leave')
-		                 ORDER BY x.seq DESC LIMIT 1), false),
 		       EXISTS (SELECT 1 FROM room_invites i WHERE i.room_id = k.room_id AND i.user_id = k.user_id AND i.accepted_at IS NOT NULL)
 		FROM unnest($1::text[], $2::text[]) AS k(room_id, user_id)
 		JOIN rooms r ON r.id = k.room_id AND r.private`, rooms, users).
 		Query(func(rows pgx.Rows) error {
 			var k memberKey
-			var member, joined, invited bool
-			_, err := pgx.ForEachRow(rows, []any{&k.room, &k.user, &member, &joined, &invited}, func() error {
+			var invited bool
+			_, err := pgx.ForEachRow(rows, []any{&k.room, &k.user, &invited}, func() error {
 				a := st.access[k]
-				a.member, a.joined, a.invited = member, joined, invited
+				a.invited = invited
 				st.access[k] = a
 				return nil
 			})
 			return err
 		})
 }
+
+// readTimelineMembers reads, for the fresh messages in private rooms whose sender is not
+// a member now, whether the room's timeline still has them in it (their last join or
+// leave entry is a join: the message was sent before a leave not stored yet). It runs a
+// query only when there is such a message.
+func readTimelineMembers(ctx context.Context, tx pgx.Tx, fresh []item, st *dbState) error {
+	var rooms, users []string
+	seen := map[memberKey]bool{}
+	for _, it := range fresh {
+		r := st.rooms[it.room]
+		if it.sub == nil || r == nil || !r.private || isMember(r, it.sub.Sender) {
+			continue
+		}
+		if k := (memberKey{it.room, it.sub.Sender}); !seen[k] {
+			seen[k] = true
+			rooms, users = append(rooms, k.room), append(users, k.user)
+		}
+	}
+	if len(rooms) == 0 {
+		return nil
+	}
+	rows, err := tx.Query(ctx, `
+		SELECT k.room_id, k.user_id,
+		       coalesce((SELECT x.kind = 'join' FROM messages x
+		                 WHERE x.room_id = k.room_id AND x.sender = k.user_id AND x.kind IN ('join', 'leave')
+		                 ORDER BY x.seq DESC LIMIT 1), false)
+		FROM unnest($1::text[], $2::text[]) AS k(room_id, user_id)`, rooms, users)
+	if err != nil {
+		return fmt.Errorf("cannot read timeline membership: %w", err)
+	}
+	var k memberKey
+	var joined bool
+	_, err = pgx.ForEachRow(rows, []any{&k.room, &k.user, &joined}, func() error {
+		a := st.access[k]
+		a.joined = joined
+		st.access[k] = a
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("cannot read timeline membership: %w", err)
+	}
+	return nil
+}
+
+// isMember reports whether user is in r.members, read with the room. (A linear search:
+// the SQL sorted them by the database's collation, not by Go's byte order.)
+func isMember(r *room, user string) bool { return slices.Contains(r.members, user) }
 
 // checkPrivate refuses an event of a private room that its author may not write there;
 // a join it accepts is recorded in w.joined, whose invitation the batch then deletes.
@@ -94,7 +137,7 @@ func checkPrivate(w *writes, it item, r *room, st *dbState) error {
 	}
 	switch {
 	case it.sub != nil:
-		if a := st.access[memberKey{it.room, it.sub.Sender}]; !a.member && !a.joined {
+		if !isMember(r, it.sub.Sender) && !st.access[memberKey{it.room, it.sub.Sender}].joined {
 			return consumer.Permanent(fmt.Errorf("event %s: %s by %s in %s: %w", it.env.ID, it.sub.Kind, it.sub.Sender, it.room, ErrNotMember))
 		}
 	case it.mem != nil && it.mem.Change == event.ChangeJoined:

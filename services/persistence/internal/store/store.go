@@ -135,8 +135,8 @@ type room struct {
 	readSeq int64 // last_seq as read; rooms whose lastSeq moved past it are updated
 	lastSeq int64
 	kind    string
-	private bool // entered by invitation only (private.go)
-	members []string
+	private bool     // entered by invitation only (private.go)
+	members []string // user ids, for DMs and private rooms
 }
 
 type msgKey struct{ room, sender, clientMsgID string }
@@ -254,6 +254,9 @@ func (s *Store) store(ctx context.Context, batchNo int64, items []item) (res res
 	}
 	fresh := freshItems(items, *inserted)
 	res.redelivered = len(items) - len(fresh)
+	if err := readTimelineMembers(ctx, tx, fresh, st); err != nil {
+		return res, err
+	}
 	var w *writes
 	if len(fresh) > 0 {
 		if w, err = s.plan(st, fresh); err != nil {
@@ -393,7 +396,7 @@ func queueReads(b *pgx.Batch, items []item) *dbState {
 	// read here the value that UPDATE will overwrite.
 	b.Queue(`
 		SELECT r.id, r.last_seq, r.kind, r.private,
-		       CASE WHEN r.kind = 'dm' THEN
+		       CASE WHEN r.kind = 'dm' OR r.private THEN
 		           ARRAY(SELECT m.user_id FROM room_members m WHERE m.room_id = r.id ORDER BY m.user_id)
 		       END
 		FROM rooms r WHERE r.id = ANY($1::text[])
