@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"time"
 )
 
@@ -31,51 +30,7 @@ var DefaultJaegerPorts = JaegerPorts{OTLPHTTP: 4318, Query: 16686, QueryGRPC: 16
 // what was run. A binary built this way serves the query API but not the UI, whose
 // assets are built with npm by Jaeger's release process.
 func InstallJaeger(ctx context.Context, root, cacheDir string, log *slog.Logger) (string, error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	bin := filepath.Join(cacheDir, "bin", "jaeger-"+JaegerVersion)
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
-	}
-	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
-		return "", err
-	}
-	unlock, err := Flock(filepath.Join(cacheDir, "jaeger.lock"))
-	if err != nil {
-		return "", err
-	}
-	defer unlock()
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil // built by whoever held the lock
-	}
-	goTool, err := needTool("go", "install Go 1.26 (Jaeger is built from the module proxy)")
-	if err != nil {
-		return "", err
-	}
-	tmp := bin + ".tmp"
-	cmd := exec.CommandContext(ctx, goTool, "build", "-o", tmp, "github.com/jaegertracing/jaeger/cmd/jaeger")
-	cmd.Dir = filepath.Join(root, "deploy", "jaeger")
-	// The pinned module is not part of go.work; -mod=readonly keeps go.sum authoritative.
-	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")
-	log.Info("building Jaeger from the module proxy (first use; takes minutes)", "version", JaegerVersion, "into", bin)
-	start := time.Now()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		_ = os.Remove(tmp)
-		return "", fmt.Errorf("%w: cannot build Jaeger %s (GOWORK=off go build in deploy/jaeger): %v\n%s", ErrPrerequisite, JaegerVersion, err, tail(out, 2000))
-	}
-	if err := os.Rename(tmp, bin); err != nil {
-		return "", err
-	}
-	log.Info("Jaeger built", "version", JaegerVersion, "took", time.Since(start).Round(time.Second))
-	return bin, nil
-}
-
-func tail(b []byte, n int) string {
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
+	return goTool{name: "Jaeger", file: "jaeger", version: JaegerVersion, pkg: "github.com/jaegertracing/jaeger/cmd/jaeger"}.install(ctx, root, cacheDir, log)
 }
 
 // WriteJaegerConfig writes the configuration of an all-in-one Jaeger that keeps at most
