@@ -65,6 +65,9 @@ type Process struct {
 	done chan struct{}
 	mu   sync.Mutex
 	log  strings.Builder
+	// grew is closed and replaced each time a line is added, so that WaitOutput wakes
+	// on the line it waits for instead of polling.
+	grew chan struct{}
 }
 
 // Start runs bin with args and extra environment (KEY=VALUE); its output is kept and
@@ -73,7 +76,7 @@ func (e *Env) Start(t testing.TB, name, bin string, env []string, args ...string
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
-	p := &Process{t: t, name: name, cmd: cmd, done: make(chan struct{})}
+	p := &Process{t: t, name: name, cmd: cmd, done: make(chan struct{}), grew: make(chan struct{})}
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -83,16 +86,30 @@ func (e *Env) Start(t testing.TB, name, bin string, env []string, args ...string
 		t.Fatalf("stacktest: start %s: %v", name, err)
 	}
 	pw.Close()
+	drained := make(chan struct{})
 	go func() {
+		defer close(drained)
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 64*1024), 1<<20)
 		for sc.Scan() {
 			p.mu.Lock()
 			p.log.WriteString(sc.Text() + "\n")
+			close(p.grew)
+			p.grew = make(chan struct{})
 			p.mu.Unlock()
 		}
 	}()
-	go func() { _ = cmd.Wait(); close(p.done) }()
+	go func() {
+		_ = cmd.Wait()
+		// Wait returns when the process is gone, not when its last lines have been read
+		// from the pipe: an exited process's Output must be complete. The bound only
+		// matters if a child of the process inherited the pipe and outlives it.
+		select {
+		case <-drained:
+		case <-time.After(5 * time.Second):
+		}
+		close(p.done)
+	}()
 	t.Cleanup(func() {
 		p.Stop(15 * time.Second)
 		if t.Failed() || os.Getenv("KCHAT_TEST_LOGS") != "" {
@@ -107,6 +124,40 @@ func (p *Process) Output() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.log.String()
+}
+
+// WaitOutput waits up to timeout for a line the process printed (or prints later) that
+// match accepts, and returns it; the test fails if none comes. A response the process
+// sent can reach the test before the log line written just ahead of it: the line
+// travels through a pipe.
+func (p *Process) WaitOutput(timeout time.Duration, match func(line string) bool) string {
+	p.t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	seen := 0
+	for {
+		p.mu.Lock()
+		out, grew := p.log.String(), p.grew
+		p.mu.Unlock()
+		for _, l := range strings.SplitAfter(out[seen:], "\n") {
+			if !strings.HasSuffix(l, "\n") {
+				break
+			}
+			seen += len(l)
+			if match(strings.TrimSuffix(l, "\n")) {
+				return strings.TrimSuffix(l, "\n")
+			}
+		}
+		select {
+		case <-grew:
+		case <-p.done:
+			if p.Output() == out {
+				p.t.Fatalf("stacktest: %s exited without printing the line waited for:\n%s", p.name, out)
+			}
+		case <-deadline.C:
+			p.t.Fatalf("stacktest: %s printed no such line within %s:\n%s", p.name, timeout, out)
+		}
+	}
 }
 
 // Kill sends SIGKILL and waits for the process to be gone.

@@ -201,16 +201,15 @@ func TestKafkaSecurity_processes(t *testing.T) {
 			t.Errorf("refusal took %s, want it at once", took)
 		}
 		want := fmt.Sprintf("user %q may not use topic %s", localstack.NotificationUser, topics.Submitted)
-		var logged string // the error of the gateway's "publish failed" log line
-		for _, l := range strings.Split(p.Output(), "\n") {
+		line := p.WaitOutput(10*time.Second, func(l string) bool {
 			var rec map[string]any
-			if json.Unmarshal([]byte(l), &rec) == nil && rec["msg"] == "publish failed" {
-				logged, _ = rec["error"].(string)
-			}
-		}
-		t.Logf("gateway logged: publish failed: %s", logged)
-		if !strings.Contains(logged, want) || !strings.Contains(logged, "Topic Authorization Failed") {
-			t.Fatalf("no log line saying %q (Topic Authorization Failed):\n%s", want, p.Output())
+			return json.Unmarshal([]byte(l), &rec) == nil && rec["msg"] == "publish failed"
+		})
+		var rec struct{ Error string }
+		_ = json.Unmarshal([]byte(line), &rec)
+		t.Logf("gateway logged: publish failed: %s", rec.Error)
+		if !strings.Contains(rec.Error, want) || !strings.Contains(rec.Error, "Topic Authorization Failed") {
+			t.Fatalf("the publish failed line does not say %q (Topic Authorization Failed):\n%s", want, line)
 		}
 	})
 }

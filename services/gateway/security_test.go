@@ -151,7 +151,9 @@ func TestSecurity_processes(t *testing.T) {
 	}
 
 	// Finally the logs: no password, token or token-shaped secret in any line.
-	time.Sleep(500 * time.Millisecond) // let the last lines arrive
+	// Stopped first, so that every line either wrote has been read from its pipe.
+	gw.Stop(15 * time.Second)
+	persistence.Stop(15 * time.Second)
 	for name, p := range map[string]*stacktest.Process{"gateway": gw, "persistence": persistence} {
 		out := p.Output()
 		if !strings.Contains(out, "gateway") && name == "gateway" {
