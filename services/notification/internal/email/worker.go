@@ -7,8 +7,8 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/kchat/kchat/pkg/backoff"
 	"github.com/kchat/kchat/pkg/notifications"
+	"github.com/kchat/kchat/services/notification/internal/scanloop"
 )
 
 // scanLimit is how many due users one scan plans; more are planned by the next scan,
@@ -27,7 +27,7 @@ type Worker struct {
 	store  store
 	links  links
 	domain string
-	nudge  chan struct{}
+	loop   *scanloop.Loop
 }
 
 // New returns a worker on db; nothing is sent until Run.
@@ -48,8 +48,12 @@ func New(db DB, cfg Config) (*Worker, error) {
 		}
 		cfg.Mailer = m
 	}
-	return &Worker{cfg: cfg, store: store{db: db}, links: links{base: base, key: cfg.TokenKey}, domain: domain,
-		nudge: make(chan struct{}, 1)}, nil
+	w := &Worker{cfg: cfg, store: store{db: db}, links: links{base: base, key: cfg.TokenKey}, domain: domain}
+	w.loop = scanloop.New(scanloop.Loop{Scan: w.cycle, MinGap: cfg.MinGap, Rescan: cfg.Rescan, OnError: func(err error, retryIn time.Duration) {
+		w.cfg.Metrics.dbError()
+		w.cfg.Logger.Warn("e-mail digests: database error, retrying", "error", err, "retry_in", retryIn)
+	}})
+	return w, nil
 }
 
 // Enqueue tells the worker that n was committed, so that it works out the digest's due
@@ -63,58 +67,16 @@ func (w *Worker) Enqueue(notifications.Notification) bool {
 
 // Nudge wakes the worker to scan (not sooner than MinGap after its last scan). It never
 // blocks.
-func (w *Worker) Nudge() {
-	select {
-	case w.nudge <- struct{}{}:
-	default:
-	}
-}
+func (w *Worker) Nudge() { w.loop.Nudge() }
 
 // Run plans and sends digests until ctx ends, then returns nil once the digest in flight,
 // if any, is sent and recorded (SendTimeout bounds it). It sleeps until the next digest is
 // due, a Nudge, or Rescan, whichever comes first; PostgreSQL errors are retried with a
 // backoff.
 func (w *Worker) Run(ctx context.Context) error {
-	log := w.cfg.Logger
-	log.Info("e-mail digests on", "smtp_host", w.cfg.SMTP.Host, "smtp_port", w.cfg.SMTP.Port, "tls", w.cfg.SMTP.TLS,
+	w.cfg.Logger.Info("e-mail digests on", "smtp_host", w.cfg.SMTP.Host, "smtp_port", w.cfg.SMTP.Port, "tls", w.cfg.SMTP.TLS,
 		"from", w.cfg.From)
-	dbRetry := backoff.New(time.Second, w.cfg.Rescan)
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	deadline := time.Now()
-	var lastScan time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-w.nudge:
-			// Something was committed: scan, but no sooner than MinGap after the last
-			// scan, and never later than the scan already planned.
-			if at := lastScan.Add(w.cfg.MinGap); at.After(time.Now()) {
-				if at.Before(deadline) {
-					deadline = at
-					timer.Reset(time.Until(at))
-				}
-				continue
-			}
-		case <-timer.C:
-		}
-		lastScan = time.Now()
-		wait, err := w.cycle(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			w.cfg.Metrics.dbError()
-			wait = dbRetry.Next()
-			log.Warn("e-mail digests: database error, retrying", "error", err, "retry_in", wait)
-		} else {
-			dbRetry.Reset()
-		}
-		wait = max(0, min(wait, w.cfg.Rescan))
-		deadline = time.Now().Add(wait)
-		timer.Reset(wait)
-	}
+	return w.loop.Run(ctx)
 }
 
 // cycle plans every due digest, sends every due one, and returns how long until the next

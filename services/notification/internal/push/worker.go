@@ -13,8 +13,8 @@ import (
 
 	webpushgo "github.com/SherClockHolmes/webpush-go"
 
-	"github.com/kchat/kchat/pkg/backoff"
 	"github.com/kchat/kchat/pkg/notifications"
+	"github.com/kchat/kchat/services/notification/internal/scanloop"
 )
 
 // recordTimeout bounds writing an attempt's outcome, which happens even while shutting
@@ -26,7 +26,7 @@ const recordTimeout = 10 * time.Second
 type Worker struct {
 	cfg   Config
 	store store
-	nudge chan struct{}
+	loop  *scanloop.Loop
 	// subscriber is the VAPID subject as webpush-go wants it: it prefixes "mailto:" to
 	// anything that does not start with "https:".
 	subscriber string
@@ -41,18 +41,19 @@ func New(db DB, cfg Config) (*Worker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("push: %w", err)
 	}
-	return &Worker{cfg: cfg, store: store{db: db}, nudge: make(chan struct{}, 1),
-		subscriber: strings.TrimPrefix(cfg.Keys.Subject, "mailto:")}, nil
+	w := &Worker{cfg: cfg, store: store{db: db}, subscriber: strings.TrimPrefix(cfg.Keys.Subject, "mailto:")}
+	w.loop = scanloop.New(scanloop.Loop{Scan: w.cycle, MinGap: cfg.MinGap, Rescan: cfg.Rescan, OnError: func(err error, retryIn time.Duration) {
+		w.cfg.Metrics.dbError()
+		w.cfg.Logger.Warn("web push: database error, retrying", "error", err, "retry_in", retryIn)
+	}})
+	return w, nil
 }
 
 // Enqueue tells the worker that n was committed, so that it plans now rather than at the
 // next rescan. It never blocks and always reports true; the notification itself is read
 // from PostgreSQL. It makes the worker a handler.Dispatcher.
 func (w *Worker) Enqueue(notifications.Notification) bool {
-	select {
-	case w.nudge <- struct{}{}:
-	default:
-	}
+	w.loop.Nudge()
 	return true
 }
 
@@ -60,43 +61,8 @@ func (w *Worker) Enqueue(notifications.Notification) bool {
 // are sent and recorded (SendTimeout bounds them). It sleeps until the next push is due,
 // a nudge, or Rescan, whichever comes first; PostgreSQL errors are retried with a backoff.
 func (w *Worker) Run(ctx context.Context) error {
-	log := w.cfg.Logger
-	log.Info("web push on", "subject", w.cfg.Keys.Subject, "ttl", w.cfg.TTL, "concurrency", w.cfg.Concurrency)
-	dbRetry := backoff.New(time.Second, w.cfg.Rescan)
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	deadline := time.Now()
-	var lastScan time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-w.nudge:
-			if at := lastScan.Add(w.cfg.MinGap); at.After(time.Now()) {
-				if at.Before(deadline) {
-					deadline = at
-					timer.Reset(time.Until(at))
-				}
-				continue
-			}
-		case <-timer.C:
-		}
-		lastScan = time.Now()
-		wait, err := w.cycle(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			w.cfg.Metrics.dbError()
-			wait = dbRetry.Next()
-			log.Warn("web push: database error, retrying", "error", err, "retry_in", wait)
-		} else {
-			dbRetry.Reset()
-		}
-		wait = max(0, min(wait, w.cfg.Rescan))
-		deadline = time.Now().Add(wait)
-		timer.Reset(wait)
-	}
+	w.cfg.Logger.Info("web push on", "subject", w.cfg.Keys.Subject, "ttl", w.cfg.TTL, "concurrency", w.cfg.Concurrency)
+	return w.loop.Run(ctx)
 }
 
 // cycle plans, sends every due push with Concurrency senders, and returns how long until
