@@ -239,6 +239,12 @@ func newFrame(typ string) (Frame, bool) {
 		return &Notifications{}, true
 	case TypeReadNotifications:
 		return &ReadNotifications{}, true
+	case TypeNotificationPrefs:
+		return &GetNotificationPrefs{}, true
+	case TypeSetNotificationPrefs:
+		return &SetNotificationPrefs{}, true
+	case TypeSetRoomNotificationPrefs:
+		return &SetRoomNotificationPrefs{}, true
 	}
 	return nil, false
 }
@@ -308,6 +314,19 @@ func validate(f Frame, lim Limits) *Error {
 		return ValidateNotificationPage(f.Before, f.Limit)
 	case *ReadNotifications:
 		return ValidateNotificationIDs(f.IDs, f.All)
+	case *SetNotificationPrefs:
+		if f.Level == nil {
+			return NewError(CodeBadRequest, "level is required (all, mentions or none)")
+		}
+	case *SetRoomNotificationPrefs:
+		if e := room(f.Room); e != nil {
+			return e
+		}
+		if f.MutedUntil != nil {
+			if _, e := ParseMutedUntil(*f.MutedUntil); e != nil {
+				return e
+			}
+		}
 	}
 	return nil
 }

@@ -52,6 +52,9 @@ func FuzzDecodeFrame(f *testing.F) {
 		`{"type":"notifications","before":"0190a000-0000-7000-8000-000000000000","limit":10}`,
 		`{"type":"read_notifications","ids":["0190a000-0000-7000-8000-000000000000"]}`,
 		`{"type":"read_notifications","all":true,"ids":[]}`,
+		`{"type":"set_notification_prefs","level":"mentions","dnd":{"start":"22:00","end":"07:00","zone":"UTC"}}`,
+		`{"type":"set_room_notification_prefs","room":"general","muted_until":"2030-01-01T00:00:00Z"}`,
+		`{"type":"set_room_notification_prefs","room":"general","muted_until":"soon"}`,
 	} {
 		f.Add([]byte(s))
 	}

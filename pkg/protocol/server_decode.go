@@ -14,6 +14,7 @@ import (
 //	users *UserList             stats *StatsReply          token *TokenReply
 //	read *ReadMarker            notification *Notification notifications *NotificationList
 //	notifications_read *NotificationsRead                  reconnect *Reconnect
+//	notification_prefs *NotificationPrefs                  room_notification_prefs *RoomNotificationPrefs
 //
 // A frame whose type this package does not know (a newer gateway) decodes to *Base with
 // its type and ref, and no error, so that a client can ignore it. An error means the bytes
@@ -80,6 +81,10 @@ func newServerFrame(typ string) Frame {
 		return &NotificationsRead{}
 	case TypeReconnect:
 		return &Reconnect{}
+	case TypeNotificationPrefs:
+		return &NotificationPrefs{}
+	case TypeRoomNotificationPrefs:
+		return &RoomNotificationPrefs{}
 	}
 	return nil
 }

@@ -63,12 +63,12 @@ func (a *API) RegisterPrefs(e *echo.Echo, p NotificationPrefs) {
 		var until *time.Time
 		if req.MutedUntil != nil && string(*req.MutedUntil) != "null" {
 			var s string
-			t, err := time.Time{}, json.Unmarshal(*req.MutedUntil, &s)
-			if err == nil {
-				t, err = time.Parse(time.RFC3339, s)
+			if json.Unmarshal(*req.MutedUntil, &s) != nil {
+				s = "" // not a string: refused below with the same message
 			}
-			if err != nil {
-				return fail(c, protocol.NewError(protocol.CodeBadRequest, "muted_until must be an RFC 3339 time with a zone, e.g. 2026-01-02T15:04:05Z, or null"))
+			t, perr := protocol.ParseMutedUntil(s)
+			if perr != nil {
+				return fail(c, perr)
 			}
 			until = &t
 		}

@@ -212,6 +212,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		pool.Close()
 		return nil, err
 	}
+	h.UsePrefs(notifPrefs)
 	ws := transport.NewHandler(transport.Config{
 		ReadLimit: cfg.ReadLimit, SendQueue: cfg.SendQueue, IdleTimeout: cfg.IdleTimeout,
 		PingInterval: cfg.PingInterval, WriteTimeout: cfg.WriteTimeout, AllowedOrigins: cfg.AllowedOrigins,

@@ -529,6 +529,7 @@ func wsCases() []wsCase {
 	reactPub, reactPriv, reactDM := grantMembers("ack")
 	subPub, subPriv, subDM := grantMembers("subscribed")
 	histPub, histPriv, histDM := grantMembers("history")
+	roomPrefsPub, roomPrefsPriv, roomPrefsDM := grantMembers("room_notification_prefs")
 	typPub, typPriv, typDM := grantMembers("")
 	// Edits and deletes of entry 1 (the member's): its author and the room's admin may;
 	// other members and non-members may not. A DM has no admin: only the author.
@@ -601,6 +602,15 @@ func wsCases() []wsCase {
 		{typ: "read_notifications", frame: func(*authzFixture, string, actor) map[string]any {
 			return map[string]any{"type": "read_notifications", "all": true}
 		}, public: wsEveryone("notifications_read")},
+		// Notification preferences, as over REST: the defaults are per user; a room's
+		// setting needs membership.
+		{typ: "notification_prefs", frame: roomFrame("notification_prefs"), public: wsEveryone("notification_prefs")},
+		{typ: "set_notification_prefs", frame: func(*authzFixture, string, actor) map[string]any {
+			return map[string]any{"type": "set_notification_prefs", "level": "mentions"}
+		}, public: wsEveryone("notification_prefs")},
+		{typ: "set_room_notification_prefs", frame: func(_ *authzFixture, room string, _ actor) map[string]any {
+			return map[string]any{"type": "set_room_notification_prefs", "room": room, "level": "none"}
+		}, public: roomPrefsPub, private: roomPrefsPriv, dm: roomPrefsDM},
 		{typ: "rooms", frame: roomFrame("rooms"), public: wsEveryone("rooms")},
 		{typ: "users", frame: roomFrame("users"), public: wsEveryone("users")},
 		{typ: "stats", frame: roomFrame("stats"), public: wsEveryone("stats")},

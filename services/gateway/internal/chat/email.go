@@ -25,11 +25,8 @@ type EmailDB interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// EmailSettings is a user's e-mail notification settings as the API shows them.
-type EmailSettings struct {
-	Address string `json:"address"` // "" until one is set
-	Enabled bool   `json:"enabled"`
-}
+// EmailSettings is a user's e-mail notification settings as REST and WebSocket show them.
+type EmailSettings = protocol.EmailSettings
 
 // Email reads and writes users' e-mail settings. Safe for concurrent use.
 type Email struct {

@@ -20,12 +20,8 @@ import (
 // MaxMute is the longest a room can be muted for; longer is level none.
 const MaxMute = 366 * 24 * time.Hour
 
-// DND is the do-not-disturb window as the API shows it.
-type DND struct {
-	Start string `json:"start"` // HH:MM, local time in Zone
-	End   string `json:"end"`   // HH:MM; before Start: the window wraps midnight
-	Zone  string `json:"zone"`  // IANA time zone name
-}
+// DND is the do-not-disturb window as REST and WebSocket show it.
+type DND = protocol.DND
 
 // NotificationPrefs is a user's preferences as the API shows them.
 type NotificationPrefs struct {

@@ -159,6 +159,7 @@ type Hub struct {
 	ann      Announcer
 	presence Presence
 	online   OnlineView
+	prefs    Prefs // nil: notification preference frames answer unavailable
 	metrics  *metrics.Metrics
 	log      *slog.Logger
 	started  time.Time

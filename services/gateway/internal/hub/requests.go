@@ -213,6 +213,8 @@ func (s *Session) handle(ctx context.Context, f protocol.Frame, ref string, arri
 		}
 		res.Ref = ref
 		s.reply(protocol.TypeNotificationsRead, res)
+	case *protocol.GetNotificationPrefs, *protocol.SetNotificationPrefs, *protocol.SetRoomNotificationPrefs:
+		s.notificationPrefs(ctx, *u, ref, f)
 	}
 }
 
