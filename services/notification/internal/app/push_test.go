@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -57,25 +58,7 @@ func TestNotification_push_email_and_preferences(t *testing.T) {
 		(minute+24*60-60)%(24*60), (minute+60)%(24*60))
 	rcv := smtptest.New(t, "127.0.0.1:0")
 
-	admin := service.NewAdmin()
-	port := stacktest.FreePort(t)
-	group := stacktest.UniqueName("notification-")
-	f.background(func(ctx context.Context) error {
-		return app.Run(ctx, app.Config{
-			Brokers: f.env.Brokers, DatabaseURL: f.dbURL, HTTPAddr: fmt.Sprintf("127.0.0.1:%d", port),
-			TopicPrefix: f.names(""), Group: group, StartOffset: kafka.FirstOffset,
-			PresenceExpiry: 10 * time.Second, Admin: admin,
-			Email: &email.Config{
-				SMTP: email.SMTPConfig{Host: "127.0.0.1", Port: rcv.Port(), TLS: email.TLSNone},
-				From: "kchat <noreply@kchat.test>", BaseURL: "https://chat.test", TokenKey: []byte(strings.Repeat("k", 32)),
-				SendTimeout: 5 * time.Second, Retry: backoff.Policy{Initial: 100 * time.Millisecond, Max: time.Second},
-				MinGap: 50 * time.Millisecond, Rescan: 5 * time.Second,
-			},
-			Push: &push.Config{Keys: keys, SendTimeout: 5 * time.Second, MinGap: 50 * time.Millisecond, Rescan: 5 * time.Second,
-				Retry: backoff.Policy{Initial: 100 * time.Millisecond, Max: time.Second}},
-		})
-	})
-	stacktest.WaitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", port), time.Minute)
+	port, group := startWithChannels(t, f, rcv.Port(), keys, 5*time.Second)
 
 	f.publish(
 		f.stored("dm-ab", 1, event.KindMessage, "u-ann", "lunch, bob?", event.RoomKindDM, "u-ann", "u-bob"),
@@ -157,5 +140,111 @@ func TestNotification_push_email_and_preferences(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+}
+
+// startWithChannels runs the notification service on f's topics with e-mail (SMTP on
+// 127.0.0.1:smtpPort, bob's digests every second) and Web Push on, and returns its HTTP
+// port and consumer group once it is ready.
+func startWithChannels(t *testing.T, f *fixture, smtpPort int, keys webpush.Keys, sendTimeout time.Duration) (int, string) {
+	t.Helper()
+	port := stacktest.FreePort(t)
+	group := stacktest.UniqueName("notification-")
+	f.background(func(ctx context.Context) error {
+		return app.Run(ctx, app.Config{
+			Brokers: f.env.Brokers, DatabaseURL: f.dbURL, HTTPAddr: fmt.Sprintf("127.0.0.1:%d", port),
+			TopicPrefix: f.names(""), Group: group, StartOffset: kafka.FirstOffset,
+			PresenceExpiry: 10 * time.Second, Admin: service.NewAdmin(),
+			Email: &email.Config{
+				SMTP: email.SMTPConfig{Host: "127.0.0.1", Port: smtpPort, TLS: email.TLSNone},
+				From: "kchat <noreply@kchat.test>", BaseURL: "https://chat.test", TokenKey: []byte(strings.Repeat("k", 32)),
+				SendTimeout: sendTimeout, Retry: backoff.Policy{Initial: 100 * time.Millisecond, Max: time.Second},
+				MinGap: 50 * time.Millisecond, Rescan: 5 * time.Second,
+			},
+			Push: &push.Config{Keys: keys, SendTimeout: 5 * time.Second, MinGap: 50 * time.Millisecond, Rescan: 5 * time.Second,
+				Retry: backoff.Policy{Initial: 100 * time.Millisecond, Max: time.Second}},
+		})
+	})
+	stacktest.WaitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", port), time.Minute)
+	return port, group
+}
+
+// A channel that hangs does not hold up the others: with bob's SMTP server accepting
+// connections and never answering, his DM is pushed to his phone while the digest's send
+// is still stuck, and the stuck channel shows in the e-mail metrics once its send times
+// out (what the KChatNotificationChannelFailing alert watches). The timeout is longer
+// than the workers' 10 s for a database write on purpose: the outcome of a send that long
+// used to miss its deadline, counted as a database error and left the digest to be
+// sent again.
+func TestNotification_a_hanging_channel_does_not_delay_the_others(t *testing.T) {
+	f := newFixture(t)
+	seedChat(f)
+	keys, err := webpush.GenerateKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys.Subject = "https://chat.test/contact"
+	ps := pushtest.New(t, keys.Public)
+	d := ps.Subscribe(t, "bob-phone")
+	f.exec(`INSERT INTO push_subscriptions (id, user_id, endpoint, p256dh, auth) VALUES ($1, 'u-bob', $2, $3, $4)`,
+		uuid.Must(uuid.NewV7()).String(), d.Sub.Endpoint, d.Sub.P256dh, d.Sub.Auth)
+	f.exec(`INSERT INTO email_settings (user_id, address, enabled, digest_interval) VALUES ('u-bob', 'bob@mail.test', true, interval '1 second')`)
+
+	// The kernel completes the handshake for the listen backlog; nobody ever greets.
+	hung, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hung.Close()
+	connected := make(chan struct{}, 16)
+	go func() {
+		for {
+			c, err := hung.Accept()
+			if err != nil {
+				return
+			}
+			connected <- struct{}{}
+			defer c.Close()
+		}
+	}()
+	const sendTimeout = 12 * time.Second
+	port, group := startWithChannels(t, f, hung.Addr().(*net.TCPAddr).Port, keys, sendTimeout)
+
+	f.publish(f.stored("dm-ab", 1, event.KindMessage, "u-ann", "lunch, bob?", event.RoomKindDM, "u-ann", "u-bob"))
+	f.waitConsumed(group, time.Minute)
+	select {
+	case <-connected:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the e-mail worker never connected to the SMTP server")
+	}
+	start := time.Now()
+	ps.Wait(t, 30*time.Second, "bob's push", func(ps []pushtest.Push) bool { return len(ps) >= 1 })
+	if waited := time.Since(start); waited >= sendTimeout {
+		t.Fatalf("the push came %s after the e-mail send hung, not before its %s timeout", waited, sendTimeout)
+	}
+	if r := ps.Rejected(); len(r) != 0 {
+		t.Fatalf("the push service refused: %v", r)
+	}
+	metric := func() string {
+		res, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		body, _ := io.ReadAll(res.Body)
+		return string(body)
+	}
+	if m := metric(); !strings.Contains(m, `kchat_notification_email_digests_total{outcome="retry"} 0`) {
+		t.Fatalf("an e-mail attempt ended while the send should still hang:\n%s", m)
+	}
+	deadline := time.Now().Add(sendTimeout + 30*time.Second)
+	for !strings.Contains(metric(), `kchat_notification_email_digests_total{outcome="retry"} 1`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the hung send was never counted as a retry:\n%s", metric())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if m := metric(); !strings.Contains(m, "kchat_notification_email_db_errors_total 0") {
+		t.Fatalf("recording the hung send's outcome failed:\n%s", m)
 	}
 }

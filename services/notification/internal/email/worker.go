@@ -140,9 +140,15 @@ func (w *Worker) cycle(ctx context.Context) (time.Duration, error) {
 // Message-ID.
 func (w *Worker) send(ctx context.Context, c claimed) {
 	log := w.cfg.Logger.With("digest_id", c.id, "user", c.userID, "attempt", c.attempts)
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
-	defer cancel()
+	// Each database step gets its own recordTimeout, counted from when it starts: one
+	// deadline for all of them would expire during a send longer than recordTimeout
+	// and leave an accepted send unrecorded, to be sent again when its lease expires.
+	dbCtx := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	}
 	record := func(outcome string, retryIn time.Duration, cause error) {
+		rctx, cancel := dbCtx()
+		defer cancel()
 		if err := w.store.settle(rctx, c.id, outcome, retryIn, cause); err != nil {
 			w.cfg.Metrics.dbError()
 			log.Warn("e-mail digest: cannot record the outcome; it is retried when its lease expires",
@@ -152,7 +158,9 @@ func (w *Worker) send(ctx context.Context, c claimed) {
 		w.cfg.Metrics.outcome(outcome)
 	}
 
-	d, enabled, err := w.store.load(rctx, c.id)
+	lctx, cancelLoad := dbCtx()
+	d, enabled, err := w.store.load(lctx, c.id)
+	cancelLoad()
 	if err != nil {
 		w.cfg.Metrics.dbError()
 		log.Warn("e-mail digest: cannot read it; retried when its lease expires", "error", err)

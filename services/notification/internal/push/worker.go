@@ -116,9 +116,15 @@ func (w *Worker) cycle(ctx context.Context) (time.Duration, error) {
 // recorded is sent again once the lease expires, with the same notification id.
 func (w *Worker) send(ctx context.Context, c claimed) {
 	log := w.cfg.Logger.With("notification_id", c.notificationID, "subscription_id", c.subscriptionID, "attempt", c.attempts)
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
-	defer cancel()
+	// Each database step gets its own recordTimeout, counted from when it starts: one
+	// deadline for all of them would expire during a send longer than recordTimeout
+	// and leave an accepted send unrecorded, to be sent again when its lease expires.
+	dbCtx := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	}
 	record := func(outcome string, retryIn time.Duration, cause error) {
+		rctx, cancel := dbCtx()
+		defer cancel()
 		if err := w.store.settle(rctx, c, outcome, retryIn, cause); err != nil {
 			w.cfg.Metrics.dbError()
 			log.Warn("web push: cannot record the outcome; it is retried when its lease expires", "outcome", outcome, "error", err)
@@ -127,7 +133,9 @@ func (w *Worker) send(ctx context.Context, c claimed) {
 		w.cfg.Metrics.outcome(outcome)
 	}
 
-	d, ok, err := w.store.load(rctx, c)
+	lctx, cancelLoad := dbCtx()
+	d, ok, err := w.store.load(lctx, c)
+	cancelLoad()
 	if err != nil {
 		w.cfg.Metrics.dbError()
 		log.Warn("web push: cannot read the push; retried when its lease expires", "error", err)
