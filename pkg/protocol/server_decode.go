@@ -80,6 +80,10 @@ func newServerFrame(typ string) Frame {
 		return &NotificationsRead{}
 	case TypeReconnect:
 		return &Reconnect{}
+	case TypeThread:
+		return &ThreadPage{}
+	case TypeThreadRead:
+		return &ThreadReadMarker{}
 	}
 	return nil
 }
