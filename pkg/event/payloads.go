@@ -50,6 +50,9 @@ const (
 	ReasonDM      = "dm"
 	ReasonMention = "mention"
 	ReasonRoom    = "room"
+	// ReasonThread notifies a thread's participants (its root's author and earlier
+	// repliers) of a reply.
+	ReasonThread = "thread"
 )
 
 // MessageSubmitted is a user's request to post, edit or delete a message, as
@@ -72,6 +75,10 @@ type MessageSubmitted struct {
 	// transaction that stores it, after checking they are the sender's uploads to this
 	// room and not attached yet.
 	Attachments []string `json:"attachments,omitempty"`
+	// ThreadRoot, kind message only, makes the message a reply in the thread rooted at
+	// that seq of the same room: a message that is not itself a reply. Persistence checks
+	// it again and keeps the thread's summary in the reply's transaction.
+	ThreadRoot int64 `json:"thread_root,omitempty"`
 }
 
 // MaxAttachments bounds the attachments of one message.
@@ -102,6 +109,7 @@ func (m MessageSubmitted) Validate() error {
 		targetFor(m.Kind, m.TargetSeq),
 		emojiFor(m.Kind, m.Emoji),
 		attachmentsFor(m.Kind, m.Attachments),
+		threadRootFor(m.Kind, m.ThreadRoot),
 		requiredTime("submitted_at", m.SubmittedAt),
 	)
 }
@@ -153,6 +161,13 @@ type MessageStored struct {
 	StoredAt    time.Time `json:"stored_at"`
 	// Attachments are the files a message carries (kind message only).
 	Attachments []Attachment `json:"attachments,omitempty"`
+	// ThreadRoot is set on a reply (kind message): the seq of its thread's root.
+	ThreadRoot int64 `json:"thread_root,omitempty"`
+	// ThreadParticipants, set on a reply, are the user ids of the thread's participants
+	// before it (the root's author, then earlier repliers, first first): whom the
+	// notification rules tell of it, without a lookup that a rebuild from the log could
+	// not repeat.
+	ThreadParticipants []string `json:"thread_participants,omitempty"`
 }
 
 func (MessageStored) EventType() string      { return TypeMessageStored }
@@ -169,6 +184,7 @@ func (m MessageStored) Validate() error {
 		textFor(m.Kind, m.Text),
 		targetFor(m.Kind, m.TargetSeq),
 		emojiFor(m.Kind, m.Emoji),
+		threadRootFor(m.Kind, m.ThreadRoot),
 		oneOf("room_kind", m.RoomKind, RoomKindRoom, RoomKindDM),
 		membersFor(m.RoomKind, m.Members),
 		requiredTime("sent_at", m.SentAt),
@@ -271,7 +287,7 @@ type NotificationCreated struct {
 	User           string    `json:"user"` // the recipient
 	RoomID         string    `json:"room_id"`
 	Seq            int64     `json:"seq"`
-	Reason         string    `json:"reason"` // ReasonDM, ReasonMention or ReasonRoom
+	Reason         string    `json:"reason"` // ReasonDM, ReasonMention, ReasonThread or ReasonRoom
 	Sender         string    `json:"sender"`
 	Preview        string    `json:"preview"` // may be empty, e.g. for a deleted message
 	CreatedAt      time.Time `json:"created_at"`
@@ -286,7 +302,7 @@ func (n NotificationCreated) Validate() error {
 		required("user", n.User),
 		required("room_id", n.RoomID),
 		atLeast("seq", n.Seq, 1),
-		oneOf("reason", n.Reason, ReasonDM, ReasonMention, ReasonRoom),
+		oneOf("reason", n.Reason, ReasonDM, ReasonMention, ReasonThread, ReasonRoom),
 		required("sender", n.Sender),
 		requiredTime("created_at", n.CreatedAt),
 	)
@@ -368,6 +384,20 @@ func emojiFor(kind, emoji string) error {
 }
 
 // attachmentsFor allows up to MaxAttachments distinct, non-empty upload ids on a message.
+// threadRootFor allows a thread root on messages only: an edit, delete or reaction
+// follows its target, wherever that is.
+func threadRootFor(kind string, root int64) error {
+	switch {
+	case root == 0:
+		return nil
+	case kind != KindMessage:
+		return fieldErr("thread_root", "is allowed for kind message only")
+	case root < 1:
+		return fieldErr("thread_root", "must be positive")
+	}
+	return nil
+}
+
 func attachmentsFor(kind string, ids []string) error {
 	if len(ids) == 0 {
 		return nil

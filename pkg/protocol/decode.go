@@ -245,6 +245,10 @@ func newFrame(typ string) (Frame, bool) {
 		return &SetNotificationPrefs{}, true
 	case TypeSetRoomNotificationPrefs:
 		return &SetRoomNotificationPrefs{}, true
+	case TypeThread:
+		return &Thread{}, true
+	case TypeThreadRead:
+		return &ThreadRead{}, true
 	}
 	return nil, false
 }
@@ -268,7 +272,8 @@ func validate(f Frame, lim Limits) *Error {
 			return NewError(CodeBadRequest, "exactly one of token and reconnect_token is required")
 		}
 	case *Send:
-		return firstErr(room(f.Room), clientMsgID(f.ClientMsgID, lim), text(f.Text, lim), ValidateAttachmentIDs(f.Attachments))
+		return firstErr(room(f.Room), clientMsgID(f.ClientMsgID, lim), text(f.Text, lim), ValidateAttachmentIDs(f.Attachments),
+			ValidateThreadRoot(f.ThreadRoot))
 	case *Edit:
 		return firstErr(room(f.Room), clientMsgID(f.ClientMsgID, lim), target(f.TargetSeq), text(f.Text, lim))
 	case *Delete:
@@ -327,6 +332,10 @@ func validate(f Frame, lim Limits) *Error {
 				return e
 			}
 		}
+	case *Thread:
+		return ValidateThreadPage(f.Room, f.Root, f.AfterSeq, f.Limit, lim)
+	case *ThreadRead:
+		return ValidateThreadRead(f.Room, f.Root, f.Seq)
 	}
 	return nil
 }
@@ -334,6 +343,52 @@ func validate(f Frame, lim Limits) *Error {
 // ValidateRead checks a read marker request (WebSocket `read`, REST POST .../read).
 func ValidateRead(r string, seq *int64) *Error {
 	if e := room(r); e != nil {
+		return e
+	}
+	if seq == nil {
+		return NewError(CodeBadRequest, "seq is required")
+	}
+	if *seq < 0 {
+		return NewError(CodeBadRequest, "seq must not be negative")
+	}
+	return nil
+}
+
+// ValidateThreadRoot checks a send's thread_root: absent (0) or a positive seq.
+func ValidateThreadRoot(root int64) *Error {
+	if root < 0 {
+		return NewError(CodeBadRequest, "thread_root must be a positive seq")
+	}
+	return nil
+}
+
+func threadRoot(root int64) *Error {
+	if root < 1 {
+		return NewError(CodeBadRequest, "root is required and must be a positive seq")
+	}
+	return nil
+}
+
+// ValidateThreadPage checks a thread page request (WebSocket `thread`, REST GET
+// .../threads/{seq}).
+func ValidateThreadPage(r string, root, after int64, limit int, lim Limits) *Error {
+	lim = lim.WithDefaults()
+	if e := firstErr(room(r), threadRoot(root)); e != nil {
+		return e
+	}
+	if after < 0 {
+		return NewError(CodeBadRequest, "after_seq must not be negative")
+	}
+	if limit < 0 || limit > lim.MaxHistory {
+		return NewError(CodeBadRequest, fmt.Sprintf("limit must be between 1 and %d", lim.MaxHistory))
+	}
+	return nil
+}
+
+// ValidateThreadRead checks a thread read marker request (WebSocket `thread_read`, REST
+// POST .../threads/{seq}/read).
+func ValidateThreadRead(r string, root int64, seq *int64) *Error {
+	if e := firstErr(room(r), threadRoot(root)); e != nil {
 		return e
 	}
 	if seq == nil {

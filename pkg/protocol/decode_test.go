@@ -44,6 +44,13 @@ func TestDecode_errors(t *testing.T) {
 		{"react no target", `{"type":"react","room":"a","client_msg_id":"c","emoji":"👍","on":true}`, protocol.CodeBadRequest, ""},
 		{"react no emoji", `{"type":"react","room":"a","client_msg_id":"c","target_seq":1,"on":true}`, protocol.CodeBadRequest, ""},
 		{"react no client id", `{"type":"react","room":"a","target_seq":1,"emoji":"👍","on":true}`, protocol.CodeBadRequest, ""},
+		{"send negative thread_root", `{"type":"send","room":"a","client_msg_id":"c","text":"t","thread_root":-1}`, protocol.CodeBadRequest, ""},
+		{"send thread_root not int", `{"type":"send","room":"a","client_msg_id":"c","text":"t","thread_root":"4"}`, protocol.CodeBadRequest, ""},
+		{"thread no root", `{"type":"thread","room":"a"}`, protocol.CodeBadRequest, ""},
+		{"thread negative after", `{"type":"thread","room":"a","root":3,"after_seq":-1}`, protocol.CodeBadRequest, ""},
+		{"thread limit too big", `{"type":"thread","room":"a","root":3,"limit":201}`, protocol.CodeBadRequest, ""},
+		{"thread_read no seq", `{"type":"thread_read","room":"a","root":3}`, protocol.CodeBadRequest, ""},
+		{"thread_read no room", `{"type":"thread_read","root":3,"seq":4}`, protocol.CodeBadRequest, ""},
 		{"dm no to", `{"type":"dm","client_msg_id":"c","text":"x"}`, protocol.CodeBadRequest, ""},
 		{"dm bad to", `{"type":"dm","to":"a!","client_msg_id":"c","text":"x"}`, protocol.CodeBadRequest, ""},
 		{"subscribe negative since", `{"type":"subscribe","room":"a","since_seq":-2}`, protocol.CodeBadRequest, ""},
@@ -102,6 +109,18 @@ func TestDecode_valid(t *testing.T) {
 		{`{"type":"react","room":"general","client_msg_id":"r1","target_seq":4,"emoji":"🎉","on":false}`, func(f protocol.Frame) bool {
 			r, ok := f.(*protocol.React)
 			return ok && r.TargetSeq == 4 && r.Emoji == "🎉" && r.On != nil && !*r.On
+		}},
+		{`{"type":"send","room":"general","client_msg_id":"c2","text":"re","thread_root":7}`, func(f protocol.Frame) bool {
+			s, ok := f.(*protocol.Send)
+			return ok && s.ThreadRoot == 7
+		}},
+		{`{"type":"thread","room":"general","root":7,"after_seq":9,"limit":20}`, func(f protocol.Frame) bool {
+			t, ok := f.(*protocol.Thread)
+			return ok && t.Root == 7 && t.AfterSeq == 9 && t.Limit == 20
+		}},
+		{`{"type":"thread_read","room":"general","root":7,"seq":12}`, func(f protocol.Frame) bool {
+			t, ok := f.(*protocol.ThreadRead)
+			return ok && t.Root == 7 && t.Seq != nil && *t.Seq == 12
 		}},
 		{`{"type":"subscribe","room":"dm:a:b","since_seq":0}`, func(f protocol.Frame) bool {
 			s, ok := f.(*protocol.Subscribe)

@@ -49,6 +49,10 @@ const (
 	TypeRead              = "read"
 	TypeNotifications     = "notifications"      // list notifications; the reply has the same type
 	TypeReadNotifications = "read_notifications" // mark notifications read
+	// TypeThread reads a page of a thread's replies; the reply has the same type.
+	TypeThread = "thread"
+	// TypeThreadRead marks a thread read up to a seq; the reply has the same type.
+	TypeThreadRead = "thread_read"
 )
 
 // Server-only frame types (some client types, e.g. rooms, are also reply types).
@@ -121,6 +125,9 @@ type Send struct {
 	ClientMsgID string   `json:"client_msg_id"`
 	Text        string   `json:"text"`
 	Attachments []string `json:"attachments,omitempty"`
+	// ThreadRoot makes the message a reply in the thread rooted at that seq of the room:
+	// a message, not deleted, that is not itself a reply.
+	ThreadRoot int64 `json:"thread_root,omitempty"`
 }
 
 // Edit replaces the text of one of the sender's own messages.
@@ -221,6 +228,25 @@ type ReadNotifications struct {
 	Base
 	IDs []string `json:"ids,omitempty"`
 	All bool     `json:"all,omitempty"`
+}
+
+// Thread reads a page of the replies in the thread rooted at Root, oldest first, after
+// AfterSeq (exclusive; none: from the first reply).
+type Thread struct {
+	Base
+	Room     string `json:"room"`
+	Root     int64  `json:"root"`
+	AfterSeq int64  `json:"after_seq,omitempty"`
+	Limit    int    `json:"limit,omitempty"`
+}
+
+// ThreadRead marks the thread rooted at Root read up to Seq (inclusive): like a room's
+// read marker it only moves forward, and a seq past the thread's last reply is refused.
+type ThreadRead struct {
+	Base
+	Room string `json:"room"`
+	Root int64  `json:"root"`
+	Seq  *int64 `json:"seq"`
 }
 
 // Rooms, Users, Stats, Token and Quit carry no fields.
@@ -339,6 +365,42 @@ type Message struct {
 	// Attachments are the files a message carries (absent once it is deleted); each is
 	// downloaded from GET /api/attachments/{id} (and /thumbnail when Thumbnail is set).
 	Attachments []event.Attachment `json:"attachments,omitempty"`
+	// ThreadRoot is set on a reply: the seq of its thread's root.
+	ThreadRoot int64 `json:"thread_root,omitempty"`
+	// Thread summarises the replies to a root, in history and thread pages only (live
+	// replies carry thread_root; clients count them).
+	Thread *ThreadSummary `json:"thread,omitempty"`
+}
+
+// ThreadSummary is a thread's state for the asking user.
+type ThreadSummary struct {
+	ReplyCount  int        `json:"reply_count"`             // replies not deleted
+	LastReplyAt *time.Time `json:"last_reply_at,omitempty"` // the newest of them
+	LastSeq     int64      `json:"last_seq"`                // the newest reply's seq, deleted or not
+	// Participant says whether the user follows the thread: they wrote the root or a
+	// reply, or marked it read. Unread is counted for participants only: replies by
+	// others after both their thread read marker and their own last reply, at most
+	// MaxUnread.
+	Participant bool  `json:"participant"`
+	Unread      int64 `json:"unread"`
+}
+
+// ThreadPage answers thread: the root (with its summary) and replies oldest first.
+type ThreadPage struct {
+	Base
+	Room     string    `json:"room"`
+	Root     Message   `json:"root"`
+	Messages []Message `json:"messages"`
+	HasMore  bool      `json:"has_more"`
+}
+
+// ThreadReadMarker answers thread_read: Seq is the marker after the update.
+type ThreadReadMarker struct {
+	Base
+	Room   string `json:"room"`
+	Root   int64  `json:"root"`
+	Seq    int64  `json:"seq"`
+	Unread int64  `json:"unread"`
 }
 
 // MaxReactionNames bounds ReactionCount.Users: past it a client shows the count only.

@@ -85,6 +85,10 @@ func newServerFrame(typ string) Frame {
 		return &NotificationPrefs{}
 	case TypeRoomNotificationPrefs:
 		return &RoomNotificationPrefs{}
+	case TypeThread:
+		return &ThreadPage{}
+	case TypeThreadRead:
+		return &ThreadReadMarker{}
 	}
 	return nil
 }

@@ -4,8 +4,10 @@
 //
 // The product rule:
 //   - A level filters everything, in-app notifications included. all: everything the room
-//     notifies about (DMs, @mentions, and every message of a notify_all room); mentions:
-//     DMs and @mentions only; none: nothing. A room's own level overrides the user's
+//     notifies about (DMs, @mentions, replies in threads the user takes part in, and every
+//     message of a notify_all room); mentions: DMs, @mentions and thread replies (a reply
+//     to a thread one wrote in is addressed to one, like a mention); none: nothing. A
+//     room's own level overrides the user's
 //     default, and a room set to all notifies of every message even if the room is not
 //     notify_all (the user asked for it).
 //   - A mute (muted_until) filters everything from that room until the time passes.

@@ -6,11 +6,15 @@
 // A message notifies each member of its room except the sender when
 //   - the room is a direct message (reason dm), or
 //   - the text mentions the member's username as @username (reason mention), or
+//   - the message is a reply in a thread the member takes part in: they wrote its root
+//     or an earlier reply (reason thread; the stored reply lists them, so the rule needs
+//     no lookup and a rebuild from the log agrees), or
 //   - the room has notify_all set (reason room).
 //
 // Each member gets at most one notification per message, for the first reason that
 // applies in that order: a DM never also counts as a mention, and a mention in a
-// notify_all room is reported as a mention. Only kind "message" notifies; joins, leaves,
+// notify_all room is reported as a mention. A participant who is no longer a member is
+// not notified (recipients are always the room's members now). Only kind "message" notifies; joins, leaves,
 // edits and deletes never do.
 package rules
 
@@ -43,7 +47,7 @@ type Room struct {
 // Recipient is a member to notify and the reason.
 type Recipient struct {
 	User   string
-	Reason string // event.ReasonDM, event.ReasonMention or event.ReasonRoom
+	Reason string // event.ReasonDM, event.ReasonMention, event.ReasonThread or event.ReasonRoom
 }
 
 // Recipients returns who should be notified of m, sorted by user id, before presence is
@@ -72,11 +76,17 @@ func Recipients(m event.MessageStored, room Room) []Recipient {
 	for _, name := range Mentions(m.Text) {
 		mentioned[name] = true
 	}
+	participant := map[string]bool{}
+	for _, id := range m.ThreadParticipants {
+		participant[id] = true
+	}
 	for _, mem := range room.Members {
 		switch {
 		case mem.ID == m.Sender:
 		case mem.Username != "" && mentioned[mem.Username]:
 			out = append(out, Recipient{User: mem.ID, Reason: event.ReasonMention})
+		case m.ThreadRoot > 0 && participant[mem.ID]:
+			out = append(out, Recipient{User: mem.ID, Reason: event.ReasonThread})
 		case room.NotifyAll:
 			out = append(out, Recipient{User: mem.ID, Reason: event.ReasonRoom})
 		}

@@ -59,6 +59,11 @@ func TestRecipients(t *testing.T) {
 		m.Kind = k
 		return m
 	}
+	reply := func(text string, participants ...string) event.MessageStored {
+		m := msg(text)
+		m.ThreadRoot, m.ThreadParticipants = 1, participants
+		return m
+	}
 	type R = rules.Recipient
 	cases := []struct {
 		name string
@@ -86,6 +91,18 @@ func TestRecipients(t *testing.T) {
 		{"join does not notify", kind(event.KindJoin), rules.Room{Kind: "room", NotifyAll: true, Members: members}, nil},
 		{"edit does not notify", kind(event.KindEdit), rules.Room{Kind: "room", NotifyAll: true, Members: members}, nil},
 		{"delete does not notify", kind(event.KindDelete), rules.Room{Kind: "room", Members: members}, nil},
+		{"reply notifies the thread's participants but the sender", reply("ok", "u-bob", "u-ann"), rules.Room{Kind: "room", Members: members},
+			[]R{{"u-bob", "thread"}}},
+		{"mention beats thread", reply("@bob ok", "u-bob", "u-cat"), rules.Room{Kind: "room", Members: members},
+			[]R{{"u-bob", "mention"}, {"u-cat", "thread"}}},
+		{"thread beats notify_all", reply("ok", "u-cat"), rules.Room{Kind: "room", NotifyAll: true, Members: members},
+			[]R{{"u-bob", "room"}, {"u-cat", "thread"}}},
+		{"a participant who left is not notified", reply("ok", "u-eve"), rules.Room{Kind: "room", Members: members}, nil},
+		{"participants of a message that is no reply are ignored", func() event.MessageStored {
+			m := msg("ok")
+			m.ThreadParticipants = []string{"u-bob"}
+			return m
+		}(), rules.Room{Kind: "room", Members: members}, nil},
 		{"duplicate members count once", msg("@bob"), rules.Room{Kind: "room", Members: append(members[:3:3], members[1])},
 			[]R{{"u-bob", "mention"}}},
 	}

@@ -245,6 +245,17 @@ func (a *App) execute(ctx context.Context, cmd command.Command) bool {
 		if _, err := a.cl.Send(ctx, room, cmd.Text); err != nil {
 			return false
 		}
+	case command.Reply:
+		room := a.currentRoom()
+		if room == "" {
+			a.errf("no current room: /join ROOM first")
+			return true
+		}
+		if _, err := a.cl.SendReply(ctx, room, cmd.Seq, cmd.Text); err != nil {
+			return false
+		}
+	case command.Thread:
+		return a.thread(ctx, cmd.Seq)
 	case command.Msg:
 		to := cmd.User
 		id, err := a.cl.SendDM(ctx, to, cmd.Text)

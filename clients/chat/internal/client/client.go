@@ -649,6 +649,14 @@ func (c *Client) Send(ctx context.Context, room, text string) (string, error) {
 	}, room)
 }
 
+// SendReply queues a reply in the thread rooted at root of room, like Send.
+func (c *Client) SendReply(ctx context.Context, room string, root int64, text string) (string, error) {
+	return c.enqueue(ctx, func(id string) protocol.Frame {
+		return &protocol.Send{Base: protocol.Base{Type: protocol.TypeSend, Ref: "s:" + id}, Room: room, ClientMsgID: id, Text: text,
+			ThreadRoot: root}
+	}, room)
+}
+
 // SendDM queues a direct message to a username, like Send.
 func (c *Client) SendDM(ctx context.Context, to, text string) (string, error) {
 	return c.enqueue(ctx, func(id string) protocol.Frame {

@@ -37,6 +37,8 @@ const (
 	Kick         // /kick USER (from the current room)
 	Ban          // /ban USER (from the current room)
 	Unban        // /unban USER (of the current room)
+	Reply        // /reply SEQ TEXT (in the current room)
+	Thread       // /thread SEQ (of the current room)
 )
 
 // MaxMuteMinutes is the longest /mute (366 days, the gateway's limit; longer is /notify none).
@@ -55,6 +57,7 @@ type Command struct {
 	User string // Msg, Invite, Kick, Ban, Unban
 	Text string // Say, Msg, Search; Notify: the level ("default": the user's default, rooms only)
 	N    int    // History; Mute: minutes (0 unmutes)
+	Seq  int64  // Reply, Thread: the thread's root
 	// Private is /join ROOM private: create the room private (invitation only) if it
 	// does not exist.
 	Private bool
@@ -81,6 +84,8 @@ const Usage = `/join ROOM        join (or create) a room and make it current
 /rooms            your rooms and the public ones
 /users            who is online
 /history [N]      the last N entries of the current room (default 20, at most 200)
+/reply SEQ TEXT   reply in the thread of message SEQ of the current room
+/thread SEQ       the thread of message SEQ: its root and replies (marks it read)
 /msg USER TEXT    a direct message
 /search TEXT      find messages in your rooms: words, "a phrase", or, -word (matches in «»)
 /notify LEVEL [ROOM]  notifications: all, mentions (and DMs) or none; with ROOM (or "default") for that room only
@@ -164,6 +169,23 @@ func Parse(line string) (Command, error) {
 			c.N = n
 		}
 		return c, nil
+	case "reply":
+		seq, text, _ := strings.Cut(rest, " ")
+		n, err := strconv.ParseInt(strings.TrimPrefix(seq, "#"), 10, 64)
+		text = strings.TrimSpace(text)
+		if err != nil || n < 1 || text == "" {
+			return Command{}, usage("/reply SEQ TEXT with SEQ a message's number")
+		}
+		return Command{Kind: Reply, Seq: n, Text: text}, nil
+	case "thread":
+		if len(args) != 1 {
+			return Command{}, usage("/thread SEQ")
+		}
+		n, err := strconv.ParseInt(strings.TrimPrefix(args[0], "#"), 10, 64)
+		if err != nil || n < 1 {
+			return Command{}, usage("/thread SEQ with SEQ a message's number")
+		}
+		return Command{Kind: Thread, Seq: n}, nil
 	case "msg":
 		user, text, _ := strings.Cut(rest, " ")
 		text = strings.TrimSpace(text)

@@ -110,7 +110,46 @@ func (r Renderer) Entry(m *protocol.Message) string {
 			text += fmt.Sprintf(" [file: %s, %s, %d bytes, id %s]", Clean(a.Filename), Clean(a.ContentType), a.Size, Clean(a.ID))
 		}
 	}
+	if m.ThreadRoot > 0 {
+		text += fmt.Sprintf(" (reply to %d)", m.ThreadRoot)
+	}
+	if t := m.Thread; t != nil && t.ReplyCount > 0 {
+		text += fmt.Sprintf(" [%d %s, last %s", t.ReplyCount, plural(t.ReplyCount, "reply", "replies"), r.clock(deref(t.LastReplyAt)))
+		if t.Unread > 0 {
+			text += fmt.Sprintf(", %d unread", t.Unread)
+		}
+		text += fmt.Sprintf(": /thread %d]", m.Seq)
+	}
 	return fmt.Sprintf("%s <%s> %s", head, name, text)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+func deref(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
+}
+
+// ThreadPage shows a thread: a header, the root, its replies oldest first, a footer.
+func (r Renderer) ThreadPage(f *protocol.ThreadPage) []string {
+	out := []string{fmt.Sprintf("--- thread of %s/%d: %d replies shown ---", r.RoomLabel(f.Room), f.Root.Seq, len(f.Messages))}
+	root := f.Root
+	root.Thread = nil // the header says it
+	out = append(out, r.Entry(&root))
+	for i := range f.Messages {
+		out = append(out, r.Entry(&f.Messages[i]))
+	}
+	if f.HasMore {
+		return append(out, "--- more replies: see the web page or GET /api/rooms/{room}/threads/{seq}?after= ---")
+	}
+	return append(out, "--- end of thread ---")
 }
 
 // Users lists who is online, one per line after a header.
@@ -188,6 +227,8 @@ func (r Renderer) Notification(f *protocol.Notification) string {
 		what = "direct message"
 	case "mention":
 		what = "mention"
+	case "thread":
+		what = "thread reply"
 	}
 	line := fmt.Sprintf("! [%s] %s in %s", r.clock(f.CreatedAt), what, r.RoomLabel(f.Room))
 	if f.Preview != "" {

@@ -221,6 +221,8 @@ var routes = []route{
 	{"DELETE", "/api/rooms/{id}/messages/{seq}", true},
 	{"POST", "/api/rooms/{id}/messages/{seq}/reactions", true},
 	{"POST", "/api/rooms/{id}/read", true},
+	{"GET", "/api/rooms/{id}/threads/{seq}", true},
+	{"POST", "/api/rooms/{id}/threads/{seq}/read", true},
 	{"GET", "/api/notifications", true},
 	{"GET", "/api/notifications/unread", true},
 	{"POST", "/api/notifications/read", true},

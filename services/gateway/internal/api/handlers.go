@@ -205,11 +205,13 @@ func (a *API) send(c echo.Context) error {
 		ClientMsgID string   `json:"client_msg_id"`
 		Text        string   `json:"text"`
 		Attachments []string `json:"attachments"`
+		ThreadRoot  int64    `json:"thread_root"`
 	}
 	if err := decode(c, &req); err != nil {
 		return fail(c, err)
 	}
-	return a.submit(c, chat.SendRequest{Room: c.Param("id"), ClientMsgID: req.ClientMsgID, Text: req.Text, Attachments: req.Attachments})
+	return a.submit(c, chat.SendRequest{Room: c.Param("id"), ClientMsgID: req.ClientMsgID, Text: req.Text, Attachments: req.Attachments,
+		ThreadRoot: req.ThreadRoot})
 }
 
 // targetSeq reads the :seq path parameter of an edit or delete.

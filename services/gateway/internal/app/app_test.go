@@ -159,6 +159,27 @@ func (h *harness) store(t *testing.T, room string, from, to int64, sender gwtest
 	}
 }
 
+// storeReply writes entry seq of room as sender's reply in root's thread, and the thread's
+// summary, as persistence would.
+func (h *harness) storeReply(t *testing.T, room string, seq, root int64, sender gwtest.Account) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := h.db.Exec(ctx, `INSERT INTO messages (room_id, seq, event_id, kind, sender, sender_name, client_msg_id, text, sent_at, thread_root)
+		VALUES ($1, $2, $3, 'message', $4, $5, $6, 'a reply', now(), $7)`, room, seq, uuid.Must(uuid.NewV7()).String(), sender.ID, sender.Name,
+		fmt.Sprintf("c%d", seq), root)
+	if err == nil {
+		_, err = h.db.Exec(ctx, `INSERT INTO threads (room_id, root_seq, reply_count, last_reply_at, last_seq, participants)
+			SELECT $1, $2, 1, now(), $3, ARRAY[(SELECT sender FROM messages WHERE room_id = $1 AND seq = $2), $4]
+			ON CONFLICT (room_id, root_seq) DO UPDATE SET reply_count = threads.reply_count + 1, last_seq = $3`, room, root, seq, sender.ID)
+	}
+	if err == nil {
+		_, err = h.db.Exec(ctx, `UPDATE rooms SET last_seq = greatest(last_seq, $2) WHERE id = $1`, room, seq)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // readEvents returns the events on a room-keyed topic for key, read from the start.
 func (h *harness) readEvents(t *testing.T, declared, key string, want int) []event.Envelope {
 	t.Helper()

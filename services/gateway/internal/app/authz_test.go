@@ -77,14 +77,16 @@ func newAuthzFixture(t *testing.T) *authzFixture {
 	}
 	fx.dm = f["room"].(map[string]any)["id"].(string)
 	fx.private = fx.freshRoom(t, true)
-	// seq 1 by the member, seq 2 by the peer: edit/delete targets.
+	// seq 1 by the member, seq 2 by the peer: edit/delete targets; seq 3 the peer's reply
+	// in the thread of 1.
 	h.store(t, fx.dm, 1, 1, fx.accs[member])
 	h.store(t, fx.dm, 2, 2, fx.accs[peer])
+	h.storeReply(t, fx.dm, 3, 1, fx.accs[peer])
 	return fx
 }
 
 // freshRoom creates a room of the admin (private or public) with entry 1 written by
-// the member and entry 2 by the admin. The member and the ex-member joined it (a private
+// the member, entry 2 by the admin and entry 3, the admin's reply in the thread of 1. The member and the ex-member joined it (a private
 // room: accepted an invitation), the ex-member left again; a private room also has the
 // invited actor's pending invitation.
 func (fx *authzFixture) freshRoom(t *testing.T, private bool) string {
@@ -111,6 +113,7 @@ func (fx *authzFixture) freshRoom(t *testing.T, private bool) string {
 	}
 	fx.h.store(t, room, 1, 1, fx.accs[member])
 	fx.h.store(t, room, 2, 2, fx.accs[admin])
+	fx.h.storeReply(t, room, 3, 1, fx.accs[admin])
 	return room
 }
 
@@ -259,6 +262,22 @@ func restCases() []restCase {
 			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok202, nonMember: denied, admin: ok202},
 			private: privateAnswers(ok202, ok202),
 			dm:      map[actor]expect{member: ok202, peer: ok202, nonMember: hidden, admin: hidden}},
+		// A reply in the thread of entry 1: the rules of a message.
+		{method: "POST", path: "/api/rooms/{id}/messages", body: func(fx *authzFixture, a actor) any {
+			return map[string]any{"client_msg_id": fmt.Sprintf("authz-t-%s-%d", a, time.Now().UnixNano()), "text": "re", "thread_root": 1}
+		},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok202, nonMember: denied, admin: ok202},
+			private: privateAnswers(ok202, ok202),
+			dm:      map[actor]expect{member: ok202, peer: ok202, nonMember: hidden, admin: hidden}},
+		// The thread of entry 1 (entry 3 replies in it): read and marked read by members.
+		{method: "GET", path: "/api/rooms/{id}/threads/{seq}",
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
+			private: privateAnswers(ok200, ok200),
+			dm:      map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
+		{method: "POST", path: "/api/rooms/{id}/threads/{seq}/read", body: func(*authzFixture, actor) any { return map[string]int64{"seq": 3} },
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
+			private: privateAnswers(ok200, ok200),
+			dm:      map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
 		// Edits and deletes of entry 1, written by the member: its author and the room's
 		// admin may; a DM has no admin.
 		{method: "PATCH", path: "/api/rooms/{id}/messages/{seq}", body: func(fx *authzFixture, a actor) any {
@@ -527,6 +546,9 @@ func wsCases() []wsCase {
 	}
 	sendPub, sendPriv, sendDM := grantMembers("ack")
 	reactPub, reactPriv, reactDM := grantMembers("ack")
+	replyPub, replyPriv, replyDM := grantMembers("ack")
+	threadPub, threadPriv, threadDM := grantMembers("thread")
+	threadReadPub, threadReadPriv, threadReadDM := grantMembers("thread_read")
 	subPub, subPriv, subDM := grantMembers("subscribed")
 	histPub, histPriv, histDM := grantMembers("history")
 	roomPrefsPub, roomPrefsPriv, roomPrefsDM := grantMembers("room_notification_prefs")
@@ -568,6 +590,16 @@ func wsCases() []wsCase {
 		{typ: "react", frame: func(_ *authzFixture, room string, a actor) map[string]any {
 			return map[string]any{"type": "react", "room": room, "client_msg_id": id(a), "target_seq": 1, "emoji": "👍", "on": true}
 		}, public: reactPub, private: reactPriv, dm: reactDM},
+		// A reply: a send with a thread_root, under the rules of a send.
+		{typ: "send", frame: func(_ *authzFixture, room string, a actor) map[string]any {
+			return map[string]any{"type": "send", "room": room, "client_msg_id": id(a), "text": "re", "thread_root": 1}
+		}, public: replyPub, private: replyPriv, dm: replyDM},
+		{typ: "thread", frame: func(_ *authzFixture, room string, _ actor) map[string]any {
+			return map[string]any{"type": "thread", "room": room, "root": 1}
+		}, public: threadPub, private: threadPriv, dm: threadDM},
+		{typ: "thread_read", frame: func(_ *authzFixture, room string, _ actor) map[string]any {
+			return map[string]any{"type": "thread_read", "room": room, "root": 1, "seq": 3}
+		}, public: threadReadPub, private: threadReadPriv, dm: threadReadDM},
 		{typ: "dm", frame: func(fx *authzFixture, _ string, a actor) map[string]any {
 			return map[string]any{"type": "dm", "to": fx.other(a).Name, "client_msg_id": id(a), "text": "psst"}
 		}, public: wsEveryone("ack")},

@@ -98,7 +98,11 @@ type Config struct {
 	Invites InviteStore
 	// InviteTTL is how long an invitation can be accepted (default 7 days).
 	InviteTTL time.Duration
-	Now       func() time.Time
+	// Threads reads thread summaries and replies and keeps thread read markers; default:
+	// the Store, if it is one. Nil: history has no summaries and thread calls answer
+	// unavailable.
+	Threads ThreadStore
+	Now     func() time.Time
 	// Topic maps a declared topic name to the real one, for outbox rows (which name the
 	// real topic). Default: the Publisher's Topic method if it has one (the broker does),
 	// else the declared name.
@@ -136,6 +140,9 @@ func New(cfg Config, st Store, pub Publisher, log *slog.Logger) (*Service, error
 	}
 	if cfg.Invites == nil {
 		cfg.Invites, _ = st.(InviteStore)
+	}
+	if cfg.Threads == nil {
+		cfg.Threads, _ = st.(ThreadStore)
 	}
 	if cfg.InviteTTL <= 0 {
 		cfg.InviteTTL = 7 * 24 * time.Hour

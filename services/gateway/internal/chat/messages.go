@@ -26,6 +26,8 @@ type SendRequest struct {
 	On          bool   // KindReaction: add (true) or remove the sender's Emoji
 	// Attachments are upload ids the message carries (KindMessage only).
 	Attachments []string
+	// ThreadRoot makes a message (KindMessage only) a reply in that root's thread.
+	ThreadRoot int64
 }
 
 // Send publishes message.submitted keyed by room with acks=all and only then reports
@@ -80,6 +82,16 @@ func (s *Service) SendAsync(ctx context.Context, u User, req SendRequest, done f
 			return
 		}
 	}
+	if req.ThreadRoot != 0 {
+		e := protocol.ValidateThreadRoot(req.ThreadRoot)
+		if e == nil && req.Kind != event.KindMessage {
+			e = protocol.NewError(protocol.CodeBadRequest, "thread_root: only a new message can be a reply")
+		}
+		if e != nil {
+			done(protocol.Ack{}, e)
+			return
+		}
+	}
 	chk, err := s.store.CheckSend(ctx, req.Room, u.ID, req.ClientMsgID)
 	if err != nil {
 		done(protocol.Ack{}, s.internal(ctx, "cannot check send", err))
@@ -105,6 +117,12 @@ func (s *Service) SendAsync(ctx context.Context, u User, req SendRequest, done f
 			return
 		}
 	}
+	if req.ThreadRoot > 0 {
+		if err := s.checkThreadRoot(ctx, req); err != nil {
+			done(protocol.Ack{}, err)
+			return
+		}
+	}
 	if len(req.Attachments) > 0 {
 		// Refused here, before publishing, so that a bad id is the sender's clear error
 		// rather than a message persistence dead-letters (it checks again, under a lock).
@@ -116,7 +134,7 @@ func (s *Service) SendAsync(ctx context.Context, u User, req SendRequest, done f
 	e, err := event.New(s.source(), event.MessageSubmitted{
 		RoomID: req.Room, Sender: u.ID, SenderName: u.Username, ClientMsgID: req.ClientMsgID,
 		Text: req.Text, Kind: req.Kind, TargetSeq: req.TargetSeq, Emoji: req.Emoji, On: req.On, SubmittedAt: s.cfg.Now().UTC(),
-		Attachments: req.Attachments,
+		Attachments: req.Attachments, ThreadRoot: req.ThreadRoot,
 	})
 	if err != nil {
 		done(protocol.Ack{}, protocol.NewError(protocol.CodeBadRequest, err.Error()))
@@ -236,6 +254,9 @@ func (s *Service) History(ctx context.Context, u User, roomID string, q HistoryQ
 	if err := s.addAttachments(ctx, roomID, page.Messages); err != nil {
 		return protocol.HistoryPage{}, err
 	}
+	if err := s.addThreads(ctx, u, roomID, page.Messages); err != nil {
+		return protocol.HistoryPage{}, err
+	}
 	return page, nil
 }
 
@@ -273,6 +294,7 @@ func FrameOf(m store.Message) protocol.Message {
 		Base: protocol.Base{Type: protocol.TypeMessage}, Room: m.RoomID, Seq: m.Seq, Kind: m.Kind, MessageID: m.EventID,
 		Sender: m.Sender, SenderName: m.SenderName, ClientMsgID: m.ClientMsgID, Text: m.Text, TargetSeq: m.TargetSeq,
 		SentAt: m.SentAt, StoredAt: m.StoredAt, EditedAt: m.EditedAt, DeletedAt: m.DeletedAt, Emoji: m.Emoji, On: m.On,
+		ThreadRoot: m.ThreadRoot,
 	}
 }
 
@@ -281,7 +303,7 @@ func FrameOfStored(m event.MessageStored) protocol.Message {
 	f := protocol.Message{
 		Base: protocol.Base{Type: protocol.TypeMessage}, Room: m.RoomID, Seq: m.Seq, Kind: m.Kind, MessageID: m.MessageID,
 		Sender: m.Sender, SenderName: m.SenderName, ClientMsgID: m.ClientMsgID, Text: m.Text, TargetSeq: m.TargetSeq,
-		SentAt: m.SentAt, StoredAt: m.StoredAt, Emoji: m.Emoji, Attachments: m.Attachments,
+		SentAt: m.SentAt, StoredAt: m.StoredAt, Emoji: m.Emoji, Attachments: m.Attachments, ThreadRoot: m.ThreadRoot,
 	}
 	if m.Kind == event.KindReaction {
 		on := m.On

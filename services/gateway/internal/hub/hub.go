@@ -50,6 +50,8 @@ type Chat interface {
 	PublishTyping(ctx context.Context, u chat.User, room string) error
 	Accepted() int64
 	MarkRead(ctx context.Context, u chat.User, roomID string, seq int64) (protocol.ReadMarker, error)
+	Thread(ctx context.Context, u chat.User, roomID string, root, after int64, limit int) (protocol.ThreadPage, error)
+	MarkThreadRead(ctx context.Context, u chat.User, roomID string, root, seq int64) (protocol.ThreadReadMarker, error)
 	Notifications(ctx context.Context, u chat.User, before string, limit int) (protocol.NotificationList, error)
 	MarkNotificationsRead(ctx context.Context, u chat.User, ids []string, all bool) (protocol.NotificationsRead, error)
 	PendingNotifications(ctx context.Context, u chat.User, max int) ([]protocol.Notification, error)

@@ -111,7 +111,8 @@ func (s *Session) handle(ctx context.Context, f protocol.Frame, ref string, arri
 		s.mu.Unlock()
 		s.out.Close(protocol.CloseNormal, protocol.ReasonBye, nil, true)
 	case *protocol.Send:
-		s.send(ctx, *u, ref, arrived, chat.SendRequest{Room: f.Room, ClientMsgID: f.ClientMsgID, Text: f.Text, Attachments: f.Attachments})
+		s.send(ctx, *u, ref, arrived, chat.SendRequest{Room: f.Room, ClientMsgID: f.ClientMsgID, Text: f.Text, Attachments: f.Attachments,
+			ThreadRoot: f.ThreadRoot})
 	case *protocol.Edit:
 		s.send(ctx, *u, ref, arrived, chat.SendRequest{Room: f.Room, ClientMsgID: f.ClientMsgID, Text: f.Text, Kind: event.KindEdit, TargetSeq: f.TargetSeq})
 	case *protocol.Delete:
@@ -145,6 +146,22 @@ func (s *Session) handle(ctx context.Context, f protocol.Frame, ref string, arri
 		}
 		page.Ref = ref
 		s.reply(protocol.TypeHistory, page)
+	case *protocol.Thread:
+		page, err := s.hub.chat.Thread(ctx, *u, f.Room, f.Root, f.AfterSeq, f.Limit)
+		if err != nil {
+			s.replyErr(ref, withRoom(err, f.Room))
+			return
+		}
+		page.Ref = ref
+		s.reply(protocol.TypeThread, page)
+	case *protocol.ThreadRead:
+		m, err := s.hub.chat.MarkThreadRead(ctx, *u, f.Room, f.Root, *f.Seq)
+		if err != nil {
+			s.replyErr(ref, withRoom(err, f.Room))
+			return
+		}
+		m.Ref = ref
+		s.reply(protocol.TypeThreadRead, m)
 	case *protocol.Typing:
 		s.onTyping(ctx, *u, f)
 	case *protocol.Join:

@@ -158,6 +158,12 @@ func (nopChat) History(context.Context, chat.User, string, chat.HistoryQuery) (p
 }
 func (nopChat) PublishTyping(context.Context, chat.User, string) error { return nil }
 func (nopChat) Accepted() int64                                        { return 0 }
+func (nopChat) Thread(context.Context, chat.User, string, int64, int64, int) (protocol.ThreadPage, error) {
+	return protocol.ThreadPage{}, nil
+}
+func (nopChat) MarkThreadRead(context.Context, chat.User, string, int64, int64) (protocol.ThreadReadMarker, error) {
+	return protocol.ThreadReadMarker{}, nil
+}
 func (nopChat) MarkRead(context.Context, chat.User, string, int64) (protocol.ReadMarker, error) {
 	return protocol.ReadMarker{}, nil
 }

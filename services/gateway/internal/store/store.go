@@ -71,6 +71,7 @@ type Message struct {
 	DeletedAt   *time.Time
 	Emoji       string // reaction entries
 	On          *bool  // reaction entries: added (true) or removed
+	ThreadRoot  int64  // replies: their thread's root (threads.go)
 }
 
 // Room is a room with the asking user's relation to it.
@@ -508,14 +509,15 @@ func (s *Store) MembershipsSince(ctx context.Context, userIDs []string, since ti
 }
 
 const selectMessages = `SELECT room_id, seq, event_id, kind, sender, sender_name, coalesce(client_msg_id, ''),
-	coalesce(text, ''), coalesce(target_seq, 0), sent_at, stored_at, edited_at, deleted_at, coalesce(emoji, ''), reaction_on
+	coalesce(text, ''), coalesce(target_seq, 0), sent_at, stored_at, edited_at, deleted_at, coalesce(emoji, ''), reaction_on,
+	coalesce(thread_root, 0)
 	FROM messages`
 
 func scanMessages(rows pgx.Rows) ([]Message, error) {
 	ms, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Message, error) {
 		var m Message
 		err := r.Scan(&m.RoomID, &m.Seq, &m.EventID, &m.Kind, &m.Sender, &m.SenderName, &m.ClientMsgID,
-			&m.Text, &m.TargetSeq, &m.SentAt, &m.StoredAt, &m.EditedAt, &m.DeletedAt, &m.Emoji, &m.On)
+			&m.Text, &m.TargetSeq, &m.SentAt, &m.StoredAt, &m.EditedAt, &m.DeletedAt, &m.Emoji, &m.On, &m.ThreadRoot)
 		return m, err
 	})
 	if err != nil {

@@ -86,6 +86,8 @@ func heading(it Item) string {
 		return "Direct message from " + it.Sender
 	case it.Reason == event.ReasonMention:
 		return it.Sender + " mentioned you in " + room
+	case it.Reason == event.ReasonThread:
+		return it.Sender + " replied in a thread in " + room
 	default:
 		return it.Sender + " in " + room
 	}

@@ -35,7 +35,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Time to handle one batch, transaction included.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 	}
 	// Pre-create the label values so that dashboards show zeros rather than gaps.
-	for _, r := range []string{event.ReasonDM, event.ReasonMention, event.ReasonRoom} {
+	for _, r := range []string{event.ReasonDM, event.ReasonMention, event.ReasonThread, event.ReasonRoom} {
 		m.created.WithLabelValues(r)
 	}
 	m.duplicates.WithLabelValues(DuplicateEvent)

@@ -32,6 +32,8 @@ func (m Message) payload() ([]byte, error) {
 		m.Title = "Direct message from " + m.Sender
 	case m.Reason == event.ReasonMention:
 		m.Title = m.Sender + " mentioned you in #" + m.RoomName
+	case m.Reason == event.ReasonThread:
+		m.Title = m.Sender + " replied in a thread in #" + m.RoomName
 	default:
 		m.Title = m.Sender + " in #" + m.RoomName
 	}

@@ -93,6 +93,19 @@ func Reaction(t testing.TB, room, sender, clientMsgID string, target int64, emoj
 	return e
 }
 
+// Reply builds a message.submitted event of a reply in the thread rooted at root.
+func Reply(t testing.TB, room, sender, clientMsgID, text string, root int64) event.Envelope {
+	t.Helper()
+	e, err := event.New("kchat/gateway/test", event.MessageSubmitted{
+		RoomID: room, Sender: sender, SenderName: "Name of " + sender, ClientMsgID: clientMsgID,
+		Text: text, Kind: event.KindMessage, ThreadRoot: root, SubmittedAt: time.Now().UTC(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
 // Message is Submitted for a plain message.
 func Message(t testing.TB, room, sender, clientMsgID, text string) event.Envelope {
 	t.Helper()

@@ -159,9 +159,10 @@ type reactionKey struct {
 
 // target is what an edit, delete or reaction needs to know about the entry it applies to.
 type target struct {
-	kind    string
-	sender  string
-	deleted bool
+	kind       string
+	sender     string
+	deleted    bool
+	threadRoot int64 // the entry is a reply in this root's thread (threads.go)
 }
 
 // HandleBatch stores a batch of decoded events (Message.Event set) in one transaction,
@@ -357,6 +358,8 @@ type dbState struct {
 	access    map[memberKey]access // private rooms' rules, bans and admins (private.go, moderation.go)
 	// attachments are the uploads the batch's messages name, by id (attachments.go).
 	attachments map[string]*attachmentRow
+	// threads are the threads the batch's replies and deletes of replies touch (threads.go).
+	threads map[seqKey]*thread
 }
 
 // queueReads reads what the batch's events depend on (rooms, earlier client_msg_ids,
@@ -367,6 +370,9 @@ func queueReads(b *pgx.Batch, items []item) *dbState {
 	var keyRooms, keySenders, keyIDs []string
 	var tgtRooms, tgtSenders []string
 	var tgtSeqs []int64
+	// Entries read as targets: those of edits, deletes and reactions, and replies' roots.
+	var readRooms []string
+	var readSeqs []int64
 	var rk []reactionKey
 	seenRoom := map[string]bool{}
 	for _, it := range items {
@@ -382,6 +388,10 @@ func queueReads(b *pgx.Batch, items []item) *dbState {
 				tgtRooms = append(tgtRooms, it.room)
 				tgtSeqs = append(tgtSeqs, it.sub.TargetSeq)
 				tgtSenders = append(tgtSenders, it.sub.Sender)
+				readRooms, readSeqs = append(readRooms, it.room), append(readSeqs, it.sub.TargetSeq)
+			}
+			if it.sub.ThreadRoot > 0 {
+				readRooms, readSeqs = append(readRooms, it.room), append(readSeqs, it.sub.ThreadRoot)
 			}
 			if it.sub.Kind == event.KindReaction {
 				rk = append(rk, reactionKey{it.room, it.sub.TargetSeq, it.sub.Sender, it.sub.Emoji})
@@ -390,7 +400,8 @@ func queueReads(b *pgx.Batch, items []item) *dbState {
 	}
 
 	st := &dbState{rooms: map[string]*room{}, existing: map[msgKey]bool{}, targets: map[seqKey]*target{}, admins: map[memberKey]bool{},
-		reactions: map[reactionKey]bool{}, access: map[memberKey]access{}, attachments: map[string]*attachmentRow{}}
+		reactions: map[reactionKey]bool{}, access: map[memberKey]access{}, attachments: map[string]*attachmentRow{},
+		threads: map[seqKey]*thread{}}
 	rooms, existing, targets, admins := st.rooms, st.existing, st.targets, st.admins
 	// FOR NO KEY UPDATE is the lock the final UPDATE takes anyway; it makes last_seq
 	// read here the value that UPDATE will overwrite.
@@ -428,16 +439,16 @@ func queueReads(b *pgx.Batch, items []item) *dbState {
 				return err
 			})
 	}
-	if len(tgtRooms) > 0 {
+	if len(readRooms) > 0 {
 		b.Queue(`
-			SELECT m.room_id, m.seq, m.kind, m.sender, m.deleted_at IS NOT NULL
+			SELECT m.room_id, m.seq, m.kind, m.sender, m.deleted_at IS NOT NULL, coalesce(m.thread_root, 0)
 			FROM messages m
 			JOIN unnest($1::text[], $2::bigint[]) AS t(room_id, seq)
-			  ON m.room_id = t.room_id AND m.seq = t.seq`, tgtRooms, tgtSeqs).
+			  ON m.room_id = t.room_id AND m.seq = t.seq`, readRooms, readSeqs).
 			Query(func(rows pgx.Rows) error {
 				var k seqKey
 				var tg target
-				_, err := pgx.ForEachRow(rows, []any{&k.room, &k.seq, &tg.kind, &tg.sender, &tg.deleted}, func() error {
+				_, err := pgx.ForEachRow(rows, []any{&k.room, &k.seq, &tg.kind, &tg.sender, &tg.deleted, &tg.threadRoot}, func() error {
 					t := tg
 					targets[k] = &t
 					return nil
@@ -489,6 +500,7 @@ func queueReads(b *pgx.Batch, items []item) *dbState {
 	queuePrivateReads(b, items, st)
 	queueModerationReads(b, items, st)
 	queueAttachmentReads(b, items, st)
+	queueThreadReads(b, items, st)
 	return st
 }
 
@@ -499,6 +511,7 @@ func (s *Store) plan(st *dbState, items []item) (*writes, error) {
 		direct:   s.cfg.Direct != nil,
 		storedAt: time.Now().UTC().Truncate(time.Microsecond), // what timestamptz keeps
 		rooms:    st.rooms,
+		threads:  st.threads,
 	}
 	if w.direct {
 		w.relayAfter = time.Now().Add(s.cfg.RelayGrace)
@@ -555,6 +568,13 @@ func (s *Store) planOne(w *writes, it item, st *dbState) error {
 				return consumer.Permanent(fmt.Errorf("event %s: %s of %s/%d: %w", it.env.ID, sub.Kind, it.room, sub.TargetSeq, err))
 			}
 		}
+		if sub.ThreadRoot > 0 {
+			participants, err := planReply(it, st)
+			if err != nil {
+				return err
+			}
+			row.threadRoot, row.participants = sub.ThreadRoot, participants
+		}
 		atts, err := checkAttachments(it, st)
 		if err != nil {
 			return err
@@ -587,10 +607,13 @@ func (s *Store) planOne(w *writes, it item, st *dbState) error {
 	w.messages = append(w.messages, row)
 	switch row.kind {
 	case event.KindMessage:
-		targets[seqKey{row.room, row.seq}] = &target{kind: row.kind, sender: row.sender}
+		targets[seqKey{row.room, row.seq}] = &target{kind: row.kind, sender: row.sender, threadRoot: row.threadRoot}
 	case event.KindEdit, event.KindDelete:
 		t := targets[seqKey{row.room, row.targetSeq}]
 		t.deleted = t.deleted || row.kind == event.KindDelete
+		if row.kind == event.KindDelete {
+			noteReplyDeleted(row.room, t, st)
+		}
 		w.updates = append(w.updates, row)
 	case event.KindReaction:
 		w.updates = append(w.updates, row)
@@ -644,19 +667,21 @@ func checkTarget(t *target, sub *event.MessageSubmitted, admin bool) error {
 }
 
 type messageRow struct {
-	room        string
-	seq         int64
-	eventID     string
-	kind        string
-	sender      string
-	senderName  string
-	clientMsgID *string
-	text        string
-	targetSeq   int64
-	sentAt      time.Time
-	emoji       string // reaction entries
-	on          bool   // reaction entries
-	attachments []event.Attachment
+	room         string
+	seq          int64
+	eventID      string
+	kind         string
+	sender       string
+	senderName   string
+	clientMsgID  *string
+	text         string
+	targetSeq    int64
+	sentAt       time.Time
+	emoji        string // reaction entries
+	on           bool   // reaction entries
+	attachments  []event.Attachment
+	threadRoot   int64    // replies: their thread's root
+	participants []string // replies: the thread's participants before them
 }
 
 // writes collects a batch's rows so that they go to the database together.
@@ -682,6 +707,8 @@ type writes struct {
 	// joined are the private rooms' joins stored, whose accepted invitations the batch
 	// deletes (private.go).
 	joined []memberKey
+	// threads are the threads whose summaries the batch brings up to date (threads.go).
+	threads map[seqKey]*thread
 }
 
 // addOutbox writes the message.stored of row, caused by cause; traceParent, if set,
@@ -702,6 +729,10 @@ func (w *writes) addOutbox(cfg Config, cause event.Envelope, traceParent string,
 		SentAt:      row.sentAt,
 		StoredAt:    w.storedAt,
 		Attachments: row.attachments,
+		ThreadRoot:  row.threadRoot,
+	}
+	if row.threadRoot > 0 {
+		p.ThreadParticipants = row.participants
 	}
 	if row.clientMsgID != nil {
 		p.ClientMsgID = *row.clientMsgID
@@ -785,6 +816,7 @@ func (w *writes) write(ctx context.Context, tx pgx.Tx) error {
 	}
 	queueInvitesUsed(b, w.joined)
 	queueAttachmentWrites(b, w)
+	queueThreadWrites(b, w.threads)
 	var ids []string
 	var last []int64
 	for _, r := range sortedRooms(w.rooms) {
@@ -804,7 +836,7 @@ func (w *writes) write(ctx context.Context, tx pgx.Tx) error {
 
 var (
 	messageColumns = []string{"room_id", "seq", "event_id", "kind", "sender", "sender_name", "client_msg_id",
-		"text", "target_seq", "sent_at", "stored_at", "emoji", "reaction_on"}
+		"text", "target_seq", "sent_at", "stored_at", "emoji", "reaction_on", "thread_root"}
 )
 
 func (w *writes) copyRows(ctx context.Context, tx pgx.Tx) error {
@@ -828,8 +860,12 @@ func (w *writes) copyRows(ctx context.Context, tx pgx.Tx) error {
 		if m.kind == event.KindReaction {
 			emoji, on = &m.emoji, &m.on
 		}
+		var threadRoot *int64
+		if m.threadRoot > 0 {
+			threadRoot = &m.threadRoot
+		}
 		return []any{m.room, m.seq, m.eventID, m.kind, m.sender, m.senderName, m.clientMsgID,
-			text, targetSeq, m.sentAt, w.storedAt, emoji, on}, nil
+			text, targetSeq, m.sentAt, w.storedAt, emoji, on, threadRoot}, nil
 	}))
 	if err != nil {
 		return fmt.Errorf("cannot write messages: %w", err)
