@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net/http"
 	"path"
+	"sort"
 	"strings"
 )
 
@@ -24,8 +25,19 @@ var files = map[string]string{
 	"/style.css":  "style.css",
 	"/prefs.js":   "prefs.js",
 	"/attach.js":  "attach.js",
+	"/threads.js": "threads.js",
 	// The service worker of Web Push; served from the root so that its scope is the page.
 	"/sw.js": "sw.js",
+}
+
+// Paths are the URL paths the page is served at, for a router that mounts them one by one.
+func Paths() []string {
+	paths := make([]string, 0, len(files))
+	for p := range files {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	return paths
 }
 
 // csp allows nothing but the page's own files. connect-src also lists http(s) and ws(s)

@@ -262,7 +262,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	// The browser client. Its paths are listed one by one rather than as "/*" so that an
 	// unknown /api path still gets the API's JSON 404.
 	page := echo.WrapHandler(web.Handler())
-	for _, p := range []string{"/", "/index.html", "/app.js", "/style.css", "/prefs.js", "/attach.js", "/sw.js"} {
+	for _, p := range web.Paths() {
 		e.GET(p, page)
 		e.HEAD(p, page)
 	}

@@ -149,6 +149,25 @@ test('two people on two gateways: order, history, XSS, fail-over', { timeout: 24
   await greeting(a).locator('.chip', { hasText: '👍 1' }).click();
   for (const p of [a, b]) await greeting(p).locator('.chip.mine', { hasText: '👍 2' }).waitFor({ timeout: WAIT });
 
+  // A thread: ben replies to the greeting in its thread panel. The reply is not a line of
+  // the room; the greeting's link counts it on both pages, unread for ann (the root's
+  // author, so a participant) until she opens the thread.
+  const threadLink = (p) => greeting(p).locator('.thread-link');
+  await threadLink(b).click();
+  await b.locator('#thread-panel #thread-root', { hasText: 'hello from ann' }).waitFor({ timeout: WAIT });
+  const reply = b.getByLabel('Reply', { exact: true });
+  await reply.fill('replying in a thread, ann');
+  await reply.press('Enter');
+  await b.locator('#thread-list li', { hasText: 'replying in a thread, ann' }).waitFor({ timeout: WAIT });
+  await threadLink(a).filter({ hasText: /^1 reply · last .* · 1 unread$/ }).waitFor({ timeout: WAIT });
+  await threadLink(b).filter({ hasText: /^1 reply · last [^·]*$/ }).waitFor({ timeout: WAIT });
+  await threadLink(a).click();
+  await a.locator('#thread-list li', { hasText: 'replying in a thread, ann' }).waitFor({ timeout: WAIT });
+  await threadLink(a).filter({ hasText: /^1 reply · last [^·]*$/ }).waitFor({ timeout: WAIT });
+  await a.getByRole('button', { name: 'Close the thread' }).click();
+  await b.getByRole('button', { name: 'Close the thread' }).click();
+  for (const p of [a, b]) await waitForTexts(p, said, 'a reply is no line of the room');
+
   // Typing: ben types without sending; ann sees it (the gateway forwards one signal per 2 s).
   await b.waitForTimeout(2100);
   await b.getByLabel('Message', { exact: true }).pressSequentially('typ');
@@ -245,7 +264,11 @@ test('two people on two gateways: order, history, XSS, fail-over', { timeout: 24
   await greeting(a).locator('.chip.mine', { hasText: '👍 2' }).waitFor({ timeout: WAIT });
   // Who is online, across gateways (refreshed every 15 s).
   for (const name of [ann, ben]) await b.locator('#online-list', { hasText: name }).waitFor({ timeout: WAIT });
+  // The thread's summary comes back with history; the kept screenshot shows it open.
+  await threadLink(a).filter({ hasText: /^1 reply · last [^·]*$/ }).click();
+  await a.locator('#thread-list li', { hasText: 'replying in a thread, ann' }).waitFor({ timeout: WAIT });
   await shot(a, 'chat.png');
+  await a.getByRole('button', { name: 'Close the thread' }).click();
   await shot(b, 'chat-b.png');
 
   // Gateway A goes away. Ann's page must notice, fail over to B, and resume: the

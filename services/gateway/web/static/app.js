@@ -694,6 +694,7 @@
   // ---- the message pane ----------------------------------------------------------------
 
   function selectRoom(id, focus = true) {
+    if (S.current !== id && window.kchatThreads) window.kchatThreads.close();
     S.current = id;
     S.editing = null;
     $('edit-note').hidden = true;
@@ -706,7 +707,9 @@
     $('load-older').hidden = true;
     $('history-start').hidden = true;
     if (r) {
-      for (const m of [...r.msgs.values()].sort((a, b) => a.seq - b.seq)) $('message-list').append(entryElement(r, m));
+      for (const m of [...r.msgs.values()].sort((a, b) => a.seq - b.seq)) {
+        if (!m.thread_root) $('message-list').append(entryElement(r, m)); // replies: in their thread
+      }
       for (const p of S.pending.values()) if (p.room === id && p.el) $('message-list').append(p.el);
       markRead(r);
       if (!r.loaded) loadHistory(r, null);
@@ -740,11 +743,18 @@
     r.loading = true;
     const frame = { type: 'history', room: r.id, limit: pageSize };
     if (before !== null) frame.before_seq = before;
+    let readOn = false;
     try {
       const f = await request(frame);
       const sc = $('scroller');
       const fromBottom = sc.scrollHeight - sc.scrollTop;
-      for (const m of f.messages || []) addEntry(r, m, false);
+      const lines = $('message-list').childElementCount;
+      for (const m of f.messages || []) {
+        addEntry(r, m, false);
+        // The next older page starts below the oldest entry read, shown or not: edits,
+        // reactions and replies have no line of their own in the room.
+        r.minSeq = r.minSeq === null ? m.seq : Math.min(r.minSeq, m.seq);
+      }
       r.hasMore = !!f.has_more;
       r.loaded = true;
       if (S.current === r.id) {
@@ -752,12 +762,15 @@
         // Keep what the reader was looking at in place when older entries go above it.
         if (before !== null) sc.scrollTop = sc.scrollHeight - fromBottom;
         else scrollToBottom();
+        // A page that added no line would leave an empty pane and a button: read on.
+        readOn = r.hasMore && r.minSeq > 1 && $('message-list').childElementCount === lines;
       }
     } catch (e) {
       if (S.current === r.id) $('load-older').hidden = false;
     } finally {
       r.loading = false;
     }
+    if (readOn) loadHistory(r, r.minSeq);
   }
 
   function nearBottom() {
@@ -790,10 +803,22 @@
         if (m.kind === 'edit') { t.text = m.text; t.edited_at = m.sent_at; } else { t.deleted_at = m.sent_at; }
         const el = S.current === r.id && document.querySelector(`#message-list li[data-seq="${m.target_seq}"]`);
         if (el) el.replaceWith(entryElement(r, t));
+        if (t.thread_root && live && window.kchatThreads) window.kchatThreads.changed(r, t, m.kind === 'delete');
       }
       return;
     }
     if (r.msgs.has(m.seq)) return;
+    if (m.thread_root) {
+      // A reply: kept with the room's entries, shown in its thread (threads.js), counted
+      // under its root.
+      r.msgs.set(m.seq, m);
+      r.lastSeq = Math.max(r.lastSeq, m.seq);
+      const own = m.sender === S.session.user.id;
+      if (own && m.client_msg_id) S.pending.delete(m.client_msg_id);
+      if (live && !own && (S.current !== r.id || document.hidden)) { r.unread++; renderRooms(); } else if (live) markRead(r);
+      if (window.kchatThreads) window.kchatThreads.onReply(r, m, live);
+      return;
+    }
     r.msgs.set(m.seq, m);
     r.minSeq = r.minSeq === null ? m.seq : Math.min(r.minSeq, m.seq);
     r.lastSeq = Math.max(r.lastSeq, m.seq);
@@ -979,8 +1004,31 @@
     li.append(head, text);
     if (!m.deleted_at && m.attachments && window.kchatAttach) li.append(window.kchatAttach.element(m.attachments));
     if (!m.deleted_at) li.append(reactionsElement(r, m));
+    // A root's thread link (threads.js); a deleted root keeps it while it has replies.
+    const hasReplies = m.thread && m.thread.reply_count > 0;
+    if (m.kind === 'message' && !m.thread_root && (!m.deleted_at || hasReplies) && window.kchatThreads) {
+      li.append(window.kchatThreads.summaryElement(r, m));
+    }
     return li;
   }
+
+  // rerender shows an entry of the open room again after it changed.
+  function rerender(r, m) {
+    const el = S.current === r.id && document.querySelector(`#message-list li[data-seq="${m.seq}"]`);
+    if (el) el.replaceWith(entryElement(r, m));
+  }
+
+  // sendReply sends a reply in root's thread; like an edit it has no pending line: it
+  // appears in the thread when it is stored, and a refusal is shown in the banner.
+  function sendReply(roomID, root, text) {
+    const id = newID();
+    const frame = { type: 'send', room: roomID, client_msg_id: id, text, thread_root: root };
+    S.pending.set(id, { room: roomID, frame, el: null, state: 'pending', tries: 0 });
+    send(frame);
+  }
+
+  // The part of this file threads.js uses.
+  window.kchatApp = { request, send, room, entryElement, rerender, sendReply, fmtTime, user: () => S.session.user };
 
   function pendingElement(text) {
     const li = document.createElement('li');
