@@ -91,7 +91,7 @@ func (s *Service) CreateRoom(ctx context.Context, u User, id, name string, priva
 		return protocol.RoomInfo{}, s.internal(ctx, "cannot create room", err)
 	}
 	s.publishOwn(ctx, id, e)
-	return protocol.RoomInfo{ID: id, Name: name, Kind: event.RoomKindRoom, Role: "admin", Private: private}, nil
+	return protocol.RoomInfo{ID: id, Name: name, Kind: event.RoomKindRoom, Role: RoleOwner, Private: private}, nil
 }
 
 func (s *Service) membershipEvent(u User, room, change string) (event.Envelope, error) {
@@ -223,6 +223,7 @@ type Member struct {
 	ID       string    `json:"id"`
 	Username string    `json:"username"`
 	Role     string    `json:"role"`
+	Muted    bool      `json:"muted"`
 	JoinedAt time.Time `json:"joined_at"`
 }
 
@@ -244,7 +245,7 @@ func (s *Service) Members(ctx context.Context, u User, roomID string) ([]Member,
 	}
 	out := make([]Member, len(ms))
 	for i, m := range ms {
-		out[i] = Member{ID: m.UserID, Username: m.Username, Role: m.Role, JoinedAt: m.JoinedAt}
+		out[i] = Member{ID: m.UserID, Username: m.Username, Role: m.Role, Muted: m.Muted, JoinedAt: m.JoinedAt}
 	}
 	return out, nil
 }

@@ -51,7 +51,7 @@ func queueModerationReads(b *pgx.Batch, items []item, st *dbState) {
 	b.Queue(`
 		SELECT k.room_id, k.user_id,
 		       EXISTS (SELECT 1 FROM room_bans x WHERE x.room_id = k.room_id AND x.user_id = k.user_id),
-		       EXISTS (SELECT 1 FROM room_members m WHERE m.room_id = k.room_id AND m.user_id = k.user_id AND m.role = 'admin')
+		       EXISTS (SELECT 1 FROM room_members m WHERE m.room_id = k.room_id AND m.user_id = k.user_id AND m.role IN ('owner', 'admin'))
 		FROM unnest($1::text[], $2::text[]) AS k(room_id, user_id)`, rooms, users).
 		Query(func(rows pgx.Rows) error {
 			var k memberKey

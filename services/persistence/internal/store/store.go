@@ -464,7 +464,7 @@ func queueReads(b *pgx.Batch, items []item) *dbState {
 			FROM room_members m
 			JOIN unnest($1::text[], $2::text[]) AS k(room_id, user_id)
 			  ON m.room_id = k.room_id AND m.user_id = k.user_id
-			WHERE m.role = 'admin'`, tgtRooms, tgtSenders).
+			WHERE m.role IN ('owner', 'admin')`, tgtRooms, tgtSenders).
 			Query(func(rows pgx.Rows) error {
 				var k memberKey
 				_, err := pgx.ForEachRow(rows, []any{&k.room, &k.user}, func() error {

@@ -1,0 +1,37 @@
+// Roles and muting: the handlers of /rooms/{id}/members/{username}/role and .../mute.
+
+package api
+
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+)
+
+type roleBody struct {
+	Role string `json:"role"`
+}
+
+func (a *API) setRole(c echo.Context) error {
+	var req roleBody
+	if err := decode(c, &req); err != nil {
+		return fail(c, err)
+	}
+	room := c.Param("id")
+	to, changed, err := a.chat.SetRole(c.Request().Context(), user(c), room, c.Param("username"), req.Role)
+	if err != nil {
+		return fail(c, err)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"room": room, "username": to.Username, "role": req.Role, "changed": changed})
+}
+
+// mute mutes (POST) or unmutes (DELETE) a member.
+func (a *API) mute(c echo.Context) error {
+	room := c.Param("id")
+	muted := c.Request().Method == http.MethodPost
+	to, changed, err := a.chat.Mute(c.Request().Context(), user(c), room, c.Param("username"), muted)
+	if err != nil {
+		return fail(c, err)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"room": room, "username": to.Username, "muted": muted, "changed": changed})
+}

@@ -1,0 +1,35 @@
+// Role changes and muting of room members.
+
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// SetRole sets userID's role in roomID and reports whether it changed (false for a
+// non-member or the role they have).
+func (s *Store) SetRole(ctx context.Context, roomID, userID, role string) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE room_members SET role = $3 WHERE room_id = $1 AND user_id = $2 AND role <> $3`, roomID, userID, role)
+	if err != nil {
+		return false, fmt.Errorf("cannot set role: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// SetMuted mutes (by, at now) or unmutes userID in roomID and reports whether that
+// changed anything.
+func (s *Store) SetMuted(ctx context.Context, roomID, userID, by string, muted bool, now time.Time) (bool, error) {
+	q := `UPDATE room_members SET muted_at = NULL, muted_by = NULL WHERE room_id = $1 AND user_id = $2 AND muted_at IS NOT NULL`
+	args := []any{roomID, userID}
+	if muted {
+		q = `UPDATE room_members SET muted_at = $4, muted_by = $3 WHERE room_id = $1 AND user_id = $2 AND muted_at IS NULL`
+		args = append(args, by, now)
+	}
+	tag, err := s.pool.Exec(ctx, q, args...)
+	if err != nil {
+		return false, fmt.Errorf("cannot mute: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
