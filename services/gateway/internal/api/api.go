@@ -52,6 +52,7 @@ type Chat interface {
 	// Roles and muting (roles.go).
 	SetRole(ctx context.Context, u chat.User, roomID, username, role string) (chat.User, bool, error)
 	Mute(ctx context.Context, u chat.User, roomID, username string, muted bool) (chat.User, bool, error)
+	Transfer(ctx context.Context, u chat.User, roomID, username string) (chat.User, error)
 }
 
 var _ Chat = (*chat.Service)(nil)
@@ -138,6 +139,7 @@ func (a *API) Register(e *echo.Echo) {
 	authed.DELETE("/rooms/:id/bans/:username", a.unban)
 	authed.POST("/rooms/:id/members/:username/role", a.setRole)
 	authed.POST("/rooms/:id/members/:username/mute", a.mute)
+	authed.POST("/rooms/:id/transfer", a.transfer)
 	authed.DELETE("/rooms/:id/members/:username/mute", a.mute)
 	authed.GET("/rooms/:id/messages", a.history)
 	authed.POST("/rooms/:id/messages", a.send)

@@ -35,3 +35,17 @@ func (a *API) mute(c echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, map[string]any{"room": room, "username": to.Username, "muted": muted, "changed": changed})
 }
+
+// transfer hands the room's ownership to the member named in the body.
+func (a *API) transfer(c echo.Context) error {
+	var req usernameBody
+	if err := decode(c, &req); err != nil {
+		return fail(c, err)
+	}
+	room := c.Param("id")
+	to, err := a.chat.Transfer(c.Request().Context(), user(c), room, req.Username)
+	if err != nil {
+		return fail(c, err)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"room": room, "owner": to.Username})
+}

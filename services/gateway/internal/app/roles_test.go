@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"maps"
 	"testing"
 
 	"github.com/kchat/kchat/services/gateway/internal/gwtest"
@@ -8,7 +9,8 @@ import (
 
 // TestRoles_roles_and_mute: the creator owns the room; owners and admins act only on
 // roles below their own; a muted member reads but cannot post, edit or react until
-// unmuted, and may still delete their own message; DMs have no roles.
+// unmuted; the owner cannot leave before transferring ownership, after which they are
+// an admin; DMs have no roles.
 func TestRoles_roles_and_mute(t *testing.T) {
 	h := start(t, nil)
 	accs := map[string]gwtest.Account{}
@@ -47,6 +49,12 @@ func TestRoles_roles_and_mute(t *testing.T) {
 		{"ex-admin cannot unmute", "adam", "DELETE", "/api/rooms/hall/members/mia/mute", nil, 403, "forbidden"},
 		{"owner unmutes mia", "olga", "DELETE", "/api/rooms/hall/members/mia/mute", nil, 200, ""},
 		{"unmuted mia posts", "mia", "POST", "/api/rooms/hall/messages", msg("m4"), 202, ""},
+		{"the owner cannot leave", "olga", "POST", "/api/rooms/hall/leave", nil, 409, "conflict"},
+		{"only the owner transfers", "adam", "POST", "/api/rooms/hall/transfer", map[string]string{"username": "mia"}, 403, "forbidden"},
+		{"no transfer to a non-member", "olga", "POST", "/api/rooms/hall/transfer", map[string]string{"username": "nobody"}, 404, "not_found"},
+		{"olga makes adam owner", "olga", "POST", "/api/rooms/hall/transfer", map[string]string{"username": "adam"}, 200, ""},
+		{"ex-owner, now admin, cannot demote the owner", "olga", "POST", "/api/rooms/hall/members/adam/role", role("member"), 403, "forbidden"},
+		{"the ex-owner may leave", "olga", "POST", "/api/rooms/hall/leave", nil, 200, ""},
 	}
 	for _, s := range steps {
 		st, f := gwtest.Do(t, s.method, h.base+s.path, accs[s.as].Token, s.body)
@@ -62,7 +70,7 @@ func TestRoles_roles_and_mute(t *testing.T) {
 	if st, f := gwtest.Do(t, "POST", h.base+"/api/rooms/"+dmRoom+"/members/max/mute", accs["olga"].Token, nil); st != 400 || code(f) != "bad_request" {
 		t.Fatalf("mute in a dm (%s): %d %v", dmRoom, st, f)
 	}
-	_, f := gwtest.Do(t, "GET", h.base+"/api/rooms/hall/members", accs["olga"].Token, nil)
+	_, f := gwtest.Do(t, "GET", h.base+"/api/rooms/hall/members", accs["adam"].Token, nil)
 	got := map[string]string{}
 	for _, m := range f["members"].([]any) {
 		m := m.(map[string]any)
@@ -71,7 +79,7 @@ func TestRoles_roles_and_mute(t *testing.T) {
 			t.Fatalf("member %v still muted", m)
 		}
 	}
-	if want := map[string]string{"olga": "owner", "adam": "member", "mia": "member", "max": "member"}; len(got) != 4 || got["olga"] != want["olga"] || got["adam"] != "member" {
+	if want := map[string]string{"adam": "owner", "mia": "member", "max": "member"}; !maps.Equal(got, want) {
 		t.Fatalf("members %v, want %v", got, want)
 	}
 }

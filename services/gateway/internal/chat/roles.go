@@ -39,10 +39,16 @@ func errMuted() *protocol.Error {
 	return protocol.NewError(protocol.CodeForbidden, "you are muted in this room")
 }
 
+// errOwnerLeaves answers the owner's leave: ownership must be handed on first.
+func errOwnerLeaves() *protocol.Error {
+	return protocol.NewError(protocol.CodeConflict, "you own this room: transfer ownership first (POST /api/rooms/{id}/transfer)")
+}
+
 // RoleStore is the part of *store.Store that role changes and muting use.
 type RoleStore interface {
 	SetRole(ctx context.Context, roomID, userID, role string) (bool, error)
 	SetMuted(ctx context.Context, roomID, userID, by string, muted bool, now time.Time) (bool, error)
+	TransferOwnership(ctx context.Context, roomID, from, to string) (bool, error)
 }
 
 func (s *Service) roles() (RoleStore, error) {
@@ -102,4 +108,32 @@ func (s *Service) Mute(ctx context.Context, u User, roomID, username string, mut
 		return User{}, false, s.internal(ctx, "cannot mute", err)
 	}
 	return to, changed, nil
+}
+
+// Transfer makes the member named username the owner of roomID; u, its owner, becomes an
+// admin. Transferring to oneself is refused like any self-moderation.
+func (s *Service) Transfer(ctx context.Context, u User, roomID, username string) (User, error) {
+	rs, err := s.roles()
+	if err != nil {
+		return User{}, err
+	}
+	to, mine, theirs, err := s.modTargetRoles(ctx, u, roomID, username)
+	if err != nil {
+		return User{}, err
+	}
+	switch {
+	case mine != RoleOwner:
+		return User{}, protocol.NewError(protocol.CodeForbidden, "only the room owner may transfer ownership")
+	case theirs == "":
+		return User{}, protocol.NewError(protocol.CodeNotFound, username+" is not a member of this room")
+	}
+	moved, err := rs.TransferOwnership(ctx, roomID, u.ID, to.ID)
+	if err != nil {
+		return User{}, s.internal(ctx, "cannot transfer ownership", err)
+	}
+	if !moved {
+		// u lost ownership, or the target left, since the checks above.
+		return User{}, protocol.NewError(protocol.CodeConflict, "ownership changed meanwhile; reload the members and try again")
+	}
+	return to, nil
 }

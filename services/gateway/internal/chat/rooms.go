@@ -212,6 +212,10 @@ func (s *Service) Leave(ctx context.Context, u User, roomID string) error {
 	if r.Kind == event.RoomKindDM {
 		return protocol.NewError(protocol.CodeBadRequest, "direct message rooms cannot be left")
 	}
+	if r.Role == RoleOwner {
+		// A room keeps an owner for as long as it has an admin to answer to.
+		return errOwnerLeaves()
+	}
 	if _, err := s.changeMembership(ctx, u, roomID, event.ChangeLeft); err != nil {
 		return s.internal(ctx, "cannot remove member", err)
 	}

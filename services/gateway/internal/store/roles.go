@@ -4,8 +4,11 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // SetRole sets userID's role in roomID and reports whether it changed (false for a
@@ -33,3 +36,35 @@ func (s *Store) SetMuted(ctx context.Context, roomID, userID, by string, muted b
 	}
 	return tag.RowsAffected() == 1, nil
 }
+
+// TransferOwnership makes to the owner of roomID and from, its owner, an admin, in one
+// transaction. It reports false, changing nothing, when from is no longer the owner or to
+// no longer a member.
+func (s *Store) TransferOwnership(ctx context.Context, roomID, from, to string) (bool, error) {
+	moved := false
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE room_members SET role = 'admin' WHERE room_id = $1 AND user_id = $2 AND role = 'owner'`, roomID, from)
+		if err != nil {
+			return fmt.Errorf("cannot demote owner: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return nil
+		}
+		tag, err = tx.Exec(ctx, `UPDATE room_members SET role = 'owner', muted_at = NULL, muted_by = NULL WHERE room_id = $1 AND user_id = $2`, roomID, to)
+		if err != nil {
+			return fmt.Errorf("cannot promote owner: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return errNoSuccessor
+		}
+		moved = true
+		return nil
+	})
+	if err == errNoSuccessor {
+		return false, nil
+	}
+	return moved, err
+}
+
+// errNoSuccessor rolls back a transfer to someone who left.
+var errNoSuccessor = errors.New("store: transfer to a non-member")
