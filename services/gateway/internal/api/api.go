@@ -53,6 +53,7 @@ type Chat interface {
 	SetRole(ctx context.Context, u chat.User, roomID, username, role string) (chat.User, bool, error)
 	Mute(ctx context.Context, u chat.User, roomID, username string, muted bool) (chat.User, bool, error)
 	Transfer(ctx context.Context, u chat.User, roomID, username string) (chat.User, error)
+	UpdateRoom(ctx context.Context, u chat.User, roomID string, rs chat.RoomSettings) (store.RoomSettings, error)
 }
 
 var _ Chat = (*chat.Service)(nil)
@@ -140,6 +141,7 @@ func (a *API) Register(e *echo.Echo) {
 	authed.POST("/rooms/:id/members/:username/role", a.setRole)
 	authed.POST("/rooms/:id/members/:username/mute", a.mute)
 	authed.POST("/rooms/:id/transfer", a.transfer)
+	authed.PATCH("/rooms/:id", a.updateRoom)
 	authed.DELETE("/rooms/:id/members/:username/mute", a.mute)
 	authed.GET("/rooms/:id/messages", a.history)
 	authed.POST("/rooms/:id/messages", a.send)

@@ -6,6 +6,8 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/kchat/kchat/services/gateway/internal/chat"
 )
 
 type roleBody struct {
@@ -48,4 +50,17 @@ func (a *API) transfer(c echo.Context) error {
 		return fail(c, err)
 	}
 	return c.JSON(http.StatusOK, map[string]any{"room": room, "owner": to.Username})
+}
+
+// updateRoom renames the room, sets its topic or its privacy.
+func (a *API) updateRoom(c echo.Context) error {
+	var req chat.RoomSettings
+	if err := decode(c, &req); err != nil {
+		return fail(c, err)
+	}
+	r, err := a.chat.UpdateRoom(c.Request().Context(), user(c), c.Param("id"), req)
+	if err != nil {
+		return fail(c, err)
+	}
+	return c.JSON(http.StatusOK, r)
 }

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"maps"
+	"strings"
 	"testing"
 
 	"github.com/kchat/kchat/services/gateway/internal/gwtest"
@@ -49,6 +50,12 @@ func TestRoles_roles_and_mute(t *testing.T) {
 		{"ex-admin cannot unmute", "adam", "DELETE", "/api/rooms/hall/members/mia/mute", nil, 403, "forbidden"},
 		{"owner unmutes mia", "olga", "DELETE", "/api/rooms/hall/members/mia/mute", nil, 200, ""},
 		{"unmuted mia posts", "mia", "POST", "/api/rooms/hall/messages", msg("m4"), 202, ""},
+		{"member cannot rename", "mia", "PATCH", "/api/rooms/hall", map[string]any{"name": "Mine"}, 403, "forbidden"},
+		{"empty patch", "olga", "PATCH", "/api/rooms/hall", map[string]any{}, 400, "bad_request"},
+		{"empty name", "olga", "PATCH", "/api/rooms/hall", map[string]any{"name": " "}, 400, "bad_request"},
+		{"overlong topic", "olga", "PATCH", "/api/rooms/hall", map[string]any{"topic": strings.Repeat("t", 501)}, 400, "bad_request"},
+		{"private must be a boolean", "olga", "PATCH", "/api/rooms/hall", map[string]any{"private": "yes"}, 400, "bad_request"},
+		{"owner renames and sets the topic", "olga", "PATCH", "/api/rooms/hall", map[string]any{"name": "Great Hall", "topic": "all hands"}, 200, ""},
 		{"the owner cannot leave", "olga", "POST", "/api/rooms/hall/leave", nil, 409, "conflict"},
 		{"only the owner transfers", "adam", "POST", "/api/rooms/hall/transfer", map[string]string{"username": "mia"}, 403, "forbidden"},
 		{"no transfer to a non-member", "olga", "POST", "/api/rooms/hall/transfer", map[string]string{"username": "nobody"}, 404, "not_found"},
@@ -69,6 +76,10 @@ func TestRoles_roles_and_mute(t *testing.T) {
 	dmRoom, _ := dm["room"].(map[string]any)["id"].(string)
 	if st, f := gwtest.Do(t, "POST", h.base+"/api/rooms/"+dmRoom+"/members/max/mute", accs["olga"].Token, nil); st != 400 || code(f) != "bad_request" {
 		t.Fatalf("mute in a dm (%s): %d %v", dmRoom, st, f)
+	}
+	if st, f := gwtest.Do(t, "PATCH", h.base+"/api/rooms/hall", accs["adam"].Token, map[string]any{"private": true}); st != 200 ||
+		f.Str("name") != "Great Hall" || f.Str("topic") != "all hands" || f["private"] != true {
+		t.Fatalf("settings after going private: %d %v", st, f)
 	}
 	_, f := gwtest.Do(t, "GET", h.base+"/api/rooms/hall/members", accs["adam"].Token, nil)
 	got := map[string]string{}

@@ -6,9 +6,14 @@ package chat
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strings"
 	"time"
 
+	"github.com/kchat/kchat/pkg/event"
 	"github.com/kchat/kchat/pkg/protocol"
+	"github.com/kchat/kchat/services/gateway/internal/store"
 )
 
 // Room roles, as stored in room_members.role.
@@ -136,4 +141,68 @@ func (s *Service) Transfer(ctx context.Context, u User, roomID, username string)
 		return User{}, protocol.NewError(protocol.CodeConflict, "ownership changed meanwhile; reload the members and try again")
 	}
 	return to, nil
+}
+
+// MaxTopicBytes bounds a room's topic.
+const MaxTopicBytes = 500
+
+// RoomSettings are the fields of a settings change; nil fields stay as they are.
+type RoomSettings struct {
+	Name    *string `json:"name"`
+	Topic   *string `json:"topic"`
+	Private *bool   `json:"private"`
+}
+
+// validate refuses what cannot be stored rather than altering it.
+func (rs RoomSettings) validate() *protocol.Error {
+	switch {
+	case rs.Name == nil && rs.Topic == nil && rs.Private == nil:
+		return protocol.NewError(protocol.CodeBadRequest, "give at least one of name, topic, private")
+	case rs.Name != nil && strings.TrimSpace(*rs.Name) == "":
+		return protocol.NewError(protocol.CodeBadRequest, "name: must not be empty")
+	case rs.Name != nil && len(*rs.Name) > 100:
+		return protocol.NewError(protocol.CodeBadRequest, "name: is longer than 100 bytes")
+	case rs.Topic != nil && len(*rs.Topic) > MaxTopicBytes:
+		return protocol.NewError(protocol.CodeBadRequest, fmt.Sprintf("topic: is longer than %d bytes", MaxTopicBytes))
+	case rs.Name != nil && strings.ContainsRune(*rs.Name, 0), rs.Topic != nil && strings.ContainsRune(*rs.Topic, 0):
+		return protocol.NewError(protocol.CodeBadRequest, "name and topic must not contain NUL characters")
+	}
+	return nil
+}
+
+// SettingsStore is the part of *store.Store that room settings use.
+type SettingsStore interface {
+	UpdateRoom(ctx context.Context, roomID string, name, topic *string, private *bool) (store.RoomSettings, error)
+}
+
+// UpdateRoom renames roomID, sets its topic or its privacy; u must be its owner or an
+// admin. It returns the settings as they are afterwards.
+func (s *Service) UpdateRoom(ctx context.Context, u User, roomID string, rs RoomSettings) (store.RoomSettings, error) {
+	if e := rs.validate(); e != nil {
+		return store.RoomSettings{}, e
+	}
+	ss, ok := s.store.(SettingsStore)
+	if !ok {
+		return store.RoomSettings{}, protocol.NewError(protocol.CodeUnavailable, "room settings are not available").Retry()
+	}
+	r, err := s.store.Room(ctx, roomID, u.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.RoomSettings{}, errNoRoom()
+	}
+	if err != nil {
+		return store.RoomSettings{}, s.internal(ctx, "cannot read room", err)
+	}
+	switch {
+	case !r.Member():
+		return store.RoomSettings{}, notMember(roomID, r.Private)
+	case r.Kind == event.RoomKindDM:
+		return store.RoomSettings{}, protocol.NewError(protocol.CodeBadRequest, "direct message rooms have no settings")
+	case !isModerator(r.Role):
+		return store.RoomSettings{}, protocol.NewError(protocol.CodeForbidden, "only a room owner or admin may do this")
+	}
+	out, err := ss.UpdateRoom(ctx, roomID, rs.Name, rs.Topic, rs.Private)
+	if err != nil {
+		return store.RoomSettings{}, s.internal(ctx, "cannot update room", err)
+	}
+	return out, nil
 }

@@ -68,3 +68,25 @@ func (s *Store) TransferOwnership(ctx context.Context, roomID, from, to string) 
 
 // errNoSuccessor rolls back a transfer to someone who left.
 var errNoSuccessor = errors.New("store: transfer to a non-member")
+
+// RoomSettings are a room's name, topic and privacy.
+type RoomSettings struct {
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Topic   string `json:"topic"`
+	Private bool   `json:"private"`
+}
+
+// UpdateRoom sets the given (non-nil) settings of roomID and returns all of them.
+func (s *Store) UpdateRoom(ctx context.Context, roomID string, name, topic *string, private *bool) (RoomSettings, error) {
+	var r RoomSettings
+	err := s.pool.QueryRow(ctx, `UPDATE rooms SET name = coalesce($2, name), topic = coalesce($3, topic), private = coalesce($4, private)
+		WHERE id = $1 RETURNING id, name, topic, private`, roomID, name, topic, private).Scan(&r.ID, &r.Name, &r.Topic, &r.Private)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return RoomSettings{}, ErrNotFound
+	}
+	if err != nil {
+		return RoomSettings{}, fmt.Errorf("cannot update room: %w", err)
+	}
+	return r, nil
+}
