@@ -54,6 +54,7 @@ type Chat interface {
 	Mute(ctx context.Context, u chat.User, roomID, username string, muted bool) (chat.User, bool, error)
 	Transfer(ctx context.Context, u chat.User, roomID, username string) (chat.User, error)
 	UpdateRoom(ctx context.Context, u chat.User, roomID string, rs chat.RoomSettings) (store.RoomSettings, error)
+	Directory(ctx context.Context, q, cursor string, limit int) (chat.DirectoryPage, error)
 }
 
 var _ Chat = (*chat.Service)(nil)
@@ -142,6 +143,7 @@ func (a *API) Register(e *echo.Echo) {
 	authed.POST("/rooms/:id/members/:username/mute", a.mute)
 	authed.POST("/rooms/:id/transfer", a.transfer)
 	authed.PATCH("/rooms/:id", a.updateRoom)
+	authed.GET("/rooms/directory", a.directory)
 	authed.DELETE("/rooms/:id/members/:username/mute", a.mute)
 	authed.GET("/rooms/:id/messages", a.history)
 	authed.POST("/rooms/:id/messages", a.send)

@@ -64,3 +64,16 @@ func (a *API) updateRoom(c echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, r)
 }
+
+// directory pages through the public rooms.
+func (a *API) directory(c echo.Context) error {
+	limit, err := queryInt(c, "limit")
+	if err != nil {
+		return fail(c, err)
+	}
+	page, err := a.chat.Directory(c.Request().Context(), c.QueryParam("q"), c.QueryParam("cursor"), int(limit))
+	if err != nil {
+		return fail(c, err)
+	}
+	return c.JSON(http.StatusOK, page)
+}

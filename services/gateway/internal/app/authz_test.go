@@ -277,6 +277,7 @@ func restCases() []restCase {
 			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: denied, nonMember: denied, admin: ok200, peer: denied},
 			private: privateAnswers(denied, ok200),
 			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
+		{method: "GET", path: "/api/rooms/directory", public: everyone(ok200)},
 		{method: "PATCH", path: "/api/rooms/{id}", body: func(*authzFixture, actor) any { return map[string]string{"topic": "t"} },
 			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: denied, nonMember: denied, admin: ok200, peer: denied},
 			private: privateAnswers(denied, ok200),

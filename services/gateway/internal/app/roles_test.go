@@ -1,9 +1,12 @@
 package app_test
 
 import (
+	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kchat/kchat/services/gateway/internal/gwtest"
 )
@@ -92,5 +95,60 @@ func TestRoles_roles_and_mute(t *testing.T) {
 	}
 	if want := map[string]string{"adam": "owner", "mia": "member", "max": "member"}; !maps.Equal(got, want) {
 		t.Fatalf("members %v, want %v", got, want)
+	}
+}
+
+// TestRoles_directory: public rooms matching q by id, name or topic, paged by cursor with
+// member counts; private rooms and DMs never appear; bad input is refused.
+func TestRoles_directory(t *testing.T) {
+	h := start(t, nil)
+	ann, ben := gwtest.NewAccount(t, h.base, "ann"), gwtest.NewAccount(t, h.base, "ben")
+	tok := fmt.Sprintf("d%d", time.Now().UnixNano()) // the database outlives the test
+	for _, r := range []map[string]any{
+		{"id": tok + "-a", "name": "Alpha"},
+		{"id": "x" + tok, "name": "Bravo"},
+		{"id": tok + "-secret", "private": true},
+	} {
+		if st, f := gwtest.Do(t, "POST", h.base+"/api/rooms", ann.Token, r); st != 201 {
+			t.Fatalf("create %v: %d %v", r, st, f)
+		}
+	}
+	if st, f := gwtest.Do(t, "POST", h.base+"/api/rooms", ann.Token, map[string]any{"id": "t" + tok[1:] + "-c"}); st != 201 {
+		t.Fatalf("create: %d %v", st, f)
+	}
+	if st, f := gwtest.Do(t, "PATCH", h.base+"/api/rooms/t"+tok[1:]+"-c", ann.Token, map[string]any{"topic": "about " + tok}); st != 200 {
+		t.Fatalf("topic: %d %v", st, f)
+	}
+	if st, f := gwtest.Do(t, "POST", h.base+"/api/rooms/x"+tok+"/join", ben.Token, nil); st != 200 {
+		t.Fatalf("join: %d %v", st, f)
+	}
+	type entry struct {
+		id      string
+		members float64
+	}
+	page := func(q string) ([]entry, string) {
+		st, f := gwtest.Do(t, "GET", h.base+"/api/rooms/directory?"+q, ben.Token, nil)
+		if st != 200 {
+			t.Fatalf("directory?%s: %d %v", q, st, f)
+		}
+		var es []entry
+		for _, r := range f["rooms"].([]any) {
+			r := r.(map[string]any)
+			es = append(es, entry{r["id"].(string), r["members"].(float64)})
+		}
+		return es, f.Str("cursor")
+	}
+	first, cursor := page("limit=2&q=" + strings.ToUpper(tok))
+	if want := []entry{{tok + "-a", 1}, {"t" + tok[1:] + "-c", 1}}; !slices.Equal(first, want) || cursor == "" {
+		t.Fatalf("first page %v %q, want %v and a cursor", first, cursor, want)
+	}
+	second, cursor := page("limit=2&q=" + tok + "&cursor=" + cursor)
+	if want := []entry{{"x" + tok, 2}}; !slices.Equal(second, want) || cursor != "" {
+		t.Fatalf("second page %v %q, want %v and no cursor", second, cursor, want)
+	}
+	for _, bad := range []string{"limit=101", "limit=-1", "cursor=%21%21", "q=" + strings.Repeat("q", 101)} {
+		if st, f := gwtest.Do(t, "GET", h.base+"/api/rooms/directory?"+bad, ben.Token, nil); st != 400 || code(f) != "bad_request" {
+			t.Fatalf("directory?%s: %d %v", bad, st, f)
+		}
 	}
 }

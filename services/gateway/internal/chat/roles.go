@@ -6,6 +6,7 @@ package chat
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -205,4 +206,57 @@ func (s *Service) UpdateRoom(ctx context.Context, u User, roomID string, rs Room
 		return store.RoomSettings{}, s.internal(ctx, "cannot update room", err)
 	}
 	return out, nil
+}
+
+// Directory limits.
+const (
+	DefaultDirectoryLimit = 20
+	MaxDirectoryLimit     = 100
+)
+
+// DirectoryPage is a page of the room directory; Cursor, when set, fetches the next.
+type DirectoryPage struct {
+	Rooms  []store.DirectoryRoom `json:"rooms"`
+	Cursor string                `json:"cursor,omitempty"`
+}
+
+// Directory pages through the public rooms matching q. The cursor is opaque to clients:
+// the last id of the previous page, encoded.
+func (s *Service) Directory(ctx context.Context, q, cursor string, limit int) (DirectoryPage, error) {
+	ds, ok := s.store.(interface {
+		Directory(ctx context.Context, q, after string, limit int) ([]store.DirectoryRoom, error)
+	})
+	if !ok {
+		return DirectoryPage{}, protocol.NewError(protocol.CodeUnavailable, "the directory is not available").Retry()
+	}
+	switch {
+	case limit == 0:
+		limit = DefaultDirectoryLimit
+	case limit < 0 || limit > MaxDirectoryLimit:
+		return DirectoryPage{}, protocol.NewError(protocol.CodeBadRequest, fmt.Sprintf("limit: must be between 1 and %d", MaxDirectoryLimit))
+	}
+	if len(q) > 100 || strings.ContainsRune(q, 0) {
+		return DirectoryPage{}, protocol.NewError(protocol.CodeBadRequest, "q: must be at most 100 bytes without NUL")
+	}
+	after := ""
+	if cursor != "" {
+		b, err := base64.RawURLEncoding.DecodeString(cursor)
+		if err != nil || len(b) == 0 {
+			return DirectoryPage{}, protocol.NewError(protocol.CodeBadRequest, "cursor: not a cursor this directory gave")
+		}
+		after = string(b)
+	}
+	rooms, err := ds.Directory(ctx, q, after, limit+1)
+	if err != nil {
+		return DirectoryPage{}, s.internal(ctx, "cannot list the directory", err)
+	}
+	page := DirectoryPage{Rooms: rooms}
+	if len(rooms) > limit {
+		page.Rooms = rooms[:limit]
+		page.Cursor = base64.RawURLEncoding.EncodeToString([]byte(rooms[limit-1].ID))
+	}
+	if page.Rooms == nil {
+		page.Rooms = []store.DirectoryRoom{}
+	}
+	return page, nil
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -89,4 +90,31 @@ func (s *Store) UpdateRoom(ctx context.Context, roomID string, name, topic *stri
 		return RoomSettings{}, fmt.Errorf("cannot update room: %w", err)
 	}
 	return r, nil
+}
+
+// DirectoryRoom is one public room of the directory.
+type DirectoryRoom struct {
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Topic   string `json:"topic"`
+	Members int    `json:"members"`
+}
+
+// Directory lists public rooms (never private rooms or DMs) whose id, name or topic
+// contains q (case-insensitively; "" matches all), by id after the id after, at most limit.
+func (s *Store) Directory(ctx context.Context, q, after string, limit int) ([]DirectoryRoom, error) {
+	pattern := "%" + strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(q) + "%"
+	rows, err := s.pool.Query(ctx, `SELECT r.id, r.name, r.topic, (SELECT count(*) FROM room_members m WHERE m.room_id = r.id)
+		FROM rooms r
+		WHERE r.kind = 'room' AND NOT r.private AND r.id > $2
+		  AND (r.id ILIKE $1 OR r.name ILIKE $1 OR r.topic ILIKE $1)
+		ORDER BY r.id LIMIT $3`, pattern, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list the directory: %w", err)
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (DirectoryRoom, error) {
+		var d DirectoryRoom
+		err := row.Scan(&d.ID, &d.Name, &d.Topic, &d.Members)
+		return d, err
+	})
 }
