@@ -15,30 +15,35 @@ type Kind int
 
 // The commands. Empty is a blank line, which does nothing.
 const (
-	Empty   Kind = iota
-	Say          // plain text to the current room
-	Join         // /join room
-	Leave        // /leave [room]
-	Rooms        // /rooms
-	Users        // /users
-	History      // /history [N]
-	Msg          // /msg user text
-	Token        // /token
-	Stats        // /stats
-	Quit         // /quit
-	Help         // /help
-	Search       // /search TEXT
-	Notify       // /notify all|mentions|none|default [ROOM]
-	Mute         // /mute MINUTES [ROOM]
-	Invite       // /invite USER (to the current room)
-	Invites      // /invites
-	Accept       // /accept ROOM
-	Decline      // /decline ROOM
-	Kick         // /kick USER (from the current room)
-	Ban          // /ban USER (from the current room)
-	Unban        // /unban USER (of the current room)
-	Reply        // /reply SEQ TEXT (in the current room)
-	Thread       // /thread SEQ (of the current room)
+	Empty     Kind = iota
+	Say            // plain text to the current room
+	Join           // /join room
+	Leave          // /leave [room]
+	Rooms          // /rooms
+	Users          // /users
+	History        // /history [N]
+	Msg            // /msg user text
+	Token          // /token
+	Stats          // /stats
+	Quit           // /quit
+	Help           // /help
+	Search         // /search TEXT
+	Notify         // /notify all|mentions|none|default [ROOM]
+	Mute           // /mute MINUTES [ROOM]
+	Invite         // /invite USER (to the current room)
+	Invites        // /invites
+	Accept         // /accept ROOM
+	Decline        // /decline ROOM
+	Kick           // /kick USER (from the current room)
+	Ban            // /ban USER (from the current room)
+	Unban          // /unban USER (of the current room)
+	Reply          // /reply SEQ TEXT (in the current room)
+	Thread         // /thread SEQ (of the current room)
+	Role           // /role USER admin|member (in the current room)
+	Transfer       // /transfer USER (the current room's ownership)
+	Topic          // /topic TEXT (of the current room)
+	Rename         // /rename NAME (the current room)
+	Directory      // /directory [Q]
 )
 
 // MaxMuteMinutes is the longest /mute (366 days, the gateway's limit; longer is /notify none).
@@ -80,6 +85,11 @@ const Usage = `/join ROOM        join (or create) a room and make it current
 /kick USER        remove USER from the current room (its admins only)
 /ban USER         remove USER from the current room and keep them out (its admins only)
 /unban USER       lift USER's ban from the current room
+/role USER ROLE   make USER an admin or a member of the current room (its owner only)
+/transfer USER    make USER the owner of the current room (you become an admin)
+/topic TEXT       set the current room's topic (its owner and admins only)
+/rename NAME      rename the current room (its owner and admins only)
+/directory [Q]    public rooms whose id, name or topic contains Q
 /leave [ROOM]     leave the current room (or ROOM)
 /rooms            your rooms and the public ones
 /users            who is online
@@ -134,6 +144,24 @@ func Parse(line string) (Command, error) {
 		}
 		k := map[string]Kind{"kick": Kick, "ban": Ban, "unban": Unban}[lower]
 		return Command{Kind: k, User: strings.TrimPrefix(args[0], "@")}, nil
+	case "role":
+		if len(args) != 2 || (!strings.EqualFold(args[1], "admin") && !strings.EqualFold(args[1], "member")) {
+			return Command{}, usage("/role USER admin|member")
+		}
+		return Command{Kind: Role, User: strings.TrimPrefix(args[0], "@"), Text: strings.ToLower(args[1])}, nil
+	case "transfer":
+		if len(args) != 1 {
+			return Command{}, usage("/transfer USER")
+		}
+		return Command{Kind: Transfer, User: strings.TrimPrefix(args[0], "@")}, nil
+	case "topic", "rename":
+		k := map[string]Kind{"topic": Topic, "rename": Rename}[strings.ToLower(name)]
+		if rest == "" {
+			return Command{}, usage(map[Kind]string{Topic: "/topic TEXT", Rename: "/rename NAME"}[k])
+		}
+		return Command{Kind: k, Text: rest}, nil
+	case "directory":
+		return Command{Kind: Directory, Text: rest}, nil
 	case "accept", "decline":
 		if len(args) != 1 {
 			return Command{}, usage("/%s ROOM", strings.ToLower(name))

@@ -49,6 +49,12 @@ type Chat interface {
 	Kick(ctx context.Context, u chat.User, roomID, username string) (chat.User, bool, error)
 	Ban(ctx context.Context, u chat.User, roomID, username string) (chat.User, bool, error)
 	Unban(ctx context.Context, u chat.User, roomID, username string) (bool, error)
+	// Roles and muting (roles.go).
+	SetRole(ctx context.Context, u chat.User, roomID, username, role string) (chat.User, bool, error)
+	Mute(ctx context.Context, u chat.User, roomID, username string, muted bool) (chat.User, bool, error)
+	Transfer(ctx context.Context, u chat.User, roomID, username string) (chat.User, error)
+	UpdateRoom(ctx context.Context, u chat.User, roomID string, rs chat.RoomSettings) (store.RoomSettings, error)
+	Directory(ctx context.Context, q, cursor string, limit int) (chat.DirectoryPage, error)
 }
 
 var _ Chat = (*chat.Service)(nil)
@@ -133,6 +139,12 @@ func (a *API) Register(e *echo.Echo) {
 	authed.POST("/rooms/:id/kick", a.kick)
 	authed.POST("/rooms/:id/bans", a.ban)
 	authed.DELETE("/rooms/:id/bans/:username", a.unban)
+	authed.POST("/rooms/:id/members/:username/role", a.setRole)
+	authed.POST("/rooms/:id/members/:username/mute", a.mute)
+	authed.POST("/rooms/:id/transfer", a.transfer)
+	authed.PATCH("/rooms/:id", a.updateRoom)
+	authed.GET("/rooms/directory", a.directory)
+	authed.DELETE("/rooms/:id/members/:username/mute", a.mute)
 	authed.GET("/rooms/:id/messages", a.history)
 	authed.POST("/rooms/:id/messages", a.send)
 	authed.PATCH("/rooms/:id/messages/:seq", a.edit)

@@ -314,7 +314,7 @@ func TestRooms_create_join_leave_members(t *testing.T) {
 	alice := gwtest.NewAccount(t, h.base, "alice")
 	bob := gwtest.NewAccount(t, h.base, "bob")
 
-	if st, f := gwtest.Do(t, "POST", h.base+"/api/rooms", alice.Token, map[string]string{"id": "general", "name": "General"}); st != 201 || f.Str("role") != "admin" {
+	if st, f := gwtest.Do(t, "POST", h.base+"/api/rooms", alice.Token, map[string]string{"id": "general", "name": "General"}); st != 201 || f.Str("role") != "owner" {
 		t.Fatalf("create: %d %v", st, f)
 	}
 	for _, tc := range []struct {
@@ -347,7 +347,7 @@ func TestRooms_create_join_leave_members(t *testing.T) {
 		m := m.(map[string]any)
 		roles[m["username"].(string)] = m["role"].(string)
 	}
-	if roles["alice"] != "admin" || roles["bob"] != "member" {
+	if roles["alice"] != "owner" || roles["bob"] != "member" {
 		t.Fatalf("roles: %v", roles)
 	}
 	st, f = gwtest.Do(t, "GET", h.base+"/api/rooms", bob.Token, nil)

@@ -193,8 +193,9 @@ func restCases() []restCase {
 				nonMember: hidden, exMember: hidden},
 			dm: map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
 		{method: "POST", path: "/api/rooms/{id}/leave",
-			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
-			private: privateAnswers(ok200, ok200),
+			// The room's creator owns it and must transfer ownership before leaving.
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: conflict},
+			private: privateAnswers(ok200, conflict),
 			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
 		{method: "GET", path: "/api/rooms/{id}/members",
 			// A public room's member list is public (openapi: "DM and private room members
@@ -252,6 +253,33 @@ func restCases() []restCase {
 			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
 		{method: "DELETE", path: "/api/rooms/{id}/bans/{username}",
 			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: denied, nonMember: denied, admin: ok200},
+			private: privateAnswers(denied, ok200),
+			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
+		// Roles, muting and transfers (roles.go): the target is the room's member (the
+		// member's target is the owner, whom nobody acts on).
+		{method: "POST", path: "/api/rooms/{id}/members/{username}/role", body: func(fx *authzFixture, _ actor) any {
+			return map[string]string{"role": "admin"}
+		},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: denied, nonMember: denied, admin: ok200, peer: denied},
+			private: privateAnswers(denied, ok200),
+			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
+		{method: "POST", path: "/api/rooms/{id}/members/{username}/mute",
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: denied, nonMember: denied, admin: ok200, peer: denied},
+			private: privateAnswers(denied, ok200),
+			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
+		{method: "DELETE", path: "/api/rooms/{id}/members/{username}/mute",
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: denied, nonMember: denied, admin: ok200, peer: denied},
+			private: privateAnswers(denied, ok200),
+			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
+		{method: "POST", path: "/api/rooms/{id}/transfer", body: func(fx *authzFixture, _ actor) any {
+			return map[string]string{"username": fx.accs[member].Name}
+		},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: denied, nonMember: denied, admin: ok200, peer: denied},
+			private: privateAnswers(denied, ok200),
+			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
+		{method: "GET", path: "/api/rooms/directory", public: everyone(ok200)},
+		{method: "PATCH", path: "/api/rooms/{id}", body: func(*authzFixture, actor) any { return map[string]string{"topic": "t"} },
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: denied, nonMember: denied, admin: ok200, peer: denied},
 			private: privateAnswers(denied, ok200),
 			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
 		{method: "GET", path: "/api/rooms/{id}/messages",
@@ -390,6 +418,13 @@ func TestAuthz_REST_matrix(t *testing.T) {
 					path := strings.Replace(rc.path, "{id}", room, 1)
 					if strings.Contains(path, "/invites/{username}") {
 						path = strings.Replace(path, "{username}", fx.accs[invited].Name, 1)
+					}
+					if strings.Contains(path, "/members/{username}") {
+						target := member
+						if a == member {
+							target = admin
+						}
+						path = strings.Replace(path, "{username}", fx.accs[target].Name, 1)
 					}
 					path = strings.Replace(path, "{username}", fx.other(a).Name, 1)
 					path = strings.Replace(path, "{seq}", "1", 1)
@@ -622,8 +657,8 @@ func wsCases() []wsCase {
 				nonMember: wsHidden, exMember: wsHidden},
 			dm: map[actor]wsExpect{member: {"joined", ""}, peer: {"joined", ""}, nonMember: wsHidden, admin: wsHidden}},
 		{typ: "leave", frame: roomFrame("leave"),
-			public:  map[actor]wsExpect{anon: wsNoAuth, member: {"left", ""}, nonMember: wsDenied, admin: {"left", ""}},
-			private: wsPrivate(wsExpect{"left", ""}, wsExpect{"left", ""}),
+			public:  map[actor]wsExpect{anon: wsNoAuth, member: {"left", ""}, nonMember: wsDenied, admin: {"error", "conflict"}},
+			private: wsPrivate(wsExpect{"left", ""}, wsExpect{"error", "conflict"}),
 			dm:      map[actor]wsExpect{member: wsBadReq, peer: wsBadReq, nonMember: wsHidden, admin: wsHidden}},
 		{typ: "read", frame: func(_ *authzFixture, room string, _ actor) map[string]any {
 			return map[string]any{"type": "read", "room": room, "seq": 1}

@@ -67,7 +67,7 @@ func TestPrivateRooms_invite_lifecycle(t *testing.T) {
 	steps := []step{
 		{name: "create", as: "alice", method: "POST", path: "/api/rooms", body: map[string]any{"id": "secret", "name": "Secret", "private": true},
 			status: 201, check: func(t *testing.T, f gwtest.Frame) {
-				if f["private"] != true || f.Str("role") != "admin" {
+				if f["private"] != true || f.Str("role") != "owner" {
 					t.Fatalf("created %v", f)
 				}
 			}},

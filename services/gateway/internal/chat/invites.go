@@ -45,7 +45,7 @@ func (s *Service) adminRoom(ctx context.Context, u User, roomID string) (store.R
 		return store.Room{}, errNoRoom()
 	case !r.Private:
 		return store.Room{}, protocol.NewError(protocol.CodeBadRequest, "only private rooms take invitations; anyone may join a public room")
-	case r.Role != "admin":
+	case !isModerator(r.Role):
 		return store.Room{}, protocol.NewError(protocol.CodeForbidden, "only a room admin may do this")
 	}
 	return r, nil

@@ -111,6 +111,11 @@ func (s *Service) SendAsync(ctx context.Context, u User, req SendRequest, done f
 		done(ack, nil)
 		return
 	}
+	if chk.Muted && req.Kind != event.KindDelete {
+		// Deleting one's own message is still allowed: it removes, never adds, content.
+		done(protocol.Ack{}, errMuted())
+		return
+	}
 	if req.Kind == event.KindEdit || req.Kind == event.KindDelete || req.Kind == event.KindReaction {
 		if err := s.checkTarget(ctx, u, chk, req); err != nil {
 			done(protocol.Ack{}, err)
@@ -180,7 +185,7 @@ func (s *Service) checkTarget(ctx context.Context, u User, chk store.SendCheck, 
 	switch {
 	case t.Kind != event.KindMessage:
 		return protocol.NewError(protocol.CodeBadRequest, "only messages can be edited or deleted, not "+t.Kind+" entries")
-	case t.Sender != u.ID && chk.Role != "admin":
+	case t.Sender != u.ID && !isModerator(chk.Role):
 		return protocol.NewError(protocol.CodeForbidden, "only the author or a room admin may "+req.Kind+" this message")
 	case t.DeletedAt != nil && req.Kind == event.KindDelete:
 		return protocol.NewError(protocol.CodeConflict, "message is already deleted")

@@ -42,39 +42,47 @@ func (s *Service) moderation() (ModerationStore, error) {
 }
 
 // modTarget checks a moderation request by u about the user named username in roomID:
-// u must be an admin of the room (public or private; DMs have none), the target someone
-// else who is not an admin.
+// u must be an owner or admin of the room (public or private; DMs have none), the target
+// someone else whose role is below u's (an admin acts on members only, an owner on admins
+// and members).
 func (s *Service) modTarget(ctx context.Context, u User, roomID, username string) (User, error) {
+	to, _, _, err := s.modTargetRoles(ctx, u, roomID, username)
+	return to, err
+}
+
+// modTargetRoles is modTarget that also returns u's role and the target's ("" for a
+// non-member).
+func (s *Service) modTargetRoles(ctx context.Context, u User, roomID, username string) (User, string, string, error) {
 	r, err := s.store.Room(ctx, roomID, u.ID)
 	if errors.Is(err, store.ErrNotFound) {
-		return User{}, errNoRoom()
+		return User{}, "", "", errNoRoom()
 	}
 	if err != nil {
-		return User{}, s.internal(ctx, "cannot read room", err)
+		return User{}, "", "", s.internal(ctx, "cannot read room", err)
 	}
 	switch {
 	case !r.Member():
-		return User{}, notMember(roomID, r.Private)
+		return User{}, "", "", notMember(roomID, r.Private)
 	case r.Kind == event.RoomKindDM:
-		return User{}, protocol.NewError(protocol.CodeBadRequest, "direct message rooms have no admins")
-	case r.Role != "admin":
-		return User{}, protocol.NewError(protocol.CodeForbidden, "only a room admin may do this")
+		return User{}, "", "", protocol.NewError(protocol.CodeBadRequest, "direct message rooms have no admins")
+	case !isModerator(r.Role):
+		return User{}, "", "", protocol.NewError(protocol.CodeForbidden, "only a room owner or admin may do this")
 	}
 	to, err := s.userNamed(ctx, username)
 	if err != nil {
-		return User{}, err
+		return User{}, "", "", err
 	}
 	if to.ID == u.ID {
-		return User{}, protocol.NewError(protocol.CodeBadRequest, "you cannot kick or ban yourself")
+		return User{}, "", "", protocol.NewError(protocol.CodeBadRequest, "you cannot kick or ban yourself")
 	}
 	tr, err := s.store.Room(ctx, roomID, to.ID)
 	if err != nil {
-		return User{}, s.internal(ctx, "cannot read room", err)
+		return User{}, "", "", s.internal(ctx, "cannot read room", err)
 	}
-	if tr.Role == "admin" {
-		return User{}, protocol.NewError(protocol.CodeForbidden, "an admin cannot be kicked or banned")
+	if rank(tr.Role) >= rank(r.Role) {
+		return User{}, "", "", protocol.NewError(protocol.CodeForbidden, "you may only act on members whose role is below yours ("+r.Role+")")
 	}
-	return to, nil
+	return to, r.Role, tr.Role, nil
 }
 
 // Kick removes the member named username from roomID (u must be its admin) and announces

@@ -91,7 +91,7 @@ func (s *Service) CreateRoom(ctx context.Context, u User, id, name string, priva
 		return protocol.RoomInfo{}, s.internal(ctx, "cannot create room", err)
 	}
 	s.publishOwn(ctx, id, e)
-	return protocol.RoomInfo{ID: id, Name: name, Kind: event.RoomKindRoom, Role: "admin", Private: private}, nil
+	return protocol.RoomInfo{ID: id, Name: name, Kind: event.RoomKindRoom, Role: RoleOwner, Private: private}, nil
 }
 
 func (s *Service) membershipEvent(u User, room, change string) (event.Envelope, error) {
@@ -212,6 +212,10 @@ func (s *Service) Leave(ctx context.Context, u User, roomID string) error {
 	if r.Kind == event.RoomKindDM {
 		return protocol.NewError(protocol.CodeBadRequest, "direct message rooms cannot be left")
 	}
+	if r.Role == RoleOwner {
+		// A room keeps an owner for as long as it has an admin to answer to.
+		return errOwnerLeaves()
+	}
 	if _, err := s.changeMembership(ctx, u, roomID, event.ChangeLeft); err != nil {
 		return s.internal(ctx, "cannot remove member", err)
 	}
@@ -223,6 +227,7 @@ type Member struct {
 	ID       string    `json:"id"`
 	Username string    `json:"username"`
 	Role     string    `json:"role"`
+	Muted    bool      `json:"muted"`
 	JoinedAt time.Time `json:"joined_at"`
 }
 
@@ -244,7 +249,7 @@ func (s *Service) Members(ctx context.Context, u User, roomID string) ([]Member,
 	}
 	out := make([]Member, len(ms))
 	for i, m := range ms {
-		out[i] = Member{ID: m.UserID, Username: m.Username, Role: m.Role, JoinedAt: m.JoinedAt}
+		out[i] = Member{ID: m.UserID, Username: m.Username, Role: m.Role, Muted: m.Muted, JoinedAt: m.JoinedAt}
 	}
 	return out, nil
 }

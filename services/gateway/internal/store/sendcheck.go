@@ -83,7 +83,7 @@ func (s *Store) checkBatch(batch []*pendingCheck) error {
 	for i, c := range batch {
 		rooms[i], users[i], ids[i] = c.room, c.user, c.clientMsgID
 	}
-	rows, err := s.pool.Query(ctx, `SELECT q.i, r.kind, r.private, r.name, m.user_id IS NOT NULL, m.role, d.seq, d.event_id
+	rows, err := s.pool.Query(ctx, `SELECT q.i, r.kind, r.private, r.name, m.user_id IS NOT NULL, m.role, m.muted_at IS NOT NULL, d.seq, d.event_id
 		FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS q(room, usr, cmid, i)
 		JOIN rooms r ON r.id = q.room
 		LEFT JOIN room_members m ON m.room_id = r.id AND m.user_id = q.usr
@@ -96,8 +96,9 @@ func (s *Store) checkBatch(batch []*pendingCheck) error {
 		var i int64
 		var c SendCheck
 		var role, dupID *string
+		var muted *bool
 		var dupSeq *int64
-		if err := rows.Scan(&i, &c.Kind, &c.Private, &c.Name, &c.Member, &role, &dupSeq, &dupID); err != nil {
+		if err := rows.Scan(&i, &c.Kind, &c.Private, &c.Name, &c.Member, &role, &muted, &dupSeq, &dupID); err != nil {
 			return fmt.Errorf("cannot check send: %w", err)
 		}
 		if i < 1 || int(i) > len(batch) {
@@ -107,6 +108,7 @@ func (s *Store) checkBatch(batch []*pendingCheck) error {
 		if role != nil {
 			c.Role = *role
 		}
+		c.Muted = muted != nil && *muted
 		if dupSeq != nil {
 			c.DupSeq = *dupSeq
 		}

@@ -99,6 +99,7 @@ type SendCheck struct {
 	Private   bool
 	Member    bool
 	Role      string // the sender's role when Member
+	Muted     bool   // the sender is muted in the room (roles.go)
 	DupSeq    int64  // > 0 when (room, sender, client_msg_id) is already stored
 	DupID     string
 	Name      string
@@ -111,6 +112,7 @@ type Membership struct {
 	UserID   string
 	Username string
 	Role     string
+	Muted    bool
 	JoinedAt time.Time
 }
 
@@ -214,7 +216,7 @@ func (s *Store) createRoom(ctx context.Context, id, name, kind, creator string, 
 		if err != nil {
 			return fmt.Errorf("cannot insert room: %w", err)
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO room_members (room_id, user_id, role) VALUES ($1, $2, 'admin')`, id, creator); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO room_members (room_id, user_id, role) VALUES ($1, $2, 'owner')`, id, creator); err != nil {
 			return fmt.Errorf("cannot insert member: %w", err)
 		}
 		if private {
@@ -404,14 +406,14 @@ func (s *Store) RemoveMemberAnnounced(ctx context.Context, roomID, userID string
 
 // Members lists a room's members, oldest first.
 func (s *Store) Members(ctx context.Context, roomID string) ([]Membership, error) {
-	rows, err := s.pool.Query(ctx, `SELECT m.room_id, m.user_id, u.username, m.role, m.joined_at
+	rows, err := s.pool.Query(ctx, `SELECT m.room_id, m.user_id, u.username, m.role, m.muted_at IS NOT NULL, m.joined_at
 		FROM room_members m JOIN users u ON u.id = m.user_id WHERE m.room_id = $1 ORDER BY m.joined_at, u.username`, roomID)
 	if err != nil {
 		return nil, fmt.Errorf("cannot list members: %w", err)
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Membership, error) {
 		var m Membership
-		err := r.Scan(&m.RoomID, &m.UserID, &m.Username, &m.Role, &m.JoinedAt)
+		err := r.Scan(&m.RoomID, &m.UserID, &m.Username, &m.Role, &m.Muted, &m.JoinedAt)
 		return m, err
 	})
 }

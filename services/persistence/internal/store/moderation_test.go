@@ -90,3 +90,31 @@ func TestHandleBatch_moderation(t *testing.T) {
 		})
 	}
 }
+
+// TestHandleBatch_muted: a muted member's message and reaction are refused as they are
+// stored (the mute may postdate the gateway's check), permanently; their delete and
+// others' messages are stored.
+func TestHandleBatch_muted(t *testing.T) {
+	st, pool := newStore(t)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `UPDATE room_members SET muted_at = now() WHERE room_id = 'room-a' AND user_id = 'u-bob'`); err != nil {
+		t.Fatal(err)
+	}
+	steps := []step{
+		{batch: []event.Envelope{chattest.Message(t, "room-a", "u-alice", "1", "fine")}},
+		{batch: []event.Envelope{chattest.Message(t, "room-a", "u-bob", "2", "muted")}, wantErr: store.ErrMuted},
+	}
+	for i, s := range steps {
+		err := st.HandleBatch(ctx, chattest.Consumed(t, s.batch...))
+		switch {
+		case s.wantErr == nil && err != nil:
+			t.Fatalf("step %d: %v", i, err)
+		case s.wantErr != nil && (!errors.Is(err, s.wantErr) || !errors.Is(err, consumer.ErrPermanent)):
+			t.Fatalf("step %d: error %v, want permanent %v", i, err, s.wantErr)
+		}
+	}
+	if got, want := timeline(t, pool), []string{"room-a/1 message u-alice fine"}; !slices.Equal(got, want) {
+		t.Errorf("timeline:\n got %q\nwant %q", got, want)
+	}
+	checkLastSeq(t, pool)
+}

@@ -360,6 +360,8 @@ type dbState struct {
 	attachments map[string]*attachmentRow
 	// threads are the threads the batch's replies and deletes of replies touch (threads.go).
 	threads map[seqKey]*thread
+	// muted are the batch's senders muted in their rooms (moderation.go).
+	muted map[memberKey]bool
 }
 
 // queueReads reads what the batch's events depend on (rooms, earlier client_msg_ids,
@@ -401,7 +403,7 @@ func queueReads(b *pgx.Batch, items []item) *dbState {
 
 	st := &dbState{rooms: map[string]*room{}, existing: map[msgKey]bool{}, targets: map[seqKey]*target{}, admins: map[memberKey]bool{},
 		reactions: map[reactionKey]bool{}, access: map[memberKey]access{}, attachments: map[string]*attachmentRow{},
-		threads: map[seqKey]*thread{}}
+		threads: map[seqKey]*thread{}, muted: map[memberKey]bool{}}
 	rooms, existing, targets, admins := st.rooms, st.existing, st.targets, st.admins
 	// FOR NO KEY UPDATE is the lock the final UPDATE takes anyway; it makes last_seq
 	// read here the value that UPDATE will overwrite.
@@ -464,7 +466,7 @@ func queueReads(b *pgx.Batch, items []item) *dbState {
 			FROM room_members m
 			JOIN unnest($1::text[], $2::text[]) AS k(room_id, user_id)
 			  ON m.room_id = k.room_id AND m.user_id = k.user_id
-			WHERE m.role = 'admin'`, tgtRooms, tgtSenders).
+			WHERE m.role IN ('owner', 'admin')`, tgtRooms, tgtSenders).
 			Query(func(rows pgx.Rows) error {
 				var k memberKey
 				_, err := pgx.ForEachRow(rows, []any{&k.room, &k.user}, func() error {
@@ -499,6 +501,7 @@ func queueReads(b *pgx.Batch, items []item) *dbState {
 	}
 	queuePrivateReads(b, items, st)
 	queueModerationReads(b, items, st)
+	queueMuteReads(b, items, st)
 	queueAttachmentReads(b, items, st)
 	queueThreadReads(b, items, st)
 	return st
