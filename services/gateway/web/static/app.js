@@ -577,8 +577,10 @@
 
   function updateInviteForm() {
     const r = S.current ? room(S.current) : null;
-    $('invite-form').hidden = !(r && r.private && r.role === 'admin');
-    $('remove-form').hidden = !(r && r.kind !== 'dm' && r.role === 'admin');
+    // Owners outrank admins; both may invite and remove (the gateway decides the rest).
+    const moderator = !!r && (r.role === 'owner' || r.role === 'admin');
+    $('invite-form').hidden = !(moderator && r.private);
+    $('remove-form').hidden = !(moderator && r.kind !== 'dm');
   }
 
   async function refreshUsers() {
