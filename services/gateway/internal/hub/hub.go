@@ -55,6 +55,7 @@ type Chat interface {
 	Notifications(ctx context.Context, u chat.User, before string, limit int) (protocol.NotificationList, error)
 	MarkNotificationsRead(ctx context.Context, u chat.User, ids []string, all bool) (protocol.NotificationsRead, error)
 	PendingNotifications(ctx context.Context, u chat.User, max int) ([]protocol.Notification, error)
+	Roles
 }
 
 var _ Chat = (*chat.Service)(nil)

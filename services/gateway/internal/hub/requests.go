@@ -232,6 +232,8 @@ func (s *Session) handle(ctx context.Context, f protocol.Frame, ref string, arri
 		s.reply(protocol.TypeNotificationsRead, res)
 	case *protocol.GetNotificationPrefs, *protocol.SetNotificationPrefs, *protocol.SetRoomNotificationPrefs:
 		s.notificationPrefs(ctx, *u, ref, f)
+	case *protocol.SetRole, *protocol.MuteMember, *protocol.Transfer, *protocol.UpdateRoom, *protocol.Directory:
+		s.roles(ctx, *u, ref, f)
 	}
 }
 
