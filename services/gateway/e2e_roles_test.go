@@ -70,8 +70,8 @@ func roleTimelineUntil(t *testing.T, c *gwtest.Client, room, until string) []rol
 // on one gateway reaches the room's subscribers on both live, with its own seq between
 // the messages around it, in the same order; a mute takes effect on the other gateway; a
 // request that changes nothing stores nothing; the owner leaves only naming a successor
-// (the transfer's entry, then the leave's); REST history returns every entry with its
-// fields, in seq order.
+// (the transfer's entry, then the leave's); history (REST and WebSocket) returns every
+// entry with its fields, in seq order.
 func TestE2E_roles(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the whole platform")
@@ -206,5 +206,14 @@ func TestE2E_roles(t *testing.T) {
 	}
 	if !slices.Equal(history, want) {
 		t.Fatalf("history:\n got %q\nwant %q", history, want)
+	}
+	// And over WebSocket, on the other gateway.
+	cb.Send(map[string]any{"type": "history", "room": "crew", "limit": 50, "ref": "h"})
+	history = nil
+	for _, m := range cb.Expect("history", "h")["messages"].([]any) {
+		history = append(history, roleEntryOf(t, gwtest.Frame(m.(map[string]any))).String())
+	}
+	if !slices.Equal(history, want) {
+		t.Fatalf("WebSocket history:\n got %q\nwant %q", history, want)
 	}
 }
