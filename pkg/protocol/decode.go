@@ -324,6 +324,9 @@ func validate(f Frame, lim Limits) *Error {
 	case *Join:
 		return room(f.Room)
 	case *Leave:
+		if f.Successor != "" && !ValidUsername(f.Successor) {
+			return NewError(CodeBadRequest, "successor is not a valid username")
+		}
 		return room(f.Room)
 	case *Read:
 		return ValidateRead(f.Room, f.Seq)

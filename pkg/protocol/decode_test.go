@@ -27,6 +27,7 @@ func TestDecode_errors(t *testing.T) {
 		{"type not string", `{"type":5}`, protocol.CodeBadRequest, ""},
 		{"unknown type", `{"type":"dance","ref":"r1"}`, protocol.CodeUnknownType, "r1"},
 		{"send no room", `{"type":"send","ref":"r2","client_msg_id":"c","text":"hi"}`, protocol.CodeBadRequest, "r2"},
+		{"leave bad successor", `{"type":"leave","room":"a","successor":"no one"}`, protocol.CodeBadRequest, ""},
 		{"send bad room", `{"type":"send","room":"a b","client_msg_id":"c","text":"hi"}`, protocol.CodeBadRequest, ""},
 		{"send no client id", `{"type":"send","room":"a","text":"hi"}`, protocol.CodeBadRequest, ""},
 		{"send long client id", `{"type":"send","room":"a","client_msg_id":"` + long + `","text":"hi"}`, protocol.CodeBadRequest, ""},
@@ -121,6 +122,10 @@ func TestDecode_valid(t *testing.T) {
 		{`{"type":"send","ref":"1","room":"general","client_msg_id":"c1","text":"héllo <b>"}`, func(f protocol.Frame) bool {
 			s, ok := f.(*protocol.Send)
 			return ok && s.Room == "general" && s.Text == "héllo <b>" && s.Ref == "1"
+		}},
+		{`{"type":"leave","room":"general","successor":"bob"}`, func(f protocol.Frame) bool {
+			l, ok := f.(*protocol.Leave)
+			return ok && l.Room == "general" && l.Successor == "bob"
 		}},
 		{`{"type":"react","room":"general","client_msg_id":"r1","target_seq":4,"emoji":"🎉","on":false}`, func(f protocol.Frame) bool {
 			r, ok := f.(*protocol.React)

@@ -189,6 +189,9 @@ func checkLimits(t *testing.T, fr protocol.Frame, lim protocol.Limits) {
 		roomOK(f.Room)
 	case *protocol.Leave:
 		roomOK(f.Room)
+		if f.Successor != "" && !protocol.ValidUsername(f.Successor) {
+			t.Fatalf("leave accepted successor %q", f.Successor)
+		}
 	case *protocol.Read:
 		roomOK(f.Room)
 		if f.Seq == nil || *f.Seq < 0 {

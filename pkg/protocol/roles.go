@@ -109,6 +109,8 @@ type RoomUpdated struct {
 	Name    string `json:"name"`
 	Topic   string `json:"topic"`
 	Private bool   `json:"private"`
+	// Changed is false when the request set what was set already: no room_change entry.
+	Changed bool `json:"changed"`
 }
 
 // DirectoryRoom is one public room of a directory page.

@@ -1,81 +1,219 @@
 package main_test
 
 import (
+	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/kchat/kchat/services/gateway/internal/gwtest"
 )
 
-// TestE2E_role_frames: the role frames through the whole platform, alternating gateways:
-// what one gateway's frame changes, the other gateway's frames and REST see at once (the
-// state is PostgreSQL's, not a gateway's), and a mute given on one gateway stops a send on
-// the other.
-func TestE2E_role_frames(t *testing.T) {
+// roleEntry is what a client sees of a timeline entry, room change fields included.
+type roleEntry struct {
+	seq         int64
+	kind        string
+	sender      string
+	clientMsgID string
+	change      string
+	target      string
+	role        string
+	settings    string // the settings object as JSON, keys sorted
+}
+
+func (e roleEntry) String() string {
+	if e.kind == "room_change" {
+		return fmt.Sprintf("%d %s %s %s %s %s %s", e.seq, e.sender, e.change, e.target, e.role, e.settings, e.clientMsgID)
+	}
+	return fmt.Sprintf("%d %s %s %s", e.seq, e.kind, e.sender, e.clientMsgID)
+}
+
+func roleEntryOf(t *testing.T, f gwtest.Frame) roleEntry {
+	t.Helper()
+	e := roleEntry{seq: f.Int("seq"), kind: f.Str("kind"), sender: f.Str("sender_name"), clientMsgID: f.Str("client_msg_id"),
+		change: f.Str("change"), target: f.Str("target_name"), role: f.Str("role")}
+	if s, ok := f["settings"]; ok {
+		b, err := json.Marshal(s) // a map: encoding/json sorts its keys
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.settings = string(b)
+	}
+	if e.kind == "room_change" && (f.Str("text") != "" || (e.change != "settings") != (f.Str("target") != "")) {
+		t.Errorf("room_change entry %v: text or target wrong", f)
+	}
+	return e
+}
+
+// roleTimelineUntil reads the room's message frames on c, in arrival order, up to the
+// entry with client_msg_id until.
+func roleTimelineUntil(t *testing.T, c *gwtest.Client, room, until string) []roleEntry {
+	t.Helper()
+	var out []roleEntry
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		f, ok := c.Next(func(f gwtest.Frame) bool { return f.Type() == "message" && f.Str("room") == room }, time.Until(deadline))
+		if !ok {
+			t.Fatalf("timeline of %s: no entry after %v (want up to %s)", room, out, until)
+		}
+		out = append(out, roleEntryOf(t, f))
+		if f.Str("client_msg_id") == until {
+			return out
+		}
+	}
+}
+
+// TestE2E_roles: role changes, mutes, settings and ownership transfers through the whole
+// platform (two gateways, persistence, fanout) are timeline entries: each made over REST
+// on one gateway reaches the room's subscribers on both live, with its own seq between
+// the messages around it, in the same order; a mute takes effect on the other gateway; a
+// request that changes nothing stores nothing; the owner leaves only naming a successor
+// (the transfer's entry, then the leave's); history (REST and WebSocket) returns every
+// entry with its fields, in seq order.
+func TestE2E_roles(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the whole platform")
 	}
 	s := startStack(t)
-	olga := gwtest.NewAccount(t, s.a, "olga")
-	adam := gwtest.NewAccount(t, s.b, "adam")
-	mia := gwtest.NewAccount(t, s.a, "mia")
-	if st, f := gwtest.Do(t, "POST", s.a+"/api/rooms", olga.Token, map[string]string{"id": "hall"}); st != 201 {
+	gw1, gw2 := s.a, s.b
+	alice := gwtest.NewAccount(t, gw2, "alice")
+	bob := gwtest.NewAccount(t, gw1, "bob")
+	carol := gwtest.NewAccount(t, gw2, "carol")
+	if st, f := gwtest.Do(t, "POST", gw2+"/api/rooms", alice.Token, map[string]string{"id": "crew"}); st != 201 {
 		t.Fatalf("create: %d %v", st, f)
 	}
-	for _, acc := range []gwtest.Account{adam, mia} {
-		if st, f := gwtest.Do(t, "POST", s.b+"/api/rooms/hall/join", acc.Token, nil); st != 200 {
-			t.Fatalf("%s joins: %d %v", acc.Name, st, f)
+	for _, j := range []struct {
+		base string
+		acc  gwtest.Account
+	}{{gw1, bob}, {gw2, carol}} {
+		if st, f := gwtest.Do(t, "POST", j.base+"/api/rooms/crew/join", j.acc.Token, nil); st != 200 {
+			t.Fatalf("join %s: %d %v", j.acc.Name, st, f)
 		}
 	}
-	conns := map[string]*gwtest.Client{
-		"olga@a": hello(t, s.wsA, olga, map[string]int64{}, nil),
-		"adam@b": hello(t, s.wsB, adam, map[string]int64{}, nil),
-		"mia@a":  hello(t, s.wsA, mia, map[string]int64{}, nil),
-		"mia@b":  hello(t, s.wsB, mia, map[string]int64{}, nil),
-	}
-	steps := []struct {
-		name  string
-		conn  string
-		frame map[string]any
-		reply string
-		code  string
-	}{
-		{"olga on A promotes adam", "olga@a", map[string]any{"type": "set_role", "room": "hall", "user": "adam", "role": "admin"}, "role_set", ""},
-		{"adam on B is an admin there: mutes mia", "adam@b", map[string]any{"type": "mute", "room": "hall", "user": "mia"}, "muted", ""},
-		{"mia's send on A is refused", "mia@a", map[string]any{"type": "send", "room": "hall", "client_msg_id": "m1", "text": "hi"}, "error", "forbidden"},
-		{"and on B", "mia@b", map[string]any{"type": "send", "room": "hall", "client_msg_id": "m2", "text": "hi"}, "error", "forbidden"},
-		{"olga on A unmutes her", "olga@a", map[string]any{"type": "unmute", "room": "hall", "user": "mia"}, "unmuted", ""},
-		{"mia's send on B is accepted", "mia@b", map[string]any{"type": "send", "room": "hall", "client_msg_id": "m3", "text": "hi"}, "ack", ""},
-		{"adam on B sets the topic", "adam@b", map[string]any{"type": "update_room", "room": "hall", "topic": "release day"}, "room_updated", ""},
-		{"mia on A finds it in the directory", "mia@a", map[string]any{"type": "directory", "q": "release"}, "directory", ""},
-		{"olga on A hands the room to adam", "olga@a", map[string]any{"type": "transfer", "room": "hall", "user": "adam"}, "transferred", ""},
-		{"adam on B, the owner now, demotes olga", "adam@b", map[string]any{"type": "set_role", "room": "hall", "user": "olga", "role": "member"}, "role_set", ""},
-		{"olga on A may no longer change settings", "olga@a", map[string]any{"type": "update_room", "room": "hall", "name": "Mine"}, "error", "forbidden"},
-	}
-	for i, st := range steps {
-		c := conns[st.conn]
-		ref := fmt.Sprintf("s%d", i)
-		st.frame["ref"] = ref
-		c.Send(st.frame)
-		got, ok := c.Next(func(f gwtest.Frame) bool { return f.Str("ref") == ref }, 30*time.Second)
-		if !ok || got.Type() != st.reply || got.Str("code") != st.code {
-			t.Fatalf("%s: got %v (buffered %v), want %s %s", st.name, got, c.Buffered(), st.reply, st.code)
+	ca := hello(t, s.wsB, alice, map[string]int64{"crew": 0}, nil)
+	cc := hello(t, s.wsB, carol, map[string]int64{"crew": 0}, nil)
+	cb := hello(t, s.wsA, bob, map[string]int64{"crew": 0}, nil)
+
+	// rest makes a REST request that must answer want.
+	rest := func(method, base string, acc gwtest.Account, path string, body any, want int) gwtest.Frame {
+		t.Helper()
+		st, f := gwtest.Do(t, method, base+"/api/rooms/crew"+path, acc.Token, body)
+		if st != want {
+			t.Fatalf("%s %s: %d %v, want %d", method, path, st, f, want)
 		}
-		if st.reply == "directory" {
-			rooms, _ := got["rooms"].([]any)
-			if len(rooms) != 1 || rooms[0].(map[string]any)["id"] != "hall" || rooms[0].(map[string]any)["topic"] != "release day" {
-				t.Fatalf("%s: %v", st.name, got)
-			}
+		return f
+	}
+	changed := func(f gwtest.Frame, want bool) {
+		t.Helper()
+		if f["changed"] != want {
+			t.Fatalf("answer %v: changed %v, want %v", f, f["changed"], want)
 		}
 	}
-	_, f := gwtest.Do(t, "GET", s.a+"/api/rooms/hall/members", mia.Token, nil)
+	send := func(c *gwtest.Client, id string) gwtest.Frame {
+		t.Helper()
+		c.Send(map[string]any{"type": "send", "room": "crew", "client_msg_id": id, "text": "text " + id, "ref": id})
+		f, ok := c.Next(func(f gwtest.Frame) bool { return f.Str("ref") == id }, 30*time.Second)
+		if !ok {
+			t.Fatalf("send %s: no answer", id)
+		}
+		return f
+	}
+	accepted := func(c *gwtest.Client, id string) {
+		t.Helper()
+		if f := send(c, id); f.Type() != "ack" {
+			t.Fatalf("send %s: %v", id, f)
+		}
+	}
+	// Every change made over REST on gateway 1 is acknowledged after its event is in the
+	// room's partition, so the messages around it bracket its entry.
+	accepted(ca, "before")
+	changed(rest("POST", gw1, alice, "/members/bob/role", map[string]string{"role": "admin"}, 200), true)
+	accepted(ca, "after")
+	// Carol, on gateway 2, sees the promotion live between the two messages.
+	live := roleTimelineUntil(t, cc, "crew", "after")
+	if n := len(live); n < 3 || live[n-2].change != "role" || live[n-3].clientMsgID != "before" ||
+		live[n-2].seq != live[n-3].seq+1 || live[n-1].seq != live[n-2].seq+1 {
+		t.Fatalf("carol's timeline around the promotion: %v", live)
+	}
+
+	// Muting carol over gateway 1 stops her sends on gateway 2; unmuting lets them through.
+	changed(rest("POST", gw1, alice, "/members/carol/mute", nil, 200), true)
+	if f := send(cc, "muted"); f.Type() != "error" || f.Str("code") != "forbidden" || !strings.Contains(f.Str("message"), "muted") {
+		t.Fatalf("muted send: %v", f)
+	}
+	changed(rest("DELETE", gw1, alice, "/members/carol/mute", nil, 200), true)
+	accepted(cc, "unmuted")
+
+	// Settings: a rename with a topic, then privacy; then requests that change nothing.
+	changed(rest("PATCH", gw1, alice, "", map[string]any{"name": "The Crew", "topic": "shipping"}, 200), true)
+	changed(rest("PATCH", gw1, alice, "", map[string]any{"private": true, "topic": "shipping"}, 200), true)
+	changed(rest("PATCH", gw1, alice, "", map[string]any{"topic": "shipping"}, 200), false)
+	changed(rest("POST", gw1, alice, "/members/bob/role", map[string]string{"role": "admin"}, 200), false)
+	changed(rest("DELETE", gw1, alice, "/members/carol/mute", nil, 200), false)
+
+	// The owner's leave without a successor stays refused, naming the option; with bob as
+	// successor, over WebSocket on gateway 2, bob becomes the owner and alice leaves.
+	if f := rest("POST", gw2, alice, "/leave", nil, 409); !strings.Contains(f.Str("message"), "successor") {
+		t.Fatalf("owner's leave: %v", f)
+	}
+	ca.Send(map[string]any{"type": "leave", "room": "crew", "successor": "bob", "ref": "bye"})
+	ca.Expect("left", "bye")
+	members := rest("GET", gw1, bob, "/members", nil, 200)
 	roles := map[string]string{}
-	for _, m := range f["members"].([]any) {
-		m := m.(map[string]any)
-		roles[m["username"].(string)] = m["role"].(string)
+	for _, m := range members["members"].([]any) {
+		m := gwtest.Frame(m.(map[string]any))
+		roles[m.Str("username")] = m.Str("role")
 	}
-	if roles["adam"] != "owner" || roles["olga"] != "member" || roles["mia"] != "member" {
-		t.Fatalf("roles read over REST on A: %v", roles)
+	if want := map[string]string{"bob": "owner", "carol": "member"}; fmt.Sprint(roles) != fmt.Sprint(want) {
+		t.Fatalf("members after the handover: %v, want %v", roles, want)
+	}
+	accepted(cc, "end")
+
+	// Both gateways delivered the same timeline; it is the one expected, and history
+	// returns it too.
+	onB := roleTimelineUntil(t, cb, "crew", "end")
+	onC := append(live, roleTimelineUntil(t, cc, "crew", "end")...)
+	if !slices.Equal(onB, onC) {
+		t.Fatalf("gateways disagree:\n1 %v\n2 %v", onB, onC)
+	}
+	want := []string{
+		"1 join alice ", "2 join bob ", "3 join carol ",
+		"4 message alice before",
+		`5 alice role bob admin  `,
+		"6 message alice after",
+		`7 alice muted carol   `,
+		`8 alice unmuted carol   `,
+		"9 message carol unmuted",
+		`10 alice settings   {"name":"The Crew","topic":"shipping"} `,
+		`11 alice settings   {"private":true} `,
+		`12 alice owner bob owner  `,
+		"13 leave alice ",
+		"14 message carol end",
+	}
+	got := make([]string, len(onC))
+	for i, e := range onC {
+		got[i] = e.String()
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("timeline:\n got %q\nwant %q", got, want)
+	}
+	page := rest("GET", gw2, carol, "/messages?limit=50", nil, 200)
+	var history []string
+	for _, m := range page["messages"].([]any) {
+		history = append(history, roleEntryOf(t, gwtest.Frame(m.(map[string]any))).String())
+	}
+	if !slices.Equal(history, want) {
+		t.Fatalf("history:\n got %q\nwant %q", history, want)
+	}
+	// And over WebSocket, on the other gateway.
+	cb.Send(map[string]any{"type": "history", "room": "crew", "limit": 50, "ref": "h"})
+	history = nil
+	for _, m := range cb.Expect("history", "h")["messages"].([]any) {
+		history = append(history, roleEntryOf(t, gwtest.Frame(m.(map[string]any))).String())
+	}
+	if !slices.Equal(history, want) {
+		t.Fatalf("WebSocket history:\n got %q\nwant %q", history, want)
 	}
 }

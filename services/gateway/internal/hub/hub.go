@@ -43,7 +43,7 @@ type Chat interface {
 	OpenDM(ctx context.Context, u chat.User, to string) (store.Room, chat.User, error)
 	Access(ctx context.Context, u chat.User, roomID string) (store.Room, error)
 	Join(ctx context.Context, u chat.User, roomID string) (store.Room, error)
-	Leave(ctx context.Context, u chat.User, roomID string) error
+	Leave(ctx context.Context, u chat.User, roomID, successor string) error
 	Rooms(ctx context.Context, u chat.User) (protocol.RoomList, error)
 	RoomsOf(ctx context.Context, u chat.User) ([]store.Room, error)
 	History(ctx context.Context, u chat.User, roomID string, q chat.HistoryQuery) (protocol.HistoryPage, error)

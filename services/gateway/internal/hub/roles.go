@@ -9,7 +9,6 @@ import (
 
 	"github.com/kchat/kchat/pkg/protocol"
 	"github.com/kchat/kchat/services/gateway/internal/chat"
-	"github.com/kchat/kchat/services/gateway/internal/store"
 )
 
 // Roles is the role and room settings logic the sessions call (*chat.Service).
@@ -17,7 +16,7 @@ type Roles interface {
 	SetRole(ctx context.Context, u chat.User, roomID, username, role string) (chat.User, bool, error)
 	Mute(ctx context.Context, u chat.User, roomID, username string, muted bool) (chat.User, bool, error)
 	Transfer(ctx context.Context, u chat.User, roomID, username string) (chat.User, error)
-	UpdateRoom(ctx context.Context, u chat.User, roomID string, rs chat.RoomSettings) (store.RoomSettings, error)
+	UpdateRoom(ctx context.Context, u chat.User, roomID string, rs chat.RoomSettings) (chat.UpdatedRoom, error)
 	Directory(ctx context.Context, q, cursor string, limit int) (chat.DirectoryPage, error)
 }
 
@@ -60,7 +59,7 @@ func (s *Session) roles(ctx context.Context, u chat.User, ref string, f protocol
 			s.replyErr(ref, withRoom(err, f.Room))
 			return
 		}
-		s.reply(protocol.TypeRoomUpdated, protocol.RoomUpdated{Base: base(protocol.TypeRoomUpdated), Room: r.ID, Name: r.Name, Topic: r.Topic, Private: r.Private})
+		s.reply(protocol.TypeRoomUpdated, protocol.RoomUpdated{Base: base(protocol.TypeRoomUpdated), Room: r.ID, Name: r.Name, Topic: r.Topic, Private: r.Private, Changed: r.Changed})
 	case *protocol.Directory:
 		page, err := s.hub.chat.Directory(ctx, f.Q, f.Cursor, f.Limit)
 		if err != nil {

@@ -20,8 +20,8 @@ func (nopChat) Mute(context.Context, chat.User, string, string, bool) (chat.User
 func (nopChat) Transfer(context.Context, chat.User, string, string) (chat.User, error) {
 	return chat.User{}, nil
 }
-func (nopChat) UpdateRoom(context.Context, chat.User, string, chat.RoomSettings) (store.RoomSettings, error) {
-	return store.RoomSettings{}, nil
+func (nopChat) UpdateRoom(context.Context, chat.User, string, chat.RoomSettings) (chat.UpdatedRoom, error) {
+	return chat.UpdatedRoom{}, nil
 }
 func (nopChat) Directory(context.Context, string, string, int) (chat.DirectoryPage, error) {
 	return chat.DirectoryPage{}, nil
@@ -52,10 +52,10 @@ func (c rolesChat) Transfer(_ context.Context, u chat.User, room, username strin
 	return chat.User{ID: "u-" + username, Username: username}, c.err
 }
 
-func (c rolesChat) UpdateRoom(_ context.Context, u chat.User, room string, rs chat.RoomSettings) (store.RoomSettings, error) {
+func (c rolesChat) UpdateRoom(_ context.Context, u chat.User, room string, rs chat.RoomSettings) (chat.UpdatedRoom, error) {
 	b, _ := json.Marshal(rs)
 	c.record(u.Username + " update_room " + room + " " + string(b))
-	return store.RoomSettings{ID: room, Name: "Hall", Topic: "t", Private: true}, c.err
+	return chat.UpdatedRoom{RoomSettings: store.RoomSettings{ID: room, Name: "Hall", Topic: "t", Private: true}, Changed: true}, c.err
 }
 
 func (c rolesChat) Directory(_ context.Context, q, cursor string, limit int) (chat.DirectoryPage, error) {
@@ -91,7 +91,7 @@ func TestSession_role_frames(t *testing.T) {
 			map[string]any{"type": "transferred", "ref": "4", "room": "hall", "owner": "adam"}},
 		{"update_room, absent fields stay nil", `{"type":"update_room","ref":"5","room":"hall","topic":"","private":null}`, nil,
 			`alice update_room hall {"name":null,"topic":"","private":null}`,
-			map[string]any{"type": "room_updated", "ref": "5", "room": "hall", "name": "Hall", "topic": "t", "private": true}},
+			map[string]any{"type": "room_updated", "ref": "5", "room": "hall", "name": "Hall", "topic": "t", "private": true, "changed": true}},
 		{"directory", `{"type":"directory","ref":"6","q":"go","limit":2,"cursor":"Z2"}`, nil,
 			`directory ["go","Z2",2]`,
 			map[string]any{"type": "directory", "ref": "6", "cursor": "Z28",
