@@ -27,6 +27,14 @@ func (s *Stack) PasswordFile(user string) string {
 	return filepath.Join(passwordDir(s.cfg.StateDir), user)
 }
 
+// LoadOrCreatePasswords reads each user's password from dir (one file per user, named
+// after it, the form KAFKA_SASL_PASSWORD_FILE reads), creating a random one for a user
+// that has none yet; existing files are kept. Files are created with mode 0600 and dir
+// with 0700 if missing.
+func LoadOrCreatePasswords(dir string, users []string) (map[string]string, error) {
+	return loadOrCreatePasswords(dir, users, false)
+}
+
 // loadOrCreatePasswords reads each user's password from dir, creating a random one (file
 // mode 0600, directory 0700) for a user that has none yet. formatted says the storage
 // already holds SCRAM credentials: a password missing then cannot be made up, since the
