@@ -61,11 +61,10 @@ func loadOrCreatePasswords(dir string, users []string, formatted bool) (map[stri
 			return nil, fmt.Errorf("localstack: %s is missing, but the Kafka storage was formatted with a password for %s that is only stored there; "+
 				"stop the stack and remove its state directory %s to start over", path, u, filepath.Dir(dir))
 		}
-		raw := make([]byte, 18)
-		if _, err := rand.Read(raw); err != nil {
+		pw, err := NewPassword()
+		if err != nil {
 			return nil, err
 		}
-		pw := hex.EncodeToString(raw)
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {
 			return nil, err
@@ -80,6 +79,16 @@ func loadOrCreatePasswords(dir string, users []string, formatted bool) (map[stri
 		out[u] = pw
 	}
 	return out, nil
+}
+
+// NewPassword returns a random password (144 bits, hex): what LoadOrCreatePasswords
+// generates.
+func NewPassword() (string, error) {
+	raw := make([]byte, 18)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(raw), nil
 }
 
 // formattedMode is the security mode the Kafka storage under stateDir was formatted for:

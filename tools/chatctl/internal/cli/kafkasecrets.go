@@ -2,11 +2,19 @@ package cli
 
 import (
 	"context"
+	"crypto/pbkdf2"
+	"crypto/rand"
+	"crypto/sha512"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
 
 	"github.com/kchat/kchat/pkg/kafkasec"
 	"github.com/kchat/kchat/pkg/localstack"
@@ -35,11 +43,17 @@ const (
 // (localstack.WriteCertificates, localstack.LoadOrCreatePasswords). It keeps whatever
 // exists: the passwords are also in the brokers' formatted storage, and the CA is what
 // every client trusts, so a second run must change neither.
-func runKafkaSecrets(_ context.Context, a *app, args []string) error {
-	fs := a.newFlagSet("kafka-secrets", "kafka-secrets [-dir "+DefaultSecretsDir+"] [-hosts kafka-1,...] [-broker-owner uid:gid]")
+//
+// With -rotate it also replaces one principal's password: a new SCRAM-SHA-512 credential
+// is set on the running cluster first (as admin, with the login in the directory), then
+// the password file is replaced, so the file never holds a password the cluster refuses.
+func runKafkaSecrets(ctx context.Context, a *app, args []string) error {
+	fs := a.newFlagSet("kafka-secrets", "kafka-secrets [-dir "+DefaultSecretsDir+"] [-hosts kafka-1,...] [-broker-owner uid:gid] [-rotate principal -brokers list]")
 	dir := fs.String("dir", DefaultSecretsDir, "directory to write into (created if missing)")
 	hosts := fs.String("hosts", "kafka-1,kafka-2,kafka-3,kafka-4,localhost,127.0.0.1", "names and addresses the broker certificate is valid for")
 	owner := fs.String("broker-owner", "", "uid:gid to own the brokers' key (the apache/kafka image runs as 1000:1000); empty keeps the current user")
+	rotate := fs.String("rotate", "", "replace this principal's password, on the cluster (as admin) and in its file; then restart what logs in as it")
+	brokers := a.brokersFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -71,6 +85,17 @@ func runKafkaSecrets(_ context.Context, a *app, args []string) error {
 		return fmt.Errorf("cannot write passwords: %w", err)
 	}
 	fmt.Fprintf(a.env.Stdout, "passwords for %s in %s\n", strings.Join(users, ", "), filepath.Join(*dir, SecretsSCRAMDir))
+	if *rotate != "" {
+		if !slices.Contains(users, *rotate) {
+			return usagef("-rotate %q: not one of %s", *rotate, strings.Join(users, ", "))
+		}
+		pw, err := rotatePassword(ctx, *dir, *brokers, *rotate, passwords[localstack.AdminUser])
+		if err != nil {
+			return err
+		}
+		passwords[*rotate] = pw
+		fmt.Fprintf(a.env.Stdout, "rotated the password of %s; restart what logs in as it (docs/operations.md, \"Docker Compose: Kafka security\")\n", *rotate)
+	}
 
 	jaas := scramJAAS(localstack.AdminUser, passwords[localstack.AdminUser])
 	admin := strings.Join([]string{
@@ -109,6 +134,61 @@ func runKafkaSecrets(_ context.Context, a *app, args []string) error {
 		}
 	}
 	return nil
+}
+
+// scramIterations is what the new credential is hashed with (Kafka's minimum for
+// SCRAM-SHA-512 is 4096, which is also what kafka-configs.sh uses by default).
+const scramIterations = 8192
+
+// rotatePassword sets a new random password for user: written to "<file>.new", set on the
+// cluster as a SCRAM-SHA-512 credential (logged in as admin with adminPassword), then
+// renamed over the old file. A failure before the rename leaves the old password valid
+// and in place.
+func rotatePassword(ctx context.Context, dir, brokers, user, adminPassword string) (string, error) {
+	pw, err := localstack.NewPassword()
+	if err != nil {
+		return "", err
+	}
+	file := filepath.Join(dir, SecretsSCRAMDir, user)
+	if err := os.WriteFile(file+".new", []byte(pw+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	sec, err := kafkasec.Config{TLSCAFile: filepath.Join(dir, SecretsTLSDir, localstack.CAFileName),
+		SASLMechanism: kafkasec.ScramSHA512, SASLUsername: localstack.AdminUser, SASLPassword: adminPassword}.Security()
+	if err != nil {
+		return "", err
+	}
+	addrs := splitList(brokers)
+	if len(addrs) == 0 {
+		return "", usagef("no Kafka brokers given (-brokers or KAFKA_BROKERS)")
+	}
+	salt := make([]byte, 32)
+	if _, err := rand.Read(salt); err != nil {
+		return "", err
+	}
+	salted, err := pbkdf2.Key(sha512.New, pw, salt, scramIterations, sha512.Size)
+	if err != nil {
+		return "", err
+	}
+	client := &kafka.Client{Addr: kafka.TCP(addrs...), Timeout: 10 * time.Second, Transport: sec.RoundTripper()}
+	res, err := client.AlterUserScramCredentials(ctx, &kafka.AlterUserScramCredentialsRequest{
+		Upsertions: []kafka.UserScramCredentialsUpsertion{{
+			Name: user, Mechanism: kafka.ScramMechanismSha512, Iterations: scramIterations, Salt: salt, SaltedPassword: salted,
+		}},
+	})
+	if err == nil {
+		for _, r := range res.Results {
+			err = errors.Join(err, r.Error)
+		}
+	}
+	if err != nil {
+		_ = os.Remove(file + ".new")
+		return "", sec.Explain(fmt.Errorf("cannot set the new credential of %s on %s: %w", user, brokers, err))
+	}
+	if err := os.Rename(file+".new", file); err != nil {
+		return "", fmt.Errorf("the cluster has the new password of %s, but %s was not replaced (the new one is in %s.new): %w", user, file, file, err)
+	}
+	return pw, nil
 }
 
 // scramJAAS is a client's SCRAM login as Kafka's Java clients take it (sasl.jaas.config).
