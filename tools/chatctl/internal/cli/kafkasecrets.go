@@ -36,6 +36,10 @@ const (
 	// SecretsKafkaUIDir is a Spring Boot config tree for Kafka UI
 	// (SPRING_CONFIG_IMPORT=configtree:<dir>/): each file is one property named after it.
 	SecretsKafkaUIDir = "kafka-ui"
+	// SecretsKafkaUIJAAS is its one file: Kafka UI's login as admin. The list index is in
+	// brackets, Spring Boot's canonical form (environment variables are the only source
+	// where it maps _0_ to [0] itself).
+	SecretsKafkaUIJAAS = "kafka.clusters[0].properties.sasl.jaas.config"
 )
 
 // runKafkaSecrets writes the certificates and SCRAM passwords of the secured compose stack
@@ -112,7 +116,7 @@ func runKafkaSecrets(ctx context.Context, a *app, args []string) error {
 	}
 	// Kafka UI logs in as admin too; the value has no trailing newline (Spring's config
 	// tree would keep it).
-	if err := writeIfChanged(filepath.Join(*dir, SecretsKafkaUIDir, "kafka.clusters.0.properties.sasl.jaas.config"), jaas); err != nil {
+	if err := writeIfChanged(filepath.Join(*dir, SecretsKafkaUIDir, SecretsKafkaUIJAAS), jaas); err != nil {
 		return err
 	}
 

@@ -24,7 +24,7 @@ func TestKafkaSecrets_writes_once_and_keeps(t *testing.T) {
 	}
 	files := []string{"tls/ca.pem", "tls/broker.pem", "scram/admin", "scram/kchat-gateway", "scram/kchat-persistence",
 		"scram/kchat-fanout", "scram/kchat-notification", cli.SecretsAdminProperties,
-		cli.SecretsKafkaUIDir + "/kafka.clusters.0.properties.sasl.jaas.config"}
+		cli.SecretsKafkaUIDir + "/" + cli.SecretsKafkaUIJAAS}
 	before := map[string]string{}
 	for _, f := range files {
 		b, err := os.ReadFile(filepath.Join(dir, f))
