@@ -32,3 +32,10 @@ ADD --chown=appuser:appuser \
     --checksum=sha256:7d61f737fd661610ccc14aea79764faa1ea94a340cbc8f0029b3d2edea3d80c1 \
     https://repo1.maven.org/maven2/io/prometheus/jmx/jmx_prometheus_javaagent/${JMX_EXPORTER_VERSION}/jmx_prometheus_javaagent-${JMX_EXPORTER_VERSION}.jar \
     /opt/jmx-exporter/jmx_prometheus_javaagent.jar
+# The secured stack's start: the admin login from the secrets volume, SCRAM users added
+# when the storage is formatted, then the image's own /etc/kafka/docker/run (see the
+# script). Setting ENTRYPOINT clears the base image's CMD (/etc/kafka/docker/run), which
+# the script would otherwise pass to run as arguments; CMD [] says so explicitly.
+COPY --chmod=0755 kafka-secure-entrypoint.sh /opt/kchat/kafka-secure-entrypoint.sh
+ENTRYPOINT ["/opt/kchat/kafka-secure-entrypoint.sh"]
+CMD []

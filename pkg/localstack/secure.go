@@ -94,8 +94,8 @@ super.users=User:admin;User:ANONYMOUS
 
 func (s *Stack) tlsDir() string       { return filepath.Join(s.cfg.StateDir, "tls") }
 func (s *Stack) modeFile() string     { return filepath.Join(s.cfg.StateDir, "kafka-security") }
-func (s *Stack) caFile() string       { return filepath.Join(s.tlsDir(), "ca.pem") }
-func (s *Stack) keyStoreFile() string { return filepath.Join(s.tlsDir(), "broker.pem") }
+func (s *Stack) caFile() string       { return filepath.Join(s.tlsDir(), CAFileName) }
+func (s *Stack) keyStoreFile() string { return filepath.Join(s.tlsDir(), KeyStoreFileName) }
 
 func (s *Stack) adminJAAS() string {
 	if s.cfg.Secure == nil {
@@ -187,30 +187,54 @@ func (s *Stack) writeCertificates() error {
 	if s.cfg.Secure == nil {
 		return nil
 	}
-	if _, err := os.Stat(s.keyStoreFile()); err == nil {
-		return nil
+	_, err := WriteCertificates(s.tlsDir(), "kchat localstack", []string{"localhost", "127.0.0.1"})
+	return err
+}
+
+// The files WriteCertificates writes into its directory.
+const (
+	// CAFileName is the CA certificate (PEM, mode 0644): what clients verify the brokers
+	// against (KAFKA_TLS_CA_FILE, ssl.truststore.location with ssl.truststore.type=PEM).
+	CAFileName = "ca.pem"
+	// KeyStoreFileName is the brokers' unencrypted PKCS#8 key followed by their certificate
+	// and the CA (PEM, mode 0600): ssl.keystore.location with ssl.keystore.type=PEM.
+	KeyStoreFileName = "broker.pem"
+)
+
+// WriteCertificates creates in dir, unless KeyStoreFileName is already there, a CA named
+// "<name> CA" and one broker certificate valid for a year for every name in hosts (DNS
+// names or IP addresses), signed by it: CAFileName and KeyStoreFileName. Existing files
+// are kept (created is false), so a certificate that clients already trust is never
+// replaced behind their back. dir is created with mode 0700 if missing.
+func WriteCertificates(dir, name string, hosts []string) (created bool, err error) {
+	keyStore := filepath.Join(dir, KeyStoreFileName)
+	if _, err := os.Stat(keyStore); err == nil {
+		return false, nil
 	}
-	if err := os.MkdirAll(s.tlsDir(), 0o700); err != nil {
-		return err
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return false, err
 	}
-	ca, err := devcert.NewCA("kchat localstack CA")
+	ca, err := devcert.NewCA(name + " CA")
 	if err != nil {
-		return err
+		return false, err
 	}
-	broker, err := ca.Issue("kchat localstack broker", []string{"localhost", "127.0.0.1"}, time.Now().AddDate(1, 0, 0))
+	broker, err := ca.Issue(name+" broker", hosts, time.Now().AddDate(1, 0, 0))
 	if err != nil {
-		return err
+		return false, err
 	}
 	caPEM := ca.PEM()
 	var store []byte
 	store = append(store, broker.KeyPEM...)
 	store = append(store, broker.CertPEM...)
 	store = append(store, caPEM...)
-	if err := os.WriteFile(s.caFile(), caPEM, 0o644); err != nil {
-		return err
+	if err := os.WriteFile(filepath.Join(dir, CAFileName), caPEM, 0o644); err != nil {
+		return false, err
 	}
 	// Written last: its presence means both files are complete.
-	return os.WriteFile(s.keyStoreFile(), store, 0o600)
+	if err := os.WriteFile(keyStore, store, 0o600); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // ACL is one allow rule: Principal may do each of Operations on the named resource.
@@ -221,10 +245,9 @@ type ACL struct {
 	Operations   []kafka.ACLOperationType
 }
 
-// CreateACLs creates acls as the super user, then waits until every broker applies
-// them: ACLs are metadata records that each broker picks up on its own, and a client
-// asking a broker that has not yet would be refused (or not even shown the topic).
-func (s *Stack) CreateACLs(ctx context.Context, acls []ACL) error {
+// ACLEntries turns acls into kafka-go's entries: one per operation, literal pattern, any
+// host, allow.
+func ACLEntries(acls []ACL) []kafka.ACLEntry {
 	var entries []kafka.ACLEntry
 	for _, a := range acls {
 		for _, op := range a.Operations {
@@ -234,13 +257,28 @@ func (s *Stack) CreateACLs(ctx context.Context, acls []ACL) error {
 			})
 		}
 	}
+	return entries
+}
+
+// CreateACLs creates acls through client, which must be logged in as a principal allowed
+// to (the super user). Creating an ACL that exists already is not an error, so it can run
+// on every start. It does not wait for the brokers to apply them; (*Stack).CreateACLs
+// does.
+func CreateACLs(ctx context.Context, client *kafka.Client, acls []ACL) error {
+	res, err := client.CreateACLs(ctx, &kafka.CreateACLsRequest{ACLs: ACLEntries(acls)})
+	if err != nil {
+		return err
+	}
+	return errors.Join(res.Errors...)
+}
+
+// CreateACLs creates acls as the super user, then waits until every broker applies
+// them: ACLs are metadata records that each broker picks up on its own, and a client
+// asking a broker that has not yet would be refused (or not even shown the topic).
+func (s *Stack) CreateACLs(ctx context.Context, acls []ACL) error {
 	client := s.AdminClient(10 * time.Second)
 	err := waitFor(ctx, time.Minute, "ACLs created", func() error {
-		res, err := client.CreateACLs(ctx, &kafka.CreateACLsRequest{ACLs: entries})
-		if err != nil {
-			return err
-		}
-		return errors.Join(res.Errors...)
+		return CreateACLs(ctx, client, acls)
 	})
 	if err != nil {
 		return err

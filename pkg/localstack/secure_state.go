@@ -27,6 +27,14 @@ func (s *Stack) PasswordFile(user string) string {
 	return filepath.Join(passwordDir(s.cfg.StateDir), user)
 }
 
+// LoadOrCreatePasswords reads each user's password from dir (one file per user, named
+// after it, the form KAFKA_SASL_PASSWORD_FILE reads), creating a random one for a user
+// that has none yet; existing files are kept. Files are created with mode 0600 and dir
+// with 0700 if missing.
+func LoadOrCreatePasswords(dir string, users []string) (map[string]string, error) {
+	return loadOrCreatePasswords(dir, users, false)
+}
+
 // loadOrCreatePasswords reads each user's password from dir, creating a random one (file
 // mode 0600, directory 0700) for a user that has none yet. formatted says the storage
 // already holds SCRAM credentials: a password missing then cannot be made up, since the
@@ -53,11 +61,10 @@ func loadOrCreatePasswords(dir string, users []string, formatted bool) (map[stri
 			return nil, fmt.Errorf("localstack: %s is missing, but the Kafka storage was formatted with a password for %s that is only stored there; "+
 				"stop the stack and remove its state directory %s to start over", path, u, filepath.Dir(dir))
 		}
-		raw := make([]byte, 18)
-		if _, err := rand.Read(raw); err != nil {
+		pw, err := NewPassword()
+		if err != nil {
 			return nil, err
 		}
-		pw := hex.EncodeToString(raw)
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {
 			return nil, err
@@ -72,6 +79,16 @@ func loadOrCreatePasswords(dir string, users []string, formatted bool) (map[stri
 		out[u] = pw
 	}
 	return out, nil
+}
+
+// NewPassword returns a random password (144 bits, hex): what LoadOrCreatePasswords
+// generates.
+func NewPassword() (string, error) {
+	raw := make([]byte, 18)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(raw), nil
 }
 
 // formattedMode is the security mode the Kafka storage under stateDir was formatted for:

@@ -76,6 +76,8 @@ func commands() []command {
 		{"dlq", "list|replay: dead letters in chat.dlq, and producing them again to their original topic", runDLQ},
 		{"replay", "print (or re-emit) one room's stored events from an offset or a time", runReplay},
 		{"rebuild", "notifications: rebuild the notifications read model from chat.stored and compare it with the live table", runRebuild},
+		{"acls", "print|apply: the services' ACL matrix (localstack.ServiceACLs), created as the logged-in super user", runACLs},
+		{"kafka-secrets", "write the secured compose stack's CA, broker certificate and SCRAM passwords into a directory (keeps existing ones)", runKafkaSecrets},
 		{"vapid-keys", "print a new Web Push VAPID key pair (VAPID_PUBLIC_KEY, VAPID_PRIVATE_KEY, VAPID_SUBJECT)", runVapidKeys},
 	}
 }
@@ -129,7 +131,7 @@ func printUsage(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "commands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "environment: KAFKA_BROKERS, CRUISE_CONTROL_URL, TOPICS_FILE, TOPIC_PREFIX, DATABASE_URL, LOG_LEVEL")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/kchat/kchat/pkg/localstack"
 	"github.com/kchat/kchat/pkg/topics"
 )
 
@@ -19,6 +20,12 @@ func runTopics(ctx context.Context, a *app, args []string) error {
 	file := fs.String("file", a.envOr("TOPICS_FILE", DefaultTopicsFile), "topics file (env TOPICS_FILE)")
 	wait := fs.Duration("wait", 0, "retry while the cluster is unreachable or still forming, for up to this long (e.g. 2m)")
 	timeout := fs.Duration("timeout", 10*time.Second, "timeout of each Kafka request")
+	withACLs := false
+	var prefix *string
+	if sub == "apply" {
+		fs.BoolVar(&withACLs, "acls", false, "also create the services' ACL matrix (chatctl acls apply) on a secured cluster")
+		prefix = fs.String("topic-prefix", a.env.Getenv("TOPIC_PREFIX"), "with -acls: prefix of the topic names the ACLs name (env TOPIC_PREFIX)")
+	}
 	if err := parse(fs, rest); err != nil {
 		return err
 	}
@@ -53,7 +60,10 @@ func runTopics(ctx context.Context, a *app, args []string) error {
 		_, err = fmt.Fprintf(a.env.Stdout, "applied %d changes:\n%s\n", len(applied), applied.String())
 		return err
 	}, permanentTopicsError)
-	return conn.wrap(err)
+	if err != nil || !withACLs {
+		return conn.wrap(err)
+	}
+	return a.applyACLs(ctx, *brokers, localstack.ServiceACLs(topics.Names{Prefix: *prefix}), *wait, *timeout)
 }
 
 // permanentTopicsError tells errors that waiting cannot fix: the file asks for

@@ -15,6 +15,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	"gopkg.in/yaml.v3"
 
+	"github.com/kchat/kchat/pkg/kafkasec"
 	"github.com/kchat/kchat/tools/chatctl/internal/composecheck"
 )
 
@@ -84,7 +85,7 @@ func TestComposeSpecLoaderAcceptsTheFile(t *testing.T) {
 		t.Errorf("project name %q, want %q", s.All.Name, composecheck.ProjectName)
 	}
 	wantDefault := []string{"cruise-control", "fanout", "gateway-1", "gateway-2", "kafka-1", "kafka-2", "kafka-3",
-		"kafka-ui", "migrate", "notification", "persistence", "postgres", "topics-init"}
+		"kafka-secrets", "kafka-ui", "migrate", "notification", "persistence", "postgres", "topics-init"}
 	got := s.Default.ServiceNames()
 	sort.Strings(got)
 	if !slices.Equal(got, wantDefault) {
@@ -350,12 +351,18 @@ var programEnv = map[string][]string{
 		// The attachments' store (services/gateway/internal/attach/flags.go).
 		"ATTACHMENT_STORE", "ATTACHMENT_DIR", "ATTACHMENT_S3_ENDPOINT", "ATTACHMENT_S3_BUCKET", "ATTACHMENT_S3_REGION",
 		"ATTACHMENT_S3_ACCESS_KEY", "ATTACHMENT_S3_SECRET_KEY", "ATTACHMENT_S3_PATH_STYLE", "ATTACHMENT_S3_CREATE_BUCKET",
-		"ATTACHMENT_MAX_BYTES", "ATTACHMENT_TYPES", "ATTACHMENT_ORPHAN_GRACE", "ATTACHMENT_DELETED_GRACE", "ATTACHMENT_SWEEP_INTERVAL"}, otelEnv...),
-	"persistence":  append([]string{"KAFKA_BROKERS", "DATABASE_URL", "HTTP_ADDR", "TOPIC_PREFIX", "CONSUMER_GROUP", "BATCH_SIZE", "LOG_LEVEL"}, otelEnv...),
-	"notification": append([]string{"KAFKA_BROKERS", "DATABASE_URL", "HTTP_ADDR", "TOPIC_PREFIX", "CONSUMER_GROUP", "START_OFFSET", "PRESENCE_EXPIRY", "BATCH_SIZE", "LOG_LEVEL"}, otelEnv...),
-	"fanout":       append([]string{"KAFKA_BROKERS", "HTTP_ADDR", "TOPIC_PREFIX", "FANOUT_GROUP", "START_OFFSET", "LOG_LEVEL"}, otelEnv...),
-	"chatctl":      {"KAFKA_BROKERS", "CRUISE_CONTROL_URL", "TOPICS_FILE", "DATABASE_URL", "TOPIC_PREFIX", "LOG_LEVEL"},
+		"ATTACHMENT_MAX_BYTES", "ATTACHMENT_TYPES", "ATTACHMENT_ORPHAN_GRACE", "ATTACHMENT_DELETED_GRACE", "ATTACHMENT_SWEEP_INTERVAL"}, slices.Concat(otelEnv, kafkaSecEnv)...),
+	"persistence":  append([]string{"KAFKA_BROKERS", "DATABASE_URL", "HTTP_ADDR", "TOPIC_PREFIX", "CONSUMER_GROUP", "BATCH_SIZE", "LOG_LEVEL"}, slices.Concat(otelEnv, kafkaSecEnv)...),
+	"notification": append([]string{"KAFKA_BROKERS", "DATABASE_URL", "HTTP_ADDR", "TOPIC_PREFIX", "CONSUMER_GROUP", "START_OFFSET", "PRESENCE_EXPIRY", "BATCH_SIZE", "LOG_LEVEL"}, slices.Concat(otelEnv, kafkaSecEnv)...),
+	"fanout":       append([]string{"KAFKA_BROKERS", "HTTP_ADDR", "TOPIC_PREFIX", "FANOUT_GROUP", "START_OFFSET", "LOG_LEVEL"}, slices.Concat(otelEnv, kafkaSecEnv)...),
+	"chatctl":      append([]string{"KAFKA_BROKERS", "CRUISE_CONTROL_URL", "TOPICS_FILE", "DATABASE_URL", "TOPIC_PREFIX", "LOG_LEVEL"}, kafkaSecEnv...),
 }
+
+// kafkaSecEnv is what every Kafka client program reads through pkg/kafkasec (FromEnv,
+// RegisterFlags): TLS and SASL settings.
+var kafkaSecEnv = []string{kafkasec.EnvTLS, kafkasec.EnvTLSCAFile, kafkasec.EnvTLSCertFile, kafkasec.EnvTLSKeyFile,
+	kafkasec.EnvTLSServerName, kafkasec.EnvSASLMechanism, kafkasec.EnvSASLUsername, kafkasec.EnvSASLPassword,
+	kafkasec.EnvSASLPasswordFile}
 
 // otelEnv is the tracing configuration every service reads through pkg/tracing (and the
 // OpenTelemetry SDK): the standard OTEL_* names.
@@ -376,8 +383,9 @@ var programRequired = map[string][]string{
 
 // chatctlRequired is per chatctl command (the compose service's command[0]).
 var chatctlRequired = map[string][]string{
-	"topics":  {"KAFKA_BROKERS"},
-	"migrate": {"DATABASE_URL"},
+	"topics":        {"KAFKA_BROKERS"},
+	"migrate":       {"DATABASE_URL"},
+	"kafka-secrets": {},
 }
 
 // thirdPartyEnv is what the other images read, from their documentation:
@@ -388,9 +396,16 @@ var chatctlRequired = map[string][]string{
 var thirdPartyEnv = map[string][]string{
 	"kafka-ui": {"KAFKA_CLUSTERS_0_NAME", "KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS", "DYNAMIC_CONFIG_ENABLED",
 		"KAFKA_CLUSTERS_0_SERDE_0_NAME", "KAFKA_CLUSTERS_0_SERDE_0_TOPICKEYSPATTERN", "KAFKA_CLUSTERS_0_SERDE_0_TOPICVALUESPATTERN",
-		"KAFKA_CLUSTERS_0_DEFAULTKEYSERDE", "KAFKA_CLUSTERS_0_DEFAULTVALUESERDE"},
-	"postgres":       {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"},
-	"cruise-control": {"JAVA_OPTS"},
+		"KAFKA_CLUSTERS_0_DEFAULTKEYSERDE", "KAFKA_CLUSTERS_0_DEFAULTVALUESERDE",
+		// kafka.clusters[0].properties.* are handed to Kafka's clients as they are; Spring
+		// Boot's spring.config.import adds the config tree holding the JAAS line.
+		"KAFKA_CLUSTERS_0_PROPERTIES_SECURITY_PROTOCOL", "KAFKA_CLUSTERS_0_PROPERTIES_SASL_MECHANISM",
+		"KAFKA_CLUSTERS_0_PROPERTIES_SSL_TRUSTSTORE_TYPE", "KAFKA_CLUSTERS_0_PROPERTIES_SSL_TRUSTSTORE_LOCATION",
+		"SPRING_CONFIG_IMPORT"},
+	"postgres": {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"},
+	// cruise-control/Dockerfile's entrypoint: JAVA_OPTS, and the client properties file
+	// it appends to cruisecontrol.properties.
+	"cruise-control": {"JAVA_OPTS", "CRUISE_CONTROL_CLIENT_PROPERTIES"},
 	"prometheus":     {},
 	"jaeger":         {}, // all-in-one's defaults: OTLP on 4317/4318, memory storage
 	// Grafana's GF_<SECTION>_<KEY> overrides of grafana.ini ([auth.anonymous], [users],
@@ -498,16 +513,36 @@ func TestBrokerConfigAgreesWithLocalStack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The secured local stack's settings (make dev SECURE=1) replace its PLAINTEXT
+	// listener lines; compose is always secured, so it is compared with those.
+	secure, err := composecheck.LocalStackSecureProperties(s.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range secure {
+		local[k] = v
+	}
 	// Must be present in both with the same value.
 	durability := []string{
 		"default.replication.factor", "min.insync.replicas", "auto.create.topics.enable",
 		"offsets.topic.replication.factor", "transaction.state.log.replication.factor",
 		"transaction.state.log.min.isr", "num.partitions",
+		// Security: the same authorizer, the same mechanism, the same super users.
+		"sasl.enabled.mechanisms", "sasl.mechanism.inter.broker.protocol", "ssl.keystore.type",
+		"ssl.truststore.type", "ssl.client.auth", "authorizer.class.name", "allow.everyone.if.no.acl.found",
+		"super.users",
 	}
 	// Per node by nature (ids, addresses, paths).
 	perNode := map[string]bool{
 		"node.id": true, "process.roles": true, "listeners": true, "advertised.listeners": true,
 		"controller.quorum.voters": true, "listener.security.protocol.map": true, "log.dirs": true,
+		// Listener names (compose's INTERNAL and HOST, the local stack's SASL_SSL) and file
+		// paths; TestKafkaSecurityBrokers checks what they mean.
+		"inter.broker.listener.name": true, "ssl.keystore.location": true, "ssl.truststore.location": true,
+	}
+	// Per listener: listener.name.<listener>.scram-sha-512.sasl.jaas.config.
+	listenerJAAS := func(key string) bool {
+		return strings.HasPrefix(key, "listener.name.") && strings.HasSuffix(key, ".sasl.jaas.config")
 	}
 	// Set in both on purpose with different values.
 	differ := map[string]string{
@@ -547,7 +582,7 @@ func TestBrokerConfigAgreesWithLocalStack(t *testing.T) {
 			for k, v := range props {
 				_, known := local[k]
 				switch {
-				case perNode[k], composeOnly(k), slices.Contains(durability, k):
+				case perNode[k], composeOnly(k), listenerJAAS(k), slices.Contains(durability, k):
 				case !known:
 					t.Errorf("compose sets %s=%s, which the local stack does not; add it to pkg/localstack/kafka.go or explain it here", k, v)
 				case differ[k] == "" && v != local[k]:
@@ -555,7 +590,7 @@ func TestBrokerConfigAgreesWithLocalStack(t *testing.T) {
 				}
 			}
 			for k := range local {
-				if _, ok := props[k]; !ok && localOnly[k] == "" {
+				if _, ok := props[k]; !ok && localOnly[k] == "" && !listenerJAAS(k) {
 					t.Errorf("the local stack sets %s=%s, compose does not", k, local[k])
 				}
 			}
@@ -615,6 +650,10 @@ func TestDependenciesExist(t *testing.T) {
 		{"notification", "topics-init", "service_completed_successfully"},
 		{"notification", "migrate", "service_completed_successfully"},
 		{"cruise-control", "kafka-1", "service_healthy"},
+		{"kafka-1", "kafka-secrets", "service_completed_successfully"},
+		{"kafka-2", "kafka-secrets", "service_completed_successfully"},
+		{"kafka-3", "kafka-secrets", "service_completed_successfully"},
+		{"kafka-4", "kafka-secrets", "service_completed_successfully"},
 		{"kafka-ui", "kafka-1", "service_healthy"},
 	}
 	for _, o := range order {

@@ -472,3 +472,42 @@ func DockerfileBaseImages(path string, args map[string]string, contexts map[stri
 	}
 	return out, nil
 }
+
+// LocalStackSecureProperties returns the secured local stack's listener and security
+// settings: the constant `secureProperties` in pkg/localstack/secure.go (the template that
+// replaces the PLAINTEXT listener lines in `make dev SECURE=1`), read from the Go source
+// like LocalStackProperties. Templated values keep their placeholders.
+func LocalStackSecureProperties(root string) (map[string]string, error) {
+	path := filepath.Join(root, "pkg", "localstack", "secure.go")
+	f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.SkipObjectResolution)
+	if err != nil {
+		return nil, err
+	}
+	for _, decl := range f.Decls {
+		gen, ok := decl.(*ast.GenDecl)
+		if !ok || gen.Tok != token.CONST {
+			continue
+		}
+		for _, spec := range gen.Specs {
+			vs, ok := spec.(*ast.ValueSpec)
+			if !ok {
+				continue
+			}
+			for i, name := range vs.Names {
+				if name.Name != "secureProperties" || i >= len(vs.Values) {
+					continue
+				}
+				lit, ok := vs.Values[i].(*ast.BasicLit)
+				if !ok || lit.Kind != token.STRING {
+					break
+				}
+				text, err := strconv.Unquote(lit.Value)
+				if err != nil {
+					return nil, fmt.Errorf("%s: secureProperties: %w", path, err)
+				}
+				return ParseProperties(text), nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("%s: no string constant secureProperties found", path)
+}
