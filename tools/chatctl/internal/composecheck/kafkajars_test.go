@@ -28,15 +28,16 @@ func TestBrokerConfigLoadsInKafka(t *testing.T) {
 	s := load(t)
 	lib := filepath.Join(s.Root, ".cache", "kafka-lib")
 	if _, err := os.Stat(filepath.Join(lib, "kafka_2.13-4.0.2.jar")); err != nil {
-		t.Skipf("no Kafka jars in %s (the local stack fetches them: make up)", lib)
+		// make test starts the local stack, which fetches them, before any test runs.
+		t.Fatalf("no Kafka jars in %s (the local stack fetches them: make up)", lib)
 	}
 	java, err := exec.LookPath("java")
 	if err != nil {
-		t.Skip("no java")
+		t.Fatal("no java on PATH (the local stack's brokers need it too; see the README's prerequisites)")
 	}
 	bash, err := exec.LookPath("bash")
 	if err != nil {
-		t.Skip("no bash")
+		t.Fatal("no bash on PATH (the broker entrypoint is a bash script)")
 	}
 	tmp := t.TempDir()
 	secrets := filepath.Join(tmp, "secrets")
