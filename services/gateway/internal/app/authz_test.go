@@ -282,6 +282,11 @@ func restCases() []restCase {
 			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: denied, nonMember: denied, admin: ok200, peer: denied},
 			private: privateAnswers(denied, ok200),
 			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
+		// A room's details, public like its member list.
+		{method: "GET", path: "/api/rooms/{id}",
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: ok200, admin: ok200},
+			private: privateAnswers(ok200, ok200),
+			dm:      map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
 		{method: "GET", path: "/api/rooms/{id}/messages",
 			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
 			private: privateAnswers(ok200, ok200),
