@@ -746,6 +746,9 @@
     $('composer-text').disabled = !on || muted;
     $('send-btn').disabled = !on || muted;
     $('muted-note').hidden = !muted;
+    // The thread panel belongs to the open room: a muted member may not reply there either.
+    $('thread-text').disabled = muted;
+    $('thread-send').disabled = muted;
     $('composer-text').placeholder = muted ? 'You are muted in this room'
       : on ? `Message ${label(room(S.current))} (Enter sends, Shift+Enter adds a line)` : 'Pick a room first';
   }
