@@ -225,6 +225,7 @@
     S.current = null;
     $('message-list').replaceChildren();
     $('room-list').replaceChildren();
+    updateInviteForm(); // hides the forms and the panel of the room that was open
     banner(null);
     showLogin(message);
   }

@@ -86,10 +86,10 @@
         break;
       case 'settings': {
         const s = m.settings || {};
-        if (typeof s.name === 'string') r.name = s.name;
-        if (typeof s.topic === 'string') r.topic = s.topic;
-        if (typeof s.private === 'boolean') r.private = s.private;
-        if (R.room === r.id) fillSettings(r);
+        const form = R.room === r.id; // the form shows the change; other fields keep what is typed
+        if (typeof s.name === 'string') { r.name = s.name; if (form) $('settings-name').value = s.name; }
+        if (typeof s.topic === 'string') { r.topic = s.topic; if (form) $('settings-topic').value = s.topic; }
+        if (typeof s.private === 'boolean') { r.private = s.private; if (form) $('settings-private').checked = s.private; }
         break;
       }
       default:
