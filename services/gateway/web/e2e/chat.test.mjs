@@ -202,6 +202,7 @@ test('room roles on two gateways: the members panel, mute, topic, directory, tra
   assert.equal(await row(a, pete).locator('.muted-mark').count(), 0);
   await reloadPage(b, roomID);
   await row(b, olga).waitFor({ timeout: WAIT });
+  await b.evaluate((room) => window.kchatRoles.shown(window.kchatApp.room(room)), roomID); // the details are read
   await b.locator('#composer-text:enabled').waitFor({ timeout: WAIT });
   assert.equal(await b.locator('#muted-note').isVisible(), false);
 
