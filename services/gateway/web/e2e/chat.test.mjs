@@ -104,9 +104,10 @@ async function reloadPage(page, room) {
   await page.locator('#room-title').filter({ hasText: '#' + room }).waitFor({ timeout: WAIT });
 }
 
-// Runs first, while both gateways are up (the next test stops A). Live room_change entries
-// are not asserted across pages here: what the other page shows is checked after a reload
-// (state from REST); their rendering and live application are checked on the page itself.
+// Runs first, while both gateways are up (the next test stops A). The gateways do not send
+// room_change entries yet: what the other page shows is checked after a reload (state from
+// REST); the entries' rendering and live application are checked with frames the test
+// adds to one page's WebSocket.
 test('room roles on two gateways: the members panel, mute, topic, directory, transfer', { timeout: 180_000 }, async () => {
   assert.ok(GW_A && GW_B, 'GW_A and GW_B must be set (run through go test)');
   browser ??= await chromium.launch({ executablePath, headless: true, args });
@@ -159,26 +160,36 @@ test('room roles on two gateways: the members panel, mute, topic, directory, tra
   assert.deepEqual(line, { cls: 'system', text: '<img src=x onerror="window.__xss=3"> set the topic to <script>window.__xss=4</script>', elements: 0 });
   assert.equal(await a.evaluate(() => window.__xss), undefined, 'a room_change line ran markup');
 
-  // Applied live to the page's state (on pete's page, as the entries will arrive): his
-  // mute disables the composer, the unmute enables it, settings change the header.
-  const applyLive = (change) => b.evaluate(([room, change]) => {
-    const app = window.kchatApp;
-    const me = app.user();
-    window.kchatRoles.apply(app.room(room), { kind: 'room_change', room, sender: 'u-x', sender_name: 'x', target: me.id, target_name: me.username, ...change });
-  }, [roomID, change]);
+  // Live entries, as the gateway will deliver them: pete's WebSocket is routed through the
+  // test, which adds room_change message frames to what the gateway sends. His mute
+  // disables the composer, the unmute enables it, settings change the header and the list;
+  // each is a system line of the timeline. (Not stored: a reload forgets them.)
+  let toPete = null;
+  await b.routeWebSocket(/\/ws$/, (ws) => { ws.connectToServer(); toPete = ws; });
+  await reloadPage(b, roomID);
   await b.evaluate((room) => window.kchatRoles.shown(window.kchatApp.room(room)), roomID); // settled
-  await applyLive({ change: 'muted' });
+  const peteID = await b.evaluate(() => window.kchatApp.user().id);
+  let fakeSeq = 1_000_000;
+  const deliver = (change) => toPete.send(JSON.stringify({ type: 'message', room: roomID, seq: ++fakeSeq, kind: 'room_change',
+    message_id: 'fake-' + fakeSeq, sender: 'u-olga', sender_name: olga, target: peteID, target_name: pete, sent_at: new Date().toISOString(), ...change }));
+  const systemLine = (text) => b.locator('#message-list li.system[data-kind="room_change"]', { hasText: text }).waitFor({ timeout: WAIT });
+  deliver({ change: 'muted' });
+  await systemLine(`${olga} muted you`);
   await b.locator('#composer-text:disabled').waitFor({ timeout: WAIT });
   await b.locator('#muted-note', { hasText: 'You are muted in this room' }).waitFor({ timeout: WAIT });
-  await applyLive({ change: 'unmuted' });
+  deliver({ change: 'unmuted' });
+  await systemLine(`${olga} unmuted you`);
   await b.locator('#composer-text:enabled').waitFor({ timeout: WAIT });
   await b.locator('#muted-note').waitFor({ state: 'hidden', timeout: WAIT });
-  await applyLive({ change: 'settings', target: undefined, target_name: undefined, settings: { topic: 'live topic', private: true } });
-  await b.locator('#room-topic', { hasText: 'live topic' }).waitFor({ timeout: WAIT });
+  deliver({ change: 'settings', target: undefined, target_name: undefined, settings: { topic: 'live <i>topic</i>', private: true } });
+  await systemLine(`${olga} set the topic to live <i>topic</i> and made the room private`);
+  await b.locator('#room-topic', { hasText: 'live <i>topic</i>' }).waitFor({ timeout: WAIT });
   await b.locator('#room-title', { hasText: '🔒' }).waitFor({ timeout: WAIT });
   await b.locator('#room-list button', { hasText: '#' + roomID + ' 🔒' }).waitFor({ timeout: WAIT });
+  assert.equal(await b.locator('#message-list i, #room-topic i').count(), 0, 'live settings became markup');
   await reloadPage(b, roomID); // back to the server's state
   await b.locator('#room-topic').waitFor({ state: 'hidden', timeout: WAIT });
+  assert.equal(await b.locator('#message-list li[data-kind="room_change"]').count(), 0);
 
   // The owner's members panel; a member has none.
   const row = (p, u) => p.locator('#member-list li', { hasText: u });
