@@ -167,6 +167,21 @@ func TestValidateAndSchemaAgree(t *testing.T) {
 		{"submitted empty room", TypeMessageSubmitted, func(m map[string]any) { m["room_id"] = "" }, "data.room_id"},
 		{"submitted bad time", TypeMessageSubmitted, func(m map[string]any) { m["submitted_at"] = "noon" }, "data.submitted_at"},
 		{"membership bad change", TypeMembershipChanged, func(m map[string]any) { m["change"] = "promoted" }, "data.change"},
+		{"membership role", TypeMembershipChanged, func(m map[string]any) { m["change"] = "role"; m["role"] = "admin" }, ""},
+		{"membership role without role", TypeMembershipChanged, func(m map[string]any) { m["change"] = "role" }, "data.role"},
+		{"membership owner without role", TypeMembershipChanged, func(m map[string]any) { m["change"] = "owner" }, "data.role"},
+		{"membership bad role", TypeMembershipChanged, func(m map[string]any) { m["change"] = "role"; m["role"] = "king" }, "data.role"},
+		{"membership muted", TypeMembershipChanged, func(m map[string]any) { m["change"] = "muted" }, ""},
+		{"membership settings", TypeMembershipChanged, func(m map[string]any) { m["change"] = "settings"; m["settings"] = map[string]any{"topic": ""} }, ""},
+		{"membership settings without settings", TypeMembershipChanged, func(m map[string]any) { m["change"] = "settings" }, "data.settings"},
+		{"membership settings empty", TypeMembershipChanged, func(m map[string]any) { m["change"] = "settings"; m["settings"] = map[string]any{} }, "data.settings"},
+		{"membership settings empty name", TypeMembershipChanged, func(m map[string]any) { m["change"] = "settings"; m["settings"] = map[string]any{"name": ""} }, "data.settings"},
+		{"stored room change", TypeMessageStored, roomChange(map[string]any{"change": "role", "target": "u-bob", "target_name": "bob", "role": "admin"}), ""},
+		{"stored room change settings", TypeMessageStored, roomChange(map[string]any{"change": "settings", "settings": map[string]any{"private": false}}), ""},
+		{"stored room change without change", TypeMessageStored, roomChange(map[string]any{}), "data.change"},
+		{"stored room change bad change", TypeMessageStored, roomChange(map[string]any{"change": "joined"}), "data.change"},
+		{"stored room change role without role", TypeMessageStored, roomChange(map[string]any{"change": "owner", "target": "u-bob"}), "data.role"},
+		{"stored room change settings without settings", TypeMessageStored, roomChange(map[string]any{"change": "settings"}), "data.settings"},
 		{"stored seq zero", TypeMessageStored, func(m map[string]any) { m["seq"] = 0 }, "data.seq"},
 		{"stored seq fraction", TypeMessageStored, func(m map[string]any) { m["seq"] = 1.5 }, "data.seq"},
 		{"stored dm without members", TypeMessageStored, func(m map[string]any) { delete(m, "members") }, "data.members"},
@@ -211,6 +226,18 @@ func TestSchemasAreDraft2020(t *testing.T) {
 	for name, doc := range s.docs {
 		if doc["$schema"] != "https://json-schema.org/draft/2020-12/schema" {
 			t.Errorf("%s: $schema = %v", name, doc["$schema"])
+		}
+	}
+}
+
+// roomChange turns a stored sample into a room_change entry with fields.
+func roomChange(fields map[string]any) func(map[string]any) {
+	return func(m map[string]any) {
+		m["kind"] = "room_change"
+		delete(m, "text")
+		delete(m, "target_seq")
+		for k, v := range fields {
+			m[k] = v
 		}
 	}
 }

@@ -30,6 +30,10 @@ const (
 	// KindReaction toggles an emoji on a message: like an edit it is a timeline entry of
 	// its own naming its target, so it is ordered with the messages it refers to.
 	KindReaction = "reaction"
+	// KindRoomChange records who changed a member's role or mute, the room's ownership or
+	// its settings (MessageStored.Change): a timeline entry like a join, so every client
+	// sees room state change in the same order as the messages around it.
+	KindRoomChange = "room_change"
 
 	ChangeJoined = "joined"
 	ChangeLeft   = "left"
@@ -37,9 +41,24 @@ const (
 	// them out until lifted. Persistence stores both as leave entries.
 	ChangeKicked = "kicked"
 	ChangeBanned = "banned"
+	// ChangeRole, ChangeMuted, ChangeUnmuted, ChangeOwner and ChangeSettings are made by
+	// By to User's standing in the room (a role set to Role; a mute; a mute lifted;
+	// ownership handed to User, By becoming an admin) or to the room itself (Settings;
+	// User is then By). Persistence stores them as room_change entries with the same
+	// change value.
+	ChangeRole     = "role"
+	ChangeMuted    = "muted"
+	ChangeUnmuted  = "unmuted"
+	ChangeOwner    = "owner"
+	ChangeSettings = "settings"
 
 	RoomKindRoom = "room"
 	RoomKindDM   = "dm"
+
+	// Room roles, owner > admin > member (MembershipChanged.Role).
+	RoleOwner  = "owner"
+	RoleAdmin  = "admin"
+	RoleMember = "member"
 
 	TypingStarted = "started"
 	TypingStopped = "stopped"
@@ -114,18 +133,44 @@ func (m MessageSubmitted) Validate() error {
 	)
 }
 
-// MembershipChanged is a user joining or leaving a room, as accepted by a
-// gateway; persistence turns it into a join or leave timeline entry.
+// MembershipChanged is a user joining or leaving a room, or a change of a member's role
+// or mute, of the room's owner or of its settings, as accepted by a gateway; persistence
+// turns it into a join, leave or room_change timeline entry.
 type MembershipChanged struct {
 	RoomID   string `json:"room_id"`
 	User     string `json:"user"`
 	UserName string `json:"user_name"`
-	Change   string `json:"change"` // ChangeJoined, ChangeLeft, ChangeKicked or ChangeBanned
-	By       string `json:"by"`     // who made the change; equals User for self-service
-	// ByName is By's username when By is not User (an admin's add, kick or ban).
+	// Change is ChangeJoined, ChangeLeft, ChangeKicked, ChangeBanned, ChangeRole,
+	// ChangeMuted, ChangeUnmuted, ChangeOwner or ChangeSettings.
+	Change string `json:"change"`
+	By     string `json:"by"` // who made the change; equals User for self-service
+	// ByName is By's username when By is not User (an admin's add, kick or ban, a role
+	// change...).
 	ByName    string    `json:"by_name,omitempty"`
 	ChangedAt time.Time `json:"changed_at"`
+	// Role is User's new role: set for ChangeRole and ChangeOwner (then "owner").
+	Role string `json:"role,omitempty"`
+	// Settings are the room settings that changed, for ChangeSettings only.
+	Settings *RoomSettingsChange `json:"settings,omitempty"`
 }
+
+// RoomSettingsChange holds the room settings a change set; the others are nil.
+type RoomSettingsChange struct {
+	Name    *string `json:"name,omitempty"`
+	Topic   *string `json:"topic,omitempty"`
+	Private *bool   `json:"private,omitempty"`
+}
+
+// Empty reports whether the change sets nothing.
+func (c *RoomSettingsChange) Empty() bool {
+	return c == nil || (c.Name == nil && c.Topic == nil && c.Private == nil)
+}
+
+// roomChanges are the MembershipChanged changes that are room_change entries.
+var roomChanges = []string{ChangeRole, ChangeMuted, ChangeUnmuted, ChangeOwner, ChangeSettings}
+
+// IsRoomChange reports whether a membership change is stored as a room_change entry.
+func IsRoomChange(change string) bool { return slices.Contains(roomChanges, change) }
 
 func (MembershipChanged) EventType() string      { return TypeMembershipChanged }
 func (m MembershipChanged) EventSubject() string { return m.RoomID }
@@ -135,9 +180,12 @@ func (m MembershipChanged) Validate() error {
 		required("room_id", m.RoomID),
 		required("user", m.User),
 		required("user_name", m.UserName),
-		oneOf("change", m.Change, ChangeJoined, ChangeLeft, ChangeKicked, ChangeBanned),
+		oneOf("change", m.Change, ChangeJoined, ChangeLeft, ChangeKicked, ChangeBanned,
+			ChangeRole, ChangeMuted, ChangeUnmuted, ChangeOwner, ChangeSettings),
 		required("by", m.By),
 		requiredTime("changed_at", m.ChangedAt),
+		roleFor(m.Change, m.Role),
+		settingsFor(m.Change, m.Settings),
 	)
 }
 
@@ -146,7 +194,7 @@ func (m MembershipChanged) Validate() error {
 type MessageStored struct {
 	RoomID      string    `json:"room_id"`
 	Seq         int64     `json:"seq"`
-	Kind        string    `json:"kind"`       // KindMessage, KindJoin, KindLeave, KindEdit, KindDelete or KindReaction
+	Kind        string    `json:"kind"`       // KindMessage, KindJoin, KindLeave, KindEdit, KindDelete, KindReaction or KindRoomChange
 	MessageID   string    `json:"message_id"` // id of the submitted event, for end-to-end tracing
 	Sender      string    `json:"sender"`
 	SenderName  string    `json:"sender_name"`
@@ -168,6 +216,15 @@ type MessageStored struct {
 	// notification rules tell of it, without a lookup that a rebuild from the log could
 	// not repeat.
 	ThreadParticipants []string `json:"thread_participants,omitempty"`
+	// Change, set on room_change entries (whose Sender made the change), is ChangeRole,
+	// ChangeMuted, ChangeUnmuted, ChangeOwner or ChangeSettings. Target and TargetName
+	// name the member it concerns (not for settings), Role is their new role (role,
+	// owner) and Settings what changed (settings).
+	Change     string              `json:"change,omitempty"`
+	Target     string              `json:"target,omitempty"`
+	TargetName string              `json:"target_name,omitempty"`
+	Role       string              `json:"role,omitempty"`
+	Settings   *RoomSettingsChange `json:"settings,omitempty"`
 }
 
 func (MessageStored) EventType() string      { return TypeMessageStored }
@@ -177,7 +234,7 @@ func (m MessageStored) Validate() error {
 	return firstErr(
 		required("room_id", m.RoomID),
 		atLeast("seq", m.Seq, 1),
-		oneOf("kind", m.Kind, KindMessage, KindJoin, KindLeave, KindEdit, KindDelete, KindReaction),
+		oneOf("kind", m.Kind, KindMessage, KindJoin, KindLeave, KindEdit, KindDelete, KindReaction, KindRoomChange),
 		required("message_id", m.MessageID),
 		required("sender", m.Sender),
 		required("sender_name", m.SenderName),
@@ -185,6 +242,7 @@ func (m MessageStored) Validate() error {
 		targetFor(m.Kind, m.TargetSeq),
 		emojiFor(m.Kind, m.Emoji),
 		threadRootFor(m.Kind, m.ThreadRoot),
+		roomChangeFor(m.Kind, m.Change, m.Role, m.Settings),
 		oneOf("room_kind", m.RoomKind, RoomKindRoom, RoomKindDM),
 		membersFor(m.RoomKind, m.Members),
 		requiredTime("sent_at", m.SentAt),
@@ -379,6 +437,38 @@ func targetFor(kind string, target int64) error {
 func emojiFor(kind, emoji string) error {
 	if kind == KindReaction && emoji == "" {
 		return fieldErr("emoji", "is required for kind "+kind)
+	}
+	return nil
+}
+
+// roomChangeFor checks a room_change entry's change, role and settings.
+func roomChangeFor(kind, change, role string, settings *RoomSettingsChange) error {
+	if kind != KindRoomChange {
+		return nil
+	}
+	return firstErr(oneOf("change", change, roomChanges...), roleFor(change, role), settingsFor(change, settings))
+}
+
+// roleFor requires the new role of a role change or an ownership transfer, and a role
+// that exists.
+func roleFor(change, role string) error {
+	switch {
+	case role != "" && role != RoleOwner && role != RoleAdmin && role != RoleMember:
+		return fieldErr("role", "must be one of owner, admin, member")
+	case (change == ChangeRole || change == ChangeOwner) && role == "":
+		return fieldErr("role", "is required for change "+change)
+	}
+	return nil
+}
+
+// settingsFor requires a settings change to set at least one setting, and a name to be
+// non-empty.
+func settingsFor(change string, s *RoomSettingsChange) error {
+	switch {
+	case s != nil && s.Name != nil && *s.Name == "":
+		return fieldErr("settings", "must not set an empty name")
+	case change == ChangeSettings && s.Empty():
+		return fieldErr("settings", "is required for change settings and must set name, topic or private")
 	}
 	return nil
 }

@@ -90,6 +90,10 @@ func describeType(t reflect.Type) string {
 		return "a boolean"
 	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Uint64:
 		return "an integer"
+	case t.Kind() == reflect.Pointer:
+		return describeType(t.Elem())
+	case t.Kind() == reflect.Struct:
+		return "an object"
 	case t.Kind() == reflect.Slice:
 		return "an array of " + strings.TrimPrefix(strings.TrimPrefix(describeType(t.Elem()), "a "), "an ") + "s"
 	default:

@@ -188,6 +188,8 @@ func jsonKind(goKind string) string {
 		return "an object"
 	case "ptr":
 		return "an integer"
+	case "bool":
+		return "a boolean"
 	default:
 		return "a " + goKind
 	}
@@ -249,6 +251,16 @@ func newFrame(typ string) (Frame, bool) {
 		return &Thread{}, true
 	case TypeThreadRead:
 		return &ThreadRead{}, true
+	case TypeSetRole:
+		return &SetRole{}, true
+	case TypeMute, TypeUnmute:
+		return &MuteMember{}, true
+	case TypeTransfer:
+		return &Transfer{}, true
+	case TypeUpdateRoom:
+		return &UpdateRoom{}, true
+	case TypeDirectory:
+		return &Directory{}, true
 	}
 	return nil, false
 }
@@ -312,6 +324,9 @@ func validate(f Frame, lim Limits) *Error {
 	case *Join:
 		return room(f.Room)
 	case *Leave:
+		if f.Successor != "" && !ValidUsername(f.Successor) {
+			return NewError(CodeBadRequest, "successor is not a valid username")
+		}
 		return room(f.Room)
 	case *Read:
 		return ValidateRead(f.Room, f.Seq)
@@ -336,6 +351,16 @@ func validate(f Frame, lim Limits) *Error {
 		return ValidateThreadPage(f.Room, f.Root, f.AfterSeq, f.Limit, lim)
 	case *ThreadRead:
 		return ValidateThreadRead(f.Room, f.Root, f.Seq)
+	case *SetRole:
+		return validateSetRole(f)
+	case *MuteMember:
+		return validateMemberTarget(f.Room, f.User)
+	case *Transfer:
+		return validateMemberTarget(f.Room, f.User)
+	case *UpdateRoom:
+		// The settings' values (at least one given, an empty name, lengths) are the
+		// gateway's check, shared with REST; absent fields stay as they are.
+		return room(f.Room)
 	}
 	return nil
 }

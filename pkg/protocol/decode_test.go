@@ -27,6 +27,7 @@ func TestDecode_errors(t *testing.T) {
 		{"type not string", `{"type":5}`, protocol.CodeBadRequest, ""},
 		{"unknown type", `{"type":"dance","ref":"r1"}`, protocol.CodeUnknownType, "r1"},
 		{"send no room", `{"type":"send","ref":"r2","client_msg_id":"c","text":"hi"}`, protocol.CodeBadRequest, "r2"},
+		{"leave bad successor", `{"type":"leave","room":"a","successor":"no one"}`, protocol.CodeBadRequest, ""},
 		{"send bad room", `{"type":"send","room":"a b","client_msg_id":"c","text":"hi"}`, protocol.CodeBadRequest, ""},
 		{"send no client id", `{"type":"send","room":"a","text":"hi"}`, protocol.CodeBadRequest, ""},
 		{"send long client id", `{"type":"send","room":"a","client_msg_id":"` + long + `","text":"hi"}`, protocol.CodeBadRequest, ""},
@@ -63,6 +64,22 @@ func TestDecode_errors(t *testing.T) {
 		{"hello rooms not object", `{"type":"hello","rooms":[1]}`, protocol.CodeBadRequest, ""},
 		{"hello bad room", `{"type":"hello","rooms":{"a b":1}}`, protocol.CodeBadRequest, ""},
 		{"join no room", `{"type":"join"}`, protocol.CodeBadRequest, ""},
+		{"set_role no room", `{"type":"set_role","ref":"s1","user":"bob","role":"admin"}`, protocol.CodeBadRequest, "s1"},
+		{"set_role no user", `{"type":"set_role","room":"a1","role":"admin"}`, protocol.CodeBadRequest, ""},
+		{"set_role bad user", `{"type":"set_role","room":"a1","user":"b o b","role":"admin"}`, protocol.CodeBadRequest, ""},
+		{"set_role no role", `{"type":"set_role","room":"a1","user":"bob"}`, protocol.CodeBadRequest, ""},
+		{"set_role role not string", `{"type":"set_role","room":"a1","user":"bob","role":2}`, protocol.CodeBadRequest, ""},
+		{"mute no user", `{"type":"mute","ref":"m1","room":"a1"}`, protocol.CodeBadRequest, "m1"},
+		{"mute user id not name", `{"type":"mute","room":"a1","user":"0193a:x"}`, protocol.CodeBadRequest, ""},
+		{"unmute bad room", `{"type":"unmute","room":"a b","user":"bob"}`, protocol.CodeBadRequest, ""},
+		{"transfer no user", `{"type":"transfer","room":"a1"}`, protocol.CodeBadRequest, ""},
+		{"transfer user not string", `{"type":"transfer","room":"a1","user":["bob"]}`, protocol.CodeBadRequest, ""},
+		{"update_room no room", `{"type":"update_room","topic":"t"}`, protocol.CodeBadRequest, ""},
+		{"update_room private not bool", `{"type":"update_room","room":"a1","private":"yes"}`, protocol.CodeBadRequest, ""},
+		{"update_room name not string", `{"type":"update_room","room":"a1","name":5}`, protocol.CodeBadRequest, ""},
+		{"update_room invalid UTF-8 topic", "{\"type\":\"update_room\",\"room\":\"a1\",\"topic\":\"\xff\"}", protocol.CodeBadRequest, ""},
+		{"directory limit not int", `{"type":"directory","limit":"5"}`, protocol.CodeBadRequest, ""},
+		{"directory q not string", `{"type":"directory","q":1}`, protocol.CodeBadRequest, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -106,6 +123,10 @@ func TestDecode_valid(t *testing.T) {
 			s, ok := f.(*protocol.Send)
 			return ok && s.Room == "general" && s.Text == "héllo <b>" && s.Ref == "1"
 		}},
+		{`{"type":"leave","room":"general","successor":"bob"}`, func(f protocol.Frame) bool {
+			l, ok := f.(*protocol.Leave)
+			return ok && l.Room == "general" && l.Successor == "bob"
+		}},
 		{`{"type":"react","room":"general","client_msg_id":"r1","target_seq":4,"emoji":"🎉","on":false}`, func(f protocol.Frame) bool {
 			r, ok := f.(*protocol.React)
 			return ok && r.TargetSeq == 4 && r.Emoji == "🎉" && r.On != nil && !*r.On
@@ -141,6 +162,46 @@ func TestDecode_valid(t *testing.T) {
 		{`  {"type":"ping"}`, func(f protocol.Frame) bool { _, ok := f.(*protocol.Ping); return ok }},
 		{`{"type":"dm","to":"bob_1","client_msg_id":"x","text":"hi"}`, func(f protocol.Frame) bool { _, ok := f.(*protocol.DM); return ok }},
 		{`{"type":"quit"}`, func(f protocol.Frame) bool { _, ok := f.(*protocol.Quit); return ok }},
+		{`{"type":"set_role","room":"general","user":"bob","role":"admin"}`, func(f protocol.Frame) bool {
+			r, ok := f.(*protocol.SetRole)
+			return ok && r.Room == "general" && r.User == "bob" && r.Role == "admin"
+		}},
+		// The role's value is the gateway's check (REST's rules): owner decodes.
+		{`{"type":"set_role","room":"general","user":"bob","role":"owner"}`, func(f protocol.Frame) bool {
+			r, ok := f.(*protocol.SetRole)
+			return ok && r.Role == "owner"
+		}},
+		{`{"type":"mute","room":"general","user":"mia"}`, func(f protocol.Frame) bool {
+			m, ok := f.(*protocol.MuteMember)
+			return ok && m.Type == protocol.TypeMute && m.User == "mia"
+		}},
+		{`{"type":"unmute","room":"general","user":"mia"}`, func(f protocol.Frame) bool {
+			m, ok := f.(*protocol.MuteMember)
+			return ok && m.Type == protocol.TypeUnmute && m.User == "mia"
+		}},
+		{`{"type":"transfer","room":"general","user":"adam"}`, func(f protocol.Frame) bool {
+			tr, ok := f.(*protocol.Transfer)
+			return ok && tr.User == "adam"
+		}},
+		// Absent and null settings stay unchanged; the values are the gateway's check, so an
+		// empty frame and an overlong topic decode and are refused there, with REST's words.
+		{`{"type":"update_room","room":"general","topic":"","name":null}`, func(f protocol.Frame) bool {
+			u, ok := f.(*protocol.UpdateRoom)
+			return ok && u.Topic != nil && *u.Topic == "" && u.Name == nil && u.Private == nil
+		}},
+		{`{"type":"update_room","room":"general","private":false}`, func(f protocol.Frame) bool {
+			u, ok := f.(*protocol.UpdateRoom)
+			return ok && u.Private != nil && !*u.Private && u.Topic == nil
+		}},
+		{`{"type":"update_room","room":"general"}`, func(f protocol.Frame) bool { _, ok := f.(*protocol.UpdateRoom); return ok }},
+		{`{"type":"directory"}`, func(f protocol.Frame) bool {
+			d, ok := f.(*protocol.Directory)
+			return ok && d.Q == "" && d.Limit == 0 && d.Cursor == ""
+		}},
+		{`{"type":"directory","q":"go","limit":2,"cursor":"Z28"}`, func(f protocol.Frame) bool {
+			d, ok := f.(*protocol.Directory)
+			return ok && d.Q == "go" && d.Limit == 2 && d.Cursor == "Z28"
+		}},
 	}
 	for _, tc := range tests {
 		f, e := protocol.Decode([]byte(tc.frame), protocol.Limits{})

@@ -200,10 +200,12 @@ type Join struct {
 	Room string `json:"room"`
 }
 
-// Leave ends the user's membership of a room.
+// Leave ends the user's membership of a room. The room's owner must name a Successor
+// (a username of a current member), who becomes the owner before the owner leaves.
 type Leave struct {
 	Base
-	Room string `json:"room"`
+	Room      string `json:"room"`
+	Successor string `json:"successor,omitempty"`
 }
 
 // Read marks Room read up to Seq (inclusive). Markers only move forward; a seq past the
@@ -297,7 +299,23 @@ const (
 	KindLeave   = event.KindLeave
 	// KindReaction entries carry Emoji and On and name the message in TargetSeq.
 	KindReaction = event.KindReaction
+	// KindRoomChange entries record a change made by their sender: Change says which,
+	// Target/TargetName whom it concerns, Role and Settings what was set.
+	KindRoomChange = event.KindRoomChange
 )
+
+// Changes a room_change entry records (Message.Change).
+const (
+	ChangeRole     = event.ChangeRole     // Target's role set to Role
+	ChangeMuted    = event.ChangeMuted    // Target muted
+	ChangeUnmuted  = event.ChangeUnmuted  // Target unmuted
+	ChangeOwner    = event.ChangeOwner    // Target made the owner; the sender, the previous owner, became an admin
+	ChangeSettings = event.ChangeSettings // the room's Settings changed
+)
+
+// RoomSettingsChange holds the settings a room_change entry of change settings set;
+// settings left alone are nil.
+type RoomSettingsChange = event.RoomSettingsChange
 
 // Ack statuses.
 const (
@@ -370,6 +388,14 @@ type Message struct {
 	// Thread summarises the replies to a root, in history and thread pages only (live
 	// replies carry thread_root; clients count them).
 	Thread *ThreadSummary `json:"thread,omitempty"`
+	// Change, Target, TargetName, Role and Settings are set on room_change entries: see
+	// KindRoomChange and the Change constants. Target and TargetName are absent for
+	// settings; Role is set for role and owner; Settings for settings.
+	Change     string              `json:"change,omitempty"`
+	Target     string              `json:"target,omitempty"`
+	TargetName string              `json:"target_name,omitempty"`
+	Role       string              `json:"role,omitempty"`
+	Settings   *RoomSettingsChange `json:"settings,omitempty"`
 }
 
 // ThreadSummary is a thread's state for the asking user.

@@ -15,6 +15,9 @@ import (
 //	read *ReadMarker            notification *Notification notifications *NotificationList
 //	notifications_read *NotificationsRead                  reconnect *Reconnect
 //	notification_prefs *NotificationPrefs                  room_notification_prefs *RoomNotificationPrefs
+//	thread *ThreadPage          thread_read *ThreadReadMarker
+//	role_set *RoleSet           muted, unmuted *MuteResult transferred *Transferred
+//	room_updated *RoomUpdated   directory *DirectoryPage
 //
 // A frame whose type this package does not know (a newer gateway) decodes to *Base with
 // its type and ref, and no error, so that a client can ignore it. An error means the bytes
@@ -89,6 +92,16 @@ func newServerFrame(typ string) Frame {
 		return &ThreadPage{}
 	case TypeThreadRead:
 		return &ThreadReadMarker{}
+	case TypeRoleSet:
+		return &RoleSet{}
+	case TypeMuted, TypeUnmuted:
+		return &MuteResult{}
+	case TypeTransferred:
+		return &Transferred{}
+	case TypeRoomUpdated:
+		return &RoomUpdated{}
+	case TypeDirectory:
+		return &DirectoryPage{}
 	}
 	return nil
 }

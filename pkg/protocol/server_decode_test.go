@@ -30,6 +30,19 @@ func TestDecodeServer(t *testing.T) {
 	if m, ok := f.(*protocol.Membership); err != nil || !ok || m.Type != protocol.TypeLeft || m.RefID() != "r1" {
 		t.Fatalf("left: %#v %v", f, err)
 	}
+	// Replies of the role frames: muted and unmuted share one struct, told apart by type.
+	f, err = protocol.DecodeServer([]byte(`{"type":"unmuted","ref":"u","room":"general","user":"mia","muted":false,"changed":true}`))
+	if m, ok := f.(*protocol.MuteResult); err != nil || !ok || m.Type != protocol.TypeUnmuted || m.Muted || !m.Changed || m.User != "mia" {
+		t.Fatalf("unmuted: %#v %v", f, err)
+	}
+	f, err = protocol.DecodeServer([]byte(`{"type":"directory","rooms":[{"id":"go-nuts","name":"Go","topic":"t","members":3}],"cursor":"Z28"}`))
+	if d, ok := f.(*protocol.DirectoryPage); err != nil || !ok || len(d.Rooms) != 1 || d.Rooms[0].Members != 3 || d.Cursor != "Z28" {
+		t.Fatalf("directory: %#v %v", f, err)
+	}
+	f, err = protocol.DecodeServer([]byte(`{"type":"room_updated","room":"general","name":"G","topic":"","private":true}`))
+	if r, ok := f.(*protocol.RoomUpdated); err != nil || !ok || !r.Private || r.Name != "G" {
+		t.Fatalf("room_updated: %#v %v", f, err)
+	}
 	// A frame type of a newer gateway: its header, no error, so a client can skip it.
 	f, err = protocol.DecodeServer([]byte(`{"type":"from_the_future","ref":"x","n":1}`))
 	if b, ok := f.(*protocol.Base); err != nil || !ok || b.Type != "from_the_future" || b.Ref != "x" {

@@ -271,7 +271,7 @@ func (a *App) execute(ctx context.Context, cmd command.Command) bool {
 		return a.invitation(ctx, cmd)
 	case command.Kick, command.Ban, command.Unban:
 		return a.moderate(ctx, cmd)
-	case command.Role, command.Transfer, command.Topic, command.Rename:
+	case command.Role, command.Transfer, command.Topic, command.Rename, command.MuteUser, command.UnmuteUser:
 		return a.roomAdmin(ctx, cmd)
 	case command.Directory:
 		return a.directory(ctx, cmd.Text)

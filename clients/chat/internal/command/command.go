@@ -15,35 +15,37 @@ type Kind int
 
 // The commands. Empty is a blank line, which does nothing.
 const (
-	Empty     Kind = iota
-	Say            // plain text to the current room
-	Join           // /join room
-	Leave          // /leave [room]
-	Rooms          // /rooms
-	Users          // /users
-	History        // /history [N]
-	Msg            // /msg user text
-	Token          // /token
-	Stats          // /stats
-	Quit           // /quit
-	Help           // /help
-	Search         // /search TEXT
-	Notify         // /notify all|mentions|none|default [ROOM]
-	Mute           // /mute MINUTES [ROOM]
-	Invite         // /invite USER (to the current room)
-	Invites        // /invites
-	Accept         // /accept ROOM
-	Decline        // /decline ROOM
-	Kick           // /kick USER (from the current room)
-	Ban            // /ban USER (from the current room)
-	Unban          // /unban USER (of the current room)
-	Reply          // /reply SEQ TEXT (in the current room)
-	Thread         // /thread SEQ (of the current room)
-	Role           // /role USER admin|member (in the current room)
-	Transfer       // /transfer USER (the current room's ownership)
-	Topic          // /topic TEXT (of the current room)
-	Rename         // /rename NAME (the current room)
-	Directory      // /directory [Q]
+	Empty      Kind = iota
+	Say             // plain text to the current room
+	Join            // /join room
+	Leave           // /leave [room]
+	Rooms           // /rooms
+	Users           // /users
+	History         // /history [N]
+	Msg             // /msg user text
+	Token           // /token
+	Stats           // /stats
+	Quit            // /quit
+	Help            // /help
+	Search          // /search TEXT
+	Notify          // /notify all|mentions|none|default [ROOM]
+	Mute            // /mute MINUTES [ROOM]
+	Invite          // /invite USER (to the current room)
+	Invites         // /invites
+	Accept          // /accept ROOM
+	Decline         // /decline ROOM
+	Kick            // /kick USER (from the current room)
+	Ban             // /ban USER (from the current room)
+	Unban           // /unban USER (of the current room)
+	Reply           // /reply SEQ TEXT (in the current room)
+	Thread          // /thread SEQ (of the current room)
+	Role            // /role USER admin|member (in the current room)
+	Transfer        // /transfer USER (the current room's ownership)
+	Topic           // /topic TEXT (of the current room)
+	Rename          // /rename NAME (the current room)
+	Directory       // /directory [Q]
+	MuteUser        // /mute USER (in the current room)
+	UnmuteUser      // /unmute USER (in the current room)
 )
 
 // MaxMuteMinutes is the longest /mute (366 days, the gateway's limit; longer is /notify none).
@@ -59,7 +61,7 @@ const (
 type Command struct {
 	Kind Kind
 	Room string // Join, Leave (empty: the current room), Accept, Decline
-	User string // Msg, Invite, Kick, Ban, Unban
+	User string // Msg, Invite, Kick, Ban, Unban, Role, Transfer, MuteUser, UnmuteUser
 	Text string // Say, Msg, Search; Notify: the level ("default": the user's default, rooms only)
 	N    int    // History; Mute: minutes (0 unmutes)
 	Seq  int64  // Reply, Thread: the thread's root
@@ -86,6 +88,8 @@ const Usage = `/join ROOM        join (or create) a room and make it current
 /ban USER         remove USER from the current room and keep them out (its admins only)
 /unban USER       lift USER's ban from the current room
 /role USER ROLE   make USER an admin or a member of the current room (its owner only)
+/mute USER        USER reads the current room but may not post (its owner and admins only)
+/unmute USER      let USER post in the current room again
 /transfer USER    make USER the owner of the current room (you become an admin)
 /topic TEXT       set the current room's topic (its owner and admins only)
 /rename NAME      rename the current room (its owner and admins only)
@@ -100,6 +104,7 @@ const Usage = `/join ROOM        join (or create) a room and make it current
 /search TEXT      find messages in your rooms: words, "a phrase", or, -word (matches in «»)
 /notify LEVEL [ROOM]  notifications: all, mentions (and DMs) or none; with ROOM (or "default") for that room only
 /mute MINUTES [ROOM]  no notifications from the current room (or ROOM) for MINUTES; 0 unmutes
+                  (a number is MINUTES: /mute @NAME mutes a user whose name is a number)
 /token            a fresh reconnect token (start another client with -reconnect-token)
 /stats            this connection's and the gateway's counters
 /quit             leave after unacknowledged messages are sent
@@ -243,7 +248,19 @@ func Parse(line string) (Command, error) {
 		return c, nil
 	case "mute":
 		if len(args) < 1 || len(args) > 2 {
-			return Command{}, usage("/mute MINUTES [ROOM]")
+			return Command{}, usage("/mute USER, or /mute MINUTES [ROOM]")
+		}
+		// A lone word that is no number, or @NAME, is a member of the current room to
+		// mute; numbers stay notification mutes, which had /mute first.
+		user, named := strings.CutPrefix(args[0], "@")
+		if _, err := strconv.Atoi(args[0]); err != nil && len(args) == 1 {
+			named = true
+		}
+		if named {
+			if len(args) != 1 {
+				return Command{}, usage("/mute USER")
+			}
+			return Command{Kind: MuteUser, User: user}, nil
 		}
 		n, err := strconv.Atoi(args[0])
 		if err != nil || n < 0 || n > MaxMuteMinutes {
@@ -254,6 +271,11 @@ func Parse(line string) (Command, error) {
 			c.Room = roomArg(args[1])
 		}
 		return c, nil
+	case "unmute":
+		if len(args) != 1 {
+			return Command{}, usage("/unmute USER (/mute 0 [ROOM] unmutes a room's notifications)")
+		}
+		return Command{Kind: UnmuteUser, User: strings.TrimPrefix(args[0], "@")}, nil
 	case "token":
 		return Command{Kind: Token}, nil
 	case "stats":

@@ -96,6 +96,8 @@ func (r Renderer) Entry(m *protocol.Message) string {
 			verb = "removed"
 		}
 		return fmt.Sprintf("%s * %s %s %s on message %d", head, name, verb, Clean(m.Emoji), m.TargetSeq)
+	case protocol.KindRoomChange:
+		return roomChange(head, name, m)
 	}
 	text := Clean(m.Text)
 	switch {

@@ -45,6 +45,27 @@ func TestEntry(t *testing.T) {
 			Thread: &protocol.ThreadSummary{}}, "[15:04:05] #general <a> ship?"},
 		{"join", protocol.Message{Room: "general", Kind: "join", SenderName: "carol", SentAt: at}, "[15:04:05] #general * carol joined"},
 		{"leave", protocol.Message{Room: "general", Kind: "leave", SenderName: "carol", SentAt: at}, "[15:04:05] #general * carol left"},
+		{"promotion", protocol.Message{Room: "general", Kind: "room_change", SenderName: "ann", Change: "role", Target: "u2", TargetName: "ben", Role: "admin", SentAt: at},
+			"[15:04:05] #general * ann made ben an admin"},
+		{"demotion", protocol.Message{Room: "general", Kind: "room_change", SenderName: "ann", Change: "role", Target: "u2", TargetName: "ben", Role: "member", SentAt: at},
+			"[15:04:05] #general * ann made ben a member"},
+		{"mute", protocol.Message{Room: "general", Kind: "room_change", SenderName: "ann", Change: "muted", Target: "u2", TargetName: "ben", SentAt: at},
+			"[15:04:05] #general * ann muted ben"},
+		{"unmute", protocol.Message{Room: "general", Kind: "room_change", SenderName: "ann", Change: "unmuted", Target: "u2", TargetName: "ben", SentAt: at},
+			"[15:04:05] #general * ann unmuted ben"},
+		{"transfer", protocol.Message{Room: "general", Kind: "room_change", SenderName: "ann", Change: "owner", Target: "u2", TargetName: "ben", Role: "owner", SentAt: at},
+			"[15:04:05] #general * ann transferred ownership to ben"},
+		{"topic", protocol.Message{Room: "general", Kind: "room_change", SenderName: "ann", Change: "settings",
+			Settings: &protocol.RoomSettingsChange{Topic: ptr("ship \x1b[2Jit")}, SentAt: at},
+			"[15:04:05] #general * ann set the topic to \"ship \uFFFD[2Jit\""},
+		{"rename, topic cleared and private", protocol.Message{Room: "general", Kind: "room_change", SenderName: "ann", Change: "settings",
+			Settings: &protocol.RoomSettingsChange{Name: ptr("Crew"), Topic: ptr(""), Private: ptr(true)}, SentAt: at},
+			"[15:04:05] #general * ann renamed the room to \"Crew\", cleared the topic and made the room private"},
+		{"public", protocol.Message{Room: "general", Kind: "room_change", SenderName: "ann", Change: "settings",
+			Settings: &protocol.RoomSettingsChange{Private: ptr(false)}, SentAt: at},
+			"[15:04:05] #general * ann made the room public"},
+		{"unknown change", protocol.Message{Room: "general", Kind: "room_change", SenderName: "ann", Change: "crowned", SentAt: at},
+			"[15:04:05] #general * ann changed the room (crowned)"},
 		{"dm by label", protocol.Message{Room: "dm:1:2", Kind: "message", SenderName: "alice", Text: "psst", SentAt: at}, "[15:04:05] @bob <alice> psst"},
 		{"dm without label", protocol.Message{Room: "dm:3:4", Kind: "message", SenderName: "alice", Text: "psst", SentAt: at}, "[15:04:05] @dm <alice> psst"},
 	}
@@ -96,3 +117,5 @@ func TestSearchHits(t *testing.T) {
 		t.Fatalf("got %q\nwant %q", got, want)
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -27,7 +27,7 @@ type Chat interface {
 	CreateRoom(ctx context.Context, u chat.User, id, name string, private bool) (protocol.RoomInfo, error)
 	Rooms(ctx context.Context, u chat.User) (protocol.RoomList, error)
 	Join(ctx context.Context, u chat.User, roomID string) (store.Room, error)
-	Leave(ctx context.Context, u chat.User, roomID string) error
+	Leave(ctx context.Context, u chat.User, roomID, successor string) error
 	Members(ctx context.Context, u chat.User, roomID string) ([]chat.Member, error)
 	OpenDM(ctx context.Context, u chat.User, to string) (store.Room, chat.User, error)
 	Send(ctx context.Context, u chat.User, req chat.SendRequest) (protocol.Ack, error)
@@ -53,7 +53,7 @@ type Chat interface {
 	SetRole(ctx context.Context, u chat.User, roomID, username, role string) (chat.User, bool, error)
 	Mute(ctx context.Context, u chat.User, roomID, username string, muted bool) (chat.User, bool, error)
 	Transfer(ctx context.Context, u chat.User, roomID, username string) (chat.User, error)
-	UpdateRoom(ctx context.Context, u chat.User, roomID string, rs chat.RoomSettings) (store.RoomSettings, error)
+	UpdateRoom(ctx context.Context, u chat.User, roomID string, rs chat.RoomSettings) (chat.UpdatedRoom, error)
 	Directory(ctx context.Context, q, cursor string, limit int) (chat.DirectoryPage, error)
 	// A room's details for the asking user (roominfo.go).
 	RoomDetails(ctx context.Context, u chat.User, roomID string) (store.RoomDetails, error)

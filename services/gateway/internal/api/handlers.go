@@ -21,13 +21,37 @@ import (
 
 // decode reads a JSON body of at most 64 KiB into v.
 func decode(c echo.Context, v any) error {
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	return decodeBody(body, v)
+}
+
+// decodeOptional is decode for a request whose body may be left out (empty).
+func decodeOptional(c echo.Context, v any) error {
+	body, err := readBody(c)
+	if err != nil || len(strings.TrimSpace(string(body))) == 0 {
+		return err
+	}
+	return decodeBody(body, v)
+}
+
+func readBody(c echo.Context) ([]byte, error) {
+	if c.Request().Body == nil {
+		return nil, nil
+	}
 	body, err := io.ReadAll(io.LimitReader(c.Request().Body, 64<<10+1))
 	if err != nil {
-		return protocol.NewError(protocol.CodeBadRequest, "cannot read body")
+		return nil, protocol.NewError(protocol.CodeBadRequest, "cannot read body")
 	}
 	if len(body) > 64<<10 {
-		return protocol.NewError(protocol.CodeTooLarge, "body is larger than 64 KiB")
+		return nil, protocol.NewError(protocol.CodeTooLarge, "body is larger than 64 KiB")
 	}
+	return body, nil
+}
+
+func decodeBody(body []byte, v any) error {
 	if !json.Valid(body) || len(strings.TrimSpace(string(body))) == 0 || strings.TrimSpace(string(body))[0] != '{' {
 		return protocol.NewError(protocol.CodeBadJSON, "body must be a JSON object")
 	}
@@ -149,9 +173,26 @@ func (a *API) join(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"room": room, "last_seq": r.LastSeq})
 }
 
+// leaveBody is the leave's optional body; the successor may be given as a query
+// parameter instead.
+type leaveBody struct {
+	Successor string `json:"successor"`
+}
+
 func (a *API) leave(c echo.Context) error {
 	u, room := user(c), c.Param("id")
-	if err := a.chat.Leave(c.Request().Context(), u, room); err != nil {
+	req := leaveBody{Successor: c.QueryParam("successor")}
+	var body leaveBody
+	if err := decodeOptional(c, &body); err != nil {
+		return fail(c, err)
+	}
+	if body.Successor != "" {
+		req.Successor = body.Successor
+	}
+	if req.Successor != "" && !protocol.ValidUsername(req.Successor) {
+		return fail(c, protocol.NewError(protocol.CodeBadRequest, "successor is not a valid username"))
+	}
+	if err := a.chat.Leave(c.Request().Context(), u, room, req.Successor); err != nil {
 		return fail(c, err)
 	}
 	a.hub.UserLeft(u.ID, room)

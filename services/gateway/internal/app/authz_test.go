@@ -2,13 +2,14 @@ package app_test
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
 	"net/http"
 	"os"
 	"regexp"
-	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/kchat/kchat/pkg/protocol"
 	"github.com/kchat/kchat/pkg/stacktest"
 	"github.com/kchat/kchat/pkg/webpush"
 	"github.com/kchat/kchat/services/gateway/internal/app"
@@ -31,26 +33,32 @@ import (
 // other; the DM is shared and never changed.
 //
 // Both documents are read at run time: an operation or frame type added to them without
-// a row here fails TestAuthz_covers_every_route_and_frame.
+// a row here fails TestAuthz_covers_every_route_and_frame. Actors a row leaves out answer
+// as completeAnswers (authz_actors_test.go) says, and the matrices print their summary
+// (authz_summary_test.go).
 
 type actor string
 
 const (
 	anon      actor = "anonymous"    // no token at all
 	wrongKind actor = "reconnect-tk" // the member's reconnect token used as a bearer token
+	owner     actor = "owner"        // created the room, so owns it; an outsider to the DM
+	admin     actor = "admin"        // a member the owner made an admin; an outsider to the DM
 	member    actor = "member"       // a member of the room; one of the DM's two people
+	muted     actor = "muted"        // a member the owner muted; an outsider to the DM
+	kicked    actor = "kicked"       // was a member until the owner kicked them
+	banned    actor = "banned"       // was a member until the owner banned them
+	exMember  actor = "ex-member"    // was a member of the room and left it
 	nonMember actor = "non-member"   // registered, not in the room, not in the DM
-	admin     actor = "room-admin"   // created the room; an outsider to the DM
 	peer      actor = "dm-peer"      // the DM's other person; not in the room
 	invited   actor = "invited"      // invited to the private room, not accepted (yet)
-	exMember  actor = "ex-member"    // was a member of the room and left it
 )
 
 type authzFixture struct {
 	h       *harness
 	accs    map[actor]gwtest.Account
 	dm      string
-	private string // a private room of the admin's with the member in it and the invited actor invited
+	private string // a private room of the owner's with every member actor in it and the invited actor invited
 	rooms   atomic.Int64
 	users   atomic.Int64
 }
@@ -68,7 +76,7 @@ func newAuthzFixture(t *testing.T) *authzFixture {
 		c.VAPIDPublicKey = vapid.Public
 	})
 	fx := &authzFixture{h: h, accs: map[actor]gwtest.Account{}}
-	for _, a := range []actor{member, nonMember, admin, peer, invited, exMember} {
+	for _, a := range []actor{owner, admin, member, muted, kicked, banned, exMember, nonMember, peer, invited} {
 		fx.accs[a] = gwtest.NewAccount(t, h.base, strings.ReplaceAll(string(a), "-", "_"))
 	}
 	st, f := gwtest.Do(t, "POST", h.base+"/api/dms/"+fx.accs[peer].Name, fx.accs[member].Token, nil)
@@ -85,10 +93,12 @@ func newAuthzFixture(t *testing.T) *authzFixture {
 	return fx
 }
 
-// freshRoom creates a room of the admin (private or public) with entry 1 written by
-// the member, entry 2 by the admin and entry 3, the admin's reply in the thread of 1. The member and the ex-member joined it (a private
-// room: accepted an invitation), the ex-member left again; a private room also has the
-// invited actor's pending invitation.
+// freshRoom creates a room of the owner's (private or public) with entry 1 written by the
+// member, entry 2 by the owner, entry 3 the owner's reply in the thread of 1 and entry 4
+// by the muted member (written before the mute). Every actor of the room joined it (a
+// private room: accepted an invitation); then the ex-member left, the owner made the
+// admin an admin, muted the muted member, kicked the kicked one and banned the banned
+// one. A private room also has the invited actor's pending invitation.
 func (fx *authzFixture) freshRoom(t *testing.T, private bool) string {
 	t.Helper()
 	room := fmt.Sprintf("authz-%d", fx.rooms.Add(1))
@@ -98,22 +108,28 @@ func (fx *authzFixture) freshRoom(t *testing.T, private bool) string {
 			t.Fatalf("%s %s: %d %v", what, room, st, f)
 		}
 	}
-	do("create", admin, "POST", "/api/rooms", map[string]any{"id": room, "private": private}, 201)
-	for _, a := range []actor{member, exMember} {
+	user := func(a actor) map[string]string { return map[string]string{"username": fx.accs[a].Name} }
+	do("create", owner, "POST", "/api/rooms", map[string]any{"id": room, "private": private}, 201)
+	for _, a := range []actor{admin, member, muted, kicked, banned, exMember} {
 		if private {
-			do("invite", admin, "POST", "/api/rooms/"+room+"/invites", map[string]string{"username": fx.accs[a].Name}, 201)
+			do("invite", owner, "POST", "/api/rooms/"+room+"/invites", user(a), 201)
 			do("accept", a, "POST", "/api/me/invites/"+room+"/accept", nil, 200)
 		} else {
 			do("join", a, "POST", "/api/rooms/"+room+"/join", nil, 200)
 		}
 	}
 	do("leave", exMember, "POST", "/api/rooms/"+room+"/leave", nil, 200)
+	do("promote", owner, "POST", "/api/rooms/"+room+"/members/"+fx.accs[admin].Name+"/role", map[string]string{"role": "admin"}, 200)
+	do("mute", owner, "POST", "/api/rooms/"+room+"/members/"+fx.accs[muted].Name+"/mute", nil, 200)
+	do("kick", owner, "POST", "/api/rooms/"+room+"/kick", user(kicked), 200)
+	do("ban", owner, "POST", "/api/rooms/"+room+"/bans", user(banned), 200)
 	if private {
-		do("invite", admin, "POST", "/api/rooms/"+room+"/invites", map[string]string{"username": fx.accs[invited].Name}, 201)
+		do("invite", owner, "POST", "/api/rooms/"+room+"/invites", user(invited), 201)
 	}
 	fx.h.store(t, room, 1, 1, fx.accs[member])
-	fx.h.store(t, room, 2, 2, fx.accs[admin])
-	fx.h.storeReply(t, room, 3, 1, fx.accs[admin])
+	fx.h.store(t, room, 2, 2, fx.accs[owner])
+	fx.h.storeReply(t, room, 3, 1, fx.accs[owner])
+	fx.h.store(t, room, 4, 4, fx.accs[muted])
 	return room
 }
 
@@ -144,32 +160,56 @@ var (
 
 // restCase is one operation; public holds the answers on a fresh public room, private
 // those on a fresh private room, dm those on the DM (operations without a room id have no
-// private or dm column). In the public column, an actor without an answer of its own
-// answers as the non-member does (the ex-member has left; nobody is invited to a public
-// room).
+// private or dm column). Actors a column leaves out answer as completeAnswers says
+// (nobody is invited to a public room).
 type restCase struct {
 	method, path        string
+	label               string // tells two rows of one operation apart in the summary
 	query               string // appended to the URL
 	body                func(fx *authzFixture, a actor) any
+	target              actor // the {username} of /members/{username}: the member when unset
+	seq                 int64 // the {seq} of the path: 1 (the member's message) when unset
 	public, private, dm map[actor]expect
 }
 
-// privateAnswers are the answers on a private room: members' (member and admin) as
+// privateAnswers are the answers on a private room: members' (member and owner) as
 // given, everyone else's the answer of a room that does not exist.
-func privateAnswers(memberGets, adminGets expect) map[actor]expect {
-	return map[actor]expect{anon: noAuth, wrongKind: badToken, member: memberGets, admin: adminGets,
-		invited: hidden, nonMember: hidden, exMember: hidden}
+func privateAnswers(memberGets, ownerGets expect) map[actor]expect {
+	return map[actor]expect{anon: noAuth, wrongKind: badToken, member: memberGets, owner: ownerGets,
+		invited: hidden, nonMember: hidden, exMember: hidden, kicked: hidden, banned: hidden}
+}
+
+// withAnswers is m with the answers of more added or replaced.
+func withAnswers[E any](m, more map[actor]E) map[actor]E {
+	out := maps.Clone(m)
+	maps.Copy(out, more)
+	return out
 }
 
 // everyone gives the same answer to every authenticated actor, and the usual 401s.
 func everyone(e expect) map[actor]expect {
-	return map[actor]expect{anon: noAuth, wrongKind: badToken, member: e, nonMember: e, admin: e, peer: e}
+	return map[actor]expect{anon: noAuth, wrongKind: badToken, member: e, nonMember: e, owner: e, peer: e}
+}
+
+// restModerated: moderated's answers over REST, where a reconnect token is no bearer
+// token.
+func restModerated(ownerGets, adminGets expect) (pub, priv, dm map[actor]expect) {
+	pub, priv, dm = moderated(ownerGets, adminGets, noAuth, denied, hidden, badReq)
+	pub[wrongKind], priv[wrongKind] = badToken, badToken
+	return pub, priv, dm
 }
 
 func restCases() []restCase {
 	msg := func(fx *authzFixture, a actor) any {
 		return map[string]string{"client_msg_id": fmt.Sprintf("authz-%s-%d", a, time.Now().UnixNano()), "text": "hi"}
 	}
+	// Roles (roles.go): only the owner gives roles (an admin may give none: admin is not
+	// below admin) and transfers; the owner and admins mute, unmute and change settings.
+	rolePub, rolePriv, roleDM := restModerated(ok200, denied)
+	mutePub, mutePriv, muteDM := restModerated(ok200, ok200)
+	unmutePub, unmutePriv, unmuteDM := restModerated(ok200, ok200)
+	transferPub, transferPriv, transferDM := restModerated(ok200, denied)
+	settingsPub, settingsPriv, settingsDM := restModerated(ok200, ok200)
 	return []restCase{
 		{method: "POST", path: "/api/register", body: func(fx *authzFixture, a actor) any {
 			return map[string]string{"username": fmt.Sprintf("fresh_%d", fx.users.Add(1)), "password": "long enough"}
@@ -188,157 +228,159 @@ func restCases() []restCase {
 		{method: "POST", path: "/api/rooms/{id}/join",
 			// Public rooms: anyone may join. Private rooms: only through an invitation (a
 			// join accepts it). DMs: nobody may; its people are members already.
-			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: ok200, admin: ok200},
-			private: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, admin: ok200, invited: ok200,
+			// A kicked user may join a public room again, a banned one not until the ban is
+			// lifted.
+			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: ok200, owner: ok200, banned: denied},
+			private: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, owner: ok200, invited: ok200,
 				nonMember: hidden, exMember: hidden},
-			dm: map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
+			dm: map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, owner: hidden}},
 		{method: "POST", path: "/api/rooms/{id}/leave",
-			// The room's creator owns it and must transfer ownership before leaving.
-			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: conflict},
-			private: privateAnswers(ok200, conflict),
-			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
+			// The room's creator owns it and must transfer ownership before leaving; an
+			// admin leaves like any member.
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, owner: conflict, admin: ok200},
+			private: withAnswers(privateAnswers(ok200, conflict), map[actor]expect{admin: ok200}),
+			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, owner: hidden}},
 		{method: "GET", path: "/api/rooms/{id}/members",
 			// A public room's member list is public (openapi: "DM and private room members
 			// only to their members").
-			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: ok200, admin: ok200},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: ok200, owner: ok200},
 			private: privateAnswers(ok200, ok200),
-			dm:      map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
+			dm:      map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, owner: hidden}},
 		// An admin adds someone (the peer) to a private room directly; other rooms take no
 		// additions.
 		{method: "POST", path: "/api/rooms/{id}/members", body: func(fx *authzFixture, _ actor) any {
 			return map[string]string{"username": fx.accs[peer].Name}
 		},
-			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: badReq, nonMember: badReq, admin: badReq},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: badReq, nonMember: badReq, owner: badReq},
 			private: privateAnswers(denied, ok200),
-			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
+			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, owner: hidden}},
 		// Invitations: by a private room's admin (the peer is invited; someone who is
 		// invited already, the invited actor, is a conflict: see TestPrivateRooms_invite_lifecycle).
 		{method: "POST", path: "/api/rooms/{id}/invites", body: func(fx *authzFixture, _ actor) any {
 			return map[string]string{"username": fx.accs[peer].Name}
 		},
-			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: badReq, nonMember: badReq, admin: badReq},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: badReq, nonMember: badReq, owner: badReq},
 			private: privateAnswers(denied, ok201),
-			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
+			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, owner: hidden}},
 		// Revoking the invited actor's invitation.
 		{method: "DELETE", path: "/api/rooms/{id}/invites/{username}",
-			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: badReq, nonMember: badReq, admin: badReq},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: badReq, nonMember: badReq, owner: badReq},
 			private: privateAnswers(denied, ok200),
-			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
+			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, owner: hidden}},
 		// Everyone lists their own invitations; declining is idempotent and says nothing
 		// about the room; accepting needs a usable invitation (a member's retry succeeds).
 		{method: "GET", path: "/api/me/invites", public: everyone(ok200)},
 		{method: "POST", path: "/api/me/invites/{id}/accept",
-			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: hidden, admin: ok200},
-			private: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, admin: ok200, invited: ok200,
+			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: hidden, owner: ok200},
+			private: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, owner: ok200, invited: ok200,
 				nonMember: hidden, exMember: hidden},
-			dm: map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
+			dm: map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, owner: hidden}},
 		{method: "POST", path: "/api/me/invites/{id}/decline",
-			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: ok200, admin: ok200},
-			private: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, admin: ok200, invited: ok200,
+			public: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: ok200, owner: ok200},
+			private: map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, owner: ok200, invited: ok200,
 				nonMember: ok200, exMember: ok200},
-			dm: map[actor]expect{member: ok200, peer: ok200, nonMember: ok200, admin: ok200}},
+			dm: map[actor]expect{member: ok200, peer: ok200, nonMember: ok200, owner: ok200}},
 		// Moderation: a room's admins kick and ban (the member); a DM has no admins. Lifting
 		// a ban (of the DM peer or the member, who is not banned) is the admins' too.
 		{method: "POST", path: "/api/rooms/{id}/kick", body: func(fx *authzFixture, _ actor) any {
 			return map[string]string{"username": fx.accs[member].Name}
 		},
-			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: denied, nonMember: denied, admin: ok200, peer: denied},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: denied, nonMember: denied, owner: ok200, peer: denied},
 			private: privateAnswers(denied, ok200),
-			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
+			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, owner: hidden}},
 		{method: "POST", path: "/api/rooms/{id}/bans", body: func(fx *authzFixture, _ actor) any {
 			return map[string]string{"username": fx.accs[member].Name}
 		},
-			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: denied, nonMember: denied, admin: ok200, peer: denied},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: denied, nonMember: denied, owner: ok200, peer: denied},
 			private: privateAnswers(denied, ok200),
-			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
+			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, owner: hidden}},
 		{method: "DELETE", path: "/api/rooms/{id}/bans/{username}",
-			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: denied, nonMember: denied, admin: ok200},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: denied, nonMember: denied, owner: ok200},
 			private: privateAnswers(denied, ok200),
-			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
+			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, owner: hidden}},
 		// Roles, muting and transfers (roles.go): the target is the room's member (the
-		// member's target is the owner, whom nobody acts on).
+		// member's target is the owner, whom nobody acts on); unmuting, the muted member.
 		{method: "POST", path: "/api/rooms/{id}/members/{username}/role", body: func(fx *authzFixture, _ actor) any {
 			return map[string]string{"role": "admin"}
-		},
-			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: denied, nonMember: denied, admin: ok200, peer: denied},
-			private: privateAnswers(denied, ok200),
-			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
-		{method: "POST", path: "/api/rooms/{id}/members/{username}/mute",
-			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: denied, nonMember: denied, admin: ok200, peer: denied},
-			private: privateAnswers(denied, ok200),
-			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
-		{method: "DELETE", path: "/api/rooms/{id}/members/{username}/mute",
-			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: denied, nonMember: denied, admin: ok200, peer: denied},
-			private: privateAnswers(denied, ok200),
-			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
+		}, public: rolePub, private: rolePriv, dm: roleDM},
+		{method: "POST", path: "/api/rooms/{id}/members/{username}/mute", public: mutePub, private: mutePriv, dm: muteDM},
+		{method: "DELETE", path: "/api/rooms/{id}/members/{username}/mute", target: muted,
+			public: unmutePub, private: unmutePriv, dm: unmuteDM},
 		{method: "POST", path: "/api/rooms/{id}/transfer", body: func(fx *authzFixture, _ actor) any {
 			return map[string]string{"username": fx.accs[member].Name}
-		},
-			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: denied, nonMember: denied, admin: ok200, peer: denied},
-			private: privateAnswers(denied, ok200),
-			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
+		}, public: transferPub, private: transferPriv, dm: transferDM},
 		{method: "GET", path: "/api/rooms/directory", public: everyone(ok200)},
 		{method: "PATCH", path: "/api/rooms/{id}", body: func(*authzFixture, actor) any { return map[string]string{"topic": "t"} },
-			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: denied, nonMember: denied, admin: ok200, peer: denied},
-			private: privateAnswers(denied, ok200),
-			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
+			public: settingsPub, private: settingsPriv, dm: settingsDM},
+		// Reads: members only, muted or not; a kick or a ban ends them with the membership.
 		{method: "GET", path: "/api/rooms/{id}/messages",
-			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, muted: ok200, nonMember: denied, owner: ok200, kicked: denied, banned: denied},
 			private: privateAnswers(ok200, ok200),
-			dm:      map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
+			dm:      map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, owner: hidden}},
+		// Posting: members, except a muted one.
 		{method: "POST", path: "/api/rooms/{id}/messages", body: msg,
-			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok202, nonMember: denied, admin: ok202},
-			private: privateAnswers(ok202, ok202),
-			dm:      map[actor]expect{member: ok202, peer: ok202, nonMember: hidden, admin: hidden}},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok202, muted: denied, nonMember: denied, owner: ok202},
+			private: withAnswers(privateAnswers(ok202, ok202), map[actor]expect{muted: denied}),
+			dm:      map[actor]expect{member: ok202, peer: ok202, nonMember: hidden, owner: hidden}},
 		// A reply in the thread of entry 1: the rules of a message.
-		{method: "POST", path: "/api/rooms/{id}/messages", body: func(fx *authzFixture, a actor) any {
+		{method: "POST", path: "/api/rooms/{id}/messages", label: "reply", body: func(fx *authzFixture, a actor) any {
 			return map[string]any{"client_msg_id": fmt.Sprintf("authz-t-%s-%d", a, time.Now().UnixNano()), "text": "re", "thread_root": 1}
 		},
-			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok202, nonMember: denied, admin: ok202},
-			private: privateAnswers(ok202, ok202),
-			dm:      map[actor]expect{member: ok202, peer: ok202, nonMember: hidden, admin: hidden}},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok202, muted: denied, nonMember: denied, owner: ok202},
+			private: withAnswers(privateAnswers(ok202, ok202), map[actor]expect{muted: denied}),
+			dm:      map[actor]expect{member: ok202, peer: ok202, nonMember: hidden, owner: hidden}},
 		// The thread of entry 1 (entry 3 replies in it): read and marked read by members.
 		{method: "GET", path: "/api/rooms/{id}/threads/{seq}",
-			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, muted: ok200, nonMember: denied, owner: ok200, kicked: denied, banned: denied},
 			private: privateAnswers(ok200, ok200),
-			dm:      map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
+			dm:      map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, owner: hidden}},
 		{method: "POST", path: "/api/rooms/{id}/threads/{seq}/read", body: func(*authzFixture, actor) any { return map[string]int64{"seq": 3} },
-			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, owner: ok200},
 			private: privateAnswers(ok200, ok200),
-			dm:      map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
+			dm:      map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, owner: hidden}},
 		// Edits and deletes of entry 1, written by the member: its author and the room's
-		// admin may; a DM has no admin.
+		// owner and admins may; a DM has no admin. The muted member is not its author.
 		{method: "PATCH", path: "/api/rooms/{id}/messages/{seq}", body: func(fx *authzFixture, a actor) any {
 			return map[string]string{"text": "changed by " + string(a)}
 		},
-			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok202, nonMember: denied, admin: ok202, peer: denied},
-			private: privateAnswers(ok202, ok202),
-			dm:      map[actor]expect{member: ok202, peer: denied, nonMember: hidden, admin: hidden}},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok202, muted: denied, nonMember: denied, owner: ok202, peer: denied},
+			private: withAnswers(privateAnswers(ok202, ok202), map[actor]expect{muted: denied}),
+			dm:      map[actor]expect{member: ok202, peer: denied, nonMember: hidden, owner: hidden}},
 		{method: "DELETE", path: "/api/rooms/{id}/messages/{seq}",
-			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok202, nonMember: denied, admin: ok202, peer: denied},
-			private: privateAnswers(ok202, ok202),
-			dm:      map[actor]expect{member: ok202, peer: denied, nonMember: hidden, admin: hidden}},
-		// Any member may react to entry 1; outsiders as for posting.
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok202, muted: denied, nonMember: denied, owner: ok202, peer: denied},
+			private: withAnswers(privateAnswers(ok202, ok202), map[actor]expect{muted: denied}),
+			dm:      map[actor]expect{member: ok202, peer: denied, nonMember: hidden, owner: hidden}},
+		// Entry 4, the muted member's own message: muted, they may no longer edit it, but
+		// may still delete it (deleting removes content, never adds any).
+		{method: "PATCH", path: "/api/rooms/{id}/messages/{seq}", label: "own, muted", seq: 4, body: func(fx *authzFixture, a actor) any {
+			return map[string]string{"text": "changed by " + string(a)}
+		},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: denied, muted: denied, nonMember: denied, owner: ok202},
+			private: withAnswers(privateAnswers(denied, ok202), map[actor]expect{muted: denied})},
+		{method: "DELETE", path: "/api/rooms/{id}/messages/{seq}", label: "own, muted", seq: 4,
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: denied, muted: ok202, nonMember: denied, owner: ok202},
+			private: withAnswers(privateAnswers(denied, ok202), map[actor]expect{muted: ok202})},
+		// Any member but a muted one may react to entry 1; outsiders as for posting.
 		{method: "POST", path: "/api/rooms/{id}/messages/{seq}/reactions", body: func(_ *authzFixture, a actor) any {
 			return map[string]any{"emoji": "👍", "on": true, "client_msg_id": fmt.Sprintf("authz-r-%s-%d", a, time.Now().UnixNano())}
 		},
-			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok202, nonMember: denied, admin: ok202, peer: denied},
-			private: privateAnswers(ok202, ok202),
-			dm:      map[actor]expect{member: ok202, peer: ok202, nonMember: hidden, admin: hidden}},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok202, muted: denied, nonMember: denied, owner: ok202, peer: denied},
+			private: withAnswers(privateAnswers(ok202, ok202), map[actor]expect{muted: denied}),
+			dm:      map[actor]expect{member: ok202, peer: ok202, nonMember: hidden, owner: hidden}},
 		// Uploads: outsiders are answered before the body is read; members get past the room
 		// check to the body's (a JSON body is not multipart: 400). Downloads are per file:
 		// the path's id here is no upload, so everyone gets the same 404; who may download
 		// what is TestAttachments_download_authorization's matrix.
 		{method: "POST", path: "/api/rooms/{id}/uploads", body: msg,
-			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: badReq, nonMember: denied, admin: badReq},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: badReq, nonMember: denied, owner: badReq},
 			private: privateAnswers(badReq, badReq),
-			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, admin: hidden}},
+			dm:      map[actor]expect{member: badReq, peer: badReq, nonMember: hidden, owner: hidden}},
 		{method: "GET", path: "/api/attachments/{attachment_id}", public: everyone(hidden)},
 		{method: "GET", path: "/api/attachments/{attachment_id}/thumbnail", public: everyone(hidden)},
 		{method: "POST", path: "/api/rooms/{id}/read", body: func(*authzFixture, actor) any { return map[string]int64{"seq": 1} },
-			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, owner: ok200},
 			private: privateAnswers(ok200, ok200),
-			dm:      map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
+			dm:      map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, owner: hidden}},
 		// Notifications are per user: every caller sees and marks only their own (see
 		// TestAuthz_notifications_are_private).
 		{method: "GET", path: "/api/notifications", public: everyone(ok200)},
@@ -347,9 +389,9 @@ func restCases() []restCase {
 			public: everyone(ok200)},
 		// A room's details, public like its member list.
 		{method: "GET", path: "/api/rooms/{id}",
-			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: ok200, admin: ok200},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: ok200, owner: ok200},
 			private: privateAnswers(ok200, ok200),
-			dm:      map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
+			dm:      map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, owner: hidden}},
 		// E-mail settings are per user, like notifications. The unsubscribe link needs no
 		// session (its signed token authorizes it): without a token nobody gets anywhere.
 		{method: "GET", path: "/api/me/email", public: everyone(ok200)},
@@ -367,13 +409,13 @@ func restCases() []restCase {
 		{method: "PUT", path: "/api/rooms/{id}/notification-preferences", body: func(*authzFixture, actor) any {
 			return map[string]any{"level": "none"}
 		},
-			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, owner: ok200},
 			private: privateAnswers(ok200, ok200),
-			dm:      map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
+			dm:      map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, owner: hidden}},
 		{method: "DELETE", path: "/api/rooms/{id}/notification-preferences",
-			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, admin: ok200},
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: denied, owner: ok200},
 			private: privateAnswers(ok200, ok200),
-			dm:      map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, admin: hidden}},
+			dm:      map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, owner: hidden}},
 		// Push: the VAPID public key is public; subscriptions are per user (the same
 		// endpoint again replaces, so a fresh one per call).
 		{method: "GET", path: "/api/push/vapid-public-key",
@@ -402,19 +444,24 @@ var operationalPaths = []string{"GET /healthz", "GET /readyz", "GET /metrics", "
 
 func TestAuthz_REST_matrix(t *testing.T) {
 	fx := newAuthzFixture(t)
+	sum := newMatrixSummary(t, "REST authorization matrix")
 	for _, rc := range restCases() {
 		for _, col := range []struct {
 			name string
 			want map[actor]expect
-		}{{"room", withExMember(rc.public)}, {"private", rc.private}, {"dm", rc.dm}} {
-			actors := make([]actor, 0, len(col.want))
-			for a := range col.want {
-				actors = append(actors, a)
+		}{{"room", completeAnswers("room", rc.public)}, {"private", completeAnswers("private", rc.private)}, {"dm", completeAnswers("dm", rc.dm)}} {
+			if col.want == nil {
+				continue
 			}
-			slices.Sort(actors)
-			for _, a := range actors {
+			op := rc.method + " " + strings.TrimPrefix(rc.path, "/api")
+			if rc.label != "" {
+				op += " (" + rc.label + ")"
+			}
+			row := op + " [" + col.name + "]"
+			sum.row(row)
+			for _, a := range sortedActors(col.want) {
 				want := col.want[a]
-				t.Run(fmt.Sprintf("%s %s/%s/%s", rc.method, rc.path, col.name, a), func(t *testing.T) {
+				t.Run(fmt.Sprintf("%s/%s/%s", op, col.name, a), func(t *testing.T) {
 					t.Parallel() // every case has a room of its own; the DM is only read
 					room := fx.dm
 					if col.name != "dm" && strings.Contains(rc.path, "{id}") {
@@ -425,14 +472,14 @@ func TestAuthz_REST_matrix(t *testing.T) {
 						path = strings.Replace(path, "{username}", fx.accs[invited].Name, 1)
 					}
 					if strings.Contains(path, "/members/{username}") {
-						target := member
+						target := cmp.Or(rc.target, member)
 						if a == member {
-							target = admin
+							target = owner
 						}
 						path = strings.Replace(path, "{username}", fx.accs[target].Name, 1)
 					}
 					path = strings.Replace(path, "{username}", fx.other(a).Name, 1)
-					path = strings.Replace(path, "{seq}", "1", 1)
+					path = strings.Replace(path, "{seq}", strconv.FormatInt(cmp.Or(rc.seq, 1), 10), 1)
 					var body any
 					if rc.body != nil {
 						body = rc.body(fx, a)
@@ -446,6 +493,7 @@ func TestAuthz_REST_matrix(t *testing.T) {
 						token = fx.accs[a].Token
 					}
 					st, f := gwtest.Do(t, rc.method, fx.h.base+path+rc.query, token, body)
+					sum.record(row, a, strconv.Itoa(st))
 					if st != want.status || code(f) != want.code {
 						t.Fatalf("%s %s as %s: got %d %v, want %d %q", rc.method, path, a, st, f, want.status, want.code)
 					}
@@ -467,15 +515,17 @@ func TestAuthz_REST_matrix(t *testing.T) {
 	}
 }
 
-// withExMember completes a public room's answers: the ex-member answers as the
-// non-member does, unless given an answer of its own.
-func withExMember[E any](m map[actor]E) map[actor]E {
-	e, ok := m[nonMember]
-	if _, has := m[exMember]; has || !ok {
-		return m
+// sortedActors are m's actors in the matrices' column order.
+func sortedActors[E any](m map[actor]E) []actor {
+	var out []actor
+	for _, a := range actorOrder {
+		if _, ok := m[a]; ok {
+			out = append(out, a)
+		}
 	}
-	out := maps.Clone(m)
-	out[exMember] = e
+	if len(out) != len(m) {
+		panic(fmt.Sprintf("an actor of %v is missing from actorOrder", m))
+	}
 	return out
 }
 
@@ -507,7 +557,7 @@ func checkGrant(t *testing.T, fx *authzFixture, rc restCase, path, room string, 
 		if want := a == member || a == peer; dmVisible != want {
 			t.Fatalf("%s sees the DM in its rooms: %v, want %v", a, dmVisible, want)
 		}
-		if want := a == member || a == admin; privateVisible != want {
+		if want := a == member || a == owner || a == admin || a == muted; privateVisible != want {
 			t.Fatalf("%s sees the private room in its rooms: %v, want %v", a, privateVisible, want)
 		}
 	case rc.method == "GET" && rc.path == "/api/search":
@@ -555,20 +605,36 @@ var (
 // wsCase is one frame type, with columns as for restCase.
 type wsCase struct {
 	typ                 string
+	label               string // tells two rows of one frame type apart in the summary
 	frame               func(fx *authzFixture, room string, a actor) map[string]any
 	public, private, dm map[actor]wsExpect
 }
 
 // wsPrivate: the answers on a private room, members' as given, everyone else's as for a
 // room that does not exist.
-func wsPrivate(memberGets, adminGets wsExpect) map[actor]wsExpect {
-	return map[actor]wsExpect{anon: wsNoAuth, member: memberGets, admin: adminGets, invited: wsHidden, nonMember: wsHidden, exMember: wsHidden}
+func wsPrivate(memberGets, ownerGets wsExpect) map[actor]wsExpect {
+	return map[actor]wsExpect{anon: wsNoAuth, member: memberGets, owner: ownerGets, invited: wsHidden, nonMember: wsHidden,
+		exMember: wsHidden, kicked: wsHidden, banned: wsHidden}
+}
+
+// wsModerated: moderated's answers over the WebSocket, granted with the reply frame.
+func wsModerated(ownerGets, adminGets wsExpect) (pub, priv, dm map[actor]wsExpect) {
+	return moderated(ownerGets, adminGets, wsNoAuth, wsDenied, wsHidden, wsBadReq)
+}
+
+// target is the user a role or mute frame of a names: the member, or, for the member
+// itself, the owner (whom nobody acts on).
+func (fx *authzFixture) target(a, usual actor) string {
+	if a == member {
+		return fx.accs[owner].Name
+	}
+	return fx.accs[usual].Name
 }
 
 // wsEveryone: the same answer for every authenticated actor, unauthorized before auth.
 func wsEveryone(reply string) map[actor]wsExpect {
 	e := wsExpect{reply, ""}
-	return map[actor]wsExpect{anon: wsNoAuth, member: e, nonMember: e, admin: e, peer: e}
+	return map[actor]wsExpect{anon: wsNoAuth, member: e, nonMember: e, owner: e, peer: e}
 }
 
 func wsCases() []wsCase {
@@ -580,28 +646,55 @@ func wsCases() []wsCase {
 	}
 	grantMembers := func(reply string) (map[actor]wsExpect, map[actor]wsExpect, map[actor]wsExpect) {
 		g := wsExpect{reply, ""}
-		return map[actor]wsExpect{anon: wsNoAuth, member: g, admin: g, nonMember: wsDenied},
+		return map[actor]wsExpect{anon: wsNoAuth, member: g, owner: g, nonMember: wsDenied},
 			wsPrivate(g, g),
-			map[actor]wsExpect{member: g, peer: g, nonMember: wsHidden, admin: wsHidden}
+			map[actor]wsExpect{member: g, peer: g, nonMember: wsHidden, owner: wsHidden}
 	}
-	sendPub, sendPriv, sendDM := grantMembers("ack")
-	reactPub, reactPriv, reactDM := grantMembers("ack")
-	replyPub, replyPriv, replyDM := grantMembers("ack")
-	threadPub, threadPriv, threadDM := grantMembers("thread")
+	// Posting: members, except a muted one.
+	grantPosters := func() (map[actor]wsExpect, map[actor]wsExpect, map[actor]wsExpect) {
+		pub, priv, dm := grantMembers("ack")
+		pub[muted], priv[muted] = wsDenied, wsDenied
+		return pub, priv, dm
+	}
+	// Reads: members, muted or not; a kick or a ban ends them with the membership.
+	grantReaders := func(reply string) (map[actor]wsExpect, map[actor]wsExpect, map[actor]wsExpect) {
+		pub, priv, dm := grantMembers(reply)
+		pub[muted], priv[muted] = wsExpect{reply, ""}, wsExpect{reply, ""}
+		pub[kicked], pub[banned] = wsDenied, wsDenied
+		return pub, priv, dm
+	}
+	sendPub, sendPriv, sendDM := grantPosters()
+	reactPub, reactPriv, reactDM := grantPosters()
+	replyPub, replyPriv, replyDM := grantPosters()
+	threadPub, threadPriv, threadDM := grantReaders("thread")
 	threadReadPub, threadReadPriv, threadReadDM := grantMembers("thread_read")
-	subPub, subPriv, subDM := grantMembers("subscribed")
-	histPub, histPriv, histDM := grantMembers("history")
+	subPub, subPriv, subDM := grantReaders("subscribed")
+	histPub, histPriv, histDM := grantReaders("history")
 	roomPrefsPub, roomPrefsPriv, roomPrefsDM := grantMembers("room_notification_prefs")
 	typPub, typPriv, typDM := grantMembers("")
-	// Edits and deletes of entry 1 (the member's): its author and the room's admin may;
-	// other members and non-members may not. A DM has no admin: only the author.
+	// Edits and deletes of entry 1 (the member's): its author and the room's owner and
+	// admins may; other members (the muted one too) and non-members may not. A DM has no
+	// admin: only the author.
 	authorOrAdmin := func() (map[actor]wsExpect, map[actor]wsExpect, map[actor]wsExpect) {
-		return map[actor]wsExpect{anon: wsNoAuth, member: {"ack", ""}, admin: {"ack", ""}, nonMember: wsDenied, peer: wsDenied},
-			wsPrivate(wsExpect{"ack", ""}, wsExpect{"ack", ""}),
-			map[actor]wsExpect{member: {"ack", ""}, peer: wsDenied, nonMember: wsHidden, admin: wsHidden}
+		return map[actor]wsExpect{anon: wsNoAuth, member: {"ack", ""}, owner: {"ack", ""}, muted: wsDenied, nonMember: wsDenied, peer: wsDenied},
+			withAnswers(wsPrivate(wsExpect{"ack", ""}, wsExpect{"ack", ""}), map[actor]wsExpect{muted: wsDenied}),
+			map[actor]wsExpect{member: {"ack", ""}, peer: wsDenied, nonMember: wsHidden, owner: wsHidden}
 	}
 	editPub, editPriv, editDM := authorOrAdmin()
 	delPub, delPriv, delDM := authorOrAdmin()
+	// Entry 4, the muted member's own: muted, they may delete it but not edit it.
+	ownMuted := func(mutedGets wsExpect) (map[actor]wsExpect, map[actor]wsExpect) {
+		return map[actor]wsExpect{anon: wsNoAuth, member: wsDenied, muted: mutedGets, owner: {"ack", ""}, nonMember: wsDenied},
+			withAnswers(wsPrivate(wsDenied, wsExpect{"ack", ""}), map[actor]wsExpect{muted: mutedGets})
+	}
+	editOwnPub, editOwnPriv := ownMuted(wsDenied)
+	delOwnPub, delOwnPriv := ownMuted(wsExpect{"ack", ""})
+	// Roles (roles.go), as over REST.
+	rolePub, rolePriv, roleDM := wsModerated(wsExpect{"role_set", ""}, wsDenied)
+	mutePub, mutePriv, muteDM := wsModerated(wsExpect{"muted", ""}, wsExpect{"muted", ""})
+	unmutePub, unmutePriv, unmuteDM := wsModerated(wsExpect{"unmuted", ""}, wsExpect{"unmuted", ""})
+	transferPub, transferPriv, transferDM := wsModerated(wsExpect{"transferred", ""}, wsDenied)
+	settingsPub, settingsPriv, settingsDM := wsModerated(wsExpect{"room_updated", ""}, wsExpect{"room_updated", ""})
 	return []wsCase{
 		{typ: "hello", frame: func(fx *authzFixture, room string, a actor) map[string]any {
 			f := map[string]any{"type": "hello", "rooms": map[string]int64{room: 0}}
@@ -609,14 +702,14 @@ func wsCases() []wsCase {
 				f["token"] = fx.accs[member].Token // authenticates as the member
 			}
 			return f
-		}, public: map[actor]wsExpect{anon: {"subscribed", ""}, member: {"subscribed", ""}, admin: {"subscribed", ""}, nonMember: wsDenied},
-			private: map[actor]wsExpect{anon: {"subscribed", ""}, member: {"subscribed", ""}, admin: {"subscribed", ""},
+		}, public: map[actor]wsExpect{anon: {"subscribed", ""}, member: {"subscribed", ""}, owner: {"subscribed", ""}, nonMember: wsDenied},
+			private: map[actor]wsExpect{anon: {"subscribed", ""}, member: {"subscribed", ""}, owner: {"subscribed", ""},
 				invited: wsHidden, nonMember: wsHidden, exMember: wsHidden},
-			dm: map[actor]wsExpect{member: {"subscribed", ""}, peer: {"subscribed", ""}, nonMember: wsHidden, admin: wsHidden}},
+			dm: map[actor]wsExpect{member: {"subscribed", ""}, peer: {"subscribed", ""}, nonMember: wsHidden, owner: wsHidden}},
 		// A connection cannot change whose it is: auth with someone else's token fails.
 		{typ: "auth", frame: func(fx *authzFixture, _ string, _ actor) map[string]any {
 			return map[string]any{"type": "auth", "token": fx.accs[member].Token}
-		}, public: map[actor]wsExpect{anon: {"welcome", ""}, member: {"welcome", ""}, nonMember: wsBadReq, admin: wsBadReq, peer: wsBadReq}},
+		}, public: map[actor]wsExpect{anon: {"welcome", ""}, member: {"welcome", ""}, muted: wsBadReq, nonMember: wsBadReq, owner: wsBadReq, peer: wsBadReq}},
 		{typ: "ping", frame: roomFrame("ping"), public: map[actor]wsExpect{anon: {"pong", ""}, member: {"pong", ""}, nonMember: {"pong", ""}}},
 		{typ: "send", frame: func(_ *authzFixture, room string, a actor) map[string]any {
 			return map[string]any{"type": "send", "room": room, "client_msg_id": id(a), "text": "hi"}
@@ -627,6 +720,12 @@ func wsCases() []wsCase {
 		{typ: "delete", frame: func(_ *authzFixture, room string, a actor) map[string]any {
 			return map[string]any{"type": "delete", "room": room, "client_msg_id": id(a), "target_seq": 1}
 		}, public: delPub, private: delPriv, dm: delDM},
+		{typ: "edit", label: "own, muted", frame: func(_ *authzFixture, room string, a actor) map[string]any {
+			return map[string]any{"type": "edit", "room": room, "client_msg_id": id(a), "target_seq": 4, "text": "changed"}
+		}, public: editOwnPub, private: editOwnPriv},
+		{typ: "delete", label: "own, muted", frame: func(_ *authzFixture, room string, a actor) map[string]any {
+			return map[string]any{"type": "delete", "room": room, "client_msg_id": id(a), "target_seq": 4}
+		}, public: delOwnPub, private: delOwnPriv},
 		{typ: "react", frame: func(_ *authzFixture, room string, a actor) map[string]any {
 			return map[string]any{"type": "react", "room": room, "client_msg_id": id(a), "target_seq": 1, "emoji": "👍", "on": true}
 		}, public: reactPub, private: reactPriv, dm: reactDM},
@@ -649,27 +748,27 @@ func wsCases() []wsCase {
 		// Unsubscribing a room the connection does not follow is not_found for anyone,
 		// so it reveals nothing about rooms.
 		{typ: "unsubscribe", frame: roomFrame("unsubscribe"),
-			public:  map[actor]wsExpect{anon: wsNoAuth, member: {"error", "not_found"}, nonMember: {"error", "not_found"}},
-			private: map[actor]wsExpect{member: {"error", "not_found"}, invited: {"error", "not_found"}, nonMember: {"error", "not_found"}},
-			dm:      map[actor]wsExpect{member: {"error", "not_found"}, nonMember: {"error", "not_found"}}},
+			public:  map[actor]wsExpect{anon: wsNoAuth, owner: wsHidden, member: wsHidden, nonMember: wsHidden},
+			private: map[actor]wsExpect{anon: wsNoAuth, owner: wsHidden, member: wsHidden, invited: wsHidden, nonMember: wsHidden},
+			dm:      map[actor]wsExpect{member: wsHidden, peer: wsHidden, nonMember: wsHidden}},
 		{typ: "history", frame: roomFrame("history"), public: histPub, private: histPriv, dm: histDM},
 		{typ: "typing", frame: roomFrame("typing"), public: typPub, private: typPriv, dm: typDM},
 		// A join of a private room accepts the joiner's invitation; without one, the room
 		// does not exist.
 		{typ: "join", frame: roomFrame("join"),
-			public: map[actor]wsExpect{anon: wsNoAuth, member: {"joined", ""}, nonMember: {"joined", ""}, admin: {"joined", ""}},
-			private: map[actor]wsExpect{anon: wsNoAuth, member: {"joined", ""}, admin: {"joined", ""}, invited: {"joined", ""},
+			public: map[actor]wsExpect{anon: wsNoAuth, member: {"joined", ""}, nonMember: {"joined", ""}, owner: {"joined", ""}, banned: wsDenied},
+			private: map[actor]wsExpect{anon: wsNoAuth, member: {"joined", ""}, owner: {"joined", ""}, invited: {"joined", ""},
 				nonMember: wsHidden, exMember: wsHidden},
-			dm: map[actor]wsExpect{member: {"joined", ""}, peer: {"joined", ""}, nonMember: wsHidden, admin: wsHidden}},
+			dm: map[actor]wsExpect{member: {"joined", ""}, peer: {"joined", ""}, nonMember: wsHidden, owner: wsHidden}},
 		{typ: "leave", frame: roomFrame("leave"),
-			public:  map[actor]wsExpect{anon: wsNoAuth, member: {"left", ""}, nonMember: wsDenied, admin: {"error", "conflict"}},
-			private: wsPrivate(wsExpect{"left", ""}, wsExpect{"error", "conflict"}),
-			dm:      map[actor]wsExpect{member: wsBadReq, peer: wsBadReq, nonMember: wsHidden, admin: wsHidden}},
+			public:  map[actor]wsExpect{anon: wsNoAuth, member: {"left", ""}, nonMember: wsDenied, owner: {"error", "conflict"}, admin: {"left", ""}},
+			private: withAnswers(wsPrivate(wsExpect{"left", ""}, wsExpect{"error", "conflict"}), map[actor]wsExpect{admin: {"left", ""}}),
+			dm:      map[actor]wsExpect{member: wsBadReq, peer: wsBadReq, nonMember: wsHidden, owner: wsHidden}},
 		{typ: "read", frame: func(_ *authzFixture, room string, _ actor) map[string]any {
 			return map[string]any{"type": "read", "room": room, "seq": 1}
-		}, public: map[actor]wsExpect{anon: wsNoAuth, member: {"read", ""}, admin: {"read", ""}, nonMember: wsDenied},
+		}, public: map[actor]wsExpect{anon: wsNoAuth, member: {"read", ""}, owner: {"read", ""}, nonMember: wsDenied},
 			private: wsPrivate(wsExpect{"read", ""}, wsExpect{"read", ""}),
-			dm:      map[actor]wsExpect{member: {"read", ""}, peer: {"read", ""}, nonMember: wsHidden, admin: wsHidden}},
+			dm:      map[actor]wsExpect{member: {"read", ""}, peer: {"read", ""}, nonMember: wsHidden, owner: wsHidden}},
 		{typ: "notifications", frame: roomFrame("notifications"), public: wsEveryone("notifications")},
 		{typ: "read_notifications", frame: func(*authzFixture, string, actor) map[string]any {
 			return map[string]any{"type": "read_notifications", "all": true}
@@ -683,6 +782,26 @@ func wsCases() []wsCase {
 		{typ: "set_room_notification_prefs", frame: func(_ *authzFixture, room string, _ actor) map[string]any {
 			return map[string]any{"type": "set_room_notification_prefs", "room": room, "level": "none"}
 		}, public: roomPrefsPub, private: roomPrefsPriv, dm: roomPrefsDM},
+		// Roles, muting, transfers and settings: the target is the room's member (the
+		// member's, the owner); unmuting, the muted member.
+		{typ: "set_role", frame: func(fx *authzFixture, room string, a actor) map[string]any {
+			return map[string]any{"type": "set_role", "room": room, "user": fx.target(a, member), "role": "admin"}
+		}, public: rolePub, private: rolePriv, dm: roleDM},
+		{typ: "mute", frame: func(fx *authzFixture, room string, a actor) map[string]any {
+			return map[string]any{"type": "mute", "room": room, "user": fx.target(a, member)}
+		}, public: mutePub, private: mutePriv, dm: muteDM},
+		{typ: "unmute", frame: func(fx *authzFixture, room string, a actor) map[string]any {
+			return map[string]any{"type": "unmute", "room": room, "user": fx.target(a, muted)}
+		}, public: unmutePub, private: unmutePriv, dm: unmuteDM},
+		{typ: "transfer", frame: func(fx *authzFixture, room string, _ actor) map[string]any {
+			return map[string]any{"type": "transfer", "room": room, "user": fx.accs[member].Name}
+		}, public: transferPub, private: transferPriv, dm: transferDM},
+		{typ: "update_room", frame: func(_ *authzFixture, room string, _ actor) map[string]any {
+			return map[string]any{"type": "update_room", "room": room, "topic": "t"}
+		}, public: settingsPub, private: settingsPriv, dm: settingsDM},
+		{typ: "directory", frame: func(*authzFixture, string, actor) map[string]any {
+			return map[string]any{"type": "directory", "q": "authz"}
+		}, public: wsEveryone("directory")},
 		{typ: "rooms", frame: roomFrame("rooms"), public: wsEveryone("rooms")},
 		{typ: "users", frame: roomFrame("users"), public: wsEveryone("users")},
 		{typ: "stats", frame: roomFrame("stats"), public: wsEveryone("stats")},
@@ -693,19 +812,24 @@ func wsCases() []wsCase {
 
 func TestAuthz_WebSocket_matrix(t *testing.T) {
 	fx := newAuthzFixture(t)
+	sum := newMatrixSummary(t, "WebSocket authorization matrix")
 	for _, wc := range wsCases() {
 		for _, col := range []struct {
 			name string
 			want map[actor]wsExpect
-		}{{"room", withExMember(wc.public)}, {"private", wc.private}, {"dm", wc.dm}} {
-			actors := make([]actor, 0, len(col.want))
-			for a := range col.want {
-				actors = append(actors, a)
+		}{{"room", completeAnswers("room", wc.public)}, {"private", completeAnswers("private", wc.private)}, {"dm", completeAnswers("dm", wc.dm)}} {
+			if col.want == nil {
+				continue
 			}
-			slices.Sort(actors)
-			for _, a := range actors {
+			op := wc.typ
+			if wc.label != "" {
+				op += " (" + wc.label + ")"
+			}
+			row := op + " [" + col.name + "]"
+			sum.row(row)
+			for _, a := range sortedActors(col.want) {
 				want := col.want[a]
-				t.Run(fmt.Sprintf("%s/%s/%s", wc.typ, col.name, a), func(t *testing.T) {
+				t.Run(fmt.Sprintf("%s/%s/%s", op, col.name, a), func(t *testing.T) {
 					t.Parallel()
 					room := fx.dm
 					if col.name != "dm" {
@@ -720,20 +844,24 @@ func TestAuthz_WebSocket_matrix(t *testing.T) {
 					f := wc.frame(fx, room, a)
 					f["ref"] = "x"
 					c.Send(f)
-					checkWS(t, c, wc.typ, a, want)
+					got := checkWS(t, c, wc.typ, a, want)
+					sum.record(row, a, wsCell(got.reply, got.code))
+					if got != want {
+						t.Fatalf("%s as %s: got %s %s, want %s %s", wc.typ, a, got.reply, got.code, want.reply, want.code)
+					}
 				})
 			}
 		}
 	}
 }
 
-func checkWS(t *testing.T, c *gwtest.Client, typ string, a actor, want wsExpect) {
+// checkWS returns what the frame just sent on c got: its reply type (with the code of an
+// error), "close:N", or no reply at all when want expects none and none came.
+func checkWS(t *testing.T, c *gwtest.Client, typ string, a actor, want wsExpect) wsExpect {
 	t.Helper()
 	switch {
 	case strings.HasPrefix(want.reply, "close:"):
-		if cc := c.WaitClosed(10 * time.Second); fmt.Sprintf("close:%d", cc) != want.reply {
-			t.Fatalf("%s as %s: closed %d, want %s", typ, a, cc, want.reply)
-		}
+		return wsExpect{fmt.Sprintf("close:%d", c.WaitClosed(10*time.Second)), ""}
 	case want.reply == "":
 		// No answer: a ping sent after it is answered first, with no error in between
 		// (frames of a connection are handled in order).
@@ -741,9 +869,10 @@ func checkWS(t *testing.T, c *gwtest.Client, typ string, a actor, want wsExpect)
 		c.Expect("pong", "after")
 		for _, f := range c.Buffered() {
 			if f.Type() == "error" {
-				t.Fatalf("%s as %s: unexpected error %v", typ, a, f)
+				return wsExpect{"error", f.Str("code")}
 			}
 		}
+		return wsExpect{}
 	default:
 		got, found := c.Next(func(f gwtest.Frame) bool {
 			return f.Str("ref") == "x" && (f.Type() == want.reply || f.Type() == "error")
@@ -751,9 +880,10 @@ func checkWS(t *testing.T, c *gwtest.Client, typ string, a actor, want wsExpect)
 		if !found {
 			t.Fatalf("%s as %s: no %s or error (buffered %v, err %v)", typ, a, want.reply, c.Buffered(), c.Err())
 		}
-		if got.Type() != want.reply || want.code != "" && got.Str("code") != want.code {
-			t.Fatalf("%s as %s: got %v, want %s %s", typ, a, got, want.reply, want.code)
+		if got.Type() == "error" {
+			return wsExpect{"error", got.Str("code")}
 		}
+		return wsExpect{got.Type(), ""}
 	}
 }
 
@@ -785,6 +915,54 @@ func TestAuthz_covers_every_route_and_frame(t *testing.T) {
 			t.Errorf("docs/protocol.md documents client frame %q but the authorization matrix has no row for it", typ)
 		}
 	}
+
+	// Every operation on a room is answered, in some row of its own, on all three room
+	// types by every actor of each: a new row with a column or an actor missing fails.
+	// Frames on a room are those the protocol refuses without one.
+	missing := map[string][]string{} // operation -> what its most complete row lacks
+	full := map[string]bool{}
+	note := func(key string, lacks []string) {
+		if full[key] = full[key] || len(lacks) == 0; !full[key] && (missing[key] == nil || len(lacks) < len(missing[key])) {
+			missing[key] = lacks
+		}
+	}
+	for _, rc := range restCases() {
+		if strings.Contains(rc.path, "{id}") {
+			note(rc.method+" "+rc.path, lacking(rc.public, rc.private, rc.dm))
+		}
+	}
+	for _, wc := range wsCases() {
+		if _, e := protocol.Decode([]byte(`{"type":"`+wc.typ+`"}`), protocol.Limits{}); e != nil && e.Message == "room is required" {
+			note(wc.typ, lacking(wc.public, wc.private, wc.dm))
+		}
+	}
+	for key, lacks := range missing {
+		if !full[key] {
+			t.Errorf("%s: no row answers for every actor on a public room, a private room and the DM: %s", key, strings.Join(lacks, ", "))
+		}
+	}
+}
+
+// lacking lists the actors a row's columns, completed, leave without an answer.
+func lacking[E any](public, private, dm map[actor]E) []string {
+	var out []string
+	for _, col := range []struct {
+		name string
+		want map[actor]E
+		need []actor
+	}{
+		{"room", public, append([]actor{anon}, roomActors...)},
+		{"private", private, append([]actor{anon, invited}, roomActors...)},
+		{"dm", dm, append([]actor{member, peer}, dmOutsiders...)},
+	} {
+		got := completeAnswers(col.name, col.want)
+		for _, a := range col.need {
+			if _, has := got[a]; !has {
+				out = append(out, fmt.Sprintf("%s [%s]", a, col.name))
+			}
+		}
+	}
+	return out
 }
 
 func openapiOperations(t *testing.T, file string) []string {
@@ -878,7 +1056,7 @@ func TestAuthz_notifications_are_private(t *testing.T) {
 	if !listed(member) || unread(member) != 1 {
 		t.Fatalf("the recipient does not see it: listed %v, unread %d", listed(member), unread(member))
 	}
-	for _, a := range []actor{peer, nonMember, admin} {
+	for _, a := range []actor{peer, nonMember, owner} {
 		if listed(a) || unread(a) != 0 {
 			t.Fatalf("%s sees the member's notification", a)
 		}

@@ -13,12 +13,12 @@ import (
 
 // TestRoles_roles_and_mute: the creator owns the room; owners and admins act only on
 // roles below their own; a muted member reads but cannot post, edit or react until
-// unmuted; the owner cannot leave before transferring ownership, after which they are
-// an admin; DMs have no roles.
+// unmuted; the owner cannot leave before transferring ownership (or naming a successor
+// who is another member), after which they are an admin; DMs have no roles.
 func TestRoles_roles_and_mute(t *testing.T) {
 	h := start(t, nil)
 	accs := map[string]gwtest.Account{}
-	for _, n := range []string{"olga", "adam", "mia", "max"} {
+	for _, n := range []string{"olga", "adam", "mia", "max", "zoe"} { // zoe never joins
 		accs[n] = gwtest.NewAccount(t, h.base, n)
 	}
 	role := func(r string) map[string]string { return map[string]string{"role": r} }
@@ -60,6 +60,10 @@ func TestRoles_roles_and_mute(t *testing.T) {
 		{"private must be a boolean", "olga", "PATCH", "/api/rooms/hall", map[string]any{"private": "yes"}, 400, "bad_request"},
 		{"owner renames and sets the topic", "olga", "PATCH", "/api/rooms/hall", map[string]any{"name": "Great Hall", "topic": "all hands"}, 200, ""},
 		{"the owner cannot leave", "olga", "POST", "/api/rooms/hall/leave", nil, 409, "conflict"},
+		{"the owner's successor must be a member", "olga", "POST", "/api/rooms/hall/leave", map[string]string{"successor": "zoe"}, 404, "not_found"},
+		{"the owner's successor must exist", "olga", "POST", "/api/rooms/hall/leave?successor=nobody", nil, 404, "not_found"},
+		{"the owner cannot succeed herself", "olga", "POST", "/api/rooms/hall/leave", map[string]string{"successor": "olga"}, 400, "bad_request"},
+		{"a successor must be a username", "olga", "POST", "/api/rooms/hall/leave", map[string]string{"successor": "no one"}, 400, "bad_request"},
 		{"only the owner transfers", "adam", "POST", "/api/rooms/hall/transfer", map[string]string{"username": "mia"}, 403, "forbidden"},
 		{"no transfer to a non-member", "olga", "POST", "/api/rooms/hall/transfer", map[string]string{"username": "nobody"}, 404, "not_found"},
 		{"olga makes adam owner", "olga", "POST", "/api/rooms/hall/transfer", map[string]string{"username": "adam"}, 200, ""},

@@ -295,12 +295,16 @@ func FrameOf(m store.Message) protocol.Message {
 	if m.DeletedAt != nil {
 		m.Text = ""
 	}
-	return protocol.Message{
+	f := protocol.Message{
 		Base: protocol.Base{Type: protocol.TypeMessage}, Room: m.RoomID, Seq: m.Seq, Kind: m.Kind, MessageID: m.EventID,
 		Sender: m.Sender, SenderName: m.SenderName, ClientMsgID: m.ClientMsgID, Text: m.Text, TargetSeq: m.TargetSeq,
 		SentAt: m.SentAt, StoredAt: m.StoredAt, EditedAt: m.EditedAt, DeletedAt: m.DeletedAt, Emoji: m.Emoji, On: m.On,
 		ThreadRoot: m.ThreadRoot,
 	}
+	if c := m.RoomChange; c != nil {
+		f.Change, f.Target, f.TargetName, f.Role, f.Settings = c.Change, c.Target, c.TargetName, c.Role, c.Settings
+	}
+	return f
 }
 
 // FrameOfStored renders a live message.stored event as a message frame.
@@ -313,6 +317,9 @@ func FrameOfStored(m event.MessageStored) protocol.Message {
 	if m.Kind == event.KindReaction {
 		on := m.On
 		f.On = &on
+	}
+	if m.Kind == event.KindRoomChange {
+		f.Change, f.Target, f.TargetName, f.Role, f.Settings = m.Change, m.Target, m.TargetName, m.Role, m.Settings
 	}
 	return f
 }

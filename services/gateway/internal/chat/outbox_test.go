@@ -75,13 +75,13 @@ func TestMembership_outbox_kafkaDown(t *testing.T) {
 	if _, err := svc.Join(ctx, bob, "r1"); err != nil {
 		t.Fatalf("repeated Join: %v", err)
 	}
-	if err := svc.Leave(ctx, bob, "r1"); err != nil {
+	if err := svc.Leave(ctx, bob, "r1", ""); err != nil {
 		t.Fatalf("Leave with Kafka down: %v", err)
 	}
 	assertMember(ctx, t, st, "r1", bob.ID, false)
 	// A retried Leave after a success is a non-member's request: refused, nothing written.
 	var pe *protocol.Error
-	if err := svc.Leave(ctx, bob, "r1"); !errors.As(err, &pe) || pe.Code != protocol.CodeForbidden {
+	if err := svc.Leave(ctx, bob, "r1", ""); !errors.As(err, &pe) || pe.Code != protocol.CodeForbidden {
 		t.Fatalf("retried Leave: %v, want forbidden", err)
 	}
 	// One publish attempt per committed change, after its commit; each failed, so each

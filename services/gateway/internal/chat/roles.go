@@ -13,15 +13,16 @@ import (
 	"time"
 
 	"github.com/kchat/kchat/pkg/event"
+	"github.com/kchat/kchat/pkg/outbox"
 	"github.com/kchat/kchat/pkg/protocol"
 	"github.com/kchat/kchat/services/gateway/internal/store"
 )
 
 // Room roles, as stored in room_members.role.
 const (
-	RoleOwner  = "owner"
-	RoleAdmin  = "admin"
-	RoleMember = "member"
+	RoleOwner  = event.RoleOwner
+	RoleAdmin  = event.RoleAdmin
+	RoleMember = event.RoleMember
 )
 
 // rank orders roles; a non-member ("") ranks below every member.
@@ -45,17 +46,22 @@ func errMuted() *protocol.Error {
 	return protocol.NewError(protocol.CodeForbidden, "you are muted in this room")
 }
 
-// errOwnerLeaves answers the owner's leave: ownership must be handed on first.
+// errOwnerLeaves answers the owner's leave without a successor: ownership must be handed
+// on first, or with the leave.
 func errOwnerLeaves() *protocol.Error {
-	return protocol.NewError(protocol.CodeConflict, "you own this room: transfer ownership first (POST /api/rooms/{id}/transfer)")
+	return protocol.NewError(protocol.CodeConflict,
+		"you own this room: name a successor (the leave's successor, a member's username) or transfer ownership first (POST /api/rooms/{id}/transfer)")
 }
 
 // RoleStore is the part of *store.Store that role changes and muting use.
 type RoleStore interface {
-	SetRole(ctx context.Context, roomID, userID, role string) (bool, error)
-	SetMuted(ctx context.Context, roomID, userID, by string, muted bool, now time.Time) (bool, error)
-	TransferOwnership(ctx context.Context, roomID, from, to string) (bool, error)
+	SetRole(ctx context.Context, roomID, userID, role string, announce ...outbox.Row) (bool, error)
+	SetMuted(ctx context.Context, roomID, userID, by string, muted bool, now time.Time, announce ...outbox.Row) (bool, error)
+	TransferOwnership(ctx context.Context, roomID, from, to string, announce ...outbox.Row) (bool, error)
+	TransferAndLeave(ctx context.Context, roomID, from, to string, announce ...outbox.Row) (bool, error)
 }
+
+var _ RoleStore = (*store.Store)(nil)
 
 func (s *Service) roles() (RoleStore, error) {
 	rs, ok := s.store.(RoleStore)
@@ -87,7 +93,11 @@ func (s *Service) SetRole(ctx context.Context, u User, roomID, username, role st
 	case rank(role) >= rank(mine):
 		return User{}, false, protocol.NewError(protocol.CodeForbidden, "you may only give roles below yours ("+mine+")")
 	}
-	changed, err := rs.SetRole(ctx, roomID, to.ID, role)
+	m := s.roomChange(to, u, roomID, event.ChangeRole)
+	m.Role = role
+	changed, err := s.announceAll(ctx, roomID, []event.MembershipChanged{m}, func(rows ...outbox.Row) (bool, error) {
+		return rs.SetRole(ctx, roomID, to.ID, role, rows...)
+	})
 	if err != nil {
 		return User{}, false, s.internal(ctx, "cannot set role", err)
 	}
@@ -109,7 +119,15 @@ func (s *Service) Mute(ctx context.Context, u User, roomID, username string, mut
 	if theirs == "" {
 		return User{}, false, protocol.NewError(protocol.CodeNotFound, username+" is not a member of this room")
 	}
-	changed, err := rs.SetMuted(ctx, roomID, to.ID, u.ID, muted, s.cfg.Now().UTC())
+	change := event.ChangeUnmuted
+	if muted {
+		change = event.ChangeMuted
+	}
+	now := s.cfg.Now().UTC()
+	m := s.roomChange(to, u, roomID, change)
+	changed, err := s.announceAll(ctx, roomID, []event.MembershipChanged{m}, func(rows ...outbox.Row) (bool, error) {
+		return rs.SetMuted(ctx, roomID, to.ID, u.ID, muted, now, rows...)
+	})
 	if err != nil {
 		return User{}, false, s.internal(ctx, "cannot mute", err)
 	}
@@ -133,7 +151,11 @@ func (s *Service) Transfer(ctx context.Context, u User, roomID, username string)
 	case theirs == "":
 		return User{}, protocol.NewError(protocol.CodeNotFound, username+" is not a member of this room")
 	}
-	moved, err := rs.TransferOwnership(ctx, roomID, u.ID, to.ID)
+	m := s.roomChange(to, u, roomID, event.ChangeOwner)
+	m.Role = RoleOwner
+	moved, err := s.announceAll(ctx, roomID, []event.MembershipChanged{m}, func(rows ...outbox.Row) (bool, error) {
+		return rs.TransferOwnership(ctx, roomID, u.ID, to.ID, rows...)
+	})
 	if err != nil {
 		return User{}, s.internal(ctx, "cannot transfer ownership", err)
 	}
@@ -173,39 +195,65 @@ func (rs RoomSettings) validate() *protocol.Error {
 
 // SettingsStore is the part of *store.Store that room settings use.
 type SettingsStore interface {
-	UpdateRoom(ctx context.Context, roomID string, name, topic *string, private *bool) (store.RoomSettings, error)
+	UpdateRoom(ctx context.Context, roomID string, name, topic *string, private *bool,
+		announce func(event.RoomSettingsChange) (outbox.Row, error)) (store.RoomSettings, *event.RoomSettingsChange, error)
+}
+
+var _ SettingsStore = (*store.Store)(nil)
+
+// UpdatedRoom answers a settings change: the room's settings afterwards, and whether the
+// request changed any of them (setting what is set already writes no timeline entry).
+type UpdatedRoom struct {
+	store.RoomSettings
+	Changed bool `json:"changed"`
 }
 
 // UpdateRoom renames roomID, sets its topic or its privacy; u must be its owner or an
-// admin. It returns the settings as they are afterwards.
-func (s *Service) UpdateRoom(ctx context.Context, u User, roomID string, rs RoomSettings) (store.RoomSettings, error) {
+// admin. It returns the settings as they are afterwards. The settings that changed are a
+// room_change entry of the timeline (see roomchanges.go).
+func (s *Service) UpdateRoom(ctx context.Context, u User, roomID string, rs RoomSettings) (UpdatedRoom, error) {
 	if e := rs.validate(); e != nil {
-		return store.RoomSettings{}, e
+		return UpdatedRoom{}, e
 	}
 	ss, ok := s.store.(SettingsStore)
 	if !ok {
-		return store.RoomSettings{}, protocol.NewError(protocol.CodeUnavailable, "room settings are not available").Retry()
+		return UpdatedRoom{}, protocol.NewError(protocol.CodeUnavailable, "room settings are not available").Retry()
 	}
 	r, err := s.store.Room(ctx, roomID, u.ID)
 	if errors.Is(err, store.ErrNotFound) {
-		return store.RoomSettings{}, errNoRoom()
+		return UpdatedRoom{}, errNoRoom()
 	}
 	if err != nil {
-		return store.RoomSettings{}, s.internal(ctx, "cannot read room", err)
+		return UpdatedRoom{}, s.internal(ctx, "cannot read room", err)
 	}
 	switch {
 	case !r.Member():
-		return store.RoomSettings{}, notMember(roomID, r.Private)
+		return UpdatedRoom{}, notMember(roomID, r.Private)
 	case r.Kind == event.RoomKindDM:
-		return store.RoomSettings{}, protocol.NewError(protocol.CodeBadRequest, "direct message rooms have no settings")
+		return UpdatedRoom{}, protocol.NewError(protocol.CodeBadRequest, "direct message rooms have no settings")
 	case !isModerator(r.Role):
-		return store.RoomSettings{}, protocol.NewError(protocol.CodeForbidden, "only a room owner or admin may do this")
+		return UpdatedRoom{}, protocol.NewError(protocol.CodeForbidden, "only a room owner or admin may do this")
 	}
-	out, err := ss.UpdateRoom(ctx, roomID, rs.Name, rs.Topic, rs.Private)
+	var e event.Envelope
+	out, diff, err := ss.UpdateRoom(ctx, roomID, rs.Name, rs.Topic, rs.Private, func(d event.RoomSettingsChange) (outbox.Row, error) {
+		m := s.roomChange(u, u, roomID, event.ChangeSettings)
+		m.Settings = &d
+		var err error
+		if e, err = event.New(s.source(), m); err != nil {
+			return outbox.Row{}, err
+		}
+		return s.ownRow(roomID, e)
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return UpdatedRoom{}, errNoRoom()
+	}
 	if err != nil {
-		return store.RoomSettings{}, s.internal(ctx, "cannot update room", err)
+		return UpdatedRoom{}, s.internal(ctx, "cannot update room", err)
 	}
-	return out, nil
+	if diff != nil {
+		s.publishOwn(ctx, roomID, e)
+	}
+	return UpdatedRoom{RoomSettings: out, Changed: diff != nil}, nil
 }
 
 // Directory limits.

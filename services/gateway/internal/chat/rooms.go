@@ -204,7 +204,10 @@ func (s *Service) Join(ctx context.Context, u User, roomID string) (store.Room, 
 // unsubscribe u's connections on its result. A Leave by someone who is not (or no
 // longer) a member is refused like any non-member's request (forbidden) and writes
 // nothing: a retried Leave after a success changes nothing and announces nothing twice.
-func (s *Service) Leave(ctx context.Context, u User, roomID string) error {
+// The room's owner must name a successor (a username), a current member who becomes the
+// owner in the same transaction: the timeline then has the ownership transfer's entry,
+// then the leave's. Others' successor is ignored.
+func (s *Service) Leave(ctx context.Context, u User, roomID, successor string) error {
 	r, err := s.Access(ctx, u, roomID)
 	if err != nil {
 		return err
@@ -214,10 +217,50 @@ func (s *Service) Leave(ctx context.Context, u User, roomID string) error {
 	}
 	if r.Role == RoleOwner {
 		// A room keeps an owner for as long as it has an admin to answer to.
-		return errOwnerLeaves()
+		if successor == "" {
+			return errOwnerLeaves()
+		}
+		return s.leaveTo(ctx, u, roomID, successor)
 	}
 	if _, err := s.changeMembership(ctx, u, roomID, event.ChangeLeft); err != nil {
 		return s.internal(ctx, "cannot remove member", err)
+	}
+	return nil
+}
+
+// leaveTo is the owner u's leave of roomID handing ownership to the member named
+// successor.
+func (s *Service) leaveTo(ctx context.Context, u User, roomID, successor string) error {
+	rs, err := s.roles()
+	if err != nil {
+		return err
+	}
+	to, err := s.userNamed(ctx, successor)
+	if err != nil {
+		return err
+	}
+	if to.ID == u.ID {
+		return protocol.NewError(protocol.CodeBadRequest, "successor: name another member of the room")
+	}
+	tr, err := s.store.Room(ctx, roomID, to.ID)
+	if err != nil {
+		return s.internal(ctx, "cannot read room", err)
+	}
+	if !tr.Member() {
+		return protocol.NewError(protocol.CodeNotFound, successor+" is not a member of this room")
+	}
+	owner := s.roomChange(to, u, roomID, event.ChangeOwner)
+	owner.Role = RoleOwner
+	leave := event.MembershipChanged{RoomID: roomID, User: u.ID, UserName: u.Username, Change: event.ChangeLeft, By: u.ID, ChangedAt: owner.ChangedAt}
+	moved, err := s.announceAll(ctx, roomID, []event.MembershipChanged{owner, leave}, func(rows ...outbox.Row) (bool, error) {
+		return rs.TransferAndLeave(ctx, roomID, u.ID, to.ID, rows...)
+	})
+	if err != nil {
+		return s.internal(ctx, "cannot hand over and leave", err)
+	}
+	if !moved {
+		// u lost ownership, or the successor left, since the checks above.
+		return protocol.NewError(protocol.CodeConflict, "ownership changed meanwhile; reload the members and try again")
 	}
 	return nil
 }

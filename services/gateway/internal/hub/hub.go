@@ -43,7 +43,7 @@ type Chat interface {
 	OpenDM(ctx context.Context, u chat.User, to string) (store.Room, chat.User, error)
 	Access(ctx context.Context, u chat.User, roomID string) (store.Room, error)
 	Join(ctx context.Context, u chat.User, roomID string) (store.Room, error)
-	Leave(ctx context.Context, u chat.User, roomID string) error
+	Leave(ctx context.Context, u chat.User, roomID, successor string) error
 	Rooms(ctx context.Context, u chat.User) (protocol.RoomList, error)
 	RoomsOf(ctx context.Context, u chat.User) ([]store.Room, error)
 	History(ctx context.Context, u chat.User, roomID string, q chat.HistoryQuery) (protocol.HistoryPage, error)
@@ -55,6 +55,7 @@ type Chat interface {
 	Notifications(ctx context.Context, u chat.User, before string, limit int) (protocol.NotificationList, error)
 	MarkNotificationsRead(ctx context.Context, u chat.User, ids []string, all bool) (protocol.NotificationsRead, error)
 	PendingNotifications(ctx context.Context, u chat.User, max int) ([]protocol.Notification, error)
+	Roles
 }
 
 var _ Chat = (*chat.Service)(nil)

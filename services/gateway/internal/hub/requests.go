@@ -173,7 +173,7 @@ func (s *Session) handle(ctx context.Context, f protocol.Frame, ref string, arri
 		s.reply(protocol.TypeJoined, protocol.Membership{Base: protocol.Base{Type: protocol.TypeJoined, Ref: ref}, Room: f.Room, LastSeq: r.LastSeq})
 		s.hub.UserJoined(u.ID, f.Room, r.LastSeq)
 	case *protocol.Leave:
-		if err := s.hub.chat.Leave(ctx, *u, f.Room); err != nil {
+		if err := s.hub.chat.Leave(ctx, *u, f.Room, f.Successor); err != nil {
 			s.replyErr(ref, err)
 			return
 		}
@@ -232,6 +232,8 @@ func (s *Session) handle(ctx context.Context, f protocol.Frame, ref string, arri
 		s.reply(protocol.TypeNotificationsRead, res)
 	case *protocol.GetNotificationPrefs, *protocol.SetNotificationPrefs, *protocol.SetRoomNotificationPrefs:
 		s.notificationPrefs(ctx, *u, ref, f)
+	case *protocol.SetRole, *protocol.MuteMember, *protocol.Transfer, *protocol.UpdateRoom, *protocol.Directory:
+		s.roles(ctx, *u, ref, f)
 	}
 }
 

@@ -148,7 +148,7 @@ func (nopChat) Access(context.Context, chat.User, string) (store.Room, error) {
 	return store.Room{}, nil
 }
 func (nopChat) Join(context.Context, chat.User, string) (store.Room, error) { return store.Room{}, nil }
-func (nopChat) Leave(context.Context, chat.User, string) error              { return nil }
+func (nopChat) Leave(context.Context, chat.User, string, string) error      { return nil }
 func (nopChat) Rooms(context.Context, chat.User) (protocol.RoomList, error) {
 	return protocol.RoomList{}, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/kchat/kchat/pkg/event"
 	"github.com/kchat/kchat/pkg/outbox"
 )
 
@@ -72,6 +73,18 @@ type Message struct {
 	Emoji       string // reaction entries
 	On          *bool  // reaction entries: added (true) or removed
 	ThreadRoot  int64  // replies: their thread's root (threads.go)
+	// RoomChange is what a room_change entry records (nil for other kinds).
+	RoomChange *RoomChange
+}
+
+// RoomChange is the messages.room_change column persistence writes: the fields of a
+// room_change entry besides its author.
+type RoomChange struct {
+	Change     string                    `json:"change"`
+	Target     string                    `json:"target,omitempty"`
+	TargetName string                    `json:"target_name,omitempty"`
+	Role       string                    `json:"role,omitempty"`
+	Settings   *event.RoomSettingsChange `json:"settings,omitempty"`
 }
 
 // Room is a room with the asking user's relation to it.
@@ -512,14 +525,14 @@ func (s *Store) MembershipsSince(ctx context.Context, userIDs []string, since ti
 
 const selectMessages = `SELECT room_id, seq, event_id, kind, sender, sender_name, coalesce(client_msg_id, ''),
 	coalesce(text, ''), coalesce(target_seq, 0), sent_at, stored_at, edited_at, deleted_at, coalesce(emoji, ''), reaction_on,
-	coalesce(thread_root, 0)
+	coalesce(thread_root, 0), room_change
 	FROM messages`
 
 func scanMessages(rows pgx.Rows) ([]Message, error) {
 	ms, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Message, error) {
 		var m Message
 		err := r.Scan(&m.RoomID, &m.Seq, &m.EventID, &m.Kind, &m.Sender, &m.SenderName, &m.ClientMsgID,
-			&m.Text, &m.TargetSeq, &m.SentAt, &m.StoredAt, &m.EditedAt, &m.DeletedAt, &m.Emoji, &m.On, &m.ThreadRoot)
+			&m.Text, &m.TargetSeq, &m.SentAt, &m.StoredAt, &m.EditedAt, &m.DeletedAt, &m.Emoji, &m.On, &m.ThreadRoot, &m.RoomChange)
 		return m, err
 	})
 	if err != nil {

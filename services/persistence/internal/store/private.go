@@ -149,6 +149,8 @@ func checkPrivate(w *writes, it item, r *room, st *dbState) error {
 		a.joined = true
 		st.access[k] = a
 		w.joined = append(w.joined, k)
+	case it.mem != nil && event.IsRoomChange(it.mem.Change):
+		// Changes no membership; its author's right to make it is checked in planOne.
 	case it.mem != nil: // a leave, kick or ban
 		k := memberKey{it.room, it.mem.User}
 		a := st.access[k]

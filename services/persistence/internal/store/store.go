@@ -362,6 +362,8 @@ type dbState struct {
 	threads map[seqKey]*thread
 	// muted are the batch's senders muted in their rooms (moderation.go).
 	muted map[memberKey]bool
+	// roles are the roles of room changes' authors and targets (roomchange.go).
+	roles map[memberKey]string
 }
 
 // queueReads reads what the batch's events depend on (rooms, earlier client_msg_ids,
@@ -403,7 +405,7 @@ func queueReads(b *pgx.Batch, items []item) *dbState {
 
 	st := &dbState{rooms: map[string]*room{}, existing: map[msgKey]bool{}, targets: map[seqKey]*target{}, admins: map[memberKey]bool{},
 		reactions: map[reactionKey]bool{}, access: map[memberKey]access{}, attachments: map[string]*attachmentRow{},
-		threads: map[seqKey]*thread{}, muted: map[memberKey]bool{}}
+		threads: map[seqKey]*thread{}, muted: map[memberKey]bool{}, roles: map[memberKey]string{}}
 	rooms, existing, targets, admins := st.rooms, st.existing, st.targets, st.admins
 	// FOR NO KEY UPDATE is the lock the final UPDATE takes anyway; it makes last_seq
 	// read here the value that UPDATE will overwrite.
@@ -502,6 +504,7 @@ func queueReads(b *pgx.Batch, items []item) *dbState {
 	queuePrivateReads(b, items, st)
 	queueModerationReads(b, items, st)
 	queueMuteReads(b, items, st)
+	queueRoleReads(b, items, st)
 	queueAttachmentReads(b, items, st)
 	queueThreadReads(b, items, st)
 	return st
@@ -594,6 +597,15 @@ func (s *Store) planOne(w *writes, it item, st *dbState) error {
 			row.emoji, row.on = sub.Emoji, sub.On
 			st.reactions[reactionKey{it.room, sub.TargetSeq, sub.Sender, sub.Emoji}] = sub.On
 		}
+	case it.mem != nil && event.IsRoomChange(it.mem.Change):
+		if err := checkRoomChange(it, r, st); err != nil {
+			return err
+		}
+		row.kind, row.change = event.KindRoomChange, roomChangeOf(it.mem)
+		row.sender, row.senderName, row.sentAt = it.mem.By, it.mem.ByName, it.mem.ChangedAt
+		if row.senderName == "" { // By is User: a settings change names its author as user
+			row.senderName = it.mem.UserName
+		}
 	case it.mem != nil:
 		row.kind = event.KindJoin
 		if it.mem.Change != event.ChangeJoined {
@@ -683,8 +695,9 @@ type messageRow struct {
 	emoji        string // reaction entries
 	on           bool   // reaction entries
 	attachments  []event.Attachment
-	threadRoot   int64    // replies: their thread's root
-	participants []string // replies: the thread's participants before them
+	threadRoot   int64       // replies: their thread's root
+	participants []string    // replies: the thread's participants before them
+	change       *roomChange // room_change entries
 }
 
 // writes collects a batch's rows so that they go to the database together.
@@ -736,6 +749,9 @@ func (w *writes) addOutbox(cfg Config, cause event.Envelope, traceParent string,
 	}
 	if row.threadRoot > 0 {
 		p.ThreadParticipants = row.participants
+	}
+	if c := row.change; c != nil {
+		p.Change, p.Target, p.TargetName, p.Role, p.Settings = c.Change, c.Target, c.TargetName, c.Role, c.Settings
 	}
 	if row.clientMsgID != nil {
 		p.ClientMsgID = *row.clientMsgID
@@ -839,7 +855,7 @@ func (w *writes) write(ctx context.Context, tx pgx.Tx) error {
 
 var (
 	messageColumns = []string{"room_id", "seq", "event_id", "kind", "sender", "sender_name", "client_msg_id",
-		"text", "target_seq", "sent_at", "stored_at", "emoji", "reaction_on", "thread_root"}
+		"text", "target_seq", "sent_at", "stored_at", "emoji", "reaction_on", "thread_root", "room_change"}
 )
 
 func (w *writes) copyRows(ctx context.Context, tx pgx.Tx) error {
@@ -867,8 +883,12 @@ func (w *writes) copyRows(ctx context.Context, tx pgx.Tx) error {
 		if m.threadRoot > 0 {
 			threadRoot = &m.threadRoot
 		}
+		change, err := roomChangeColumn(m.change)
+		if err != nil {
+			return nil, err
+		}
 		return []any{m.room, m.seq, m.eventID, m.kind, m.sender, m.senderName, m.clientMsgID,
-			text, targetSeq, m.sentAt, w.storedAt, emoji, on, threadRoot}, nil
+			text, targetSeq, m.sentAt, w.storedAt, emoji, on, threadRoot, change}, nil
 	}))
 	if err != nil {
 		return fmt.Errorf("cannot write messages: %w", err)
