@@ -104,10 +104,10 @@ async function reloadPage(page, room) {
   await page.locator('#room-title').filter({ hasText: '#' + room }).waitFor({ timeout: WAIT });
 }
 
-// Runs first, while both gateways are up (the next test stops A). The gateways do not send
-// room_change entries yet: what the other page shows is checked after a reload (state from
-// REST); the entries' rendering and live application are checked with frames the test
-// adds to one page's WebSocket.
+// Runs first, while both gateways are up (the next test stops A). What the other page shows
+// is checked live (the room_change entries the gateways send) and after a reload (state
+// from REST, history); describeRoomChange is checked case by case, and frames the test adds
+// to one page's WebSocket check the live path on cases of its own choosing.
 test('room roles on two gateways: the members panel, mute, topic, directory, transfer', { timeout: 180_000 }, async () => {
   assert.ok(GW_A && GW_B, 'GW_A and GW_B must be set (run through go test)');
   browser ??= await chromium.launch({ executablePath, headless: true, args });
@@ -160,8 +160,8 @@ test('room roles on two gateways: the members panel, mute, topic, directory, tra
   assert.deepEqual(line, { cls: 'system', text: '<img src=x onerror="window.__xss=3"> set the topic to <script>window.__xss=4</script>', elements: 0 });
   assert.equal(await a.evaluate(() => window.__xss), undefined, 'a room_change line ran markup');
 
-  // Live entries, as the gateway will deliver them: pete's WebSocket is routed through the
-  // test, which adds room_change message frames to what the gateway sends. His mute
+  // Live entries of the test's own: pete's WebSocket is routed through the test, which adds
+  // room_change message frames to what the gateway sends. His mute
   // disables the composer, the unmute enables it, settings change the header and the list;
   // each is a system line of the timeline. (Not stored: a reload forgets them.)
   let toPete = null;
@@ -196,13 +196,23 @@ test('room roles on two gateways: the members panel, mute, topic, directory, tra
   await row(a, olga).locator('.role', { hasText: 'owner' }).waitFor({ timeout: WAIT });
   await row(a, pete).locator('.role', { hasText: 'member' }).waitFor({ timeout: WAIT });
   assert.equal(await b.locator('#admin-panel').isVisible(), false, 'a member sees the admin panel');
+  const change = (p, text) => p.locator('#message-list li.system[data-kind="room_change"]', { hasText: text }).waitFor({ timeout: WAIT });
   await a.getByRole('button', { name: `Make ${pete} an admin` }).click();
   await row(a, pete).locator('.role', { hasText: 'admin' }).waitFor({ timeout: WAIT });
+  // Live on both pages: the line, and pete's panel appears.
+  await change(a, `You made ${pete} an admin`);
+  await change(b, `${olga} made you an admin`);
+  await b.locator('#admin-panel').waitFor({ timeout: WAIT });
   await a.getByRole('button', { name: `Mute ${pete}`, exact: true }).click();
   await row(a, pete).locator('.muted-mark', { hasText: 'muted' }).waitFor({ timeout: WAIT });
   await a.getByRole('button', { name: `Unmute ${pete}` }).waitFor({ timeout: WAIT });
-  // pete, after a reload: an admin (the panel, no action on the owner), muted.
+  await change(b, `${olga} muted you`);
+  await b.locator('#composer-text:disabled').waitFor({ timeout: WAIT });
+  // pete, after a reload: an admin (the panel, no action on the owner), muted; history
+  // has the changes.
   await reloadPage(b, roomID);
+  await change(b, `${olga} made you an admin`);
+  await change(b, `${olga} muted you`);
   await b.locator('#muted-note', { hasText: 'You are muted in this room' }).waitFor({ timeout: WAIT });
   await b.locator('#composer-text:disabled').waitFor({ timeout: WAIT });
   await row(b, pete + ' (you)').locator('.role', { hasText: 'admin' }).waitFor({ timeout: WAIT });
@@ -211,6 +221,8 @@ test('room roles on two gateways: the members panel, mute, topic, directory, tra
   await a.getByRole('button', { name: `Unmute ${pete}` }).click();
   await a.getByRole('button', { name: `Mute ${pete}`, exact: true }).waitFor({ timeout: WAIT });
   assert.equal(await row(a, pete).locator('.muted-mark').count(), 0);
+  await change(b, `${olga} unmuted you`);
+  await b.locator('#composer-text:enabled').waitFor({ timeout: WAIT });
   await reloadPage(b, roomID);
   await row(b, olga).waitFor({ timeout: WAIT });
   await b.evaluate((room) => window.kchatRoles.shown(window.kchatApp.room(room)), roomID); // the details are read
@@ -230,7 +242,10 @@ test('room roles on two gateways: the members panel, mute, topic, directory, tra
   const details = await rest(a, 'GET', '/api/rooms/' + roomID);
   assert.equal(details.body.topic, topic, 'the topic as typed');
   assert.equal(details.body.name, roomID);
+  await change(a, 'You set the topic to');
   await shot(a, 'roles.png');
+  await change(b, `${olga} set the topic to`);
+  await b.locator('#room-topic', { hasText: 'Tea & <b>scones</b> ' + suffix }).waitFor({ timeout: WAIT });
   await reloadPage(b, roomID);
   await b.locator('#room-topic', { hasText: 'Tea & <b>scones</b> ' + suffix }).waitFor({ timeout: WAIT });
   assert.equal(await b.locator('#room-topic b, .topbar b').count(), 0, 'the topic became markup');
@@ -274,6 +289,9 @@ test('room roles on two gateways: the members panel, mute, topic, directory, tra
   await row(a, pete).locator('.role', { hasText: 'owner' }).waitFor({ timeout: WAIT });
   await row(a, olga).locator('.role', { hasText: 'admin' }).waitFor({ timeout: WAIT });
   assert.equal(await row(a, pete).getByRole('button').count(), 0, 'an admin is offered actions on the owner');
+  await change(a, `You transferred ownership to ${pete}`);
+  await change(b, `${olga} transferred ownership to you`);
+  await row(b, pete + ' (you)').locator('.role', { hasText: 'owner' }).waitFor({ timeout: WAIT });
   await reloadPage(b, roomID);
   await row(b, pete + ' (you)').locator('.role', { hasText: 'owner' }).waitFor({ timeout: WAIT });
   await b.getByRole('button', { name: `Transfer ownership to ${olga}` }).waitFor({ timeout: WAIT });
