@@ -18,7 +18,8 @@ import (
 
 // TestBrowserE2E runs e2e/chat.test.mjs (Playwright driving headless Chromium) against the
 // platform started here as real processes: persistence, fanout and two gateways, with a
-// database and topics of the test's own. The script asks for gateway A to be stopped by
+// database and topics of the test's own. Its first test (room roles) needs both gateways;
+// the second ends by stopping A. The script asks for gateway A to be stopped by
 // POSTing to STOP_A_URL; the answer comes once A is gone, so the script never races it.
 func TestBrowserE2E(t *testing.T) {
 	if testing.Short() {
@@ -84,7 +85,7 @@ func TestBrowserE2E(t *testing.T) {
 	}))
 	defer hook.Close()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=spec", "chat.test.mjs")
 	cmd.Dir = dir

@@ -26,6 +26,7 @@ var files = map[string]string{
 	"/prefs.js":   "prefs.js",
 	"/attach.js":  "attach.js",
 	"/threads.js": "threads.js",
+	"/roles.js":   "roles.js",
 	// The service worker of Web Push; served from the root so that its scope is the page.
 	"/sw.js": "sw.js",
 }

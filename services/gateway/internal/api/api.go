@@ -55,6 +55,8 @@ type Chat interface {
 	Transfer(ctx context.Context, u chat.User, roomID, username string) (chat.User, error)
 	UpdateRoom(ctx context.Context, u chat.User, roomID string, rs chat.RoomSettings) (chat.UpdatedRoom, error)
 	Directory(ctx context.Context, q, cursor string, limit int) (chat.DirectoryPage, error)
+	// A room's details for the asking user (roominfo.go).
+	RoomDetails(ctx context.Context, u chat.User, roomID string) (store.RoomDetails, error)
 }
 
 var _ Chat = (*chat.Service)(nil)
@@ -143,6 +145,7 @@ func (a *API) Register(e *echo.Echo) {
 	authed.POST("/rooms/:id/members/:username/mute", a.mute)
 	authed.POST("/rooms/:id/transfer", a.transfer)
 	authed.PATCH("/rooms/:id", a.updateRoom)
+	authed.GET("/rooms/:id", a.roomDetails)
 	authed.GET("/rooms/directory", a.directory)
 	authed.DELETE("/rooms/:id/members/:username/mute", a.mute)
 	authed.GET("/rooms/:id/messages", a.history)

@@ -387,6 +387,11 @@ func restCases() []restCase {
 		{method: "GET", path: "/api/notifications/unread", public: everyone(ok200)},
 		{method: "POST", path: "/api/notifications/read", body: func(*authzFixture, actor) any { return map[string]bool{"all": true} },
 			public: everyone(ok200)},
+		// A room's details, public like its member list.
+		{method: "GET", path: "/api/rooms/{id}",
+			public:  map[actor]expect{anon: noAuth, wrongKind: badToken, member: ok200, nonMember: ok200, owner: ok200},
+			private: privateAnswers(ok200, ok200),
+			dm:      map[actor]expect{member: ok200, peer: ok200, nonMember: hidden, owner: hidden}},
 		// E-mail settings are per user, like notifications. The unsubscribe link needs no
 		// session (its signed token authorizes it): without a token nobody gets anywhere.
 		{method: "GET", path: "/api/me/email", public: everyone(ok200)},

@@ -3,7 +3,7 @@
 //   GW_A, GW_B     base URLs of two gateways (http://127.0.0.1:port)
 //   STOP_A_URL     POST here and the harness stops gateway A; it answers once A is gone
 //   CHROMIUM_PATH  the browser (default /usr/bin/chromium)
-//   UPDATE_SCREENSHOTS=1 also refreshes screenshots/chat.png, the one kept in git
+//   UPDATE_SCREENSHOTS=1 also refreshes screenshots/chat.png and roles.png, the ones kept in git
 // Nothing is started here and nothing is fetched from the internet.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -27,7 +27,7 @@ const args = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run
 let browser;
 after(async () => { if (browser) await browser.close(); });
 
-async function openPage(base, others, viewport) {
+async function openPage(base, others, viewport, extra = '') {
   const ctx = await browser.newContext({ viewport });
   const page = await ctx.newPage();
   page.problems = [];
@@ -36,7 +36,7 @@ async function openPage(base, others, viewport) {
     // A refused WebSocket to the stopped gateway is expected during fail-over.
     if (m.type() === 'error' && !/WebSocket|ERR_CONNECTION_REFUSED|Failed to load resource/.test(m.text())) page.problems.push('console: ' + m.text());
   });
-  await page.goto(`${base}/?gateways=${encodeURIComponent([base, ...others].join(','))}&page=4`);
+  await page.goto(`${base}/?gateways=${encodeURIComponent([base, ...others].join(','))}&page=4${extra}`);
   return page;
 }
 
@@ -87,12 +87,224 @@ async function loadAllHistory(page) {
 async function shot(page, name) {
   fs.mkdirSync(latest, { recursive: true });
   await page.screenshot({ path: path.join(latest, name) });
-  if (name === 'chat.png' && process.env.UPDATE_SCREENSHOTS === '1') fs.copyFileSync(path.join(latest, name), path.join(shots, name));
+  if ((name === 'chat.png' || name === 'roles.png') && process.env.UPDATE_SCREENSHOTS === '1') fs.copyFileSync(path.join(latest, name), path.join(shots, name));
 }
+
+// rest calls the gateway's REST API from the page, with its session.
+const rest = (page, method, path, body) => page.evaluate(async ([method, path, body]) => {
+  const token = JSON.parse(sessionStorage.getItem('kchat.session')).token;
+  const res = await fetch(path, { method, headers: { Authorization: 'Bearer ' + token, 'Content-Type': 'application/json' },
+    body: body ? JSON.stringify(body) : undefined });
+  return { status: res.status, body: await res.json() };
+}, [method, path, body]);
+
+async function reloadPage(page, room) {
+  await page.reload();
+  await page.locator('#conn-status[data-state="online"]').waitFor({ timeout: WAIT });
+  await page.locator('#room-title').filter({ hasText: '#' + room }).waitFor({ timeout: WAIT });
+}
+
+// Runs first, while both gateways are up (the next test stops A). What the other page shows
+// is checked live (the room_change entries the gateways send) and after a reload (state
+// from REST, history); describeRoomChange is checked case by case, and frames the test adds
+// to one page's WebSocket check the live path on cases of its own choosing.
+test('room roles on two gateways: the members panel, mute, topic, directory, transfer', { timeout: 180_000 }, async () => {
+  assert.ok(GW_A && GW_B, 'GW_A and GW_B must be set (run through go test)');
+  browser ??= await chromium.launch({ executablePath, headless: true, args });
+  const suffix = Date.now().toString(36).slice(-5);
+  const olga = 'olga' + suffix;
+  const pete = 'pete' + suffix;
+  const roomID = 'roles-' + suffix;
+  const a = await openPage(GW_A, [GW_B], { width: 1100, height: 900 }, '&dirpage=2');
+  const b = await openPage(GW_B, [GW_A], { width: 1100, height: 900 }, '&dirpage=2');
+  await register(a, olga);
+  await register(b, pete);
+  await join(a, roomID); // creates it: olga owns it
+  await join(b, roomID);
+
+  // describeRoomChange, table-driven, before any server sends such entries.
+  const me = { id: 'u-me', username: 'me' };
+  const ann = { sender: 'u-ann', sender_name: 'ann' };
+  const ben = { target: 'u-ben', target_name: 'ben' };
+  const cases = [
+    [{ ...ann, ...ben, change: 'role', role: 'admin' }, 'ann made ben an admin'],
+    [{ ...ann, ...ben, change: 'role', role: 'member' }, 'ann made ben a member'],
+    [{ ...ann, ...ben, change: 'muted' }, 'ann muted ben'],
+    [{ ...ann, ...ben, change: 'unmuted' }, 'ann unmuted ben'],
+    [{ ...ann, ...ben, change: 'owner', role: 'owner' }, 'ann transferred ownership to ben'],
+    [{ ...ann, change: 'settings', settings: { name: 'Tea room' } }, 'ann renamed the room to Tea room'],
+    [{ ...ann, change: 'settings', settings: { topic: 'scones <b>only</b>' } }, 'ann set the topic to scones <b>only</b>'],
+    [{ ...ann, change: 'settings', settings: { topic: '' } }, 'ann cleared the topic'],
+    [{ ...ann, change: 'settings', settings: { private: true } }, 'ann made the room private'],
+    [{ ...ann, change: 'settings', settings: { private: false } }, 'ann made the room public'],
+    [{ ...ann, change: 'settings', settings: { name: 'X', topic: 'y', private: true } }, 'ann renamed the room to X, set the topic to y and made the room private'],
+    [{ ...ann, change: 'settings', settings: { name: 'X', private: false } }, 'ann renamed the room to X and made the room public'],
+    [{ ...ann, target: 'u-me', target_name: 'me', change: 'muted' }, 'ann muted you'],
+    [{ ...ann, target: 'u-me', target_name: 'me', change: 'owner', role: 'owner' }, 'ann transferred ownership to you'],
+    [{ sender: 'u-me', sender_name: 'me', ...ben, change: 'role', role: 'admin' }, 'You made ben an admin'],
+    [{ ...ann, change: 'something-new' }, 'ann changed the room'],
+  ];
+  const described = await a.evaluate(([cs, me]) => cs.map(([e]) => window.kchatRoles.describeRoomChange(
+    { kind: 'room_change', room: 'r', seq: 7, sent_at: '2026-01-01T00:00:00Z', ...e }, me)), [cases, me]);
+  assert.deepEqual(described, cases.map((c) => c[1]), 'describeRoomChange');
+  // As a timeline line: text only, whatever the names and settings say.
+  const line = await a.evaluate((room) => {
+    const li = window.kchatApp.entryElement(window.kchatApp.room(room), { kind: 'room_change', room, seq: 999, sender: 'u-x',
+      sender_name: '<img src=x onerror="window.__xss=3">', change: 'settings', settings: { topic: '<script>window.__xss=4</script>' },
+      sent_at: new Date().toISOString() });
+    document.getElementById('message-list').append(li);
+    const out = { cls: li.className, text: li.querySelector('.text').textContent, elements: li.querySelectorAll('img, script').length };
+    li.remove();
+    return out;
+  }, roomID);
+  assert.deepEqual(line, { cls: 'system', text: '<img src=x onerror="window.__xss=3"> set the topic to <script>window.__xss=4</script>', elements: 0 });
+  assert.equal(await a.evaluate(() => window.__xss), undefined, 'a room_change line ran markup');
+
+  // Live entries of the test's own: pete's WebSocket is routed through the test, which adds
+  // room_change message frames to what the gateway sends. His mute
+  // disables the composer, the unmute enables it, settings change the header and the list;
+  // each is a system line of the timeline. (Not stored: a reload forgets them.)
+  let toPete = null;
+  await b.routeWebSocket(/\/ws$/, (ws) => { ws.connectToServer(); toPete = ws; });
+  await reloadPage(b, roomID);
+  await b.evaluate((room) => window.kchatRoles.shown(window.kchatApp.room(room)), roomID); // settled
+  const peteID = await b.evaluate(() => window.kchatApp.user().id);
+  let fakeSeq = 1_000_000;
+  const deliver = (change) => toPete.send(JSON.stringify({ type: 'message', room: roomID, seq: ++fakeSeq, kind: 'room_change',
+    message_id: 'fake-' + fakeSeq, sender: 'u-olga', sender_name: olga, target: peteID, target_name: pete, sent_at: new Date().toISOString(), ...change }));
+  const systemLine = (text) => b.locator('#message-list li.system[data-kind="room_change"]', { hasText: text }).waitFor({ timeout: WAIT });
+  deliver({ change: 'muted' });
+  await systemLine(`${olga} muted you`);
+  await b.locator('#composer-text:disabled').waitFor({ timeout: WAIT });
+  await b.locator('#muted-note', { hasText: 'You are muted in this room' }).waitFor({ timeout: WAIT });
+  deliver({ change: 'unmuted' });
+  await systemLine(`${olga} unmuted you`);
+  await b.locator('#composer-text:enabled').waitFor({ timeout: WAIT });
+  await b.locator('#muted-note').waitFor({ state: 'hidden', timeout: WAIT });
+  deliver({ change: 'settings', target: undefined, target_name: undefined, settings: { topic: 'live <i>topic</i>', private: true } });
+  await systemLine(`${olga} set the topic to live <i>topic</i> and made the room private`);
+  await b.locator('#room-topic', { hasText: 'live <i>topic</i>' }).waitFor({ timeout: WAIT });
+  await b.locator('#room-title', { hasText: '🔒' }).waitFor({ timeout: WAIT });
+  await b.locator('#room-list button', { hasText: '#' + roomID + ' 🔒' }).waitFor({ timeout: WAIT });
+  assert.equal(await b.locator('#message-list i, #room-topic i').count(), 0, 'live settings became markup');
+  await reloadPage(b, roomID); // back to the server's state
+  await b.locator('#room-topic').waitFor({ state: 'hidden', timeout: WAIT });
+  assert.equal(await b.locator('#message-list li[data-kind="room_change"]').count(), 0);
+
+  // The owner's members panel; a member has none.
+  const row = (p, u) => p.locator('#member-list li', { hasText: u });
+  await row(a, olga).locator('.role', { hasText: 'owner' }).waitFor({ timeout: WAIT });
+  await row(a, pete).locator('.role', { hasText: 'member' }).waitFor({ timeout: WAIT });
+  assert.equal(await b.locator('#admin-panel').isVisible(), false, 'a member sees the admin panel');
+  const change = (p, text) => p.locator('#message-list li.system[data-kind="room_change"]', { hasText: text }).waitFor({ timeout: WAIT });
+  await a.getByRole('button', { name: `Make ${pete} an admin` }).click();
+  await row(a, pete).locator('.role', { hasText: 'admin' }).waitFor({ timeout: WAIT });
+  // Live on both pages: the line, and pete's panel appears.
+  await change(a, `You made ${pete} an admin`);
+  await change(b, `${olga} made you an admin`);
+  await b.locator('#admin-panel').waitFor({ timeout: WAIT });
+  await a.getByRole('button', { name: `Mute ${pete}`, exact: true }).click();
+  await row(a, pete).locator('.muted-mark', { hasText: 'muted' }).waitFor({ timeout: WAIT });
+  await a.getByRole('button', { name: `Unmute ${pete}` }).waitFor({ timeout: WAIT });
+  await change(b, `${olga} muted you`);
+  await b.locator('#composer-text:disabled').waitFor({ timeout: WAIT });
+  // pete, after a reload: an admin (the panel, no action on the owner), muted; history
+  // has the changes.
+  await reloadPage(b, roomID);
+  await change(b, `${olga} made you an admin`);
+  await change(b, `${olga} muted you`);
+  await b.locator('#muted-note', { hasText: 'You are muted in this room' }).waitFor({ timeout: WAIT });
+  await b.locator('#composer-text:disabled').waitFor({ timeout: WAIT });
+  await row(b, pete + ' (you)').locator('.role', { hasText: 'admin' }).waitFor({ timeout: WAIT });
+  await row(b, olga).locator('.role', { hasText: 'owner' }).waitFor({ timeout: WAIT });
+  assert.equal(await row(b, olga).getByRole('button').count(), 0, 'an admin is offered actions on the owner');
+  await a.getByRole('button', { name: `Unmute ${pete}` }).click();
+  await a.getByRole('button', { name: `Mute ${pete}`, exact: true }).waitFor({ timeout: WAIT });
+  assert.equal(await row(a, pete).locator('.muted-mark').count(), 0);
+  await change(b, `${olga} unmuted you`);
+  await b.locator('#composer-text:enabled').waitFor({ timeout: WAIT });
+  await reloadPage(b, roomID);
+  await row(b, olga).waitFor({ timeout: WAIT });
+  await b.evaluate((room) => window.kchatRoles.shown(window.kchatApp.room(room)), roomID); // the details are read
+  await b.locator('#composer-text:enabled').waitFor({ timeout: WAIT });
+  assert.equal(await b.locator('#muted-note').isVisible(), false);
+
+  // Settings: a refusal shows the server's message; what is typed is stored as typed.
+  await a.getByLabel('Room name').fill('   ');
+  await a.locator('#settings-form').getByRole('button', { name: 'Save settings' }).click();
+  await a.locator('#banner-text', { hasText: 'name: must not be empty' }).waitFor({ timeout: WAIT });
+  await a.getByLabel('Room name').fill(roomID); // unchanged: not sent
+  const topic = '  Tea & <b>scones</b> ' + suffix + ' ';
+  await a.getByLabel('Topic', { exact: true }).fill(topic);
+  await a.locator('#settings-form').getByRole('button', { name: 'Save settings' }).click();
+  await a.locator('#banner-text', { hasText: 'Saved the settings' }).waitFor({ timeout: WAIT });
+  await a.locator('#room-topic', { hasText: 'Tea & <b>scones</b>' }).waitFor({ timeout: WAIT });
+  const details = await rest(a, 'GET', '/api/rooms/' + roomID);
+  assert.equal(details.body.topic, topic, 'the topic as typed');
+  assert.equal(details.body.name, roomID);
+  await change(a, 'You set the topic to');
+  await shot(a, 'roles.png');
+  await change(b, `${olga} set the topic to`);
+  await b.locator('#room-topic', { hasText: 'Tea & <b>scones</b> ' + suffix }).waitFor({ timeout: WAIT });
+  await reloadPage(b, roomID);
+  await b.locator('#room-topic', { hasText: 'Tea & <b>scones</b> ' + suffix }).waitFor({ timeout: WAIT });
+  assert.equal(await b.locator('#room-topic b, .topbar b').count(), 0, 'the topic became markup');
+
+  // The directory: public rooms by name or topic, paged (2 a page here), with counts.
+  for (const n of [1, 2, 3]) assert.equal((await rest(a, 'POST', '/api/rooms', { id: `dir-${suffix}-${n}` })).status, 201);
+  assert.equal((await rest(a, 'PATCH', `/api/rooms/dir-${suffix}-2`, { topic: 'board games ' + suffix })).status, 200);
+  assert.equal((await rest(a, 'POST', '/api/rooms', { id: `dir-${suffix}-4`, private: true })).status, 201);
+  const find = async (q) => {
+    await b.getByLabel('Search public rooms').fill(q);
+    await b.locator('#directory-form').getByRole('button', { name: 'Find' }).click();
+  };
+  const dir = b.locator('#directory-list li');
+  await find('board games ' + suffix);
+  await b.locator('#directory-status', { hasText: '1 room shown' }).waitFor({ timeout: WAIT });
+  await dir.filter({ hasText: `#dir-${suffix}-2` }).filter({ hasText: 'board games ' + suffix }).waitFor({ timeout: WAIT });
+  await find('dir-' + suffix);
+  await b.locator('#directory-status', { hasText: '2 rooms shown' }).waitFor({ timeout: WAIT });
+  await b.getByRole('button', { name: 'More rooms' }).click();
+  await b.locator('#directory-status', { hasText: '3 rooms shown' }).waitFor({ timeout: WAIT });
+  await b.getByRole('button', { name: 'More rooms' }).waitFor({ state: 'hidden', timeout: WAIT });
+  assert.deepEqual(await b.$$eval('#directory-list li .name', (els) => els.map((e) => e.textContent)),
+    [1, 2, 3].map((n) => `#dir-${suffix}-${n}`), 'the private room is not listed');
+  assert.deepEqual(await b.$$eval('#directory-list li .count', (els) => els.map((e) => e.textContent)), ['1 member', '1 member', '1 member']);
+  await b.getByRole('button', { name: `Join #dir-${suffix}-3` }).click();
+  await b.locator('#room-title').filter({ hasText: `#dir-${suffix}-3` }).waitFor({ timeout: WAIT });
+  await b.getByRole('button', { name: `Open #dir-${suffix}-3` }).waitFor({ timeout: WAIT });
+  await b.locator('#room-list button', { hasText: `#dir-${suffix}-3` }).waitFor({ timeout: WAIT });
+  await find(`dir-${suffix}-3`);
+  await dir.filter({ hasText: `#dir-${suffix}-3` }).filter({ hasText: '2 members' }).waitFor({ timeout: WAIT });
+  await b.locator('#room-list button', { hasText: '#' + roomID }).first().click();
+
+  // Transfer, confirmed first: olga becomes an admin, pete the owner (after his reload).
+  await a.getByRole('button', { name: `Transfer ownership to ${pete}` }).click();
+  await a.locator('#transfer-confirm', { hasText: `Transfer ownership of #${roomID} to ${pete}?` }).waitFor({ timeout: WAIT });
+  await a.locator('#transfer-confirm').getByRole('button', { name: 'Cancel' }).click();
+  await a.locator('#transfer-confirm').waitFor({ state: 'hidden', timeout: WAIT });
+  await a.getByRole('button', { name: `Transfer ownership to ${pete}` }).click();
+  await a.locator('#transfer-confirm').getByRole('button', { name: 'Transfer ownership' }).click();
+  await a.locator('#banner-text', { hasText: `${pete} now owns #${roomID}` }).waitFor({ timeout: WAIT });
+  await row(a, pete).locator('.role', { hasText: 'owner' }).waitFor({ timeout: WAIT });
+  await row(a, olga).locator('.role', { hasText: 'admin' }).waitFor({ timeout: WAIT });
+  assert.equal(await row(a, pete).getByRole('button').count(), 0, 'an admin is offered actions on the owner');
+  await change(a, `You transferred ownership to ${pete}`);
+  await change(b, `${olga} transferred ownership to you`);
+  await row(b, pete + ' (you)').locator('.role', { hasText: 'owner' }).waitFor({ timeout: WAIT });
+  await reloadPage(b, roomID);
+  await row(b, pete + ' (you)').locator('.role', { hasText: 'owner' }).waitFor({ timeout: WAIT });
+  await b.getByRole('button', { name: `Transfer ownership to ${olga}` }).waitFor({ timeout: WAIT });
+  await b.getByRole('button', { name: `Make ${olga} a member` }).waitFor({ timeout: WAIT });
+
+  assert.deepEqual([...a.problems, ...b.problems], [], 'errors in the pages');
+  await a.context().close();
+  await b.context().close();
+});
 
 test('two people on two gateways: order, history, XSS, fail-over', { timeout: 240_000 }, async () => {
   assert.ok(GW_A && GW_B && STOP_A_URL, 'GW_A, GW_B and STOP_A_URL must be set (run through go test)');
-  browser = await chromium.launch({ executablePath, headless: true, args });
+  browser ??= await chromium.launch({ executablePath, headless: true, args });
   const suffix = Date.now().toString(36).slice(-5);
   const ann = 'ann' + suffix;
   const ben = 'ben' + suffix;

@@ -67,7 +67,8 @@
     let r = S.rooms.get(id);
     if (!r) {
       r = { id, name: id, kind: id.startsWith('dm:') ? 'dm' : 'room', members: [], lastSeq: 0,
-        cursor: null, msgs: new Map(), minSeq: null, hasMore: true, loaded: false, unread: 0, mine: false };
+        cursor: null, msgs: new Map(), minSeq: null, hasMore: true, loaded: false, unread: 0, mine: false,
+        role: '', muted: false, topic: '', private: false };
       S.rooms.set(id, r);
     }
     return r;
@@ -224,6 +225,7 @@
     S.current = null;
     $('message-list').replaceChildren();
     $('room-list').replaceChildren();
+    updateInviteForm(); // hides the forms and the panel of the room that was open
     banner(null);
     showLogin(message);
   }
@@ -519,6 +521,7 @@
       if (saved && mine.has(saved)) selectRoom(saved, false);
     }
     renderRooms();
+    showHeader(); // a rename seen in the list shows in the header too
     updateInviteForm();
     refreshInvites();
   }
@@ -581,6 +584,7 @@
     const moderator = !!r && (r.role === 'owner' || r.role === 'admin');
     $('invite-form').hidden = !(moderator && r.private);
     $('remove-form').hidden = !(moderator && r.kind !== 'dm');
+    if (window.kchatRoles) window.kchatRoles.update(r); // roles.js: members panel, settings
   }
 
   async function refreshUsers() {
@@ -704,7 +708,7 @@
     $('typing').textContent = '';
     if (id) store.setItem('kchat.current', id);
     const r = id ? room(id) : null;
-    $('room-title').textContent = r ? label(r) : 'kchat';
+    showHeader();
     $('empty-hint').hidden = !!r;
     $('load-older').hidden = true;
     $('history-start').hidden = true;
@@ -723,14 +727,31 @@
     updateComposer();
     renderRooms();
     updateInviteForm();
+    if (r && window.kchatRoles) window.kchatRoles.shown(r); // reads the room's details
     if (focus && r) $('composer-text').focus();
   }
 
+  // showHeader puts the open room's name and topic in the top bar.
+  function showHeader() {
+    const r = S.current ? room(S.current) : null;
+    $('room-title').textContent = r ? label(r) + (r.private ? ' 🔒' : '') : 'kchat';
+    $('room-topic').textContent = r ? r.topic : '';
+    $('room-topic').hidden = !(r && r.topic);
+  }
+
+  // updateComposer enables the message box in an open room, unless its owner or an admin
+  // muted the user there (GET /api/rooms/{id} or a live room_change entry says so).
   function updateComposer() {
     const on = !!S.current;
-    $('composer-text').disabled = !on;
-    $('send-btn').disabled = !on;
-    $('composer-text').placeholder = on ? `Message ${label(room(S.current))} (Enter sends, Shift+Enter adds a line)` : 'Pick a room first';
+    const muted = on && room(S.current).muted;
+    $('composer-text').disabled = !on || muted;
+    $('send-btn').disabled = !on || muted;
+    $('muted-note').hidden = !muted;
+    // The thread panel belongs to the open room: a muted member may not reply there either.
+    $('thread-text').disabled = muted;
+    $('thread-send').disabled = muted;
+    $('composer-text').placeholder = muted ? 'You are muted in this room'
+      : on ? `Message ${label(room(S.current))} (Enter sends, Shift+Enter adds a line)` : 'Pick a room first';
   }
 
   function updateOlder(r) {
@@ -810,6 +831,10 @@
       return;
     }
     if (r.msgs.has(m.seq)) return;
+    // A change of role, mute, owner or settings (roles.js): applied to the page's state
+    // when live; history shows it only (the room's details were read after it).
+    if (m.kind === 'room_change' && live && window.kchatRoles) window.kchatRoles.apply(r, m);
+    if ((m.kind === 'join' || m.kind === 'leave') && live && window.kchatRoles) window.kchatRoles.membersChanged(r);
     if (m.thread_root) {
       // A reply: kept with the room's entries, shown in its thread (threads.js), counted
       // under its root.
@@ -948,14 +973,16 @@
     li.dataset.seq = String(m.seq);
     li.dataset.kind = m.kind;
     const own = m.sender === S.session.user.id;
-    if (m.kind === 'join' || m.kind === 'leave') {
+    if (m.kind === 'join' || m.kind === 'leave' || m.kind === 'room_change') {
       li.className = 'system';
       const t = document.createElement('time');
       t.dateTime = m.sent_at;
       t.textContent = fmtTime(m.sent_at) + ' ';
       const text = document.createElement('span');
       text.className = 'text';
-      text.textContent = `${m.sender_name} ${m.kind === 'join' ? 'joined' : 'left'}` + (m.text ? ` (${m.text})` : '');
+      text.textContent = m.kind === 'room_change'
+        ? (window.kchatRoles ? window.kchatRoles.describeRoomChange(m, S.session.user) : `${m.sender_name} changed the room`)
+        : `${m.sender_name} ${m.kind === 'join' ? 'joined' : 'left'}` + (m.text ? ` (${m.text})` : '');
       li.append(t, text);
       return li;
     }
@@ -1030,7 +1057,19 @@
   }
 
   // The part of this file threads.js uses.
-  window.kchatApp = { request, send, room, entryElement, rerender, sendReply, fmtTime, user: () => S.session.user };
+  window.kchatApp = { request, send, room, entryElement, rerender, sendReply, fmtTime, user: () => S.session.user,
+    // for roles.js
+    rest: (method, path, body) => api(method, path, body, S.session.token), banner, label, joinRoom, selectRoom,
+    current: () => S.current, roomChanged };
+
+  // roomChanged shows a room's new role, mute or settings wherever the page shows them.
+  function roomChanged(r) {
+    renderRooms();
+    if (S.current !== r.id) return;
+    showHeader();
+    updateComposer();
+    updateInviteForm();
+  }
 
   function pendingElement(text) {
     const li = document.createElement('li');
