@@ -169,7 +169,7 @@
   async function onLogin(ev) {
     ev.preventDefault();
     const action = ev.submitter ? ev.submitter.value : 'login';
-    const username = $('login-user').value.trim();
+    const username = $('login-user').value; // as typed: a stray space is refused below, not removed
     const password = $('login-pass').value;
     const err = $('login-error');
     if (!/^[A-Za-z0-9_-]{3,32}$/.test(username)) {
@@ -673,7 +673,7 @@
   }
 
   async function joinRoom(id) {
-    id = id.trim().replace(/^#/, '');
+    id = id.replace(/^#/, ''); // '#general' names the room general; spaces are refused below
     if (!/^[a-z0-9][a-z0-9_-]{1,63}$/.test(id)) {
       banner('A room id is 2–64 of a–z, 0–9, _ and -, starting with a letter or digit.');
       return false;
@@ -1145,7 +1145,7 @@
   async function runSearch(more) {
     const status = $('search-status');
     if (!more) {
-      SR.q = $('search-q').value.trim();
+      SR.q = $('search-q').value;
       SR.room = $('search-here').checked && S.current ? S.current : '';
       SR.cursor = '';
       $('search-list').replaceChildren();
@@ -1217,7 +1217,7 @@
     $('remove-form').addEventListener('submit', async (ev) => {
       ev.preventDefault();
       const ban = ev.submitter && ev.submitter.value === 'ban';
-      const who = $('remove-user').value.trim().replace(/^@/, '');
+      const who = $('remove-user').value.replace(/^@/, '');
       if (!who || !S.current) return;
       const path = '/api/rooms/' + encodeURIComponent(S.current) + (ban ? '/bans' : '/kick');
       try {
@@ -1231,7 +1231,7 @@
     });
     $('invite-form').addEventListener('submit', async (ev) => {
       ev.preventDefault();
-      const who = $('invite-user').value.trim().replace(/^@/, '');
+      const who = $('invite-user').value.replace(/^@/, '');
       if (!who || !S.current) return;
       try {
         await api('POST', '/api/rooms/' + encodeURIComponent(S.current) + '/invites', { username: who }, S.session.token);
@@ -1245,7 +1245,7 @@
     $('search-more').addEventListener('click', () => runSearch(true));
     $('dm-form').addEventListener('submit', (ev) => {
       ev.preventDefault();
-      const to = $('dm-to').value.trim().replace(/^@/, '');
+      const to = $('dm-to').value.replace(/^@/, '');
       const text = $('dm-text').value;
       if (!to || !text.trim()) return;
       const id = newID();

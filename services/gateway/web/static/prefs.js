@@ -79,7 +79,7 @@
     ev.preventDefault();
     const body = { level: $('prefs-level').value, dnd: null };
     if ($('prefs-dnd').checked) {
-      body.dnd = { start: $('prefs-dnd-start').value, end: $('prefs-dnd-end').value, zone: $('prefs-dnd-zone').value.trim() };
+      body.dnd = { start: $('prefs-dnd-start').value, end: $('prefs-dnd-end').value, zone: $('prefs-dnd-zone').value };
     }
     try {
       current = await call('PUT', '/api/me/notification-preferences', body);
