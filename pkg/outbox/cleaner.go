@@ -191,7 +191,9 @@ const minCleanBatch = 50
 func (c *Cleaner) pace(size int, took time.Duration) (int, time.Duration) {
 	switch {
 	case took > c.cfg.BatchTarget:
-		size = max(minCleanBatch, size/2)
+		// The floor never lifts a batch above BatchSize: a slow database must not make
+		// a small configured batch ten times larger.
+		size = max(min(minCleanBatch, c.cfg.BatchSize), size/2)
 	case took < c.cfg.BatchTarget/2:
 		size = min(c.cfg.BatchSize, size*2)
 	}
