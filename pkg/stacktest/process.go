@@ -72,10 +72,14 @@ type Process struct {
 
 // Start runs bin with args and extra environment (KEY=VALUE); its output is kept and
 // printed if the test fails. The process is stopped (SIGTERM) when the test ends.
+//
+// The process reaches Kafka as the test does (KafkaEnv, the super user), unless env sets
+// any KAFKA_TLS* or KAFKA_SASL_* variable itself: then env alone decides its security
+// (a test of a principal of its own, or of a wrong password).
 func (e *Env) Start(t testing.TB, name, bin string, env []string, args ...string) *Process {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = e.processEnv(os.Environ(), env)
 	p := &Process{t: t, name: name, cmd: cmd, done: make(chan struct{}), grew: make(chan struct{})}
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -117,6 +121,21 @@ func (e *Env) Start(t testing.TB, name, bin string, env []string, args ...string
 		}
 	})
 	return p
+}
+
+// processEnv is base without its Kafka security variables, then KafkaEnv unless extra has
+// some of its own, then extra.
+func (e *Env) processEnv(base, extra []string) []string {
+	var out []string
+	for _, kv := range base {
+		if !isSecurityVar(kv) {
+			out = append(out, kv)
+		}
+	}
+	if len(securityEnviron(extra)) == 0 {
+		out = append(out, e.KafkaEnv...)
+	}
+	return append(out, extra...)
 }
 
 // Output returns everything the process printed so far.
