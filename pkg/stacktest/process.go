@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kchat/kchat/pkg/kafkasec"
 )
 
 var (
@@ -74,7 +76,7 @@ type Process struct {
 // printed if the test fails. The process is stopped (SIGTERM) when the test ends.
 //
 // The process reaches Kafka as the test does (KafkaEnv, the super user), unless env sets
-// any KAFKA_TLS* or KAFKA_SASL_* variable itself: then env alone decides its security
+// any kafkasec variable (KAFKA_TLS*, KAFKA_SASL_*) itself: then env alone decides its security
 // (a test of a principal of its own, or of a wrong password).
 func (e *Env) Start(t testing.TB, name, bin string, env []string, args ...string) *Process {
 	t.Helper()
@@ -123,12 +125,16 @@ func (e *Env) Start(t testing.TB, name, bin string, env []string, args ...string
 	return p
 }
 
+// Environ is the environment for a program of ours that a test runs itself (exec.Cmd.Env):
+// this process's, with Kafka security as Start gives it, then extra.
+func (e *Env) Environ(extra ...string) []string { return e.processEnv(os.Environ(), extra) }
+
 // processEnv is base without its Kafka security variables, then KafkaEnv unless extra has
 // some of its own, then extra.
 func (e *Env) processEnv(base, extra []string) []string {
 	var out []string
 	for _, kv := range base {
-		if !isSecurityVar(kv) {
+		if !kafkasec.IsVar(kv) {
 			out = append(out, kv)
 		}
 	}

@@ -51,6 +51,9 @@ type Env struct {
 	// KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD_FILE) for a program
 	// of ours; Start adds them to every process it runs. Empty on a PLAINTEXT cluster.
 	KafkaEnv []string
+	// KafkaConfig is the configuration Security was built from, for clients configured
+	// from a kafkasec.Config (chatbench's franz-go clients).
+	KafkaConfig kafkasec.Config
 
 	transport kafka.RoundTripper // shared by Client and Transport; nil on PLAINTEXT
 }
@@ -82,15 +85,7 @@ func start() (*Env, error) {
 		return nil, err
 	}
 	if b, db := os.Getenv("KAFKA_BROKERS"), os.Getenv("DATABASE_URL"); b != "" && db != "" {
-		cfg, err := kafkasec.FromEnv(os.Getenv)
-		if err != nil {
-			return nil, err
-		}
-		sec, err := cfg.Security()
-		if err != nil {
-			return nil, err
-		}
-		return newEnv(strings.Split(b, ","), db, root, nil, sec, securityEnviron(os.Environ())), nil
+		return newEnv(strings.Split(b, ","), db, root, nil, securityEnviron(os.Environ()))
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	// Secured, as make dev and make test run it, unless KCHAT_STACK_PLAINTEXT is set (make
@@ -117,35 +112,43 @@ func start() (*Env, error) {
 		return nil, err
 	}
 	info := st.Info()
-	sec, err := st.Security(localstack.AdminUser)
-	if err != nil {
-		return nil, err
-	}
+	// The variables devstack up prints for chatctl and chatbench (nil on PLAINTEXT).
 	kenv, err := st.ClientEnv(localstack.AdminUser)
 	if err != nil {
 		return nil, err
 	}
-	return newEnv(info.Brokers, info.DatabaseURL, root, st, sec, kenv), nil
+	return newEnv(info.Brokers, info.DatabaseURL, root, st, kenv)
 }
 
-func newEnv(brokers []string, dbURL, root string, st *localstack.Stack, sec kafkasec.Security, kenv []string) *Env {
+// newEnv reads the client security from kenv, the kafkasec variables a program of ours
+// would be given, so that in-process clients and processes log in alike.
+func newEnv(brokers []string, dbURL, root string, st *localstack.Stack, kenv []string) (*Env, error) {
+	vars := map[string]string{}
+	for _, kv := range kenv {
+		k, v, _ := strings.Cut(kv, "=")
+		vars[k] = v
+	}
+	cfg, err := kafkasec.FromEnv(func(k string) string { return vars[k] })
+	if err != nil {
+		return nil, err
+	}
+	sec, err := cfg.Security()
+	if err != nil {
+		return nil, err
+	}
 	return &Env{Brokers: brokers, DatabaseURL: dbURL, Root: root, Stack: st, Security: sec, KafkaEnv: kenv,
-		transport: sec.RoundTripper()}
+		KafkaConfig: cfg, transport: sec.RoundTripper()}, nil
 }
 
-// securityEnviron returns the kafkasec variables of env (KAFKA_TLS*, KAFKA_SASL_*).
+// securityEnviron returns the kafkasec variables of env.
 func securityEnviron(env []string) []string {
 	var out []string
 	for _, kv := range env {
-		if isSecurityVar(kv) {
+		if kafkasec.IsVar(kv) {
 			out = append(out, kv)
 		}
 	}
 	return out
-}
-
-func isSecurityVar(kv string) bool {
-	return strings.HasPrefix(kv, "KAFKA_TLS") || strings.HasPrefix(kv, "KAFKA_SASL_")
 }
 
 // RepoRoot finds the directory holding go.work, from the test's working directory up.
