@@ -96,16 +96,18 @@ func start() (*Env, error) {
 	if plain, _ := strconv.ParseBool(os.Getenv(EnvPlaintext)); plain {
 		cfg.Secure = nil
 	}
-	st, err := localstack.New(cfg)
-	if err != nil {
-		return nil, err
-	}
-	// Test binaries of several packages run at once; one of them starts the stack.
+	// Test binaries of several packages run at once; one of them starts the stack. The
+	// lock is taken before New, which generates the SCRAM passwords of a new stack: two
+	// binaries must not both make them up.
 	unlock, err := localstack.Flock(filepath.Join(root, ".cache", "stack.lock"))
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
+	st, err := localstack.New(cfg)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	if err := st.Up(ctx); err != nil {
