@@ -21,22 +21,29 @@ build: | $(BIN)
 $(DEVSTACK): build
 
 GATEWAYS ?= 1
-# SECURE=1: brokers on SASL_SSL with a SCRAM user per service and ACLs (docs/operations.md,
-# "Kafka security"). A stack keeps the mode it was created in; devstack refuses the other.
-SECURE ?=
-SECURE_FLAG := $(if $(filter 1 true yes,$(SECURE)),-secure)
+# Kafka is secured by default (SECURE=1): brokers on SASL_SSL with a SCRAM user per service
+# and ACLs (docs/operations.md, "Kafka security"); SECURE=0 runs them PLAINTEXT, for dev, up,
+# test, bench and chaos alike. A stack keeps the mode it was created in and devstack refuses
+# the other, saying to run `bin/devstack reset-kafka` (a stack created before the secured
+# default needs that once). KCHAT_STACK_PLAINTEXT tells pkg/stacktest (make test, make chaos)
+# which mode to join the stack in.
+SECURE ?= 1
+PLAINTEXT := $(filter 0 false no,$(SECURE))
+SECURE_FLAG := $(if $(PLAINTEXT),-plaintext)
+export KCHAT_STACK_PLAINTEXT := $(if $(PLAINTEXT),1)
 # TRACING=1: also start Jaeger and export every service's spans to it (docs/operations.md,
 # "Tracing"); the first run builds Jaeger from the module proxy (minutes).
 TRACING ?=
 TRACING_FLAG := $(if $(filter 1 true yes,$(TRACING)),-tracing)
 
 ## dev: start Kafka (3 KRaft nodes), PostgreSQL and every service; prints the URL to open.
-## `make dev GATEWAYS=2` adds a second gateway on :8082; `make dev SECURE=1` secures Kafka;
+## `make dev GATEWAYS=2` adds a second gateway on :8082; `make dev SECURE=0` runs Kafka PLAINTEXT;
 ## `make dev TRACING=1` adds Jaeger and traces every message (http://127.0.0.1:16686).
 dev: build
 	$(DEVSTACK) up -services -gateways $(GATEWAYS) $(SECURE_FLAG) $(TRACING_FLAG)
 
-## up: only the backing stack (Kafka + PostgreSQL), topics and migrations.
+## up: only the backing stack (Kafka + PostgreSQL), topics, ACLs and migrations; prints the
+## KAFKA_* variables chatctl and chatbench need (the super user's TLS + SCRAM login).
 up: build
 	$(DEVSTACK) up $(SECURE_FLAG)
 
@@ -52,16 +59,18 @@ logs: build
 migrate: build
 	$(BIN)/chatctl migrate
 
-## test: every module, race detector on, against the real stack (started here, stopped after
-## unless it was already running). Packages run one at a time (-p 1): some tests kill and
+## test: every module, race detector on, against the real stack (started here, secured unless
+## SECURE=0, stopped after unless it was already running); tests log in to Kafka as the super
+## user. With KAFKA_BROKERS and DATABASE_URL set, those servers are used instead, secured as
+## the KAFKA_TLS_* / KAFKA_SASL_* variables say. Packages run one at a time (-p 1): some tests kill and
 ## restart brokers, and two cores are better spent on one test than on interleaving several.
 ## Every test runs once: a failure fails the target (a flaky test is a bug). Benchmarks
 ## (measurements, not assertions) are not run here: go test -run '^$' -bench . ./<pkg>/.
 test: build
 	@set -e; \
 	if [ -n "$$KAFKA_BROKERS" ] && [ -n "$$DATABASE_URL" ]; then started=0; \
-	elif $(DEVSTACK) status 2>/dev/null | grep -q '^kafka-1 .*running'; then started=0; $(DEVSTACK) up; \
-	else started=1; $(DEVSTACK) up; fi; \
+	elif $(DEVSTACK) status 2>/dev/null | grep -q '^kafka-1 .*running'; then started=0; $(DEVSTACK) up $(SECURE_FLAG); \
+	else started=1; $(DEVSTACK) up $(SECURE_FLAG); fi; \
 	$(DEVSTACK) install-jaeger >/dev/null || echo "Jaeger not built; the tracing test will fail saying why"; \
 	status=0; \
 	for m in $(MODULES); do \
@@ -83,10 +92,13 @@ fmt:
 ## bench: chatbench against the local platform, open loop, every figure a ratio against a
 ## baseline measured in the same run (~10 minutes). Starts the stack and the services
 ## (two gateways) if they are not running. Results, table and plots go to bench/results/.
+## On the secured stack chatbench logs in as the super user: the KAFKA_* lines up prints are
+## exported for it here.
 ## Extra flags: make bench BENCH_ARGS="-only e2e,hop".
 .PHONY: bench-smoke
 bench: build
-	ulimit -n $$(ulimit -Hn); RATE_LIMITS=off $(DEVSTACK) up -services -gateways 2 $(SECURE_FLAG) && $(BIN)/chatbench $(BENCH_ARGS)
+	ulimit -n $$(ulimit -Hn); out=$$(RATE_LIMITS=off $(DEVSTACK) up -services -gateways 2 $(SECURE_FLAG)) || exit 1; \
+	echo "$$out"; eval "$$(echo "$$out" | grep '^  export KAFKA_')"; $(BIN)/chatbench $(BENCH_ARGS)
 
 ## bench-smoke: every chatbench scenario for a few seconds, end to end, against processes
 ## the test starts itself (make test runs it too, as part of tools/chatbench's tests).
@@ -101,6 +113,6 @@ bench-smoke:
 ## local stack (started here if needed). Results: chaos/results/ (table: docs/reliability.md).
 ## Extra flags: make chaos CHAOS_ARGS="-chaos.faults kafka-broker-sigkill,gateway-sigkill -chaos.rate 200".
 chaos: build
-	$(DEVSTACK) up
+	$(DEVSTACK) up $(SECURE_FLAG)
 	cd tools/chaos && $(GO) test -count=1 -timeout 90m -run 'TestChaos$$' -v . -args -chaos.full -chaos.out $(CURDIR)/chaos/results $(CHAOS_ARGS) 2>&1 \
 		| grep -v '^\s*{"time"'; exit $${PIPESTATUS[0]}

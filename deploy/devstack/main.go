@@ -1,7 +1,9 @@
 // Command devstack runs the local platform without Docker: `up [-services] [-gateways N]
-// [-secure] [-tracing]`, `down`, `status`, `logs`, `kill-broker N`, `start-broker N`, `reset-kafka`,
+// [-plaintext] [-tracing]`, `down`, `status`, `logs`, `kill-broker N`, `start-broker N`, `reset-kafka`,
 // `install-jaeger` (builds the trace backend into .cache/bin if missing; make test runs it).
-// See README.md, "Local stack", and docs/operations.md, "Kafka security" for -secure.
+// Kafka runs secured (SASL_SSL, SCRAM-SHA-512, ACLs) unless up is given -plaintext; -secure,
+// the opt-in of old, is still accepted and changes nothing. See README.md, "Local stack",
+// and docs/operations.md, "Kafka security".
 package main
 
 import (
@@ -31,7 +33,7 @@ func main() {
 	}
 }
 
-var errUsage = errors.New("usage: devstack [-root DIR] up [-services] [-gateways N] [-secure] [-tracing]|down|status|logs [NAME]|kill-broker N|start-broker N|reset-kafka|install-jaeger")
+var errUsage = errors.New("usage: devstack [-root DIR] up [-services] [-gateways N] [-plaintext] [-tracing]|down|status|logs [NAME]|kill-broker N|start-broker N|reset-kafka|install-jaeger")
 
 func run(ctx context.Context, args []string, logger *slog.Logger) error {
 	fs := flag.NewFlagSet("devstack", flag.ContinueOnError)

@@ -68,15 +68,18 @@ func (m *manager) up(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	withServices := fs.Bool("services", false, "also start persistence, fanout, notification and the gateways (built into bin/)")
 	gateways := fs.Int("gateways", 1, "number of gateway instances (ports 8081, 8082, ...)")
-	secure := fs.Bool("secure", false, "brokers on SASL_SSL with a SCRAM-SHA-512 user per service and the ACL matrix; "+
-		"fixed when the stack is first created (make dev SECURE=1)")
+	plaintext := fs.Bool("plaintext", false, "brokers on PLAINTEXT, without TLS, logins or ACLs (make dev SECURE=0); "+
+		"by default they run SASL_SSL with a SCRAM-SHA-512 user per service and the ACL matrix. Fixed when the stack is first created")
+	// -secure was the opt-in before the secured mode became the default; still accepted
+	// so that old commands keep working.
+	_ = fs.Bool("secure", true, "the default; accepted for old commands (see -plaintext)")
 	tracing := fs.Bool("tracing", false, "also start Jaeger (OTLP :4318, UI/API :16686) and export the services' traces to it (make dev TRACING=1)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
 	began := time.Now()
 	// Up refuses the mode the stack was not created in (localstack.ErrSecurityMismatch).
-	if err := m.open(*secure); err != nil {
+	if err := m.open(!*plaintext); err != nil {
 		return err
 	}
 	if err := m.stack.Up(ctx); err != nil {

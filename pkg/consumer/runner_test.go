@@ -26,7 +26,7 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	env := stacktest.Get(t)
 	names := env.Topics(t)
-	p, err := producer.New(producer.Config{Brokers: env.Brokers})
+	p, err := producer.New(producer.Config{Brokers: env.Brokers, Security: env.Security})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func (f *fixture) publish(t *testing.T, room string, n int) []string {
 }
 
 func (f *fixture) config(group string) consumer.Config {
-	return consumer.Config{Brokers: f.env.Brokers, GroupID: group, Topics: []string{f.topic}, SessionTimeout: 6 * time.Second}
+	return consumer.Config{Brokers: f.env.Brokers, Security: f.env.Security, GroupID: group, Topics: []string{f.topic}, SessionTimeout: 6 * time.Second}
 }
 
 func (f *fixture) middleware(name string) []consumer.Middleware {
@@ -72,7 +72,7 @@ func (f *fixture) middleware(name string) []consumer.Middleware {
 // readDLQ returns the first n dead letters.
 func (f *fixture) readDLQ(t *testing.T, n int) []kafka.Message {
 	t.Helper()
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: f.env.Brokers, GroupID: stacktest.UniqueName("dlq-reader-"), Topic: f.dlq, StartOffset: kafka.FirstOffset, MaxWait: 200 * time.Millisecond})
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: f.env.Brokers, Dialer: f.env.ReaderDialer(), GroupID: stacktest.UniqueName("dlq-reader-"), Topic: f.dlq, StartOffset: kafka.FirstOffset, MaxWait: 200 * time.Millisecond})
 	defer r.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

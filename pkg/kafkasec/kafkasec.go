@@ -116,6 +116,43 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	return c, nil
 }
 
+// Environ returns the environment variables that make FromEnv read c back, for a child
+// process of a program that was configured by flags as well as variables. The password
+// is passed by value (KAFKA_SASL_PASSWORD), never on a command line. Combine it with an
+// environment from which the variables of this package were removed (IsVar): a
+// KAFKA_SASL_PASSWORD_FILE left next to it would be refused.
+func (c Config) Environ() []string {
+	var env []string
+	add := func(k, v string) {
+		if v != "" {
+			env = append(env, k+"="+v)
+		}
+	}
+	if c.TLS {
+		add(EnvTLS, "true")
+	}
+	add(EnvTLSCAFile, c.TLSCAFile)
+	add(EnvTLSCertFile, c.TLSCertFile)
+	add(EnvTLSKeyFile, c.TLSKeyFile)
+	add(EnvTLSServerName, c.TLSServerName)
+	add(EnvSASLMechanism, c.SASLMechanism)
+	add(EnvSASLUsername, c.SASLUsername)
+	add(EnvSASLPassword, c.SASLPassword)
+	return env
+}
+
+// IsVar reports whether kv (KEY=VALUE, or a bare KEY) sets one of this package's
+// variables.
+func IsVar(kv string) bool {
+	k, _, _ := strings.Cut(kv, "=")
+	switch k {
+	case EnvTLS, EnvTLSCAFile, EnvTLSCertFile, EnvTLSKeyFile, EnvTLSServerName,
+		EnvSASLMechanism, EnvSASLUsername, EnvSASLPassword, EnvSASLPasswordFile:
+		return true
+	}
+	return false
+}
+
 // Flags is a Config registered as flags with environment defaults; see RegisterFlags.
 type Flags struct {
 	cfg    Config

@@ -86,7 +86,18 @@ func TestFromEnv_and_Security(t *testing.T) {
 	}
 }
 
+// clearEnv empties every variable of the package for the test: make test may run with
+// the stack's own (KAFKA_SASL_PASSWORD_FILE next to KAFKA_SASL_PASSWORD is refused).
+func clearEnv(t *testing.T) {
+	for _, k := range []string{kafkasec.EnvTLS, kafkasec.EnvTLSCAFile, kafkasec.EnvTLSCertFile, kafkasec.EnvTLSKeyFile,
+		kafkasec.EnvTLSServerName, kafkasec.EnvSASLMechanism, kafkasec.EnvSASLUsername, kafkasec.EnvSASLPassword,
+		kafkasec.EnvSASLPasswordFile} {
+		t.Setenv(k, "")
+	}
+}
+
 func TestRegisterFlags_flag_overrides_env(t *testing.T) {
+	clearEnv(t)
 	t.Setenv("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
 	t.Setenv("KAFKA_SASL_USERNAME", "from-env")
 	t.Setenv("KAFKA_SASL_PASSWORD", "pw")
@@ -133,4 +144,32 @@ func writeCA(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// Environ hands a Config to a child process: FromEnv reads the same Config back, and
+// IsVar recognises every variable it sets.
+func TestConfig_Environ_round_trips(t *testing.T) {
+	want := kafkasec.Config{TLS: true, TLSCAFile: "/ca.pem", TLSCertFile: "/c.pem", TLSKeyFile: "/k.pem",
+		TLSServerName: "kafka", SASLMechanism: kafkasec.ScramSHA512, SASLUsername: "u", SASLPassword: "p w"}
+	env := want.Environ()
+	vars := map[string]string{}
+	for _, kv := range env {
+		if !kafkasec.IsVar(kv) {
+			t.Errorf("IsVar(%q) = false", kv)
+		}
+		k, v, _ := strings.Cut(kv, "=")
+		vars[k] = v
+	}
+	got, err := kafkasec.FromEnv(func(k string) string { return vars[k] })
+	if err != nil || got != want {
+		t.Fatalf("read back %+v, %v; want %+v", got, err, want)
+	}
+	if len((kafkasec.Config{}).Environ()) != 0 {
+		t.Error("the zero Config must set no variable")
+	}
+	for _, kv := range []string{"KAFKA_BROKERS=x", "KAFKA_TLSX=1", "PATH=/bin"} {
+		if kafkasec.IsVar(kv) {
+			t.Errorf("IsVar(%q) = true", kv)
+		}
+	}
 }

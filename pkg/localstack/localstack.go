@@ -45,9 +45,9 @@ type Config struct {
 	KafkaHeapMB     int   // default 512 per JVM: three of them share 2 cores
 	Logger          *slog.Logger
 	// Secure, if set, runs the brokers with a SASL_SSL listener instead of PLAINTEXT
-	// (see SecureConfig). The default stack (make dev, make test) does not use it; a state
-	// directory stays in the mode its Kafka storage was formatted in (Up refuses the
-	// other with ErrSecurityMismatch).
+	// (see SecureConfig). devstack (make dev, make test) and pkg/stacktest set it unless
+	// asked for PLAINTEXT; nil here means PLAINTEXT. A state directory stays in the mode its
+	// Kafka storage was formatted in (Up refuses the other with ErrSecurityMismatch).
 	Secure *SecureConfig
 }
 

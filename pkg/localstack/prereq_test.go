@@ -3,6 +3,8 @@ package localstack
 import (
 	"context"
 	"errors"
+	"fmt"
+	mathrand "math/rand/v2"
 	"net"
 	"strings"
 	"testing"
@@ -46,11 +48,22 @@ func TestUp_reports_missing_tools_and_busy_ports_clearly(t *testing.T) {
 	})
 }
 
+// freePort returns a port on 127.0.0.1 that was free a moment ago, below Linux's
+// ephemeral range (32768-60999). A port the kernel hands out for ":0" is one it also gives
+// outgoing connections as their local port, and a throwaway cluster binds its listeners
+// seconds after the ports were picked, while its three JVMs open connections to each
+// other: one of them took a broker's port that way ("Address already in use").
 func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	t.Helper()
+	for range 1000 {
+		port := 20000 + mathrand.IntN(32768-20000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port in 20000-32767")
+	return 0
 }

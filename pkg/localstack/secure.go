@@ -17,11 +17,11 @@ import (
 	"github.com/kchat/kchat/pkg/topics"
 )
 
-// SecureConfig is the optional secured mode: every broker serves clients and each other
-// on one SASL_SSL listener (TLS with a certificate generated at start, SCRAM-SHA-512
-// logins), and KRaft's StandardAuthorizer refuses whatever no ACL allows. `devstack up
-// -secure` (make dev SECURE=1) and the tests that start a cluster of their own use it; the
-// default stack stays PLAINTEXT.
+// SecureConfig is the secured mode: every broker serves clients and each other on one
+// SASL_SSL listener (TLS with a certificate generated at start, SCRAM-SHA-512 logins), and
+// KRaft's StandardAuthorizer refuses whatever no ACL allows. It is how `devstack up` (make
+// dev, make test) and pkg/stacktest run the stack by default; `devstack up -plaintext`
+// (SECURE=0) leaves it out.
 //
 // The controller listener stays PLAINTEXT on 127.0.0.1, so its connections (broker
 // registrations, Raft) have the principal User:ANONYMOUS, which is therefore a super

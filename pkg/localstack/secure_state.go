@@ -142,13 +142,16 @@ func (s *Stack) checkSecurityMode() error {
 		}
 		return os.WriteFile(s.modeFile(), []byte(want+"\n"), 0o644)
 	}
-	name := map[string]string{modePlaintext: "PLAINTEXT (make dev)", modeSecured: "secured (make dev SECURE=1)"}
+	name := map[string]string{modePlaintext: "PLAINTEXT (make dev SECURE=0, devstack up -plaintext)", modeSecured: "secured (make dev, the default)"}
 	if name[got] == "" {
 		return fmt.Errorf("localstack: %s says %q, want %s or %s", s.modeFile(), got, modePlaintext, modeSecured)
 	}
-	return fmt.Errorf("%w: the Kafka cluster in %s was created %s and cannot be switched to %s in place; "+
-		"run it as it was created, or stop the stack (make down) and delete its Kafka data with `bin/devstack reset-kafka` "+
-		"(topics, their messages and consumer offsets; PostgreSQL stays) to start over",
+	// Every checkout whose stack was created before the secured default meets this once:
+	// say what to run first, then why.
+	return fmt.Errorf("%w: the Kafka cluster in %s was created %s and cannot be switched to %s in place. "+
+		"To start over in the new mode, run `make down`, then `bin/devstack reset-kafka` "+
+		"(it deletes Kafka's topics, their messages and consumer offsets; PostgreSQL's data stays), then start again. "+
+		"To keep the cluster as it is, run it in the mode it was created in",
 		ErrSecurityMismatch, s.cfg.StateDir, name[got], name[want])
 }
 

@@ -90,7 +90,7 @@ func TestStack_is_up_with_declared_topics(t *testing.T) {
 
 	// Auto-creation is off: metadata for an unknown topic must not create it.
 	ghost := stacktest.UniqueName("ghost")
-	w := &kafka.Writer{Addr: kafka.TCP(env.Brokers...), AllowAutoTopicCreation: true, MaxAttempts: 2, WriteTimeout: 2 * time.Second}
+	w := &kafka.Writer{Addr: kafka.TCP(env.Brokers...), Transport: env.Transport(), AllowAutoTopicCreation: true, MaxAttempts: 2, WriteTimeout: 2 * time.Second}
 	if err := w.WriteMessages(ctx, kafka.Message{Topic: ghost, Value: []byte("x")}); err == nil {
 		t.Errorf("a write to undeclared topic %s succeeded", ghost)
 	}

@@ -24,7 +24,7 @@ func newCluster(t *testing.T) *cluster {
 	t.Helper()
 	env := stacktest.Get(t)
 	names := env.Topics(t)
-	p, err := producer.New(producer.Config{Brokers: env.Brokers})
+	p, err := producer.New(producer.Config{Brokers: env.Brokers, Security: env.Security})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func (c *cluster) announcer(t *testing.T, gw string, interval time.Duration) (*p
 
 func (c *cluster) view(t *testing.T, expiry time.Duration) *presence.View {
 	t.Helper()
-	v, err := presence.NewView(presence.ViewConfig{Brokers: c.env.Brokers, Topic: c.topic, Expiry: expiry,
+	v, err := presence.NewView(presence.ViewConfig{Brokers: c.env.Brokers, Security: c.env.Security, Topic: c.topic, Expiry: expiry,
 		MaxWait: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -173,7 +173,7 @@ func checkKeys(t *testing.T, c *cluster, want map[string]bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for p := range 3 {
-		r := kafka.NewReader(kafka.ReaderConfig{Brokers: c.env.Brokers, Topic: c.topic, Partition: p,
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: c.env.Brokers, Dialer: c.env.ReaderDialer(), Topic: c.topic, Partition: p,
 			MaxWait: 100 * time.Millisecond})
 		end, err := r.ReadLag(ctx)
 		if err != nil {

@@ -31,7 +31,7 @@ func TestDurability_broker_killed_mid_stream(t *testing.T) {
 	defer cancel()
 	topic := env.Topics(t)(topics.Submitted)
 
-	p, err := producer.New(producer.Config{Brokers: env.Brokers})
+	p, err := producer.New(producer.Config{Brokers: env.Brokers, Security: env.Security})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestDurability_broker_killed_mid_stream(t *testing.T) {
 	lastPerRoom := map[string]int{}
 	consumed, duplicates, outOfOrder := 0, 0, 0
 	done := make(chan struct{})
-	runner, err := consumer.New(consumer.Config{Brokers: env.Brokers, GroupID: stacktest.UniqueName("durability-"), Topics: []string{topic}},
+	runner, err := consumer.New(consumer.Config{Brokers: env.Brokers, Security: env.Security, GroupID: stacktest.UniqueName("durability-"), Topics: []string{topic}},
 		func(_ context.Context, m *consumer.Message) error {
 			mu.Lock()
 			defer mu.Unlock()

@@ -36,7 +36,7 @@ func TestFailover_first_ack_after_leader_sigkill(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A client of its own: the shared one may cache metadata from before a leader moved.
-	client := &kafka.Client{Addr: kafka.TCP(env.Brokers...), Timeout: 10 * time.Second}
+	client := &kafka.Client{Addr: kafka.TCP(env.Brokers...), Transport: env.Security.RoundTripper(), Timeout: 10 * time.Second}
 	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +55,7 @@ func TestFailover_first_ack_after_leader_sigkill(t *testing.T) {
 	key := keyFor(t, partition, len(md.Topics[0].Partitions))
 	t.Logf("partition %d led by broker %d (controller leader %d), broker.session.timeout.ms=%s", partition, victim, st.QuorumLeader, failover)
 
-	p, err := producer.New(producer.Config{Brokers: env.Brokers})
+	p, err := producer.New(producer.Config{Brokers: env.Brokers, Security: env.Security})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -119,9 +119,9 @@ func TestProducer_failed_request_fails_the_records_queued_behind_it(t *testing.T
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			g := newGate(&kafka.Transport{})
+			g := newGate(env.Security.Secure(&kafka.Transport{}))
 			cfg := tt.cfg
-			cfg.Brokers = env.Brokers
+			cfg.Brokers, cfg.Security = env.Brokers, env.Security
 			p, err := producer.New(producer.WithRoundTripper(cfg, g))
 			if err != nil {
 				t.Fatal(err)
@@ -153,7 +153,7 @@ func TestProducer_failed_request_fails_the_records_queued_behind_it(t *testing.T
 				t.Fatalf("the lane did not recover: %v", err)
 			}
 			var got []string
-			readAll(context.Background(), t, env.Brokers, topic, -1, func(m kafka.Message) {
+			readAll(context.Background(), t, env, topic, -1, func(m kafka.Message) {
 				if string(m.Key) == string(key) {
 					got = append(got, string(m.Value))
 				}
@@ -180,9 +180,9 @@ func TestProducer_full_buffer_refuses_with_ErrBufferFull(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			g := newGate(&kafka.Transport{})
+			g := newGate(env.Security.Secure(&kafka.Transport{}))
 			cfg := tt.cfg
-			cfg.Brokers = env.Brokers
+			cfg.Brokers, cfg.Security = env.Brokers, env.Security
 			p, err := producer.New(producer.WithRoundTripper(cfg, g))
 			if err != nil {
 				t.Fatal(err)
@@ -220,8 +220,8 @@ func TestProducer_full_buffer_refuses_with_ErrBufferFull(t *testing.T) {
 func TestProducer_close_gives_up_at_its_deadline(t *testing.T) {
 	env := stacktest.Get(t)
 	topic := env.Topics(t)(topics.Submitted)
-	g := newGate(&kafka.Transport{})
-	p, err := producer.New(producer.WithRoundTripper(producer.Config{Brokers: env.Brokers}, g))
+	g := newGate(env.Security.Secure(&kafka.Transport{}))
+	p, err := producer.New(producer.WithRoundTripper(producer.Config{Brokers: env.Brokers, Security: env.Security}, g))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ func TestEnqueue_keeps_order_per_key_and_reports_each_call_once(t *testing.T) {
 	topic := env.Topics(t)(topics.Submitted)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	p, err := producer.New(producer.Config{Brokers: env.Brokers})
+	p, err := producer.New(producer.Config{Brokers: env.Brokers, Security: env.Security})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestEnqueue_keeps_order_per_key_and_reports_each_call_once(t *testing.T) {
 	}
 
 	next := map[string]int{}
-	readAll(ctx, t, env.Brokers, topic, keys*perKey, func(m kafka.Message) {
+	readAll(ctx, t, env, topic, keys*perKey, func(m kafka.Message) {
 		want := fmt.Sprint(next[string(m.Key)])
 		if string(m.Value) != want {
 			t.Fatalf("key %s: got %s, want %s (order within a key broken)", m.Key, m.Value, want)
@@ -71,7 +71,7 @@ func TestEnqueue_keeps_order_per_key_and_reports_each_call_once(t *testing.T) {
 func TestEnqueue_refused_message_is_returned_not_reported(t *testing.T) {
 	env := stacktest.Get(t)
 	topic := env.Topics(t)(topics.Submitted)
-	p, err := producer.New(producer.Config{Brokers: env.Brokers})
+	p, err := producer.New(producer.Config{Brokers: env.Brokers, Security: env.Security})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,9 +97,10 @@ func TestEnqueue_refused_message_is_returned_not_reported(t *testing.T) {
 }
 
 // readAll reads every partition of topic to its end; n < 0 skips the count check.
-func readAll(ctx context.Context, t *testing.T, brokers []string, topic string, n int, fn func(kafka.Message)) {
+func readAll(ctx context.Context, t *testing.T, env *stacktest.Env, topic string, n int, fn func(kafka.Message)) {
 	t.Helper()
-	conn, err := kafka.DialContext(ctx, "tcp", brokers[0])
+	brokers := env.Brokers
+	conn, err := env.Dialer().DialContext(ctx, "tcp", brokers[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,8 +111,8 @@ func readAll(ctx context.Context, t *testing.T, brokers []string, topic string, 
 	}
 	got := 0
 	for _, part := range parts {
-		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: part.ID, MaxWait: 100 * time.Millisecond})
-		c, err := kafka.DialLeader(ctx, "tcp", brokers[0], topic, part.ID)
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Dialer: env.ReaderDialer(), Topic: topic, Partition: part.ID, MaxWait: 100 * time.Millisecond})
+		c, err := env.Dialer().DialLeader(ctx, "tcp", brokers[0], topic, part.ID)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kchat/kchat/pkg/kafkasec"
 )
 
 var (
@@ -72,10 +74,14 @@ type Process struct {
 
 // Start runs bin with args and extra environment (KEY=VALUE); its output is kept and
 // printed if the test fails. The process is stopped (SIGTERM) when the test ends.
+//
+// The process reaches Kafka as the test does (KafkaEnv, the super user), unless env sets
+// any kafkasec variable (KAFKA_TLS*, KAFKA_SASL_*) itself: then env alone decides its security
+// (a test of a principal of its own, or of a wrong password).
 func (e *Env) Start(t testing.TB, name, bin string, env []string, args ...string) *Process {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = e.processEnv(os.Environ(), env)
 	p := &Process{t: t, name: name, cmd: cmd, done: make(chan struct{}), grew: make(chan struct{})}
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -117,6 +123,25 @@ func (e *Env) Start(t testing.TB, name, bin string, env []string, args ...string
 		}
 	})
 	return p
+}
+
+// Environ is the environment for a program of ours that a test runs itself (exec.Cmd.Env):
+// this process's, with Kafka security as Start gives it, then extra.
+func (e *Env) Environ(extra ...string) []string { return e.processEnv(os.Environ(), extra) }
+
+// processEnv is base without its Kafka security variables, then KafkaEnv unless extra has
+// some of its own, then extra.
+func (e *Env) processEnv(base, extra []string) []string {
+	var out []string
+	for _, kv := range base {
+		if !kafkasec.IsVar(kv) {
+			out = append(out, kv)
+		}
+	}
+	if len(securityEnviron(extra)) == 0 {
+		out = append(out, e.KafkaEnv...)
+	}
+	return append(out, extra...)
 }
 
 // Output returns everything the process printed so far.

@@ -1,7 +1,13 @@
 // Package stacktest gives integration tests the real local stack: a three-broker Kafka
-// cluster and PostgreSQL. With KAFKA_BROKERS and DATABASE_URL set it uses those servers;
-// otherwise it starts (or reuses) the repository's localstack. Every test gets topics and
-// a database of its own, removed when it ends.
+// cluster and PostgreSQL. With KAFKA_BROKERS and DATABASE_URL set it uses those servers,
+// secured as the KAFKA_TLS_* and KAFKA_SASL_* variables say (kafkasec.FromEnv); otherwise
+// it starts (or reuses) the repository's localstack, secured (TLS and SCRAM-SHA-512, as
+// make dev runs it; PLAINTEXT with KCHAT_STACK_PLAINTEXT=1), and logs in as its super
+// user. Every test gets topics and a database of its own, removed when it ends.
+//
+// Test topics carry a prefix of their own (Topics), which the services' ACLs do not cover,
+// so test clients and the service processes tests start log in as the super user; the
+// per-service principals and ACLs are tested by tests that start clusters of their own.
 package stacktest
 
 import (
@@ -13,6 +19,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +28,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/kchat/kchat/pkg/kafkasec"
 	"github.com/kchat/kchat/pkg/localstack"
 	"github.com/kchat/kchat/pkg/migrations"
 	"github.com/kchat/kchat/pkg/topics"
@@ -34,7 +42,26 @@ type Env struct {
 	// Stack is nil when the servers were given through the environment: tests that kill
 	// brokers skip then, as they must not kill someone else's cluster.
 	Stack *localstack.Stack
+	// Security is what an in-process client needs to reach the brokers (TLS and SCRAM as
+	// the super user on a secured cluster, the zero value on a PLAINTEXT one). Pass it to
+	// every client a test builds: producer, consumer and presence configs take it as is;
+	// see also Transport, ReaderDialer and Dialer.
+	Security kafkasec.Security
+	// KafkaEnv are the same credentials as environment variables (KAFKA_TLS_CA_FILE,
+	// KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD_FILE) for a program
+	// of ours; Start adds them to every process it runs. Empty on a PLAINTEXT cluster.
+	KafkaEnv []string
+	// KafkaConfig is the configuration Security was built from, for clients configured
+	// from a kafkasec.Config (chatbench's franz-go clients).
+	KafkaConfig kafkasec.Config
+
+	transport kafka.RoundTripper // shared by Client and Transport; nil on PLAINTEXT
 }
+
+// EnvPlaintext, set to true (make test SECURE=0), makes a stack that stacktest starts or
+// joins itself PLAINTEXT instead of secured. It does not matter with KAFKA_BROKERS and
+// DATABASE_URL set.
+const EnvPlaintext = "KCHAT_STACK_PLAINTEXT"
 
 var (
 	once    sync.Once
@@ -58,26 +85,72 @@ func start() (*Env, error) {
 		return nil, err
 	}
 	if b, db := os.Getenv("KAFKA_BROKERS"), os.Getenv("DATABASE_URL"); b != "" && db != "" {
-		return &Env{Brokers: strings.Split(b, ","), DatabaseURL: db, Root: root}, nil
+		return newEnv(strings.Split(b, ","), db, root, nil, securityEnviron(os.Environ()))
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	st, err := localstack.New(localstack.Config{Root: root, Logger: logger})
-	if err != nil {
-		return nil, err
+	// Secured, as make dev and make test run it, unless KCHAT_STACK_PLAINTEXT is set (make
+	// test SECURE=0). A stack created in the other mode (PLAINTEXT, before the secured
+	// default) is refused with localstack.ErrSecurityMismatch, which says to run
+	// bin/devstack reset-kafka.
+	cfg := localstack.Config{Root: root, Logger: logger, Secure: &localstack.SecureConfig{}}
+	if plain, _ := strconv.ParseBool(os.Getenv(EnvPlaintext)); plain {
+		cfg.Secure = nil
 	}
-	// Test binaries of several packages run at once; one of them starts the stack.
+	// Test binaries of several packages run at once; one of them starts the stack. The
+	// lock is taken before New, which generates the SCRAM passwords of a new stack: two
+	// binaries must not both make them up.
 	unlock, err := localstack.Flock(filepath.Join(root, ".cache", "stack.lock"))
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
+	st, err := localstack.New(cfg)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	if err := st.Up(ctx); err != nil {
 		return nil, err
 	}
 	info := st.Info()
-	return &Env{Brokers: info.Brokers, DatabaseURL: info.DatabaseURL, Root: root, Stack: st}, nil
+	// The variables devstack up prints for chatctl and chatbench (nil on PLAINTEXT).
+	kenv, err := st.ClientEnv(localstack.AdminUser)
+	if err != nil {
+		return nil, err
+	}
+	return newEnv(info.Brokers, info.DatabaseURL, root, st, kenv)
+}
+
+// newEnv reads the client security from kenv, the kafkasec variables a program of ours
+// would be given, so that in-process clients and processes log in alike.
+func newEnv(brokers []string, dbURL, root string, st *localstack.Stack, kenv []string) (*Env, error) {
+	vars := map[string]string{}
+	for _, kv := range kenv {
+		k, v, _ := strings.Cut(kv, "=")
+		vars[k] = v
+	}
+	cfg, err := kafkasec.FromEnv(func(k string) string { return vars[k] })
+	if err != nil {
+		return nil, err
+	}
+	sec, err := cfg.Security()
+	if err != nil {
+		return nil, err
+	}
+	return &Env{Brokers: brokers, DatabaseURL: dbURL, Root: root, Stack: st, Security: sec, KafkaEnv: kenv,
+		KafkaConfig: cfg, transport: sec.RoundTripper()}, nil
+}
+
+// securityEnviron returns the kafkasec variables of env.
+func securityEnviron(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		if kafkasec.IsVar(kv) {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // RepoRoot finds the directory holding go.work, from the test's working directory up.
@@ -108,10 +181,23 @@ func UniqueName(prefix string) string {
 	return prefix + hex.EncodeToString(b)
 }
 
-// Client returns a kafka-go admin client for the cluster.
+// Client returns a kafka-go admin client for the cluster, secured (Transport).
 func (e *Env) Client() *kafka.Client {
-	return &kafka.Client{Addr: kafka.TCP(e.Brokers...), Timeout: 30 * time.Second}
+	return &kafka.Client{Addr: kafka.TCP(e.Brokers...), Timeout: 30 * time.Second, Transport: e.transport}
 }
+
+// Transport is the transport for a kafka.Writer or kafka.Client of a test: one secured
+// kafka.Transport shared by the test binary (as kafka-go's DefaultTransport would be),
+// nil (that default) on a PLAINTEXT cluster.
+func (e *Env) Transport() kafka.RoundTripper { return e.transport }
+
+// ReaderDialer is the Dialer for a kafka.ReaderConfig: secured, or nil (the Reader's
+// default) on a PLAINTEXT cluster.
+func (e *Env) ReaderDialer() *kafka.Dialer { return e.Security.ReaderDialer() }
+
+// Dialer returns a secured dialer for kafka.Dial*-style connections (conn.ReadPartitions,
+// DialLeader); on a PLAINTEXT cluster it dials as kafka.DialContext does.
+func (e *Env) Dialer() *kafka.Dialer { return e.Security.Dialer(10 * time.Second) }
 
 // NewDatabase creates a fresh database with every migration applied and returns its URL.
 func (e *Env) NewDatabase(t testing.TB) string {

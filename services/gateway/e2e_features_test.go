@@ -498,7 +498,7 @@ func TestE2E_notifications_presence_reads_edits(t *testing.T) {
 			len(lags), percentile(lags, 0.5), percentile(lags, 0.99), percentile(lags, 1))
 
 		cmd := exec.Command(p.bins["chatctl"], "rebuild", "notifications")
-		cmd.Env = append(cmd.Environ(), "KAFKA_BROKERS="+strings.Join(p.env.Brokers, ","), "TOPIC_PREFIX="+p.names(""), "DATABASE_URL="+p.dbURL)
+		cmd.Env = p.env.Environ("KAFKA_BROKERS="+strings.Join(p.env.Brokers, ","), "TOPIC_PREFIX="+p.names(""), "DATABASE_URL="+p.dbURL)
 		start := time.Now()
 		out, err := cmd.CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "no differences") {

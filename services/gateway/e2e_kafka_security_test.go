@@ -21,7 +21,7 @@ import (
 
 // TestKafkaSecurity_processes runs the four services as real processes against a
 // throwaway secured cluster (three brokers on ports and state of their own, one SASL_SSL
-// listener, SCRAM-SHA-512, the ACL matrix; what `make dev SECURE=1` runs), each service
+// listener, SCRAM-SHA-512, the ACL matrix; what `make dev` runs), each service
 // logging in as its own principal from KAFKA_TLS_CA_FILE, KAFKA_SASL_MECHANISM,
 // KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD_FILE, as devstack and the Kubernetes
 // Deployments set them. PostgreSQL is the shared stack's.

@@ -33,7 +33,7 @@ func TestBinary_bad_VAPID_settings_stop_it(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, bin, "-brokers", strings.Join(env.Brokers, ","), "-http-addr", "127.0.0.1:0")
-			cmd.Env = append(cmd.Environ(), tc.env...)
+			cmd.Env = env.Environ(tc.env...)
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
 			if ctx.Err() != nil || !errors.As(err, &ee) || ee.ExitCode() == 0 || !strings.Contains(string(out), tc.want) {

@@ -53,7 +53,7 @@ func newStack(t *testing.T, rooms int) *stack {
 		rs = append(rs, chattest.Room{ID: id, Members: users})
 	}
 	chattest.Seed(t, s.pool, rs...)
-	prod, err := producer.New(producer.Config{Brokers: env.Brokers})
+	prod, err := producer.New(producer.Config{Brokers: env.Brokers, Security: env.Security})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,7 +309,7 @@ func TestCrash_after_publish(t *testing.T) {
 func testCrashAfterPublish(t *testing.T, crash func(*testing.T, *stack), wantDups bool) {
 	const events = 2000
 	s := newStack(t, 20)
-	c := chattest.Collect(t, s.env.Brokers, s.topic(topics.Stored))
+	c := chattest.Collect(t, s.env, s.topic(topics.Stored))
 	s.produce(t, events)
 
 	crash(t, s)
@@ -534,7 +534,7 @@ func metric(t *testing.T, addr, name string) float64 {
 // the rest of its batch is stored: one poison event does not block its partition.
 func TestPoisonEvent_dead_lettered(t *testing.T) {
 	s := newStack(t, 4)
-	dlq := chattest.Collect(t, s.env.Brokers, s.topic(topics.DLQ))
+	dlq := chattest.Collect(t, s.env, s.topic(topics.DLQ))
 	s.produce(t, 100)
 	poison := chattest.Message(t, "room-that-does-not-exist", "u-0", "p-1", "hello?")
 	m, err := producer.Message(s.topic(topics.Submitted), poison.Subject, poison)

@@ -25,7 +25,7 @@ func TestPrivateRoom_forged_events_dead_lettered(t *testing.T) {
 	if _, err := s.pool.Exec(context.Background(), `UPDATE rooms SET private = true WHERE id = $1`, s.rooms[1]); err != nil {
 		t.Fatal(err)
 	}
-	dlq := chattest.Collect(t, s.env.Brokers, s.topic(topics.DLQ))
+	dlq := chattest.Collect(t, s.env, s.topic(topics.DLQ))
 	s.produce(t, 50)
 	forged := []event.Envelope{
 		chattest.Membership(t, s.rooms[1], "u-intruder", event.ChangeJoined),

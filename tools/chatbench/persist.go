@@ -14,6 +14,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/kchat/kchat/pkg/event"
+	"github.com/kchat/kchat/pkg/kafkasec"
 	"github.com/kchat/kchat/pkg/migrations"
 	"github.com/kchat/kchat/pkg/producer"
 	"github.com/kchat/kchat/pkg/topics"
@@ -208,7 +209,16 @@ func (b *Bench) persistOnce(ctx context.Context, bin, prefix string, nRooms int,
 	defer logf.Close()
 	port := freePort()
 	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), "KAFKA_BROKERS="+strings.Join(b.cfg.Brokers, ","), "DATABASE_URL="+dbURL,
+	// The child logs in as chatbench does, whether its settings came from flags or
+	// variables.
+	var env []string
+	for _, kv := range os.Environ() {
+		if !kafkasec.IsVar(kv) {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, b.cfg.KafkaSecurityConfig.Environ()...)
+	cmd.Env = append(env, "KAFKA_BROKERS="+strings.Join(b.cfg.Brokers, ","), "DATABASE_URL="+dbURL,
 		fmt.Sprintf("HTTP_ADDR=127.0.0.1:%d", port), "TOPIC_PREFIX="+prefix, "CONSUMER_GROUP=bench-"+b.run+"-"+name, "LOG_LEVEL=warn")
 	if batchSize > 0 {
 		cmd.Env = append(cmd.Env, fmt.Sprintf("BATCH_SIZE=%d", batchSize))

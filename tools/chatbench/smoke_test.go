@@ -92,7 +92,7 @@ func TestSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	res, err := Run(ctx, Config{
-		Root: env.Root, Brokers: env.Brokers, DatabaseURL: db, TopicPrefix: prefix, Gateways: gateways, Procs: procs,
+		Root: env.Root, Brokers: env.Brokers, KafkaSecurity: env.Security, KafkaSecurityConfig: env.KafkaConfig, DatabaseURL: db, TopicPrefix: prefix, Gateways: gateways, Procs: procs,
 		BinDir: filepath.Dir(bins["persistence"]), Out: out, Plan: SmokePlan(), Stamp: "smoke",
 		Log: slog.New(slog.NewTextHandler(io.MultiWriter(&logs), &slog.HandlerOptions{Level: slog.LevelInfo})),
 	})

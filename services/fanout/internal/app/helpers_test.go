@@ -35,7 +35,7 @@ func newStack(t testing.TB) *stack {
 	t.Helper()
 	env := stacktest.Get(t)
 	topic := env.Topics(t)
-	prod, err := producer.New(producer.Config{Brokers: env.Brokers})
+	prod, err := producer.New(producer.Config{Brokers: env.Brokers, Security: env.Security})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func (s *stack) startFanoutWith(group string, tweak func(*Config)) *fanout {
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &fanout{addr: addr, cancel: cancel, done: make(chan error, 1)}
 	cfg := Config{
-		Brokers: s.env.Brokers, HTTPAddr: addr, TopicPrefix: strings.TrimSuffix(s.topic("x"), "x"), Group: group,
+		Brokers: s.env.Brokers, Security: s.env.Security, HTTPAddr: addr, TopicPrefix: strings.TrimSuffix(s.topic("x"), "x"), Group: group,
 		StartOffset: kafka.FirstOffset, Logger: service.NewLogger("fanout-test", "warn"),
 	}
 	if tweak != nil {
@@ -243,7 +243,7 @@ func (s *stack) watch(name string) *watcher {
 	var wg sync.WaitGroup
 	s.t.Cleanup(func() { cancel(); wg.Wait() })
 	for p := range s.partitions(name) {
-		r := kafka.NewReader(kafka.ReaderConfig{Brokers: s.env.Brokers, Topic: s.topic(name), Partition: p,
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: s.env.Brokers, Dialer: s.env.ReaderDialer(), Topic: s.topic(name), Partition: p,
 			MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 100 * time.Millisecond})
 		if err := r.SetOffset(kafka.FirstOffset); err != nil {
 			s.t.Fatal(err)

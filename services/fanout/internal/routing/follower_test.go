@@ -20,7 +20,7 @@ func TestFollower_catchUpAndFollow(t *testing.T) {
 	t.Parallel()
 	env := stacktest.Get(t)
 	topic := env.Topics(t)("chat.subscriptions")
-	prod, err := producer.New(producer.Config{Brokers: env.Brokers})
+	prod, err := producer.New(producer.Config{Brokers: env.Brokers, Security: env.Security})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,7 +52,7 @@ func start(t *testing.T, mod func(*app.Config)) *harness {
 	topic := env.Topics(t)
 	id := stacktest.UniqueName("gw-it-")
 	cfg := app.Config{
-		ID: id, Addr: "127.0.0.1:0", Brokers: env.Brokers, DatabaseURL: dbURL, TopicPrefix: topic(""),
+		ID: id, Addr: "127.0.0.1:0", Brokers: env.Brokers, KafkaSecurity: env.Security, DatabaseURL: dbURL, TopicPrefix: topic(""),
 		MaxTextBytes: 100, ReadLimit: 4096, SendQueue: 64, IdleTimeout: time.Minute, PingInterval: 5 * time.Second,
 		Password: auth.Params{Memory: 64, Time: 1, Threads: 1},
 	}
@@ -100,7 +100,7 @@ func start(t *testing.T, mod func(*app.Config)) *harness {
 // startRelay publishes the test database's outbox until the test ends.
 func startRelay(t *testing.T, env *stacktest.Env, db *pgxpool.Pool) {
 	t.Helper()
-	prod, err := producer.New(producer.Config{Brokers: env.Brokers})
+	prod, err := producer.New(producer.Config{Brokers: env.Brokers, Security: env.Security})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func (h *harness) readEvents(t *testing.T, declared, key string, want int) []eve
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: h.env.Brokers, Topic: name, Partition: route.PartitionFor(key, len(md.Topics[0].Partitions)), MaxWait: 200 * time.Millisecond})
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: h.env.Brokers, Dialer: h.env.ReaderDialer(), Topic: name, Partition: route.PartitionFor(key, len(md.Topics[0].Partitions)), MaxWait: 200 * time.Millisecond})
 	defer r.Close()
 	var out []event.Envelope
 	for len(out) < want {

@@ -341,7 +341,7 @@ func (h *harness) countEvents(t *testing.T, declared, key string, wait time.Dura
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: h.env.Brokers, Topic: name, Partition: route.PartitionFor(key, len(md.Topics[0].Partitions)), MaxWait: 200 * time.Millisecond})
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: h.env.Brokers, Dialer: h.env.ReaderDialer(), Topic: name, Partition: route.PartitionFor(key, len(md.Topics[0].Partitions)), MaxWait: 200 * time.Millisecond})
 	defer r.Close()
 	n := 0
 	for {

@@ -131,7 +131,7 @@ func TestTLS_config_errors_stop_the_gateway(t *testing.T) {
 		{"unreadable certificate", "/nonexistent/tls.crt", "/nonexistent/tls.key", "TLS_CERT_FILE"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := app.New(t.Context(), app.Config{ID: "gw-tls-check", Brokers: env.Brokers, TLSCertFile: tc.cert, TLSKeyFile: tc.key}, nil)
+			_, err := app.New(t.Context(), app.Config{ID: "gw-tls-check", Brokers: env.Brokers, KafkaSecurity: env.Security, TLSCertFile: tc.cert, TLSKeyFile: tc.key}, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("New: %v, want an error naming %s", err, tc.want)
 			}

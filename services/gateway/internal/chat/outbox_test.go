@@ -191,7 +191,7 @@ func readAll(ctx context.Context, t *testing.T, env *stacktest.Env, topic string
 		if po.LastOffset == 0 {
 			continue
 		}
-		r := kafka.NewReader(kafka.ReaderConfig{Brokers: env.Brokers, Topic: topic, Partition: po.Partition, MaxWait: 100 * time.Millisecond})
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: env.Brokers, Dialer: env.ReaderDialer(), Topic: topic, Partition: po.Partition, MaxWait: 100 * time.Millisecond})
 		for {
 			m, err := r.ReadMessage(ctx)
 			if err != nil {

@@ -40,7 +40,7 @@ func startApp(f *fixture, group string) *service.Admin {
 	port := stacktest.FreePort(f.t)
 	f.background(func(ctx context.Context) error {
 		return app.Run(ctx, app.Config{
-			Brokers: f.env.Brokers, DatabaseURL: f.dbURL, HTTPAddr: fmt.Sprintf("127.0.0.1:%d", port),
+			Brokers: f.env.Brokers, Security: f.env.Security, DatabaseURL: f.dbURL, HTTPAddr: fmt.Sprintf("127.0.0.1:%d", port),
 			TopicPrefix: f.names(""), Group: group, StartOffset: kafka.FirstOffset,
 			PresenceExpiry: 10 * time.Second, Admin: admin,
 		})

@@ -34,7 +34,7 @@ func TestNotification_email_digest_for_offline_user(t *testing.T) {
 	port := stacktest.FreePort(t)
 	f.background(func(ctx context.Context) error {
 		return app.Run(ctx, app.Config{
-			Brokers: f.env.Brokers, DatabaseURL: f.dbURL, HTTPAddr: fmt.Sprintf("127.0.0.1:%d", port),
+			Brokers: f.env.Brokers, Security: f.env.Security, DatabaseURL: f.dbURL, HTTPAddr: fmt.Sprintf("127.0.0.1:%d", port),
 			TopicPrefix: f.names(""), Group: stacktest.UniqueName("notification-"), StartOffset: kafka.FirstOffset,
 			PresenceExpiry: 10 * time.Second, Admin: admin,
 			Email: &email.Config{

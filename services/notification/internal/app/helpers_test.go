@@ -38,7 +38,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(f.pool.Close)
-	if f.prod, err = producer.New(producer.Config{Brokers: env.Brokers}); err != nil {
+	if f.prod, err = producer.New(producer.Config{Brokers: env.Brokers, Security: env.Security}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = f.prod.Close() })

@@ -152,7 +152,7 @@ func startWithChannels(t *testing.T, f *fixture, smtpPort int, keys webpush.Keys
 	group := stacktest.UniqueName("notification-")
 	f.background(func(ctx context.Context) error {
 		return app.Run(ctx, app.Config{
-			Brokers: f.env.Brokers, DatabaseURL: f.dbURL, HTTPAddr: fmt.Sprintf("127.0.0.1:%d", port),
+			Brokers: f.env.Brokers, Security: f.env.Security, DatabaseURL: f.dbURL, HTTPAddr: fmt.Sprintf("127.0.0.1:%d", port),
 			TopicPrefix: f.names(""), Group: group, StartOffset: kafka.FirstOffset,
 			PresenceExpiry: 10 * time.Second, Admin: service.NewAdmin(),
 			Email: &email.Config{

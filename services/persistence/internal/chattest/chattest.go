@@ -16,6 +16,7 @@ import (
 
 	"github.com/kchat/kchat/pkg/consumer"
 	"github.com/kchat/kchat/pkg/event"
+	"github.com/kchat/kchat/pkg/stacktest"
 )
 
 // Room is a room to create, with its members (created as users too).
@@ -141,6 +142,7 @@ func Consumed(t testing.TB, es ...event.Envelope) []*consumer.Message {
 // Collector reads every partition of a topic from the beginning, without a consumer group.
 type Collector struct {
 	brokers []string
+	rt      kafka.RoundTripper // env.Transport()
 	topic   string
 	mu      sync.Mutex
 	records []kafka.Message
@@ -148,19 +150,21 @@ type Collector struct {
 	wg      sync.WaitGroup
 }
 
-// Collect starts reading topic; it stops when the test ends.
-func Collect(t testing.TB, brokers []string, topic string) *Collector {
+// Collect starts reading topic of env's cluster, with env's security; it stops when the
+// test ends.
+func Collect(t testing.TB, env *stacktest.Env, topic string) *Collector {
 	t.Helper()
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	brokers := env.Brokers
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: env.Transport()}
 	md, err := client.Metadata(context.Background(), &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil || len(md.Topics) != 1 || md.Topics[0].Error != nil {
 		t.Fatalf("metadata of %s: %v", topic, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Collector{brokers: brokers, topic: topic, cancel: cancel}
+	c := &Collector{brokers: brokers, rt: env.Transport(), topic: topic, cancel: cancel}
 	for _, p := range md.Topics[0].Partitions {
 		r := kafka.NewReader(kafka.ReaderConfig{
-			Brokers: brokers, Topic: topic, Partition: p.ID, MinBytes: 1, MaxBytes: 10 << 20,
+			Brokers: brokers, Dialer: env.ReaderDialer(), Topic: topic, Partition: p.ID, MinBytes: 1, MaxBytes: 10 << 20,
 			MaxWait: 100 * time.Millisecond, StartOffset: kafka.FirstOffset,
 		})
 		c.wg.Add(1)
@@ -218,7 +222,7 @@ func (c *Collector) WaitFor(t testing.TB, timeout time.Duration, what string, do
 // written waits for this positive signal instead of sleeping and hoping.
 func (c *Collector) CaughtUp(t testing.TB, timeout time.Duration) []kafka.Message {
 	t.Helper()
-	client := &kafka.Client{Addr: kafka.TCP(c.brokers...), Timeout: 10 * time.Second}
+	client := &kafka.Client{Addr: kafka.TCP(c.brokers...), Timeout: 10 * time.Second, Transport: c.rt}
 	md, err := client.Metadata(context.Background(), &kafka.MetadataRequest{Topics: []string{c.topic}})
 	if err != nil || len(md.Topics) != 1 || md.Topics[0].Error != nil {
 		t.Fatalf("metadata of %s: %v", c.topic, err)

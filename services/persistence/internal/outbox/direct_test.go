@@ -70,7 +70,7 @@ func (f *fixture) handle(t *testing.T, st *store.Store, es []event.Envelope) {
 // its rows: the relay, running beside it, publishes nothing, so nothing is duplicated.
 func TestDirect_publishes_and_marks(t *testing.T) {
 	f := newFixture(t, 4)
-	c := chattest.Collect(t, f.env.Brokers, f.topic)
+	c := chattest.Collect(t, f.env, f.topic)
 	_, relayed := f.startRelay(t, "relay", outbox.Config{PollInterval: 50 * time.Millisecond})
 	st := f.startDirect(t, f.prod, time.Hour)
 	for range 5 {
@@ -91,7 +91,7 @@ func TestDirect_publishes_and_marks(t *testing.T) {
 // A failed publish hands the rows to the relay at once, long before relay_after.
 func TestDirect_failure_hands_rows_to_relay(t *testing.T) {
 	f := newFixture(t, 2)
-	c := chattest.Collect(t, f.env.Brokers, f.topic)
+	c := chattest.Collect(t, f.env, f.topic)
 	_, relayed := f.startRelay(t, "relay", outbox.Config{PollInterval: time.Hour})
 	st := f.startDirect(t, failingEnqueuer{}, time.Hour)
 	f.handle(t, st, f.batch(t, 30))
@@ -107,7 +107,7 @@ func TestDirect_failure_hands_rows_to_relay(t *testing.T) {
 // ids are cluster-wide), which is how this test once hung on a shared stack.
 func TestDirect_handed_rows_held_back_by_a_running_transaction(t *testing.T) {
 	f := newFixture(t, 2)
-	c := chattest.Collect(t, f.env.Brokers, f.topic)
+	c := chattest.Collect(t, f.env, f.topic)
 	ctx := context.Background()
 	blocker, err := f.pool.Begin(ctx)
 	if err != nil {
@@ -144,7 +144,7 @@ func TestDirect_handed_rows_held_back_by_a_running_transaction(t *testing.T) {
 // relay_after passes.
 func TestDirect_relay_takes_over_after_grace(t *testing.T) {
 	f := newFixture(t, 2)
-	c := chattest.Collect(t, f.env.Brokers, f.topic)
+	c := chattest.Collect(t, f.env, f.topic)
 	st, err := store.New(f.pool, store.Config{Topic: f.topic, Direct: lostPublisher{}, RelayGrace: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

@@ -46,7 +46,7 @@ func newFixture(t *testing.T, rooms int) *fixture {
 		rs = append(rs, chattest.Room{ID: id, Members: []string{"u-alice"}})
 	}
 	chattest.Seed(t, f.pool, rs...)
-	prod, err := producer.New(producer.Config{Brokers: env.Brokers})
+	prod, err := producer.New(producer.Config{Brokers: env.Brokers, Security: env.Security})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +175,7 @@ func (f *fixture) checkTopic(t *testing.T, c *chattest.Collector) {
 // them exactly once, each room in seq order.
 func TestRelay_out_of_order_commits(t *testing.T) {
 	f := newFixture(t, 6)
-	c := chattest.Collect(t, f.env.Brokers, f.topic)
+	c := chattest.Collect(t, f.env, f.topic)
 	reg := prometheus.NewRegistry()
 	f.startRelay(t, "only", outbox.Config{Metrics: outbox.NewMetrics(reg)})
 	ctx := context.Background()
@@ -245,7 +245,7 @@ func TestRelay_out_of_order_commits(t *testing.T) {
 // Two relays on one database: only the lock holder publishes.
 func TestRelay_single_active(t *testing.T) {
 	f := newFixture(t, 10)
-	c := chattest.Collect(t, f.env.Brokers, f.topic)
+	c := chattest.Collect(t, f.env, f.topic)
 	ra, pa := f.startRelay(t, "a", outbox.Config{})
 	rb, pb := f.startRelay(t, "b", outbox.Config{})
 	st := f.store(t, nil)
@@ -272,7 +272,7 @@ func TestRelay_single_active(t *testing.T) {
 // When the holder's session dies, PostgreSQL releases its lock and the standby takes over.
 func TestRelay_failover_when_holder_connection_dies(t *testing.T) {
 	f := newFixture(t, 10)
-	c := chattest.Collect(t, f.env.Brokers, f.topic)
+	c := chattest.Collect(t, f.env, f.topic)
 	// a reconnects slowly, so that the standby's next lock attempt (every second) wins.
 	ra, pa := f.startRelay(t, "a", outbox.Config{ReconnectDelay: 10 * time.Second})
 	chattest.Eventually(t, 10*time.Second, func() error {
@@ -345,7 +345,7 @@ func (f *flakyPublisher) Write(ctx context.Context, msgs ...kafka.Message) error
 // nothing is lost or duplicated.
 func TestRelay_kafka_failure_keeps_lock(t *testing.T) {
 	f := newFixture(t, 4)
-	c := chattest.Collect(t, f.env.Brokers, f.topic)
+	c := chattest.Collect(t, f.env, f.topic)
 	pub := &flakyPublisher{Publisher: f.prod}
 	pub.failures.Store(3)
 	r, err := outbox.New(f.pool, pub, outbox.Config{ReconnectDelay: 100 * time.Millisecond,

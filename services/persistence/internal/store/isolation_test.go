@@ -33,7 +33,7 @@ func TestBatchRunner_postgres_restart_during_isolation_dead_letters_nothing_vali
 	st, pool := newStore(t)
 	names := env.Topics(t)
 	submitted, dlq := names(topics.Submitted), names(topics.DLQ)
-	prod, err := producer.New(producer.Config{Brokers: env.Brokers})
+	prod, err := producer.New(producer.Config{Brokers: env.Brokers, Security: env.Security})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func TestBatchRunner_postgres_restart_during_isolation_dead_letters_nothing_vali
 	}
 	// Fast retries: a bounded retry budget would be spent long before PostgreSQL is back.
 	retry := consumer.Retry{InitialInterval: 10 * time.Millisecond, MaxInterval: 200 * time.Millisecond}
-	r, err := consumer.NewBatch(consumer.Config{Brokers: env.Brokers, GroupID: stacktest.UniqueName("g-"), Topics: []string{submitted},
+	r, err := consumer.NewBatch(consumer.Config{Brokers: env.Brokers, Security: env.Security, GroupID: stacktest.UniqueName("g-"), Topics: []string{submitted},
 		BatchSize: 100, BatchLinger: 300 * time.Millisecond, SessionTimeout: 6 * time.Second}, bh, retry,
 		consumer.DeadLetter(prod, dlq, "persistence", nil), retry.Middleware, consumer.Recover(), consumer.Decode())
 	if err != nil {
@@ -175,7 +175,7 @@ func readAll(t *testing.T, env *stacktest.Env, topic string) []kafka.Message {
 		if po.LastOffset == po.FirstOffset {
 			continue
 		}
-		rd := kafka.NewReader(kafka.ReaderConfig{Brokers: env.Brokers, Topic: topic, Partition: p.ID, MaxWait: 200 * time.Millisecond})
+		rd := kafka.NewReader(kafka.ReaderConfig{Brokers: env.Brokers, Dialer: env.ReaderDialer(), Topic: topic, Partition: p.ID, MaxWait: 200 * time.Millisecond})
 		if err := rd.SetOffset(po.FirstOffset); err != nil {
 			t.Fatal(err)
 		}

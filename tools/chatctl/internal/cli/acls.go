@@ -11,7 +11,7 @@ import (
 )
 
 // runACLs prints or creates the services' ACL matrix, localstack.ServiceACLs: the one
-// matrix the local stack (make dev SECURE=1), docker-compose.yml (topics-init) and the
+// matrix the local stack (make dev), docker-compose.yml (topics-init) and the
 // Kubernetes KafkaUsers share.
 func runACLs(ctx context.Context, a *app, args []string) error {
 	sub, rest, err := subcommand("acls", args, "print", "apply")

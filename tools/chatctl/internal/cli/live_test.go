@@ -35,10 +35,22 @@ func runLive(t *testing.T, env map[string]string, args ...string) (int, string, 
 	return code, out.String(), errb.String()
 }
 
+// withKafka adds the stack's Kafka login (stacktest.Env.KafkaEnv: TLS and SCRAM as the
+// super user on a secured cluster) to vars, the environment chatctl is run with.
+func withKafka(env *stacktest.Env, vars map[string]string) map[string]string {
+	for _, kv := range env.KafkaEnv {
+		k, v, _ := strings.Cut(kv, "=")
+		if _, set := vars[k]; !set {
+			vars[k] = v
+		}
+	}
+	return vars
+}
+
 // The operator commands against the real three-broker cluster.
 func TestLive_topics_health_and_lag(t *testing.T) {
 	senv := stacktest.Get(t)
-	vars := map[string]string{"KAFKA_BROKERS": strings.Join(senv.Brokers, ",")}
+	vars := withKafka(senv, map[string]string{"KAFKA_BROKERS": strings.Join(senv.Brokers, ",")})
 
 	file := filepath.Join(senv.Root, "deploy", "topics.yaml")
 	if code, out, errs := runLive(t, vars, "topics", "plan", "-file", file); code != 0 || !strings.Contains(out, "no changes") {
@@ -67,7 +79,7 @@ func TestLive_topics_health_and_lag(t *testing.T) {
 
 	// A group that consumed 3 of 5 messages has lag 2.
 	topic := senv.Topics(t)(topics.Submitted)
-	p, err := producer.New(producer.Config{Brokers: senv.Brokers})
+	p, err := producer.New(producer.Config{Brokers: senv.Brokers, Security: senv.Security})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +97,7 @@ func TestLive_topics_health_and_lag(t *testing.T) {
 	group := stacktest.UniqueName("lag-")
 	ctx, cancel := context.WithCancel(context.Background())
 	seen := 0
-	r, err := consumer.New(consumer.Config{Brokers: senv.Brokers, GroupID: group, Topics: []string{topic}, BatchSize: 1},
+	r, err := consumer.New(consumer.Config{Brokers: senv.Brokers, Security: senv.Security, GroupID: group, Topics: []string{topic}, BatchSize: 1},
 		func(context.Context, *consumer.Message) error {
 			seen++
 			if seen == 3 {
@@ -146,7 +158,7 @@ func TestLive_cluster_answers_past_a_resetting_broker(t *testing.T) {
 			c.Close()
 		}
 	}()
-	vars := map[string]string{"KAFKA_BROKERS": ln.Addr().String() + "," + strings.Join(senv.Brokers, ",")}
+	vars := withKafka(senv, map[string]string{"KAFKA_BROKERS": ln.Addr().String() + "," + strings.Join(senv.Brokers, ",")})
 	// kafka-go alone shuffles the bootstrap list, so it meets the resetting
 	// broker first on one try in four: eight tries make that near certain.
 	for range 8 {
@@ -169,7 +181,7 @@ func TestLive_cluster_reports_a_dead_broker(t *testing.T) {
 	if senv.Stack == nil {
 		t.Skip("needs the local stack to kill a broker (KAFKA_BROKERS points elsewhere)")
 	}
-	vars := map[string]string{"KAFKA_BROKERS": strings.Join(senv.Brokers, ",")}
+	vars := withKafka(senv, map[string]string{"KAFKA_BROKERS": strings.Join(senv.Brokers, ",")})
 	name := senv.Topics(t)
 	// Only this test's topics: other tests create and delete theirs meanwhile.
 	checked := name(topics.Submitted) + "," + name(topics.Stored)
@@ -308,11 +320,11 @@ func TestLive_dlq_list_and_replay(t *testing.T) {
 	name := senv.Topics(t)
 	prefix := name("")
 	source, dlqTopic := name(topics.Submitted), name(topics.DLQ)
-	vars := map[string]string{"KAFKA_BROKERS": strings.Join(senv.Brokers, ","), "TOPIC_PREFIX": prefix}
+	vars := withKafka(senv, map[string]string{"KAFKA_BROKERS": strings.Join(senv.Brokers, ","), "TOPIC_PREFIX": prefix})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	p, err := producer.New(producer.Config{Brokers: senv.Brokers})
+	p, err := producer.New(producer.Config{Brokers: senv.Brokers, Security: senv.Security})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +349,7 @@ func TestLive_dlq_list_and_replay(t *testing.T) {
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	r, err := consumer.New(consumer.Config{Brokers: senv.Brokers, GroupID: stacktest.UniqueName("dlq-"), Topics: []string{source}},
+	r, err := consumer.New(consumer.Config{Brokers: senv.Brokers, Security: senv.Security, GroupID: stacktest.UniqueName("dlq-"), Topics: []string{source}},
 		func(context.Context, *consumer.Message) error {
 			return consumer.Permanent(errors.New("poison: cannot handle"))
 		},

@@ -95,8 +95,8 @@ func seqRange(from, to int64) []int64 {
 func TestLive_replay_room_by_time_and_offset(t *testing.T) {
 	env := stacktest.Get(t)
 	names := env.Topics(t)
-	vars := map[string]string{"KAFKA_BROKERS": strings.Join(env.Brokers, ","), "TOPIC_PREFIX": names("")}
-	prod, err := producer.New(producer.Config{Brokers: env.Brokers})
+	vars := withKafka(env, map[string]string{"KAFKA_BROKERS": strings.Join(env.Brokers, ","), "TOPIC_PREFIX": names("")})
+	prod, err := producer.New(producer.Config{Brokers: env.Brokers, Security: env.Security})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +198,7 @@ func TestLive_rebuild_notifications(t *testing.T) {
 	if _, err := pool.Exec(ctx, seed.String()); err != nil {
 		t.Fatal(err)
 	}
-	prod, err := producer.New(producer.Config{Brokers: env.Brokers})
+	prod, err := producer.New(producer.Config{Brokers: env.Brokers, Security: env.Security})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +262,7 @@ func TestLive_rebuild_notifications(t *testing.T) {
 	phase(`INSERT INTO room_members (room_id, user_id) SELECT id, 'u-dan' FROM rooms WHERE kind = 'room'`, event.KindJoin, 0, perRoom/2)
 	phase(`DELETE FROM room_members WHERE user_id = 'u-dan'`, event.KindLeave, perRoom/2, perRoom)
 
-	vars := map[string]string{"KAFKA_BROKERS": strings.Join(env.Brokers, ","), "TOPIC_PREFIX": names(""), "DATABASE_URL": dbURL}
+	vars := withKafka(env, map[string]string{"KAFKA_BROKERS": strings.Join(env.Brokers, ","), "TOPIC_PREFIX": names(""), "DATABASE_URL": dbURL})
 	start := time.Now()
 	code, out, errs := runLive(t, vars, "rebuild", "notifications")
 	took := time.Since(start)

@@ -513,7 +513,7 @@ func TestBrokerConfigAgreesWithLocalStack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The secured local stack's settings (make dev SECURE=1) replace its PLAINTEXT
+	// The secured local stack's settings (make dev) replace its PLAINTEXT
 	// listener lines; compose is always secured, so it is compared with those.
 	secure, err := composecheck.LocalStackSecureProperties(s.Root)
 	if err != nil {

@@ -475,7 +475,7 @@ func DockerfileBaseImages(path string, args map[string]string, contexts map[stri
 
 // LocalStackSecureProperties returns the secured local stack's listener and security
 // settings: the constant `secureProperties` in pkg/localstack/secure.go (the template that
-// replaces the PLAINTEXT listener lines in `make dev SECURE=1`), read from the Go source
+// replaces the PLAINTEXT listener lines in `make dev`), read from the Go source
 // like LocalStackProperties. Templated values keep their placeholders.
 func LocalStackSecureProperties(root string) (map[string]string, error) {
 	path := filepath.Join(root, "pkg", "localstack", "secure.go")

@@ -17,7 +17,7 @@ import (
 	"github.com/kchat/kchat/tools/chatctl/internal/composecheck"
 )
 
-// The compose stack's Kafka is secured like the local stack's `make dev SECURE=1`
+// The compose stack's Kafka is secured like the local stack's `make dev`
 // (pkg/localstack/secure.go): these tests fail when a broker serves clients on anything
 // but SASL_SSL, when a Kafka client lacks its login, or when a service logs in as another
 // principal than the ACL matrix's.
