@@ -284,7 +284,7 @@ func (a *App) execute(ctx context.Context, cmd command.Command) bool {
 			a.errf("no current room to leave")
 			return true
 		}
-		if _, err := ask[*protocol.Membership](ctx, a, &protocol.Leave{Base: reqBase(protocol.TypeLeave), Room: room}); err != nil {
+		if _, err := ask[*protocol.Membership](ctx, a, &protocol.Leave{Base: reqBase(protocol.TypeLeave), Room: room, Successor: cmd.User}); err != nil {
 			return a.reportErr("/leave", err)
 		}
 		a.mu.Lock()

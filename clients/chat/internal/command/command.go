@@ -94,7 +94,8 @@ const Usage = `/join ROOM        join (or create) a room and make it current
 /topic TEXT       set the current room's topic (its owner and admins only)
 /rename NAME      rename the current room (its owner and admins only)
 /directory [Q]    public rooms whose id, name or topic contains Q
-/leave [ROOM]     leave the current room (or ROOM)
+/leave [ROOM] [@SUCCESSOR]
+                  leave the current room (or ROOM); its owner names who owns it next
 /rooms            your rooms and the public ones
 /users            who is online
 /history [N]      the last N entries of the current room (default 20, at most 200)
@@ -177,12 +178,17 @@ func Parse(line string) (Command, error) {
 		}
 		return Command{Kind: k, Room: roomArg(args[0])}, nil
 	case "leave", "part":
-		if len(args) > 1 {
-			return Command{}, usage("/leave [ROOM]")
-		}
+		// The owner names a successor with @: a bare word stays a room, as it always was.
 		c := Command{Kind: Leave}
-		if len(args) == 1 {
-			c.Room = roomArg(args[0])
+		for _, a := range args {
+			switch {
+			case strings.HasPrefix(a, "@") && c.User == "":
+				c.User = strings.TrimPrefix(a, "@")
+			case !strings.HasPrefix(a, "@") && c.Room == "":
+				c.Room = roomArg(a)
+			default:
+				return Command{}, usage("/leave [ROOM] [@SUCCESSOR]")
+			}
 		}
 		return c, nil
 	case "rooms":
