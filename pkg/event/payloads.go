@@ -148,7 +148,8 @@ type MembershipChanged struct {
 	// change...).
 	ByName    string    `json:"by_name,omitempty"`
 	ChangedAt time.Time `json:"changed_at"`
-	// Role is User's new role: set for ChangeRole and ChangeOwner (then "owner").
+	// Role is User's new role: set for ChangeRole and ChangeOwner (then "owner"), and
+	// for the ChangeJoined of a room's creator ("owner"); a join without it gives member.
 	Role string `json:"role,omitempty"`
 	// Settings are the room settings that changed, for ChangeSettings only.
 	Settings *RoomSettingsChange `json:"settings,omitempty"`

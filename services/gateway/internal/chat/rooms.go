@@ -67,7 +67,9 @@ func (s *Service) CreateRoom(ctx context.Context, u User, id, name string, priva
 		// PostgreSQL text cannot hold NUL; the insert would fail as a retryable 503.
 		return protocol.RoomInfo{}, protocol.NewError(protocol.CodeBadRequest, "name must not contain NUL characters")
 	}
-	e, err := s.membershipEvent(u, id, event.ChangeJoined)
+	// The creator's join names the role it gives them, so that persistence's view of
+	// the room's roles as of its timeline starts with its owner.
+	e, err := s.joinEvent(u, id, RoleOwner)
 	if err != nil {
 		return protocol.RoomInfo{}, s.internal(ctx, "cannot build membership event", err)
 	}
@@ -95,8 +97,17 @@ func (s *Service) CreateRoom(ctx context.Context, u User, id, name string, priva
 }
 
 func (s *Service) membershipEvent(u User, room, change string) (event.Envelope, error) {
+	return s.selfServiceEvent(u, room, change, "")
+}
+
+// joinEvent is u's join of room giving them role.
+func (s *Service) joinEvent(u User, room, role string) (event.Envelope, error) {
+	return s.selfServiceEvent(u, room, event.ChangeJoined, role)
+}
+
+func (s *Service) selfServiceEvent(u User, room, change, role string) (event.Envelope, error) {
 	return event.New(s.source(), event.MembershipChanged{
-		RoomID: room, User: u.ID, UserName: u.Username, Change: change, By: u.ID, ChangedAt: s.cfg.Now().UTC(),
+		RoomID: room, User: u.ID, UserName: u.Username, Change: change, By: u.ID, ChangedAt: s.cfg.Now().UTC(), Role: role,
 	})
 }
 

@@ -1,5 +1,5 @@
 // Moderation, checked again as it is stored: a kick or ban entry must be made by an admin
-// of the room (as of this transaction), and a banned user's join is refused, whatever the
+// of the room (now, or at its place in the timeline: see timelineroles.go), and a banned user's join is refused, whatever the
 // gateway checked. Kicks and bans are stored as leave entries whose text says who made
 // them. A refused event is a permanent error: dead-lettered alone.
 
@@ -110,7 +110,8 @@ func checkModeration(it item, st *dbState) error {
 			return consumer.Permanent(fmt.Errorf("event %s: join of %s to %s: %w", it.env.ID, it.mem.User, it.room, ErrBanned))
 		}
 	case event.ChangeKicked, event.ChangeBanned:
-		if !st.access[memberKey{it.room, it.mem.By}].admin {
+		// An admin now, or at the removal's place in the timeline (demoted or gone since).
+		if by := (memberKey{it.room, it.mem.By}); !st.access[by].admin && rank(st.timelineRoles[by]) < rank(event.RoleAdmin) {
 			return consumer.Permanent(fmt.Errorf("event %s: %s of %s in %s by %s: %w", it.env.ID, it.mem.Change, it.mem.User, it.room, it.mem.By, ErrNotModerator))
 		}
 	}

@@ -1,14 +1,15 @@
 // Room changes (a member's role, mute or unmute, an ownership transfer, the room's
 // settings), checked again as they are stored and stored as room_change entries. The
 // gateway made the change and wrote its event in one transaction, so the database
-// already holds the change when its event gets here; what is checked is that its author
-// may still make it: they outrank the member it concerns (and, for a role, the role
+// already holds the change, and maybe later ones, when its event gets here; what is
+// checked is that its author could make it, at its place in the timeline or now
+// (timelineroles.go): they outrank the member it concerns (and, for a role, the role
 // given), or, for settings, they are an owner or admin. A refused change is a permanent
 // error, dead-lettered alone like a kick by a non-admin.
 //
-// Ownership transfers are checked less: by the time the "owner" entry is stored its
-// author is an admin and may have left the room in the same transaction (an owner's leave
-// naming a successor), so only the new owner's membership is checked.
+// Ownership transfers are checked less: in rooms older than the timeline's roles the
+// author is, now, an admin who may have left the room in the same transaction (an owner's
+// leave naming a successor), so only the new owner's membership is checked.
 
 package store
 
@@ -30,6 +31,9 @@ var (
 	ErrNotOutranked = errors.New("store: room change by someone who does not outrank its target")
 	// ErrNoSuchMember refuses a change concerning someone who is not a member of the room.
 	ErrNoSuchMember = errors.New("store: room change concerning a non-member")
+	// ErrNotAdmin refuses a settings change whose author was neither an owner nor an
+	// admin of the room.
+	ErrNotAdmin = errors.New("store: settings change by someone who is not an owner or admin of the room")
 	// ErrDMChange refuses a room change in a direct message room, which has no roles.
 	ErrDMChange = errors.New("store: room change in a direct message room")
 )
@@ -101,21 +105,21 @@ func checkRoomChange(it item, r *room, st *dbState) error {
 	if r.kind == event.RoomKindDM {
 		return refuse(ErrDMChange)
 	}
-	by, target := st.roles[memberKey{it.room, m.By}], st.roles[memberKey{it.room, m.User}]
+	by, target := authorRank(memberKey{it.room, m.By}, st), targetRank(memberKey{it.room, m.User}, st)
 	switch m.Change {
 	case event.ChangeSettings:
-		if rank(by) < rank(event.RoleAdmin) {
-			return refuse(ErrNotModerator)
+		if by < rank(event.RoleAdmin) {
+			return refuse(ErrNotAdmin)
 		}
 	case event.ChangeOwner:
-		if target == "" {
+		if target == 0 {
 			return refuse(ErrNoSuchMember)
 		}
 	default: // role, muted, unmuted
 		switch {
-		case target == "":
+		case target == 0:
 			return refuse(ErrNoSuchMember)
-		case rank(by) < rank(event.RoleAdmin), rank(by) <= rank(target), m.Change == event.ChangeRole && rank(by) <= rank(m.Role):
+		case by < rank(event.RoleAdmin), by <= target, m.Change == event.ChangeRole && by <= rank(m.Role):
 			return refuse(ErrNotOutranked)
 		}
 	}

@@ -364,6 +364,10 @@ type dbState struct {
 	muted map[memberKey]bool
 	// roles are the roles of room changes' authors and targets (roomchange.go).
 	roles map[memberKey]string
+	// timelineRoles are the roles of room changes' authors and targets and of kicks' and
+	// bans' authors as of the stored timeline; they grow with the batch's own entries
+	// (timelineroles.go).
+	timelineRoles map[memberKey]string
 }
 
 // queueReads reads what the batch's events depend on (rooms, earlier client_msg_ids,
@@ -405,7 +409,7 @@ func queueReads(b *pgx.Batch, items []item) *dbState {
 
 	st := &dbState{rooms: map[string]*room{}, existing: map[msgKey]bool{}, targets: map[seqKey]*target{}, admins: map[memberKey]bool{},
 		reactions: map[reactionKey]bool{}, access: map[memberKey]access{}, attachments: map[string]*attachmentRow{},
-		threads: map[seqKey]*thread{}, muted: map[memberKey]bool{}, roles: map[memberKey]string{}}
+		threads: map[seqKey]*thread{}, muted: map[memberKey]bool{}, roles: map[memberKey]string{}, timelineRoles: map[memberKey]string{}}
 	rooms, existing, targets, admins := st.rooms, st.existing, st.targets, st.admins
 	// FOR NO KEY UPDATE is the lock the final UPDATE takes anyway; it makes last_seq
 	// read here the value that UPDATE will overwrite.
@@ -505,6 +509,7 @@ func queueReads(b *pgx.Batch, items []item) *dbState {
 	queueModerationReads(b, items, st)
 	queueMuteReads(b, items, st)
 	queueRoleReads(b, items, st)
+	queueTimelineRoleReads(b, items, st)
 	queueAttachmentReads(b, items, st)
 	queueThreadReads(b, items, st)
 	return st
@@ -620,6 +625,9 @@ func (s *Store) planOne(w *writes, it item, st *dbState) error {
 		return err
 	}
 	w.messages = append(w.messages, row)
+	if it.mem != nil && r.kind != event.RoomKindDM {
+		noteTimelineRoles(w, it, st)
+	}
 	switch row.kind {
 	case event.KindMessage:
 		targets[seqKey{row.room, row.seq}] = &target{kind: row.kind, sender: row.sender, threadRoot: row.threadRoot}
@@ -725,6 +733,9 @@ type writes struct {
 	joined []memberKey
 	// threads are the threads whose summaries the batch brings up to date (threads.go).
 	threads map[seqKey]*thread
+	// timelineRoles are the final roles of the members whose role the batch's entries
+	// changed, "" for those who left (timelineroles.go).
+	timelineRoles map[memberKey]string
 }
 
 // addOutbox writes the message.stored of row, caused by cause; traceParent, if set,
@@ -836,6 +847,7 @@ func (w *writes) write(ctx context.Context, tx pgx.Tx) error {
 	queueInvitesUsed(b, w.joined)
 	queueAttachmentWrites(b, w)
 	queueThreadWrites(b, w.threads)
+	queueTimelineRoleWrites(b, w.timelineRoles)
 	var ids []string
 	var last []int64
 	for _, r := range sortedRooms(w.rooms) {

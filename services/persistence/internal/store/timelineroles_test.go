@@ -1,0 +1,170 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/kchat/kchat/pkg/consumer"
+	"github.com/kchat/kchat/pkg/event"
+
+	"github.com/kchat/kchat/services/persistence/internal/chattest"
+	"github.com/kchat/kchat/services/persistence/internal/store"
+)
+
+// TestHandleBatch_changes_judged_where_they_were_made: the gateway applies a room change,
+// kick or ban to room_members in the transaction that writes its event, so when persistence
+// stores the entry the author may have been demoted or left since, and its target too. Such
+// an entry is stored (the room underwent it), judged by the roles as of its place in the
+// timeline, which the stored entries keep up to date; what was never allowed is still
+// refused.
+func TestHandleBatch_changes_judged_where_they_were_made(t *testing.T) {
+	type batch struct {
+		// applied is what the gateway committed (to room_members) before the events of
+		// the batch reached persistence.
+		applied string
+		events  []event.Envelope
+		wantErr error
+	}
+	tests := []struct {
+		name    string
+		batches func(t *testing.T) []batch
+		// want lists the entries stored, as "seq kind sender"; roles the timeline's roles
+		// afterwards, as "user role".
+		want, roles []string
+	}{
+		{
+			name: "settings, then the owner hands the room on and leaves",
+			batches: func(t *testing.T) []batch {
+				return []batch{
+					{applied: `UPDATE room_members SET role = 'owner' WHERE user_id = 'u-adam';
+						DELETE FROM room_members WHERE user_id = 'u-olive'`,
+						events: []event.Envelope{change(t, "room-r", "u-olive", event.ChangeSettings, "u-olive", "", &event.RoomSettingsChange{Private: ptr(true)})}},
+					{events: []event.Envelope{change(t, "room-r", "u-adam", event.ChangeOwner, "u-olive", "owner", nil),
+						change(t, "room-r", "u-olive", event.ChangeLeft, "u-olive", "", nil)}},
+				}
+			},
+			want:  []string{"1 room_change u-olive", "2 room_change u-olive", "3 leave u-olive"},
+			roles: []string{"u-adam owner", "u-max member", "u-mia member"},
+		},
+		{
+			name: "a kick and a mute, then their author is demoted and the muted member leaves",
+			batches: func(t *testing.T) []batch {
+				return []batch{
+					{applied: `DELETE FROM room_members WHERE user_id IN ('u-max', 'u-mia');
+						UPDATE room_members SET role = 'member' WHERE user_id = 'u-adam'`,
+						events: []event.Envelope{removal(t, "room-r", "u-max", event.ChangeKicked, "u-adam"),
+							change(t, "room-r", "u-mia", event.ChangeMuted, "u-adam", "", nil)}},
+					{events: []event.Envelope{change(t, "room-r", "u-adam", event.ChangeRole, "u-olive", "member", nil),
+						change(t, "room-r", "u-mia", event.ChangeLeft, "u-mia", "", nil)}},
+				}
+			},
+			want:  []string{"1 leave u-max", "2 room_change u-adam", "3 room_change u-olive", "4 leave u-mia"},
+			roles: []string{"u-adam member", "u-olive owner"},
+		},
+		{
+			name: "a change its author made after their demotion is refused",
+			batches: func(t *testing.T) []batch {
+				return []batch{
+					{applied: `UPDATE room_members SET role = 'member' WHERE user_id = 'u-adam'`,
+						events: []event.Envelope{change(t, "room-r", "u-adam", event.ChangeRole, "u-olive", "member", nil),
+							change(t, "room-r", "u-max", event.ChangeMuted, "u-adam", "", nil)},
+						wantErr: store.ErrNotOutranked},
+				}
+			},
+			roles: []string{"u-adam admin", "u-max member", "u-mia member", "u-olive owner"},
+		},
+		{
+			name: "a room's creator owns it from their join on",
+			batches: func(t *testing.T) []batch {
+				return []batch{
+					{applied: `INSERT INTO rooms (id, name, kind) VALUES ('room-new', 'new', 'room');
+						INSERT INTO room_members (room_id, user_id, role) VALUES ('room-new', 'u-mia', 'member')`,
+						events: []event.Envelope{change(t, "room-new", "u-max", event.ChangeJoined, "u-max", "owner", nil),
+							change(t, "room-new", "u-mia", event.ChangeJoined, "u-mia", "", nil),
+							change(t, "room-new", "u-max", event.ChangeSettings, "u-max", "", &event.RoomSettingsChange{Topic: ptr("mine")}),
+							change(t, "room-new", "u-max", event.ChangeLeft, "u-max", "", nil)}},
+					{events: []event.Envelope{change(t, "room-new", "u-mia", event.ChangeSettings, "u-mia", "", &event.RoomSettingsChange{Topic: ptr("ours")})},
+						wantErr: store.ErrNotAdmin},
+				}
+			},
+			want:  []string{"1 join u-max", "2 join u-mia", "3 room_change u-max", "4 leave u-max"},
+			roles: []string{"room-new: u-mia member", "u-adam admin", "u-max member", "u-mia member", "u-olive owner"},
+		},
+		{
+			name: "what the author could never do is refused",
+			batches: func(t *testing.T) []batch {
+				return []batch{
+					{applied: `DELETE FROM room_members WHERE user_id = 'u-mia'`,
+						events:  []event.Envelope{change(t, "room-r", "u-mia", event.ChangeSettings, "u-mia", "", &event.RoomSettingsChange{Name: ptr("mine")})},
+						wantErr: store.ErrNotAdmin},
+					{events: []event.Envelope{removal(t, "room-r", "u-adam", event.ChangeKicked, "u-max")}, wantErr: store.ErrNotModerator},
+				}
+			},
+			roles: []string{"u-adam admin", "u-max member", "u-mia member", "u-olive owner"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			st, pool := newStore(t)
+			ctx := context.Background()
+			chattest.Seed(t, pool, roomR)
+			// room-r's timeline roles start as its members' roles, as the migration leaves
+			// a room that existed before it.
+			if _, err := pool.Exec(ctx, `UPDATE room_members SET role = 'owner' WHERE room_id = 'room-r' AND user_id = 'u-olive';
+				INSERT INTO timeline_roles (room_id, user_id, role) SELECT room_id, user_id, role FROM room_members WHERE room_id = 'room-r'`); err != nil {
+				t.Fatal(err)
+			}
+			sent := map[string]event.Envelope{}
+			for i, b := range tc.batches(t) {
+				if b.applied != "" {
+					if _, err := pool.Exec(ctx, b.applied); err != nil {
+						t.Fatalf("batch %d: %v", i, err)
+					}
+				}
+				err := st.HandleBatch(ctx, chattest.Consumed(t, b.events...))
+				switch {
+				case b.wantErr == nil && err != nil:
+					t.Fatalf("batch %d: %v", i, err)
+				case b.wantErr != nil && (!errors.Is(err, b.wantErr) || !errors.Is(err, consumer.ErrPermanent)):
+					t.Fatalf("batch %d: error %v, want permanent %v", i, err, b.wantErr)
+				}
+				if err == nil {
+					for _, e := range b.events {
+						sent[e.ID] = e
+					}
+				}
+			}
+			if got := entries(t, pool, `SELECT seq || ' ' || kind || ' ' || sender FROM messages
+				WHERE room_id IN ('room-r', 'room-new') ORDER BY room_id, seq`); !slices.Equal(got, tc.want) {
+				t.Errorf("entries:\n got %q\nwant %q", got, tc.want)
+			}
+			if got := entries(t, pool, `SELECT CASE WHEN room_id = 'room-r' THEN '' ELSE room_id || ': ' END || user_id || ' ' || role
+				FROM timeline_roles ORDER BY room_id, user_id`); !slices.Equal(got, tc.roles) {
+				t.Errorf("timeline roles:\n got %q\nwant %q", got, tc.roles)
+			}
+			checkOutbox(t, pool, sent)
+			checkLastSeq(t, pool)
+		})
+	}
+}
+
+// entries returns the single text column of query's rows.
+func entries(t *testing.T, pool interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, query string) []string {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
