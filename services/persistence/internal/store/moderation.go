@@ -1,7 +1,9 @@
 // Moderation, checked again as it is stored: a kick or ban entry must be made by an admin
-// of the room (now, or at its place in the timeline: see timelineroles.go), and a banned user's join is refused, whatever the
-// gateway checked. Kicks and bans are stored as leave entries whose text says who made
-// them. A refused event is a permanent error: dead-lettered alone.
+// of the room (now, or at its place in the timeline: see timelinemembers.go); a message,
+// edit or reaction of a member muted both now and at its place in the timeline, and a
+// banned user's join, are refused, whatever the gateway checked. Kicks and bans are
+// stored as leave entries whose text says who made them. A refused event is a permanent
+// error: dead-lettered alone.
 
 package store
 
@@ -23,8 +25,9 @@ var (
 )
 
 // queueMuteReads reads which senders of the batch's messages, edits and reactions are
-// muted in their rooms now: a mute that took effect after the gateway accepted one is
-// still a mute. It rides the batch's pipelined reads, so it costs no round trip.
+// muted in their rooms now (checkModeration asks the timeline too: a message the gateway
+// accepted before its sender was muted sits before the mute's entry and is stored). It
+// rides the batch's pipelined reads, so it costs no round trip.
 func queueMuteReads(b *pgx.Batch, items []item, st *dbState) {
 	var rooms, users []string
 	for _, it := range items {
@@ -98,8 +101,10 @@ func queueModerationReads(b *pgx.Batch, items []item, st *dbState) {
 // checkModeration refuses a muted member's message, edit or reaction, a banned user's
 // join and a kick or ban not made by an admin.
 func checkModeration(it item, st *dbState) error {
-	if it.sub != nil && it.sub.Kind != event.KindDelete && st.muted[memberKey{it.room, it.sub.Sender}] {
-		return consumer.Permanent(fmt.Errorf("event %s: %s by %s in %s: %w", it.env.ID, it.sub.Kind, it.sub.Sender, it.room, ErrMuted))
+	if it.sub != nil && it.sub.Kind != event.KindDelete {
+		if k := (memberKey{it.room, it.sub.Sender}); st.muted[k] && mutedThen(k, st) {
+			return consumer.Permanent(fmt.Errorf("event %s: %s by %s in %s: %w", it.env.ID, it.sub.Kind, it.sub.Sender, it.room, ErrMuted))
+		}
 	}
 	if it.mem == nil {
 		return nil
@@ -111,7 +116,7 @@ func checkModeration(it item, st *dbState) error {
 		}
 	case event.ChangeKicked, event.ChangeBanned:
 		// An admin now, or at the removal's place in the timeline (demoted or gone since).
-		if by := (memberKey{it.room, it.mem.By}); !st.access[by].admin && rank(st.timelineRoles[by]) < rank(event.RoleAdmin) {
+		if by := (memberKey{it.room, it.mem.By}); !st.access[by].admin && !wasAdmin(by, st) {
 			return consumer.Permanent(fmt.Errorf("event %s: %s of %s in %s by %s: %w", it.env.ID, it.mem.Change, it.mem.User, it.room, it.mem.By, ErrNotModerator))
 		}
 	}

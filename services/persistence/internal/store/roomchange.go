@@ -3,7 +3,7 @@
 // gateway made the change and wrote its event in one transaction, so the database
 // already holds the change, and maybe later ones, when its event gets here; what is
 // checked is that its author could make it, at its place in the timeline or now
-// (timelineroles.go): they outrank the member it concerns (and, for a role, the role
+// (timelinemembers.go): they outrank the member it concerns (and, for a role, the role
 // given), or, for settings, they are an owner or admin. A refused change is a permanent
 // error, dead-lettered alone like a kick by a non-admin.
 //

@@ -42,7 +42,7 @@ func ptr[T any](v T) *T { return &v }
 // TestHandleBatch_room_changes: role changes, mutes, unmutes, transfers and settings are
 // room_change entries with their own seq, naming their author as sender; they are stored
 // once however often they are delivered, and refused (permanently, leaving nothing) when
-// their author does not outrank the member they concern (timelineroles_test.go covers
+// their author does not outrank the member they concern (timelinemembers_test.go covers
 // changes overtaken by later ones).
 func TestHandleBatch_room_changes(t *testing.T) {
 	tests := []struct {

@@ -364,10 +364,9 @@ type dbState struct {
 	muted map[memberKey]bool
 	// roles are the roles of room changes' authors and targets (roomchange.go).
 	roles map[memberKey]string
-	// timelineRoles are the roles of room changes' authors and targets and of kicks' and
-	// bans' authors as of the stored timeline; they grow with the batch's own entries
-	// (timelineroles.go).
-	timelineRoles map[memberKey]string
+	// timeline are the batch's authors, targets and senders as the stored timeline has
+	// them (those it has a row for); it follows the batch's own entries (timelinemembers.go).
+	timeline map[memberKey]timelineMember
 }
 
 // queueReads reads what the batch's events depend on (rooms, earlier client_msg_ids,
@@ -409,7 +408,7 @@ func queueReads(b *pgx.Batch, items []item) *dbState {
 
 	st := &dbState{rooms: map[string]*room{}, existing: map[msgKey]bool{}, targets: map[seqKey]*target{}, admins: map[memberKey]bool{},
 		reactions: map[reactionKey]bool{}, access: map[memberKey]access{}, attachments: map[string]*attachmentRow{},
-		threads: map[seqKey]*thread{}, muted: map[memberKey]bool{}, roles: map[memberKey]string{}, timelineRoles: map[memberKey]string{}}
+		threads: map[seqKey]*thread{}, muted: map[memberKey]bool{}, roles: map[memberKey]string{}, timeline: map[memberKey]timelineMember{}}
 	rooms, existing, targets, admins := st.rooms, st.existing, st.targets, st.admins
 	// FOR NO KEY UPDATE is the lock the final UPDATE takes anyway; it makes last_seq
 	// read here the value that UPDATE will overwrite.
@@ -465,8 +464,8 @@ func queueReads(b *pgx.Batch, items []item) *dbState {
 			})
 	}
 	if len(tgtRooms) > 0 {
-		// Admins may edit and delete anyone's messages. The role is read now, as the change
-		// is stored: an admin demoted since the gateway accepted it is refused here.
+		// Admins may edit and delete anyone's messages: admins now, or as of the edit's or
+		// delete's place in the timeline (timelinemembers.go).
 		b.Queue(`
 			SELECT m.room_id, m.user_id
 			FROM room_members m
@@ -509,7 +508,7 @@ func queueReads(b *pgx.Batch, items []item) *dbState {
 	queueModerationReads(b, items, st)
 	queueMuteReads(b, items, st)
 	queueRoleReads(b, items, st)
-	queueTimelineRoleReads(b, items, st)
+	queueTimelineReads(b, items, st)
 	queueAttachmentReads(b, items, st)
 	queueThreadReads(b, items, st)
 	return st
@@ -566,7 +565,8 @@ func (s *Store) planOne(w *writes, it item, st *dbState) error {
 			}
 		}
 		if sub.Kind == event.KindEdit || sub.Kind == event.KindDelete {
-			err := checkTarget(targets[seqKey{it.room, sub.TargetSeq}], sub, admins[memberKey{it.room, sub.Sender}])
+			sender := memberKey{it.room, sub.Sender}
+			err := checkTarget(targets[seqKey{it.room, sub.TargetSeq}], sub, admins[sender] || wasAdmin(sender, st))
 			if sub.Kind == event.KindDelete && errors.Is(err, ErrTargetDeleted) {
 				// Two devices (or an author and an admin) deleted the same message at
 				// once: both were accepted, the first did it. The second is a no-op, not a
@@ -626,7 +626,7 @@ func (s *Store) planOne(w *writes, it item, st *dbState) error {
 	}
 	w.messages = append(w.messages, row)
 	if it.mem != nil && r.kind != event.RoomKindDM {
-		noteTimelineRoles(w, it, st)
+		noteTimeline(w, it, st)
 	}
 	switch row.kind {
 	case event.KindMessage:
@@ -733,9 +733,9 @@ type writes struct {
 	joined []memberKey
 	// threads are the threads whose summaries the batch brings up to date (threads.go).
 	threads map[seqKey]*thread
-	// timelineRoles are the final roles of the members whose role the batch's entries
-	// changed, "" for those who left (timelineroles.go).
-	timelineRoles map[memberKey]string
+	// timeline is what the batch's entries changed of the timeline's members
+	// (timelinemembers.go).
+	timeline map[memberKey]*timelineChange
 }
 
 // addOutbox writes the message.stored of row, caused by cause; traceParent, if set,
@@ -847,7 +847,7 @@ func (w *writes) write(ctx context.Context, tx pgx.Tx) error {
 	queueInvitesUsed(b, w.joined)
 	queueAttachmentWrites(b, w)
 	queueThreadWrites(b, w.threads)
-	queueTimelineRoleWrites(b, w.timelineRoles)
+	queueTimelineWrites(b, w.timeline)
 	var ids []string
 	var last []int64
 	for _, r := range sortedRooms(w.rooms) {

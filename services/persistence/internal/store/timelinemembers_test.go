@@ -16,11 +16,12 @@ import (
 )
 
 // TestHandleBatch_changes_judged_where_they_were_made: the gateway applies a room change,
-// kick or ban to room_members in the transaction that writes its event, so when persistence
-// stores the entry the author may have been demoted or left since, and its target too. Such
-// an entry is stored (the room underwent it), judged by the roles as of its place in the
-// timeline, which the stored entries keep up to date; what was never allowed is still
-// refused.
+// kick or ban to room_members in the transaction that writes its event, and accepts a
+// message before its event is stored, so when persistence stores the entry its author may
+// have been demoted, muted or gone since, and its target too. Such an entry is stored (the
+// room underwent it; the sender was told it was accepted), judged by the members as of its
+// place in the timeline, which the stored entries keep up to date; what was never allowed
+// is still refused.
 func TestHandleBatch_changes_judged_where_they_were_made(t *testing.T) {
 	type batch struct {
 		// applied is what the gateway committed (to room_members) before the events of
@@ -32,8 +33,8 @@ func TestHandleBatch_changes_judged_where_they_were_made(t *testing.T) {
 	tests := []struct {
 		name    string
 		batches func(t *testing.T) []batch
-		// want lists the entries stored, as "seq kind sender"; roles the timeline's roles
-		// afterwards, as "user role".
+		// want lists the entries stored, as "seq kind sender"; roles the timeline's members
+		// afterwards, as "user role [muted]".
 		want, roles []string
 	}{
 		{
@@ -95,6 +96,37 @@ func TestHandleBatch_changes_judged_where_they_were_made(t *testing.T) {
 			roles: []string{"room-new: u-mia member", "u-adam admin", "u-max member", "u-mia member", "u-olive owner"},
 		},
 		{
+			name: "a message sent before its sender was muted, then one after",
+			batches: func(t *testing.T) []batch {
+				return []batch{
+					{applied: `UPDATE room_members SET muted_at = now(), muted_by = 'u-olive' WHERE user_id = 'u-mia'`,
+						events: []event.Envelope{chattest.Submitted(t, "room-r", "u-mia", "c1", event.KindMessage, "before", 0),
+							change(t, "room-r", "u-mia", event.ChangeMuted, "u-olive", "", nil)}},
+					{events: []event.Envelope{chattest.Submitted(t, "room-r", "u-mia", "c2", event.KindMessage, "after", 0)}, wantErr: store.ErrMuted},
+				}
+			},
+			want:  []string{"1 message u-mia", "2 room_change u-olive"},
+			roles: []string{"u-adam admin", "u-max member", "u-mia member muted", "u-olive owner"},
+		},
+		{
+			name: "an admin's delete of someone's message, then the admin is demoted",
+			batches: func(t *testing.T) []batch {
+				return []batch{
+					{events: []event.Envelope{chattest.Submitted(t, "room-r", "u-max", "c1", event.KindMessage, "spam", 0)}},
+					{applied: `UPDATE room_members SET role = 'member' WHERE user_id = 'u-adam'`,
+						events: []event.Envelope{chattest.Submitted(t, "room-r", "u-adam", "c2", event.KindDelete, "", 1),
+							change(t, "room-r", "u-adam", event.ChangeRole, "u-olive", "member", nil),
+							// Once demoted, no longer.
+							chattest.Submitted(t, "room-r", "u-adam", "c3", event.KindEdit, "mine now", 1)},
+						wantErr: store.ErrNotAuthor},
+					{events: []event.Envelope{chattest.Submitted(t, "room-r", "u-adam", "c2", event.KindDelete, "", 1),
+						change(t, "room-r", "u-adam", event.ChangeRole, "u-olive", "member", nil)}},
+				}
+			},
+			want:  []string{"1 message u-max", "2 delete u-adam", "3 room_change u-olive"},
+			roles: []string{"u-adam member", "u-max member", "u-mia member", "u-olive owner"},
+		},
+		{
 			name: "what the author could never do is refused",
 			batches: func(t *testing.T) []batch {
 				return []batch{
@@ -116,7 +148,7 @@ func TestHandleBatch_changes_judged_where_they_were_made(t *testing.T) {
 			// room-r's timeline roles start as its members' roles, as the migration leaves
 			// a room that existed before it.
 			if _, err := pool.Exec(ctx, `UPDATE room_members SET role = 'owner' WHERE room_id = 'room-r' AND user_id = 'u-olive';
-				INSERT INTO timeline_roles (room_id, user_id, role) SELECT room_id, user_id, role FROM room_members WHERE room_id = 'room-r'`); err != nil {
+				INSERT INTO timeline_members (room_id, user_id, role) SELECT room_id, user_id, role FROM room_members WHERE room_id = 'room-r'`); err != nil {
 				t.Fatal(err)
 			}
 			sent := map[string]event.Envelope{}
@@ -143,8 +175,9 @@ func TestHandleBatch_changes_judged_where_they_were_made(t *testing.T) {
 				WHERE room_id IN ('room-r', 'room-new') ORDER BY room_id, seq`); !slices.Equal(got, tc.want) {
 				t.Errorf("entries:\n got %q\nwant %q", got, tc.want)
 			}
-			if got := entries(t, pool, `SELECT CASE WHEN room_id = 'room-r' THEN '' ELSE room_id || ': ' END || user_id || ' ' || role
-				FROM timeline_roles ORDER BY room_id, user_id`); !slices.Equal(got, tc.roles) {
+			if got := entries(t, pool, `SELECT CASE WHEN room_id = 'room-r' THEN '' ELSE room_id || ': ' END || user_id || ' ' || role ||
+				CASE WHEN muted THEN ' muted' ELSE '' END
+				FROM timeline_members ORDER BY room_id, user_id`); !slices.Equal(got, tc.roles) {
 				t.Errorf("timeline roles:\n got %q\nwant %q", got, tc.roles)
 			}
 			checkOutbox(t, pool, sent)
