@@ -448,7 +448,24 @@ func TestE2E_notifications_presence_reads_edits(t *testing.T) {
 		if limitedEdits == 0 || wait > 1000 {
 			t.Fatalf("a burst of %d edits was not limited (retry_after_ms %d)", n, wait)
 		}
-		// Retrying after retry_after_ms succeeds.
+		// Retrying after retry_after_ms succeeds, when nothing was sent after the refusal:
+		// an edit of the burst answered after its last refusal may have taken the token
+		// that refusal's wait promised, so probe one edit at a time until one is refused.
+		wait = 0
+		for i := 0; wait == 0; i++ {
+			if i == 10 {
+				t.Fatal("ten edits in a row, one at a time, right after a burst: none was limited")
+			}
+			ref := fmt.Sprint("p", i)
+			ce.Send(map[string]any{"type": "edit", "room": "burst", "client_msg_id": ref, "target_seq": 999999, "text": "x", "ref": ref})
+			f, ok := ce.Next(func(f gwtest.Frame) bool { return f.Str("ref") == ref }, 60*time.Second)
+			if !ok {
+				t.Fatalf("no answer to %s", ref)
+			}
+			if f.Str("code") == "rate_limited" {
+				wait = f.Int("retry_after_ms")
+			}
+		}
 		time.Sleep(time.Duration(wait) * time.Millisecond)
 		ce.Send(map[string]any{"type": "send", "room": "burst", "client_msg_id": "after", "text": "x", "ref": "after"})
 		if a := ce.Expect("ack", "after"); a.Str("status") != "accepted" {
