@@ -254,6 +254,15 @@ func (a *App) execute(ctx context.Context, cmd command.Command) bool {
 		if _, err := a.cl.SendReply(ctx, room, cmd.Seq, cmd.Text); err != nil {
 			return false
 		}
+	case command.React, command.Unreact:
+		room := a.currentRoom()
+		if room == "" {
+			a.errf("no current room: /join ROOM first")
+			return true
+		}
+		if _, err := a.cl.SendReaction(ctx, room, cmd.Seq, cmd.Text, cmd.Kind == command.React); err != nil {
+			return false
+		}
 	case command.Thread:
 		return a.thread(ctx, cmd.Seq)
 	case command.Msg:

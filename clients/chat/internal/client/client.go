@@ -657,6 +657,15 @@ func (c *Client) SendReply(ctx context.Context, room string, root int64, text st
 	}, room)
 }
 
+// SendReaction queues a reaction to message target of room, on (added) or off (taken
+// back), like Send.
+func (c *Client) SendReaction(ctx context.Context, room string, target int64, emoji string, on bool) (string, error) {
+	return c.enqueue(ctx, func(id string) protocol.Frame {
+		return &protocol.React{Base: protocol.Base{Type: protocol.TypeReact, Ref: "s:" + id}, Room: room, ClientMsgID: id, TargetSeq: target,
+			Emoji: emoji, On: &on}
+	}, room)
+}
+
 // SendDM queues a direct message to a username, like Send.
 func (c *Client) SendDM(ctx context.Context, to, text string) (string, error) {
 	return c.enqueue(ctx, func(id string) protocol.Frame {

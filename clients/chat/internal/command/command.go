@@ -46,6 +46,8 @@ const (
 	Directory       // /directory [Q]
 	MuteUser        // /mute USER (in the current room)
 	UnmuteUser      // /unmute USER (in the current room)
+	React           // /react SEQ EMOJI (in the current room)
+	Unreact         // /unreact SEQ EMOJI (in the current room)
 )
 
 // MaxMuteMinutes is the longest /mute (366 days, the gateway's limit; longer is /notify none).
@@ -62,9 +64,9 @@ type Command struct {
 	Kind Kind
 	Room string // Join, Leave (empty: the current room), Accept, Decline
 	User string // Msg, Invite, Kick, Ban, Unban, Role, Transfer, MuteUser, UnmuteUser
-	Text string // Say, Msg, Search; Notify: the level ("default": the user's default, rooms only)
+	Text string // Say, Msg, Search; Notify: the level ("default": the user's default, rooms only); React, Unreact: the emoji
 	N    int    // History; Mute: minutes (0 unmutes)
-	Seq  int64  // Reply, Thread: the thread's root
+	Seq  int64  // Reply, Thread: the thread's root; React, Unreact: the message
 	// Private is /join ROOM private: create the room private (invitation only) if it
 	// does not exist.
 	Private bool
@@ -101,6 +103,8 @@ const Usage = `/join ROOM        join (or create) a room and make it current
 /history [N]      the last N entries of the current room (default 20, at most 200)
 /reply SEQ TEXT   reply in the thread of message SEQ of the current room
 /thread SEQ       the thread of message SEQ: its root and replies (marks it read)
+/react SEQ EMOJI  react to message SEQ of the current room with EMOJI
+/unreact SEQ EMOJI  take that reaction back
 /msg USER TEXT    a direct message
 /search TEXT      find messages in your rooms: words, "a phrase", or, -word (matches in «»)
 /notify LEVEL [ROOM]  notifications: all, mentions (and DMs) or none; with ROOM (or "default") for that room only
@@ -216,6 +220,20 @@ func Parse(line string) (Command, error) {
 			return Command{}, usage("/reply SEQ TEXT with SEQ a message's number")
 		}
 		return Command{Kind: Reply, Seq: n, Text: text}, nil
+	case "react", "unreact":
+		kind, form := React, "/react"
+		if strings.EqualFold(name, "unreact") {
+			kind, form = Unreact, "/unreact"
+		}
+		var n int64
+		var err error
+		if len(args) == 2 {
+			n, err = strconv.ParseInt(strings.TrimPrefix(args[0], "#"), 10, 64)
+		}
+		if len(args) != 2 || err != nil || n < 1 {
+			return Command{}, usage("%s SEQ EMOJI with SEQ a message's number", form)
+		}
+		return Command{Kind: kind, Seq: n, Text: args[1]}, nil
 	case "thread":
 		if len(args) != 1 {
 			return Command{}, usage("/thread SEQ")
