@@ -90,6 +90,26 @@ type chatProc struct {
 	readAt int // next unread index of out for Expect
 }
 
+// signedIn runs a client for a new user name on gateway gw (registering them) and waits
+// until it is connected.
+func (p *platform) signedIn(t *testing.T, name, gw string) *chatProc {
+	t.Helper()
+	c := p.chatRun(t, name, "-url", p.ws(gw), "-user", name, "-password", name+"-secret", "-register", "-connect-timeout", "20s")
+	c.expectErr("connected to "+gw, 30*time.Second)
+	return c
+}
+
+// quitAll ends each client with /quit and wants it to exit 0.
+func quitAll(t *testing.T, cs ...*chatProc) {
+	t.Helper()
+	for _, c := range cs {
+		c.say("/quit")
+		if code := c.exit(30 * time.Second); code != 0 {
+			t.Fatalf("%s exited %d", c.name, code)
+		}
+	}
+}
+
 func (p *platform) chatRun(t *testing.T, name string, args ...string) *chatProc {
 	t.Helper()
 	cmd := exec.Command(p.chat, args...)

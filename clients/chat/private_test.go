@@ -13,11 +13,7 @@ import (
 func TestPrivateRoomSession(t *testing.T) {
 	p := startPlatform(t, "gw-a")
 	const wait = 30 * time.Second
-	run := func(name string) *chatProc {
-		c := p.chatRun(t, name, "-url", p.ws("gw-a"), "-user", name, "-password", name+"-secret", "-register", "-connect-timeout", "20s")
-		c.expectErr("connected to gw-a", wait)
-		return c
-	}
+	run := func(name string) *chatProc { return p.signedIn(t, name, "gw-a") }
 	alice, bob, carol := run("alice"), run("bob"), run("carol")
 
 	alice.say("/join vault private")
@@ -59,10 +55,5 @@ func TestPrivateRoomSession(t *testing.T) {
 	alice.expectErr("lifted carol's ban from #vault", wait)
 	alice.expectErr("carol was not banned from #vault", wait)
 
-	for _, c := range []*chatProc{alice, bob, carol} {
-		c.say("/quit")
-		if code := c.exit(wait); code != 0 {
-			t.Fatalf("%s exited %d", c.name, code)
-		}
-	}
+	quitAll(t, alice, bob, carol)
 }

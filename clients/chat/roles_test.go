@@ -14,11 +14,7 @@ import (
 func TestRolesSession(t *testing.T) {
 	p := startPlatform(t, "gw-a")
 	const wait = 30 * time.Second
-	run := func(name string) *chatProc {
-		c := p.chatRun(t, name, "-url", p.ws("gw-a"), "-user", name, "-password", name+"-secret", "-register", "-connect-timeout", "20s")
-		c.expectErr("connected to gw-a", wait)
-		return c
-	}
+	run := func(name string) *chatProc { return p.signedIn(t, name, "gw-a") }
 	alice, bob, carol := run("alice"), run("bob"), run("carol")
 	alice.say("/join hall")
 	alice.expectOut(clock+`#hall \* alice joined$`, wait)
@@ -55,10 +51,5 @@ func TestRolesSession(t *testing.T) {
 	alice.say("/transfer bob")
 	alice.expectErr("/transfer: you may only act on members whose role is below yours (admin)", wait)
 
-	for _, c := range []*chatProc{alice, bob, carol} {
-		c.say("/quit")
-		if code := c.exit(wait); code != 0 {
-			t.Fatalf("%s exited %d", c.name, code)
-		}
-	}
+	quitAll(t, alice, bob, carol)
 }

@@ -5,24 +5,28 @@ import (
 	"time"
 )
 
-// TestThreadSession: threads from the terminal. Alice posts, bob replies with /reply and
-// both see the reply marked as one; /history shows the root's reply count; /thread lists
-// the root and its replies; a reply to a join is refused with the gateway's message.
-func TestThreadSession(t *testing.T) {
-	p := startPlatform(t, "gw-a")
+// denWithQuestion starts a gateway and two clients, alice and bob, in room den, where
+// alice has asked "ship it?" (seq 3, after the two joins) and bob has seen it.
+func denWithQuestion(t *testing.T) (alice, bob *chatProc) {
+	t.Helper()
 	const wait = 30 * time.Second
-	run := func(name string) *chatProc {
-		c := p.chatRun(t, name, "-url", p.ws("gw-a"), "-user", name, "-password", name+"-secret", "-register", "-connect-timeout", "20s")
-		c.expectErr("connected to gw-a", wait)
-		return c
-	}
-	alice, bob := run("alice"), run("bob")
+	p := startPlatform(t, "gw-a")
+	alice, bob = p.signedIn(t, "alice", "gw-a"), p.signedIn(t, "bob", "gw-a")
 	alice.say("/join den")
 	alice.expectOut(clock+`#den \* alice joined$`, wait)
 	bob.say("/join den")
 	alice.expectOut(clock+`#den \* bob joined$`, wait)
 	alice.say("ship it?")
-	bob.expectOut(clock+`#den <alice> ship it\?$`, wait) // seq 3
+	bob.expectOut(clock+`#den <alice> ship it\?$`, wait)
+	return alice, bob
+}
+
+// TestThreadSession: threads from the terminal. Alice posts, bob replies with /reply and
+// both see the reply marked as one; /history shows the root's reply count; /thread lists
+// the root and its replies; a reply to a join is refused with the gateway's message.
+func TestThreadSession(t *testing.T) {
+	const wait = 30 * time.Second
+	alice, bob := denWithQuestion(t)
 
 	bob.say("/reply 3 yes, ship it")
 	alice.expectOut(clock+`#den <bob> yes, ship it \(reply to 3\)$`, wait)
@@ -41,10 +45,5 @@ func TestThreadSession(t *testing.T) {
 	alice.say("/history")
 	alice.expectOut(clock+`#den <alice> ship it\? \[1 reply, last [0-9:]{8}: /thread 3\]$`, wait)
 
-	for _, c := range []*chatProc{alice, bob} {
-		c.say("/quit")
-		if code := c.exit(wait); code != 0 {
-			t.Fatalf("%s exited %d", c.name, code)
-		}
-	}
+	quitAll(t, alice, bob)
 }

@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -10,7 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/kchat/kchat/pkg/consumer"
 	"github.com/kchat/kchat/pkg/event"
 	"github.com/kchat/kchat/services/persistence/internal/chattest"
 	"github.com/kchat/kchat/services/persistence/internal/store"
@@ -101,21 +99,7 @@ func TestHandleBatch_attachments(t *testing.T) {
 			if _, err := pool.Exec(ctx, `UPDATE attachments SET deleted_at = now() WHERE id = 'up-6'`); err != nil {
 				t.Fatal(err)
 			}
-			sent := map[string]event.Envelope{}
-			for i, s := range tc.steps(t) {
-				err := st.HandleBatch(ctx, chattest.Consumed(t, s.batch...))
-				switch {
-				case s.wantErr == nil && err != nil:
-					t.Fatalf("step %d: %v", i, err)
-				case s.wantErr != nil && (!errors.Is(err, s.wantErr) || !errors.Is(err, consumer.ErrPermanent)):
-					t.Fatalf("step %d: error %v, want permanent %v", i, err, s.wantErr)
-				}
-				if err == nil {
-					for _, e := range s.batch {
-						sent[e.ID] = e
-					}
-				}
-			}
+			sent := runSteps(t, st, pool, tc.steps(t))
 			rows, err := pool.Query(ctx, `
 				SELECT id || ' ' || coalesce(room_id || '/' || message_seq, '-') || CASE WHEN deleted_at IS NOT NULL AND id <> 'up-6' THEN ' deleted' ELSE '' END
 				FROM attachments ORDER BY id`)

@@ -57,34 +57,24 @@ func queueMuteReads(b *pgx.Batch, items []item, st *dbState) {
 // whether they are banned from the room and whether they are its admin. Messages add
 // nothing here: only membership events, which are rare, cost a query.
 func queueModerationReads(b *pgx.Batch, items []item, st *dbState) {
-	var rooms, users []string
-	seen := map[memberKey]bool{}
+	var keys memberKeys
 	for _, it := range items {
-		if it.mem == nil {
-			continue
-		}
-		var k memberKey
-		switch it.mem.Change {
-		case event.ChangeJoined:
-			k = memberKey{it.room, it.mem.User}
-		case event.ChangeKicked, event.ChangeBanned:
-			k = memberKey{it.room, it.mem.By}
-		default:
-			continue
-		}
-		if !seen[k] {
-			seen[k] = true
-			rooms, users = append(rooms, k.room), append(users, k.user)
+		switch {
+		case it.mem == nil:
+		case it.mem.Change == event.ChangeJoined:
+			keys.add(memberKey{it.room, it.mem.User})
+		case it.mem.Change == event.ChangeKicked || it.mem.Change == event.ChangeBanned:
+			keys.add(memberKey{it.room, it.mem.By})
 		}
 	}
-	if len(rooms) == 0 {
+	if len(keys.rooms) == 0 {
 		return
 	}
 	b.Queue(`
 		SELECT k.room_id, k.user_id,
 		       EXISTS (SELECT 1 FROM room_bans x WHERE x.room_id = k.room_id AND x.user_id = k.user_id),
 		       EXISTS (SELECT 1 FROM room_members m WHERE m.room_id = k.room_id AND m.user_id = k.user_id AND m.role IN ('owner', 'admin'))
-		FROM unnest($1::text[], $2::text[]) AS k(room_id, user_id)`, rooms, users).
+		FROM unnest($1::text[], $2::text[]) AS k(room_id, user_id)`, keys.rooms, keys.users).
 		Query(func(rows pgx.Rows) error {
 			var k memberKey
 			var banned, admin bool

@@ -2,12 +2,10 @@ package store_test
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/kchat/kchat/pkg/consumer"
 	"github.com/kchat/kchat/pkg/event"
 
 	"github.com/kchat/kchat/services/persistence/internal/chattest"
@@ -74,15 +72,7 @@ func TestHandleBatch_moderation(t *testing.T) {
 			if _, err := pool.Exec(ctx, `INSERT INTO room_bans (room_id, user_id, banned_by, banned_at) VALUES ('room-b', 'u-dave', 'u-alice', now())`); err != nil {
 				t.Fatal(err)
 			}
-			for i, s := range tc.steps(t) {
-				err := st.HandleBatch(ctx, chattest.Consumed(t, s.batch...))
-				switch {
-				case s.wantErr == nil && err != nil:
-					t.Fatalf("step %d: %v", i, err)
-				case s.wantErr != nil && (!errors.Is(err, s.wantErr) || !errors.Is(err, consumer.ErrPermanent)):
-					t.Fatalf("step %d: error %v, want permanent %v", i, err, s.wantErr)
-				}
-			}
+			runSteps(t, st, pool, tc.steps(t))
 			if got := timeline(t, pool); !slices.Equal(got, tc.want) {
 				t.Errorf("timeline:\n got %q\nwant %q", got, tc.want)
 			}
@@ -104,15 +94,7 @@ func TestHandleBatch_muted(t *testing.T) {
 		{batch: []event.Envelope{chattest.Message(t, "room-a", "u-alice", "1", "fine")}},
 		{batch: []event.Envelope{chattest.Message(t, "room-a", "u-bob", "2", "muted")}, wantErr: store.ErrMuted},
 	}
-	for i, s := range steps {
-		err := st.HandleBatch(ctx, chattest.Consumed(t, s.batch...))
-		switch {
-		case s.wantErr == nil && err != nil:
-			t.Fatalf("step %d: %v", i, err)
-		case s.wantErr != nil && (!errors.Is(err, s.wantErr) || !errors.Is(err, consumer.ErrPermanent)):
-			t.Fatalf("step %d: error %v, want permanent %v", i, err, s.wantErr)
-		}
-	}
+	runSteps(t, st, pool, steps)
 	if got, want := timeline(t, pool), []string{"room-a/1 message u-alice fine"}; !slices.Equal(got, want) {
 		t.Errorf("timeline:\n got %q\nwant %q", got, want)
 	}

@@ -49,25 +49,20 @@ type access struct {
 // queuePrivateReads reads, for every join of the batch to a private room, whether the
 // joiner has an accepted invitation. Rooms that are not private return no rows.
 func queuePrivateReads(b *pgx.Batch, items []item, st *dbState) {
-	var rooms, users []string
-	seen := map[memberKey]bool{}
+	var keys memberKeys
 	for _, it := range items {
-		if it.mem == nil || it.mem.Change != event.ChangeJoined {
-			continue
-		}
-		if k := (memberKey{it.room, it.mem.User}); !seen[k] {
-			seen[k] = true
-			rooms, users = append(rooms, k.room), append(users, k.user)
+		if it.mem != nil && it.mem.Change == event.ChangeJoined {
+			keys.add(memberKey{it.room, it.mem.User})
 		}
 	}
-	if len(rooms) == 0 {
+	if len(keys.rooms) == 0 {
 		return
 	}
 	b.Queue(`
 		SELECT k.room_id, k.user_id,
 		       EXISTS (SELECT 1 FROM room_invites i WHERE i.room_id = k.room_id AND i.user_id = k.user_id AND i.accepted_at IS NOT NULL)
 		FROM unnest($1::text[], $2::text[]) AS k(room_id, user_id)
-		JOIN rooms r ON r.id = k.room_id AND r.private`, rooms, users).
+		JOIN rooms r ON r.id = k.room_id AND r.private`, keys.rooms, keys.users).
 		Query(func(rows pgx.Rows) error {
 			var k memberKey
 			var invited bool
@@ -86,19 +81,13 @@ func queuePrivateReads(b *pgx.Batch, items []item, st *dbState) {
 // leave entry is a join: the message was sent before a leave not stored yet). It runs a
 // query only when there is such a message.
 func readTimelineMembers(ctx context.Context, tx pgx.Tx, fresh []item, st *dbState) error {
-	var rooms, users []string
-	seen := map[memberKey]bool{}
+	var keys memberKeys
 	for _, it := range fresh {
-		r := st.rooms[it.room]
-		if it.sub == nil || r == nil || !r.private || isMember(r, it.sub.Sender) {
-			continue
-		}
-		if k := (memberKey{it.room, it.sub.Sender}); !seen[k] {
-			seen[k] = true
-			rooms, users = append(rooms, k.room), append(users, k.user)
+		if r := st.rooms[it.room]; it.sub != nil && r != nil && r.private && !isMember(r, it.sub.Sender) {
+			keys.add(memberKey{it.room, it.sub.Sender})
 		}
 	}
-	if len(rooms) == 0 {
+	if len(keys.rooms) == 0 {
 		return nil
 	}
 	rows, err := tx.Query(ctx, `
@@ -106,7 +95,7 @@ func readTimelineMembers(ctx context.Context, tx pgx.Tx, fresh []item, st *dbSta
 		       coalesce((SELECT x.kind = 'join' FROM messages x
 		                 WHERE x.room_id = k.room_id AND x.sender = k.user_id AND x.kind IN ('join', 'leave')
 		                 ORDER BY x.seq DESC LIMIT 1), false)
-		FROM unnest($1::text[], $2::text[]) AS k(room_id, user_id)`, rooms, users)
+		FROM unnest($1::text[], $2::text[]) AS k(room_id, user_id)`, keys.rooms, keys.users)
 	if err != nil {
 		return fmt.Errorf("cannot read timeline membership: %w", err)
 	}

@@ -2,11 +2,9 @@ package store_test
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"testing"
 
-	"github.com/kchat/kchat/pkg/consumer"
 	"github.com/kchat/kchat/pkg/event"
 
 	"github.com/kchat/kchat/services/persistence/internal/chattest"
@@ -33,7 +31,6 @@ func TestHandleBatch_private_rooms(t *testing.T) {
 		steps       func(t *testing.T) []step
 		want        []string
 		wantInvites []string // "user accepted?" left in room_invites of room-p
-		before      []string // SQL run after the first step (the gateway's own writes)
 	}{
 		{
 			name: "a member's message, edit, reaction and delete are stored",
@@ -89,13 +86,13 @@ func TestHandleBatch_private_rooms(t *testing.T) {
 					{batch: []event.Envelope{join(t, "room-p", "u-bob")}},
 					// bob leaves: the gateway deletes his membership before the leave event
 					// is stored, and his last message is still ahead of it in the partition.
-					{batch: []event.Envelope{msg(t, "room-p", "u-bob", "before"), leave(t, "room-p", "u-bob"), msg(t, "room-p", "u-bob", "after")},
+					{applied: `DELETE FROM room_members WHERE room_id = 'room-p' AND user_id = 'u-bob'`,
+						batch:   []event.Envelope{msg(t, "room-p", "u-bob", "before"), leave(t, "room-p", "u-bob"), msg(t, "room-p", "u-bob", "after")},
 						wantErr: store.ErrNotMember},
 					{batch: []event.Envelope{msg(t, "room-p", "u-bob", "before"), leave(t, "room-p", "u-bob")}},
 					{batch: []event.Envelope{msg(t, "room-p", "u-bob", "later")}, wantErr: store.ErrNotMember},
 				}
 			},
-			before:      []string{`DELETE FROM room_members WHERE room_id = 'room-p' AND user_id = 'u-bob'`},
 			want:        []string{"room-p/1 join u-bob", "room-p/2 message u-bob text before", "room-p/3 leave u-bob"},
 			wantInvites: []string{"u-carol false"},
 		},
@@ -136,28 +133,7 @@ func TestHandleBatch_private_rooms(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			sent := map[string]event.Envelope{}
-			for i, s := range tc.steps(t) {
-				if i == 1 {
-					for _, q := range tc.before {
-						if _, err := pool.Exec(ctx, q); err != nil {
-							t.Fatal(err)
-						}
-					}
-				}
-				err := st.HandleBatch(ctx, chattest.Consumed(t, s.batch...))
-				switch {
-				case s.wantErr == nil && err != nil:
-					t.Fatalf("step %d: %v", i, err)
-				case s.wantErr != nil && (!errors.Is(err, s.wantErr) || !errors.Is(err, consumer.ErrPermanent)):
-					t.Fatalf("step %d: error %v, want permanent %v", i, err, s.wantErr)
-				}
-				if err == nil {
-					for _, e := range s.batch {
-						sent[e.ID] = e
-					}
-				}
-			}
+			sent := runSteps(t, st, pool, tc.steps(t))
 			var got []string
 			for _, e := range timeline(t, pool) {
 				if e[:6] == "room-p" || e[:6] == "room-b" {

@@ -64,27 +64,20 @@ func rank(role string) int {
 // queueRoleReads reads the roles, now, of the authors and targets of the batch's room
 // changes into st.roles (a non-member has no row, hence role "").
 func queueRoleReads(b *pgx.Batch, items []item, st *dbState) {
-	var rooms, users []string
-	seen := map[memberKey]bool{}
-	add := func(k memberKey) {
-		if !seen[k] {
-			seen[k] = true
-			rooms, users = append(rooms, k.room), append(users, k.user)
-		}
-	}
+	var keys memberKeys
 	for _, it := range items {
 		if it.mem != nil && event.IsRoomChange(it.mem.Change) {
-			add(memberKey{it.room, it.mem.By})
-			add(memberKey{it.room, it.mem.User})
+			keys.add(memberKey{it.room, it.mem.By})
+			keys.add(memberKey{it.room, it.mem.User})
 		}
 	}
-	if len(rooms) == 0 {
+	if len(keys.rooms) == 0 {
 		return
 	}
 	b.Queue(`
 		SELECT m.room_id, m.user_id, m.role
 		FROM room_members m
-		JOIN unnest($1::text[], $2::text[]) AS k(room_id, user_id) ON m.room_id = k.room_id AND m.user_id = k.user_id`, rooms, users).
+		JOIN unnest($1::text[], $2::text[]) AS k(room_id, user_id) ON m.room_id = k.room_id AND m.user_id = k.user_id`, keys.rooms, keys.users).
 		Query(func(rows pgx.Rows) error {
 			var k memberKey
 			var role string

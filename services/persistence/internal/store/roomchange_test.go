@@ -3,7 +3,6 @@ package store_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"reflect"
 	"slices"
 	"testing"
@@ -12,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/kchat/kchat/pkg/consumer"
 	"github.com/kchat/kchat/pkg/event"
 
 	"github.com/kchat/kchat/services/persistence/internal/chattest"
@@ -122,21 +120,7 @@ func TestHandleBatch_room_changes(t *testing.T) {
 			if _, err := pool.Exec(ctx, `UPDATE room_members SET role = 'owner' WHERE room_id = 'room-r' AND user_id = 'u-olive'`); err != nil {
 				t.Fatal(err)
 			}
-			sent := map[string]event.Envelope{}
-			for i, s := range tc.steps(t) {
-				err := st.HandleBatch(ctx, chattest.Consumed(t, s.batch...))
-				switch {
-				case s.wantErr == nil && err != nil:
-					t.Fatalf("step %d: %v", i, err)
-				case s.wantErr != nil && (!errors.Is(err, s.wantErr) || !errors.Is(err, consumer.ErrPermanent)):
-					t.Fatalf("step %d: error %v, want permanent %v", i, err, s.wantErr)
-				}
-				if err == nil {
-					for _, e := range s.batch {
-						sent[e.ID] = e
-					}
-				}
-			}
+			sent := runSteps(t, st, pool, tc.steps(t))
 			if got := roomChanges(t, pool); !slices.Equal(got, tc.want) {
 				t.Errorf("room changes:\n got %q\nwant %q", got, tc.want)
 			}

@@ -144,6 +144,22 @@ type msgKey struct{ room, sender, clientMsgID string }
 // memberKey names a member of a room.
 type memberKey struct{ room, user string }
 
+// memberKeys collects distinct (room, user) pairs as the two arrays a query unnests.
+type memberKeys struct {
+	seen         map[memberKey]bool
+	rooms, users []string
+}
+
+func (m *memberKeys) add(k memberKey) {
+	if m.seen == nil {
+		m.seen = map[memberKey]bool{}
+	}
+	if !m.seen[k] {
+		m.seen[k] = true
+		m.rooms, m.users = append(m.rooms, k.room), append(m.users, k.user)
+	}
+}
+
 type seqKey struct {
 	room string
 	seq  int64

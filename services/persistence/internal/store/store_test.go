@@ -29,10 +29,44 @@ var (
 	dm    = chattest.Room{ID: "dm-alice-bob", Kind: event.RoomKindDM, Members: []string{"u-bob", "u-alice"}}
 )
 
-// step is one HandleBatch call and the error it must fail with (nil: success).
+// step is one HandleBatch call and the error it must fail with (nil: success, else a
+// permanent error wrapping it).
 type step struct {
+	// applied, if set, runs before the batch: what a gateway committed to the database
+	// before the batch's events reached persistence.
+	applied string
 	batch   []event.Envelope
 	wantErr error
+}
+
+// runSteps runs steps through st in order and returns the events of the batches that
+// succeeded, by id.
+func runSteps(t *testing.T, st *store.Store, pool *pgxpool.Pool, steps []step) map[string]event.Envelope {
+	t.Helper()
+	ctx := context.Background()
+	sent := map[string]event.Envelope{}
+	for i, s := range steps {
+		if s.applied != "" {
+			if _, err := pool.Exec(ctx, s.applied); err != nil {
+				t.Fatalf("step %d: %v", i, err)
+			}
+		}
+		err := st.HandleBatch(ctx, chattest.Consumed(t, s.batch...))
+		switch {
+		case s.wantErr == nil && err != nil:
+			t.Fatalf("step %d: %v", i, err)
+		case s.wantErr != nil && !errors.Is(err, s.wantErr):
+			t.Fatalf("step %d: error %v, want %v", i, err, s.wantErr)
+		case s.wantErr != nil && !errors.Is(err, consumer.ErrPermanent):
+			t.Fatalf("step %d: error %v is not permanent", i, err)
+		}
+		if err == nil {
+			for _, e := range s.batch {
+				sent[e.ID] = e
+			}
+		}
+	}
+	return sent
 }
 
 func newStore(t *testing.T) (*store.Store, *pgxpool.Pool) {
@@ -227,24 +261,7 @@ func TestHandleBatch(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			st, pool := newStore(t)
-			ctx := context.Background()
-			sent := map[string]event.Envelope{}
-			for i, s := range tc.steps(t) {
-				err := st.HandleBatch(ctx, chattest.Consumed(t, s.batch...))
-				switch {
-				case s.wantErr == nil && err != nil:
-					t.Fatalf("step %d: %v", i, err)
-				case s.wantErr != nil && !errors.Is(err, s.wantErr):
-					t.Fatalf("step %d: error %v, want %v", i, err, s.wantErr)
-				case s.wantErr != nil && !errors.Is(err, consumer.ErrPermanent):
-					t.Fatalf("step %d: error %v is not permanent", i, err)
-				}
-				if err == nil {
-					for _, e := range s.batch {
-						sent[e.ID] = e
-					}
-				}
-			}
+			sent := runSteps(t, st, pool, tc.steps(t))
 			if got := timeline(t, pool); !slices.Equal(got, tc.want) {
 				t.Errorf("timeline:\n got %q\nwant %q", got, tc.want)
 			}
@@ -330,21 +347,7 @@ func TestHandleBatch_reactions(t *testing.T) {
 			t.Parallel()
 			st, pool := newStore(t)
 			ctx := context.Background()
-			sent := map[string]event.Envelope{}
-			for i, s := range tc.steps(t) {
-				err := st.HandleBatch(ctx, chattest.Consumed(t, s.batch...))
-				switch {
-				case s.wantErr == nil && err != nil:
-					t.Fatalf("step %d: %v", i, err)
-				case s.wantErr != nil && (!errors.Is(err, s.wantErr) || !errors.Is(err, consumer.ErrPermanent)):
-					t.Fatalf("step %d: error %v, want permanent %v", i, err, s.wantErr)
-				}
-				if err == nil {
-					for _, e := range s.batch {
-						sent[e.ID] = e
-					}
-				}
-			}
+			sent := runSteps(t, st, pool, tc.steps(t))
 			if got := timeline(t, pool); !slices.Equal(got, tc.want) {
 				t.Errorf("timeline:\n got %q\nwant %q", got, tc.want)
 			}

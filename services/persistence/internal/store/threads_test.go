@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/kchat/kchat/pkg/consumer"
 	"github.com/kchat/kchat/pkg/event"
 
 	"github.com/kchat/kchat/services/persistence/internal/chattest"
@@ -108,16 +106,7 @@ func TestHandleBatch_threads(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			st, pool := newStore(t)
-			ctx := context.Background()
-			for i, s := range tc.steps(t) {
-				err := st.HandleBatch(ctx, chattest.Consumed(t, s.batch...))
-				switch {
-				case s.wantErr == nil && err != nil:
-					t.Fatalf("step %d: %v", i, err)
-				case s.wantErr != nil && (!errors.Is(err, s.wantErr) || !errors.Is(err, consumer.ErrPermanent)):
-					t.Fatalf("step %d: error %v, want permanent %v", i, err, s.wantErr)
-				}
-			}
+			runSteps(t, st, pool, tc.steps(t))
 			if got := queryStrings(t, pool, `SELECT seq || '->' || thread_root || ' ' || sender || CASE WHEN deleted_at IS NULL THEN '' ELSE ' deleted' END
 				FROM messages WHERE thread_root IS NOT NULL ORDER BY room_id, seq`); !slices.Equal(got, tc.wantReplies) {
 				t.Errorf("replies:\n got %q\nwant %q", got, tc.wantReplies)

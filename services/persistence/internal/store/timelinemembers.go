@@ -37,32 +37,25 @@ type timelineChange struct {
 // room changes, of its kicks' and bans' authors and of its messages', edits', deletes'
 // and reactions' senders.
 func queueTimelineReads(b *pgx.Batch, items []item, st *dbState) {
-	var rooms, users []string
-	seen := map[memberKey]bool{}
-	add := func(k memberKey) {
-		if !seen[k] {
-			seen[k] = true
-			rooms, users = append(rooms, k.room), append(users, k.user)
-		}
-	}
+	var keys memberKeys
 	for _, it := range items {
 		switch {
 		case it.sub != nil:
-			add(memberKey{it.room, it.sub.Sender})
+			keys.add(memberKey{it.room, it.sub.Sender})
 		case event.IsRoomChange(it.mem.Change):
-			add(memberKey{it.room, it.mem.By})
-			add(memberKey{it.room, it.mem.User})
+			keys.add(memberKey{it.room, it.mem.By})
+			keys.add(memberKey{it.room, it.mem.User})
 		case it.mem.Change == event.ChangeKicked || it.mem.Change == event.ChangeBanned:
-			add(memberKey{it.room, it.mem.By})
+			keys.add(memberKey{it.room, it.mem.By})
 		}
 	}
-	if len(rooms) == 0 {
+	if len(keys.rooms) == 0 {
 		return
 	}
 	b.Queue(`
 		SELECT t.room_id, t.user_id, t.role, t.muted
 		FROM timeline_members t
-		JOIN unnest($1::text[], $2::text[]) AS k(room_id, user_id) ON t.room_id = k.room_id AND t.user_id = k.user_id`, rooms, users).
+		JOIN unnest($1::text[], $2::text[]) AS k(room_id, user_id) ON t.room_id = k.room_id AND t.user_id = k.user_id`, keys.rooms, keys.users).
 		Query(func(rows pgx.Rows) error {
 			var k memberKey
 			var m timelineMember

@@ -2,13 +2,9 @@ package store_test
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-
-	"github.com/kchat/kchat/pkg/consumer"
 	"github.com/kchat/kchat/pkg/event"
 
 	"github.com/kchat/kchat/services/persistence/internal/chattest"
@@ -23,28 +19,21 @@ import (
 // place in the timeline, which the stored entries keep up to date; what was never allowed
 // is still refused.
 func TestHandleBatch_changes_judged_where_they_were_made(t *testing.T) {
-	type batch struct {
-		// applied is what the gateway committed (to room_members) before the events of
-		// the batch reached persistence.
-		applied string
-		events  []event.Envelope
-		wantErr error
-	}
 	tests := []struct {
-		name    string
-		batches func(t *testing.T) []batch
+		name  string
+		steps func(t *testing.T) []step
 		// want lists the entries stored, as "seq kind sender"; roles the timeline's members
 		// afterwards, as "user role [muted]".
 		want, roles []string
 	}{
 		{
 			name: "settings, then the owner hands the room on and leaves",
-			batches: func(t *testing.T) []batch {
-				return []batch{
+			steps: func(t *testing.T) []step {
+				return []step{
 					{applied: `UPDATE room_members SET role = 'owner' WHERE user_id = 'u-adam';
 						DELETE FROM room_members WHERE user_id = 'u-olive'`,
-						events: []event.Envelope{change(t, "room-r", "u-olive", event.ChangeSettings, "u-olive", "", &event.RoomSettingsChange{Private: ptr(true)})}},
-					{events: []event.Envelope{change(t, "room-r", "u-adam", event.ChangeOwner, "u-olive", "owner", nil),
+						batch: []event.Envelope{change(t, "room-r", "u-olive", event.ChangeSettings, "u-olive", "", &event.RoomSettingsChange{Private: ptr(true)})}},
+					{batch: []event.Envelope{change(t, "room-r", "u-adam", event.ChangeOwner, "u-olive", "owner", nil),
 						change(t, "room-r", "u-olive", event.ChangeLeft, "u-olive", "", nil)}},
 				}
 			},
@@ -53,13 +42,13 @@ func TestHandleBatch_changes_judged_where_they_were_made(t *testing.T) {
 		},
 		{
 			name: "a kick and a mute, then their author is demoted and the muted member leaves",
-			batches: func(t *testing.T) []batch {
-				return []batch{
+			steps: func(t *testing.T) []step {
+				return []step{
 					{applied: `DELETE FROM room_members WHERE user_id IN ('u-max', 'u-mia');
 						UPDATE room_members SET role = 'member' WHERE user_id = 'u-adam'`,
-						events: []event.Envelope{removal(t, "room-r", "u-max", event.ChangeKicked, "u-adam"),
+						batch: []event.Envelope{removal(t, "room-r", "u-max", event.ChangeKicked, "u-adam"),
 							change(t, "room-r", "u-mia", event.ChangeMuted, "u-adam", "", nil)}},
-					{events: []event.Envelope{change(t, "room-r", "u-adam", event.ChangeRole, "u-olive", "member", nil),
+					{batch: []event.Envelope{change(t, "room-r", "u-adam", event.ChangeRole, "u-olive", "member", nil),
 						change(t, "room-r", "u-mia", event.ChangeLeft, "u-mia", "", nil)}},
 				}
 			},
@@ -68,10 +57,10 @@ func TestHandleBatch_changes_judged_where_they_were_made(t *testing.T) {
 		},
 		{
 			name: "a change its author made after their demotion is refused",
-			batches: func(t *testing.T) []batch {
-				return []batch{
+			steps: func(t *testing.T) []step {
+				return []step{
 					{applied: `UPDATE room_members SET role = 'member' WHERE user_id = 'u-adam'`,
-						events: []event.Envelope{change(t, "room-r", "u-adam", event.ChangeRole, "u-olive", "member", nil),
+						batch: []event.Envelope{change(t, "room-r", "u-adam", event.ChangeRole, "u-olive", "member", nil),
 							change(t, "room-r", "u-max", event.ChangeMuted, "u-adam", "", nil)},
 						wantErr: store.ErrNotOutranked},
 				}
@@ -80,15 +69,15 @@ func TestHandleBatch_changes_judged_where_they_were_made(t *testing.T) {
 		},
 		{
 			name: "a room's creator owns it from their join on",
-			batches: func(t *testing.T) []batch {
-				return []batch{
+			steps: func(t *testing.T) []step {
+				return []step{
 					{applied: `INSERT INTO rooms (id, name, kind) VALUES ('room-new', 'new', 'room');
 						INSERT INTO room_members (room_id, user_id, role) VALUES ('room-new', 'u-mia', 'member')`,
-						events: []event.Envelope{change(t, "room-new", "u-max", event.ChangeJoined, "u-max", "owner", nil),
+						batch: []event.Envelope{change(t, "room-new", "u-max", event.ChangeJoined, "u-max", "owner", nil),
 							change(t, "room-new", "u-mia", event.ChangeJoined, "u-mia", "", nil),
 							change(t, "room-new", "u-max", event.ChangeSettings, "u-max", "", &event.RoomSettingsChange{Topic: ptr("mine")}),
 							change(t, "room-new", "u-max", event.ChangeLeft, "u-max", "", nil)}},
-					{events: []event.Envelope{change(t, "room-new", "u-mia", event.ChangeSettings, "u-mia", "", &event.RoomSettingsChange{Topic: ptr("ours")})},
+					{batch: []event.Envelope{change(t, "room-new", "u-mia", event.ChangeSettings, "u-mia", "", &event.RoomSettingsChange{Topic: ptr("ours")})},
 						wantErr: store.ErrNotAdmin},
 				}
 			},
@@ -97,12 +86,12 @@ func TestHandleBatch_changes_judged_where_they_were_made(t *testing.T) {
 		},
 		{
 			name: "a message sent before its sender was muted, then one after",
-			batches: func(t *testing.T) []batch {
-				return []batch{
+			steps: func(t *testing.T) []step {
+				return []step{
 					{applied: `UPDATE room_members SET muted_at = now(), muted_by = 'u-olive' WHERE user_id = 'u-mia'`,
-						events: []event.Envelope{chattest.Submitted(t, "room-r", "u-mia", "c1", event.KindMessage, "before", 0),
+						batch: []event.Envelope{chattest.Submitted(t, "room-r", "u-mia", "c1", event.KindMessage, "before", 0),
 							change(t, "room-r", "u-mia", event.ChangeMuted, "u-olive", "", nil)}},
-					{events: []event.Envelope{chattest.Submitted(t, "room-r", "u-mia", "c2", event.KindMessage, "after", 0)}, wantErr: store.ErrMuted},
+					{batch: []event.Envelope{chattest.Submitted(t, "room-r", "u-mia", "c2", event.KindMessage, "after", 0)}, wantErr: store.ErrMuted},
 				}
 			},
 			want:  []string{"1 message u-mia", "2 room_change u-olive"},
@@ -110,16 +99,16 @@ func TestHandleBatch_changes_judged_where_they_were_made(t *testing.T) {
 		},
 		{
 			name: "an admin's delete of someone's message, then the admin is demoted",
-			batches: func(t *testing.T) []batch {
-				return []batch{
-					{events: []event.Envelope{chattest.Submitted(t, "room-r", "u-max", "c1", event.KindMessage, "spam", 0)}},
+			steps: func(t *testing.T) []step {
+				return []step{
+					{batch: []event.Envelope{chattest.Submitted(t, "room-r", "u-max", "c1", event.KindMessage, "spam", 0)}},
 					{applied: `UPDATE room_members SET role = 'member' WHERE user_id = 'u-adam'`,
-						events: []event.Envelope{chattest.Submitted(t, "room-r", "u-adam", "c2", event.KindDelete, "", 1),
+						batch: []event.Envelope{chattest.Submitted(t, "room-r", "u-adam", "c2", event.KindDelete, "", 1),
 							change(t, "room-r", "u-adam", event.ChangeRole, "u-olive", "member", nil),
 							// Once demoted, no longer.
 							chattest.Submitted(t, "room-r", "u-adam", "c3", event.KindEdit, "mine now", 1)},
 						wantErr: store.ErrNotAuthor},
-					{events: []event.Envelope{chattest.Submitted(t, "room-r", "u-adam", "c2", event.KindDelete, "", 1),
+					{batch: []event.Envelope{chattest.Submitted(t, "room-r", "u-adam", "c2", event.KindDelete, "", 1),
 						change(t, "room-r", "u-adam", event.ChangeRole, "u-olive", "member", nil)}},
 				}
 			},
@@ -128,12 +117,12 @@ func TestHandleBatch_changes_judged_where_they_were_made(t *testing.T) {
 		},
 		{
 			name: "what the author could never do is refused",
-			batches: func(t *testing.T) []batch {
-				return []batch{
+			steps: func(t *testing.T) []step {
+				return []step{
 					{applied: `DELETE FROM room_members WHERE user_id = 'u-mia'`,
-						events:  []event.Envelope{change(t, "room-r", "u-mia", event.ChangeSettings, "u-mia", "", &event.RoomSettingsChange{Name: ptr("mine")})},
+						batch:   []event.Envelope{change(t, "room-r", "u-mia", event.ChangeSettings, "u-mia", "", &event.RoomSettingsChange{Name: ptr("mine")})},
 						wantErr: store.ErrNotAdmin},
-					{events: []event.Envelope{removal(t, "room-r", "u-adam", event.ChangeKicked, "u-max")}, wantErr: store.ErrNotModerator},
+					{batch: []event.Envelope{removal(t, "room-r", "u-adam", event.ChangeKicked, "u-max")}, wantErr: store.ErrNotModerator},
 				}
 			},
 			roles: []string{"u-adam admin", "u-max member", "u-mia member", "u-olive owner"},
@@ -151,31 +140,12 @@ func TestHandleBatch_changes_judged_where_they_were_made(t *testing.T) {
 				INSERT INTO timeline_members (room_id, user_id, role) SELECT room_id, user_id, role FROM room_members WHERE room_id = 'room-r'`); err != nil {
 				t.Fatal(err)
 			}
-			sent := map[string]event.Envelope{}
-			for i, b := range tc.batches(t) {
-				if b.applied != "" {
-					if _, err := pool.Exec(ctx, b.applied); err != nil {
-						t.Fatalf("batch %d: %v", i, err)
-					}
-				}
-				err := st.HandleBatch(ctx, chattest.Consumed(t, b.events...))
-				switch {
-				case b.wantErr == nil && err != nil:
-					t.Fatalf("batch %d: %v", i, err)
-				case b.wantErr != nil && (!errors.Is(err, b.wantErr) || !errors.Is(err, consumer.ErrPermanent)):
-					t.Fatalf("batch %d: error %v, want permanent %v", i, err, b.wantErr)
-				}
-				if err == nil {
-					for _, e := range b.events {
-						sent[e.ID] = e
-					}
-				}
-			}
-			if got := entries(t, pool, `SELECT seq || ' ' || kind || ' ' || sender FROM messages
+			sent := runSteps(t, st, pool, tc.steps(t))
+			if got := queryStrings(t, pool, `SELECT seq || ' ' || kind || ' ' || sender FROM messages
 				WHERE room_id IN ('room-r', 'room-new') ORDER BY room_id, seq`); !slices.Equal(got, tc.want) {
 				t.Errorf("entries:\n got %q\nwant %q", got, tc.want)
 			}
-			if got := entries(t, pool, `SELECT CASE WHEN room_id = 'room-r' THEN '' ELSE room_id || ': ' END || user_id || ' ' || role ||
+			if got := queryStrings(t, pool, `SELECT CASE WHEN room_id = 'room-r' THEN '' ELSE room_id || ': ' END || user_id || ' ' || role ||
 				CASE WHEN muted THEN ' muted' ELSE '' END
 				FROM timeline_members ORDER BY room_id, user_id`); !slices.Equal(got, tc.roles) {
 				t.Errorf("timeline roles:\n got %q\nwant %q", got, tc.roles)
@@ -184,20 +154,4 @@ func TestHandleBatch_changes_judged_where_they_were_made(t *testing.T) {
 			checkLastSeq(t, pool)
 		})
 	}
-}
-
-// entries returns the single text column of query's rows.
-func entries(t *testing.T, pool interface {
-	Query(context.Context, string, ...any) (pgx.Rows, error)
-}, query string) []string {
-	t.Helper()
-	rows, err := pool.Query(context.Background(), query)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
