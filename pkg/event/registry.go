@@ -29,6 +29,7 @@ type fieldInfo struct {
 	index    int
 	required bool
 	expected string // human description of the JSON value, for errors
+	plain    bool   // setPlain may decode it
 }
 
 // registry is built once at start-up and only read afterwards.
@@ -75,6 +76,7 @@ func fieldsOf(t reflect.Type) []fieldInfo {
 			index:    i,
 			required: !slices.Contains(strings.Split(opts, ","), "omitempty"),
 			expected: describeType(f.Type),
+			plain:    plainKind(f.Type),
 		})
 	}
 	return fields
@@ -165,19 +167,23 @@ func DecodePayload(e Envelope) (Payload, error) {
 // missing field can be told apart from a zero value, and an error can name
 // the offending field.
 func decodeFields(data json.RawMessage, v reflect.Value, fields []fieldInfo) error {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(data, &obj); err != nil || obj == nil {
+	obj, ok := parseObject(data)
+	if !ok {
 		return fieldErr("data", "must be a JSON object")
 	}
 	for _, f := range fields {
-		raw, ok := obj[f.name]
+		raw, ok := obj.get(f.name)
 		if !ok || isNull(raw) {
 			if f.required {
 				return fieldErr("data."+f.name, "is required")
 			}
 			continue
 		}
-		if err := json.Unmarshal(raw, v.Field(f.index).Addr().Interface()); err != nil {
+		field := v.Field(f.index)
+		if f.plain && setPlain(field, raw) {
+			continue
+		}
+		if err := json.Unmarshal(raw, field.Addr().Interface()); err != nil {
 			return fieldErr("data."+f.name, "must be "+f.expected)
 		}
 	}

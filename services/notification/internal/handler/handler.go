@@ -137,9 +137,13 @@ func (h *Handler) decode(ms []*consumer.Message) ([]stored, error) {
 		if m.Event.Type != event.TypeMessageStored {
 			continue // chat.stored carries nothing else today; later types are not ours
 		}
-		msg, err := event.As[event.MessageStored](m.Event)
-		if err != nil {
-			return nil, consumer.Permanent(fmt.Errorf("event %s: %w", m.Event.ID, err))
+		// The runner's Decode has decoded and validated the payload already.
+		msg, ok := m.Payload.(event.MessageStored)
+		if !ok {
+			var err error
+			if msg, err = event.As[event.MessageStored](m.Event); err != nil {
+				return nil, consumer.Permanent(fmt.Errorf("event %s: %w", m.Event.ID, err))
+			}
 		}
 		if msg.Kind != event.KindMessage {
 			continue
