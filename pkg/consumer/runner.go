@@ -174,7 +174,7 @@ func newRunner(cfg Config, process func(context.Context, []*Message) error) (*Ru
 		GroupTopics:            cfg.Topics,
 		MinBytes:               1,
 		MaxBytes:               10 << 20,
-		MaxWait:                250 * time.Millisecond,
+		MaxWait:                ReaderMaxWait(250 * time.Millisecond),
 		ReadBackoffMin:         10 * time.Millisecond,
 		ReadBackoffMax:         250 * time.Millisecond,
 		CommitInterval:         0, // synchronous commits: an offset is stored before we move on

@@ -72,7 +72,7 @@ func (f *fixture) middleware(name string) []consumer.Middleware {
 // readDLQ returns the first n dead letters.
 func (f *fixture) readDLQ(t *testing.T, n int) []kafka.Message {
 	t.Helper()
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: f.env.Brokers, Dialer: f.env.ReaderDialer(), GroupID: stacktest.UniqueName("dlq-reader-"), Topic: f.dlq, StartOffset: kafka.FirstOffset, MaxWait: 200 * time.Millisecond})
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: f.env.Brokers, Dialer: f.env.ReaderDialer(), GroupID: stacktest.UniqueName("dlq-reader-"), Topic: f.dlq, StartOffset: kafka.FirstOffset, MaxWait: consumer.ReaderMaxWait(200 * time.Millisecond)})
 	defer r.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

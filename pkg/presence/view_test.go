@@ -8,6 +8,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/kchat/kchat/pkg/consumer"
 	"github.com/kchat/kchat/pkg/presence"
 	"github.com/kchat/kchat/pkg/producer"
 	"github.com/kchat/kchat/pkg/stacktest"
@@ -174,7 +175,7 @@ func checkKeys(t *testing.T, c *cluster, want map[string]bool) {
 	defer cancel()
 	for p := range 3 {
 		r := kafka.NewReader(kafka.ReaderConfig{Brokers: c.env.Brokers, Dialer: c.env.ReaderDialer(), Topic: c.topic, Partition: p,
-			MaxWait: 100 * time.Millisecond})
+			MaxWait: consumer.ReaderMaxWait(100 * time.Millisecond)})
 		end, err := r.ReadLag(ctx)
 		if err != nil {
 			t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/kchat/kchat/pkg/consumer"
 	"github.com/kchat/kchat/pkg/producer"
 	"github.com/kchat/kchat/pkg/stacktest"
 	"github.com/kchat/kchat/pkg/topics"
@@ -111,7 +112,7 @@ func readAll(ctx context.Context, t *testing.T, env *stacktest.Env, topic string
 	}
 	got := 0
 	for _, part := range parts {
-		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Dialer: env.ReaderDialer(), Topic: topic, Partition: part.ID, MaxWait: 100 * time.Millisecond})
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Dialer: env.ReaderDialer(), Topic: topic, Partition: part.ID, MaxWait: consumer.ReaderMaxWait(100 * time.Millisecond)})
 		c, err := env.Dialer().DialLeader(ctx, "tcp", brokers[0], topic, part.ID)
 		if err != nil {
 			t.Fatal(err)

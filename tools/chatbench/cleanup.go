@@ -341,7 +341,7 @@ func (b *Bench) scenarioOutboxCleanup(ctx context.Context, sc *report.Scenario) 
 		"inserts":  fmt.Sprintf("one row per transaction, at most %d in flight, on a pool of their own", cleanupInserters),
 		"relay":    "outbox.Relay with its defaults and pkg/producer's, on a pool shared with the Cleaner (as persistence)",
 		"cleaner":  "outbox.Cleaner with CleanerConfig defaults (batch 1000, pause 10ms, interval 1m, retention 1h / 14d), started with the phase",
-		"latency":  "intended insert time → record fetched by a kafka-go Reader (no group, MaxWait 50ms); split at the insert's commit",
+		"latency":  "intended insert time → record fetched by a kafka-go Reader (no group, broker wait 50ms); split at the insert's commit",
 		"topic":    "like " + topics.Stored,
 		"baseline": "the two no-cleanup halves before and after the cleanup phase, in one histogram",
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kchat/kchat/pkg/consumer"
 	"github.com/kchat/kchat/pkg/producer"
 )
 
@@ -224,7 +225,7 @@ func (s *readerStats) fetches() int64 {
 // kafkaGoConsume reads every partition of topic from its first offset with a kafka-go
 // Reader of its own (no consumer group: a group joining a topic created a moment ago can
 // wait tens of seconds for its assignment, which is not part of a hop), MinBytes 1 and
-// MaxWait 50 ms.
+// a broker-side wait of 50 ms (consumer.ReaderMaxWait).
 func (b *Bench) kafkaGoConsume(ctx context.Context, topic string, fn func([]byte, time.Time), rs *readerStats) (func(), error) {
 	conn, err := b.cfg.KafkaSecurity.Dialer(10*time.Second).DialContext(ctx, "tcp", b.cfg.Brokers[0])
 	if err != nil {
@@ -243,7 +244,7 @@ func (b *Bench) kafkaGoConsume(ctx context.Context, topic string, fn func([]byte
 	for _, part := range parts {
 		r := kafka.NewReader(kafka.ReaderConfig{
 			Brokers: b.cfg.Brokers, Dialer: b.cfg.KafkaSecurity.ReaderDialer(), Topic: topic, Partition: part.ID,
-			MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 50 * time.Millisecond, StartOffset: kafka.FirstOffset,
+			MinBytes: 1, MaxBytes: 10 << 20, MaxWait: consumer.ReaderMaxWait(50 * time.Millisecond), StartOffset: kafka.FirstOffset,
 			QueueCapacity: 1000, ReadBackoffMin: 10 * time.Millisecond, ReadBackoffMax: 250 * time.Millisecond,
 		})
 		readers = append(readers, r)

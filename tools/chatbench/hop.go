@@ -238,7 +238,7 @@ func (b *Bench) scenarioHop(ctx context.Context, sc *report.Scenario) error {
 		}
 	}
 	sc.Config = map[string]any{"topic_like": topics.Submitted, "clients": clientDescriptions(),
-		"consumers":        "kafka-go: one Reader per partition (no group), MinBytes 1, MaxWait 50ms; franz-go: a consumer client, FetchMaxWait 50ms",
+		"consumers":        "kafka-go: one Reader per partition (no group), MinBytes 1, broker wait 50ms (MaxWait consumer.ReaderMaxWait(50ms)); franz-go: a consumer client, FetchMaxWait 50ms",
 		"warm_up":          "fresh topic per client; every broker reports leaders for every partition; then rounds of 100 records until one round trips without an error",
 		"seconds_per_rate": b.plan.HopDur.Seconds(), "record_bytes": hopPad + 30,
 		"baseline": "e2e compares with the best client at each rate (everything delivered, then lowest p99)"}

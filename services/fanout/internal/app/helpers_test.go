@@ -14,6 +14,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/kchat/kchat/pkg/consumer"
 	"github.com/kchat/kchat/pkg/event"
 	"github.com/kchat/kchat/pkg/producer"
 	"github.com/kchat/kchat/pkg/route"
@@ -244,7 +245,7 @@ func (s *stack) watch(name string) *watcher {
 	s.t.Cleanup(func() { cancel(); wg.Wait() })
 	for p := range s.partitions(name) {
 		r := kafka.NewReader(kafka.ReaderConfig{Brokers: s.env.Brokers, Dialer: s.env.ReaderDialer(), Topic: s.topic(name), Partition: p,
-			MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 100 * time.Millisecond})
+			MinBytes: 1, MaxBytes: 10 << 20, MaxWait: consumer.ReaderMaxWait(100 * time.Millisecond)})
 		if err := r.SetOffset(kafka.FirstOffset); err != nil {
 			s.t.Fatal(err)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/kchat/kchat/pkg/blobstore"
+	"github.com/kchat/kchat/pkg/consumer"
 	"github.com/kchat/kchat/pkg/event"
 	"github.com/kchat/kchat/pkg/outbox"
 	"github.com/kchat/kchat/pkg/producer"
@@ -190,7 +191,7 @@ func (h *harness) readEvents(t *testing.T, declared, key string, want int) []eve
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: h.env.Brokers, Dialer: h.env.ReaderDialer(), Topic: name, Partition: route.PartitionFor(key, len(md.Topics[0].Partitions)), MaxWait: 200 * time.Millisecond})
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: h.env.Brokers, Dialer: h.env.ReaderDialer(), Topic: name, Partition: route.PartitionFor(key, len(md.Topics[0].Partitions)), MaxWait: consumer.ReaderMaxWait(200 * time.Millisecond)})
 	defer r.Close()
 	var out []event.Envelope
 	for len(out) < want {

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/kchat/kchat/pkg/consumer"
 	"github.com/kchat/kchat/pkg/route"
 	"github.com/kchat/kchat/pkg/topics"
 	"github.com/kchat/kchat/services/gateway/internal/app"
@@ -341,7 +342,7 @@ func (h *harness) countEvents(t *testing.T, declared, key string, wait time.Dura
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: h.env.Brokers, Dialer: h.env.ReaderDialer(), Topic: name, Partition: route.PartitionFor(key, len(md.Topics[0].Partitions)), MaxWait: 200 * time.Millisecond})
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: h.env.Brokers, Dialer: h.env.ReaderDialer(), Topic: name, Partition: route.PartitionFor(key, len(md.Topics[0].Partitions)), MaxWait: consumer.ReaderMaxWait(200 * time.Millisecond)})
 	defer r.Close()
 	n := 0
 	for {

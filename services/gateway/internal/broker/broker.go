@@ -14,6 +14,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/kchat/kchat/pkg/backoff"
+	"github.com/kchat/kchat/pkg/consumer"
 	"github.com/kchat/kchat/pkg/event"
 	"github.com/kchat/kchat/pkg/kafkasec"
 	"github.com/kchat/kchat/pkg/producer"
@@ -196,7 +197,7 @@ func (b *Broker) RunDeliveries(ctx context.Context, sink Sink) error {
 	}
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers: b.cfg.Brokers, Dialer: b.cfg.Security.ReaderDialer(), Topic: topic, Partition: part,
-		MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 250 * time.Millisecond,
+		MinBytes: 1, MaxBytes: 8 << 20, MaxWait: consumer.ReaderMaxWait(250 * time.Millisecond),
 	})
 	defer r.Close()
 	if err := r.SetOffset(start); err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/kchat/kchat/pkg/consumer"
 	"github.com/kchat/kchat/pkg/event"
 	"github.com/kchat/kchat/pkg/topics"
 )
@@ -51,7 +52,7 @@ func (b *Broker) RunStored(ctx context.Context, sink StoredSink) error {
 	start := func(part int, offset int64) {
 		r := kafka.NewReader(kafka.ReaderConfig{
 			Brokers: b.cfg.Brokers, Dialer: b.cfg.Security.ReaderDialer(), Topic: topic, Partition: part,
-			MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 250 * time.Millisecond,
+			MinBytes: 1, MaxBytes: 8 << 20, MaxWait: consumer.ReaderMaxWait(250 * time.Millisecond),
 		})
 		if err := r.SetOffset(offset); err != nil {
 			b.log.Error("cannot position stored reader", "partition", part, "error", err)

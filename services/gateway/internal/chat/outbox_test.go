@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/kchat/kchat/pkg/consumer"
 	"github.com/kchat/kchat/pkg/event"
 	"github.com/kchat/kchat/pkg/protocol"
 	"github.com/kchat/kchat/pkg/stacktest"
@@ -191,7 +192,7 @@ func readAll(ctx context.Context, t *testing.T, env *stacktest.Env, topic string
 		if po.LastOffset == 0 {
 			continue
 		}
-		r := kafka.NewReader(kafka.ReaderConfig{Brokers: env.Brokers, Dialer: env.ReaderDialer(), Topic: topic, Partition: po.Partition, MaxWait: 100 * time.Millisecond})
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: env.Brokers, Dialer: env.ReaderDialer(), Topic: topic, Partition: po.Partition, MaxWait: consumer.ReaderMaxWait(100 * time.Millisecond)})
 		for {
 			m, err := r.ReadMessage(ctx)
 			if err != nil {

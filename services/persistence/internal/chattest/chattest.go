@@ -165,7 +165,7 @@ func Collect(t testing.TB, env *stacktest.Env, topic string) *Collector {
 	for _, p := range md.Topics[0].Partitions {
 		r := kafka.NewReader(kafka.ReaderConfig{
 			Brokers: brokers, Dialer: env.ReaderDialer(), Topic: topic, Partition: p.ID, MinBytes: 1, MaxBytes: 10 << 20,
-			MaxWait: 100 * time.Millisecond, StartOffset: kafka.FirstOffset,
+			MaxWait: consumer.ReaderMaxWait(100 * time.Millisecond), StartOffset: kafka.FirstOffset,
 		})
 		c.wg.Add(1)
 		go func() {

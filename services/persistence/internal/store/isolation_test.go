@@ -175,7 +175,7 @@ func readAll(t *testing.T, env *stacktest.Env, topic string) []kafka.Message {
 		if po.LastOffset == po.FirstOffset {
 			continue
 		}
-		rd := kafka.NewReader(kafka.ReaderConfig{Brokers: env.Brokers, Dialer: env.ReaderDialer(), Topic: topic, Partition: p.ID, MaxWait: 200 * time.Millisecond})
+		rd := kafka.NewReader(kafka.ReaderConfig{Brokers: env.Brokers, Dialer: env.ReaderDialer(), Topic: topic, Partition: p.ID, MaxWait: consumer.ReaderMaxWait(200 * time.Millisecond)})
 		if err := rd.SetOffset(po.FirstOffset); err != nil {
 			t.Fatal(err)
 		}
