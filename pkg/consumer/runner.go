@@ -30,7 +30,12 @@ type Config struct {
 	// ShutdownTimeout bounds how long in-flight work may take after Run's context ends
 	// (default 30s); then it is cancelled and, uncommitted, redelivered later.
 	ShutdownTimeout time.Duration
-	// SessionTimeout is the group session (default 10s): how long a dead consumer keeps its partitions.
+	// SessionTimeout is the group session (default 6s, the least Kafka's default
+	// group.min.session.timeout.ms allows): how long a dead consumer keeps its partitions,
+	// and how long a rebalance waits for members that will not come back. The second
+	// matters after a coordinator failover too: kafka-go forgets its member id when a join
+	// fails (segmentio/kafka-go#1215), so the new coordinator waits this long for the
+	// members it loaded, then rebalances without them. Heartbeats go every second.
 	SessionTimeout time.Duration
 	// StartOffset applies to a group with no committed offset (default kafka.FirstOffset).
 	StartOffset int64
@@ -57,7 +62,7 @@ func (c *Config) setDefaults() error {
 		c.ShutdownTimeout = 30 * time.Second
 	}
 	if c.SessionTimeout == 0 {
-		c.SessionTimeout = 10 * time.Second
+		c.SessionTimeout = 6 * time.Second
 	}
 	if c.StartOffset == 0 {
 		c.StartOffset = kafka.FirstOffset

@@ -13,9 +13,12 @@ import (
 
 // Fault kinds. Each is injected, held, then undone (the part restarted or resumed).
 const (
-	FaultBroker       = "kafka-broker-sigkill"     // a broker that is not the controller leader
-	FaultController   = "kafka-controller-sigkill" // the KRaft quorum leader
-	FaultPersistence  = "persistence-sigkill"      // the instance running the outbox relay: the standby must take over
+	FaultBroker     = "kafka-broker-sigkill"     // a broker that is not the controller leader
+	FaultController = "kafka-controller-sigkill" // the KRaft quorum leader
+	// FaultCoordinator is the broker coordinating persistence's consumer group: its
+	// successor must load the group, and the members rejoin.
+	FaultCoordinator  = "kafka-coordinator-sigkill"
+	FaultPersistence  = "persistence-sigkill" // the instance running the outbox relay: the standby must take over
 	FaultFanout       = "fanout-sigkill"
 	FaultNotification = "notification-sigkill"
 	FaultPostgres     = "postgres-restart" // immediate shutdown (as a crash), then start: WAL replay
@@ -24,19 +27,19 @@ const (
 )
 
 // AllFaults is the full suite's order.
-var AllFaults = []string{FaultBroker, FaultController, FaultPersistence, FaultFanout, FaultNotification,
+var AllFaults = []string{FaultBroker, FaultController, FaultCoordinator, FaultPersistence, FaultFanout, FaultNotification,
 	FaultPostgres, FaultGateway, FaultPause}
 
 // NeedsLocalStack reports whether a fault kills or restarts the shared Kafka or
 // PostgreSQL, which is only allowed on the repository's own local stack.
 func NeedsLocalStack(kind string) bool {
-	return kind == FaultBroker || kind == FaultController || kind == FaultPostgres
+	return kind == FaultBroker || kind == FaultController || kind == FaultCoordinator || kind == FaultPostgres
 }
 
 // Timing of a fault: Hold is how long the part stays down.
 type Timing struct {
 	Hold  time.Duration
-	Pause time.Duration // SIGSTOP length; longer than the consumer session timeout (10 s)
+	Pause time.Duration // SIGSTOP length; longer than the consumer session timeout (6 s)
 }
 
 // Inject applies one fault and undoes it; it returns when the part is healthy again.
@@ -45,7 +48,7 @@ type Timing struct {
 func (p *Platform) Inject(ctx context.Context, kind string, tm Timing, rec *Recorder, users []*User) error {
 	mark := func(k, target string) { rec.Add(Op{Kind: k, Note: kind, Gw: target}) }
 	switch kind {
-	case FaultBroker, FaultController:
+	case FaultBroker, FaultController, FaultCoordinator:
 		st := p.env.Stack
 		if st == nil {
 			return fmt.Errorf("%s needs the local stack", kind)
@@ -72,8 +75,13 @@ func (p *Platform) Inject(ctx context.Context, kind string, tm Timing, rec *Reco
 				}
 			}
 		}
+		if kind == FaultCoordinator {
+			if id, err = p.persistenceCoordinator(ctx); err != nil {
+				return err
+			}
+		}
 		if id < 1 {
-			return fmt.Errorf("no quorum leader known: %+v", state)
+			return fmt.Errorf("no broker to kill for %s: %+v", kind, state)
 		}
 		target := fmt.Sprintf("kafka-%d", id)
 		mark(OpFault, target)
@@ -181,6 +189,20 @@ func (p *Platform) leaderCounts(ctx context.Context) map[int]int {
 		}
 	}
 	return out
+}
+
+// persistenceCoordinator returns the node id of the broker coordinating persistence's
+// consumer group (it may also be the quorum leader: then both fail over at once).
+func (p *Platform) persistenceCoordinator(ctx context.Context) (int, error) {
+	res, err := p.env.Client().FindCoordinator(ctx, &kafka.FindCoordinatorRequest{
+		Key: p.persistenceGroup, KeyType: kafka.CoordinatorKeyTypeConsumer})
+	if err == nil && res.Error != nil {
+		err = res.Error
+	}
+	if err != nil {
+		return 0, fmt.Errorf("coordinator of %s: %w", p.persistenceGroup, err)
+	}
+	return res.Coordinator.NodeID, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) {

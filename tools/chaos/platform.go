@@ -26,6 +26,8 @@ type Platform struct {
 	env    *stacktest.Env
 	DB     string
 	prefix string
+	// persistenceGroup is the consumer group both persistence instances join.
+	persistenceGroup string
 
 	mu    sync.Mutex
 	bins  map[string]string
@@ -70,6 +72,7 @@ func StartPlatform(t testing.TB) *Platform {
 	common := []string{"-brokers", strings.Join(env.Brokers, ","), "-topic-prefix", p.prefix, "-log-level", LogLevel}
 	addr := func() string { return fmt.Sprintf("127.0.0.1:%d", stacktest.FreePort(t)) }
 	group := stacktest.UniqueName("persistence-")
+	p.persistenceGroup = group
 	for _, name := range persistenceNames {
 		a := addr()
 		p.admin[name] = a
