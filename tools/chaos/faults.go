@@ -84,6 +84,10 @@ func (p *Platform) Inject(ctx context.Context, kind string, tm Timing, rec *Reco
 			return fmt.Errorf("no broker to kill for %s: %+v", kind, state)
 		}
 		target := fmt.Sprintf("kafka-%d", id)
+		if kind == FaultCoordinator && id == state.QuorumLeader {
+			// Two failovers at once; recorded so that its recovery is read as such.
+			target += " (also quorum leader)"
+		}
 		mark(OpFault, target)
 		if err := st.KillBroker(id); err != nil {
 			return err
