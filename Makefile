@@ -106,8 +106,8 @@ bench: build
 bench-smoke:
 	cd tools/chatbench && $(GO) test -count=1 -run 'TestSmoke' -v .
 
-## chaos: the full fault suite (~15 minutes, 127.0.0.1 only): load on both gateways while
-## Kafka brokers, the controller leader, persistence (the outbox relay's leader), fanout,
+## chaos: the full fault suite (~16 minutes; ~23 with -chaos.rate 200; 127.0.0.1 only): load on both gateways while
+## Kafka brokers, the controller leader, the group coordinator, persistence (the outbox relay's leader), fanout,
 ## notification, PostgreSQL and a gateway are killed or paused, each in its own run, then
 ## mixed; a checker judges the history. Kills and restarts brokers and PostgreSQL of the
 ## local stack (started here if needed). Results: chaos/results/ (table: docs/reliability.md).
