@@ -63,7 +63,8 @@ func (p *Platform) Inject(ctx context.Context, kind string, tm Timing, rec *Reco
 			return err
 		}
 		id := state.QuorumLeader
-		if kind == FaultBroker {
+		switch kind {
+		case FaultBroker:
 			// The broker leading most of this run's partitions, so that each injection
 			// moves leadership (a broker just restarted leads nothing until Kafka's
 			// periodic preferred-leader election, and killing it again would be free).
@@ -74,8 +75,7 @@ func (p *Platform) Inject(ctx context.Context, kind string, tm Timing, rec *Reco
 					id = b
 				}
 			}
-		}
-		if kind == FaultCoordinator {
+		case FaultCoordinator:
 			if id, err = p.persistenceCoordinator(ctx); err != nil {
 				return err
 			}
