@@ -65,3 +65,58 @@ func TestCheckSend_concurrent_checks_get_their_own_answers(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// The check reads the sender's membership by both key columns: in a large room among many
+// small ones it must not read every member and filter the sender out (it did, 255 rows
+// per check in the benchmark's rooms).
+func TestCheckSend_reads_one_member_row_in_a_large_room(t *testing.T) {
+	env := stacktest.Get(t)
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, env.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	const members = 1000
+	for _, q := range []string{
+		`INSERT INTO users (id, username, password_hash) SELECT 'u-' || i, 'user' || i, 'x' FROM generate_series(1, 1000) i`,
+		`INSERT INTO rooms (id, name, kind) VALUES ('big', 'Big', 'room')`,
+		`INSERT INTO room_members (room_id, user_id) SELECT 'big', 'u-' || i FROM generate_series(1, 1000) i`,
+		// Many small rooms besides, as on a real server (and the benchmark's database):
+		// they make the planner expect a handful of members per room.
+		`INSERT INTO rooms (id, name, kind) SELECT 'dm-' || i, 'dm', 'dm' FROM generate_series(1, 3000) i`,
+		`INSERT INTO room_members (room_id, user_id) SELECT 'dm-' || i, 'u-' || (i % 1000 + 1) FROM generate_series(1, 3000) i`,
+		`INSERT INTO room_members (room_id, user_id) SELECT 'dm-' || i, 'u-' || ((i + 1) % 1000 + 1) FROM generate_series(1, 3000) i`,
+		`ANALYZE users, rooms, room_members, messages`,
+	} {
+		if _, err := pool.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var plan []map[string]any
+	err = pool.QueryRow(ctx, `EXPLAIN (ANALYZE, FORMAT JSON) `+store.SendCheckSQL,
+		[]string{"big", "big"}, []string{"u-7", "u-700"}, []string{"c-1", "c-2"}).Scan(&plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var memberRows, removed float64
+	var walk func(n map[string]any)
+	walk = func(n map[string]any) {
+		if n["Relation Name"] == "room_members" {
+			memberRows += n["Actual Rows"].(float64) * n["Actual Loops"].(float64)
+		}
+		for _, k := range []string{"Rows Removed by Join Filter", "Rows Removed by Filter"} {
+			if v, ok := n[k].(float64); ok {
+				removed += v
+			}
+		}
+		children, _ := n["Plans"].([]any)
+		for _, c := range children {
+			walk(c.(map[string]any))
+		}
+	}
+	walk(plan[0]["Plan"].(map[string]any))
+	if memberRows > 2 || removed > 0 {
+		t.Fatalf("two checks in a %d-member room read %v member rows and filtered out %v rows, want at most 2 and 0", members, memberRows, removed)
+	}
+}
