@@ -70,7 +70,7 @@ func commands() []command {
 	return []command{
 		{"topics", "plan|apply: reconcile Kafka topics with the topics file", runTopics},
 		{"migrate", "apply the embedded SQL migrations to DATABASE_URL", runMigrate},
-		{"cluster", "[health]: brokers, controller, leader/replica spread per broker, under-replicated, below-min-ISR and offline partitions", runCluster},
+		{"cluster", "[health|elect-leaders]: brokers, controller, leader/replica spread per broker, under-replicated, below-min-ISR and offline partitions", runCluster},
 		{"lag", "committed offset, log end and lag per consumer group and partition", runLag},
 		{"cc", "Cruise Control: state|load|proposals|rebalance|add-broker|remove-broker|demote-broker|stop|user-tasks", runCC},
 		{"dlq", "list|replay: dead letters in chat.dlq, and producing them again to their original topic", runDLQ},

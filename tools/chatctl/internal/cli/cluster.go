@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/kchat/kchat/pkg/leaders"
 	"github.com/kchat/kchat/tools/chatctl/internal/clusterhealth"
 )
 
@@ -17,9 +19,13 @@ func runCluster(ctx context.Context, a *app, args []string) error {
 	// `chatctl cluster` and `chatctl cluster health` are the same report.
 	rest := args
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		var sub string
 		var err error
-		if _, rest, err = subcommand("cluster", args, "health"); err != nil {
+		if sub, rest, err = subcommand("cluster", args, "health", "elect-leaders"); err != nil {
 			return err
+		}
+		if sub == "elect-leaders" {
+			return runElectLeaders(ctx, a, rest)
 		}
 	}
 	fs := a.newFlagSet("cluster", "cluster [health] [-brokers list] [-expect-brokers 3] [-json] [-wait 0]")
@@ -140,4 +146,49 @@ func partList(ids []int) string {
 		s[i] = strconv.Itoa(id)
 	}
 	return fmt.Sprintf("%d [%s]", len(ids), strings.Join(s, ","))
+}
+
+// runElectLeaders moves leadership back to each partition's preferred replica, the state
+// topic creation spreads evenly and a broker restart undoes (Kafka redoes it itself only
+// every leader.imbalance.check.interval.seconds, 5 minutes by default). It waits until
+// every broker reports the spread or -wait has passed.
+func runElectLeaders(ctx context.Context, a *app, args []string) error {
+	fs := a.newFlagSet("cluster elect-leaders", "cluster elect-leaders [-brokers list] [-topics a,b] [-wait 1m]")
+	brokers := a.brokersFlag(fs)
+	topics := fs.String("topics", "", "comma-separated topics (default: all)")
+	wait := fs.Duration("wait", time.Minute, "how long to wait for partitions whose preferred replica is still catching up")
+	timeout := fs.Duration("timeout", 10*time.Second, "timeout of each Kafka request")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *wait <= 0 {
+		return usagef("-wait must be positive")
+	}
+	conn, err := a.dialKafka(*brokers, *timeout)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := conn.ping(ctx); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, *wait)
+	defer cancel()
+	moved, left, err := leaders.Balance(wctx, conn.Client, splitList(*topics), 250*time.Millisecond)
+	fmt.Fprintf(a.env.Stdout, "moved %d partition leaders to their preferred replicas\n", moved)
+	if len(left) > 0 {
+		t := tabwriter.NewWriter(a.env.Stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(t, "TOPIC\tPARTITION\tLEADER\tPREFERRED\tPREFERRED IN SYNC")
+		for _, s := range left {
+			fmt.Fprintf(t, "%s\t%d\t%d\t%d\t%t\n", s.Topic, s.Partition, s.Leader, s.Preferred, s.InSync)
+		}
+		_ = t.Flush()
+	}
+	if err != nil {
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("%d partitions still led by another broker than their preferred one after %s", len(left), *wait)
+		}
+		return conn.wrap(err)
+	}
+	return nil
 }

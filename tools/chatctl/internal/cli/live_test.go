@@ -194,6 +194,7 @@ func TestLive_cluster_reports_a_dead_broker(t *testing.T) {
 			Leaders    int  `json:"leaders"`
 			Replicas   int  `json:"replicas"`
 			OutOfSync  int  `json:"out_of_sync"`
+			Preferred  int  `json:"preferred_leader"`
 		} `json:"spread"`
 		Topics []struct {
 			Name            string `json:"name"`
@@ -310,6 +311,23 @@ func TestLive_cluster_reports_a_dead_broker(t *testing.T) {
 		}
 	}
 	t.Logf("healthy again %s after the kill", time.Since(killed).Round(time.Millisecond))
+
+	// Back, the victim leads nothing until Kafka's imbalance check (5 minutes): the
+	// election hands its partitions back, and every broker leads what it prefers.
+	if r.Spread[victim-1].Leaders != 0 {
+		t.Logf("broker %d already leads %d partitions again", victim, r.Spread[victim-1].Leaders)
+	}
+	code, text, errs := runLive(t, vars, "cluster", "elect-leaders", "-topics", checked, "-wait", "1m")
+	if code != cli.ExitOK || !strings.Contains(text, "moved ") {
+		t.Fatalf("cluster elect-leaders: exit %d\n%s%s", code, text, errs)
+	}
+	t.Log(strings.TrimSpace(text))
+	_, r, out = check()
+	for _, s := range r.Spread {
+		if s.Leaders != s.Preferred {
+			t.Errorf("after elect-leaders broker %d leads %d partitions, prefers %d\n%s", s.ID, s.Leaders, s.Preferred, out)
+		}
+	}
 }
 
 // Dead letters written by the real dead-letter middleware are listed with
