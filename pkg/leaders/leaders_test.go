@@ -29,7 +29,9 @@ func TestBalance_moves_leadership_to_the_preferred_replicas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _ = client.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{topic}}) })
+	t.Cleanup(func() {
+		_, _ = client.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{topic}})
+	})
 	if err := stacktest.WaitTopicsReady(ctx, client, []string{topic}); err != nil {
 		t.Fatal(err)
 	}
