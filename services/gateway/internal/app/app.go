@@ -347,6 +347,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	if cerr := a.prod.Close(); cerr != nil {
 		a.log.Warn("producer close failed", "error", cerr)
 	}
+	a.store.Close()
 	a.pool.Close()
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil

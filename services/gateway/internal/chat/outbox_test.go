@@ -52,6 +52,7 @@ func TestMembership_outbox_kafkaDown(t *testing.T) {
 	}
 	defer pool.Close()
 	st := store.New(pool)
+	t.Cleanup(st.Close)
 	pub := &downPub{}
 	svc, err := chat.New(chat.Config{GatewayID: "gw-1", Password: cheapPassword, Topic: topic}, st, pub, nil)
 	if err != nil {

@@ -30,6 +30,7 @@ func TestRoomDetails(t *testing.T) {
 		}
 	}
 	st := store.New(pool)
+	t.Cleanup(st.Close)
 	room := store.RoomDetails{ID: "tea", Name: "Tea", Kind: "room", Topic: " scones <b> ", Private: true, Members: 2}
 	tests := []struct {
 		user  string

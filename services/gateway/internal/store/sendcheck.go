@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // maxChecksPerQuery bounds one batched send check.
@@ -23,6 +25,45 @@ type sendChecks struct {
 	mu      sync.Mutex
 	pending []*pendingCheck
 	running bool
+
+	main     *pgxpool.Pool // the store's pool, whose settings the check pool copies
+	poolOnce sync.Once
+	pool     *pgxpool.Pool // nil until the first check
+}
+
+// checkPool returns the pool the checks run on, opening it on first use (the main pool
+// once the store is closed).
+func (c *sendChecks) checkPool() *pgxpool.Pool {
+	c.poolOnce.Do(func() { c.pool = newCheckPool(c.main) })
+	if c.pool == nil {
+		return c.main
+	}
+	return c.pool
+}
+
+func (c *sendChecks) close() {
+	c.poolOnce.Do(func() {}) // a check starting now runs on the main pool
+	if c.pool != nil && c.pool != c.main {
+		c.pool.Close()
+	}
+}
+
+// newCheckPool opens a pool like main whose sessions plan the send check once. A
+// prepared statement is planned anew for every execution while PostgreSQL expects the
+// plan for the actual arguments to be cheaper than its generic one, and for the check it
+// always does (it knows the array length): planning took 0.25-0.55 ms of the ~0.35 ms a
+// check costs, at one check per send at 500 msg/s. The generic plan is the same index
+// lookups. Only the checks run here, one query at a time (see sendChecks), so the
+// setting changes no other query. If the copy cannot be opened the checks use main.
+func newCheckPool(main *pgxpool.Pool) *pgxpool.Pool {
+	cfg := main.Config()
+	cfg.MinConns, cfg.MaxConns = 0, 1
+	cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		return main
+	}
+	return pool
 }
 
 type pendingCheck struct {
@@ -94,7 +135,7 @@ func (s *Store) checkBatch(batch []*pendingCheck) error {
 	for i, c := range batch {
 		rooms[i], users[i], ids[i] = c.room, c.user, c.clientMsgID
 	}
-	rows, err := s.pool.Query(ctx, sendCheckSQL, rooms, users, ids)
+	rows, err := s.checks.checkPool().Query(ctx, sendCheckSQL, rooms, users, ids)
 	if err != nil {
 		return fmt.Errorf("cannot check send: %w", err)
 	}

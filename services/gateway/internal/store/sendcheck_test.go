@@ -33,6 +33,7 @@ func TestCheckSend_concurrent_checks_get_their_own_answers(t *testing.T) {
 		}
 	}
 	st := store.New(pool)
+	t.Cleanup(st.Close)
 	tests := []struct {
 		room, user, clientMsgID string
 		want                    store.SendCheck
@@ -118,5 +119,37 @@ func TestCheckSend_reads_one_member_row_in_a_large_room(t *testing.T) {
 	walk(plan[0]["Plan"].(map[string]any))
 	if memberRows > 2 || removed > 0 {
 		t.Fatalf("two checks in a %d-member room read %v member rows and filtered out %v rows, want at most 2 and 0", members, memberRows, removed)
+	}
+}
+
+// The check is planned once per session, not once per send: PostgreSQL kept re-planning
+// it for the actual arguments, which cost more than running it.
+func TestCheckSend_is_planned_once(t *testing.T) {
+	env := stacktest.Get(t)
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, env.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if _, err := pool.Exec(ctx, `INSERT INTO rooms (id, name, kind) VALUES ('general', 'General', 'room')`); err != nil {
+		t.Fatal(err)
+	}
+	st := store.New(pool)
+	t.Cleanup(st.Close)
+	const checks = 12 // PostgreSQL decides between custom and generic plans after 5
+	for i := range checks {
+		if _, err := st.CheckSend(ctx, "general", "u-ann", fmt.Sprint("c-", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var generic, custom int64
+	err = st.CheckPool().QueryRow(ctx, `SELECT coalesce(sum(generic_plans), 0), coalesce(sum(custom_plans), 0)
+		FROM pg_prepared_statements WHERE statement LIKE '%WITH ORDINALITY AS q(room, usr, cmid, i)%'`).Scan(&generic, &custom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if custom != 0 || generic < checks {
+		t.Fatalf("%d checks ran with %d generic and %d custom plans, want at least %d and 0", checks, generic, custom, checks)
 	}
 }

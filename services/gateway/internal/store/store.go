@@ -45,8 +45,12 @@ type Store struct {
 	checks sendChecks
 }
 
-// New wraps a pool.
-func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+// New wraps a pool. The batched send checks get a small pool of their own (see
+// newCheckPool), opened on first use; Close closes it.
+func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool, checks: sendChecks{main: pool}} }
+
+// Close closes what New opened, not the pool it was given.
+func (s *Store) Close() { s.checks.close() }
 
 // User is an account.
 type User struct {
