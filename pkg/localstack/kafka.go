@@ -98,6 +98,7 @@ func (s *Stack) UpKafka(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	started := false
 	for id := 1; id <= 3; id++ {
 		if _, ok := s.running(s.kafkaName(id)); ok {
 			continue
@@ -108,11 +109,16 @@ func (s *Stack) UpKafka(ctx context.Context) error {
 		if err := s.startNode(ctx, java, id); err != nil {
 			return err
 		}
+		started = true
 	}
 	if err := s.WaitKafka(ctx, 3*time.Minute); err != nil {
 		return err
 	}
-	s.spreadLeaders(ctx)
+	// Only after starting nodes: a cluster this call found running may be in the middle
+	// of another test's fault, whose leaders are not this call's to move.
+	if started {
+		s.spreadLeaders(ctx)
+	}
 	return nil
 }
 
