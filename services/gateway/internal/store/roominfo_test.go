@@ -5,30 +5,17 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/kchat/kchat/pkg/stacktest"
 	"github.com/kchat/kchat/services/gateway/internal/store"
 )
 
 func TestRoomDetails(t *testing.T) {
-	env := stacktest.Get(t)
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, env.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	for _, q := range []string{
+	pool := seededDatabase(t,
 		`INSERT INTO users (id, username, password_hash) VALUES ('u-ann', 'ann', 'x'), ('u-bob', 'bob', 'x'), ('u-cy', 'cy', 'x')`,
 		`INSERT INTO rooms (id, name, kind, private, topic) VALUES ('tea', 'Tea', 'room', true, ' scones <b> ')`,
 		`INSERT INTO room_members (room_id, user_id, role, muted_at, muted_by) VALUES
 			('tea', 'u-ann', 'owner', NULL, NULL), ('tea', 'u-bob', 'member', now(), 'u-ann')`,
-	} {
-		if _, err := pool.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	)
 	st := store.New(pool)
 	t.Cleanup(st.Close)
 	room := store.RoomDetails{ID: "tea", Name: "Tea", Kind: "room", Topic: " scones <b> ", Private: true, Members: 2}

@@ -6,32 +6,19 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/kchat/kchat/pkg/stacktest"
 	"github.com/kchat/kchat/services/gateway/internal/store"
 )
 
 // Concurrent sends are checked in shared queries; each must still get its own answer.
 func TestCheckSend_concurrent_checks_get_their_own_answers(t *testing.T) {
-	env := stacktest.Get(t)
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, env.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	for _, q := range []string{
+	pool := seededDatabase(t,
 		`INSERT INTO users (id, username, password_hash) VALUES ('u-ann', 'ann', 'x'), ('u-bob', 'bob', 'x')`,
 		`INSERT INTO rooms (id, name, kind, last_seq) VALUES ('general', 'General', 'room', 1), ('dm-1', 'dm', 'dm', 0)`,
 		`INSERT INTO room_members (room_id, user_id, role) VALUES ('general', 'u-ann', 'admin'), ('dm-1', 'u-bob', 'member')`,
 		`INSERT INTO messages (room_id, seq, event_id, kind, sender, sender_name, client_msg_id, text, sent_at)
 			VALUES ('general', 1, 'ev-1', 'message', 'u-ann', 'ann', 'c-sent', 'hi', now())`,
-	} {
-		if _, err := pool.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	)
 	st := store.New(pool)
 	t.Cleanup(st.Close)
 	tests := []struct {
@@ -71,15 +58,9 @@ func TestCheckSend_concurrent_checks_get_their_own_answers(t *testing.T) {
 // small ones it must not read every member and filter the sender out (it did, 255 rows
 // per check in the benchmark's rooms).
 func TestCheckSend_reads_one_member_row_in_a_large_room(t *testing.T) {
-	env := stacktest.Get(t)
-	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, env.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
 	const members = 1000
-	for _, q := range []string{
+	ctx := context.Background()
+	pool := seededDatabase(t,
 		`INSERT INTO users (id, username, password_hash) SELECT 'u-' || i, 'user' || i, 'x' FROM generate_series(1, 1000) i`,
 		`INSERT INTO rooms (id, name, kind) VALUES ('big', 'Big', 'room')`,
 		`INSERT INTO room_members (room_id, user_id) SELECT 'big', 'u-' || i FROM generate_series(1, 1000) i`,
@@ -89,13 +70,9 @@ func TestCheckSend_reads_one_member_row_in_a_large_room(t *testing.T) {
 		`INSERT INTO room_members (room_id, user_id) SELECT 'dm-' || i, 'u-' || (i % 1000 + 1) FROM generate_series(1, 3000) i`,
 		`INSERT INTO room_members (room_id, user_id) SELECT 'dm-' || i, 'u-' || ((i + 1) % 1000 + 1) FROM generate_series(1, 3000) i`,
 		`ANALYZE users, rooms, room_members, messages`,
-	} {
-		if _, err := pool.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	)
 	var plan []map[string]any
-	err = pool.QueryRow(ctx, `EXPLAIN (ANALYZE, FORMAT JSON) `+store.SendCheckSQL,
+	err := pool.QueryRow(ctx, `EXPLAIN (ANALYZE, FORMAT JSON) `+store.SendCheckSQL,
 		[]string{"big", "big"}, []string{"u-7", "u-700"}, []string{"c-1", "c-2"}).Scan(&plan)
 	if err != nil {
 		t.Fatal(err)
@@ -125,16 +102,8 @@ func TestCheckSend_reads_one_member_row_in_a_large_room(t *testing.T) {
 // The check is planned once per session, not once per send: PostgreSQL kept re-planning
 // it for the actual arguments, which cost more than running it.
 func TestCheckSend_is_planned_once(t *testing.T) {
-	env := stacktest.Get(t)
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, env.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if _, err := pool.Exec(ctx, `INSERT INTO rooms (id, name, kind) VALUES ('general', 'General', 'room')`); err != nil {
-		t.Fatal(err)
-	}
+	pool := seededDatabase(t, `INSERT INTO rooms (id, name, kind) VALUES ('general', 'General', 'room')`)
 	st := store.New(pool)
 	t.Cleanup(st.Close)
 	const checks = 12 // PostgreSQL decides between custom and generic plans after 5
@@ -144,7 +113,7 @@ func TestCheckSend_is_planned_once(t *testing.T) {
 		}
 	}
 	var generic, custom int64
-	err = st.CheckPool().QueryRow(ctx, `SELECT coalesce(sum(generic_plans), 0), coalesce(sum(custom_plans), 0)
+	err := st.CheckPool().QueryRow(ctx, `SELECT coalesce(sum(generic_plans), 0), coalesce(sum(custom_plans), 0)
 		FROM pg_prepared_statements WHERE statement LIKE '%WITH ORDINALITY AS q(room, usr, cmid, i)%'`).Scan(&generic, &custom)
 	if err != nil {
 		t.Fatal(err)
