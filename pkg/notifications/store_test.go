@@ -19,18 +19,9 @@ import (
 func newPool(t *testing.T) *pgxpool.Pool {
 	t.Helper()
 	env := stacktest.Get(t)
-	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, env.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if _, err := pool.Exec(ctx, `
+	return env.NewDatabasePool(t, `
 		INSERT INTO users (id, username, password_hash) VALUES ('u-ann', 'ann', 'x'), ('u-bob', 'bob', 'x');
-		INSERT INTO rooms (id, name, kind) VALUES ('r1', 'general', 'room');`); err != nil {
-		t.Fatal(err)
-	}
-	return pool
+		INSERT INTO rooms (id, name, kind) VALUES ('r1', 'general', 'room');`)
 }
 
 // seed inserts n notifications for user (seq 1..n, oldest first) and returns their ids.

@@ -20,11 +20,7 @@ import (
 func newDB(t *testing.T) *pgxpool.Pool {
 	t.Helper()
 	env := stacktest.Get(t)
-	pool, err := pgxpool.New(context.Background(), env.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := env.NewDatabasePool(t)
 	fixture, err := os.ReadFile("testdata/rooms.sql")
 	if err != nil {
 		t.Fatal(err)

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/kchat/kchat/pkg/kafkasec"
@@ -231,6 +232,24 @@ func (e *Env) NewDatabase(t testing.TB) string {
 		t.Fatalf("stacktest: migrate: %v", err)
 	}
 	return dbURL
+}
+
+// NewDatabasePool opens a pool on a fresh migrated database (NewDatabase), runs the
+// statements in it, and closes the pool when the test ends.
+func (e *Env) NewDatabasePool(t testing.TB, statements ...string) *pgxpool.Pool {
+	t.Helper()
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, e.NewDatabase(t))
+	if err != nil {
+		t.Fatalf("stacktest: open database: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	for _, q := range statements {
+		if _, err := pool.Exec(ctx, q); err != nil {
+			t.Fatalf("stacktest: seed database: %v", err)
+		}
+	}
+	return pool
 }
 
 // Topics creates the topics of deploy/topics.yaml under a prefix of this test's own and

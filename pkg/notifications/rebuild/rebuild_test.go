@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/kchat/kchat/pkg/event"
 	"github.com/kchat/kchat/pkg/notifications/rebuild"
 	"github.com/kchat/kchat/pkg/stacktest"
@@ -76,14 +74,7 @@ func TestRun(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			pool, err := pgxpool.New(ctx, env.NewDatabase(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer pool.Close()
-			if _, err := pool.Exec(ctx, seed); err != nil {
-				t.Fatal(err)
-			}
+			pool := env.NewDatabasePool(t, seed)
 			if tc.change != "" {
 				if _, err := pool.Exec(ctx, tc.change); err != nil {
 					t.Fatal(err)

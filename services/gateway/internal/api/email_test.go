@@ -36,15 +36,8 @@ const emailKey = "0123456789abcdef0123456789abcdef"
 func emailServer(t *testing.T) (*httptest.Server, *pgxpool.Pool) {
 	t.Helper()
 	env := stacktest.Get(t)
-	pool, err := pgxpool.New(context.Background(), env.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if _, err := pool.Exec(context.Background(),
-		`INSERT INTO users (id, username, password_hash) VALUES ('u-bob', 'bob', 'x'), ('u-cat', 'cat', 'x')`); err != nil {
-		t.Fatal(err)
-	}
+	pool := env.NewDatabasePool(t,
+		`INSERT INTO users (id, username, password_hash) VALUES ('u-bob', 'bob', 'x'), ('u-cat', 'cat', 'x')`)
 	settings, err := chat.NewEmail(pool, []byte(emailKey), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -5,12 +5,13 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/kchat/kchat/pkg/stacktest"
 	"github.com/kchat/kchat/services/gateway/internal/store"
 )
 
 func TestRoomDetails(t *testing.T) {
 	ctx := context.Background()
-	pool := seededDatabase(t,
+	pool := stacktest.Get(t).NewDatabasePool(t,
 		`INSERT INTO users (id, username, password_hash) VALUES ('u-ann', 'ann', 'x'), ('u-bob', 'bob', 'x'), ('u-cy', 'cy', 'x')`,
 		`INSERT INTO rooms (id, name, kind, private, topic) VALUES ('tea', 'Tea', 'room', true, ' scones <b> ')`,
 		`INSERT INTO room_members (room_id, user_id, role, muted_at, muted_by) VALUES

@@ -6,13 +6,14 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/kchat/kchat/pkg/stacktest"
 	"github.com/kchat/kchat/services/gateway/internal/store"
 )
 
 // Concurrent sends are checked in shared queries; each must still get its own answer.
 func TestCheckSend_concurrent_checks_get_their_own_answers(t *testing.T) {
 	ctx := context.Background()
-	pool := seededDatabase(t,
+	pool := stacktest.Get(t).NewDatabasePool(t,
 		`INSERT INTO users (id, username, password_hash) VALUES ('u-ann', 'ann', 'x'), ('u-bob', 'bob', 'x')`,
 		`INSERT INTO rooms (id, name, kind, last_seq) VALUES ('general', 'General', 'room', 1), ('dm-1', 'dm', 'dm', 0)`,
 		`INSERT INTO room_members (room_id, user_id, role) VALUES ('general', 'u-ann', 'admin'), ('dm-1', 'u-bob', 'member')`,
@@ -60,7 +61,7 @@ func TestCheckSend_concurrent_checks_get_their_own_answers(t *testing.T) {
 func TestCheckSend_reads_one_member_row_in_a_large_room(t *testing.T) {
 	const members = 1000
 	ctx := context.Background()
-	pool := seededDatabase(t,
+	pool := stacktest.Get(t).NewDatabasePool(t,
 		`INSERT INTO users (id, username, password_hash) SELECT 'u-' || i, 'user' || i, 'x' FROM generate_series(1, 1000) i`,
 		`INSERT INTO rooms (id, name, kind) VALUES ('big', 'Big', 'room')`,
 		`INSERT INTO room_members (room_id, user_id) SELECT 'big', 'u-' || i FROM generate_series(1, 1000) i`,
@@ -103,7 +104,7 @@ func TestCheckSend_reads_one_member_row_in_a_large_room(t *testing.T) {
 // it for the actual arguments, which cost more than running it.
 func TestCheckSend_is_planned_once(t *testing.T) {
 	ctx := context.Background()
-	pool := seededDatabase(t, `INSERT INTO rooms (id, name, kind) VALUES ('general', 'General', 'room')`)
+	pool := stacktest.Get(t).NewDatabasePool(t, `INSERT INTO rooms (id, name, kind) VALUES ('general', 'General', 'room')`)
 	st := store.New(pool)
 	t.Cleanup(st.Close)
 	const checks = 12 // PostgreSQL decides between custom and generic plans after 5

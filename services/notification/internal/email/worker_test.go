@@ -35,11 +35,7 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	env := stacktest.Get(t)
-	pool, err := pgxpool.New(context.Background(), env.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := env.NewDatabasePool(t)
 	f := &fixture{t: t, pool: pool}
 	f.exec(`
 		INSERT INTO users (id, username, password_hash) VALUES

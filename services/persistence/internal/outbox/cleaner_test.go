@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/kchat/kchat/pkg/stacktest"
 	"github.com/kchat/kchat/pkg/topics"
@@ -23,11 +22,7 @@ import (
 func TestCleaner_deletes_past_retention_in_bounded_batches(t *testing.T) {
 	env := stacktest.Get(t)
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, env.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := env.NewDatabasePool(t)
 	exec := func(sql string, args ...any) {
 		t.Helper()
 		if _, err := pool.Exec(ctx, sql, args...); err != nil {
@@ -104,11 +99,7 @@ func TestCleaner_deletes_past_retention_in_bounded_batches(t *testing.T) {
 func TestCleaner_batches_use_the_indexes(t *testing.T) {
 	env := stacktest.Get(t)
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, env.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := env.NewDatabasePool(t)
 	for _, q := range []struct{ table, sql string }{
 		{"outbox", `EXPLAIN DELETE FROM outbox WHERE ctid = ANY(ARRAY(
 			SELECT ctid FROM outbox WHERE published_at < now() - 3600 * interval '1 second' LIMIT 1000))`},
