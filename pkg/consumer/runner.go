@@ -73,11 +73,23 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
+// source is where a Runner's messages come from: a consumer group member.
+type source interface {
+	FetchMessage(ctx context.Context) (kafka.Message, error)
+	committer
+	Lag() map[string]int64
+	Close() error
+}
+
+type committer interface {
+	CommitMessages(ctx context.Context, ms ...kafka.Message) error
+}
+
 // Runner fetches from a consumer group, hands messages to a handler and commits their
 // offsets after the handler succeeded. Messages of one partition are handled in order.
 type Runner struct {
 	cfg     Config
-	reader  *kafka.Reader
+	reader  source
 	process func(ctx context.Context, ms []*Message) error
 	// prepare, if set, runs on each message as it is fetched, ahead of process.
 	prepare func(m *Message)
@@ -172,29 +184,10 @@ func newRunner(cfg Config, process func(context.Context, []*Message) error) (*Ru
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	reader := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:                cfg.Brokers,
-		Dialer:                 cfg.Security.ReaderDialer(),
-		GroupID:                cfg.GroupID,
-		GroupTopics:            cfg.Topics,
-		MinBytes:               1,
-		MaxBytes:               10 << 20,
-		MaxWait:                ReaderMaxWait(250 * time.Millisecond),
-		ReadBackoffMin:         10 * time.Millisecond,
-		ReadBackoffMax:         250 * time.Millisecond,
-		CommitInterval:         0, // synchronous commits: an offset is stored before we move on
-		StartOffset:            cfg.StartOffset,
-		HeartbeatInterval:      time.Second,
-		SessionTimeout:         cfg.SessionTimeout,
-		RebalanceTimeout:       cfg.SessionTimeout,
-		JoinGroupBackoff:       500 * time.Millisecond,
-		WatchPartitionChanges:  true,
-		PartitionWatchInterval: 5 * time.Second,
-		QueueCapacity:          cfg.BatchSize * 2,
-		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
-			cfg.Logger.Debug(fmt.Sprintf(msg, args...), "consumer", cfg.Name, "component", "kafka-reader")
-		}),
-	})
+	reader, err := newGroupReader(cfg)
+	if err != nil {
+		return nil, err
+	}
 	return &Runner{cfg: cfg, reader: reader, process: process}, nil
 }
 
@@ -254,8 +247,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		commits.add(f.batch)
 		if r.cfg.Metrics != nil {
-			st := r.reader.Stats()
-			r.cfg.Metrics.lag.WithLabelValues(r.cfg.Name, st.Topic).Set(float64(st.Lag))
+			for topic, lag := range r.reader.Lag() {
+				r.cfg.Metrics.lag.WithLabelValues(r.cfg.Name, topic).Set(float64(lag))
+			}
 		}
 	}
 }
@@ -285,14 +279,12 @@ func (r *Runner) prefetch(ctx context.Context, log *slog.Logger, out chan<- fetc
 				}
 				return
 			}
-			// kafka-go's partition readers retry on their own and report each failure
-			// here (e.g. "failed to dial" while one broker of three is down); the reader
-			// stays usable. Returning stopped the whole service on a fault the cluster is
-			// built to survive (found by the chaos suite), so fetch again. The errors
-			// come through the reader's message queue, behind which messages wait: they
-			// must be drained at once, not one per backoff (a 5 s pause per error held
-			// consumption up for minutes after the broker was back). The short pause only
-			// keeps a reader that yields nothing but errors from spinning.
+			// The group reader retries Kafka's failures itself (a broker down, leaders
+			// moving) and hands over only messages; an error other than the reader's
+			// end is unexpected, so it is logged (rate-limited) and fetching goes on
+			// rather than stopping a service on a fault the cluster is built to survive.
+			// The short pause only keeps a reader that yields nothing but errors from
+			// spinning.
 			failures++
 			if time.Since(lastWarn) >= 5*time.Second {
 				log.Warn("fetch failed; retrying", "error", err, "failures", failures)
@@ -361,11 +353,11 @@ func (r *Runner) handle(ctx, work context.Context, batch []kafka.Message, ms []*
 	}
 }
 
-// committer commits the offsets of handled batches in the background. Batches handled
+// offsetCommitter commits the offsets of handled batches in the background. Batches handled
 // while a commit is in flight are merged into the next one: only the highest handled
 // offset of each partition matters, and everything below it was handled too, in order.
-type committer struct {
-	reader *kafka.Reader
+type offsetCommitter struct {
+	reader committer
 	log    *slog.Logger
 
 	mu      sync.Mutex
@@ -380,20 +372,20 @@ type topicPartition struct {
 	partition int
 }
 
-func newCommitter(reader *kafka.Reader, log *slog.Logger) *committer {
-	return &committer{reader: reader, log: log, pending: map[topicPartition]kafka.Message{},
+func newCommitter(reader committer, log *slog.Logger) *offsetCommitter {
+	return &offsetCommitter{reader: reader, log: log, pending: map[topicPartition]kafka.Message{},
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 // add records a handled batch for commit.
-func (c *committer) add(batch []kafka.Message) {
+func (c *offsetCommitter) add(batch []kafka.Message) {
 	c.mu.Lock()
 	c.mergeLocked(batch)
 	c.mu.Unlock()
 	c.signal()
 }
 
-func (c *committer) mergeLocked(ms []kafka.Message) {
+func (c *offsetCommitter) mergeLocked(ms []kafka.Message) {
 	for _, m := range ms {
 		k := topicPartition{m.Topic, m.Partition}
 		if old, ok := c.pending[k]; !ok || m.Offset > old.Offset {
@@ -402,7 +394,7 @@ func (c *committer) mergeLocked(ms []kafka.Message) {
 	}
 }
 
-func (c *committer) signal() {
+func (c *offsetCommitter) signal() {
 	select {
 	case c.wake <- struct{}{}:
 	default:
@@ -410,7 +402,7 @@ func (c *committer) signal() {
 }
 
 // close commits what is pending (within run's context) and waits for run to return.
-func (c *committer) close() {
+func (c *offsetCommitter) close() {
 	c.mu.Lock()
 	c.closed = true
 	c.mu.Unlock()
@@ -420,7 +412,7 @@ func (c *committer) close() {
 
 // run commits whatever is pending until close was called and nothing is left, or ctx
 // ends (the shutdown timeout: what is left is redelivered).
-func (c *committer) run(ctx context.Context) {
+func (c *offsetCommitter) run(ctx context.Context) {
 	defer close(c.done)
 	b := backoff.New(200*time.Millisecond, 10*time.Second)
 	attempt := 0

@@ -237,29 +237,34 @@ func (b *Broker) read(ctx context.Context, r *kafka.Reader, what string, keep fu
 			}
 			continue
 		}
-		if keep != nil && !keep(m) {
-			continue
+		b.handle(ctx, m, keep, sink)
+	}
+}
+
+// handle hands m to sink, decoded, unless keep (if set) refuses it.
+func (b *Broker) handle(ctx context.Context, m kafka.Message, keep func(kafka.Message) bool, sink Sink) {
+	if keep != nil && !keep(m) {
+		return
+	}
+	e, err := event.Decode(m.Value)
+	var p event.Payload
+	if err == nil {
+		p, err = event.DecodePayload(e)
+	}
+	if err != nil {
+		// Not retryable and not ours to dead-letter (we do not own the topic's offsets).
+		b.log.Warn("undecodable event skipped", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "error", err)
+		return
+	}
+	if b.metrics != nil {
+		b.metrics.Deliveries.WithLabelValues(e.Type).Inc()
+		if ms, ok := p.(event.MessageStored); ok {
+			b.metrics.DeliveryLag.Observe(time.Since(ms.StoredAt).Seconds())
 		}
-		e, err := event.Decode(m.Value)
-		var p event.Payload
-		if err == nil {
-			p, err = event.DecodePayload(e)
-		}
-		if err != nil {
-			// Not retryable and not ours to dead-letter (we do not own the topic's offsets).
-			b.log.Warn("undecodable event skipped", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "error", err)
-			continue
-		}
-		if b.metrics != nil {
-			b.metrics.Deliveries.WithLabelValues(e.Type).Inc()
-			if ms, ok := p.(event.MessageStored); ok {
-				b.metrics.DeliveryLag.Observe(time.Since(ms.StoredAt).Seconds())
-			}
-		}
-		dctx, sp := startDeliverSpan(ctx, m, e, p)
-		sink.Deliver(dctx, e, p)
-		if sp != nil {
-			sp.End()
-		}
+	}
+	dctx, sp := startDeliverSpan(ctx, m, e, p)
+	sink.Deliver(dctx, e, p)
+	if sp != nil {
+		sp.End()
 	}
 }

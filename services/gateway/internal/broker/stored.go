@@ -3,21 +3,20 @@ package broker
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/kchat/kchat/pkg/consumer"
 	"github.com/kchat/kchat/pkg/event"
+	"github.com/kchat/kchat/pkg/fetcher"
 	"github.com/kchat/kchat/pkg/topics"
 )
 
 // StoredSink receives the room timeline read from chat.stored. Wants is asked first, from
 // the record's key (the room) and its event.HeaderUsers header, so that entries no
 // connection of this gateway needs are skipped without being decoded. Both are called
-// from one goroutine per partition: a room's entries arrive in order, different rooms'
-// concurrently.
+// from one goroutine per partition leader: a room's entries arrive in order, different
+// rooms' concurrently.
 type StoredSink interface {
 	Sink
 	Wants(room, users string) bool
@@ -36,58 +35,69 @@ const partitionCheck = 30 * time.Second
 // without a consumer group (every gateway needs every room its clients follow, and a
 // restarted gateway's clients resume from PostgreSQL). Reading the room-keyed timeline
 // directly, instead of copies that fanout addresses to each gateway, saves a replicated
-// Kafka write and a hop per message and gateway; see docs/architecture.md.
+// Kafka write and a hop per message and gateway; see docs/architecture.md. One fetch per
+// partition leader covers all of that leader's partitions (pkg/fetcher).
 func (b *Broker) RunStored(ctx context.Context, sink StoredSink) error {
 	topic := b.Topic(topics.Stored)
 	var n int
 	if err := retry(ctx, b.log, "stored metadata", func() (err error) { n, err = b.partitions(ctx, topic); return err }); err != nil {
 		return err
 	}
-	var starts map[int]int64
-	if err := retry(ctx, b.log, "stored offsets", func() (err error) { starts, err = b.lastOffsets(ctx, topic, 0, n); return err }); err != nil {
+	var ends map[int]int64
+	if err := retry(ctx, b.log, "stored offsets", func() (err error) { ends, err = b.lastOffsets(ctx, topic, 0, n); return err }); err != nil {
 		return err
 	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	start := func(part int, offset int64) {
-		r := kafka.NewReader(kafka.ReaderConfig{
-			Brokers: b.cfg.Brokers, Dialer: b.cfg.Security.ReaderDialer(), Topic: topic, Partition: part,
-			MinBytes: 1, MaxBytes: 8 << 20, MaxWait: consumer.ReaderMaxWait(250 * time.Millisecond),
-		})
-		if err := r.SetOffset(offset); err != nil {
-			b.log.Error("cannot position stored reader", "partition", part, "error", err)
-			_ = r.Close()
-			return
-		}
-		wg.Go(func() {
-			defer r.Close()
-			_ = b.consumeStored(ctx, r, sink)
-		})
+	f, err := fetcher.New(fetcher.Config{Brokers: b.cfg.Brokers, Security: b.cfg.Security, MaxWait: 250 * time.Millisecond, Logger: b.log})
+	if err != nil {
+		return err
 	}
-	for part := range n {
-		start(part, starts[part])
+	defer f.Close()
+	next := make(map[fetcher.Partition]int64, n)
+	for part, o := range ends {
+		next[fetcher.Partition{Topic: topic, ID: part}] = o
 	}
 	b.log.Info("reading the timeline", "topic", topic, "partitions", n)
 	close(b.storedReady)
 	sink.Positioned(ctx)
 
+	keep := b.keepStored(sink)
+	deliver := func(ctx context.Context, batch fetcher.Batch) error {
+		for _, m := range batch.Messages {
+			b.handle(ctx, m, keep, sink)
+		}
+		return nil
+	}
 	tick := time.NewTicker(partitionCheck)
 	defer tick.Stop()
 	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-			m, err := b.partitions(ctx, topic)
-			if err != nil || m <= n {
-				continue
+		// Run ends only when its context does: to read new partitions too, it is stopped
+		// and started again from where it was.
+		rctx, stop := context.WithCancel(ctx)
+		ran := make(chan map[fetcher.Partition]int64, 1)
+		go func() {
+			at, _ := f.Run(rctx, next, deliver)
+			ran <- at
+		}()
+		m := n
+		for m <= n && ctx.Err() == nil {
+			select {
+			case <-ctx.Done():
+			case <-tick.C:
+				if got, err := b.partitions(ctx, topic); err == nil {
+					m = got
+				}
 			}
-			b.log.Info("chat.stored has new partitions; reading them from the start", "from", n, "to", m)
-			for part := n; part < m; part++ {
-				start(part, kafka.FirstOffset)
-			}
-			n = m
 		}
+		stop()
+		next = <-ran
+		if ctx.Err() != nil {
+			return nil
+		}
+		b.log.Info("chat.stored has new partitions; reading them from the start", "from", n, "to", m)
+		for part := n; part < m; part++ {
+			next[fetcher.Partition{Topic: topic, ID: part}] = kafka.FirstOffset
+		}
+		n = m
 	}
 }
 
@@ -118,8 +128,9 @@ func (b *Broker) lastOffsets(ctx context.Context, topic string, from, to int) (m
 	return out, nil
 }
 
-func (b *Broker) consumeStored(ctx context.Context, r *kafka.Reader, sink StoredSink) error {
-	return b.read(ctx, r, "stored", func(m kafka.Message) bool {
+// keepStored skips, undecoded, the timeline entries no connection of this gateway needs.
+func (b *Broker) keepStored(sink StoredSink) func(kafka.Message) bool {
+	return func(m kafka.Message) bool {
 		var users string
 		for i := len(m.Headers) - 1; i >= 0; i-- {
 			if m.Headers[i].Key == event.HeaderUsers {
@@ -134,5 +145,5 @@ func (b *Broker) consumeStored(ctx context.Context, r *kafka.Reader, sink Stored
 			return false
 		}
 		return true
-	}, sink)
+	}
 }
