@@ -15,10 +15,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -268,7 +270,7 @@ func (e *Env) Topics(t testing.TB) func(name string) string {
 	// Tests in other packages kill and restart brokers (durability, chaos, cluster health);
 	// RF-3 topics cannot be created while one is down, so wait for it to come back.
 	for {
-		_, err := topics.Apply(ctx, client, f)
+		err := createTopics(ctx, client, f)
 		if err == nil {
 			break
 		}
@@ -287,6 +289,38 @@ func (e *Env) Topics(t testing.TB) func(name string) string {
 		_, _ = client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: f.Names()})
 	})
 	return func(name string) string { return prefix + name }
+}
+
+// createTopics creates every topic of f, as declared, in one CreateTopics request: one
+// round trip to the controller for the whole set, where topics.Apply plans (reading the
+// cluster's metadata) and then creates the topics one request at a time. A topic that
+// already exists (made by an earlier attempt that failed part way) is not an error.
+func createTopics(ctx context.Context, client *kafka.Client, f topics.File) error {
+	req := &kafka.CreateTopicsRequest{Topics: make([]kafka.TopicConfig, 0, len(f.Topics))}
+	for _, spec := range f.Topics {
+		keys := make([]string, 0, len(spec.Configs))
+		for k := range spec.Configs {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		entries := make([]kafka.ConfigEntry, 0, len(keys))
+		for _, k := range keys {
+			entries = append(entries, kafka.ConfigEntry{ConfigName: k, ConfigValue: spec.Configs[k]})
+		}
+		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: spec.Name, NumPartitions: spec.Partitions,
+			ReplicationFactor: spec.ReplicationFactor, ConfigEntries: entries})
+	}
+	res, err := client.CreateTopics(ctx, req)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, name := range f.Names() {
+		if err := res.Errors[name]; err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // WaitTopicsReady waits until every broker knows a leader for every partition of the
