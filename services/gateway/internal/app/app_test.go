@@ -31,6 +31,11 @@ import (
 	"github.com/kchat/kchat/services/gateway/internal/hub"
 )
 
+// Tests run in parallel (t.Parallel first thing): each starts gateways of its own, with a
+// database, a topic set and a gateway id of their own, so nothing they assert is shared.
+// The few that stay sequential say why; Go runs every sequential test before it releases
+// the parallel ones, so those run with nothing else of this package going on.
+//
 // harness is one in-process gateway on the real stack, with its own database and topics.
 // Persistence and fanout do not run here: tests that need stored messages write them to
 // PostgreSQL themselves, the way persistence would. The outbox relay does run, so that
@@ -214,6 +219,7 @@ func (h *harness) readEvents(t *testing.T, declared, key string, want int) []eve
 func code(f gwtest.Frame) string { return f.Str("code") }
 
 func TestAccounts(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil)
 	st, f := gwtest.Do(t, "POST", h.base+"/api/register", "", map[string]string{"username": "alice", "password": "correct horse"})
 	if st != 201 {
@@ -311,6 +317,7 @@ func TestAccounts(t *testing.T) {
 }
 
 func TestRooms_create_join_leave_members(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil)
 	alice := gwtest.NewAccount(t, h.base, "alice")
 	bob := gwtest.NewAccount(t, h.base, "bob")
@@ -381,6 +388,7 @@ func TestRooms_create_join_leave_members(t *testing.T) {
 }
 
 func TestHistory_paging(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil)
 	alice := gwtest.NewAccount(t, h.base, "alice")
 	carol := gwtest.NewAccount(t, h.base, "carol")
@@ -471,6 +479,7 @@ func TestHistory_paging(t *testing.T) {
 }
 
 func TestDM_private_to_its_two_people(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil)
 	alice := gwtest.NewAccount(t, h.base, "alice")
 	bob := gwtest.NewAccount(t, h.base, "bob")
@@ -543,6 +552,7 @@ func TestDM_private_to_its_two_people(t *testing.T) {
 }
 
 func TestSend_ack_and_idempotency(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil)
 	alice := gwtest.NewAccount(t, h.base, "alice")
 	gwtest.Do(t, "POST", h.base+"/api/rooms", alice.Token, map[string]string{"id": "general"})
@@ -585,6 +595,7 @@ func TestSend_ack_and_idempotency(t *testing.T) {
 }
 
 func TestBadInputs_REST(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil)
 	alice := gwtest.NewAccount(t, h.base, "alice")
 	bob := gwtest.NewAccount(t, h.base, "bob")
@@ -633,6 +644,8 @@ func TestBadInputs_REST(t *testing.T) {
 	}
 }
 
+// Not parallel: the connection under test closes after 3 s without a frame, and a loaded
+// machine (other tests' gateways) could stretch a pause between its frames that long.
 func TestBadInputs_WebSocket(t *testing.T) {
 	h := start(t, func(c *app.Config) { c.IdleTimeout = 3 * time.Second })
 	alice := gwtest.NewAccount(t, h.base, "alice")
@@ -730,6 +743,7 @@ func TestBadInputs_WebSocket(t *testing.T) {
 }
 
 func TestShutdown_reconnect_frame_and_unannounce(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil)
 	alice := gwtest.NewAccount(t, h.base, "alice")
 	gwtest.Do(t, "POST", h.base+"/api/rooms", alice.Token, map[string]string{"id": "general"})

@@ -153,6 +153,7 @@ func withBlobs(t *testing.T, mod func(*app.Config)) (*harness, *blobstore.FS) {
 // TestAttachments_bad_uploads_store_nothing: every refused upload answers a clear error
 // and leaves no row and no file.
 func TestAttachments_bad_uploads_store_nothing(t *testing.T) {
+	t.Parallel()
 	h, blobs := withBlobs(t, nil)
 	alice := gwtest.NewAccount(t, h.base, "alice")
 	bob := gwtest.NewAccount(t, h.base, "bob")
@@ -251,6 +252,7 @@ func TestAttachments_bad_uploads_store_nothing(t *testing.T) {
 // nobody who is not a member (never was, left), nobody once its message is deleted. Every
 // refusal is the same 404.
 func TestAttachments_download_authorization(t *testing.T) {
+	t.Parallel()
 	h, blobs := withBlobs(t, nil)
 	alice := gwtest.NewAccount(t, h.base, "alice")
 	bob := gwtest.NewAccount(t, h.base, "bob")
@@ -373,6 +375,7 @@ func TestAttachments_download_authorization(t *testing.T) {
 // deleted (rows and blobs) once their grace period has passed, not before; attached live
 // files stay. The clock is moved rather than waited for.
 func TestAttachments_sweeper(t *testing.T) {
+	t.Parallel()
 	clk := &clock{}
 	h, blobs := withBlobs(t, func(c *app.Config) {
 		c.Now = clk.now
@@ -492,6 +495,7 @@ func sortedNames(ids map[string]string, names ...string) string {
 // room that are not attached yet; anything else is refused before publishing, and an
 // accepted message's event carries the ids.
 func TestAttachments_send_checks(t *testing.T) {
+	t.Parallel()
 	h, _ := withBlobs(t, nil)
 	alice := gwtest.NewAccount(t, h.base, "alice")
 	bob := gwtest.NewAccount(t, h.base, "bob")
@@ -564,6 +568,9 @@ func TestAttachments_send_checks(t *testing.T) {
 // TestAttachments_S3_store: the same gateway on S3-compatible storage (a real versitygw):
 // an upload writes the file and thumbnail objects, members download them, a refused upload
 // writes none, and the sweeper removes an orphan's objects.
+//
+// Not parallel: versitygw listens on a port picked free (stacktest.FreePort) and then
+// released, which a gateway of a parallel test could take in between.
 func TestAttachments_S3_store(t *testing.T) {
 	srv := stacktest.Get(t).StartS3(t)
 	s3, err := blobstore.NewS3(context.Background(), blobstore.S3Config{Endpoint: srv.Endpoint, Bucket: "kchat-files",
@@ -621,6 +628,7 @@ func TestAttachments_S3_store(t *testing.T) {
 
 // TestAttachments_upload_rate_limited: uploads draw from the user's send bucket.
 func TestAttachments_upload_rate_limited(t *testing.T) {
+	t.Parallel()
 	h, blobs := withBlobs(t, func(c *app.Config) { c.UserRate = ratelimit.Rate{PerSecond: 0.01, Burst: 1} })
 	alice := gwtest.NewAccount(t, h.base, "alice")
 	if st, f := gwtest.Do(t, "POST", h.base+"/api/rooms", alice.Token, map[string]string{"id": "files"}); st != 201 {

@@ -443,6 +443,7 @@ func restCases() []restCase {
 var operationalPaths = []string{"GET /healthz", "GET /readyz", "GET /metrics", "GET /ws"}
 
 func TestAuthz_REST_matrix(t *testing.T) {
+	t.Parallel()
 	fx := newAuthzFixture(t)
 	sum := newMatrixSummary(t, "REST authorization matrix")
 	for _, rc := range restCases() {
@@ -811,6 +812,7 @@ func wsCases() []wsCase {
 }
 
 func TestAuthz_WebSocket_matrix(t *testing.T) {
+	t.Parallel()
 	fx := newAuthzFixture(t)
 	sum := newMatrixSummary(t, "WebSocket authorization matrix")
 	for _, wc := range wsCases() {
@@ -890,6 +892,7 @@ func checkWS(t *testing.T, c *gwtest.Client, typ string, a actor, want wsExpect)
 // TestAuthz_covers_every_route_and_frame fails when the API or the protocol grows an
 // operation or frame type that has no row in the matrices above.
 func TestAuthz_covers_every_route_and_frame(t *testing.T) {
+	t.Parallel()
 	root, err := stacktest.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -1028,6 +1031,7 @@ func clientFrameTypes(t *testing.T, file string) []string {
 // it read (an id of someone else's notification marks nothing and is no error, so that
 // probing learns nothing either).
 func TestAuthz_notifications_are_private(t *testing.T) {
+	t.Parallel()
 	fx := newAuthzFixture(t)
 	id := uuid.Must(uuid.NewV7()).String()
 	if _, err := fx.h.db.Exec(context.Background(), `INSERT INTO notifications (id, user_id, room_id, seq, reason, sender, preview)

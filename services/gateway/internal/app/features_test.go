@@ -44,6 +44,7 @@ func unreadOf(t *testing.T, base string, acc gwtest.Account, room string) (unrea
 }
 
 func TestReadMarkers_and_unread_counts(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil)
 	alice := gwtest.NewAccount(t, h.base, "alice")
 	bob := gwtest.NewAccount(t, h.base, "bob")
@@ -154,6 +155,7 @@ func (h *harness) insertNotification(t *testing.T, user gwtest.Account, room str
 }
 
 func TestNotifications_list_pending_and_mark_read(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil)
 	alice := gwtest.NewAccount(t, h.base, "alice")
 	bob := gwtest.NewAccount(t, h.base, "bob")
@@ -244,6 +246,7 @@ func TestNotifications_list_pending_and_mark_read(t *testing.T) {
 }
 
 func TestEdit_delete_permissions_REST_and_WebSocket(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil)
 	alice := gwtest.NewAccount(t, h.base, "alice") // creates the room: admin
 	bob := gwtest.NewAccount(t, h.base, "bob")
@@ -365,6 +368,8 @@ func limitedApp(c *app.Config) {
 	c.LoginAddrRate = ratelimit.Rate{PerSecond: 1.0 / 60, Burst: 12}
 }
 
+// Not parallel: the limits refill with time (5 sends a second, typing once in 2 s), so
+// what the test expects of a burst assumes the burst is not slowed down by other tests.
 func TestRateLimits(t *testing.T) {
 	h := start(t, limitedApp)
 	alice := gwtest.NewAccount(t, h.base, "alice") // 2 of the address's 12 attempts
@@ -485,6 +490,7 @@ func TestRateLimits(t *testing.T) {
 }
 
 func TestSecurityHeaders(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil)
 	for _, path := range []string{"/api/me", "/", "/healthz"} {
 		res, err := http.Get(h.base + path)

@@ -15,6 +15,7 @@ import (
 // access ends, a ban keeps them from joining, being invited or added until it is lifted,
 // and each removal is a membership event on chat.submitted naming who made it.
 func TestModeration_kick_ban(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil)
 	accs := map[string]gwtest.Account{}
 	for _, n := range []string{"alice", "bob", "carol"} {

@@ -13,6 +13,7 @@ import (
 // Notification preferences over REST: bad input is a 400 saying what is wrong and stores
 // nothing; good input is stored as given and read back; room settings need membership.
 func TestNotificationPrefs_REST(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil)
 	ann := gwtest.NewAccount(t, h.base, "ann")
 	bob := gwtest.NewAccount(t, h.base, "bob")
@@ -104,6 +105,7 @@ func TestNotificationPrefs_REST(t *testing.T) {
 // wrong and store nothing; good ones answer what was stored, which REST then reads back
 // (one store, one validation), and a room setting needs membership there too.
 func TestNotificationPrefs_WebSocket(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil)
 	ann := gwtest.NewAccount(t, h.base, "ann")
 	bob := gwtest.NewAccount(t, h.base, "bob")

@@ -30,6 +30,7 @@ func (c *clock) advance(d time.Duration) { c.offset.Add(int64(d)) }
 // add; every way in is a join entry on chat.submitted, keyed by the room, naming who
 // made it.
 func TestPrivateRooms_invite_lifecycle(t *testing.T) {
+	t.Parallel()
 	clk := &clock{}
 	// Sessions live 24h; invitations 1h, so moving the clock 2h expires only them.
 	h := start(t, func(c *app.Config) { c.InviteTTL = time.Hour; c.Now = clk.now })
@@ -192,6 +193,7 @@ func accsByID(accs map[string]gwtest.Account) map[string]string {
 // every request exactly as a room that does not exist does, byte for byte apart from the
 // room id, over REST and WebSocket: nothing tells them apart.
 func TestPrivateRooms_hidden_like_missing(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil)
 	alice := gwtest.NewAccount(t, h.base, "alice")
 	mallory := gwtest.NewAccount(t, h.base, "mallory")

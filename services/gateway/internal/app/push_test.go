@@ -14,6 +14,7 @@ import (
 // saying what is wrong and stores nothing, the same endpoint again replaces its keys, an
 // endpoint another user subscribes becomes theirs alone, and DELETE removes only one's own.
 func TestPush_REST(t *testing.T) {
+	t.Parallel()
 	vapid, err := webpush.GenerateKeys()
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 // unmuted; the owner cannot leave before transferring ownership (or naming a successor
 // who is another member), after which they are an admin; DMs have no roles.
 func TestRoles_roles_and_mute(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil)
 	accs := map[string]gwtest.Account{}
 	for _, n := range []string{"olga", "adam", "mia", "max", "zoe"} { // zoe never joins
@@ -105,6 +106,7 @@ func TestRoles_roles_and_mute(t *testing.T) {
 // TestRoles_directory: public rooms matching q by id, name or topic, paged by cursor with
 // member counts; private rooms and DMs never appear; bad input is refused.
 func TestRoles_directory(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil)
 	ann, ben := gwtest.NewAccount(t, h.base, "ann"), gwtest.NewAccount(t, h.base, "ben")
 	tok := fmt.Sprintf("d%d", time.Now().UnixNano()) // the database outlives the test

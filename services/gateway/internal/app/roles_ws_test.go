@@ -14,6 +14,7 @@ import (
 // the request's ref and the state after the change; a muted member's send is refused and
 // their reads are not; bad settings are refused and leave the room as it was.
 func TestRoles_websocket(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil)
 	accs := map[string]gwtest.Account{}
 	conns := map[string]*gwtest.Client{}
@@ -141,6 +142,7 @@ func TestRoles_websocket(t *testing.T) {
 // TestRoles_websocket_errors_match_REST: the same bad request over both channels gets the
 // same code and message.
 func TestRoles_websocket_errors_match_REST(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil)
 	olga, mia := gwtest.NewAccount(t, h.base, "olga"), gwtest.NewAccount(t, h.base, "mia")
 	if st, f := gwtest.Do(t, "POST", h.base+"/api/rooms", olga.Token, map[string]any{"id": "hall"}); st != 201 {

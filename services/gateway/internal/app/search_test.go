@@ -52,6 +52,7 @@ func hitRooms(f gwtest.Frame) []string {
 // not entered, a room left (over REST, as a user leaves), other users' DMs. Every room says
 // the word, so any extra room is a leak.
 func TestSearch_REST_authorization(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil)
 	alice := gwtest.NewAccount(t, h.base, "alice")
 	bob := gwtest.NewAccount(t, h.base, "bob")
@@ -131,6 +132,7 @@ func TestSearch_REST_authorization(t *testing.T) {
 // TestSearch_REST_hits_and_errors: the shape of a hit, paging over REST, and a 400 with
 // a message saying what is wrong for every bad parameter.
 func TestSearch_REST_hits_and_errors(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil)
 	alice := gwtest.NewAccount(t, h.base, "alice")
 	gwtest.Do(t, "POST", h.base+"/api/rooms", alice.Token, map[string]string{"id": "general", "name": "General"})

@@ -22,6 +22,7 @@ import (
 // socket to the gateway. Browsers always send Origin on a WebSocket upgrade; the
 // gateway refuses the upgrade (403) unless the origin is its own host or allowed.
 func TestSecurity_websocket_origin(t *testing.T) {
+	t.Parallel()
 	def := start(t, nil)
 	strict := start(t, func(c *app.Config) { c.AllowedOrigins = []string{"https://chat.example.com"} })
 	selfHost := strings.TrimPrefix(def.base, "http://")
@@ -75,6 +76,7 @@ func TestSecurity_websocket_origin(t *testing.T) {
 // form a token could take: the base64url text, its raw bytes (hex, as PostgreSQL prints
 // bytea) and standard base64.
 func TestSecurity_tokens_stored_hashed(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil)
 	alice := gwtest.NewAccount(t, h.base, "alice")
 	_, resumed := gwtest.Do(t, "POST", h.base+"/api/resume", "", map[string]string{"reconnect_token": alice.Reconnect})
@@ -137,6 +139,7 @@ func TestSecurity_tokens_stored_hashed(t *testing.T) {
 
 // Every input has a size limit, enforced before the input is buffered whole or parsed.
 func TestSecurity_size_limits(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil) // MaxTextBytes 100, ReadLimit 4096
 	alice := gwtest.NewAccount(t, h.base, "alice")
 	gwtest.Do(t, "POST", h.base+"/api/rooms", alice.Token, map[string]string{"id": "general"})

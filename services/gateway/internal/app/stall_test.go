@@ -55,6 +55,8 @@ func stopKafka(t *testing.T, h *harness) (resume func()) {
 // their pings throughout (the read loop never waits for Kafka), and a client that keeps
 // sending gets a prompt `unavailable` for the sends that cannot be accepted instead of
 // a connection that stops answering.
+//
+// Not parallel: it stops the brokers every other test of the package writes to.
 func TestKafkaStall_keeps_connections_and_answers_unavailable(t *testing.T) {
 	const (
 		idle    = 100

@@ -24,6 +24,7 @@ import (
 // marks its answers with HSTS, and a plain-HTTP client gets no answer it could mistake for
 // the API.
 func TestTLS_serves_https_and_wss_with_hsts(t *testing.T) {
+	t.Parallel()
 	ca, err := devcert.NewCA("gateway test CA")
 	if err != nil {
 		t.Fatal(err)
@@ -96,6 +97,7 @@ func TestTLS_serves_https_and_wss_with_hsts(t *testing.T) {
 // Without TLS of its own, HSTS goes out only for requests a trusted proxy says came over
 // HTTPS; a client-written X-Forwarded-Proto is not believed when no proxy is trusted.
 func TestTLS_hsts_behind_a_proxy(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name       string
 		trustProxy bool
@@ -107,6 +109,7 @@ func TestTLS_hsts_behind_a_proxy(t *testing.T) {
 		{"no proxy trusted", false, "https", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // a gateway of its own each
 			h := start(t, func(c *app.Config) { c.TrustProxyHeader, c.HSTSMaxAge = tc.trustProxy, time.Minute })
 			req, _ := http.NewRequest("GET", h.base+"/api/me", nil)
 			req.Header.Set("X-Forwarded-Proto", tc.proto)
@@ -123,6 +126,7 @@ func TestTLS_hsts_behind_a_proxy(t *testing.T) {
 }
 
 func TestTLS_config_errors_stop_the_gateway(t *testing.T) {
+	t.Parallel()
 	env := stacktest.Get(t)
 	for _, tc := range []struct {
 		name, cert, key, want string

@@ -15,6 +15,7 @@ import (
 // after: each path then sends a valid message, and those two are the room's first messages
 // on chat.submitted (persistence stores only what is published there).
 func TestSend_invalid_utf8_is_refused_on_both_paths(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil)
 	alice := gwtest.NewAccount(t, h.base, "alice")
 	gwtest.Do(t, "POST", h.base+"/api/rooms", alice.Token, map[string]string{"id": "general"})
