@@ -66,8 +66,9 @@ func TestRun_broker_sigkill_stalls_only_its_partitions_and_loses_nothing(t *test
 		got       = map[int][]kafka.Message{}
 		seen      = map[string]bool{}
 		killedAt  time.Time
-		healthyAt time.Time // first delivery after the kill from a partition another broker leads
-		victimAt  time.Time // first delivery after the kill from a partition the victim led
+		killIndex = -1      // records numbered above it were sent after the kill
+		healthyAt time.Time // first delivery of such a record from a partition another broker leads
+		victimAt  time.Time // first delivery of such a record from a partition the victim led
 	)
 	healthy := make(chan struct{})
 	runCtx, stopRun := context.WithCancel(ctx)
@@ -78,10 +79,15 @@ func TestRun_broker_sigkill_stalls_only_its_partitions_and_loses_nothing(t *test
 			mu.Lock()
 			defer mu.Unlock()
 			got[b.Partition.ID] = append(got[b.Partition.ID], b.Messages...)
+			after := false
 			for _, m := range b.Messages {
 				seen[string(m.Value)] = true
+				var i int
+				if _, err := fmt.Sscanf(string(m.Value), "v%d", &i); err == nil && killIndex >= 0 && i > killIndex {
+					after = true
+				}
 			}
-			if killedAt.IsZero() {
+			if !after {
 				return nil
 			}
 			if leaderOf[b.Partition.ID] == victim {
@@ -116,6 +122,11 @@ func TestRun_broker_sigkill_stalls_only_its_partitions_and_loses_nothing(t *test
 			case <-tick.C:
 			}
 			v := fmt.Sprintf("v%d", i)
+			mu.Lock()
+			if !killedAt.IsZero() && killIndex < 0 {
+				killIndex = i - 1
+			}
+			mu.Unlock()
 			sent.Add(1)
 			err := p.Enqueue(ctx, func(err error) {
 				defer sent.Done()
@@ -189,7 +200,7 @@ func TestRun_broker_sigkill_stalls_only_its_partitions_and_loses_nothing(t *test
 	defer mu.Unlock()
 	c := &collector{got: got}
 	n := check(t, c)
-	t.Logf("broker %d killed: first delivery from a surviving broker's partition %s later, from the victim's %s later; %d acked, %d records delivered",
+	t.Logf("broker %d killed: first delivery of a record sent after the kill from a surviving broker's partition %s later, from the victim's %s later; %d acked, %d records delivered",
 		victim, healthyAt.Sub(killedAt).Round(time.Millisecond), victimAt.Sub(killedAt).Round(time.Millisecond), len(want), n)
 	if !healthyAt.Before(victimAt) {
 		t.Errorf("the surviving brokers' partitions waited for the victim's: first deliveries after the kill %s and %s", healthyAt.Sub(killedAt), victimAt.Sub(killedAt))

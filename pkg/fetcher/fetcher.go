@@ -46,9 +46,9 @@ type Config struct {
 	// share of it (default 1 MiB); a record larger than either still comes, alone.
 	MaxBytes          int
 	PartitionMaxBytes int
-	// MetadataTTL is how often partition leaders are looked up again (default 1s). A
-	// leader change is noticed at the next fetch (the old leader refuses it) but routed
-	// right only once the metadata says so: this bounds how long that takes.
+	// MetadataTTL is how often partition leaders are looked up again when nothing failed
+	// (default 6s, kafka-go's). A fetch that fails (the broker is gone, or refuses as no
+	// longer the leader) drops the cached leaders at once instead.
 	MetadataTTL time.Duration
 	// ResetOffset is where a partition whose offset is out of range, or has none yet
 	// (kafka.FirstOffset or kafka.LastOffset as a start), is read from: kafka.FirstOffset
@@ -72,6 +72,9 @@ type Fetcher struct {
 	transport *kafka.Transport
 	client    *kafka.Client
 	log       *slog.Logger
+
+	mu          sync.Mutex
+	refreshedAt time.Time
 }
 
 // New returns a Fetcher; Close releases its connections.
@@ -89,7 +92,7 @@ func New(cfg Config) (*Fetcher, error) {
 		cfg.PartitionMaxBytes = 1 << 20
 	}
 	if cfg.MetadataTTL == 0 {
-		cfg.MetadataTTL = time.Second
+		cfg.MetadataTTL = 6 * time.Second
 	}
 	if cfg.ResetOffset == 0 {
 		cfg.ResetOffset = kafka.FirstOffset
@@ -106,6 +109,27 @@ func New(cfg Config) (*Fetcher, error) {
 		cfg: cfg, transport: t, log: log,
 		client: &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: t},
 	}, nil
+}
+
+// retryDelay caps the pause before partitions whose fetch failed are fetched again:
+// during a failover they move to the new leader within this long of Kafka electing it.
+const retryDelay = 250 * time.Millisecond
+
+// refreshLeaders drops the transport's cached cluster layout, so that the next lookup
+// and the next fetches start from fresh metadata. kafka-go's Transport otherwise keeps
+// routing to a dead or former leader until its metadata timer fires (and a refresh that
+// tried the dead broker leaves it with an error until the next one); pkg/producer does
+// the same on the same signals. Fetches in flight keep their connections; at most one
+// refresh per retryDelay.
+func (f *Fetcher) refreshLeaders() {
+	f.mu.Lock()
+	if time.Since(f.refreshedAt) < retryDelay {
+		f.mu.Unlock()
+		return
+	}
+	f.refreshedAt = time.Now()
+	f.mu.Unlock()
+	f.transport.CloseIdleConnections()
 }
 
 // Close closes the Fetcher's idle connections.
@@ -126,7 +150,7 @@ func (f *Fetcher) Close() error {
 // only the partitions of the broker that failed wait for that: the others go on.
 func (f *Fetcher) Run(ctx context.Context, start map[Partition]int64, deliver func(context.Context, Batch) error) (map[Partition]int64, error) {
 	r := &run{f: f, ctx: ctx, deliver: deliver, next: make(map[Partition]int64, len(start)), loops: map[int]*leaderLoop{},
-		ended: make(chan ended), backoff: backoff.New(50*time.Millisecond, time.Second)}
+		ended: make(chan ended), backoff: backoff.New(20*time.Millisecond, retryDelay)}
 	for p, o := range start {
 		r.next[p] = o
 		r.pending = append(r.pending, p)
@@ -214,8 +238,10 @@ func (r *run) loop(ctx context.Context) (map[Partition]int64, error) {
 	}
 }
 
-// fail notes a failure and returns when to try the pending partitions again.
+// fail notes a failure, drops the cached leaders and returns when to try the pending
+// partitions again.
 func (r *run) fail(err error) <-chan time.Time {
+	r.f.refreshLeaders()
 	// A leader change ends a loop now and then; a broker that stays down ends many.
 	r.failures++
 	if time.Since(r.lastWarn) >= 5*time.Second {
