@@ -64,7 +64,7 @@ func newGroupReader(cfg Config) (*groupReader, error) {
 		return nil, fmt.Errorf("consumer %s: %w", cfg.Name, err)
 	}
 	f, err := fetcher.New(fetcher.Config{
-		Brokers: cfg.Brokers, Security: cfg.Security, MaxWait: 250 * time.Millisecond, MaxBytes: 10 << 20,
+		Brokers: cfg.Brokers, Security: cfg.Security, MaxWait: 250 * time.Millisecond,
 		ResetOffset: cfg.StartOffset, Logger: cfg.Logger.With("consumer", cfg.Name),
 	})
 	if err != nil {

@@ -42,8 +42,12 @@ type Config struct {
 	// data (default 250ms): it bounds an idle consumer's requests, not latency, since a
 	// fetch is answered as soon as one record arrives.
 	MaxWait time.Duration
-	// MaxBytes bounds one response (default 8 MiB) and PartitionMaxBytes each partition's
-	// share of it (default 1 MiB); a record larger than either still comes, alone.
+	// MaxBytes bounds one response (default 1 MiB) and PartitionMaxBytes each partition's
+	// share of it (default 256 KiB); a record larger than either still comes, alone. They
+	// are small because a response is decoded whole, decompression included, before the
+	// fetch returns: a consumer catching up on a backlog of small lz4 batches (kafka-go's
+	// lz4 reader takes a 4 MiB buffer per batch) took longer than the fetch deadline with
+	// 10 MiB responses under the race detector, and fetched the same offsets again forever.
 	MaxBytes          int
 	PartitionMaxBytes int
 	// MetadataTTL is how often partition leaders are looked up again when nothing failed
@@ -86,10 +90,10 @@ func New(cfg Config) (*Fetcher, error) {
 		cfg.MaxWait = 250 * time.Millisecond
 	}
 	if cfg.MaxBytes == 0 {
-		cfg.MaxBytes = 8 << 20
+		cfg.MaxBytes = 1 << 20
 	}
 	if cfg.PartitionMaxBytes == 0 {
-		cfg.PartitionMaxBytes = 1 << 20
+		cfg.PartitionMaxBytes = 256 << 10
 	}
 	if cfg.MetadataTTL == 0 {
 		cfg.MetadataTTL = 6 * time.Second

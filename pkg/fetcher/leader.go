@@ -26,8 +26,9 @@ func (r *run) fetchLoop(ctx context.Context, parts []Partition) (fetched bool, e
 		r.mu.Unlock()
 		req := f.request(parts, offsets)
 		// The broker holds the request up to MaxWait; the deadline leaves the answer time
-		// to come back on a busy machine (see consumer.ReaderMaxWait).
-		fctx, cancel := context.WithTimeout(ctx, f.cfg.MaxWait+5*time.Second)
+		// to come back, and to be decoded whole, on a busy machine (see MaxBytes). A dead
+		// broker is noticed sooner: its connection is refused or reset.
+		fctx, cancel := context.WithTimeout(ctx, f.cfg.MaxWait+15*time.Second)
 		m, err := f.transport.RoundTrip(fctx, f.client.Addr, req)
 		cancel()
 		if err != nil {
