@@ -100,9 +100,10 @@ func (f *Fetcher) request(parts []Partition, offsets []int64) *fetchapi.Request 
 }
 
 // decode turns a response into batches, one per partition that brought records. A
-// partition error ends the round (the next one starts from the same offsets): errMoved
-// for leadership errors, errReposition for offsets out of range, which are returned so
-// that the caller reads those partitions from ResetOffset.
+// partition error ends the broker's loop, whose partitions are then grouped by leader
+// again and fetched from the same offsets: errMoved labels leadership errors (retried
+// after the backoff, like network errors), errReposition offsets out of range, which are
+// returned so that those partitions are read from ResetOffset at once.
 func (f *Fetcher) decode(res *fetchapi.Response, parts []Partition, offsets []int64) (batches []Batch, outOfRange []Partition, err error) {
 	asked := make(map[Partition]int64, len(parts))
 	for i, p := range parts {
