@@ -228,6 +228,12 @@ func (c *chatProc) lines() []string {
 	return append([]string(nil), c.out...)
 }
 
+func (c *chatProc) errLines() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.errs...)
+}
+
 const clock = `^\[\d\d:\d\d:\d\d\] `
 
 // TestScriptedSession drives two clients through stdin as a person or a script would:
@@ -378,6 +384,48 @@ func TestReconnectResume(t *testing.T) {
 	}
 	if own["alice during the outage"] != 1 || own["alice after the restart"] != 1 || len(own) != 2 {
 		t.Fatalf("alice's own messages: %v", own)
+	}
+	bob.stdin.Close()
+	if code := bob.exit(wait); code != 0 {
+		t.Fatalf("bob exited %d", code)
+	}
+}
+
+// TestOrderOverTheRateLimit pipes more lines than the gateway's per-connection limit lets
+// through at once: the gateway refuses some (rate_limited, retry_after_ms), the client
+// retries them, and the room must still show every line once, in the order typed. With
+// several sends on the wire a refused line could be overtaken by the next one.
+func TestOrderOverTheRateLimit(t *testing.T) {
+	p := startPlatform(t)
+	p.addrs["gw-a"] = fmt.Sprintf("127.0.0.1:%d", stacktest.FreePort(t))
+	p.startGateway(t, "gw-a", "-rate-conn", "20/s:2")
+	const wait = 45 * time.Second
+	bob := p.chatRun(t, "bob", "-url", p.ws("gw-a"), "-user", "bob", "-password", "bob-secret", "-register", "-room", "lobby")
+	bob.expectErr("now in #lobby", wait)
+
+	alice := p.chatRun(t, "alice", "-url", p.ws("gw-a"), "-user", "alice", "-password", "alice-secret", "-register")
+	lines := []string{"/join lobby"}
+	var want []string
+	for i := 1; i <= 30; i++ {
+		want = append(want, fmt.Sprintf("alice %03d", i))
+	}
+	alice.say(append(lines, want...)...)
+	alice.stdin.Close()
+	if code := alice.exit(wait); code != 0 {
+		t.Fatalf("alice exited %d", code)
+	}
+	bob.expectOut(clock+`#lobby <alice> alice 030$`, wait)
+	var got []string
+	for _, l := range bob.lines() {
+		if m := regexp.MustCompile(clock + `#lobby <alice> (alice \d+)$`).FindStringSubmatch(l); m != nil {
+			got = append(got, m[1])
+		}
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("bob saw alice's lines as\n%v\nwant\n%v", got, want)
+	}
+	if refused := strings.Count(strings.Join(alice.errLines(), "\n"), "not accepted yet"); refused == 0 {
+		t.Fatal("the gateway refused none of alice's lines: the test did not reach the rate limit")
 	}
 	bob.stdin.Close()
 	if code := bob.exit(wait); code != 0 {

@@ -72,7 +72,7 @@ type Config struct {
 	BackoffMax     time.Duration // largest retry delay (5s)
 	PingInterval   time.Duration // ping frames keep the connection from the idle timeout (60s)
 	WriteTimeout   time.Duration // per frame (10s)
-	SendRetries    int           // retries of a send refused as "unavailable" (8)
+	SendRetries    int           // retries of a send refused as retryable ("unavailable", "rate_limited") (8)
 	// Logf reports connection trouble for people (stderr); nil discards it.
 	Logf func(format string, args ...any)
 	// Reauth is called when both the reconnect token and the session token are refused.
@@ -481,7 +481,7 @@ func (c *Client) serve(ctx context.Context, conn *websocket.Conn, url string, st
 			}
 			c.onError(ctx, f)
 		default:
-			c.onFrame(f)
+			c.onFrame(ctx, f)
 		}
 	}
 }
@@ -502,9 +502,9 @@ func (c *Client) onWelcome(ctx context.Context, lk *link, f *protocol.Welcome) {
 			p.timer.Stop()
 			p.timer = nil
 		}
-		_ = c.write(ctx, lk.conn, p.frame)
 	}
 	c.cur = lk
+	c.writeHeadLocked(ctx)
 	close(c.readyCh)
 	go c.pinger(ctx, lk)
 }
@@ -536,7 +536,7 @@ func (c *Client) write(ctx context.Context, conn *websocket.Conn, frame protocol
 	return conn.Write(wctx, websocket.MessageText, b)
 }
 
-func (c *Client) onFrame(f protocol.Frame) {
+func (c *Client) onFrame(ctx context.Context, f protocol.Frame) {
 	c.mu.Lock()
 	ref := f.RefID()
 	if ch, ok := c.waiters[ref]; ok && ref != "" && f.FrameType() != protocol.TypeSubscribed {
@@ -571,7 +571,9 @@ func (c *Client) onFrame(f protocol.Frame) {
 		delete(c.cursors, f.Room)
 		delete(c.subscribed, f.Room)
 	case *protocol.Ack:
-		c.removePendingLocked(f.ClientMsgID)
+		if c.removePendingLocked(f.ClientMsgID) != nil {
+			c.writeHeadLocked(ctx)
+		}
 	}
 	c.mu.Unlock()
 	c.emit(f)
@@ -608,12 +610,17 @@ func (c *Client) onError(ctx context.Context, f *protocol.Error) {
 			if f.Retryable && p.retries < c.cfg.SendRetries {
 				p.retries++
 				wait := c.backoff().Delay(p.retries)
+				if f.RetryAfter > 0 {
+					// The gateway knows when its rate limit lets the message through.
+					wait = time.Duration(f.RetryAfter) * time.Millisecond
+				}
 				c.logf("message %s not accepted yet (%s); retrying in %s", p.cmid, f.Message, wait.Round(10*time.Millisecond))
 				p.timer = time.AfterFunc(wait, func() { c.resend(ctx, p) })
 				c.mu.Unlock()
 				return
 			}
 			c.removePendingLocked(p.cmid)
+			c.writeHeadLocked(ctx)
 			c.mu.Unlock()
 			c.emit(&SendFailed{Base: protocol.Base{Type: EventSendFailed}, Err: f})
 			return
@@ -682,12 +689,24 @@ func (c *Client) enqueue(ctx context.Context, build func(id string) protocol.Fra
 	id := c.newMsgIDLocked()
 	p := &outgoing{frame: build(id), cmid: id, room: room}
 	c.pending = append(c.pending, p)
-	if c.cur != nil {
-		// Under mu, so sends reach the socket in the order they were made. A failed write
-		// means the connection is going; the message is resent on the next one.
-		_ = c.write(ctx, c.cur.conn, p.frame)
+	if len(c.pending) == 1 {
+		c.writeHeadLocked(ctx)
 	}
 	return id, nil
+}
+
+// writeHeadLocked writes the oldest unacknowledged send, the only one on the wire: the
+// next is written when it is acknowledged or has failed for good. With several in
+// flight, a later message could be accepted while an earlier one is refused (over a
+// rate limit, say) and waits for its retry, and the room would show them swapped; one
+// at a time costs nothing a user notices, since a connection may send only about ten
+// messages a second anyway. A failed write means the connection is going; the head is
+// written again on the next one.
+func (c *Client) writeHeadLocked(ctx context.Context) {
+	if c.cur == nil || len(c.pending) == 0 || c.pending[0].timer != nil {
+		return
+	}
+	_ = c.write(ctx, c.cur.conn, c.pending[0].frame)
 }
 
 // Pending is the number of sends not yet acknowledged.

@@ -38,7 +38,7 @@ func (s *Session) limited(now time.Time, f protocol.Frame, ref string) bool {
 	if ok, wait := s.frameBucket.Allow(now); !ok {
 		s.hub.metrics.Limited("frames")
 		if !typing {
-			s.replyLimited(ref, wait, "too many frames")
+			s.replyLimited(f, ref, wait, "too many frames")
 		}
 		return true
 	}
@@ -47,7 +47,7 @@ func (s *Session) limited(now time.Time, f protocol.Frame, ref string) bool {
 	}
 	if ok, wait := s.msgBucket.Allow(now); !ok {
 		s.hub.metrics.Limited("conn")
-		s.replyLimited(ref, wait, "too many messages on this connection")
+		s.replyLimited(f, ref, wait, "too many messages on this connection")
 		return true
 	}
 	if u := s.User(); u != nil {
@@ -55,16 +55,17 @@ func (s *Session) limited(now time.Time, f protocol.Frame, ref string) bool {
 			// The connection's token was not used after all.
 			s.msgBucket.Refund()
 			s.hub.metrics.Limited("user")
-			s.replyLimited(ref, wait, "too many messages from this user")
+			s.replyLimited(f, ref, wait, "too many messages from this user")
 			return true
 		}
 	}
 	return false
 }
 
-func (s *Session) replyLimited(ref string, wait time.Duration, why string) {
+func (s *Session) replyLimited(f protocol.Frame, ref string, wait time.Duration, why string) {
 	e := protocol.NewError(protocol.CodeRateLimited, why+"; retry after retry_after_ms").Retry()
 	e.RetryAfter = RetryAfterMs(wait)
+	naming(e, f)
 	s.replyErr(ref, e)
 }
 

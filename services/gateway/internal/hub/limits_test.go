@@ -145,6 +145,11 @@ func TestSession_rate_limits(t *testing.T) {
 					case f["type"] == "error" && f["code"] == protocol.CodeRateLimited:
 						limited++
 						wait = int64(f["retry_after_ms"].(float64))
+						// A client retries the message the error names; its ref alone
+						// would leave it to guess.
+						if f["client_msg_id"] != "c"+f["ref"].(string) || f["room"] != "r" {
+							t.Fatalf("step %d: rate_limited for ref %v names client_msg_id %v, room %v", n, f["ref"], f["client_msg_id"], f["room"])
+						}
 					default:
 						t.Fatalf("step %d: unexpected frame %v", n, f)
 					}

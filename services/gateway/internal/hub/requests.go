@@ -65,10 +65,19 @@ func (s *Session) HandleFrame(ctx context.Context, data []byte) {
 // refuseBusy answers a frame the worker could not take with a retryable `unavailable`
 // (typing, a hint, is dropped silently). Nothing refused was accepted.
 func (s *Session) refuseBusy(f protocol.Frame, ref string) {
-	e := protocol.NewError(protocol.CodeUnavailable, "connection busy: earlier requests are still waiting for the database or Kafka; retry").Retry()
-	switch f := f.(type) {
-	case *protocol.Typing:
+	if _, typing := f.(*protocol.Typing); typing {
 		return
+	}
+	e := protocol.NewError(protocol.CodeUnavailable, "connection busy: earlier requests are still waiting for the database or Kafka; retry").Retry()
+	naming(e, f)
+	s.log.Debug("frame refused: worker busy", "frame", f.FrameType())
+	s.replyErr(ref, e)
+}
+
+// naming sets the client_msg_id and room of a refused message frame on its error, so
+// that a client can tell which of its pending messages to retry.
+func naming(e *protocol.Error, f protocol.Frame) {
+	switch f := f.(type) {
 	case *protocol.Send:
 		e.ClientMsgID, e.Room = f.ClientMsgID, f.Room
 	case *protocol.Edit:
@@ -80,8 +89,6 @@ func (s *Session) refuseBusy(f protocol.Frame, ref string) {
 	case *protocol.DM:
 		e.ClientMsgID = f.ClientMsgID
 	}
-	s.log.Debug("frame refused: worker busy", "frame", f.FrameType())
-	s.replyErr(ref, e)
 }
 
 // handle is one frame's work, on the connection's worker: it may wait for PostgreSQL and
