@@ -51,11 +51,7 @@ func TestRun_broker_sigkill_stalls_only_its_partitions_and_loses_nothing(t *test
 		t.Fatalf("every partition of %s is led by the controller leader %d", topic, st.QuorumLeader)
 	}
 
-	f, err := fetcher.New(fetcher.Config{Brokers: env.Brokers, Security: env.Security})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := newFetcher(t, env)
 	start, err := f.Resolve(ctx, all(topic, kafka.LastOffset))
 	if err != nil {
 		t.Fatal(err)

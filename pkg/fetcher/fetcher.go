@@ -24,6 +24,7 @@ import (
 
 	"github.com/kchat/kchat/pkg/backoff"
 	"github.com/kchat/kchat/pkg/kafkasec"
+	"github.com/kchat/kchat/pkg/metadata"
 )
 
 // Partition names one partition of a topic.
@@ -76,9 +77,7 @@ type Fetcher struct {
 	transport *kafka.Transport
 	client    *kafka.Client
 	log       *slog.Logger
-
-	mu          sync.Mutex
-	refreshedAt time.Time
+	layout    *metadata.Refresher
 }
 
 // New returns a Fetcher; Close releases its connections.
@@ -110,7 +109,7 @@ func New(cfg Config) (*Fetcher, error) {
 	}
 	t := cfg.Security.Secure(&kafka.Transport{MetadataTTL: cfg.MetadataTTL, IdleTimeout: time.Minute})
 	return &Fetcher{
-		cfg: cfg, transport: t, log: log,
+		cfg: cfg, transport: t, log: log, layout: metadata.NewRefresher(t, retryDelay),
 		client: &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: t},
 	}, nil
 }
@@ -118,23 +117,6 @@ func New(cfg Config) (*Fetcher, error) {
 // retryDelay caps the pause before partitions whose fetch failed are fetched again:
 // during a failover they move to the new leader within this long of Kafka electing it.
 const retryDelay = 250 * time.Millisecond
-
-// refreshLeaders drops the transport's cached cluster layout, so that the next lookup
-// and the next fetches start from fresh metadata. kafka-go's Transport otherwise keeps
-// routing to a dead or former leader until its metadata timer fires (and a refresh that
-// tried the dead broker leaves it with an error until the next one); pkg/producer does
-// the same on the same signals. Fetches in flight keep their connections; at most one
-// refresh per retryDelay.
-func (f *Fetcher) refreshLeaders() {
-	f.mu.Lock()
-	if time.Since(f.refreshedAt) < retryDelay {
-		f.mu.Unlock()
-		return
-	}
-	f.refreshedAt = time.Now()
-	f.mu.Unlock()
-	f.transport.CloseIdleConnections()
-}
 
 // Close closes the Fetcher's idle connections.
 func (f *Fetcher) Close() error {
@@ -245,7 +227,7 @@ func (r *run) loop(ctx context.Context) (map[Partition]int64, error) {
 // fail notes a failure, drops the cached leaders and returns when to try the pending
 // partitions again.
 func (r *run) fail(err error) <-chan time.Time {
-	r.f.refreshLeaders()
+	r.f.layout.Refresh()
 	// A leader change ends a loop now and then; a broker that stays down ends many.
 	r.failures++
 	if time.Since(r.lastWarn) >= 5*time.Second {
@@ -401,6 +383,11 @@ func (f *Fetcher) resolveInPlace(ctx context.Context, next map[Partition]int64) 
 			case kafka.LastOffset:
 				next[p] = po.LastOffset
 			}
+		}
+	}
+	for p, o := range next {
+		if o == kafka.FirstOffset || o == kafka.LastOffset {
+			return fmt.Errorf("list offsets: no answer for %s/%d", p.Topic, p.ID)
 		}
 	}
 	return nil

@@ -17,6 +17,17 @@ import (
 
 const partitions = 12 // chat.submitted in deploy/topics.yaml
 
+// newFetcher returns a Fetcher on the test stack, closed when the test ends.
+func newFetcher(t *testing.T, env *stacktest.Env) *fetcher.Fetcher {
+	t.Helper()
+	f, err := fetcher.New(fetcher.Config{Brokers: env.Brokers, Security: env.Security})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
 // write publishes n records under keys k0..k(n-1), each with a header naming its key.
 func write(t *testing.T, env *stacktest.Env, topic string, n, from int) {
 	t.Helper()
@@ -121,11 +132,7 @@ func all(topic string, offset int64) map[fetcher.Partition]int64 {
 func TestRun_reads_every_partition_in_order_and_resumes_where_it_stopped(t *testing.T) {
 	env := stacktest.Get(t)
 	topic := env.Topics(t)(topics.Submitted)
-	f, err := fetcher.New(fetcher.Config{Brokers: env.Brokers, Security: env.Security})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := newFetcher(t, env)
 
 	write(t, env, topic, 600, 0)
 	first := newCollector(600)
@@ -165,11 +172,7 @@ func TestRun_offset_out_of_range_reads_from_the_first_offset(t *testing.T) {
 	env := stacktest.Get(t)
 	topic := env.Topics(t)(topics.Submitted)
 	write(t, env, topic, 120, 0)
-	f, err := fetcher.New(fetcher.Config{Brokers: env.Brokers, Security: env.Security})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := newFetcher(t, env)
 	c := newCollector(120)
 	run(t, f, all(topic, 1<<40), c)
 	if n := check(t, c); n != 120 {
@@ -186,11 +189,7 @@ func TestResolve_last_offset_then_Run_reads_only_what_came_after(t *testing.T) {
 	env := stacktest.Get(t)
 	topic := env.Topics(t)(topics.Submitted)
 	write(t, env, topic, 120, 0)
-	f, err := fetcher.New(fetcher.Config{Brokers: env.Brokers, Security: env.Security})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := newFetcher(t, env)
 	start, err := f.Resolve(context.Background(), all(topic, kafka.LastOffset))
 	if err != nil {
 		t.Fatal(err)

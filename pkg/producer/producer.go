@@ -36,6 +36,7 @@ import (
 	"github.com/kchat/kchat/pkg/backoff"
 	"github.com/kchat/kchat/pkg/event"
 	"github.com/kchat/kchat/pkg/kafkasec"
+	"github.com/kchat/kchat/pkg/metadata"
 )
 
 // Config configures a Producer. Zero values mean the defaults documented on each field.
@@ -130,14 +131,14 @@ type Producer struct {
 	abort     context.Context
 	cancelAll context.CancelFunc
 
-	mu          sync.Mutex
-	closed      bool
-	lanes       map[partitionKey]*lane
-	topics      map[string]*topicInfo
-	bufBytes    int            // bytes of records queued or in flight
-	bufRecords  int            // and their number
-	refreshedAt time.Time      // last time the cluster metadata was dropped
-	rounds      sync.WaitGroup // lanes with a request in flight, for Close
+	mu         sync.Mutex
+	closed     bool
+	lanes      map[partitionKey]*lane
+	topics     map[string]*topicInfo
+	bufBytes   int // bytes of records queued or in flight
+	bufRecords int // and their number
+	leaders    *metadata.Refresher
+	rounds     sync.WaitGroup // lanes with a request in flight, for Close
 }
 
 type partitionKey struct {
@@ -179,7 +180,7 @@ func New(cfg Config) (*Producer, error) {
 	}
 	abort, cancel := context.WithCancel(context.Background())
 	return &Producer{
-		cfg: cfg, transport: rt, abort: abort, cancelAll: cancel,
+		cfg: cfg, transport: rt, abort: abort, cancelAll: cancel, leaders: metadata.NewRefresher(rt, maxRetryDelay),
 		client: &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: cfg.WriteTimeout, Transport: rt},
 		lanes:  map[partitionKey]*lane{}, topics: map[string]*topicInfo{},
 	}, nil
@@ -420,7 +421,7 @@ func (p *Producer) produce(key partitionKey, batch []queued) error {
 			return fmt.Errorf("kafka write failed: %s[%d]: %w", key.topic, key.partition, err)
 		}
 		if movedOn(err) {
-			p.refreshMetadata()
+			p.leaders.Refresh()
 		}
 		if attempt == 1 || attempt%10 == 0 { // a failover retries every maxRetryDelay
 			p.cfg.Logger.Warn("produce failed, retrying", "topic", key.topic, "partition", key.partition,
@@ -433,25 +434,6 @@ func (p *Producer) produce(key partitionKey, batch []queued) error {
 // maxRetryDelay caps the pause between attempts: during a failover the new leader is
 // used within this long of Kafka electing it.
 const maxRetryDelay = 250 * time.Millisecond
-
-// refreshMetadata drops the transport's cached cluster layout so that the next request
-// starts from fresh metadata. kafka-go's Transport refreshes its layout only on a timer
-// (a random time within 6 s) and routes produce requests by that layout, so without this
-// a request keeps going to a dead or former leader until the timer fires, on top of the
-// broker.session.timeout.ms Kafka itself waits. Requests in flight keep their
-// connections; at most one refresh per maxRetryDelay.
-func (p *Producer) refreshMetadata() {
-	p.mu.Lock()
-	if time.Since(p.refreshedAt) < maxRetryDelay {
-		p.mu.Unlock()
-		return
-	}
-	p.refreshedAt = time.Now()
-	p.mu.Unlock()
-	if t, ok := p.transport.(interface{ CloseIdleConnections() }); ok {
-		t.CloseIdleConnections()
-	}
-}
 
 // partitions returns the topic's partition ids, cached for MetadataTTL. A stale entry is
 // used while a refresh runs in the background: partitions are only ever added.

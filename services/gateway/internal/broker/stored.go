@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -43,18 +42,18 @@ func (b *Broker) RunStored(ctx context.Context, sink StoredSink) error {
 	if err := retry(ctx, b.log, "stored metadata", func() (err error) { n, err = b.partitions(ctx, topic); return err }); err != nil {
 		return err
 	}
-	var ends map[int]int64
-	if err := retry(ctx, b.log, "stored offsets", func() (err error) { ends, err = b.lastOffsets(ctx, topic, 0, n); return err }); err != nil {
-		return err
-	}
 	f, err := fetcher.New(fetcher.Config{Brokers: b.cfg.Brokers, Security: b.cfg.Security, MaxWait: 250 * time.Millisecond, Logger: b.log})
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	next := make(map[fetcher.Partition]int64, n)
-	for part, o := range ends {
-		next[fetcher.Partition{Topic: topic, ID: part}] = o
+	ends := make(map[fetcher.Partition]int64, n)
+	for part := range n {
+		ends[fetcher.Partition{Topic: topic, ID: part}] = kafka.LastOffset
+	}
+	var next map[fetcher.Partition]int64
+	if err := retry(ctx, b.log, "stored offsets", func() (err error) { next, err = f.Resolve(ctx, ends); return err }); err != nil {
+		return err
 	}
 	b.log.Info("reading the timeline", "topic", topic, "partitions", n)
 	close(b.storedReady)
@@ -103,30 +102,6 @@ func (b *Broker) RunStored(ctx context.Context, sink StoredSink) error {
 
 // StoredReady is closed once RunStored has fixed its start offsets.
 func (b *Broker) StoredReady() <-chan struct{} { return b.storedReady }
-
-func (b *Broker) lastOffsets(ctx context.Context, topic string, from, to int) (map[int]int64, error) {
-	reqs := make([]kafka.OffsetRequest, 0, to-from)
-	for p := from; p < to; p++ {
-		reqs = append(reqs, kafka.LastOffsetOf(p))
-	}
-	res, err := b.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[int]int64, len(reqs))
-	for _, po := range res.Topics[topic] {
-		if po.Error != nil {
-			return nil, po.Error
-		}
-		out[po.Partition] = po.LastOffset
-	}
-	for p := from; p < to; p++ {
-		if _, ok := out[p]; !ok {
-			return nil, fmt.Errorf("no offset for %s/%d", topic, p)
-		}
-	}
-	return out, nil
-}
 
 // keepStored skips, undecoded, the timeline entries no connection of this gateway needs.
 func (b *Broker) keepStored(sink StoredSink) func(kafka.Message) bool {
