@@ -130,14 +130,14 @@ type Producer struct {
 	// abort ends every attempt and wait when CloseContext gives up.
 	abort     context.Context
 	cancelAll context.CancelFunc
+	leaders   *metadata.Refresher // drops the transport's cached leaders when they moved
 
 	mu         sync.Mutex
 	closed     bool
 	lanes      map[partitionKey]*lane
 	topics     map[string]*topicInfo
-	bufBytes   int // bytes of records queued or in flight
-	bufRecords int // and their number
-	leaders    *metadata.Refresher
+	bufBytes   int            // bytes of records queued or in flight
+	bufRecords int            // and their number
 	rounds     sync.WaitGroup // lanes with a request in flight, for Close
 }
 

@@ -648,8 +648,9 @@ func (c *Client) newMsgIDLocked() string {
 	return fmt.Sprintf("%s-%d", c.idPrefix, c.msgIDs)
 }
 
-// Send queues a message to room and returns its client_msg_id. It is written now if
-// connected, else on the next connection; its ack (or EventSendFailed) arrives on Events.
+// Send queues a message to room and returns its client_msg_id. It is written once every
+// earlier send is acknowledged or has failed (see writeHeadLocked), on this connection or
+// the next; its ack (or EventSendFailed) arrives on Events.
 func (c *Client) Send(ctx context.Context, room, text string) (string, error) {
 	return c.enqueue(ctx, func(id string) protocol.Frame {
 		return &protocol.Send{Base: protocol.Base{Type: protocol.TypeSend, Ref: "s:" + id}, Room: room, ClientMsgID: id, Text: text}
