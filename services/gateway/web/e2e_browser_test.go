@@ -17,8 +17,8 @@ import (
 )
 
 // TestBrowserE2E runs e2e/chat.test.mjs (Playwright driving headless Chromium) against the
-// platform started here as real processes: persistence, fanout and two gateways, with a
-// database and topics of the test's own. Its first test (room roles) needs both gateways;
+// platform started here as real processes: persistence, fanout and two gateways (and a
+// third with a tight rate limit), with a database and topics of the test's own. Its first test (room roles) needs both gateways;
 // the second ends by stopping A. The script asks for gateway A to be stopped by
 // POSTing to STOP_A_URL; the answer comes once A is gone, so the script never races it.
 func TestBrowserE2E(t *testing.T) {
@@ -68,6 +68,9 @@ func TestBrowserE2E(t *testing.T) {
 	gwA, gwB := addr(), addr()
 	procA := env.Start(t, "gw-a", gw, nil, append(common, "-id", "gw-a", "-addr", gwA, "-database-url", db)...)
 	env.Start(t, "gw-b", gw, nil, append(common, "-id", "gw-b", "-addr", gwB, "-database-url", db)...)
+	// A gateway whose per-connection limit a test types past: 20/s with a burst of 2.
+	gwSlow := addr()
+	env.Start(t, "gw-slow", gw, nil, append(common, "-id", "gw-slow", "-addr", gwSlow, "-database-url", db, "-rate-conn", "20/s:2")...)
 	for _, u := range ready {
 		stacktest.WaitHTTP(t, u, 2*time.Minute)
 	}
@@ -89,7 +92,7 @@ func TestBrowserE2E(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=spec", "chat.test.mjs")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GW_A=http://"+gwA, "GW_B=http://"+gwB, "STOP_A_URL="+hook.URL+"/stop-a", "CHROMIUM_PATH="+browser)
+	cmd.Env = append(os.Environ(), "GW_A=http://"+gwA, "GW_B=http://"+gwB, "GW_SLOW=http://"+gwSlow, "STOP_A_URL="+hook.URL+"/stop-a", "CHROMIUM_PATH="+browser)
 	out, err := cmd.CombinedOutput()
 	t.Logf("node --test (%s):\n%s", time.Since(start).Round(time.Millisecond), out)
 	if err != nil {

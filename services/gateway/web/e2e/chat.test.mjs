@@ -1,6 +1,7 @@
 // Browser end-to-end test of the web page, run with `node --test` by e2e_browser_test.go,
 // which starts the platform and passes:
 //   GW_A, GW_B     base URLs of two gateways (http://127.0.0.1:port)
+//   GW_SLOW        a third gateway, whose per-connection rate limit is 20/s with a burst of 2
 //   STOP_A_URL     POST here and the harness stops gateway A; it answers once A is gone
 //   CHROMIUM_PATH  the browser (default /usr/bin/chromium)
 //   UPDATE_SCREENSHOTS=1 also refreshes screenshots/chat.png and roles.png, the ones kept in git
@@ -15,7 +16,7 @@ import { chromium } from 'playwright-core';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const shots = path.join(here, 'screenshots');
 const latest = path.join(shots, 'latest');
-const { GW_A, GW_B, STOP_A_URL } = process.env;
+const { GW_A, GW_B, GW_SLOW, STOP_A_URL } = process.env;
 const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const WAIT = 30_000;
 
@@ -300,6 +301,44 @@ test('room roles on two gateways: the members panel, mute, topic, directory, tra
   assert.deepEqual([...a.problems, ...b.problems], [], 'errors in the pages');
   await a.context().close();
   await b.context().close();
+});
+
+// Typing faster than the gateway's rate limit: it refuses some messages (rate_limited,
+// retry_after_ms) and the page retries them. Every message must still appear once, in the
+// order typed, to the sender and to a reader on another gateway. With every unacknowledged
+// message on the wire at once, a refused one landed after later ones.
+test('typing past the rate limit keeps the order', { timeout: 120_000 }, async () => {
+  assert.ok(GW_SLOW && GW_B, 'GW_SLOW and GW_B must be set (run through go test)');
+  browser ??= await chromium.launch({ executablePath, headless: true, args });
+  const suffix = Date.now().toString(36).slice(-5);
+  const roomID = 'burst-' + suffix;
+  const fast = await openPage(GW_SLOW, [], { width: 1000, height: 700 });
+  const reader = await openPage(GW_B, [], { width: 1000, height: 700 });
+  let refused = 0;
+  fast.on('websocket', (ws) => ws.on('framereceived', ({ payload }) => {
+    if (typeof payload === 'string' && payload.includes('"rate_limited"')) refused++;
+  }));
+  await register(fast, 'fast' + suffix);
+  await register(reader, 'read' + suffix);
+  await join(fast, roomID);
+  await join(reader, roomID);
+
+  const want = Array.from({ length: 30 }, (_, i) => 'line ' + String(i + 1).padStart(2, '0'));
+  // All 30 submitted in one go, as a paste of many lines or a fast typist would.
+  await fast.evaluate((lines) => {
+    const box = document.getElementById('composer-text');
+    for (const line of lines) {
+      box.value = line;
+      document.getElementById('composer').requestSubmit();
+    }
+  }, want);
+  await waitForTexts(fast, want, 'sender, typing past the limit');
+  await waitForTexts(reader, want, 'reader on another gateway');
+  assert.ok(refused > 0, 'the gateway refused nothing: the test did not reach the rate limit');
+  assert.equal(await fast.locator('#message-list li[data-state="failed"]').count(), 0, 'a message failed');
+  assert.deepEqual([...fast.problems, ...reader.problems], [], 'errors in the pages');
+  await fast.context().close();
+  await reader.context().close();
 });
 
 test('two people on two gateways: order, history, XSS, fail-over', { timeout: 240_000 }, async () => {

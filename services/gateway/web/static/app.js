@@ -52,7 +52,9 @@
     rooms: new Map(), // id -> room
     publicRooms: [],
     current: null,
-    pending: new Map(), // client_msg_id -> {room, frame, el, state, tries}
+    pending: new Map(), // client_msg_id -> {room, frame, el, state, tries}, oldest first
+    outgoing: null, // client_msg_id of the pending frame on the wire (sendNext)
+    retryTimer: null, // resends the outgoing frame after a retryable refusal
     refs: new Map(), // ref -> {resolve, reject}
     nextRef: 1,
     typing: new Map(), // room -> Map(name -> until)
@@ -222,6 +224,8 @@
     S.connected = false;
     S.rooms.clear();
     S.pending.clear();
+    S.outgoing = null;
+    clearTimeout(S.retryTimer);
     S.current = null;
     $('message-list').replaceChildren();
     $('room-list').replaceChildren();
@@ -281,6 +285,10 @@
       S.connected = false;
       S.subscribedHere.clear();
       clearInterval(S.pingTimer);
+      // The frame on the wire may or may not have arrived: it goes again, first, after
+      // the next welcome (a gateway that stored it answers "duplicate").
+      S.outgoing = null;
+      clearTimeout(S.retryTimer);
       for (const { reject } of S.refs.values()) reject(new Error('the connection was lost'));
       S.refs.clear();
       updateComposer();
@@ -324,6 +332,28 @@
     if (!S.ws || S.ws.readyState !== WebSocket.OPEN) return false;
     S.ws.send(JSON.stringify(frame));
     return true;
+  }
+
+  // sendNext writes the oldest pending message frame unless one is on the wire already.
+  // One at a time keeps a user's messages in order: with several on the wire, a rate
+  // limit can refuse one and accept the next (docs/protocol.md, "Rate limits"). Offline,
+  // nothing goes out; the next welcome calls this again.
+  function sendNext() {
+    if (S.outgoing) return;
+    for (const [id, p] of S.pending) {
+      if (p.state !== 'pending') continue;
+      if (send(p.frame)) S.outgoing = id;
+      return;
+    }
+  }
+
+  // settled is told that message id needs nothing more from the gateway, so that the
+  // next pending one may go.
+  function settled(id) {
+    if (!id || id !== S.outgoing) return;
+    S.outgoing = null;
+    clearTimeout(S.retryTimer);
+    sendNext();
   }
 
   // request sends a frame with a ref and resolves with the reply (rejects on an error frame
@@ -382,7 +412,7 @@
     else if (!showLost()) banner(null);
     // Messages typed while offline go out now, in order, with their original ids: a
     // gateway that already stored one answers "duplicate" instead of storing it twice.
-    for (const p of S.pending.values()) if (p.state === 'pending') send(p.frame);
+    sendNext();
     clearInterval(S.pingTimer);
     S.pingTimer = setInterval(() => send({ type: 'ping' }), PING_EVERY);
     updateComposer();
@@ -433,14 +463,16 @@
 
   function onAck(f) {
     const p = S.pending.get(f.client_msg_id);
-    if (!p) return;
-    p.state = 'acked';
-    if (p.el) setState(p.el, 'acked', 'sent');
-    if (f.status === 'duplicate') {
-      // Stored earlier (a resend after reconnect): the entry itself is or will be shown.
-      S.pending.delete(f.client_msg_id);
-      if (p.el && !p.el.dataset.seq) p.el.remove();
+    if (p) {
+      p.state = 'acked';
+      if (p.el) setState(p.el, 'acked', 'sent');
+      if (f.status === 'duplicate') {
+        // Stored earlier (a resend after reconnect): the entry itself is or will be shown.
+        S.pending.delete(f.client_msg_id);
+        if (p.el && !p.el.dataset.seq) p.el.remove();
+      }
     }
+    settled(f.client_msg_id); // also when the stored message came first and took p
   }
 
   function onError(f) {
@@ -448,17 +480,23 @@
     if (p) {
       if (f.retryable && p.tries < 6) {
         p.tries++;
-        setTimeout(() => { if (S.pending.get(f.client_msg_id) === p) send(p.frame); }, 500 * 2 ** p.tries);
+        // The same message again, before any later one: a rate limit says when it will
+        // let it through; otherwise back off.
+        const wait = f.retry_after_ms > 0 ? f.retry_after_ms : 500 * 2 ** p.tries;
+        const id = f.client_msg_id;
+        clearTimeout(S.retryTimer);
+        S.retryTimer = setTimeout(() => { if (S.outgoing === id && S.pending.get(id) === p) send(p.frame); }, wait);
         return;
       }
       p.state = 'failed';
+      settled(f.client_msg_id);
       if (p.el) {
         setState(p.el, 'failed', 'not sent: ' + f.message);
         const retry = document.createElement('button');
         retry.type = 'button';
         retry.className = 'secondary edit';
         retry.textContent = 'Retry';
-        retry.onclick = () => { p.state = 'pending'; p.tries = 0; setState(p.el, 'pending', 'sending…'); retry.remove(); send(p.frame); };
+        retry.onclick = () => { p.state = 'pending'; p.tries = 0; setState(p.el, 'pending', 'sending…'); retry.remove(); sendNext(); };
         p.el.querySelector('.msg-head').append(retry);
       } else {
         banner('Not sent: ' + f.message);
@@ -841,7 +879,7 @@
       r.msgs.set(m.seq, m);
       r.lastSeq = Math.max(r.lastSeq, m.seq);
       const own = m.sender === S.session.user.id;
-      if (own && m.client_msg_id) S.pending.delete(m.client_msg_id);
+      if (own && m.client_msg_id) { S.pending.delete(m.client_msg_id); settled(m.client_msg_id); }
       if (live && !own && (S.current !== r.id || document.hidden)) { r.unread++; renderRooms(); } else if (live) markRead(r);
       if (window.kchatThreads) window.kchatThreads.onReply(r, m, live);
       return;
@@ -855,6 +893,7 @@
     if (own && m.client_msg_id) {
       p = S.pending.get(m.client_msg_id);
       if (p) S.pending.delete(m.client_msg_id);
+      settled(m.client_msg_id);
     }
     if (S.current !== r.id) {
       if (p && p.el) p.el.remove();
@@ -1053,7 +1092,7 @@
     const id = newID();
     const frame = { type: 'send', room: roomID, client_msg_id: id, text, thread_root: root };
     S.pending.set(id, { room: roomID, frame, el: null, state: 'pending', tries: 0 });
-    send(frame);
+    sendNext();
   }
 
   // The part of this file threads.js uses.
@@ -1110,7 +1149,7 @@
     if (S.editing && S.editing.room === S.current) {
       const frame = { type: 'edit', room: S.current, client_msg_id: id, target_seq: S.editing.seq, text };
       S.pending.set(id, { room: S.current, frame, el: null, state: 'pending', tries: 0 });
-      send(frame);
+      sendNext();
       cancelEdit();
       return;
     }
@@ -1122,7 +1161,7 @@
     S.pending.set(id, { room: S.current, frame, el, state: 'pending', tries: 0 });
     $('message-list').append(el);
     scrollToBottom();
-    send(frame); // if offline it goes out after the next welcome
+    sendNext(); // after the messages before it; if offline, after the next welcome
   }
 
   function renderTyping() {
