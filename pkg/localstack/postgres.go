@@ -66,6 +66,9 @@ func (s *Stack) upPostgres(ctx context.Context) error {
 			// and handed out seqs twice (docs/reliability.md, finding 3).
 			"-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=on",
 			"-c", "shared_buffers=128MB",
+			// The data lives in memory; the default 4 made the planner read small tables
+			// whole rather than look up a few rows (docs/operations.md, "PostgreSQL").
+			"-c", "random_page_cost=1.1",
 			// TLS on, not required: the stack's own URLs say sslmode=disable, and
 			// sslmode=verify-full against PostgresCAFile works as it would in production.
 			"-c", "ssl=on", "-c", "ssl_cert_file=server.crt", "-c", "ssl_key_file=server.key",
