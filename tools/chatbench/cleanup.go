@@ -144,7 +144,7 @@ func (r *cleanupRig) phase(ctx context.Context, rate float64, dur time.Duration)
 	suffix := "|" + r.padding
 	ins := goOps(ctx, sched, 10*time.Second, cleanupInserters, func(i int) error {
 		payload := strconv.FormatInt(sched.Intended(i).UnixNano(), 10) + "|" + strconv.FormatInt(ph.id, 10) + "|" + strconv.Itoa(i) + suffix
-		err := outbox.Insert(ctx, r.load, outbox.Row{Topic: r.topic, Key: string(hopKey(i)), Payload: []byte(payload)})
+		err := outbox.Insert(ctx, r.load, outbox.Row{Topic: r.topic, Key: string(hopKey(i, warmKeys)), Payload: []byte(payload)})
 		ph.commits[i].Store(time.Now().UnixNano())
 		return err
 	})
@@ -424,7 +424,7 @@ func seedRetentionBacklog(ctx context.Context, dbURL, topic string, n int) error
 				return nil, nil
 			}
 			i++
-			return []any{topic, string(hopKey(i)), payload, headers, published, published.Add(time.Second), published}, nil
+			return []any{topic, string(hopKey(i, warmKeys)), payload, headers, published, published.Add(time.Second), published}, nil
 		})); err != nil {
 		return fmt.Errorf("seed outbox: %w", err)
 	}

@@ -21,6 +21,7 @@ type hopRig struct {
 	b      *Bench
 	client *kafkaClient
 	topic  string
+	keys   int // distinct keys the measured records cycle through: the rooms of the platform run compared
 	cur    atomic.Pointer[hopStep]
 	warm   atomic.Int64 // warm-up records of the current round received
 	round  atomic.Int64
@@ -43,8 +44,12 @@ const hopPad = 420 // bytes of padding: about the size of a message.submitted en
 var hopPadding = strings.Repeat("p", hopPad)
 
 // newHopRig creates a topic for client, starts its consumer and warms the path up: it
-// returns once a burst of records sent to every partition came back whole.
-func (b *Bench) newHopRig(ctx context.Context, clientName string) (*hopRig, error) {
+// returns once a burst of records sent to every partition came back whole. Measured
+// records cycle through keys keys, as many as the rooms of the platform run the hop is
+// compared with: fewer keys fill fewer partitions with larger batches, which the brokers
+// carry for less CPU per record, so a hop over more keys than the platform's rooms is a
+// weaker baseline.
+func (b *Bench) newHopRig(ctx context.Context, clientName string, keys int) (*hopRig, error) {
 	topic := fmt.Sprintf("bench.%s.hop.%d", b.run, hopStepIDs.Add(1))
 	drop, err := b.createLike(ctx, topic, topics.Submitted)
 	if err != nil {
@@ -55,7 +60,7 @@ func (b *Bench) newHopRig(ctx context.Context, clientName string) (*hopRig, erro
 		drop()
 		return nil, err
 	}
-	r := &hopRig{b: b, client: c, topic: topic, drop: drop}
+	r := &hopRig{b: b, client: c, topic: topic, keys: max(keys, 1), drop: drop}
 	rctx, cancel := context.WithCancel(ctx)
 	r.cancel = cancel
 	r.stop, err = c.consume(rctx, r.onRecord)
@@ -79,7 +84,10 @@ func (r *hopRig) close() {
 	r.drop()
 }
 
-func hopKey(i int) []byte { return []byte(fmt.Sprintf("room-%02d", i%50)) }
+// warmKeys is enough keys to reach every partition of a topic declared like chat.submitted.
+const warmKeys = 50
+
+func hopKey(i, keys int) []byte { return []byte(fmt.Sprintf("room-%02d", i%keys)) }
 
 // onRecord parses "<intended unix ns>|<step>|padding" (or "w|<round>|padding" in the
 // warm-up) and records the latency.
@@ -125,7 +133,7 @@ func (r *hopRig) warmUp(ctx context.Context) error {
 		var failed atomic.Int64
 		acks := make(chan struct{}, n)
 		for i := range n {
-			r.client.produce(ctx, hopKey(i), []byte("w|"+strconv.FormatInt(round, 10)+"|"+hopPadding), nil, func(err error) {
+			r.client.produce(ctx, hopKey(i, warmKeys), []byte("w|"+strconv.FormatInt(round, 10)+"|"+hopPadding), nil, func(err error) {
 				if err != nil {
 					failed.Add(1)
 					mu.Lock()
@@ -170,7 +178,7 @@ func (r *hopRig) run(ctx context.Context, rate float64, dur time.Duration, measu
 		end = measure()
 	}
 	send := asyncOps(ctx, sched, 10*time.Second, func(i int, intended time.Time, done func(error)) {
-		r.client.produce(ctx, hopKey(i), []byte(strconv.FormatInt(intended.UnixNano(), 10)+suffix), nil, done)
+		r.client.produce(ctx, hopKey(i, r.keys), []byte(strconv.FormatInt(intended.UnixNano(), 10)+suffix), nil, done)
 	})
 	waitFor(ctx, 10*time.Second, func() bool { return st.received.Load() >= int64(count) })
 	if end != nil {
@@ -203,7 +211,7 @@ func better(a, b harness.Step) bool {
 func (b *Bench) scenarioHop(ctx context.Context, sc *report.Scenario) error {
 	bestStep := map[float64]harness.Step{}
 	for _, name := range clientNames {
-		rig, err := b.newHopRig(ctx, name)
+		rig, err := b.newHopRig(ctx, name, b.plan.Rooms) // as many keys as e2e has rooms
 		if err != nil {
 			return err
 		}
@@ -240,7 +248,7 @@ func (b *Bench) scenarioHop(ctx context.Context, sc *report.Scenario) error {
 	sc.Config = map[string]any{"topic_like": topics.Submitted, "clients": clientDescriptions(),
 		"consumers":        "kafka-go: one Reader per partition (no group), MinBytes 1, broker wait 50ms (MaxWait consumer.ReaderMaxWait(50ms)); franz-go: a consumer client, FetchMaxWait 50ms",
 		"warm_up":          "fresh topic per client; every broker reports leaders for every partition; then rounds of 100 records until one round trips without an error",
-		"seconds_per_rate": b.plan.HopDur.Seconds(), "record_bytes": hopPad + 30,
+		"seconds_per_rate": b.plan.HopDur.Seconds(), "record_bytes": hopPad + 30, "keys": b.plan.Rooms,
 		"baseline": "e2e compares with the best client at each rate (everything delivered, then lowest p99)"}
 	return nil
 }

@@ -271,7 +271,7 @@ func (b *Bench) scenarioProfile(ctx context.Context, sc *report.Scenario) error 
 		if !b.waitBrokers(ctx, 2*time.Minute) {
 			sc.Warnings = append(sc.Warnings, "raw hop ("+name+"): not every broker was up")
 		}
-		rig, err := b.newHopRig(ctx, name)
+		rig, err := b.newHopRig(ctx, name, b.plan.ProfileRooms)
 		if err != nil {
 			hopErrs = append(hopErrs, name+": "+err.Error())
 			continue
@@ -317,6 +317,7 @@ func (b *Bench) scenarioProfile(ctx context.Context, sc *report.Scenario) error 
 		"window":         "from just before the first send until the last message arrived (or the wait for it ended); CPU of every process over that window divided by the messages delivered",
 		"platform_total": "every process but chatbench (the WebSocket clients) and other (whatever else ran on the machine)",
 		"raw_hop_total":  "chatbench (producer and consumer) and the three brokers",
+		"raw_hop_keys":   b.plan.ProfileRooms,
 		"kafka_counters": "from the brokers over JMX, summed over the three, over the window. topic/TotalProduceRequestsPerSec/<t>: partitions of <t> written, per produce request; " +
 			"topic/TotalFetchRequestsPerSec/<t>: partitions of <t> read, per fetch request, consumers' and followers' (replication) alike; topic/MessagesInPerSec/<t>: records appended (leaders only); " +
 			"request/<type>: requests of that type served, all topics and all clients (on a shared stack this includes others' traffic)",
