@@ -74,7 +74,8 @@ func Decode(b []byte, lim Limits) (Frame, *Error) {
 		// Checked on the raw bytes: encoding/json replaces invalid UTF-8 (and \u escapes
 		// of lone surrogates) with U+FFFD, so the decoded text would look valid and be
 		// stored altered.
-		return nil, withRef(NewError(CodeBadRequest, "frame is "+InvalidUTF8), base.Ref)
+		f, _ := newFrame(base.Type)
+		return nil, refused(NewError(CodeBadRequest, "frame is "+InvalidUTF8), base.Ref, f, b)
 	}
 	f, ok := newFrame(base.Type)
 	if !ok {
@@ -84,10 +85,10 @@ func Decode(b []byte, lim Limits) (Frame, *Error) {
 		return nil, withRef(NewError(CodeUnknownType, fmt.Sprintf("unknown frame type %q", base.Type)), base.Ref)
 	}
 	if err := json.Unmarshal(b, f); err != nil {
-		return nil, withRef(NewError(CodeBadRequest, fieldProblem(err, "malformed field")), base.Ref)
+		return nil, refused(NewError(CodeBadRequest, fieldProblem(err, "malformed field")), base.Ref, f, b)
 	}
 	if e := validate(f, lim); e != nil {
-		return nil, withRef(e, base.Ref)
+		return nil, refused(e, base.Ref, f, b)
 	}
 	return f, nil
 }
@@ -167,6 +168,27 @@ func hex4(h []byte) rune {
 func withRef(e *Error, ref string) *Error {
 	e.Ref = ref
 	return e
+}
+
+// refused addresses the refusal of frame b, of f's type: besides the ref, a message
+// frame's refusal names the client_msg_id and room the frame carries, when they are
+// strings, as every other refusal of a message frame does. A client keeping its messages
+// in order holds the next one back until the last is acknowledged or refused for good; a
+// refusal naming only a ref (often empty) left it waiting for an answer that had come.
+func refused(e *Error, ref string, f Frame, b []byte) *Error {
+	switch f.(type) {
+	case *Send, *Edit, *Delete, *React, *DM:
+	default:
+		return withRef(e, ref)
+	}
+	var names struct {
+		ClientMsgID any `json:"client_msg_id"` // any: a field of the wrong type names nothing
+		Room        any `json:"room"`
+	}
+	_ = json.Unmarshal(b, &names) // b is a valid JSON object: only the fields' types may not fit
+	e.ClientMsgID, _ = names.ClientMsgID.(string)
+	e.Room, _ = names.Room.(string)
+	return withRef(e, ref)
 }
 
 // fieldProblem names the offending field of a type error, which is the useful part.

@@ -95,6 +95,40 @@ func TestDecode_errors(t *testing.T) {
 	}
 }
 
+// A refused message frame names its client_msg_id and room (when they are strings), so
+// that a client holding later messages back until this one is answered knows it was.
+func TestDecode_refusal_names_the_message(t *testing.T) {
+	t.Parallel()
+	lim := protocol.Limits{MaxTextBytes: 10}
+	tests := []struct {
+		name, frame, cmid, room string
+	}{
+		{"text too long", `{"type":"send","room":"a","client_msg_id":"c1","text":"12345678901"}`, "c1", "a"},
+		{"empty text", `{"type":"send","room":"a","client_msg_id":"c2","text":""}`, "c2", "a"},
+		{"text wrong type", `{"type":"send","room":"a","client_msg_id":"c3","text":7}`, "c3", "a"},
+		{"thread_root not int", `{"type":"send","room":"a","client_msg_id":"c4","text":"t","thread_root":"4"}`, "c4", "a"},
+		{"invalid UTF-8 text", "{\"type\":\"send\",\"room\":\"a\",\"client_msg_id\":\"c5\",\"text\":\"\xff\"}", "c5", "a"},
+		{"edit no target", `{"type":"edit","room":"b","client_msg_id":"c6","text":"x"}`, "c6", "b"},
+		{"react no emoji", `{"type":"react","room":"b","client_msg_id":"c7","target_seq":1,"on":true}`, "c7", "b"},
+		{"dm bad to", `{"type":"dm","to":"a!","client_msg_id":"c8","text":"x"}`, "c8", ""},
+		{"bad room is named as sent", `{"type":"send","room":"a b","client_msg_id":"c9","text":"hi"}`, "c9", "a b"},
+		{"no client id", `{"type":"send","room":"a","text":"hi"}`, "", "a"},
+		{"client id not a string", `{"type":"send","room":"a","client_msg_id":5,"text":"hi"}`, "", "a"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, e := protocol.Decode([]byte(tc.frame), lim)
+			if e == nil {
+				t.Fatal("decoded, want a refusal")
+			}
+			if e.ClientMsgID != tc.cmid || e.Room != tc.room {
+				t.Fatalf("refusal %+v names client_msg_id %q room %q, want %q and %q", e, e.ClientMsgID, e.Room, tc.cmid, tc.room)
+			}
+		})
+	}
+}
+
 // TestValidateEmoji: emoji are refused, never trimmed or cleaned, when they hold anything
 // that renders as nothing or could hide text; real emoji sequences pass.
 func TestValidateEmoji(t *testing.T) {

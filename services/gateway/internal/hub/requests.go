@@ -91,6 +91,20 @@ func naming(e *protocol.Error, f protocol.Frame) {
 	}
 }
 
+// refusal is err as the error frame that refuses message clientMsgID: named, whatever
+// failed (an unexpected error becomes "internal"), so that a client holding its next
+// message back until this one is answered knows it was.
+func refusal(err error, clientMsgID, room string) *protocol.Error {
+	e := protocol.NewError(protocol.CodeInternal, "internal error")
+	var pe *protocol.Error
+	if errors.As(err, &pe) {
+		c := *pe
+		e = &c
+	}
+	e.ClientMsgID, e.Room = clientMsgID, room
+	return e
+}
+
 // handle is one frame's work, on the connection's worker: it may wait for PostgreSQL and
 // for a send slot. arrived is when the read loop read it.
 func (s *Session) handle(ctx context.Context, f protocol.Frame, ref string, arrived time.Time) {
@@ -268,13 +282,7 @@ func (s *Session) send(ctx context.Context, u chat.User, ref string, arrived tim
 		defer func() { <-s.sendSlots }()
 		endSpan(ack, err)
 		if err != nil {
-			var pe *protocol.Error
-			if errors.As(err, &pe) {
-				e := *pe
-				e.ClientMsgID, e.Room = req.ClientMsgID, req.Room
-				err = &e
-			}
-			s.replyErr(ref, err)
+			s.replyErr(ref, refusal(err, req.ClientMsgID, req.Room))
 			return
 		}
 		ack.Ref = ref
@@ -320,7 +328,7 @@ func (s *Session) awaitSends(d time.Duration) {
 func (s *Session) onDM(ctx context.Context, u chat.User, f *protocol.DM, arrived time.Time) {
 	r, other, err := s.hub.chat.OpenDM(ctx, u, f.To)
 	if err != nil {
-		s.replyErr(f.Ref, err)
+		s.replyErr(f.Ref, refusal(err, f.ClientMsgID, ""))
 		return
 	}
 	// Both people follow the DM from now on, on this gateway at once; on other gateways
