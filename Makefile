@@ -106,7 +106,7 @@ bench: build
 bench-smoke:
 	cd tools/chatbench && $(GO) test -count=1 -run 'TestSmoke' -v .
 
-## chaos: the full fault suite (~16 minutes; ~23 with -chaos.rate 200; 127.0.0.1 only): load on both gateways while
+## chaos: the full fault suite (~16 minutes; ~25 with -chaos.rate 200; 127.0.0.1 only): load on both gateways while
 ## Kafka brokers, the controller leader, the group coordinator, persistence (the outbox relay's leader), fanout,
 ## notification, PostgreSQL and a gateway are killed or paused, each in its own run, then
 ## mixed; a checker judges the history. Kills and restarts brokers and PostgreSQL of the
