@@ -74,8 +74,12 @@ func Decode(b []byte, lim Limits) (Frame, *Error) {
 		// Checked on the raw bytes: encoding/json replaces invalid UTF-8 (and \u escapes
 		// of lone surrogates) with U+FFFD, so the decoded text would look valid and be
 		// stored altered.
-		f, _ := newFrame(base.Type)
-		return nil, refused(NewError(CodeBadRequest, "frame is "+InvalidUTF8), base.Ref, f, b)
+		e := withRef(NewError(CodeBadRequest, "frame is "+InvalidUTF8), base.Ref)
+		if f, ok := newFrame(base.Type); ok {
+			_ = json.Unmarshal(b, f) // only to name the message below
+			e.For(f)
+		}
+		return nil, e
 	}
 	f, ok := newFrame(base.Type)
 	if !ok {
@@ -85,10 +89,12 @@ func Decode(b []byte, lim Limits) (Frame, *Error) {
 		return nil, withRef(NewError(CodeUnknownType, fmt.Sprintf("unknown frame type %q", base.Type)), base.Ref)
 	}
 	if err := json.Unmarshal(b, f); err != nil {
-		return nil, refused(NewError(CodeBadRequest, fieldProblem(err, "malformed field")), base.Ref, f, b)
+		// encoding/json fills the fields that fit before it reports one that does not,
+		// so a message is named unless its client_msg_id is the field at fault.
+		return nil, withRef(NewError(CodeBadRequest, fieldProblem(err, "malformed field")), base.Ref).For(f)
 	}
 	if e := validate(f, lim); e != nil {
-		return nil, refused(e, base.Ref, f, b)
+		return nil, withRef(e, base.Ref).For(f)
 	}
 	return f, nil
 }
@@ -170,25 +176,24 @@ func withRef(e *Error, ref string) *Error {
 	return e
 }
 
-// refused addresses the refusal of frame b, of f's type: besides the ref, a message
-// frame's refusal names the client_msg_id and room the frame carries, when they are
-// strings, as every other refusal of a message frame does. A client keeping its messages
-// in order holds the next one back until the last is acknowledged or refused for good; a
+// For names the message frame f refuses, when f is one (send, edit, delete, react, dm):
+// its client_msg_id and room, as the frame gave them. A client keeping its messages in
+// order holds the next one back until the last is acknowledged or refused for good; a
 // refusal naming only a ref (often empty) left it waiting for an answer that had come.
-func refused(e *Error, ref string, f Frame, b []byte) *Error {
-	switch f.(type) {
-	case *Send, *Edit, *Delete, *React, *DM:
-	default:
-		return withRef(e, ref)
+func (e *Error) For(f Frame) *Error {
+	switch f := f.(type) {
+	case *Send:
+		e.ClientMsgID, e.Room = f.ClientMsgID, f.Room
+	case *Edit:
+		e.ClientMsgID, e.Room = f.ClientMsgID, f.Room
+	case *Delete:
+		e.ClientMsgID, e.Room = f.ClientMsgID, f.Room
+	case *React:
+		e.ClientMsgID, e.Room = f.ClientMsgID, f.Room
+	case *DM:
+		e.ClientMsgID = f.ClientMsgID
 	}
-	var names struct {
-		ClientMsgID any `json:"client_msg_id"` // any: a field of the wrong type names nothing
-		Room        any `json:"room"`
-	}
-	_ = json.Unmarshal(b, &names) // b is a valid JSON object: only the fields' types may not fit
-	e.ClientMsgID, _ = names.ClientMsgID.(string)
-	e.Room, _ = names.Room.(string)
-	return withRef(e, ref)
+	return e
 }
 
 // fieldProblem names the offending field of a type error, which is the useful part.

@@ -65,7 +65,7 @@ func (s *Session) limited(now time.Time, f protocol.Frame, ref string) bool {
 func (s *Session) replyLimited(f protocol.Frame, ref string, wait time.Duration, why string) {
 	e := protocol.NewError(protocol.CodeRateLimited, why+"; retry after retry_after_ms").Retry()
 	e.RetryAfter = RetryAfterMs(wait)
-	naming(e, f)
+	e.For(f)
 	s.replyErr(ref, e)
 }
 

@@ -69,26 +69,9 @@ func (s *Session) refuseBusy(f protocol.Frame, ref string) {
 		return
 	}
 	e := protocol.NewError(protocol.CodeUnavailable, "connection busy: earlier requests are still waiting for the database or Kafka; retry").Retry()
-	naming(e, f)
+	e.For(f)
 	s.log.Debug("frame refused: worker busy", "frame", f.FrameType())
 	s.replyErr(ref, e)
-}
-
-// naming sets the client_msg_id and room of a refused message frame on its error, so
-// that a client can tell which of its pending messages to retry.
-func naming(e *protocol.Error, f protocol.Frame) {
-	switch f := f.(type) {
-	case *protocol.Send:
-		e.ClientMsgID, e.Room = f.ClientMsgID, f.Room
-	case *protocol.Edit:
-		e.ClientMsgID, e.Room = f.ClientMsgID, f.Room
-	case *protocol.Delete:
-		e.ClientMsgID, e.Room = f.ClientMsgID, f.Room
-	case *protocol.React:
-		e.ClientMsgID, e.Room = f.ClientMsgID, f.Room
-	case *protocol.DM:
-		e.ClientMsgID = f.ClientMsgID
-	}
 }
 
 // refusal is err as the error frame that refuses message clientMsgID: named, whatever
