@@ -290,6 +290,17 @@ func (b *Bench) resolvePIDs() map[string]int {
 	return pids
 }
 
+// lateStartLimit is how late a step's first send may start before the run says so: the
+// lateness is the load generator's and is charged to the latency of the sends behind it.
+const lateStartLimit = 5 * time.Millisecond
+
+// warnLateStart logs a step whose first send started late.
+func (b *Bench) warnLateStart(name string, rate float64, st harness.RunStats) {
+	if st.FirstLate > lateStartLimit {
+		b.log.Warn("the load generator started a step late", "series", name, "rate", rate, "late", st.FirstLate.Round(time.Millisecond))
+	}
+}
+
 // sampler samples the platform's processes, looked up again each time: on a shared
 // machine a broker may have been restarted since the last run.
 func (b *Bench) sampler() *procstat.Sampler {

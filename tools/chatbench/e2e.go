@@ -398,14 +398,16 @@ func (b *Bench) e2eSeries(ctx context.Context, sc *report.Scenario, w *wsPath, n
 	for _, rate := range rates {
 		w.stepID++
 		count := int(rate * dur.Seconds())
-		sched := harness.NewSchedule(time.Now().Add(20*time.Millisecond), rate, count)
-		st := &e2eState{ack: newAckState(w.stepID, sched), rec: harness.NewRecorder(), traces: make(map[string]*trace, count)}
-		cur.Store(st)
+		// The measurement first: starting it (profiles, broker counters) takes time that
+		// must not delay sends already due.
 		var end func()
 		if measure != nil {
 			end = measure()
 		}
-		sched.Run(ctx, func(i int, _ time.Time) {
+		sched := harness.NewSchedule(time.Now().Add(20*time.Millisecond), rate, count)
+		st := &e2eState{ack: newAckState(w.stepID, sched), rec: harness.NewRecorder(), traces: make(map[string]*trace, count)}
+		cur.Store(st)
+		runStats := sched.Run(ctx, func(i int, _ time.Time) {
 			c := i % S
 			sp.send(c, sendFrame(stepRef(st.ack.id, i), room(c%R), fmt.Sprintf("%s.%d.%d", b.run, st.ack.id, i), text))
 		})
@@ -417,6 +419,7 @@ func (b *Bench) e2eSeries(ctx context.Context, sc *report.Scenario, w *wsPath, n
 			Lost: int64(count) - st.received.Load()}
 		step.Latency.Errors = st.ack.failed.Load()
 		logStep(b.log, name, step)
+		b.warnLateStart(name, rate, runStats)
 		out.Steps = append(out.Steps, step)
 		states[rate] = st
 		// Let the platform work off what this rate left behind before the next one, so

@@ -171,12 +171,13 @@ func (r *hopRig) run(ctx context.Context, rate float64, dur time.Duration, measu
 	r.cur.Store(st)
 	defer r.cur.Store(nil)
 	count := int(rate * dur.Seconds())
-	sched := harness.NewSchedule(time.Now().Add(20*time.Millisecond), rate, count)
-	suffix := "|" + strconv.FormatInt(st.id, 10) + "|" + hopPadding
+	// The measurement first: starting it takes time that must not delay sends already due.
 	var end func()
 	if measure != nil {
 		end = measure()
 	}
+	sched := harness.NewSchedule(time.Now().Add(20*time.Millisecond), rate, count)
+	suffix := "|" + strconv.FormatInt(st.id, 10) + "|" + hopPadding
 	send := asyncOps(ctx, sched, 10*time.Second, func(i int, intended time.Time, done func(error)) {
 		r.client.produce(ctx, hopKey(i, r.keys), []byte(strconv.FormatInt(intended.UnixNano(), 10)+suffix), nil, done)
 	})

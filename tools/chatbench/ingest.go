@@ -116,16 +116,21 @@ func (b *Bench) scenarioIngest(ctx context.Context, sc *report.Scenario) error {
 		perRate := map[string]any{}
 		run := func(sched harness.Schedule) harness.Step {
 			stepID++
-			st := newAckState(stepID, sched)
-			cur.Store(st)
+			// The sampler first, and the schedule started after it: finding the processes
+			// by their ports takes a few hundred milliseconds, which must not delay sends
+			// already due (it made every step's first sends late by that much).
 			smp := b.sampler()
 			smp.Start()
-			sched.Run(ctx, func(i int, _ time.Time) {
+			sched = harness.NewSchedule(time.Now().Add(20*time.Millisecond), sched.Rate, sched.Count)
+			st := newAckState(stepID, sched)
+			cur.Store(st)
+			runStats := sched.Run(ctx, func(i int, _ time.Time) {
 				c := i % S
 				p.send(c, sendFrame(stepRef(st.id, i), room(c%R), fmt.Sprintf("%s.%d.%d", b.run, st.id, i), text))
 			})
 			waitFor(ctx, 15*time.Second, func() bool { return st.acked.Load()+st.failed.Load() >= int64(sched.Count) })
 			u := smp.Stop()
+			b.warnLateStart(name, sched.Rate, runStats)
 			perRate[fmt.Sprint(sched.Rate)] = roundMap(u.Cores)
 			submitted.Add(st.acked.Load())
 			st.mu.Lock()

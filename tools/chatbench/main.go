@@ -238,6 +238,10 @@ type Plan struct {
 	FanMembers, FanSenders int
 	FanRates               []float64
 	FanDur                 time.Duration
+	// FanCentrifugo: also run the room on Centrifugo (built from deploy/centrifugo on
+	// first use), the reference, in the same run. The smoke leaves it out: the
+	// first build takes minutes.
+	FanCentrifugo bool
 	// Connections.
 	Conns int
 	// Drain is the longest wait for the platform to finish a backlog between runs.
@@ -259,7 +263,7 @@ func FullPlan() Plan {
 		ProfileRate: 1000, ProfileDur: 20 * time.Second, ProfileSenders: 20, ProfileRooms: 4,
 		PersistN: 50_000, PersistRooms: 100, CleanupRows: 800_000, CleanupRate: 200, CleanupDur: 20 * time.Second,
 		SearchMessages: 1_000_000, SearchQueries: 200,
-		FanMembers: 1000, FanSenders: 8, FanRates: []float64{20, 100, 400}, FanDur: 5 * time.Second,
+		FanMembers: 1000, FanSenders: 8, FanRates: []float64{20, 100, 400}, FanDur: 5 * time.Second, FanCentrifugo: true,
 		Conns: 10_000, Drain: 30 * time.Second, P99Limit: 50, TextBytes: 100,
 	}
 }

@@ -20,8 +20,20 @@ type pool struct {
 	wg        sync.WaitGroup
 }
 
-// dial opens one connection per user, user i to urls[i%len(urls)], concurrency at once.
+// dial opens one kchat connection per user, user i to urls[i%len(urls)], concurrency at once.
 func dial(ctx context.Context, urls []string, users []user, concurrency int) (*pool, error) {
+	return dialWith(ctx, urls, users, concurrency, dialKchat)
+}
+
+// dialer opens one connection for u.
+type dialer func(ctx context.Context, url string, u user) (*wsclient.Conn, error)
+
+func dialKchat(ctx context.Context, url string, u user) (*wsclient.Conn, error) {
+	return wsclient.Dial(ctx, url, u.token)
+}
+
+// dialWith is dial with connections opened by open.
+func dialWith(ctx context.Context, urls []string, users []user, concurrency int, open dialer) (*pool, error) {
 	p := &pool{conns: make([]*wsclient.Conn, len(users)), queues: make([]chan []byte, len(users))}
 	sem := make(chan struct{}, concurrency)
 	var mu sync.Mutex
@@ -36,7 +48,7 @@ func dial(ctx context.Context, urls []string, users []user, concurrency int) (*p
 			var err error
 			for attempt := 0; attempt < 3; attempt++ {
 				dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-				c, err = wsclient.Dial(dctx, urls[i%len(urls)], u.token)
+				c, err = open(dctx, urls[i%len(urls)], u)
 				cancel()
 				if err == nil {
 					break

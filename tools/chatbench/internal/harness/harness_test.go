@@ -252,3 +252,34 @@ func TestRound(t *testing.T) {
 		}
 	}
 }
+
+// Work done between fixing a schedule and running it (finding processes to sample took a
+// few hundred ms) makes the first send late; FirstLate says so, while a stall after the
+// first send does not count in it.
+func TestRunReportsLateFirstSend(t *testing.T) {
+	tests := []struct {
+		name          string
+		setup, stall  time.Duration
+		wantLateAbove time.Duration
+		wantLateBelow time.Duration
+	}{
+		// The bounds leave a loaded machine's timer slack (tens of ms), not a 150 ms stall.
+		{"on time", 0, 0, 0, 50 * time.Millisecond},
+		{"setup after fixing the schedule", 150 * time.Millisecond, 0, 140 * time.Millisecond, 2 * time.Second},
+		{"stall after the first send", 0, 150 * time.Millisecond, 0, 50 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := NewSchedule(time.Now().Add(10*time.Millisecond), 1000, 20)
+			time.Sleep(tt.setup)
+			st := s.Run(context.Background(), func(i int, _ time.Time) {
+				if i == 1 {
+					time.Sleep(tt.stall)
+				}
+			})
+			if st.FirstLate < tt.wantLateAbove || st.FirstLate >= tt.wantLateBelow {
+				t.Fatalf("FirstLate %v, want in [%v, %v)", st.FirstLate, tt.wantLateAbove, tt.wantLateBelow)
+			}
+		})
+	}
+}

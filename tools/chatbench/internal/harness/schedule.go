@@ -57,6 +57,10 @@ func (s Schedule) Due(now time.Time) int {
 type RunStats struct {
 	Fired   int           // sends started
 	MaxLate time.Duration // worst gap between a send's due time and when fire was called
+	// FirstLate is how late the first send started. Nothing was sent before it, so it is
+	// the load generator's own delay (work done between fixing the schedule and running
+	// it), never the system's: it should be about zero.
+	FirstLate time.Duration
 }
 
 // Run calls fire(i, intended) for every send, in order, as soon as it is due. fire should
@@ -76,8 +80,12 @@ func (s Schedule) Run(ctx context.Context, fire func(i int, intended time.Time))
 				return st
 			}
 			intended := s.Intended(i)
-			if late := time.Since(intended); late > st.MaxLate {
+			late := time.Since(intended)
+			if late > st.MaxLate {
 				st.MaxLate = late
+			}
+			if i == 0 {
+				st.FirstLate = max(late, 0)
 			}
 			fire(i, intended)
 			st.Fired++

@@ -43,7 +43,34 @@ func Dial(ctx context.Context, wsURL, token string) (*Conn, error) {
 	if strings.Contains(wsURL, "?") {
 		sep = "&"
 	}
-	ws, _, err := websocket.Dial(ctx, wsURL+sep+"token="+token, &websocket.DialOptions{
+	return dial(ctx, wsURL+sep+"token="+token, nil, func(c *Conn, data []byte) error {
+		f, err := protocol.DecodeServer(data)
+		w, ok := f.(*protocol.Welcome)
+		if err != nil || !ok {
+			return fmt.Errorf("expected welcome, got %.200s", data)
+		}
+		c.Welcome = w
+		return nil
+	})
+}
+
+// DialCentrifugo connects to a Centrifugo server's JSON WebSocket endpoint
+// (ws://host:port/connection/websocket) that accepts anonymous clients, sends the
+// protocol's connect command and waits for its reply. Centrifugo writes several replies
+// and pushes in one frame, one per line: a handler gets whole frames.
+func DialCentrifugo(ctx context.Context, wsURL string) (*Conn, error) {
+	return dial(ctx, wsURL, []byte(`{"id":1,"connect":{}}`), func(_ *Conn, data []byte) error {
+		if !bytes.HasPrefix(data, []byte(`{"id":1,"connect":`)) {
+			return fmt.Errorf("expected a connect reply, got %.200s", data)
+		}
+		return nil
+	})
+}
+
+// dial opens the connection, writes hello (if any), and hands the first frame to greeted
+// before the read loop starts.
+func dial(ctx context.Context, wsURL string, hello []byte, greeted func(c *Conn, first []byte) error) (*Conn, error) {
+	ws, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{
 		HTTPClient:      HTTPClient,
 		CompressionMode: websocket.CompressionDisabled,
 	})
@@ -52,18 +79,21 @@ func Dial(ctx context.Context, wsURL, token string) (*Conn, error) {
 	}
 	ws.SetReadLimit(1 << 20)
 	c := &Conn{ws: ws, done: make(chan struct{})}
+	if hello != nil {
+		if err := ws.Write(ctx, websocket.MessageText, hello); err != nil {
+			_ = ws.CloseNow()
+			return nil, err
+		}
+	}
 	_, data, err := ws.Read(ctx)
 	if err != nil {
 		_ = ws.CloseNow()
-		return nil, fmt.Errorf("waiting for welcome: %w", err)
+		return nil, fmt.Errorf("waiting for the server's first frame: %w", err)
 	}
-	f, err := protocol.DecodeServer(data)
-	w, ok := f.(*protocol.Welcome)
-	if err != nil || !ok {
+	if err := greeted(c, data); err != nil {
 		_ = ws.CloseNow()
-		return nil, fmt.Errorf("expected welcome, got %.200s", data)
+		return nil, err
 	}
-	c.Welcome = w
 	go c.readLoop()
 	return c, nil
 }

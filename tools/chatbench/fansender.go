@@ -1,0 +1,144 @@
+package main
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kchat/kchat/pkg/protocol"
+	"github.com/kchat/kchat/tools/chatbench/internal/wsclient"
+)
+
+// sendAnswer is what a server said to one send.
+type sendAnswer int
+
+const (
+	answerNone     sendAnswer = iota // not an answer to a send
+	answerAccepted                   // acknowledged
+	answerRetry                      // refused for now: send it again later
+	answerRefused                    // refused for good
+)
+
+// kchatAnswer reads an ack or a refusal naming a client_msg_id.
+func kchatAnswer(frame []byte) (clientMsgID string, a sendAnswer, retryAfter time.Duration) {
+	typ, err := wsclient.StringField(frame, "type")
+	if err != nil {
+		return "", answerNone, 0
+	}
+	switch string(typ) {
+	case protocol.TypeAck:
+		cid, err := wsclient.StringField(frame, "client_msg_id")
+		if err != nil {
+			return "", answerNone, 0
+		}
+		return string(cid), answerAccepted, 0
+	case protocol.TypeError:
+		f, err := protocol.DecodeServer(frame)
+		e, ok := f.(*protocol.Error)
+		if err != nil || !ok || e.ClientMsgID == "" {
+			return "", answerNone, 0
+		}
+		if e.Retryable {
+			return e.ClientMsgID, answerRetry, time.Duration(e.RetryAfter) * time.Millisecond
+		}
+		return e.ClientMsgID, answerRefused, 0
+	}
+	return "", answerNone, 0
+}
+
+// maxUnanswered is how many sends a sender connection leaves unanswered before it waits,
+// the bound the gateway itself keeps per connection (hub.maxSendsInFlight).
+const maxUnanswered = 64
+
+// refusedRetry bounds the wait before a refused send is written again: at least what
+// the server asked for, growing per refusal of the same send.
+var refusedRetry = struct{ initial, max time.Duration }{100 * time.Millisecond, 2 * time.Second}
+
+// fanSender writes a room's sends over a pool of sender connections as a client that
+// follows the protocol does: at most maxUnanswered unanswered sends per connection (a
+// send waits for room, and the wait counts as latency), and a send refused for now
+// written again after the wait the refusal asks for. A server without answers (nil
+// answer) gets every send written once.
+type fanSender struct {
+	pool   *pool
+	answer func(frame []byte) (string, sendAnswer, time.Duration)
+	window []chan struct{}
+
+	mu      sync.Mutex
+	pending map[string]*pendingSend
+	closed  bool
+
+	resent, refused atomic.Int64
+}
+
+type pendingSend struct {
+	conn     int
+	frame    []byte
+	refusals int
+}
+
+func newFanSender(p *pool, answer func([]byte) (string, sendAnswer, time.Duration)) *fanSender {
+	s := &fanSender{pool: p, answer: answer, pending: map[string]*pendingSend{}}
+	if answer == nil {
+		return s
+	}
+	s.window = make([]chan struct{}, len(p.conns))
+	for i := range s.window {
+		s.window[i] = make(chan struct{}, maxUnanswered)
+	}
+	p.setHandler(func(conn int, frame []byte, _ time.Time) { s.read(frame) })
+	return s
+}
+
+// send writes frame, the send named clientMsgID, on connection i (modulo the pool).
+func (s *fanSender) send(i int, clientMsgID string, frame []byte) {
+	conn := i % len(s.pool.conns)
+	if s.answer == nil {
+		s.pool.send(conn, frame)
+		return
+	}
+	s.window[conn] <- struct{}{}
+	s.mu.Lock()
+	s.pending[clientMsgID] = &pendingSend{conn: conn, frame: frame}
+	s.mu.Unlock()
+	s.pool.send(conn, frame)
+}
+
+func (s *fanSender) read(frame []byte) {
+	cid, a, after := s.answer(frame)
+	if a == answerNone {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.pending[cid]
+	if p == nil {
+		return
+	}
+	switch a {
+	case answerAccepted, answerRefused:
+		delete(s.pending, cid)
+		<-s.window[p.conn]
+		if a == answerRefused {
+			s.refused.Add(1)
+		}
+	case answerRetry:
+		p.refusals++
+		wait := min(refusedRetry.initial<<min(p.refusals-1, 5), refusedRetry.max)
+		time.AfterFunc(max(wait, after), func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if !s.closed {
+				s.resent.Add(1)
+				s.pool.send(p.conn, p.frame)
+			}
+		})
+	}
+}
+
+// close stops resends; call it before closing the pool.
+func (s *fanSender) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+}
