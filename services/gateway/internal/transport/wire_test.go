@@ -225,3 +225,32 @@ func interleave(t *testing.T) {
 	}
 	t.Logf("%d frames, %d server pings, %d client pings", len(r.frames), server.n.Load(), client.n.Load())
 }
+
+// A batch keeps the deadline already on the socket only when that is no later than its
+// own and leaves it at least half its time; anything else re-arms it.
+func TestWireConn_keeps_a_deadline_only_when_it_is_no_laxer_and_leaves_half(t *testing.T) {
+	now := time.Unix(1000, 0)
+	tests := []struct {
+		name     string
+		set      bool          // a writer's deadline is on the socket
+		current  time.Duration // that deadline, from now
+		asked    time.Duration // the batch's deadline, from now
+		wantKeep bool
+	}{
+		{"none set", false, 0, 10 * time.Second, false},
+		{"set moments ago", true, 9900 * time.Millisecond, 10 * time.Second, true},
+		{"exactly half left", true, 5 * time.Second, 10 * time.Second, true},
+		{"less than half left", true, 4 * time.Second, 10 * time.Second, false},
+		{"already passed", true, -time.Second, 50 * time.Millisecond, false},
+		{"later than asked (a close's short deadline)", true, 10 * time.Second, 2 * time.Second, false},
+		{"the same", true, 2 * time.Second, 2 * time.Second, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := &wireConn{deadline: tt.set, at: now.Add(tt.current)}
+			if got := w.keepDeadline(now.Add(tt.asked), now); got != tt.wantKeep {
+				t.Fatalf("keepDeadline = %v, want %v", got, tt.wantKeep)
+			}
+		})
+	}
+}
