@@ -142,6 +142,16 @@ func TestNotification_offline_recipients_outbox_and_redelivery(t *testing.T) {
 			t.Errorf("%s = %v, want %v", name, metrics[name], v)
 		}
 	}
+
+	// A batch in which nobody is mentioned reads no usernames (handler.loadRooms): the
+	// notify_all room still notifies its offline members, the quiet room nobody, and a
+	// name-like word without "@" is no mention.
+	f.publish(
+		f.stored("r-loud", 3, event.KindMessage, "u-bob", "dinner?", event.RoomKindRoom),
+		f.stored("r-general", 2, event.KindMessage, "u-ann", "dan, are you there", event.RoomKindRoom),
+	)
+	f.waitConsumed(group, time.Minute)
+	checkRows(t, f, []row{want[0], {"u-ann", "r-loud", 3, event.ReasonRoom}, want[1], want[2]})
 }
 
 func checkRows(t *testing.T, f *fixture, want []row) {

@@ -255,15 +255,28 @@ func (h *Handler) inbox(ctx context.Context, tx pgx.Tx, items []stored) ([]store
 	return fresh, nil
 }
 
-// loadRooms reads the kind, notify_all setting and members (with usernames, for
-// mentions) of the rooms of the batch in one query. Membership is read when the event is
-// handled, not as of the message: someone who left in between is not notified.
+// loadRooms reads the kind, notify_all setting and members of the rooms of the batch in
+// one query, with the members' usernames only when a message of the batch mentions
+// someone: the rules need names for nothing else, and looking them up was most of the
+// query in a room of a thousand members. Membership is read when the event is handled,
+// not as of the message: someone who left in between is not notified.
 func loadRooms(ctx context.Context, tx pgx.Tx, items []stored) (map[string]rules.Room, error) {
 	ids := make([]string, 0, len(items))
+	names := false
 	for _, it := range items {
 		ids = append(ids, it.msg.RoomID)
+		names = names || len(rules.Mentions(it.msg.Text)) > 0
 	}
-	rows, err := tx.Query(ctx, `
+	query := `
+		SELECT r.id, r.kind, r.notify_all,
+		       coalesce(array_agg(m.user_id ORDER BY m.user_id) FILTER (WHERE m.user_id IS NOT NULL), '{}'),
+		       '{}'::text[]
+		FROM rooms r
+		LEFT JOIN room_members m ON m.room_id = r.id
+		WHERE r.id = ANY($1::text[])
+		GROUP BY r.id`
+	if names {
+		query = `
 		SELECT r.id, r.kind, r.notify_all,
 		       coalesce(array_agg(m.user_id ORDER BY m.user_id) FILTER (WHERE m.user_id IS NOT NULL), '{}'),
 		       coalesce(array_agg(u.username ORDER BY m.user_id) FILTER (WHERE m.user_id IS NOT NULL), '{}')
@@ -271,18 +284,23 @@ func loadRooms(ctx context.Context, tx pgx.Tx, items []stored) (map[string]rules
 		LEFT JOIN room_members m ON m.room_id = r.id
 		LEFT JOIN users u ON u.id = m.user_id
 		WHERE r.id = ANY($1::text[])
-		GROUP BY r.id`, slices.Compact(slices.Sorted(slices.Values(ids))))
+		GROUP BY r.id`
+	}
+	rows, err := tx.Query(ctx, query, slices.Compact(slices.Sorted(slices.Values(ids))))
 	if err != nil {
 		return nil, fmt.Errorf("cannot read rooms: %w", err)
 	}
 	rooms := map[string]rules.Room{}
 	var id, kind string
 	var notifyAll bool
-	var userIDs, names []string
-	_, err = pgx.ForEachRow(rows, []any{&id, &kind, &notifyAll, &userIDs, &names}, func() error {
+	var userIDs, usernames []string
+	_, err = pgx.ForEachRow(rows, []any{&id, &kind, &notifyAll, &userIDs, &usernames}, func() error {
 		r := rules.Room{Kind: kind, NotifyAll: notifyAll, Members: make([]rules.Member, len(userIDs))}
 		for i := range userIDs {
-			r.Members[i] = rules.Member{ID: userIDs[i], Username: names[i]}
+			r.Members[i] = rules.Member{ID: userIDs[i]}
+			if i < len(usernames) {
+				r.Members[i].Username = usernames[i]
+			}
 		}
 		rooms[id] = r
 		return nil
