@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/kchat/kchat/pkg/localstack"
@@ -87,13 +86,7 @@ func (b *Bench) startCentrifugo(ctx context.Context) (*centrifugoProc, error) {
 func (p *centrifugoProc) url() string { return "ws://" + p.addr + "/connection/websocket" }
 
 func (p *centrifugoProc) stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
+	terminate(p.cmd, p.done)
 	_ = os.RemoveAll(p.dir)
 }
 

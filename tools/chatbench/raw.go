@@ -183,13 +183,17 @@ func (p *rawProc) stats() (map[string]int64, error) {
 	return m, json.NewDecoder(res.Body).Decode(&m)
 }
 
-func (p *rawProc) stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+func (p *rawProc) stop() { terminate(p.cmd, p.done) }
+
+// terminate stops a child process the bench started: SIGTERM, then SIGKILL after 5 s.
+// done is closed when its Wait returned.
+func terminate(cmd *exec.Cmd, done <-chan struct{}) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-p.done:
+	case <-done:
 	case <-time.After(5 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
+		_ = cmd.Process.Kill()
+		<-done
 	}
 }
 
