@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kchat/kchat/pkg/backoff"
 	"github.com/kchat/kchat/pkg/protocol"
 	"github.com/kchat/kchat/tools/chatbench/internal/wsclient"
 )
@@ -52,7 +53,7 @@ const maxUnanswered = 64
 
 // refusedRetry bounds the wait before a refused send is written again: at least what
 // the server asked for, growing per refusal of the same send.
-var refusedRetry = struct{ initial, max time.Duration }{100 * time.Millisecond, 2 * time.Second}
+var refusedRetry = backoff.Policy{Initial: 100 * time.Millisecond, Max: 2 * time.Second}
 
 // fanSender writes a room's sends over a pool of sender connections as a client that
 // follows the protocol does: at most maxUnanswered unanswered sends per connection (a
@@ -124,7 +125,7 @@ func (s *fanSender) read(frame []byte) {
 		}
 	case answerRetry:
 		p.refusals++
-		wait := min(refusedRetry.initial<<min(p.refusals-1, 5), refusedRetry.max)
+		wait := refusedRetry.Step(p.refusals - 1)
 		time.AfterFunc(max(wait, after), func() {
 			s.mu.Lock()
 			defer s.mu.Unlock()
