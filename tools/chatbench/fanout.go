@@ -182,7 +182,7 @@ func (b *Bench) fanRun(ctx context.Context, name string, wire fanWire, members, 
 			return nil, fmt.Errorf("%s: warm-up reached %d of %d members within 60s", name, got, M)
 		}
 		cid := fmt.Sprintf("%sw.%d", prefix, n)
-		sender.send(0, cid, wire.send("w", room, cid, "warm-up"))
+		sender.send(ctx, 0, cid, wire.send("w", room, cid, "warm-up"))
 		waitFor(ctx, 3*time.Second, func() bool {
 			for k := range M {
 				if !warm[k].Load() {
@@ -218,7 +218,7 @@ func (b *Bench) fanRun(ctx context.Context, name string, wire fanWire, members, 
 		resent0, refused0 := sender.resent.Load(), sender.refused.Load()
 		runStats := st.sched.Run(ctx, func(i int, _ time.Time) {
 			cid := fmt.Sprintf("%s%d.%d", prefix, st.id, i)
-			sender.send(i, cid, wire.send(stepRef(st.id, i), room, cid, text))
+			sender.send(ctx, i, cid, wire.send(stepRef(st.id, i), room, cid, text))
 		})
 		waitFor(ctx, 20*time.Second, func() bool { return total() >= expected })
 		usage := smp.Stop()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,14 +92,22 @@ func newFanSender(p *pool, answer func([]byte) (string, sendAnswer, time.Duratio
 	return s
 }
 
-// send writes frame, the send named clientMsgID, on connection i (modulo the pool).
-func (s *fanSender) send(i int, clientMsgID string, frame []byte) {
+// send writes frame, the send named clientMsgID, on connection i (modulo the pool). A
+// send that finds its connection closed, or ctx ended, while it waits for room is not
+// written: it counts as undelivered.
+func (s *fanSender) send(ctx context.Context, i int, clientMsgID string, frame []byte) {
 	conn := i % len(s.pool.conns)
 	if s.answer == nil {
 		s.pool.send(conn, frame)
 		return
 	}
-	s.window[conn] <- struct{}{}
+	select {
+	case s.window[conn] <- struct{}{}:
+	case <-s.pool.conns[conn].Done():
+		return
+	case <-ctx.Done():
+		return
+	}
 	s.mu.Lock()
 	s.pending[clientMsgID] = &pendingSend{conn: conn, frame: frame}
 	s.mu.Unlock()
