@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/kchat/kchat/pkg/localstack"
-	"github.com/kchat/kchat/pkg/protocol"
 	"github.com/kchat/kchat/tools/chatbench/internal/harness"
 	"github.com/kchat/kchat/tools/chatbench/internal/procstat"
 	"github.com/kchat/kchat/tools/chatbench/internal/report"
@@ -49,47 +48,6 @@ type fanResult struct {
 	// resent: sends written again after a refusal for now; refused: refused for good.
 	resent, refused int64
 }
-
-// fanKind is what a message a member reads means to fanRun.
-type fanKind int
-
-const (
-	fanOther      fanKind = iota
-	fanSubscribed         // the room is followed
-	fanMessage            // a message of the room
-)
-
-// fanWire is what fanRun needs of the protocol a server speaks.
-type fanWire struct {
-	open dialer
-	// subscribe is the frame a member sends to follow room; nil: members follow it from
-	// the start.
-	subscribe func(room string) []byte
-	send      func(ref, room, clientMsgID, text string) []byte
-	// answer reads a frame a sender got: which send it answers and how (nil: the
-	// protocol's answers name no send, as Centrifugo's publish replies name a command id).
-	answer func(frame []byte) (clientMsgID string, a sendAnswer, retryAfter time.Duration)
-	// read calls fn on each message a frame carries.
-	read func(frame []byte, fn func(kind fanKind, msg []byte))
-}
-
-// kchatWire is kchat's protocol; the raw broadcaster speaks it too.
-var kchatWire = fanWire{open: dialKchat, subscribe: subscribeFrame, send: sendFrame, answer: kchatAnswer,
-	read: func(frame []byte, fn func(fanKind, []byte)) {
-		typ, err := wsclient.StringField(frame, "type")
-		if err != nil {
-			return
-		}
-		switch string(typ) {
-		case protocol.TypeSynced, protocol.TypeSubscribed:
-			// The gateway may have subscribed the connection on its own (a join entry)
-			// before ours arrived (then ours only gets "subscribed"): either means
-			// the room is followed; the warm-up proves delivery.
-			fn(fanSubscribed, frame)
-		case protocol.TypeMessage:
-			fn(fanMessage, frame)
-		}
-	}}
 
 // fanRun drives one room of members (conns) with messages from senders at each rate.
 // urls: where members connect, alternating.

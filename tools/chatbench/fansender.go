@@ -7,46 +7,7 @@ import (
 	"time"
 
 	"github.com/kchat/kchat/pkg/backoff"
-	"github.com/kchat/kchat/pkg/protocol"
-	"github.com/kchat/kchat/tools/chatbench/internal/wsclient"
 )
-
-// sendAnswer is what a server said to one send.
-type sendAnswer int
-
-const (
-	answerNone     sendAnswer = iota // not an answer to a send
-	answerAccepted                   // acknowledged
-	answerRetry                      // refused for now: send it again later
-	answerRefused                    // refused for good
-)
-
-// kchatAnswer reads an ack or a refusal naming a client_msg_id.
-func kchatAnswer(frame []byte) (clientMsgID string, a sendAnswer, retryAfter time.Duration) {
-	typ, err := wsclient.StringField(frame, "type")
-	if err != nil {
-		return "", answerNone, 0
-	}
-	switch string(typ) {
-	case protocol.TypeAck:
-		cid, err := wsclient.StringField(frame, "client_msg_id")
-		if err != nil {
-			return "", answerNone, 0
-		}
-		return string(cid), answerAccepted, 0
-	case protocol.TypeError:
-		f, err := protocol.DecodeServer(frame)
-		e, ok := f.(*protocol.Error)
-		if err != nil || !ok || e.ClientMsgID == "" {
-			return "", answerNone, 0
-		}
-		if e.Retryable {
-			return e.ClientMsgID, answerRetry, time.Duration(e.RetryAfter) * time.Millisecond
-		}
-		return e.ClientMsgID, answerRefused, 0
-	}
-	return "", answerNone, 0
-}
 
 // maxUnanswered is how many sends a sender connection leaves unanswered before it waits,
 // the bound the gateway itself keeps per connection (hub.maxSendsInFlight).
