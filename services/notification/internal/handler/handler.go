@@ -233,7 +233,7 @@ func (h *Handler) inbox(ctx context.Context, tx pgx.Tx, items []stored) ([]store
 		INSERT INTO processed_events (consumer, event_id)
 		SELECT $1, id FROM unnest($2::text[]) AS t(id)
 		ON CONFLICT DO NOTHING
-		RETURNING event_id`, h.cfg.Consumer, slices.Compact(slices.Sorted(slices.Values(ids))))
+		RETURNING event_id`, h.cfg.Consumer, sortedSet(ids))
 	if err != nil {
 		return nil, fmt.Errorf("cannot record processed events: %w", err)
 	}
@@ -255,61 +255,93 @@ func (h *Handler) inbox(ctx context.Context, tx pgx.Tx, items []stored) ([]store
 	return fresh, nil
 }
 
-// loadRooms reads the kind, notify_all setting and members of the rooms of the batch in
-// one query, with the members' usernames only when a message of the batch mentions
-// someone: the rules need names for nothing else, and looking them up was most of the
-// query in a room of a thousand members. Membership is read when the event is handled,
-// not as of the message: someone who left in between is not notified.
+// loadRooms reads the kind and notify_all setting of the batch's rooms and those of their
+// members whom one of its messages may notify. In a DM or a notify_all room that is every
+// member. In any other room a member is notified only when mentioned, when taking part in
+// the thread replied to, or when their own level for the room is all (prefs.Decide), so
+// only those are read: reading every member of a room of a thousand for every message, and
+// their preferences, found nobody to notify in nearly every batch. The rules still decide
+// per message on what is read here, so a member read for another message of the batch
+// changes no outcome. Usernames are read only where a mention can match them. Membership
+// is read when the event is handled, not as of the message: someone who left in between
+// is not notified.
 func loadRooms(ctx context.Context, tx pgx.Tx, items []stored) (map[string]rules.Room, error) {
-	ids := make([]string, 0, len(items))
-	names := false
+	var ids, names, participants []string
 	for _, it := range items {
 		ids = append(ids, it.msg.RoomID)
-		names = names || len(rules.Mentions(it.msg.Text)) > 0
+		names = append(names, rules.Mentions(it.msg.Text)...)
+		participants = append(participants, it.msg.ThreadParticipants...)
 	}
-	query := `
-		SELECT r.id, r.kind, r.notify_all,
-		       coalesce(array_agg(m.user_id ORDER BY m.user_id) FILTER (WHERE m.user_id IS NOT NULL), '{}'),
-		       '{}'::text[]
-		FROM rooms r
-		LEFT JOIN room_members m ON m.room_id = r.id
-		WHERE r.id = ANY($1::text[])
-		GROUP BY r.id`
-	if names {
-		query = `
-		SELECT r.id, r.kind, r.notify_all,
-		       coalesce(array_agg(m.user_id ORDER BY m.user_id) FILTER (WHERE m.user_id IS NOT NULL), '{}'),
-		       coalesce(array_agg(u.username ORDER BY m.user_id) FILTER (WHERE m.user_id IS NOT NULL), '{}')
-		FROM rooms r
-		LEFT JOIN room_members m ON m.room_id = r.id
-		LEFT JOIN users u ON u.id = m.user_id
-		WHERE r.id = ANY($1::text[])
-		GROUP BY r.id`
-	}
-	rows, err := tx.Query(ctx, query, slices.Compact(slices.Sorted(slices.Values(ids))))
+	rows, err := tx.Query(ctx, `SELECT id, kind, notify_all FROM rooms WHERE id = ANY($1::text[])`, sortedSet(ids))
 	if err != nil {
 		return nil, fmt.Errorf("cannot read rooms: %w", err)
 	}
 	rooms := map[string]rules.Room{}
+	var everyone, others []string
 	var id, kind string
 	var notifyAll bool
-	var userIDs, usernames []string
-	_, err = pgx.ForEachRow(rows, []any{&id, &kind, &notifyAll, &userIDs, &usernames}, func() error {
-		r := rules.Room{Kind: kind, NotifyAll: notifyAll, Members: make([]rules.Member, len(userIDs))}
-		for i := range userIDs {
-			r.Members[i] = rules.Member{ID: userIDs[i]}
-			if i < len(usernames) {
-				r.Members[i].Username = usernames[i]
-			}
+	if _, err = pgx.ForEachRow(rows, []any{&id, &kind, &notifyAll}, func() error {
+		rooms[id] = rules.Room{Kind: kind, NotifyAll: notifyAll}
+		if kind == event.RoomKindDM || notifyAll {
+			everyone = append(everyone, id)
+		} else {
+			others = append(others, id)
 		}
-		rooms[id] = r
 		return nil
-	})
-	if err != nil {
+	}); err != nil {
 		return nil, fmt.Errorf("cannot read rooms: %w", err)
+	}
+	if len(everyone) > 0 {
+		query := `SELECT m.room_id, m.user_id, '' FROM room_members m WHERE m.room_id = ANY($1::text[]) ORDER BY 1, 2`
+		if len(names) > 0 {
+			query = `SELECT m.room_id, m.user_id, u.username FROM room_members m JOIN users u ON u.id = m.user_id
+				WHERE m.room_id = ANY($1::text[]) ORDER BY 1, 2`
+		}
+		if err := addMembers(ctx, tx, rooms, query, everyone); err != nil {
+			return nil, err
+		}
+	}
+	if len(others) > 0 {
+		// Three lookups by index, each as small as its answer.
+		query := `
+			SELECT m.room_id, m.user_id, u.username FROM users u JOIN room_members m ON m.user_id = u.id
+			WHERE u.username = ANY($2::text[]) AND m.room_id = ANY($1::text[])
+			UNION
+			SELECT m.room_id, m.user_id, u.username FROM room_members m JOIN users u ON u.id = m.user_id
+			WHERE m.user_id = ANY($3::text[]) AND m.room_id = ANY($1::text[])
+			UNION
+			SELECT m.room_id, m.user_id, u.username FROM room_notification_prefs p
+			JOIN room_members m ON m.room_id = p.room_id AND m.user_id = p.user_id
+			JOIN users u ON u.id = m.user_id
+			WHERE p.room_id = ANY($1::text[]) AND p.level = 'all'
+			ORDER BY 1, 2`
+		if err := addMembers(ctx, tx, rooms, query, others, sortedSet(names), sortedSet(participants)); err != nil {
+			return nil, err
+		}
 	}
 	return rooms, nil
 }
+
+// addMembers appends the (room, user, username) rows of query to their rooms.
+func addMembers(ctx context.Context, tx pgx.Tx, rooms map[string]rules.Room, query string, args ...any) error {
+	rows, err := tx.Query(ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("cannot read room members: %w", err)
+	}
+	var room string
+	var m rules.Member
+	if _, err := pgx.ForEachRow(rows, []any{&room, &m.ID, &m.Username}, func() error {
+		r := rooms[room]
+		r.Members = append(r.Members, m)
+		rooms[room] = r
+		return nil
+	}); err != nil {
+		return fmt.Errorf("cannot read room members: %w", err)
+	}
+	return nil
+}
+
+func sortedSet(s []string) []string { return slices.Compact(slices.Sorted(slices.Values(s))) }
 
 // loadPrefs reads the preferences of every member of the batch's rooms (and of the DMs'
 // members named in the events) for those rooms, in the batch's transaction.
@@ -324,7 +356,7 @@ func loadPrefs(ctx context.Context, tx pgx.Tx, items []stored, rooms map[string]
 	for _, it := range items {
 		users = append(users, it.msg.Members...)
 	}
-	return prefs.Load(ctx, tx, slices.Compact(slices.Sorted(slices.Values(users))), roomIDs)
+	return prefs.Load(ctx, tx, sortedSet(users), roomIDs)
 }
 
 // plan works out the notifications of the fresh events: the rules' recipients filtered
