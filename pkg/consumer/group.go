@@ -43,6 +43,11 @@ type queued struct {
 	gen int32
 }
 
+// fetchWaitBytes is the data a fetch with Config.FetchWait waits for at most: half a
+// response (fetcher's default MaxBytes is 1 MiB), so that a backlog still comes in full
+// responses at once and only a trickle waits.
+const fetchWaitBytes = 512 << 10
+
 func newGroupReader(cfg Config) (*groupReader, error) {
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                     cfg.GroupID,
@@ -63,10 +68,14 @@ func newGroupReader(cfg Config) (*groupReader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s: %w", cfg.Name, err)
 	}
-	f, err := fetcher.New(fetcher.Config{
+	fc := fetcher.Config{
 		Brokers: cfg.Brokers, Security: cfg.Security, MaxWait: 250 * time.Millisecond,
 		ResetOffset: cfg.StartOffset, Logger: cfg.Logger.With("consumer", cfg.Name),
-	})
+	}
+	if cfg.FetchWait > 0 {
+		fc.MaxWait, fc.MinBytes = cfg.FetchWait, fetchWaitBytes
+	}
+	f, err := fetcher.New(fc)
 	if err != nil {
 		_ = group.Close()
 		return nil, err

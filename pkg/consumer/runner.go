@@ -27,6 +27,11 @@ type Config struct {
 	// whatever has already arrived, up to BatchSize, waiting at most BatchLinger for more.
 	BatchSize   int
 	BatchLinger time.Duration // default 2ms
+	// FetchWait, if set, lets each fetch collect records for this long (up to a response's
+	// worth) instead of answering with the first: a consumer nobody waits for then makes a
+	// few requests a second per broker whatever the rate, and handles larger batches, at
+	// the cost of that much delay. Zero: a fetch is answered as soon as a record arrives.
+	FetchWait time.Duration
 	// ShutdownTimeout bounds how long in-flight work may take after Run's context ends
 	// (default 30s); then it is cancelled and, uncommitted, redelivered later.
 	ShutdownTimeout time.Duration

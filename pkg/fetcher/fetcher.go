@@ -43,6 +43,12 @@ type Config struct {
 	// data (default 250ms): it bounds an idle consumer's requests, not latency, since a
 	// fetch is answered as soon as one record arrives.
 	MaxWait time.Duration
+	// MinBytes is how much data a broker waits for before answering a fetch (default 1:
+	// the first record). Above 1, MaxWait is also how late a record may be handed over, and
+	// a consumer makes about one request per broker per MaxWait whatever the rate: for
+	// consumers nobody waits for, since each request costs a broker more than the records
+	// in it (docs/architecture.md, "What a message costs").
+	MinBytes int
 	// MaxBytes bounds one response (default 1 MiB) and PartitionMaxBytes each partition's
 	// share of it (default 256 KiB); a record larger than either still comes, alone. They
 	// are small because a response is decoded whole, decompression included, before the
@@ -90,6 +96,9 @@ func New(cfg Config) (*Fetcher, error) {
 	}
 	if cfg.MaxBytes == 0 {
 		cfg.MaxBytes = 1 << 20
+	}
+	if cfg.MinBytes <= 0 {
+		cfg.MinBytes = 1
 	}
 	if cfg.PartitionMaxBytes == 0 {
 		cfg.PartitionMaxBytes = 256 << 10

@@ -53,6 +53,7 @@ type collector struct {
 	n      int
 	want   int
 	filled chan struct{}
+	at     time.Time // when it filled
 }
 
 func newCollector(want int) *collector {
@@ -66,6 +67,7 @@ func (c *collector) deliver(_ context.Context, b fetcher.Batch) error {
 	before := c.n
 	c.n += len(b.Messages)
 	if before < c.want && c.n >= c.want {
+		c.at = time.Now()
 		close(c.filled)
 	}
 	return nil
@@ -211,5 +213,30 @@ func TestResolve_last_offset_then_Run_reads_only_what_came_after(t *testing.T) {
 		if want := start[fetcher.Partition{Topic: topic, ID: p}]; ms[0].Offset != want {
 			t.Fatalf("partition %d read from %d, want %d", p, ms[0].Offset, want)
 		}
+	}
+}
+
+// With MinBytes above what the partitions hold, a broker keeps each fetch for MaxWait
+// before answering: a record already there is handed over no sooner than that (with
+// MinBytes 1 it would come at once).
+func TestRun_min_bytes_holds_a_fetch_for_max_wait(t *testing.T) {
+	env := stacktest.Get(t)
+	topic := env.Topics(t)(topics.Submitted)
+	write(t, env, topic, 1, 0)
+	const wait = 1500 * time.Millisecond
+	f, err := fetcher.New(fetcher.Config{Brokers: env.Brokers, Security: env.Security, MaxWait: wait, MinBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c := newCollector(1)
+	start := time.Now()
+	run(t, f, all(topic, kafka.FirstOffset), c)
+	if n := check(t, c); n != 1 {
+		t.Fatalf("%d records, want 1", n)
+	}
+	// Kafka's purgatory timer ticks in milliseconds; allow it one early tick and more.
+	if got := c.at.Sub(start); got < wait-10*time.Millisecond {
+		t.Fatalf("the record came %s after Run started, before the fetch's MaxWait %s", got, wait)
 	}
 }

@@ -77,7 +77,7 @@ func (f *Fetcher) request(parts []Partition, offsets []int64) *fetchapi.Request 
 	req := &fetchapi.Request{
 		ReplicaID:   -1,
 		MaxWaitTime: int32(f.cfg.MaxWait.Milliseconds()),
-		MinBytes:    1,
+		MinBytes:    int32(f.cfg.MinBytes),
 		MaxBytes:    int32(f.cfg.MaxBytes),
 		// No fetch sessions: each request names its partitions in full.
 		SessionID:    -1,

@@ -23,6 +23,7 @@ func main() {
 	databaseURL := flag.String("database-url", service.Env("DATABASE_URL", service.DefaultDatabaseURL), "PostgreSQL URL (DATABASE_URL)")
 	expiry := flag.Duration("presence-expiry", service.EnvDuration("PRESENCE_EXPIRY", presence.DefaultExpiry), "a gateway without a heartbeat for this long is dead (PRESENCE_EXPIRY)")
 	batchSize := flag.Int("batch-size", service.EnvInt("BATCH_SIZE", 100), "most events handled in one transaction (BATCH_SIZE)")
+	fetchWait := flag.Duration("fetch-wait", service.EnvDuration("FETCH_WAIT", app.DefaultFetchWait), "how long a fetch collects stored messages before handing them over; nobody waits for a notification to an offline user, and every fetch costs the brokers; 0: none (FETCH_WAIT)")
 	migrate := flag.Bool("migrate", false, "apply database migrations before starting (persistence normally does)")
 	// E-mail digests: off unless an SMTP host is given (docs/notifications.md).
 	smtpHost := flag.String("smtp-host", service.Env("SMTP_HOST", ""), "SMTP server for e-mail digests; empty: no e-mail (SMTP_HOST)")
@@ -40,6 +41,9 @@ func main() {
 	vapidSubject := flag.String("vapid-subject", service.Env("VAPID_SUBJECT", ""), "contact for push services: mailto:<address> or an https URL (VAPID_SUBJECT)")
 	pushTTL := flag.Duration("push-ttl", service.EnvDuration("PUSH_TTL", 24*time.Hour), "how long push services keep a push for an offline device (PUSH_TTL)")
 	service.Main(f, func(ctx context.Context, logger *slog.Logger) error {
+		if *fetchWait < 0 {
+			return fmt.Errorf("-fetch-wait %s: want 0 (none) or a positive duration", *fetchWait)
+		}
 		var pushCfg *push.Config
 		if keys := (webpush.Keys{Public: *vapidPublic, Private: *vapidPrivate, Subject: *vapidSubject}); !keys.Zero() {
 			pushCfg = &push.Config{Keys: keys, TTL: *pushTTL}
@@ -70,6 +74,7 @@ func main() {
 			Group:          f.Group,
 			StartOffset:    f.StartOffset,
 			BatchSize:      *batchSize,
+			FetchWait:      noWaitIsNegative(*fetchWait),
 			PresenceExpiry: *expiry,
 			Migrate:        *migrate,
 			Logger:         logger,
@@ -77,4 +82,13 @@ func main() {
 			Push:           pushCfg,
 		})
 	})
+}
+
+// noWaitIsNegative maps a fetch wait of 0 on the command line (none) to what app.Config
+// means by none; app.Config's zero value is the default wait.
+func noWaitIsNegative(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

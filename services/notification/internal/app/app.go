@@ -30,6 +30,13 @@ import (
 
 const name = "notification"
 
+// DefaultFetchWait is how long a fetch of stored messages collects them. Notifications go
+// to users who are offline, whom a quarter of a second does not keep waiting, while each
+// fetch answered with one or two messages costs the brokers as much as one with hundreds:
+// at 500 msg/s over 50 rooms, notification made a quarter of all consumer fetches and one
+// transaction per fetch. With the wait it makes about four fetches a second per broker.
+const DefaultFetchWait = 250 * time.Millisecond
+
 // Config is the service's configuration. Zero values mean the defaults given on each field.
 type Config struct {
 	Brokers     []string          // required
@@ -43,6 +50,7 @@ type Config struct {
 	// would notify everyone about old messages.
 	StartOffset    int64
 	BatchSize      int           // most events per transaction (default 100)
+	FetchWait      time.Duration // how long a fetch collects messages (default DefaultFetchWait; negative: none)
 	PresenceExpiry time.Duration // default presence.DefaultExpiry
 	Migrate        bool          // apply migrations before starting
 	Logger         *slog.Logger
@@ -66,6 +74,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.BatchSize <= 0 {
 		c.BatchSize = 100
+	}
+	if c.FetchWait == 0 {
+		c.FetchWait = DefaultFetchWait
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -161,6 +172,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Topics:      []string{names.Of(topics.Stored)},
 		Name:        name,
 		BatchSize:   cfg.BatchSize,
+		FetchWait:   max(cfg.FetchWait, 0),
 		StartOffset: cfg.StartOffset,
 		Logger:      log,
 		Metrics:     consumer.NewMetrics(cfg.Admin.Registry),
