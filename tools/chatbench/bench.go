@@ -99,9 +99,11 @@ func Run(ctx context.Context, cfg Config) (*report.Result, error) {
 	}
 	b.db = pool
 	b.res.Config["quiet_load"] = b.quietLoad()
+	b.res.Config["leaders_moved_to_preferred"] = b.spreadLeaders(ctx)
+	// Warm first, then wait for quiet: the warm-up's own load decays in that wait.
+	b.res.Config["broker_warmup"] = b.warmBrokers(ctx, cfg.Plan.WarmMax)
 	b.res.Config["waited_for_quiet_s"] = b.waitQuiet(ctx, cfg.WaitQuiet)
 	b.res.Config["loadavg_start"] = loadAvg()
-	b.res.Config["leaders_moved_to_preferred"] = b.spreadLeaders(ctx)
 	b.pids = b.resolvePIDs()
 	b.res.Config["pids"] = b.pids
 	b.log.Info("chatbench starting", "mode", cfg.Plan.Mode, "run", b.run, "pids", b.pids)

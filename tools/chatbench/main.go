@@ -63,6 +63,7 @@ func main() {
 		quiet      = flag.Duration("wait-quiet", 3*time.Minute, "before the first scenario, wait up to this long for a quiet machine (0: don't)")
 		quietEach  = flag.Duration("wait-quiet-each", 90*time.Second, "before each later scenario, wait up to this long for a quiet machine (0: don't)")
 		quietLoad  = flag.Float64("quiet-load", 0, "a quiet machine has a 1-minute load average below this (default: the number of cores)")
+		warmMax    = flag.Duration("warm-brokers", -1, "before the first scenario, offer a raw hop to local brokers until their JIT compilers are quiet, for at most this long (0: don't; default: the plan's)")
 	)
 	kafkaSec := service.KafkaSecurityFlags()
 	flag.Parse()
@@ -101,6 +102,9 @@ func main() {
 		cfg.ExtraBatchSize = 0
 	} else {
 		cfg.Plan = FullPlan()
+	}
+	if *warmMax >= 0 {
+		cfg.Plan.WarmMax = *warmMax
 	}
 	if *cleanRows > 0 {
 		cfg.Plan.CleanupRows = *cleanRows
@@ -242,6 +246,11 @@ type Plan struct {
 	// first use), the reference, in the same run. The smoke leaves it out: the
 	// first build takes minutes.
 	FanCentrifugo bool
+	// Broker warm-up before the first scenario: a raw hop at WarmRate in rounds of
+	// WarmRound, for at most WarmMax (0: none), until the brokers' JIT compilers are quiet.
+	WarmRate  float64
+	WarmRound time.Duration
+	WarmMax   time.Duration
 	// Connections.
 	Conns int
 	// Drain is the longest wait for the platform to finish a backlog between runs.
@@ -264,6 +273,7 @@ func FullPlan() Plan {
 		PersistN: 50_000, PersistRooms: 100, CleanupRows: 800_000, CleanupRate: 200, CleanupDur: 20 * time.Second,
 		SearchMessages: 1_000_000, SearchQueries: 200,
 		FanMembers: 1000, FanSenders: 8, FanRates: []float64{20, 100, 400}, FanDur: 5 * time.Second, FanCentrifugo: true,
+		WarmRate: 2000, WarmRound: 10 * time.Second, WarmMax: 5 * time.Minute,
 		Conns: 10_000, Drain: 30 * time.Second, P99Limit: 50, TextBytes: 100,
 	}
 }
@@ -280,6 +290,7 @@ func SmokePlan() Plan {
 		PersistN: 500, PersistRooms: 5, CleanupRows: 5000, CleanupRate: 100, CleanupDur: 2 * time.Second,
 		SearchMessages: 20_000, SearchQueries: 20,
 		FanMembers: 20, FanSenders: 2, FanRates: []float64{10}, FanDur: time.Second,
+		WarmRate: 50, WarmRound: time.Second, WarmMax: time.Second,
 		Conns: 100, Drain: 20 * time.Second, P99Limit: 1000, TextBytes: 100,
 	}
 }

@@ -121,6 +121,28 @@ func TestSmoke(t *testing.T) {
 	if back.Git.Commit == "" || back.Machine.Cores == 0 || len(back.Figures) != len(res.Figures) {
 		t.Errorf("result file: %+v", back)
 	}
+	// The brokers' warm-up ran a round and read every broker's JIT compilers and CPU.
+	warmup, _ := back.Config["broker_warmup"].(map[string]any)
+	rounds, _ := warmup["rounds"].([]any)
+	if len(rounds) == 0 {
+		t.Errorf("broker warm-up: no round: %v", warmup)
+	} else {
+		r, _ := rounds[0].(map[string]any)
+		jit, _ := r["jit_cpu_s"].(map[string]any)
+		cpu, _ := r["broker_cpu_s"].(map[string]any)
+		for i := range env.Brokers {
+			name := fmt.Sprintf("kafka-%d", i+1)
+			if _, ok := jit[name].(float64); !ok {
+				t.Errorf("broker warm-up: no JIT CPU for %s: %v", name, r)
+			}
+			if c, _ := cpu[name].(float64); c <= 0 {
+				t.Errorf("broker warm-up: no CPU for %s: %v", name, r)
+			}
+		}
+		if a, _ := r["achieved_per_s"].(float64); a <= 0 {
+			t.Errorf("broker warm-up: no load offered: %v", r)
+		}
+	}
 	// The profile kept a CPU profile of every Go service and of chatbench, and costs per
 	// message of the processes it sampled.
 	for _, svc := range []string{"gateway-a", "gateway-b", "persistence", "fanout", "chatbench"} {

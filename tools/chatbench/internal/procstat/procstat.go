@@ -69,6 +69,38 @@ func CPU(pid int) (time.Duration, error) {
 	return st.CPU, err
 }
 
+// ThreadCPU is the CPU time used so far by the threads of pid whose name (comm, at most
+// 15 bytes) match accepts: a JVM names its threads, so this tells the JIT compilers'
+// share of a broker from the rest.
+func ThreadCPU(pid int, match func(comm string) bool) (time.Duration, error) {
+	return threadCPU("/proc", pid, match)
+}
+
+func threadCPU(procRoot string, pid int, match func(string) bool) (time.Duration, error) {
+	stats, err := filepath.Glob(filepath.Join(procRoot, strconv.Itoa(pid), "task", "*", "stat"))
+	if err != nil {
+		return 0, err
+	}
+	if len(stats) == 0 {
+		return 0, fmt.Errorf("procstat: no threads of %d", pid)
+	}
+	var sum time.Duration
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // the thread ended since the listing
+		}
+		st, err := ParseStat(b)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", f, err)
+		}
+		if match(st.Comm) {
+			sum += st.CPU
+		}
+	}
+	return sum, nil
+}
+
 // RSS is the resident set size of pid in bytes (VmRSS).
 func RSS(pid int) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))

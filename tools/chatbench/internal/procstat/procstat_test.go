@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -99,5 +100,29 @@ func TestSamplerMachine(t *testing.T) {
 	}
 	if _, ok := u.CPUSeconds[Other]; !ok {
 		t.Fatal("no other")
+	}
+}
+
+func TestThreadCPU(t *testing.T) {
+	compiler := func(comm string) bool { return strings.Contains(comm, "CompilerThre") }
+	all := func(string) bool { return true }
+	for _, tc := range []struct {
+		name    string
+		pid     int
+		match   func(string) bool
+		want    time.Duration
+		wantErr bool
+	}{
+		{"the JIT compiler threads of a JVM", 4242, compiler, 3600 * time.Millisecond, false}, // (300+12+40+8) ticks
+		{"every thread", 4242, all, 15100 * time.Millisecond, false},
+		{"no thread matches", 4242, func(string) bool { return false }, 0, false},
+		{"no such process", 4243, all, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := threadCPU("testdata/proc", tc.pid, tc.match)
+			if (err != nil) != tc.wantErr || got != tc.want {
+				t.Fatalf("threadCPU = %v, %v; want %v (error: %v)", got, err, tc.want, tc.wantErr)
+			}
+		})
 	}
 }
