@@ -16,7 +16,7 @@ import (
 // an hour spent 0.2–5% of their CPU compiling under a raw hop at 2,000 msg/s; freshly
 // started ones spent 50–60% in their first minute (a third of the machine's two cores for
 // the three of them) and 3–8% after three to four minutes (2026-12-07). A raw hop measured
-// in that first minute came out 100 times slower for the first client than the same hop
+// in that first minute came out hundreds of times slower for the first client than the same hop
 // two minutes later, which would make a weak baseline of whichever client runs first.
 const warmJITShare = 0.05
 
@@ -36,7 +36,7 @@ type warmRound struct {
 // warmBrokers offers a raw hop (pkg/producer, the platform's keys) to brokers running on
 // this machine in rounds of the plan's warm-up rate and length, until a round in which
 // their JIT compilers took less than warmJITShare of their CPU, or until max. A stack
-// that has carried load passes in one round. What it did goes into the result's config.
+// that has carried load passes in one or two rounds. What it did goes into the result's config.
 func (b *Bench) warmBrokers(ctx context.Context, max time.Duration) map[string]any {
 	out := map[string]any{"max_s": max.Seconds(), "rate": b.plan.WarmRate, "round_s": b.plan.WarmRound.Seconds(),
 		"jit_share_below": warmJITShare}
