@@ -52,7 +52,11 @@ func newManager(root string, logger *slog.Logger) (*manager, error) {
 // open (re)makes the Stack in the given mode; for a secured one the SCRAM passwords are
 // generated into the state directory on first use (localstack.SecureConfig).
 func (m *manager) open(secure bool) error {
-	cfg := localstack.Config{Root: m.root, Logger: m.log}
+	pin, err := localstack.PinCPUsFromEnv()
+	if err != nil {
+		return err
+	}
+	cfg := localstack.Config{Root: m.root, Logger: m.log, PinCPUs: pin}
 	if secure {
 		cfg.Secure = &localstack.SecureConfig{}
 	}

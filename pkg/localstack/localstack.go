@@ -43,7 +43,11 @@ type Config struct {
 	MetricsPorts    []int // default 7071, 7072, 7073: the brokers' JMX exporters (/metrics)
 	PostgresPort    int   // default 5433
 	KafkaHeapMB     int   // default 512 per JVM: three of them share 2 cores
-	Logger          *slog.Logger
+	// PinCPUs starts each broker, PostgreSQL and each platform service on one CPU of its
+	// own, dealt out in turn (placement.go says why; EnvPinCPUs sets it from the
+	// environment). A process keeps the placement it was started with.
+	PinCPUs bool
+	Logger  *slog.Logger
 	// Secure, if set, runs the brokers with a SASL_SSL listener instead of PLAINTEXT
 	// (see SecureConfig). devstack (make dev, make test) and pkg/stacktest set it unless
 	// asked for PLAINTEXT; nil here means PLAINTEXT. A state directory stays in the mode its
@@ -324,7 +328,14 @@ func (s *Stack) spawn(name string, cmd *exec.Cmd, marker string) error {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.Setsid = true
-	if err := cmd.Start(); err != nil {
+	start := cmd.Start
+	if s.cfg.PinCPUs {
+		if cpu, ok := cpuFor(name, onlineCPUs()); ok {
+			start = func() error { return startOnCPU(cmd, cpu) }
+			s.log.Info("placing", "process", name, "cpu", cpu)
+		}
+	}
+	if err := start(); err != nil {
 		return fmt.Errorf("cannot start %s: %w", name, err)
 	}
 	pid := cmd.Process.Pid

@@ -99,6 +99,10 @@ func start() (*Env, error) {
 	if plain, _ := strconv.ParseBool(os.Getenv(EnvPlaintext)); plain {
 		cfg.Secure = nil
 	}
+	// Brokers a test restarts go back where make dev / make bench placed them.
+	if cfg.PinCPUs, err = localstack.PinCPUsFromEnv(); err != nil {
+		return nil, err
+	}
 	// Test binaries of several packages run at once; one of them starts the stack. The
 	// lock is taken before New, which generates the SCRAM passwords of a new stack: two
 	// binaries must not both make them up.

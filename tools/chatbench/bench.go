@@ -106,6 +106,7 @@ func Run(ctx context.Context, cfg Config) (*report.Result, error) {
 	b.res.Config["loadavg_start"] = loadAvg()
 	b.pids = b.resolvePIDs()
 	b.res.Config["pids"] = b.pids
+	b.res.Config["cpus_allowed"] = allowedCPUs(b.pids)
 	b.log.Info("chatbench starting", "mode", cfg.Plan.Mode, "run", b.run, "pids", b.pids)
 
 	steps := []struct {
@@ -290,6 +291,18 @@ func (b *Bench) resolvePIDs() map[string]int {
 	}
 	pids["chatbench"] = os.Getpid()
 	return pids
+}
+
+// allowedCPUs records where each process may run: whether the stack was placed one CPU per
+// process changes every figure of the run (localstack's KCHAT_PIN_CPUS).
+func allowedCPUs(pids map[string]int) map[string]string {
+	out := map[string]string{}
+	for name, pid := range pids {
+		if cpus, err := procstat.AllowedCPUs(pid); err == nil {
+			out[name] = cpus
+		}
+	}
+	return out
 }
 
 // lateStartLimit is how late a step's first send may start before the run says so: the

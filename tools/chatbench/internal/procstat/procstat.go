@@ -63,6 +63,25 @@ func ReadStat(pid int) (Stat, error) {
 	return ParseStat(b)
 }
 
+// AllowedCPUs is the list of CPUs pid may run on, as the kernel prints it ("0-1", "1"):
+// a stack started with one CPU per process (localstack's KCHAT_PIN_CPUS) shows here.
+func AllowedCPUs(pid int) (string, error) {
+	return allowedCPUs("/proc", pid)
+}
+
+func allowedCPUs(procRoot string, pid int) (string, error) {
+	b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "status"))
+	if err != nil {
+		return "", err
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
+			return strings.TrimSpace(v), nil
+		}
+	}
+	return "", fmt.Errorf("procstat: no Cpus_allowed_list in %d's status", pid)
+}
+
 // CPU is the CPU time (user + system) pid has used so far.
 func CPU(pid int) (time.Duration, error) {
 	st, err := ReadStat(pid)

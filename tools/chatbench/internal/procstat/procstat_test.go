@@ -126,3 +126,24 @@ func TestThreadCPU(t *testing.T) {
 		})
 	}
 }
+
+func TestAllowedCPUs(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		pid     int
+		want    string
+		wantErr bool
+	}{
+		{"pinned to one CPU", 4244, "1", false},
+		{"free to run on both", 4245, "0-1", false},
+		{"a status without the field", 4246, "", true},
+		{"no such process", 4247, "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := allowedCPUs("testdata/proc", tc.pid)
+			if (err != nil) != tc.wantErr || got != tc.want {
+				t.Fatalf("allowedCPUs = %q, %v; want %q (error: %v)", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
