@@ -36,7 +36,8 @@ export KCHAT_STACK_PLAINTEXT := $(if $(PLAINTEXT),1)
 TRACING ?=
 TRACING_FLAG := $(if $(filter 1 true yes,$(TRACING)),-tracing)
 # PIN_CPUS=1: start each broker, PostgreSQL and each service on one CPU of its own, dealt out
-# in turn (README, "Local stack"; on the two-vCPU reference VM the e2e p99 at 500 msg/s fell from 383–740 to 246–280 ms).
+# in turn (README, "Local stack"; on the two-vCPU reference VM the e2e p99 at
+# 500 msg/s fell from 383–740 to 277–280 ms).
 # A process keeps the placement it was started with: `make down` first to change it.
 PIN_CPUS ?= $(KCHAT_PIN_CPUS)
 export KCHAT_PIN_CPUS := $(PIN_CPUS)

@@ -1,11 +1,13 @@
 package localstack
 
 import (
-	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestCPUFor(t *testing.T) {
@@ -93,17 +95,18 @@ func TestStartOnCPU(t *testing.T) {
 	}
 }
 
+// allowedCPUs asks the kernel where pid may run, as a list such as "1" or "0-1".
 func allowedCPUs(t *testing.T, pid int) string {
 	t.Helper()
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(pid, &set); err != nil {
 		t.Fatal(err)
 	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
-			return strings.TrimSpace(v)
+	var cpus []string
+	for c := range runtime.NumCPU() {
+		if set.IsSet(c) {
+			cpus = append(cpus, strconv.Itoa(c))
 		}
 	}
-	t.Fatalf("no Cpus_allowed_list in /proc/%d/status", pid)
-	return ""
+	return strings.Join(cpus, ",")
 }
