@@ -14,16 +14,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -56,8 +53,6 @@ func main() {
 		batchSize  = flag.Int("persistence-batch-size", 500, "also run the persistence scenario with this BATCH_SIZE (0: only the service's default)")
 		cleanRows  = flag.Int("cleanup-rows", 0, "outbox-cleanup: old outbox rows and inbox entries each to clean (default: the plan's)")
 		searchMsgs = flag.Int("search-messages", 0, "search: stored messages to search (default: the plan's)")
-		e2eRates   = flag.String("e2e-rates", "", "e2e: comma-separated rates in msg/s (default: the plan's)")
-		e2eDur     = flag.Duration("e2e-duration", 0, "e2e: how long each rate runs (default: the plan's)")
 		verbose    = flag.Bool("v", false, "debug logging")
 		replot     = flag.String("replot", "", "only redraw the plots and table of this result JSON (into its directory) and exit")
 		quiet      = flag.Duration("wait-quiet", 3*time.Minute, "before the first scenario, wait up to this long for a quiet machine (0: don't)")
@@ -65,6 +60,7 @@ func main() {
 		quietLoad  = flag.Float64("quiet-load", 0, "a quiet machine has a 1-minute load average below this (default: the number of cores)")
 		warmMax    = flag.Duration("warm-brokers", -1, "before the first scenario, offer a raw hop to local brokers until their JIT compilers are quiet, for at most this long (0: don't; default: the plan's)")
 	)
+	hopSched, e2eSched := newScheduleFlags(flag.CommandLine, "hop"), newScheduleFlags(flag.CommandLine, "e2e")
 	kafkaSec := service.KafkaSecurityFlags()
 	flag.Parse()
 	// A malformed or inconsistent security setting stops the run here, naming the variable.
@@ -112,21 +108,15 @@ func main() {
 	if *searchMsgs > 0 {
 		cfg.Plan.SearchMessages = *searchMsgs
 	}
-	if *e2eRates != "" {
-		rates, err := parseRates(*e2eRates)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "chatbench: -e2e-rates:", err)
-			os.Exit(2)
-		}
-		cfg.Plan.E2ERates = rates
-		cfg.Plan.ScaleE2ERate = slices.Max(rates) // the one-gateway step runs at a rate of the series
-	}
-	if *e2eDur < 0 {
-		fmt.Fprintln(os.Stderr, "chatbench: -e2e-duration must not be negative")
+	if _, err := hopSched.apply(&cfg.Plan.HopRates, &cfg.Plan.HopDur); err != nil {
+		fmt.Fprintln(os.Stderr, "chatbench:", err)
 		os.Exit(2)
 	}
-	if *e2eDur > 0 {
-		cfg.Plan.E2EDur = *e2eDur
+	if given, err := e2eSched.apply(&cfg.Plan.E2ERates, &cfg.Plan.E2EDur); err != nil {
+		fmt.Fprintln(os.Stderr, "chatbench:", err)
+		os.Exit(2)
+	} else if given {
+		cfg.Plan.ScaleE2ERate = slices.Max(cfg.Plan.E2ERates) // the one-gateway step runs at a rate of the series
 	}
 	if *replot != "" {
 		if err := replotResult(*replot); err != nil {
@@ -145,22 +135,6 @@ func main() {
 	if failed(res) {
 		os.Exit(1)
 	}
-}
-
-// parseRates reads a comma-separated list of positive rates.
-func parseRates(s string) ([]float64, error) {
-	var rates []float64
-	for _, f := range service.SplitList(s) {
-		r, err := strconv.ParseFloat(f, 64)
-		if err != nil || r <= 0 || math.IsInf(r, 0) {
-			return nil, fmt.Errorf("%q is not a positive rate", f)
-		}
-		rates = append(rates, r)
-	}
-	if len(rates) == 0 {
-		return nil, errors.New("no rate given")
-	}
-	return rates, nil
 }
 
 func parseProcs(s string) map[string]int {
