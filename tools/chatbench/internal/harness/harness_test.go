@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"math"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -279,6 +280,49 @@ func TestRunReportsLateFirstSend(t *testing.T) {
 			})
 			if st.FirstLate < tt.wantLateAbove || st.FirstLate >= tt.wantLateBelow {
 				t.Fatalf("FirstLate %v, want in [%v, %v)", st.FirstLate, tt.wantLateAbove, tt.wantLateBelow)
+			}
+		})
+	}
+}
+
+func TestWorstSecondsFindAStall(t *testing.T) {
+	start := time.Date(2026, 12, 7, 23, 50, 0, 0, time.UTC)
+	stallAt := start.Add(7 * time.Second)
+	tests := []struct {
+		name    string
+		seconds int
+		want    []WorstSecond
+	}{
+		{name: "a one-second run names its only second", seconds: 1,
+			want: []WorstSecond{{At: start, MaxMs: 2}}},
+		{name: "the stalled second first, then the others by latency", seconds: 12,
+			want: []WorstSecond{{At: stallAt, MaxMs: 900}, {At: start.Add(11 * time.Second), MaxMs: 13}, {At: start.Add(10 * time.Second), MaxMs: 12},
+				{At: start.Add(9 * time.Second), MaxMs: 11}, {At: start.Add(8 * time.Second), MaxMs: 10}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Two recorders, merged: second k has latencies up to k+2 ms, except the stall.
+			a, b := NewRecorder(), NewRecorder()
+			for k := range tt.seconds {
+				for j := range 10 {
+					intended := start.Add(time.Duration(k)*time.Second + time.Duration(j)*100*time.Millisecond)
+					lat := time.Duration(1+j%2+k) * time.Millisecond
+					if intended.Equal(stallAt.Add(300 * time.Millisecond)) {
+						lat = 900 * time.Millisecond
+					}
+					r := a
+					if j%2 == 1 {
+						r = b
+					}
+					r.Record(intended, intended.Add(lat))
+				}
+			}
+			m := NewRecorder()
+			m.Merge(a)
+			m.Merge(b)
+			got := m.Summary().WorstSeconds
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("worst seconds\n got %v\nwant %v", got, tt.want)
 			}
 		})
 	}

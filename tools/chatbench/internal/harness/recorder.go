@@ -1,7 +1,10 @@
 package harness
 
 import (
+	"cmp"
+	"maps"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,11 +25,15 @@ type Recorder struct {
 	errors int64
 	first  time.Time // earliest intended time recorded
 	last   time.Time // latest completion recorded
+	// worst is the highest latency (µs) of the operations due in each wall-clock second
+	// (Unix seconds): a p99 over a minute at 500/s is set by any half-second stall, and
+	// the stall's time is what finds its cause in the processes' logs.
+	worst map[int64]int64
 }
 
 // NewRecorder returns an empty recorder.
 func NewRecorder() *Recorder {
-	return &Recorder{h: hdrhistogram.New(lowestMicros, highestMicros, sigFigs)}
+	return &Recorder{h: hdrhistogram.New(lowestMicros, highestMicros, sigFigs), worst: map[int64]int64{}}
 }
 
 // Latency is done minus intended, never negative (a reply cannot precede its due time
@@ -51,6 +58,9 @@ func (r *Recorder) Record(intended, done time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	_ = r.h.RecordValue(us)
+	if sec := intended.Unix(); us > r.worst[sec] {
+		r.worst[sec] = us
+	}
 	if r.first.IsZero() || intended.Before(r.first) {
 		r.first = intended
 	}
@@ -78,10 +88,14 @@ func (r *Recorder) Merge(other *Recorder) {
 	other.mu.Lock()
 	h := hdrhistogram.Import(other.h.Export())
 	errs, first, last := other.errors, other.first, other.last
+	worst := maps.Clone(other.worst)
 	other.mu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.h.Merge(h)
+	for sec, us := range worst {
+		r.worst[sec] = max(r.worst[sec], us)
+	}
 	r.errors += errs
 	if !first.IsZero() && (r.first.IsZero() || first.Before(r.first)) {
 		r.first = first
@@ -111,6 +125,18 @@ type Summary struct {
 	P999Ms       float64 `json:"p999_ms"`
 	MaxMs        float64 `json:"max_ms"`
 	Distribution []Point `json:"distribution"`
+	// WorstSeconds are the seconds (by intended send time) with the highest latencies,
+	// worst first, at most WorstSecondsKept.
+	WorstSeconds []WorstSecond `json:"worst_seconds,omitempty"`
+}
+
+// WorstSecondsKept is how many of a run's worst seconds a summary names.
+const WorstSecondsKept = 5
+
+// WorstSecond is the highest latency of the operations due in one second.
+type WorstSecond struct {
+	At    time.Time `json:"at"`
+	MaxMs float64   `json:"max_ms"`
 }
 
 func usToMs(us int64) float64 { return float64(us) / 1000 }
@@ -136,6 +162,16 @@ func (r *Recorder) Summary() Summary {
 		}
 		s.Distribution = append(s.Distribution, Point{Percentile: p, Ms: usToMs(v)})
 	}
+	for sec, us := range r.worst {
+		s.WorstSeconds = append(s.WorstSeconds, WorstSecond{At: time.Unix(sec, 0).UTC(), MaxMs: usToMs(us)})
+	}
+	slices.SortFunc(s.WorstSeconds, func(a, b WorstSecond) int {
+		if c := cmp.Compare(b.MaxMs, a.MaxMs); c != 0 {
+			return c
+		}
+		return a.At.Compare(b.At)
+	})
+	s.WorstSeconds = s.WorstSeconds[:min(len(s.WorstSeconds), WorstSecondsKept)]
 	return s
 }
 
