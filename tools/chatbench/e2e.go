@@ -54,7 +54,7 @@ func (b *Bench) scenarioE2E(ctx context.Context, sc *report.Scenario) error {
 	S, R := b.plan.Senders, b.plan.Rooms
 	e2eStart := time.Now()
 	series := func(name, tag, recvURL string, rates []float64) (report.Series, map[float64]*e2eState, string, error) {
-		return b.e2eSeries(ctx, sc, w, name, tag, recvURL, rates, b.plan.E2EDur, nil)
+		return b.e2eSeries(ctx, sc, w, name, tag, recvURL, rates, b.plan.LeadIn, b.plan.E2EDur, nil)
 	}
 
 	// Scale-out first, on a platform without backlog: the same at one rate with sender
@@ -162,7 +162,7 @@ func (b *Bench) scenarioE2E(ctx context.Context, sc *report.Scenario) error {
 		b.add(f)
 	}
 	sc.Config = map[string]any{"senders_on_A": S, "rooms": R, "receivers_on_B": R, "seconds_per_rate": b.plan.E2EDur.Seconds(),
-		"latency": "intended send time on A → message frame read on B"}
+		"lead_in_seconds": b.plan.LeadIn.Seconds(), "latency": "intended send time on A → message frame read on B"}
 	return nil
 }
 
@@ -298,13 +298,15 @@ func (b *Bench) pathRooms(ctx context.Context, w *wsPath, tag string) (func(int)
 	return room, b.rooms(ctx, members)
 }
 
-// e2eSeries runs the rates for dur each with w's senders and receivers on recvURL, in rooms
-// tagged tag, after a warm-up that proves delivery in every room; between rates it lets
+// e2eSeries runs the rates for leadIn+dur each with w's senders and receivers on recvURL,
+// in rooms tagged tag, after a warm-up that proves delivery in every room; latencies and
+// stage times leave out the messages due in the lead-in (see harness.Recorder.MeasureFrom),
+// losses count every message. Between rates it lets
 // the platform store what the rate left behind. measure, if set, is called just before a
 // rate's first send and its result once the last message arrived (or the wait ended). It
 // returns the series, the steps' states by rate and the receiving gateway's id.
 func (b *Bench) e2eSeries(ctx context.Context, sc *report.Scenario, w *wsPath, name, tag, recvURL string, rates []float64,
-	dur time.Duration, measure func() func()) (report.Series, map[float64]*e2eState, string, error) {
+	leadIn, dur time.Duration, measure func() func()) (report.Series, map[float64]*e2eState, string, error) {
 	sp, cur, S, R, text := w.sp, &w.cur, len(w.senders), len(w.receivers), w.text
 	receivers := w.receivers
 	room, err := b.pathRooms(ctx, w, tag)
@@ -355,6 +357,9 @@ func (b *Bench) e2eSeries(ctx context.Context, sc *report.Scenario, w *wsPath, n
 			intended := st.ack.sched.Intended(i)
 			st.rec.Record(intended, at)
 			st.received.Add(1)
+			if !st.rec.InMeasure(intended) {
+				return // a lead-in message: no stage times either
+			}
 			st.mu.Lock()
 			st.traces[f.MessageID] = &trace{intended: intended, sentAt: f.SentAt, storedAt: f.StoredAt, received: at}
 			st.mu.Unlock()
@@ -397,7 +402,7 @@ func (b *Bench) e2eSeries(ctx context.Context, sc *report.Scenario, w *wsPath, n
 	var acked int64
 	for _, rate := range rates {
 		w.stepID++
-		count := int(rate * dur.Seconds())
+		count := int(rate * (leadIn + dur).Seconds())
 		// The measurement first: starting it (profiles, broker counters) takes time that
 		// must not delay sends already due.
 		var end func()
@@ -406,6 +411,8 @@ func (b *Bench) e2eSeries(ctx context.Context, sc *report.Scenario, w *wsPath, n
 		}
 		sched := harness.NewSchedule(time.Now().Add(20*time.Millisecond), rate, count)
 		st := &e2eState{ack: newAckState(w.stepID, sched), rec: harness.NewRecorder(), traces: make(map[string]*trace, count)}
+		st.rec.MeasureFrom(sched.Start.Add(leadIn))
+		st.ack.rec.MeasureFrom(sched.Start.Add(leadIn))
 		cur.Store(st)
 		runStats := sched.Run(ctx, func(i int, _ time.Time) {
 			c := i % S

@@ -166,17 +166,18 @@ func (r *hopRig) warmUp(ctx context.Context) error {
 // record's intended send time until its consumer fetched it. measure, if set, is called
 // just before the first send and its result just after the last record arrived (or the
 // wait for it ended).
-func (r *hopRig) run(ctx context.Context, rate float64, dur time.Duration, measure func() func()) harness.Step {
+func (r *hopRig) run(ctx context.Context, rate float64, leadIn, dur time.Duration, measure func() func()) harness.Step {
 	st := &hopStep{id: hopStepIDs.Add(1), rec: harness.NewRecorder()}
 	r.cur.Store(st)
 	defer r.cur.Store(nil)
-	count := int(rate * dur.Seconds())
+	count := int(rate * (leadIn + dur).Seconds())
 	// The measurement first: starting it takes time that must not delay sends already due.
 	var end func()
 	if measure != nil {
 		end = measure()
 	}
 	sched := harness.NewSchedule(time.Now().Add(20*time.Millisecond), rate, count)
+	st.rec.MeasureFrom(sched.Start.Add(leadIn))
 	suffix := "|" + strconv.FormatInt(st.id, 10) + "|" + hopPadding
 	send := asyncOps(ctx, sched, 10*time.Second, func(i int, intended time.Time, done func(error)) {
 		r.client.produce(ctx, hopKey(i, r.keys), []byte(strconv.FormatInt(intended.UnixNano(), 10)+suffix), nil, done)
@@ -221,7 +222,7 @@ func (b *Bench) scenarioHop(ctx context.Context, sc *report.Scenario) error {
 			if ctx.Err() != nil {
 				break
 			}
-			step := rig.run(ctx, rate, b.plan.HopDur, nil)
+			step := rig.run(ctx, rate, b.plan.LeadIn, b.plan.HopDur, nil)
 			logStep(b.log, series.Name, step)
 			series.Steps = append(series.Steps, step)
 			if cur, ok := bestStep[rate]; !ok || better(step, cur) {
@@ -249,7 +250,7 @@ func (b *Bench) scenarioHop(ctx context.Context, sc *report.Scenario) error {
 	sc.Config = map[string]any{"topic_like": topics.Submitted, "clients": clientDescriptions(),
 		"consumers":        "kafka-go: one Reader per partition (no group), MinBytes 1, broker wait 50ms (MaxWait consumer.ReaderMaxWait(50ms)); franz-go: a consumer client, FetchMaxWait 50ms",
 		"warm_up":          "fresh topic per client; every broker reports leaders for every partition; then rounds of 100 records until one round trips without an error",
-		"seconds_per_rate": b.plan.HopDur.Seconds(), "record_bytes": hopPad + 30, "keys": b.plan.Rooms,
+		"seconds_per_rate": b.plan.HopDur.Seconds(), "lead_in_seconds": b.plan.LeadIn.Seconds(), "record_bytes": hopPad + 30, "keys": b.plan.Rooms,
 		"baseline": "e2e compares with the best client at each rate (everything delivered, then lowest p99)"}
 	return nil
 }

@@ -244,7 +244,7 @@ func (b *Bench) scenarioProfile(ctx context.Context, sc *report.Scenario) error 
 		return err
 	}
 	var win *costWindow
-	series, states, _, err := b.e2eSeries(ctx, sc, w, "profile: e2e A→B", "prof", bb, []float64{rate}, dur, func() func() {
+	series, states, _, err := b.e2eSeries(ctx, sc, w, "profile: e2e A→B", "prof", bb, []float64{rate}, 0, dur, func() func() {
 		win = b.startWindow(ctx, bc, dir, seconds)
 		return win.end
 	})
@@ -278,7 +278,7 @@ func (b *Bench) scenarioProfile(ctx context.Context, sc *report.Scenario) error 
 		}
 		var hw *costWindow
 		var p0, f0 int64
-		step := rig.run(ctx, rate, dur, func() func() {
+		step := rig.run(ctx, rate, 0, dur, func() func() {
 			p0, f0 = rig.client.requests()
 			hw = b.startWindow(ctx, bc, "", 0)
 			return hw.end

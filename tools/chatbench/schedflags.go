@@ -66,3 +66,11 @@ func parseRates(s string) ([]float64, error) {
 	}
 	return rates, nil
 }
+
+// leadInGiven reports whether -lead-in was on the command line: 0 is a valid lead-in, so
+// only its presence tells "none" from "the plan's".
+func leadInGiven(fs *flag.FlagSet) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == "lead-in" })
+	return given
+}

@@ -170,6 +170,21 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("profile: records appended to chat.submitted per message = %v, want about 1 (kafka error: %v)", v, platform["kafka_error"])
 		}
 	}
+	// Each hop and e2e step ran its lead-in first and left it out of the latencies.
+	plan := SmokePlan()
+	for _, sc := range back.Scenarios {
+		if sc.Name != "hop" && sc.Name != "e2e" {
+			continue
+		}
+		for _, se := range sc.Series {
+			for _, st := range se.Steps {
+				want := int64(st.Rate * plan.LeadIn.Seconds())
+				if st.Lost == 0 && st.Latency.LeadIn != want {
+					t.Errorf("%s @ %v/s: %d sends left out as lead-in, want %d", se.Name, st.Rate, st.Latency.LeadIn, want)
+				}
+			}
+		}
+	}
 	for _, f := range []string{"smoke-latency.png", "smoke-rate.png", "latest.md"} {
 		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
 			t.Errorf("%s: %v", f, err)

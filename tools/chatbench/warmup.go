@@ -66,7 +66,7 @@ func (b *Bench) warmBrokers(ctx context.Context, max time.Duration) map[string]a
 	warm := false
 	for !warm && time.Since(t0) < max && ctx.Err() == nil {
 		jit0, cpu0 := brokerCPU(brokers)
-		step := rig.run(ctx, b.plan.WarmRate, b.plan.WarmRound, nil)
+		step := rig.run(ctx, b.plan.WarmRate, 0, b.plan.WarmRound, nil)
 		jit1, cpu1 := brokerCPU(brokers)
 		r := warmRound{JITSeconds: map[string]float64{}, BrokerSeconds: map[string]float64{},
 			Achieved: step.Throughput, P99Ms: step.Latency.P99Ms}

@@ -327,3 +327,63 @@ func TestWorstSecondsFindAStall(t *testing.T) {
 		})
 	}
 }
+
+func TestLeadInIsLeftOut(t *testing.T) {
+	start := time.Date(2026, 12, 8, 1, 0, 0, 0, time.UTC)
+	// 10 operations a second for 10 s, each 5 ms, but every one due in the first second
+	// took 800 ms: the step's lead-in stall.
+	tests := []struct {
+		name       string
+		leadIn     time.Duration
+		wantCount  int64
+		wantLeadIn int64
+		wantMaxMs  float64
+		wantWorst  time.Time
+	}{
+		{name: "no lead-in: the stall is in every figure", leadIn: 0, wantCount: 100, wantLeadIn: 0, wantMaxMs: 800, wantWorst: start},
+		{name: "a lead-in shorter than the stall keeps part of it", leadIn: 500 * time.Millisecond, wantCount: 95, wantLeadIn: 5, wantMaxMs: 800, wantWorst: start},
+		{name: "a lead-in past the stall leaves it out", leadIn: 2 * time.Second, wantCount: 80, wantLeadIn: 20, wantMaxMs: 5, wantWorst: start.Add(2 * time.Second)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Two recorders merged, as the stage and per-connection recorders are.
+			a, b := NewRecorder(), NewRecorder()
+			for _, r := range []*Recorder{a, b} {
+				r.MeasureFrom(start.Add(tt.leadIn))
+			}
+			for i := range 100 {
+				intended := start.Add(time.Duration(i) * 100 * time.Millisecond)
+				lat := 5 * time.Millisecond
+				if i < 10 {
+					lat = 800 * time.Millisecond
+				}
+				r := a
+				if i%2 == 1 {
+					r = b
+				}
+				if got, want := r.InMeasure(intended), !intended.Before(start.Add(tt.leadIn)); got != want {
+					t.Fatalf("InMeasure(%v) = %v, want %v", intended, got, want)
+				}
+				r.Record(intended, intended.Add(lat))
+			}
+			m := NewRecorder()
+			m.Merge(a)
+			m.Merge(b)
+			s := m.Summary()
+			if s.Count != tt.wantCount || s.LeadIn != tt.wantLeadIn {
+				t.Fatalf("count %d, lead-in %d; want %d, %d", s.Count, s.LeadIn, tt.wantCount, tt.wantLeadIn)
+			}
+			if math.Abs(s.MaxMs-tt.wantMaxMs) > tt.wantMaxMs/100 { // the histogram keeps 3 digits
+				t.Fatalf("max %v ms, want %v", s.MaxMs, tt.wantMaxMs)
+			}
+			if len(s.WorstSeconds) == 0 || !s.WorstSeconds[0].At.Equal(tt.wantWorst) {
+				t.Fatalf("worst seconds %v, want %v first", s.WorstSeconds, tt.wantWorst)
+			}
+			// Throughput covers only the measured part: about 10/s whatever the lead-in (the
+			// span ends 5 ms after the last due time, and starts at the first one measured).
+			if got := m.Throughput(); got < 9.9 || got > 10.2 {
+				t.Fatalf("throughput %.2f/s, want 10", got)
+			}
+		})
+	}
+}

@@ -29,11 +29,33 @@ type Recorder struct {
 	// (Unix seconds): a p99 over a minute at 500/s is set by any half-second stall, and
 	// the stall's time is what finds its cause in the processes' logs.
 	worst map[int64]int64
+	// from, if set, is when the measured part of a step starts: operations due before it
+	// are its lead-in, counted but not recorded. A step's first seconds carry whatever the
+	// step before left (new connections, a consumer's backlog, a client adapting its
+	// batches to the new rate), and in a 10 s step they decided the p99 (README, eleventh
+	// round); the OpenMessaging Benchmark likewise discards a warm-up before each test.
+	from   time.Time
+	leadIn int64
 }
 
 // NewRecorder returns an empty recorder.
 func NewRecorder() *Recorder {
 	return &Recorder{h: hdrhistogram.New(lowestMicros, highestMicros, sigFigs), worst: map[int64]int64{}}
+}
+
+// MeasureFrom makes the recorder leave out (and count as lead-in) every operation due
+// before t. Set it before the first Record.
+func (r *Recorder) MeasureFrom(t time.Time) {
+	r.mu.Lock()
+	r.from = t
+	r.mu.Unlock()
+}
+
+// InMeasure reports whether an operation due at intended is past the lead-in.
+func (r *Recorder) InMeasure(intended time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return !intended.Before(r.from)
 }
 
 // Latency is done minus intended, never negative (a reply cannot precede its due time
@@ -57,6 +79,10 @@ func (r *Recorder) Record(intended, done time.Time) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if intended.Before(r.from) {
+		r.leadIn++
+		return
+	}
 	_ = r.h.RecordValue(us)
 	if sec := intended.Unix(); us > r.worst[sec] {
 		r.worst[sec] = us
@@ -87,7 +113,7 @@ func (r *Recorder) Count() int64 {
 func (r *Recorder) Merge(other *Recorder) {
 	other.mu.Lock()
 	h := hdrhistogram.Import(other.h.Export())
-	errs, first, last := other.errors, other.first, other.last
+	errs, first, last, leadIn := other.errors, other.first, other.last, other.leadIn
 	worst := maps.Clone(other.worst)
 	other.mu.Unlock()
 	r.mu.Lock()
@@ -97,6 +123,7 @@ func (r *Recorder) Merge(other *Recorder) {
 		r.worst[sec] = max(r.worst[sec], us)
 	}
 	r.errors += errs
+	r.leadIn += leadIn
 	if !first.IsZero() && (r.first.IsZero() || first.Before(r.first)) {
 		r.first = first
 	}
@@ -128,6 +155,9 @@ type Summary struct {
 	// WorstSeconds are the seconds (by intended send time) with the highest latencies,
 	// worst first, at most WorstSecondsKept.
 	WorstSeconds []WorstSecond `json:"worst_seconds,omitempty"`
+	// LeadIn is how many operations were due in the step's lead-in and left out of every
+	// figure above (see Recorder.MeasureFrom); they still count as delivered or lost.
+	LeadIn int64 `json:"lead_in,omitempty"`
 }
 
 // WorstSecondsKept is how many of a run's worst seconds a summary names.
@@ -145,7 +175,7 @@ func usToMs(us int64) float64 { return float64(us) / 1000 }
 func (r *Recorder) Summary() Summary {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s := Summary{Count: r.h.TotalCount(), Errors: r.errors}
+	s := Summary{Count: r.h.TotalCount(), Errors: r.errors, LeadIn: r.leadIn}
 	if s.Count == 0 {
 		return s
 	}
